@@ -1,0 +1,226 @@
+"""The run configuration: one Pydantic model shared by the API (the body of POST /runs), the worker and
+`ganforge train`.
+
+A config is resolved in three layers, lowest first: the defaults of its dataset (each built-in dataset's
+default is its recommended configuration), then a named preset, then what the user wrote. The resolved
+config is what is stored with the run, written next to its artifacts and into every checkpoint, so that a
+run can be reproduced from it alone. Unknown fields are rejected, so a typo is an error and not a silent
+default.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
+    # kind, channels, number of classes (0 = unlabeled), native size in pixels (images only)
+    "ring8": {"kind": "points", "channels": 0, "num_classes": 0},
+    "grid25": {"kind": "points", "channels": 0, "num_classes": 0},
+    "digits": {"kind": "images", "channels": 1, "num_classes": 10},
+    "stacked-digits": {"kind": "images", "channels": 3, "num_classes": 1000},
+}
+
+# Uploaded datasets are referenced by their id (see POST /datasets).
+DATASET_ID_PATTERN = re.compile(r"^ds_[0-9a-f]{8,64}$")
+
+ARCH_IMAGE_SIZES: dict[str, tuple[int, ...]] = {
+    "mlp": (),
+    "dcgan": (16, 32, 64, 128),
+    "resnet": (32, 64),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    arch: Literal["mlp", "dcgan", "resnet"] = Field(
+        "dcgan", description="Network family: mlp for 2-D data, dcgan or resnet (SNGAN-style) for images."
+    )
+    image_size: int = Field(32, description="Side of the square images in pixels (ignored for 2-D data).")
+    z_dim: int = Field(100, ge=1, le=1024, description="Dimension of the generator's latent vector.")
+    width: int = Field(64, ge=4, le=1024, description="Base channel count (conv nets) or hidden units (mlp).")
+    depth: int = Field(3, ge=1, le=8, description="Hidden layers of the mlp (conv nets ignore it).")
+    conditional: bool = Field(False, description="Condition on class labels (needs a labeled dataset).")
+    g_conditioning: Literal["concat", "cbn"] = Field(
+        "cbn", description="How the generator sees the label: concatenated embedding, or conditional BatchNorm."
+    )
+    d_conditioning: Literal["projection", "acgan"] = Field(
+        "projection", description="Conditional discriminator: projection (Miyato & Koyama) or an AC-GAN head."
+    )
+    spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
+    minibatch_std: bool = Field(False, description="Minibatch standard deviation feature in the discriminator.")
+    pack: int = Field(1, ge=1, le=8, description="PacGAN packing: the discriminator judges this many samples jointly.")
+
+
+class LossConfig(_Strict):
+    kind: Literal["minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge"] = Field(
+        "nonsaturating", description="The adversarial objective."
+    )
+    gp_weight: float = Field(10.0, ge=0, description="Gradient-penalty weight (wgan-gp).")
+    r1_gamma: float = Field(0.0, ge=0, description="R1 penalty weight on real data; 0 turns it off.")
+    clip: float = Field(0.01, gt=0, description="Weight-clipping bound of the critic (wgan).")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="One-sided label smoothing: real target 1 - this.")
+    instance_noise: float = Field(
+        0.0, ge=0, description="Std of Gaussian noise added to D's inputs, annealed linearly to 0 over the run."
+    )
+    feature_matching: float = Field(0.0, ge=0, description="Weight of the feature-matching term in G's loss.")
+    acgan_weight: float = Field(1.0, ge=0, description="Weight of the auxiliary classifier loss (AC-GAN).")
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(3000, ge=1, le=10_000_000, description="Generator steps to train.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Samples per batch.")
+    lr_g: float = Field(2e-4, gt=0, le=1, description="Generator learning rate.")
+    lr_d: float = Field(2e-4, gt=0, le=1, description="Discriminator learning rate (TTUR when it differs).")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1.")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2.")
+    n_critic: int = Field(1, ge=1, le=20, description="Discriminator steps per generator step.")
+    lr_schedule: Literal["constant", "linear"] = Field("constant", description="Linear decays both rates to 0.")
+    ema: float | None = Field(
+        None, gt=0, lt=1, description="Decay of an EMA copy of the generator; grids and samples use it when set."
+    )
+    diffaugment: str = Field("", description="DiffAugment policy: comma-separated color, translation, cutout.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto picks bf16 where the hardware runs it fast (CUDA, AVX512-BF16 CPUs), else fp32."
+    )
+    compile: bool = Field(False, description="Wrap the networks in torch.compile.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when there is one.")
+
+
+class ScheduleConfig(_Strict):
+    sample_every: int = Field(500, ge=1, description="Write a sample grid every this many steps.")
+    checkpoint_every: int = Field(1000, ge=1, description="Write a checkpoint every this many steps.")
+    eval_every: int = Field(0, ge=0, description="Compute evaluation metrics every this many steps; 0 = never.")
+    eval_samples: int = Field(2048, ge=64, le=50_000, description="Generated samples per evaluation.")
+    keep_checkpoints: int = Field(5, ge=1, le=1000, description="Keep this many most recent checkpoints.")
+    stop_on_divergence: bool = Field(False, description="Roll back to the best checkpoint when training diverges.")
+
+
+class RunConfig(_Strict):
+    name: str = Field("", max_length=200, description="A name for people; not unique.")
+    dataset: str = Field(..., description="A built-in dataset (ring8, grid25, digits, stacked-digits) or a dataset id.")
+    preset: str | None = Field(None, description="A named configuration applied before your own fields.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of every random number generator in the run.")
+    model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
+    loss: LossConfig = Field(default_factory=LossConfig)  # type: ignore[arg-type]
+    train: TrainConfig = Field(default_factory=TrainConfig)  # type: ignore[arg-type]
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layer_defaults(cls, data: Any) -> Any:
+        """Fill in the dataset's recommended defaults and the preset beneath the user's own fields."""
+        if not isinstance(data, dict):
+            return data
+        dataset = data.get("dataset")
+        if not isinstance(dataset, str):
+            return data
+        if dataset not in BUILTIN_DATASETS and not DATASET_ID_PATTERN.match(dataset):
+            raise ValueError(
+                f"dataset: unknown dataset {dataset!r}; use one of {', '.join(BUILTIN_DATASETS)} or a dataset id"
+            )
+        layered = copy.deepcopy(DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["_uploaded"]))
+        preset = data.get("preset")
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"preset: unknown preset {preset!r}; use one of {', '.join(sorted(PRESETS))}")
+            _deep_merge(layered, PRESETS[preset])
+        _deep_merge(layered, data)
+        return layered
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> RunConfig:
+        """Reject combinations that cannot train, with the field and the reason."""
+        info = BUILTIN_DATASETS.get(self.dataset)
+        kind = info["kind"] if info else "images"
+        arch = self.model.arch
+        if kind == "points" and arch != "mlp":
+            raise ValueError(f"model.arch: {self.dataset} is 2-D point data; only the mlp architecture fits it")
+        if kind == "images" and arch == "mlp":
+            raise ValueError(f"model.arch: {self.dataset} is an image dataset; use dcgan or resnet, not mlp")
+        sizes = ARCH_IMAGE_SIZES[arch]
+        if kind == "images" and self.model.image_size not in sizes:
+            raise ValueError(
+                f"model.image_size: {arch} supports {', '.join(map(str, sizes))} px, not {self.model.image_size}"
+            )
+        if self.model.conditional and info is not None and info["num_classes"] == 0:
+            raise ValueError(f"model.conditional: {self.dataset} has no labels, so a run on it cannot be conditional")
+        if self.model.pack > 1 and self.train.batch_size % self.model.pack:
+            raise ValueError(
+                f"model.pack: train.batch_size ({self.train.batch_size}) must be a multiple of pack ({self.model.pack})"
+            )
+        if self.model.pack > 1 and self.model.conditional:
+            raise ValueError("model.pack: packing is for unconditional runs; set pack to 1 or conditional to false")
+        if self.model.d_conditioning == "acgan" and self.model.conditional and self.loss.kind in ("wgan", "wgan-gp"):
+            pass  # AC-GAN's classifier head works with any adversarial loss.
+        policies = [p.strip() for p in self.train.diffaugment.split(",") if p.strip()]
+        unknown = [p for p in policies if p not in ("color", "translation", "cutout")]
+        if unknown:
+            raise ValueError(f"train.diffaugment: unknown policy {unknown[0]!r}; use color, translation, cutout")
+        if policies and kind == "points":
+            raise ValueError("train.diffaugment: DiffAugment works on images, not on 2-D point data")
+        return self
+
+    @property
+    def data_kind(self) -> str:
+        """'points' for 2-D data, 'images' otherwise."""
+        info = BUILTIN_DATASETS.get(self.dataset)
+        return info["kind"] if info else "images"
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> None:
+    """Merge `over` into `base` in place, one level of dicts deep at a time."""
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+# Each built-in dataset's default is its recommended configuration (see docs/benchmarks.md).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ring8": {
+        "model": {"arch": "mlp", "z_dim": 2, "width": 128, "depth": 3},
+        "train": {"steps": 2000, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-3, "beta1": 0.5},
+        "schedule": {"sample_every": 250, "checkpoint_every": 500},
+    },
+    "grid25": {
+        "model": {"arch": "mlp", "z_dim": 2, "width": 128, "depth": 3},
+        "train": {"steps": 3000, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-3, "beta1": 0.5},
+        "schedule": {"sample_every": 250, "checkpoint_every": 500},
+    },
+    "digits": {
+        "model": {"arch": "dcgan", "image_size": 32, "z_dim": 100, "width": 32},
+        "train": {"steps": 3000, "batch_size": 64},
+        "schedule": {"sample_every": 250, "checkpoint_every": 1000},
+    },
+    "stacked-digits": {
+        "model": {"arch": "dcgan", "image_size": 32, "z_dim": 100, "width": 32},
+        "train": {"steps": 5000, "batch_size": 64},
+        "schedule": {"sample_every": 500, "checkpoint_every": 1000},
+    },
+    "_uploaded": {
+        "model": {"arch": "dcgan", "image_size": 32},
+        "train": {"steps": 5000, "batch_size": 64},
+    },
+}
+
+# Named configurations that POST /runs accepts as "preset"; applied over the dataset defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "dcgan": {"model": {"arch": "dcgan"}, "loss": {"kind": "nonsaturating"}},
+    "wgan-gp": {
+        "loss": {"kind": "wgan-gp", "gp_weight": 10.0},
+        "train": {"n_critic": 5, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.9},
+    },
+    "sngan-hinge": {
+        "model": {"spectral_norm": True},
+        "loss": {"kind": "hinge"},
+        "train": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 1},
+    },
+}
