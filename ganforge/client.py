@@ -660,9 +660,10 @@ class Tokens:
     def __init__(self, client: Ganforge) -> None:
         self._c = client
 
-    def create(self, name: str) -> Token:
-        """A new user token; the secret is in `.token` and is shown only this once."""
-        return Token.from_json(self._c.request("POST", "/tokens", json={"name": name}).json())
+    def create(self, name: str, *, admin: bool = False) -> Token:
+        """A new token (an admin's when `admin`); the secret is in `.token` and is shown only this once."""
+        body: dict[str, Any] = {"name": name, "admin": True} if admin else {"name": name}
+        return Token.from_json(self._c.request("POST", "/tokens", json=body).json())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -941,5 +942,6 @@ class AsyncTokens:
     def __init__(self, client: AsyncGanforge) -> None:
         self._c = client
 
-    async def create(self, name: str) -> Token:
-        return Token.from_json((await self._c.request("POST", "/tokens", json={"name": name})).json())
+    async def create(self, name: str, *, admin: bool = False) -> Token:
+        body: dict[str, Any] = {"name": name, "admin": True} if admin else {"name": name}
+        return Token.from_json((await self._c.request("POST", "/tokens", json=body)).json())

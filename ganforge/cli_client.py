@@ -1,0 +1,465 @@
+"""The client half of the `ganforge` command line: runs, samples, generate, datasets, tokens.
+
+Every command talks to a server over HTTP with `ganforge.client.Ganforge`. The server's URL and token come
+from `--url`/`--token` or `GANFORGE_URL`/`GANFORGE_TOKEN`. People get tables, scripts get `--json`; any
+failure exits non-zero and prints the server's detail. `ganforge/cli.py` adds these with `register(app)`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, cast
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from ganforge.client import DEFAULT_URL, APIError, Ganforge, GanforgeError, ImageFormat, Run, TransportError
+
+console = Console()
+err_console = Console(stderr=True)
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="GANFORGE_URL", help="Server URL.")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="GANFORGE_TOKEN", help="API token.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+runs_app = typer.Typer(help="Training runs.", no_args_is_help=True)
+samples_app = typer.Typer(help="Sample grids written during training.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Uploaded and built-in datasets.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens (admins only).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the `ganforge` app."""
+    app.add_typer(runs_app, name="runs")
+    app.add_typer(samples_app, name="samples")
+    app.add_typer(datasets_app, name="datasets")
+    app.add_typer(tokens_app, name="tokens")
+    app.command("generate")(generate)
+
+
+@contextmanager
+def _connect(url: str, token: str | None) -> Iterator[Ganforge]:
+    """A client whose errors end the command with exit code 1 and the server's detail on stderr."""
+    try:
+        with Ganforge(url, token or "") as client:
+            yield client
+    except GanforgeError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(1)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A run config from a .json or .yaml/.yml file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            _fail("reading YAML needs pyyaml (pip install pyyaml); or write the config as .json")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            _fail(f"{path} is not valid YAML: {exc}")
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            _fail(f"{path} is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        _fail(f"{path} must hold a mapping of config fields, such as {{dataset: ring8}}")
+    return cast(dict[str, Any], data)
+
+
+def _progress_text(step: int, total: int) -> str:
+    return f"{step}/{total} ({100 * step // total} %)" if total else f"{step}/?"
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _losses(values: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.3f}" for name, value in sorted(values.items())) or "-"
+
+
+def _run_table(runs: list[Run]) -> Table:
+    table = Table("ID", "NAME", "DATASET", "STATUS", "PROGRESS", "CREATED")
+    for run in runs:
+        created = run.created_at.strftime("%Y-%m-%d %H:%M:%S") if run.created_at else "-"
+        table.add_row(
+            run.id,
+            run.name or "-",
+            str(run.config.get("dataset", "-")),
+            run.status,
+            _progress_text(run.progress.step, run.progress.total_steps),
+            created,
+        )
+    return table
+
+
+def _show_run(run: Run) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_row("id", run.id)
+    table.add_row("name", run.name or "-")
+    table.add_row("status", run.status)
+    table.add_row("dataset", str(run.config.get("dataset", "-")))
+    table.add_row("progress", _progress_text(run.progress.step, run.progress.total_steps))
+    if run.progress.images_per_sec is not None:
+        table.add_row("images/sec", f"{run.progress.images_per_sec:.0f}")
+    if not run.done:
+        table.add_row("eta", _eta(run.progress.eta_seconds))
+    for name, value in sorted(run.latest_metrics.items()):
+        table.add_row(name, f"{value:.4g}")
+    table.add_row("created", str(run.created_at or "-"))
+    table.add_row("started", str(run.started_at or "-"))
+    table.add_row("finished", str(run.finished_at or "-"))
+    table.add_row("worker", run.worker or "-")
+    if run.error:
+        table.add_row("error", f"[red]{escape(run.error)}[/red]")
+    console.print(table)
+
+
+def _watch(client: Ganforge, run_id: str) -> Run:
+    """A live progress bar fed by the run's event stream, or by polling when the stream is not there."""
+    run = client.runs.get(run_id)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[ips]} img/s  ETA {task.fields[eta]}  {task.fields[losses]}"),
+        console=err_console,
+        transient=False,
+    )
+    task = bar.add_task(
+        run.status,
+        total=run.progress.total_steps or None,
+        completed=run.progress.step,
+        ips="-",
+        eta=_eta(run.progress.eta_seconds),
+        losses=_losses(run.latest_metrics),
+    )
+
+    def show_run(current: Run) -> None:
+        ips = current.progress.images_per_sec
+        bar.update(
+            task,
+            description=current.status,
+            total=current.progress.total_steps or None,
+            completed=current.progress.step,
+            ips=f"{ips:.0f}" if ips is not None else "-",
+            eta=_eta(current.progress.eta_seconds),
+            losses=_losses(current.latest_metrics),
+        )
+
+    with bar:
+        if run.done:
+            show_run(run)
+            return run
+        streamed = True
+        try:
+            for event in client.runs.events(run_id):
+                data = event.data if isinstance(event.data, dict) else {}
+                if event.event == "progress":
+                    ips = data.get("images_per_sec")
+                    bar.update(
+                        task,
+                        description="running",
+                        total=data.get("total_steps") or None,
+                        completed=data.get("step", 0),
+                        ips=f"{ips:.0f}" if isinstance(ips, int | float) else "-",
+                        eta=_eta(data.get("eta_seconds")),
+                        losses=_losses(data.get("losses") or {}),
+                    )
+                elif event.event == "status":
+                    bar.update(task, description=str(data.get("status", "")))
+        except (APIError, TransportError) as exc:
+            if isinstance(exc, APIError) and exc.status == 401:
+                raise
+            streamed = False
+        if not streamed:
+            err_console.print("[dim]event stream not available; polling[/dim]")
+            return client.runs.wait(run_id, on_progress=show_run, poll_interval=1.0)
+        run = client.runs.get(run_id)
+        show_run(run)
+        return run
+
+
+def _finish(run: Run, json_out: bool) -> None:
+    if json_out:
+        _print_json(run.raw)
+    else:
+        _show_run(run)
+    if run.status != "succeeded":
+        _fail(f"run {run.id} {run.status}" + (f": {run.error}" if run.error else ""))
+
+
+@runs_app.command("create")
+def runs_create(
+    file: Annotated[Path, typer.Option("-f", "--file", help="Run config, .json or .yaml.")],
+    watch: Annotated[bool, typer.Option("--watch", help="Follow the run until it ends.")] = False,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Retrying with the same key returns the same run.")
+    ] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start a training run from a config file."""
+    config = _read_config(file)
+    with _connect(url, token) as client:
+        run = client.runs.create(config, idempotency_key=idempotency_key)
+        if watch:
+            err_console.print(f"run [bold]{run.id}[/bold] queued")
+            _finish(_watch(client, run.id), json_out)
+            return
+    if json_out:
+        _print_json(run.raw)
+    else:
+        console.print(f"run [bold]{run.id}[/bold] {run.status}")
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Your runs, newest first."""
+    with _connect(url, token) as client:
+        page = client.runs.list(status=status, limit=limit, cursor=cursor)
+    if json_out:
+        _print_json({"items": [run.raw for run in page.items], "next_cursor": page.next_cursor})
+        return
+    console.print(_run_table(page.items))
+    if page.next_cursor:
+        console.print(f"[dim]more: --cursor {page.next_cursor}[/dim]")
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """One run: status, progress, metrics, error."""
+    with _connect(url, token) as client:
+        run = client.runs.get(run_id)
+    if json_out:
+        _print_json(run.raw)
+    else:
+        _show_run(run)
+
+
+@runs_app.command("watch")
+def runs_watch(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Follow a run live (step, images/sec, ETA, losses); exit 1 unless it succeeds."""
+    with _connect(url, token) as client:
+        run = _watch(client, run_id)
+        _finish(run, json_out)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Stop a run at its next step; its last checkpoint stays."""
+    with _connect(url, token) as client:
+        run = client.runs.cancel(run_id)
+    if json_out:
+        _print_json(run.raw)
+    else:
+        console.print(f"run [bold]{run.id}[/bold] {run.status}")
+
+
+@runs_app.command("resume")
+def runs_resume(
+    run_id: str,
+    steps: Annotated[int | None, typer.Option(help="Steps to train past the last checkpoint.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Follow the run until it ends.")] = False,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Continue a run from its last checkpoint."""
+    with _connect(url, token) as client:
+        run = client.runs.resume(run_id, steps=steps)
+        if watch:
+            _finish(_watch(client, run.id), json_out)
+            return
+    if json_out:
+        _print_json(run.raw)
+    else:
+        console.print(f"run [bold]{run.id}[/bold] {run.status}")
+
+
+@runs_app.command("delete")
+def runs_delete(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Delete a run and its artifacts."""
+    with _connect(url, token) as client:
+        client.runs.delete(run_id)
+    if json_out:
+        _print_json({"id": run_id, "deleted": True})
+    else:
+        console.print(f"run [bold]{run_id}[/bold] deleted")
+
+
+@samples_app.command("get")
+def samples_get(
+    run_id: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the PNG.")] = Path("grid.png"),
+    step: Annotated[int | None, typer.Option(help="The grid of this step (default: the newest).")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download a sample grid written during training."""
+    with _connect(url, token) as client:
+        png = client.runs.latest_samples(run_id) if step is None else client.runs.sample(run_id, step)
+    output.write_bytes(png)
+    if json_out:
+        _print_json({"path": str(output), "size_bytes": len(png)})
+    else:
+        console.print(f"wrote {output} ({len(png)} bytes)")
+
+
+def generate(
+    run_id: str,
+    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the latent batch.")] = 0,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="out.png (one grid), out.zip (one PNG each) or out.npz (arrays).")
+    ] = Path("out.png"),
+    step: Annotated[str, typer.Option(help="Checkpoint step, or 'latest'.")] = "latest",
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run has one.")] = True,
+    truncation: Annotated[float | None, typer.Option(help="Truncation of the latents.")] = None,
+    labels: Annotated[str | None, typer.Option(help="Comma-separated class labels (conditional runs).")] = None,
+    interpolate: Annotated[int | None, typer.Option(help="Interpolate between latents in this many steps.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 600.0,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sample from a run's checkpoint; the output's suffix picks the format."""
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in ("png", "zip", "npz"):
+        _fail(f"-o {output}: the suffix must be .png, .zip or .npz")
+    if step != "latest" and not step.isdigit():
+        _fail(f"--step {step}: a step number or 'latest'")
+    try:
+        label_list = [int(x) for x in labels.split(",")] if labels else None
+    except ValueError:
+        _fail(f"--labels {labels}: comma-separated integers")
+    with _connect(url, token) as client:
+        handle = client.generations.create(
+            run_id,
+            n=n,
+            seed=seed,
+            step="latest" if step == "latest" else int(step),
+            ema=ema,
+            truncation=truncation,
+            labels=label_list,
+            format=cast(ImageFormat, fmt),
+            interpolate=interpolate,
+        )
+        with err_console.status(f"generation {handle.id}: waiting for a worker"):
+            data = handle.result(timeout=timeout)
+    output.write_bytes(data)
+    if json_out:
+        _print_json({"generation": handle.generation.raw, "path": str(output), "size_bytes": len(data)})
+    else:
+        console.print(f"wrote {output} ({len(data)} bytes) from generation {handle.id}")
+
+
+@datasets_app.command("upload")
+def datasets_upload(
+    file: Annotated[Path, typer.Argument(help="A ZIP of images, one folder per class (folders optional).")],
+    name: Annotated[str | None, typer.Option(help="A name (default: the file's stem).")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Upload a dataset."""
+    if not file.is_file():
+        _fail(f"{file}: no such file")
+    with _connect(url, token) as client:
+        dataset = client.datasets.upload(file, name=name)
+    if json_out:
+        _print_json(dataset.raw)
+    else:
+        console.print(
+            f"dataset [bold]{dataset.id}[/bold]: {dataset.num_images} images, "
+            f"{dataset.image_size}px, {dataset.channels} channel(s)"
+        )
+
+
+@datasets_app.command("list")
+def datasets_list(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Built-in and uploaded datasets."""
+    with _connect(url, token) as client:
+        datasets = client.datasets.list()
+    if json_out:
+        _print_json([d.raw for d in datasets])
+        return
+    table = Table("ID", "NAME", "IMAGES", "SIZE", "CHANNELS", "CLASSES", "BUILT-IN")
+    for d in datasets:
+        classes = len(d.classes) if isinstance(d.classes, list) else d.classes
+        table.add_row(
+            d.id,
+            d.name,
+            str(d.num_images if d.num_images is not None else "-"),
+            str(d.image_size or "-"),
+            str(d.channels if d.channels is not None else "-"),
+            str(classes if classes is not None else "-"),
+            "yes" if d.builtin else "",
+        )
+    console.print(table)
+
+
+@datasets_app.command("delete")
+def datasets_delete(
+    dataset_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Delete an uploaded dataset (refused while a queued or running run uses it)."""
+    with _connect(url, token) as client:
+        client.datasets.delete(dataset_id)
+    if json_out:
+        _print_json({"id": dataset_id, "deleted": True})
+    else:
+        console.print(f"dataset [bold]{dataset_id}[/bold] deleted")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the new token admin rights.")] = False,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a user token (admins only); it is shown once."""
+    with _connect(url, token) as client:
+        created = client.tokens.create(name, admin=admin)
+    if json_out:
+        _print_json(created.raw)
+    else:
+        console.print(f"token for [bold]{escape(created.name)}[/bold] (shown once):")
+        console.print(created.token, highlight=False, soft_wrap=True)
