@@ -1,0 +1,79 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from kombu import Connection
+from sqlalchemy import func, select, text
+
+from api.db import get_sessionmaker
+from api.models import RUN_STATUSES, Run
+from api.deps import SettingsDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """200 while the process serves."""
+    return {"status": "ok"}
+
+
+def _check_database() -> str | None:
+    try:
+        with get_sessionmaker()() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"database: {type(exc).__name__}"
+    return None
+
+
+def _check_broker(url: str) -> str | None:
+    try:
+        with Connection(url, connect_timeout=2, transport_options={"socket_timeout": 2}) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+    except Exception as exc:
+        return f"broker: {type(exc).__name__}"
+    return None
+
+
+@router.get("/readyz", responses={503: {"description": "The database or the broker does not answer."}})
+def readyz(settings: SettingsDep) -> Any:
+    """200 when the database and the broker answer, else 503 naming which one does not."""
+    problems = [p for p in (_check_database(), _check_broker(settings.broker_url)) if p]
+    if problems:
+        return JSONResponse(status_code=503, content={"detail": "not ready: " + "; ".join(problems)})
+    return {"status": "ready"}
+
+
+def _queue_depth(url: str, queue: str) -> int | None:
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            _name, count, _consumers = conn.default_channel.queue_declare(queue=queue, passive=True)
+            return int(count)
+    except Exception:
+        return None
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def prometheus(settings: SettingsDep) -> Response:
+    """Prometheus text format: runs by status and queue depth."""
+    from api.main import REQUEST_COUNTS
+
+    lines = ["# TYPE ganforge_runs gauge"]
+    with get_sessionmaker()() as session:
+        counts = dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).tuples().all())
+    for status in RUN_STATUSES:
+        lines.append(f'ganforge_runs{{status="{status}"}} {counts.get(status, 0)}')
+    lines.append("# TYPE ganforge_queue_depth gauge")
+    for queue in (settings.train_queue, settings.generate_queue):
+        depth = _queue_depth(settings.broker_url, queue)
+        if depth is not None:
+            lines.append(f'ganforge_queue_depth{{queue="{queue}"}} {depth}')
+    lines.append("# TYPE ganforge_http_requests_total counter")
+    for (method, status), count in sorted(REQUEST_COUNTS.items()):
+        lines.append(f'ganforge_http_requests_total{{method="{method}",status="{status}"}} {count}')
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -1,0 +1,209 @@
+"""Training runs: create, list, inspect, cancel, resume, delete, and their samples and checkpoints."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import shutil
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi.responses import FileResponse
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from api import artifacts
+from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
+from api.models import Run, create_run, requeue_run, request_cancel
+from api.queue import enqueue_run
+from api.schemas import (
+    CheckpointPublic,
+    CheckpointsPublic,
+    RunPublic,
+    RunResume,
+    RunsPublic,
+    SamplePublic,
+    SamplesPublic,
+)
+from core.config import RunConfig
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+@router.post("", status_code=201, response_model=RunPublic)
+def create(
+    config: RunConfig,
+    session: SessionDep,
+    user: CurrentUser,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> RunPublic:
+    """Start a training run. The smallest body is {"dataset": "ring8"}; every other field has a default."""
+    if idempotency_key is not None:
+        existing = session.execute(
+            select(Run).where(Run.owner_id == user.id, Run.idempotency_key == idempotency_key)
+        ).scalar_one_or_none()
+        if existing is not None:
+            response.headers["Location"] = f"/runs/{existing.id}"
+            return RunPublic.from_run(existing)
+    run = create_run(
+        session=session,
+        owner_id=user.id,
+        config=config.model_dump(mode="json"),
+        name=config.name,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        session.commit()
+    except IntegrityError:  # the same Idempotency-Key raced in from a retry: answer with the first run
+        session.rollback()
+        existing = session.execute(
+            select(Run).where(Run.owner_id == user.id, Run.idempotency_key == idempotency_key)
+        ).scalar_one()
+        response.headers["Location"] = f"/runs/{existing.id}"
+        return RunPublic.from_run(existing)
+    enqueue_run(run.id)
+    response.headers["Location"] = f"/runs/{run.id}"
+    return RunPublic.from_run(run)
+
+
+def _encode_cursor(run: Run) -> str:
+    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), str(run_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise HTTPException(status_code=422, detail="cursor: not a cursor this API returned") from exc
+
+
+@router.get("", response_model=RunsPublic)
+def list_runs(
+    session: SessionDep,
+    user: CurrentUser,
+    status: RunStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> RunsPublic:
+    """Your runs, newest first, a page at a time."""
+    query = select(Run).where(Run.owner_id == user.id)
+    if status is not None:
+        query = query.where(Run.status == status)
+    if cursor is not None:
+        created, run_id = _decode_cursor(cursor)
+        query = query.where(or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id)))
+    runs = list(session.execute(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)).scalars())
+    next_cursor = _encode_cursor(runs[limit - 1]) if len(runs) > limit else None
+    return RunsPublic(items=[RunPublic.from_run(r) for r in runs[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/{run_id}", response_model=RunPublic)
+def get(run: OwnedRun) -> RunPublic:
+    """One run: status, progress, latest metrics and error."""
+    return RunPublic.from_run(run)
+
+
+@router.post("/{run_id}/cancel", status_code=202, response_model=RunPublic)
+def cancel(run: OwnedRun, session: SessionDep) -> RunPublic:
+    """Cancel a run: a queued run at once, a running one at its next step (its last checkpoint stays)."""
+    request_cancel(session=session, run=run)
+    session.commit()
+    session.refresh(run)
+    return RunPublic.from_run(run)
+
+
+@router.post("/{run_id}/resume", status_code=202, response_model=RunPublic)
+def resume(run: OwnedRun, body: RunResume, session: SessionDep, settings: SettingsDep) -> RunPublic:
+    """Continue a finished, failed or canceled run from its last checkpoint."""
+    if run.status in ("queued", "running"):
+        raise HTTPException(status_code=409, detail=f"Run is {run.status}; only a finished run can be resumed")
+    steps = artifacts.checkpoint_steps(settings.run_dir(run.id))
+    last = steps[-1] if steps else 0
+    if body.steps is not None:
+        total = last + body.steps
+    elif last < int(run.config["train"]["steps"]):
+        total = int(run.config["train"]["steps"])
+    else:
+        raise HTTPException(
+            status_code=422, detail="steps: the run has trained all its steps; say how many more to train"
+        )
+    requeue_run(session=session, run=run, total_steps=total)
+    session.commit()
+    enqueue_run(run.id)
+    return RunPublic.from_run(run)
+
+
+@router.delete("/{run_id}", status_code=204)
+def delete(run: OwnedRun, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete a run and its artifacts; a running run is canceled first."""
+    session.delete(run)
+    session.commit()
+    shutil.rmtree(settings.run_dir(run.id), ignore_errors=True)
+    return Response(status_code=204)
+
+
+@router.get("/{run_id}/samples", response_model=SamplesPublic)
+def list_samples(run: OwnedRun, settings: SettingsDep) -> SamplesPublic:
+    """The sample grids written during training from one fixed latent batch, oldest first."""
+    steps = artifacts.sample_steps(settings.run_dir(run.id))
+    return SamplesPublic(items=[SamplePublic(step=s, url=f"/runs/{run.id}/samples/{s}.png") for s in steps])
+
+
+_PNG = {200: {"content": {"image/png": {}}, "description": "A PNG image."}}
+
+
+@router.get("/{run_id}/samples/latest.png", response_class=FileResponse, responses=_PNG)
+def latest_sample(run: OwnedRun, settings: SettingsDep) -> FileResponse:
+    """The newest sample grid."""
+    steps = artifacts.sample_steps(settings.run_dir(run.id))
+    if not steps:
+        raise HTTPException(status_code=404, detail="No sample grid yet")
+    return FileResponse(artifacts.sample_path(settings.run_dir(run.id), steps[-1]), media_type="image/png")
+
+
+@router.get("/{run_id}/samples/{step}.png", response_class=FileResponse, responses=_PNG)
+def sample(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
+    """The sample grid written at this step."""
+    path = artifacts.sample_path(settings.run_dir(run.id), step)
+    if step < 0 or not path.is_file():
+        raise HTTPException(status_code=404, detail="Sample not found")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get("/{run_id}/checkpoints", response_model=CheckpointsPublic)
+def list_checkpoints(run: OwnedRun, settings: SettingsDep) -> CheckpointsPublic:
+    """The kept checkpoints, oldest first."""
+    run_dir = settings.run_dir(run.id)
+    best = (run.environment or {}).get("best_step")
+    items = []
+    for step in artifacts.checkpoint_steps(run_dir):
+        try:
+            size = artifacts.checkpoint_path(run_dir, step).stat().st_size
+        except FileNotFoundError:  # pruned while we listed
+            continue
+        items.append(
+            CheckpointPublic(step=step, url=f"/runs/{run.id}/checkpoints/{step}", size_bytes=size, best=step == best)
+        )
+    return CheckpointsPublic(items=items)
+
+
+@router.get(
+    "/{run_id}/checkpoints/{step}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "A safetensors file."}},
+)
+def checkpoint(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
+    """Download a checkpoint: safetensors weights, with the JSON config and step in its metadata."""
+    path = artifacts.checkpoint_path(settings.run_dir(run.id), step)
+    if step < 0 or not path.is_file():
+        raise HTTPException(status_code=404, detail="Checkpoint not found")
+    return FileResponse(
+        path, media_type="application/octet-stream", filename=f"{run.id}-{step:08d}.safetensors"
+    )

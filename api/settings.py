@@ -1,0 +1,61 @@
+"""The service's one settings object, read from GANFORGE_* environment variables and checked at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANFORGE_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    # SQLAlchemy URL; e.g. postgresql+psycopg://user:pass@host/db. Default: SQLite under ./var/.
+    database_url: str = "sqlite:///./var/ganforge.db"
+    # Celery broker; e.g. redis://host:6379/0, or redis+socket:///path/redis.sock (what `ganforge serve` runs).
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    # Runs, checkpoints, samples, datasets and generations live here.
+    data_dir: Path = Path("./var/data")
+    # The first admin token. Unset: the API generates one on first start, stores its hash and prints it once.
+    admin_token: str | None = None
+    # Celery queue names: training runs, and short jobs (generations, scores) on a queue of their own.
+    train_queue: str = "train"
+    generate_queue: str = "generate"
+    # A running run whose heartbeat is older than this is considered lost and handed to another worker.
+    heartbeat_timeout_seconds: float = 60.0
+    # How many times a run may be delivered before it is failed as a poison run.
+    max_attempts: int = 3
+    # Largest request body the API accepts outside uploads (bytes).
+    max_body_bytes: int = 1_000_000
+    # Largest generation job.
+    max_generation_n: int = 10_000
+    # Largest dataset upload (bytes of the ZIP).
+    max_upload_bytes: int = 1_000_000_000
+    # CORS origins allowed to call the API from a browser; empty = CORS off.
+    cors_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env == "production":
+            if not self.admin_token or len(self.admin_token) < 24 or self.admin_token in {"admin", "changeme"}:
+                raise ValueError(
+                    "GANFORGE_ADMIN_TOKEN must be set to a random secret of at least 24 characters in production"
+                )
+        return self
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        """A run's artifact folder, built from its id only."""
+        return self.runs_dir / run_id
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

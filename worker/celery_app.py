@@ -1,0 +1,33 @@
+"""The Celery application, set for long GPU jobs: late acks, one message at a time, JSON only."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from api.settings import get_settings
+
+settings = get_settings()
+
+# Redis re-delivers a message not acknowledged within the visibility timeout. Training holds its message for
+# the whole run, so the timeout is long; a worker that dies is noticed sooner through its heartbeat in SQL,
+# and the reconciler hands the run on. It is set the same for the broker and any result backend.
+VISIBILITY_TIMEOUT = 6 * 3600
+
+app = Celery("ganforge", broker=settings.broker_url, include=["worker.tasks"])
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=False,  # the reconciler, not a re-delivery loop, hands on a lost run
+    worker_prefetch_multiplier=1,
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+    result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+    task_default_queue=settings.train_queue,
+    task_routes={"ganforge.train_run": {"queue": settings.train_queue}},
+    worker_hijack_root_logger=False,
+    enable_utc=True,
+)

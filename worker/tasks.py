@@ -1,0 +1,223 @@
+"""The training task: take the run's lease, hand the work to core/, report to SQL, end in a final state."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.db import get_sessionmaker
+from api.models import Dataset, Event, Metric, Run, acquire_lease, add_event, finish_run, heartbeat
+from api.settings import get_settings
+from core.config import DATASET_ID_PATTERN, RunConfig
+from worker.celery_app import app
+
+log = logging.getLogger("ganforge.worker")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RunReporter:
+    """Writes a run's progress, events and metrics to SQL about once a second and renews its lease.
+
+    It runs on a thread of its own, so the training loop never waits on the database, and a database that
+    is away for a while only delays the writes: what could not be written is kept and written on the next
+    tick. `stop` is set when the run is canceled or its lease is lost; the loop checks it each step.
+    """
+
+    def __init__(self, *, run_id: str, worker: str, interval: float = 1.0) -> None:
+        self.run_id = run_id
+        self.worker = worker
+        self.interval = interval
+        self.stop = threading.Event()
+        self.canceled = False
+        self.lost = False
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._progress: dict[str, Any] | None = None
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"reporter-{run_id}", daemon=True)
+        self._thread.start()
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        """Called by the trainer; only queues the event."""
+        with self._lock:
+            if kind == "progress":
+                self._progress = data
+            self._pending.append((kind, data))
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set()
+
+    def close(self, *, attempts: int = 60) -> None:
+        """Stop the thread and write what is left, retrying while the database is away."""
+        self._closing.set()
+        self._thread.join()
+        for _ in range(attempts):
+            if self._flush():
+                return
+            time.sleep(1.0)
+        log.error("run %s: gave up writing %d reports", self.run_id, len(self._pending))
+
+    def _loop(self) -> None:
+        while not self._closing.wait(self.interval):
+            self._flush()
+
+    def _flush(self) -> bool:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            progress = self._progress
+        try:
+            with get_sessionmaker()() as session:
+                ours, cancel = heartbeat(session=session, run_id=self.run_id, worker=self.worker, progress=progress)
+                if ours:
+                    _write_reports(session=session, run_id=self.run_id, reports=pending)
+                session.commit()
+        except Exception as exc:
+            log.warning("run %s: could not write progress (%s); will retry", self.run_id, exc)
+            with self._lock:
+                self._pending = pending + self._pending
+            return False
+        if not ours:
+            self.lost = True
+            self.stop.set()
+        elif cancel:
+            self.canceled = True
+            self.stop.set()
+        return True
+
+
+def _write_reports(*, session: Session, run_id: str, reports: list[tuple[str, dict[str, Any]]]) -> None:
+    """Turn the trainer's events into event rows, metric rows and the run's latest values."""
+    run = session.get(Run, run_id)
+    if run is None:
+        return
+    latest = dict(run.latest_metrics or {})
+    environment = dict(run.environment or {})
+    for kind, data in reports:
+        if kind == "progress":
+            latest.update({k: float(v) for k, v in data.get("losses", {}).items()})
+            session.add(Event(run_id=run_id, kind="progress", data=data))
+        elif kind == "stats":
+            step = int(data["step"])
+            for name, value in data["values"].items():
+                session.add(Metric(run_id=run_id, step=step, name=name, value=float(value)))
+        elif kind == "metric":
+            session.add(Metric(run_id=run_id, step=int(data["step"]), name=data["name"], value=float(data["value"])))
+            latest[data["name"]] = float(data["value"])
+            session.add(Event(run_id=run_id, kind="metric", data=data))
+        elif kind == "sample":
+            step = int(data["step"])
+            session.add(
+                Event(run_id=run_id, kind="sample", data={"step": step, "url": f"/runs/{run_id}/samples/{step}.png"})
+            )
+        elif kind == "checkpoint":
+            step = int(data["step"])
+            session.add(
+                Event(
+                    run_id=run_id,
+                    kind="checkpoint",
+                    data={"step": step, "url": f"/runs/{run_id}/checkpoints/{step}", "size_bytes": data["size_bytes"]},
+                )
+            )
+            if data.get("best"):
+                environment["best_step"] = step
+        elif kind == "environment":
+            environment.update(data)
+        else:  # warning, and kinds added later
+            session.add(Event(run_id=run_id, kind=kind, data=data))
+    run.latest_metrics = latest
+    run.environment = environment
+
+
+def _dataset_dir(session: Session, cfg: RunConfig, data_dir: Path) -> Path | None:
+    if not DATASET_ID_PATTERN.match(cfg.dataset):
+        return None
+    dataset = session.get(Dataset, cfg.dataset)
+    if dataset is None:
+        raise ValueError(f"dataset: dataset {cfg.dataset} was deleted")
+    return data_dir / "datasets" / dataset.content_hash
+
+
+def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) -> None:
+    """Write the final state, retrying while the database is away: a run must never be left `running`."""
+    for attempt in range(60):
+        try:
+            with get_sessionmaker()() as session:
+                finish_run(session=session, run_id=run_id, worker=worker, status=status, error=error)
+                session.commit()
+            return
+        except Exception as exc:
+            log.warning("run %s: could not write final status %s (%s), attempt %d", run_id, status, exc, attempt)
+            time.sleep(1.0)
+    log.error("run %s: gave up writing final status %s; the reconciler will take it", run_id, status)
+
+
+@app.task(name="ganforge.train_run", acks_late=True)
+def train_run(run_id: str) -> None:
+    """Train one run to its end. Idempotent: a run finished, canceled, gone or live elsewhere is left alone."""
+    from core.train import TrainingDiverged, train
+
+    settings = get_settings()
+    worker = worker_id()
+    stale_after = timedelta(seconds=settings.heartbeat_timeout_seconds)
+    with get_sessionmaker()() as session:
+        run = acquire_lease(session=session, run_id=run_id, worker=worker, stale_after=stale_after)
+        if run is None:
+            session.rollback()
+            log.info("run %s: not taken (finished, canceled, gone or running elsewhere)", run_id)
+            return
+        if run.attempts > settings.max_attempts:
+            error = (
+                f"Gave up after {run.attempts - 1} attempts: the run's worker was lost each time "
+                "(killed, out of memory, or the machine restarted). Resume it to try again."
+            )
+            finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=error)
+            session.commit()
+            return
+        add_event(session=session, run_id=run_id, kind="status", data={"status": "running", "worker": worker})
+        try:
+            cfg = RunConfig.model_validate(run.config)
+            dataset_dir = _dataset_dir(session, cfg, settings.data_dir)
+        except ValueError as exc:
+            finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=str(exc))
+            session.commit()
+            return
+        session.commit()
+
+    run_dir = settings.run_dir(run_id)
+    reporter = RunReporter(run_id=run_id, worker=worker)
+    status, error = "succeeded", None
+    try:
+        result = train(
+            cfg, out_dir=run_dir, on_event=reporter.on_event, should_stop=reporter.should_stop, dataset_dir=dataset_dir
+        )
+        if result.status == "stopped":
+            status = "canceled"
+    except (ValueError, TrainingDiverged) as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:
+        log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+        status, error = "failed", f"Training failed: {type(exc).__name__}: {exc}"
+    finally:
+        reporter.close()
+
+    if reporter.lost:
+        # Deleted, or taken over after our heartbeat went stale: nothing of ours to finish.
+        with get_sessionmaker()() as session:
+            gone = session.get(Run, run_id) is None
+        if gone:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    _finish(run_id=run_id, worker=worker, status=status, error=error)
