@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -99,7 +100,7 @@ class _BodyTooLarge(Exception):
 
 
 async def _reject(send: Send, limit: int) -> None:
-    body = ('{"detail":"Request body too large: the limit is %d bytes"}' % limit).encode()
+    body = json.dumps({"detail": f"Request body too large: the limit is {limit} bytes"}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -137,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
     app.add_middleware(
-        LimitsMiddleware,  # type: ignore[arg-type]
+        LimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )

@@ -40,11 +40,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
-        if self.env == "production":
-            if not self.admin_token or len(self.admin_token) < 24 or self.admin_token in {"admin", "changeme"}:
-                raise ValueError(
-                    "GANFORGE_ADMIN_TOKEN must be set to a random secret of at least 24 characters in production"
-                )
+        weak = not self.admin_token or len(self.admin_token) < 24 or self.admin_token in {"admin", "changeme"}
+        if self.env == "production" and weak:
+            raise ValueError(
+                "GANFORGE_ADMIN_TOKEN must be set to a random secret of at least 24 characters in production"
+            )
         return self
 
     @property

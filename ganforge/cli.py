@@ -135,7 +135,7 @@ def serve(
     while not stopping and all(c.poll() is None for c in children):
         time.sleep(0.2)
     for child in reversed(children):
-        stop(child, timeout=30)  # type: ignore[arg-type]
+        stop(child, timeout=30)
     if redis is not None:
         stop(redis)
     typer.echo("ganforge stopped")

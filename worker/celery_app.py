@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+
 from celery import Celery
+from celery.signals import worker_process_init
 
 from api.settings import get_settings
 
@@ -31,3 +37,13 @@ app.conf.update(
     worker_hijack_root_logger=False,
     enable_utc=True,
 )
+
+
+@worker_process_init.connect
+def _die_with_parent(**_kwargs: object) -> None:
+    """A pool child dies with its worker: a killed worker must not leave an orphan training a run."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)

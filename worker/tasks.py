@@ -179,11 +179,11 @@ def train_run(run_id: str) -> None:
             log.info("run %s: not taken (finished, canceled, gone or running elsewhere)", run_id)
             return
         if run.attempts > settings.max_attempts:
-            error = (
+            gave_up = (
                 f"Gave up after {run.attempts - 1} attempts: the run's worker was lost each time "
                 "(killed, out of memory, or the machine restarted). Resume it to try again."
             )
-            finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=error)
+            finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=gave_up)
             session.commit()
             return
         add_event(session=session, run_id=run_id, kind="status", data={"status": "running", "worker": worker})

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import func, select, text
 
 from api.db import get_sessionmaker
-from api.models import RUN_STATUSES, Run
 from api.deps import SettingsDep
+from api.models import RUN_STATUSES, Run
 
 router = APIRouter(tags=["operations"])
 
@@ -33,7 +33,7 @@ def _check_database() -> str | None:
 
 def _check_broker(url: str) -> str | None:
     try:
-        with Connection(url, connect_timeout=2, transport_options={"socket_timeout": 2}) as conn:
+        with Connection(url, connect_timeout=2, transport_options={"socket_timeout": 2}) as conn:  # type: ignore[no-untyped-call]
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
     except Exception as exc:
         return f"broker: {type(exc).__name__}"
@@ -51,7 +51,7 @@ def readyz(settings: SettingsDep) -> Any:
 
 def _queue_depth(url: str, queue: str) -> int | None:
     try:
-        with Connection(url, connect_timeout=2) as conn:
+        with Connection(url, connect_timeout=2) as conn:  # type: ignore[no-untyped-call]
             _name, count, _consumers = conn.default_channel.queue_declare(queue=queue, passive=True)
             return int(count)
     except Exception:
@@ -74,6 +74,6 @@ def prometheus(settings: SettingsDep) -> Response:
         if depth is not None:
             lines.append(f'ganforge_queue_depth{{queue="{queue}"}} {depth}')
     lines.append("# TYPE ganforge_http_requests_total counter")
-    for (method, status), count in sorted(REQUEST_COUNTS.items()):
-        lines.append(f'ganforge_http_requests_total{{method="{method}",status="{status}"}} {count}')
+    for (method, code), count in sorted(REQUEST_COUNTS.items()):
+        lines.append(f'ganforge_http_requests_total{{method="{method}",status="{code}"}} {count}')
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -7,7 +7,7 @@ import binascii
 import json
 import shutil
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse
@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api import artifacts
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
-from api.models import Run, create_run, requeue_run, request_cancel
+from api.models import Run, create_run, request_cancel, requeue_run
 from api.queue import enqueue_run
 from api.schemas import (
     CheckpointPublic,
@@ -156,7 +156,7 @@ def list_samples(run: OwnedRun, settings: SettingsDep) -> SamplesPublic:
     return SamplesPublic(items=[SamplePublic(step=s, url=f"/runs/{run.id}/samples/{s}.png") for s in steps])
 
 
-_PNG = {200: {"content": {"image/png": {}}, "description": "A PNG image."}}
+_PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "description": "A PNG image."}}
 
 
 @router.get("/{run_id}/samples/latest.png", response_class=FileResponse, responses=_PNG)
@@ -194,16 +194,19 @@ def list_checkpoints(run: OwnedRun, settings: SettingsDep) -> CheckpointsPublic:
     return CheckpointsPublic(items=items)
 
 
+_SAFETENSORS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "A safetensors file."}
+}
+
+
 @router.get(
     "/{run_id}/checkpoints/{step}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "A safetensors file."}},
+    responses=_SAFETENSORS,
 )
 def checkpoint(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
     """Download a checkpoint: safetensors weights, with the JSON config and step in its metadata."""
     path = artifacts.checkpoint_path(settings.run_dir(run.id), step)
     if step < 0 or not path.is_file():
         raise HTTPException(status_code=404, detail="Checkpoint not found")
-    return FileResponse(
-        path, media_type="application/octet-stream", filename=f"{run.id}-{step:08d}.safetensors"
-    )
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{run.id}-{step:08d}.safetensors")

