@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from api.db import get_sessionmaker
 from api.models import User, hash_token, new_token
-from api.routes import health, runs, tokens
+from api.routes import dashboard, docs, health, runs, tokens
 from api.settings import Settings, get_settings
 
 log = logging.getLogger("ganforge.api")
@@ -126,10 +126,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Train GANs over REST: runs, samples, checkpoints, metrics and generations.",
         lifespan=lifespan,
+        docs_url=None,  # /docs comes from api/routes/docs.py, with Swagger UI served from this server
+        redoc_url=None,
     )
     app.include_router(health.router)
     app.include_router(tokens.router)
     app.include_router(runs.router)
+    app.include_router(docs.router)
+    app.include_router(dashboard.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,0 +1,48 @@
+"""`/docs` without internet: Swagger UI served from the files of the installed `fastapi-offline` package.
+
+FastAPI's default docs page loads Swagger UI from a CDN, which leaves a blank page on an air-gapped machine.
+The app is created with `docs_url=None, redoc_url=None` and includes this router instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fastapi_offline
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse
+
+router = APIRouter(include_in_schema=False)
+
+ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
+ASSETS = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"}
+
+
+@router.get("/docs")
+def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI, every file from this server."""
+    root = request.scope.get("root_path", "")
+    return get_swagger_ui_html(
+        openapi_url=f"{root}{request.app.openapi_url}",
+        title=f"{request.app.title} - API docs",
+        oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+        swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+        swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+
+
+@router.get("/docs/oauth2-redirect")
+def swagger_ui_redirect() -> HTMLResponse:
+    """Swagger UI's OAuth2 redirect page."""
+    return get_swagger_ui_oauth2_redirect_html()
+
+
+@router.get("/docs/assets/{name}")
+def swagger_asset(name: str) -> FileResponse:
+    """One of Swagger UI's files, from a fixed list (no path comes from the request)."""
+    if name not in ASSETS:
+        raise HTTPException(status_code=404, detail="Not Found")
+    return FileResponse(ASSETS_DIR / name, headers={"Cache-Control": "public, max-age=86400"})

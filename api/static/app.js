@@ -1,0 +1,782 @@
+// ganforge dashboard: a hash-routed single page on the JSON API, no build step, no third-party code.
+// Pages: #/signin, #/runs, #/runs/{id}, #/launch, #/datasets. The token lives in localStorage and goes in an
+// Authorization header on every call; images are fetched with it and shown through blob URLs.
+"use strict";
+
+const TOKEN_KEY = "ganforge.token";
+const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+const view = document.getElementById("view");
+let cleanups = []; // run when leaving a page: timers, streams, blob URLs
+
+// ----------------------------------------------------------------------------------------------------------
+// DOM and API helpers
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(`${status}: ${detailText(detail)}`);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+// [field, message] pairs from a FastAPI detail; the config's cross-field checks say "field.path: reason".
+function fieldErrors(detail) {
+  if (!Array.isArray(detail)) return [["", typeof detail === "string" ? detail : JSON.stringify(detail)]];
+  return detail.map((item) => {
+    if (typeof item !== "object" || item === null) return ["", String(item)];
+    const loc = (item.loc || []).filter((p) => !["body", "query", "path", "header"].includes(p)).join(".");
+    let msg = String(item.msg || "").replace(/^Value error, /, "");
+    const m = /^([A-Za-z0-9_.]+): (.*)$/s.exec(msg);
+    if (m) return [m[1], m[2]];
+    return [loc, msg];
+  });
+}
+
+function detailText(detail) {
+  if (typeof detail === "string") return detail;
+  return fieldErrors(detail).map(([f, m]) => (f ? `${f}: ${m}` : m)).join("; ");
+}
+
+function token() { return localStorage.getItem(TOKEN_KEY) || ""; }
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Authorization: `Bearer ${token()}` }, options.headers || {});
+  let body = options.body;
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(options.json);
+  }
+  const response = await fetch(path, { method: options.method || "GET", headers, body, signal: options.signal });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail; } catch (_) { /* not JSON */ }
+    if (response.status === 401 && !options.noSignOut) signOut(`Signed out: ${detailText(detail)}`);
+    throw new ApiError(response.status, detail);
+  }
+  if (options.raw) return response;
+  if (response.status === 204) return null;
+  const type = response.headers.get("content-type") || "";
+  return type.includes("json") ? response.json() : response.blob();
+}
+
+async function blobUrl(path) {
+  const blob = await api(path, { raw: false });
+  const url = URL.createObjectURL(blob);
+  cleanups.push(() => URL.revokeObjectURL(url));
+  return url;
+}
+
+async function downloadFile(path, filename) {
+  const blob = await api(path);
+  const url = URL.createObjectURL(blob);
+  const a = h("a", { href: url, download: filename });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function every(ms, fn) {
+  const id = setInterval(fn, ms);
+  cleanups.push(() => clearInterval(id));
+}
+
+function errorBox(err) { return h("div", { class: "error-box", role: "alert" }, err instanceof Error ? err.message : String(err)); }
+
+function badge(status) { return h("span", { class: `badge ${status}`, "data-status": status }, status); }
+
+function progressBar(step, total, big) {
+  const pct = total ? Math.min(100, (100 * step) / total) : 0;
+  return h("div", { class: big ? "progress big" : "progress", role: "progressbar", "aria-valuenow": Math.round(pct), "aria-valuemin": 0, "aria-valuemax": 100 },
+    h("div", { style: `width:${pct}%` }));
+}
+
+function fmtEta(s) {
+  if (s === null || s === undefined) return "–";
+  s = Math.max(0, Math.round(s));
+  const hh = Math.floor(s / 3600), mm = Math.floor((s % 3600) / 60), ss = s % 60;
+  return hh ? `${hh}:${String(mm).padStart(2, "0")}:${String(ss).padStart(2, "0")}` : `${mm}:${String(ss).padStart(2, "0")}`;
+}
+
+function fmtTime(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function fmtBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// Server-sent events over fetch (EventSource cannot send an Authorization header).
+// Resolves when the stream ends; rejects with ApiError on an error status.
+async function streamEvents(path, { onEvent, signal, lastEventId }) {
+  const headers = { Authorization: `Bearer ${token()}`, Accept: "text/event-stream" };
+  if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+  const response = await fetch(path, { headers, signal, cache: "no-store" });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail; } catch (_) { /* not JSON */ }
+    throw new ApiError(response.status, detail);
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "", event = "", data = [], id = lastEventId || null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return id;
+    buffer += value;
+    let nl;
+    while ((nl = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, nl).replace(/\r$/, "");
+      buffer = buffer.slice(nl + 1);
+      if (line === "") {
+        if (data.length) {
+          const text = data.join("\n");
+          let payload = text;
+          try { payload = JSON.parse(text); } catch (_) { /* plain text */ }
+          onEvent({ event: event || "message", data: payload, id });
+        }
+        event = ""; data = [];
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const name = colon < 0 ? line : line.slice(0, colon);
+      const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (name === "event") event = val;
+      else if (name === "data") data.push(val);
+      else if (name === "id") id = val;
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Routing
+
+function signOut(message) {
+  localStorage.removeItem(TOKEN_KEY);
+  sessionStorage.setItem("ganforge.signout", message || "");
+  if (location.hash !== "#/signin") location.hash = "#/signin";
+  else render();
+}
+
+async function render() {
+  for (const fn of cleanups) { try { fn(); } catch (_) { /* ignore */ } }
+  cleanups = [];
+  const hash = location.hash || "#/runs";
+  const nav = document.getElementById("nav");
+  if (!token() && hash !== "#/signin") { location.hash = "#/signin"; return; }
+  nav.hidden = !token();
+  const [, page, id] = hash.split("/");
+  for (const a of nav.querySelectorAll("a[data-nav]")) a.classList.toggle("active", a.dataset.nav === page);
+  view.replaceChildren();
+  try {
+    if (page === "signin") await signInPage();
+    else if (page === "runs" && id) await runPage(decodeURIComponent(id));
+    else if (page === "runs") await runsPage();
+    else if (page === "launch") await launchPage();
+    else if (page === "datasets") await datasetsPage();
+    else location.hash = "#/runs";
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) view.append(errorBox(err));
+  }
+}
+
+window.addEventListener("hashchange", render);
+document.getElementById("signout").addEventListener("click", () => signOut("Signed out."));
+
+// ----------------------------------------------------------------------------------------------------------
+// Sign in
+
+async function signInPage() {
+  document.title = "Sign in · ganforge";
+  const message = sessionStorage.getItem("ganforge.signout");
+  sessionStorage.removeItem("ganforge.signout");
+  const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "current-password", required: true, placeholder: "paste your API token" });
+  const error = h("div");
+  const form = h("form", { class: "panel signin", id: "signin-form" },
+    h("h1", {}, "Sign in"),
+    h("p", { class: "muted small" }, "Use the admin token printed by the server on its first start (or GANFORGE_ADMIN_TOKEN), or a token an admin created with POST /tokens. It is kept in this browser only."),
+    message ? h("div", { class: "note" }, message) : null,
+    h("label", { for: "token" }, "API token"), input, error,
+    h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit" }, "Sign in")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.replaceChildren();
+    localStorage.setItem(TOKEN_KEY, input.value.trim());
+    try {
+      await api("/runs?limit=1", { noSignOut: true });
+      location.hash = "#/runs";
+    } catch (err) {
+      localStorage.removeItem(TOKEN_KEY);
+      error.append(errorBox(err.status === 401 ? "That token was refused (401). Check it and try again." : err));
+    }
+  });
+  view.append(form);
+  input.focus();
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Runs table
+
+async function runsPage() {
+  document.title = "Runs · ganforge";
+  const tbody = h("tbody");
+  const more = h("div");
+  const status = h("select", { id: "status-filter", "aria-label": "Filter by status" },
+    ["", "queued", "running", "succeeded", "failed", "canceled"].map((s) => h("option", { value: s }, s || "all statuses")));
+  view.append(
+    h("div", { class: "page-head" },
+      h("div", {}, h("h1", {}, "Runs"), h("div", { class: "muted small" }, "Updates by itself every 2 seconds.")),
+      h("div", { class: "row" }, status, h("a", { class: "button primary", href: "#/launch" }, "New run"))),
+    h("div", { class: "panel table-wrap" },
+      h("table", { id: "runs-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Run"), h("th", { class: "hide-narrow" }, "Dataset"), h("th", {}, "Status"),
+          h("th", {}, "Progress"), h("th", { class: "hide-narrow" }, "Created"), h("th", {}, ""))),
+        tbody),
+      more));
+
+  async function refresh() {
+    const query = status.value ? `?limit=100&status=${status.value}` : "?limit=100";
+    const page = await api(`/runs${query}`);
+    const rows = page.items.map((run) => {
+      const p = run.progress || {};
+      const cancel = !TERMINAL.has(run.status)
+        ? h("button", { class: "danger small", type: "button", onclick: async (ev) => {
+          ev.target.disabled = true;
+          try { await api(`/runs/${run.id}/cancel`, { method: "POST" }); await refresh(); } catch (err) { alert(err.message); }
+        } }, "Cancel")
+        : null;
+      return h("tr", { "data-run-id": run.id },
+        h("td", {}, h("a", { href: `#/runs/${run.id}` }, run.name || run.id), run.name ? h("div", { class: "muted small mono" }, run.id) : null),
+        h("td", { class: "hide-narrow" }, run.config.dataset),
+        h("td", {}, badge(run.status)),
+        h("td", { style: "min-width:110px" }, progressBar(p.step, p.total_steps), h("div", { class: "muted small" }, `${p.step} / ${p.total_steps}`)),
+        h("td", { class: "hide-narrow small" }, fmtTime(run.created_at)),
+        h("td", {}, cancel));
+    });
+    tbody.replaceChildren(...rows);
+    if (!rows.length) tbody.append(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No runs yet. ", h("a", { href: "#/launch" }, "Launch one."))));
+    more.replaceChildren(page.next_cursor ? h("div", { class: "muted small" }, "Showing the newest 100 runs.") : "");
+  }
+  status.addEventListener("change", refresh);
+  await refresh();
+  every(2000, () => refresh().catch(() => {}));
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// One run: progress, charts, samples, checkpoints, generate
+
+async function runPage(runId) {
+  let run = await api(`/runs/${runId}`);
+  document.title = `${run.name || run.id} · ganforge`;
+  const abort = new AbortController();
+  cleanups.push(() => abort.abort());
+
+  // Header and progress.
+  const head = h("div", { class: "page-head" });
+  const progressPanel = h("section", { class: "panel", id: "progress-panel" });
+  const actions = h("div", { class: "row" });
+  const lossChart = h("div", { id: "loss-chart" });
+  const metricCharts = h("div", { class: "charts", id: "metric-charts" });
+  const liveNote = h("span", { class: "muted small", id: "live-mode" }, "connecting…");
+  const sampleImg = h("img", { id: "sample-img", alt: "sample grid" });
+  const slider = h("input", { type: "range", id: "sample-slider", min: 0, max: 0, value: 0, "aria-label": "Sample step" });
+  const sampleLabel = h("div", { class: "muted small", id: "sample-step" });
+  const sampleBox = h("div", { class: "sample-box" });
+  const ckptBody = h("tbody");
+  const genPanel = h("section", { class: "panel", id: "generate-panel" });
+
+  view.append(head, progressPanel,
+    h("div", { class: "grid2" },
+      h("section", { class: "panel" }, h("div", { class: "row", style: "justify-content:space-between" }, h("h2", {}, "Training curves"), liveNote), lossChart, metricCharts),
+      h("section", { class: "panel", id: "samples-panel" }, h("h2", {}, "Samples"), sampleBox)),
+    h("div", { class: "grid2" },
+      h("section", { class: "panel" }, h("h2", {}, "Checkpoints"), h("div", { class: "table-wrap" }, h("table", { id: "checkpoints-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Step"), h("th", {}, "Size"), h("th", {}, ""))), ckptBody))),
+      genPanel));
+
+  function drawHead() {
+    const p = run.progress || {};
+    const canCancel = !TERMINAL.has(run.status);
+    actions.replaceChildren(
+      canCancel ? h("button", { class: "danger", id: "cancel-btn", type: "button", onclick: () => act("cancel") }, "Cancel") : null,
+      !canCancel ? h("button", { id: "resume-btn", type: "button", onclick: () => act("resume") }, "Resume") : null,
+      h("button", { class: "danger", id: "delete-btn", type: "button", onclick: () => act("delete") }, "Delete"));
+    head.replaceChildren(
+      h("div", {}, h("h1", {}, run.name || run.id, " ", badge(run.status)),
+        h("div", { class: "muted small mono" }, `${run.id} · ${run.config.dataset} · ${run.config.model?.arch || ""} · ${run.config.loss?.kind || ""}`)),
+      actions);
+    const pct = p.total_steps ? Math.floor((100 * p.step) / p.total_steps) : 0;
+    progressPanel.replaceChildren(
+      h("div", { class: "row", style: "justify-content:space-between" }, h("strong", { id: "progress-text" }, `${pct} %`), h("span", { class: "muted small" }, `step ${p.step} / ${p.total_steps}`)),
+      progressBar(p.step, p.total_steps, true),
+      h("div", { class: "stats" },
+        h("div", { class: "stat" }, h("b", {}, p.images_per_sec != null ? Math.round(p.images_per_sec) : "–"), h("span", {}, "images/sec")),
+        h("div", { class: "stat" }, h("b", {}, TERMINAL.has(run.status) ? "–" : fmtEta(p.eta_seconds)), h("span", {}, "ETA")),
+        ...Object.entries(lastLosses).map(([k, v]) => h("div", { class: "stat" }, h("b", {}, v.toFixed(3)), h("span", {}, k))),
+        ...Object.entries(run.latest_metrics || {}).filter(([k]) => !(k in lastLosses)).slice(0, 6).map(([k, v]) =>
+          h("div", { class: "stat" }, h("b", {}, Number(v).toPrecision(4)), h("span", {}, k))),
+        h("div", { class: "stat" }, h("b", {}, fmtTime(run.started_at)), h("span", {}, "started")),
+        run.worker ? h("div", { class: "stat" }, h("b", { class: "small" }, run.worker), h("span", {}, "worker")) : null),
+      run.error ? errorBox(run.error) : null);
+  }
+
+  async function act(what) {
+    try {
+      if (what === "delete") {
+        if (!confirm("Delete this run and all its files?")) return;
+        await api(`/runs/${runId}`, { method: "DELETE" });
+        location.hash = "#/runs";
+        return;
+      }
+      const options = { method: "POST" };
+      if (what === "resume") {
+        const more = prompt("Train how many more steps? (empty: finish the original step count)", "");
+        if (more === null) return;
+        options.json = { steps: more.trim() ? Number(more) : null };
+      }
+      await api(`/runs/${runId}/${what}`, options);
+      run = await api(`/runs/${runId}`);
+      drawHead();
+      if (what === "resume") startLive();
+    } catch (err) {
+      progressPanel.append(errorBox(err));
+    }
+  }
+
+  // Charts: losses (from progress events and the metrics route) and evaluation metrics.
+  const series = {}; // name -> [[step, value]]
+  let lastLosses = {};
+  let chartQueued = false;
+  function addPoint(name, step, value) {
+    if (typeof value !== "number") return;
+    const s = (series[name] = series[name] || []);
+    if (s.length && s[s.length - 1][0] >= step) { if (s[s.length - 1][0] === step) s[s.length - 1][1] = value; return; }
+    s.push([step, value]);
+  }
+  function drawCharts() {
+    if (chartQueued) return;
+    chartQueued = true;
+    requestAnimationFrame(() => {
+      chartQueued = false;
+      const losses = {}, metrics = {};
+      for (const [name, points] of Object.entries(series)) (name.startsWith("loss") ? losses : metrics)[name] = points;
+      lineChart(lossChart, "Losses", losses);
+      const names = Object.keys(metrics).sort();
+      while (metricCharts.children.length > names.length) metricCharts.lastChild.remove();
+      names.forEach((name, i) => {
+        let box = metricCharts.children[i];
+        if (!box) { box = h("div"); metricCharts.append(box); }
+        lineChart(box, name, { [name]: metrics[name] });
+      });
+    });
+  }
+  async function loadMetrics() {
+    try {
+      const data = await api(`/runs/${runId}/metrics`);
+      for (const [name, points] of Object.entries(data.series || {})) {
+        series[name] = points.map(([s, v]) => [Number(s), Number(v)]).sort((a, b) => a[0] - b[0]);
+      }
+    } catch (err) {
+      if (err.status !== 404) throw err;
+    }
+    drawCharts();
+  }
+
+  // Samples: a slider over the steps, images fetched with the token.
+  let samples = [];
+  const imageCache = new Map();
+  async function showSample(index) {
+    const item = samples[index];
+    if (!item) return;
+    sampleLabel.textContent = `step ${item.step} (${index + 1} of ${samples.length})`;
+    let url = imageCache.get(item.step);
+    if (!url) { url = await blobUrl(item.url); imageCache.set(item.step, url); }
+    if (Number(slider.value) === index) { sampleImg.src = url; sampleImg.dataset.step = String(item.step); }
+  }
+  async function loadSamples() {
+    let data;
+    try { data = await api(`/runs/${runId}/samples`); } catch (err) { if (err.status === 404) data = { items: [] }; else throw err; }
+    const atEnd = Number(slider.value) >= samples.length - 1;
+    samples = data.items;
+    if (!samples.length) {
+      sampleBox.replaceChildren(h("div", { class: "empty" }, "No sample grid yet: the first one is written at step ", String(run.config.schedule?.sample_every ?? "?"), "."));
+      return;
+    }
+    if (!sampleBox.contains(sampleImg)) sampleBox.replaceChildren(sampleImg, slider, sampleLabel);
+    slider.max = String(samples.length - 1);
+    if (atEnd) slider.value = String(samples.length - 1);
+    await showSample(Number(slider.value));
+  }
+  slider.addEventListener("input", () => showSample(Number(slider.value)).catch(() => {}));
+
+  async function loadCheckpoints() {
+    let data;
+    try { data = await api(`/runs/${runId}/checkpoints`); } catch (err) { if (err.status === 404) data = { items: [] }; else throw err; }
+    ckptBody.replaceChildren(...data.items.map((c) => h("tr", {},
+      h("td", {}, c.step, c.best ? h("span", { class: "badge succeeded", style: "margin-left:0.4rem" }, "best") : null),
+      h("td", {}, fmtBytes(c.size_bytes)),
+      h("td", {}, h("button", { type: "button", class: "small", onclick: () => downloadFile(c.url, `${runId}-${c.step}.safetensors`).catch((e) => alert(e.message)) }, "Download")))));
+    if (!data.items.length) ckptBody.append(h("tr", {}, h("td", { colspan: 3, class: "empty" }, "No checkpoint yet.")));
+    genStep.replaceChildren(h("option", { value: "latest" }, "latest"), ...data.items.map((c) => h("option", { value: c.step }, `step ${c.step}`)));
+  }
+
+  // Generate form.
+  const genStep = h("select", { id: "gen-step", name: "step" }, h("option", { value: "latest" }, "latest"));
+  const genResult = h("div", { class: "result", id: "gen-result" });
+  const genForm = h("form", { id: "generate-form" },
+    h("div", { class: "form-grid" },
+      h("div", { class: "field" }, h("label", { for: "gen-n" }, "Samples (n)"), h("input", { id: "gen-n", name: "n", type: "number", min: 1, value: 64 })),
+      h("div", { class: "field" }, h("label", { for: "gen-seed" }, "Seed"), h("input", { id: "gen-seed", name: "seed", type: "number", min: 0, value: 1 })),
+      h("div", { class: "field" }, h("label", { for: "gen-step" }, "Checkpoint"), genStep),
+      h("div", { class: "field" }, h("label", { for: "gen-format" }, "Format"), h("select", { id: "gen-format", name: "format" }, ["png", "zip", "npz"].map((f) => h("option", { value: f }, f)))),
+      h("div", { class: "field" }, h("label", { for: "gen-trunc" }, "Truncation (blank: none)"), h("input", { id: "gen-trunc", name: "truncation", type: "number", step: "any", min: 0 })),
+      h("div", { class: "field" }, h("label", {}, "EMA generator"), h("label", { class: "row" }, h("input", { id: "gen-ema", name: "ema", type: "checkbox", checked: true }), "use it when present"))),
+    h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "gen-submit" }, "Generate")),
+    genResult);
+  genPanel.append(h("h2", {}, "Generate samples"), genForm);
+  genForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = genForm.elements;
+    const body = {
+      n: Number(f.n.value), seed: Number(f.seed.value), step: f.step.value === "latest" ? "latest" : Number(f.step.value),
+      ema: f.ema.checked, truncation: f.truncation.value === "" ? null : Number(f.truncation.value), format: f.format.value,
+    };
+    const submit = document.getElementById("gen-submit");
+    submit.disabled = true;
+    genResult.replaceChildren(h("p", { class: "muted" }, "Queued…"));
+    try {
+      let gen = await api(`/runs/${runId}/generations`, { method: "POST", json: body });
+      while (!TERMINAL.has(gen.status)) {
+        genResult.replaceChildren(h("p", { class: "muted" }, `Generation ${gen.id}: ${gen.status}…`));
+        await new Promise((r) => setTimeout(r, 700));
+        if (abort.signal.aborted) return;
+        gen = await api(`/generations/${gen.id}`);
+      }
+      if (gen.status !== "succeeded") throw new Error(`Generation ${gen.status}: ${gen.error || "no reason given"}`);
+      const resultPath = gen.result_url || `/generations/${gen.id}/result`;
+      const url = await blobUrl(resultPath);
+      const name = `${runId}-seed${body.seed}.${body.format}`;
+      genResult.replaceChildren(
+        body.format === "png" ? h("img", { src: url, alt: "generated samples", id: "gen-image" }) : null,
+        h("p", {}, h("a", { href: url, download: name, id: "gen-download" }, `Download ${name}`)));
+    } catch (err) {
+      genResult.replaceChildren(errorBox(err.status === 404 && /Not Found/.test(err.message) ? "This server has no generations route yet." : err));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  drawHead();
+  await Promise.all([loadMetrics(), loadSamples(), loadCheckpoints()]);
+
+  // Live updates: the event stream, reconnecting with Last-Event-ID; polling when the stream is not there.
+  let polling = false;
+  let lastSampleCount = samples.length;
+  async function refreshRun() {
+    run = await api(`/runs/${runId}`);
+    drawHead();
+  }
+  function startPolling() {
+    if (polling) return;
+    polling = true;
+    liveNote.textContent = "live (polling)";
+    every(2000, async () => {
+      if (TERMINAL.has(run.status) && run._final) return;
+      try {
+        await refreshRun();
+        const since = Math.max(0, ...Object.values(series).map((s) => (s.length ? s[s.length - 1][0] : 0)));
+        const data = await api(`/runs/${runId}/metrics?since_step=${since}`).catch(() => ({ series: {} }));
+        for (const [name, points] of Object.entries(data.series || {})) for (const [s, v] of points) addPoint(name, Number(s), Number(v));
+        drawCharts();
+        await loadSamples();
+        if (samples.length !== lastSampleCount) { lastSampleCount = samples.length; await loadCheckpoints(); }
+        if (TERMINAL.has(run.status)) { run._final = true; await loadCheckpoints(); liveNote.textContent = "finished"; }
+      } catch (_) { /* try again next tick */ }
+    });
+  }
+  let streaming = false;
+  async function startLive() {
+    if (streaming || polling) return;
+    if (TERMINAL.has(run.status)) { liveNote.textContent = "finished"; return; }
+    streaming = true;
+    let lastId = null, failures = 0;
+    while (!abort.signal.aborted) {
+      try {
+        liveNote.textContent = "live";
+        lastId = await streamEvents(`/runs/${runId}/events`, {
+          signal: abort.signal, lastEventId: lastId,
+          onEvent: (ev) => {
+            failures = 0;
+            const d = ev.data || {};
+            if (ev.event === "progress") {
+              run.progress = Object.assign({}, run.progress, { step: d.step, total_steps: d.total_steps, images_per_sec: d.images_per_sec, eta_seconds: d.eta_seconds });
+              if (run.status === "queued") run.status = "running";
+              lastLosses = d.losses || lastLosses;
+              for (const [k, v] of Object.entries(d.losses || {})) addPoint(k, d.step, v);
+              drawHead();
+              drawCharts();
+            } else if (ev.event === "metric") {
+              addPoint(d.name, d.step, d.value);
+              drawCharts();
+            } else if (ev.event === "stats") {
+              for (const [k, v] of Object.entries(d.values || {})) if (k.startsWith("loss")) addPoint(k, d.step, v);
+              drawCharts();
+            } else if (ev.event === "sample") {
+              loadSamples().catch(() => {});
+            } else if (ev.event === "checkpoint") {
+              loadCheckpoints().catch(() => {});
+            } else if (ev.event === "status") {
+              refreshRun().then(() => TERMINAL.has(run.status) && Promise.all([loadSamples(), loadCheckpoints(), loadMetrics()])).catch(() => {});
+            }
+          },
+        });
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        if (err instanceof ApiError && err.status === 401) return;
+        failures += 1;
+        if ((err instanceof ApiError) || failures >= 3) { streaming = false; startPolling(); return; }
+      }
+      if (abort.signal.aborted) return;
+      await refreshRun().catch(() => {});
+      if (TERMINAL.has(run.status)) {
+        await Promise.all([loadSamples(), loadCheckpoints(), loadMetrics()]).catch(() => {});
+        liveNote.textContent = "finished";
+        streaming = false;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  startLive();
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Launch form
+
+const LAUNCH_FIELDS = [
+  ["Run", [["name", "text", "Name"], ["seed", "number", "Seed"], ["preset", "select", "Preset", ["", "dcgan", "wgan-gp", "sngan-hinge"]]]],
+  ["Model", [["model.arch", "select", "Architecture", ["mlp", "dcgan", "resnet"]], ["model.image_size", "number", "Image size (px)"],
+    ["model.z_dim", "number", "Latent size (z_dim)"], ["model.width", "number", "Width"], ["model.conditional", "checkbox", "Conditional"]]],
+  ["Loss", [["loss.kind", "select", "Objective", ["minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge"]]]],
+  ["Training", [["train.steps", "number", "Steps"], ["train.batch_size", "number", "Batch size"], ["train.lr_g", "number", "LR generator"],
+    ["train.lr_d", "number", "LR discriminator"], ["train.n_critic", "number", "D steps per G step"], ["train.ema", "number", "EMA decay (blank: off)"],
+    ["train.precision", "select", "Precision", ["auto", "fp32", "bf16"]]]],
+  ["Schedule", [["schedule.sample_every", "number", "Sample every"], ["schedule.checkpoint_every", "number", "Checkpoint every"],
+    ["schedule.eval_every", "number", "Evaluate every (0: never)"]]],
+];
+
+function getPath(obj, path) { return path.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj); }
+function setPath(obj, path, value) {
+  const keys = path.split(".");
+  let o = obj;
+  for (const k of keys.slice(0, -1)) o = o[k] = o[k] || {};
+  o[keys[keys.length - 1]] = value;
+}
+function deepMerge(base, over) {
+  const out = JSON.parse(JSON.stringify(base));
+  for (const [k, v] of Object.entries(over || {})) {
+    if (v && typeof v === "object" && !Array.isArray(v) && out[k] && typeof out[k] === "object") out[k] = deepMerge(out[k], v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+async function launchPage() {
+  document.title = "Launch · ganforge";
+  const defaults = await (await fetch("/ui/config-defaults.json")).json();
+  let datasets = Object.keys(defaults.datasets).filter((d) => !d.startsWith("_")).map((id) => ({ id, name: id, builtin: true }));
+  try {
+    const listed = await api("/datasets");
+    const items = Array.isArray(listed) ? listed : listed.items;
+    if (items && items.length) datasets = items.map((d) => ({ id: d.id || d.name, name: d.name, builtin: !!d.builtin }));
+  } catch (err) { if (err.status !== 404) throw err; }
+
+  const formError = h("div", { id: "form-error" });
+  const datasetSelect = h("select", { id: "f-dataset", name: "dataset" },
+    datasets.map((d) => h("option", { value: d.id }, d.builtin ? d.id : `${d.name} (${d.id})`)));
+  const inputs = {};
+  const fieldsets = LAUNCH_FIELDS.map(([legend, fields]) => h("fieldset", {}, h("legend", {}, legend),
+    h("div", { class: "form-grid" }, fields.map(([path, type, label, options]) => {
+      const id = `f-${path.replace(".", "-")}`;
+      let input;
+      if (type === "select") input = h("select", { id, name: path }, options.map((o) => h("option", { value: o }, o || "none")));
+      else if (type === "checkbox") input = h("input", { id, name: path, type: "checkbox" });
+      else input = h("input", { id, name: path, type, step: type === "number" ? "any" : null });
+      inputs[path] = input;
+      return h("div", { class: "field", "data-field": path },
+        h("label", { for: id }, label),
+        input,
+        h("div", { class: "field-error", "data-error-for": path }));
+    }))));
+  const form = h("form", { class: "panel", id: "launch-form", novalidate: true },
+    h("div", { class: "field", "data-field": "dataset", style: "max-width:360px;margin-bottom:1rem" },
+      h("label", { for: "f-dataset" }, "Dataset"), datasetSelect, h("div", { class: "field-error", "data-error-for": "dataset" })),
+    ...fieldsets,
+    formError,
+    h("div", { class: "row" }, h("button", { class: "primary", type: "submit", id: "launch-submit" }, "Launch run"),
+      h("span", { class: "muted small" }, "Fields left at their defaults are not sent: the server fills them in.")));
+  view.append(h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Launch a run"),
+    h("div", { class: "muted small" }, "Defaults are each dataset's recommended configuration."))), form);
+
+  function baseline() {
+    const ds = datasetSelect.value;
+    const base = defaults.datasets[ds] || defaults.datasets._uploaded;
+    const preset = inputs.preset.value;
+    return preset ? deepMerge(base, defaults.presets[preset] || {}) : base;
+  }
+  function fill() {
+    const base = baseline();
+    for (const [path, input] of Object.entries(inputs)) {
+      if (path === "preset" || path === "name") continue;
+      const v = getPath(base, path);
+      if (input.type === "checkbox") input.checked = !!v;
+      else input.value = v === null || v === undefined ? "" : String(v);
+    }
+  }
+  function read(input) {
+    if (input.type === "checkbox") return input.checked;
+    if (input.type === "number") return input.value.trim() === "" ? null : Number(input.value);
+    return input.value;
+  }
+  function clearErrors() {
+    for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
+    for (const el of form.querySelectorAll(".field.invalid")) el.classList.remove("invalid");
+    formError.replaceChildren();
+  }
+  datasetSelect.addEventListener("change", fill);
+  inputs.preset.addEventListener("change", fill);
+  fill();
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors();
+    const base = baseline();
+    const body = { dataset: datasetSelect.value };
+    for (const [path, input] of Object.entries(inputs)) {
+      const value = read(input);
+      if (path === "name") { if (value) body.name = value; continue; }
+      if (path === "preset") { if (value) body.preset = value; continue; }
+      if (input.type === "number" && input.value.trim() !== "" && !Number.isFinite(value)) { setPath(body, path, input.value); continue; }
+      if (JSON.stringify(value) !== JSON.stringify(getPath(base, path) ?? null)) setPath(body, path, value);
+    }
+    const submit = document.getElementById("launch-submit");
+    submit.disabled = true;
+    try {
+      const run = await api("/runs", { method: "POST", json: body });
+      location.hash = `#/runs/${run.id}`;
+    } catch (err) {
+      if (err.status === 422 || err.status === 400) {
+        const unplaced = [];
+        for (const [field, message] of fieldErrors(err.detail)) {
+          const slot = field && form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+          if (slot) { slot.textContent = message; slot.closest(".field").classList.add("invalid"); }
+          else unplaced.push(field ? `${field}: ${message}` : message);
+        }
+        if (unplaced.length) formError.append(errorBox(unplaced.join("\n")));
+        const first = form.querySelector(".field.invalid");
+        if (first) first.scrollIntoView({ block: "center" });
+      } else {
+        formError.append(errorBox(err));
+      }
+    } finally {
+      submit.disabled = false;
+    }
+  });
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Datasets
+
+async function datasetsPage() {
+  document.title = "Datasets · ganforge";
+  const cards = h("div", { class: "cards", id: "dataset-cards" });
+  const uploadError = h("div");
+  const fileInput = h("input", { id: "ds-file", name: "file", type: "file", accept: ".zip,application/zip", required: true });
+  const nameInput = h("input", { id: "ds-name", name: "name", type: "text", placeholder: "my-faces" });
+  const form = h("form", { class: "panel", id: "upload-form" },
+    h("h2", {}, "Upload a dataset"),
+    h("p", { class: "muted small" }, "A ZIP of images; put each class in its own folder (folders are optional)."),
+    h("div", { class: "form-grid" },
+      h("div", { class: "field" }, h("label", { for: "ds-file" }, "ZIP file"), fileInput),
+      h("div", { class: "field" }, h("label", { for: "ds-name" }, "Name"), nameInput)),
+    h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "ds-submit" }, "Upload")),
+    uploadError);
+  view.append(h("div", { class: "page-head" }, h("h1", {}, "Datasets")), form, cards);
+
+  async function refresh() {
+    let items;
+    try {
+      const listed = await api("/datasets");
+      items = Array.isArray(listed) ? listed : listed.items;
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      cards.replaceChildren(h("div", { class: "note" }, "This server has no datasets route yet."));
+      return;
+    }
+    cards.replaceChildren(...items.map((d) => {
+      const id = d.id || d.name;
+      const img = h("img", { alt: `preview of ${d.name}`, loading: "lazy" });
+      blobUrl(`/datasets/${encodeURIComponent(id)}/preview.png`).then((u) => { img.src = u; }).catch(() => { img.alt = "no preview"; });
+      const classes = Array.isArray(d.classes) ? d.classes.length : d.classes;
+      return h("div", { class: "card", "data-dataset-id": id },
+        img,
+        h("h3", {}, d.name, " ", d.builtin ? h("span", { class: "badge" }, "built-in") : null),
+        d.builtin ? null : h("div", { class: "muted small mono" }, id),
+        h("div", { class: "muted small" }, [
+          d.num_images != null ? `${d.num_images} images` : null,
+          d.image_size ? `${d.image_size} px` : null,
+          d.channels != null ? `${d.channels} ch` : null,
+          classes ? `${classes} classes` : null,
+        ].filter(Boolean).join(" · ")),
+        d.builtin ? null : h("div", { class: "row", style: "margin-top:0.5rem" },
+          h("button", { class: "danger small", type: "button", onclick: async () => {
+            if (!confirm(`Delete dataset ${d.name}?`)) return;
+            try { await api(`/datasets/${encodeURIComponent(id)}`, { method: "DELETE" }); await refresh(); } catch (err) { alert(err.message); }
+          } }, "Delete")));
+    }));
+  }
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    uploadError.replaceChildren();
+    if (!fileInput.files.length) { uploadError.append(errorBox("Choose a ZIP file first.")); return; }
+    const data = new FormData();
+    data.append("file", fileInput.files[0]);
+    data.append("name", nameInput.value.trim() || fileInput.files[0].name.replace(/\.zip$/i, ""));
+    const submit = document.getElementById("ds-submit");
+    submit.disabled = true;
+    try {
+      await api("/datasets", { method: "POST", body: data });
+      form.reset();
+      await refresh();
+    } catch (err) {
+      uploadError.append(errorBox(err));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  await refresh();
+}
+
+render();
