@@ -56,18 +56,20 @@ def start_redis(
 
 
 def _answers(*, unixsocket: Path | None, port: int) -> bool:
-    try:
-        if unixsocket is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if unixsocket is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address: str | tuple[str, int] = str(unixsocket)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        address = ("127.0.0.1", port)
+    with sock:
+        try:
             sock.settimeout(0.5)
-            sock.connect(str(unixsocket))
-        else:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
-        with sock:
+            sock.connect(address)
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+        except OSError:
+            return False
 
 
 def stop(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:

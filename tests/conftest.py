@@ -122,15 +122,15 @@ class Service:
         )
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        return subprocess.Popen(
-            [sys.executable, "-m", "ganforge", *args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a test can kill the worker and its children
-        )
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(
+                [sys.executable, "-m", "ganforge", *args],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so a test can kill the worker and its children
+            )
 
     def start_api(self) -> None:
         self.api = self._spawn("api", "api", "--port", str(self.port))
