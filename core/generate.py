@@ -315,7 +315,7 @@ def animation_frames(result: Samples) -> list[Image.Image]:
 
 
 @contextmanager
-def _atomic(path: Path) -> Iterator[IO[bytes]]:
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
     """A binary file that appears at `path` only once fully written (temp file in the same folder + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -339,7 +339,7 @@ def _png_bytes(image: Image.Image) -> bytes:
 def write_png(result: Samples, path: Path) -> Path:
     """One picture: the image grid, or a scatter plot of 2-D points."""
     data = _png_bytes(preview(result))
-    with _atomic(path) as f:
+    with atomic_file(path) as f:
         f.write(data)
     return path
 
@@ -351,7 +351,7 @@ def write_gif(result: Samples, path: Path, *, frame_ms: int = 120) -> Path:
     frames = [frame.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT) for frame in frames]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
-    with _atomic(path) as f:
+    with atomic_file(path) as f:
         f.write(buf.getvalue())
     return path
 
@@ -366,7 +366,7 @@ def _zip_entry(archive: zipfile.ZipFile, name: str, data: bytes, *, compress: bo
 def write_zip(result: Samples, path: Path) -> Path:
     """One PNG per sample, in class folders (`3/00017.png`) when labels exist, plus `labels.csv`
     (`file,label`): a ready synthetic dataset. 2-D points go into one `samples.csv` (`x,y[,label]`)."""
-    with _atomic(path) as f, zipfile.ZipFile(f, "w") as archive:
+    with atomic_file(path) as f, zipfile.ZipFile(f, "w") as archive:
         if result.samples.ndim == 2:
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\n")
@@ -401,7 +401,7 @@ def write_npz(result: Samples, path: Path) -> Path:
     arrays: dict[str, np.ndarray] = {"samples": np.ascontiguousarray(result.samples, dtype=np.float32)}
     if result.labels is not None:
         arrays["labels"] = np.ascontiguousarray(result.labels, dtype=np.int64)
-    with _atomic(path) as f, zipfile.ZipFile(f, "w", allowZip64=True) as archive:
+    with atomic_file(path) as f, zipfile.ZipFile(f, "w", allowZip64=True) as archive:
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_DATE_TIME)
             info.compress_type = zipfile.ZIP_STORED
