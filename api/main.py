@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from api.db import get_sessionmaker
 from api.models import User, hash_token, new_token
-from api.routes import dashboard, docs, health, runs, tokens
+from api.routes import dashboard, datasets, docs, health, runs, tokens
 from api.settings import Settings, get_settings
 
 log = logging.getLogger("ganforge.api")
@@ -111,6 +112,15 @@ async def _reject(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _reconcile_quietly() -> None:
+    from worker.reconcile import reconcile_once
+
+    try:
+        reconcile_once()
+    except Exception as exc:  # the database or the broker is away; the workers reconcile periodically too
+        log.warning("reconcile at start failed: %s", exc)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -119,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         token = ensure_admin(settings)
         if token is not None:
             print(f"ganforge: generated the admin token (shown once, only its hash is stored): {token}", flush=True)
+        threading.Thread(target=_reconcile_quietly, name="reconcile-at-start", daemon=True).start()
         yield
 
     app = FastAPI(
@@ -132,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tokens.router)
     app.include_router(runs.router)
+    app.include_router(datasets.router)
     app.include_router(docs.router)
     app.include_router(dashboard.router)
     if settings.cors_origins:

@@ -261,9 +261,7 @@ def heartbeat(
     return True, bool(cancel)
 
 
-def finish_run(
-    *, session: Session, run_id: str, worker: str | None, status: str, error: str | None = None
-) -> bool:
+def finish_run(*, session: Session, run_id: str, worker: str | None, status: str, error: str | None = None) -> bool:
     """Move a running run held by `worker` (or any run, when worker is None) to a final status."""
     assert status in FINAL_STATUSES
     query = update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     generate_queue: str = "generate"
     # A running run whose heartbeat is older than this is considered lost and handed to another worker.
     heartbeat_timeout_seconds: float = 60.0
+    # How often each training worker looks for runs lost by the broker or by a dead worker.
+    reconcile_interval_seconds: float = 30.0
     # How many times a run may be delivered before it is failed as a poison run.
     max_attempts: int = 3
     # Largest request body the API accepts outside uploads (bytes).
@@ -35,6 +37,12 @@ class Settings(BaseSettings):
     max_generation_n: int = 10_000
     # Largest dataset upload (bytes of the ZIP).
     max_upload_bytes: int = 1_000_000_000
+    # Caps on an uploaded archive's contents (zip bombs) and the stored side of its images (see core/uploads.py).
+    max_archive_members: int = 100_000
+    max_unpacked_bytes: int = 4_000_000_000
+    max_member_ratio: float = 200.0
+    max_image_pixels: int = 40_000_000
+    dataset_max_side: int = 128
     # CORS origins allowed to call the API from a browser; empty = CORS off.
     cors_origins: list[str] = []
 

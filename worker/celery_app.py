@@ -8,7 +8,7 @@ import signal
 import sys
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from api.settings import get_settings
 
@@ -47,3 +47,13 @@ def _die_with_parent(**_kwargs: object) -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before prctl took effect
             os._exit(1)
+
+
+@worker_ready.connect
+def _start_reconciler(sender: object = None, **_kwargs: object) -> None:
+    """Training workers look for lost runs at start and then periodically (see worker/reconcile.py)."""
+    from worker.reconcile import start_reconciler
+
+    queues = {q.name for q in app.amqp.queues.consume_from.values()} if app.amqp.queues.consume_from else set()
+    if settings.train_queue in queues:
+        start_reconciler(settings.reconcile_interval_seconds)
