@@ -105,16 +105,17 @@ def _losses(values: dict[str, float]) -> str:
 
 
 def _run_table(runs: list[Run]) -> Table:
-    table = Table("ID", "NAME", "DATASET", "STATUS", "PROGRESS", "CREATED")
+    table = Table("NAME", "DATASET", "STATUS", "PROGRESS", "CREATED")
+    table.add_column("ID", no_wrap=True)  # whole, so that it can be copied
     for run in runs:
-        created = run.created_at.strftime("%Y-%m-%d %H:%M:%S") if run.created_at else "-"
+        created = run.created_at.strftime("%Y-%m-%d %H:%M") if run.created_at else "-"
         table.add_row(
-            run.id,
             run.name or "-",
             str(run.config.get("dataset", "-")),
             run.status,
             _progress_text(run.progress.step, run.progress.total_steps),
             created,
+            run.id,
         )
     return table
 

@@ -93,6 +93,11 @@ async function downloadFile(path, filename) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
+// Replace an element's children, skipping null/undefined/false (replaceChildren would print "null").
+function put(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function every(ms, fn) {
   const id = setInterval(fn, ms);
   cleanups.push(() => clearInterval(id));
@@ -188,7 +193,7 @@ async function render() {
   nav.hidden = !token();
   const [, page, id] = hash.split("/");
   for (const a of nav.querySelectorAll("a[data-nav]")) a.classList.toggle("active", a.dataset.nav === page);
-  view.replaceChildren();
+  put(view);
   try {
     if (page === "signin") await signInPage();
     else if (page === "runs" && id) await runPage(decodeURIComponent(id));
@@ -221,7 +226,7 @@ async function signInPage() {
     h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit" }, "Sign in")));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    error.replaceChildren();
+    put(error);
     localStorage.setItem(TOKEN_KEY, input.value.trim());
     try {
       await api("/runs?limit=1", { noSignOut: true });
@@ -274,9 +279,9 @@ async function runsPage() {
         h("td", { class: "hide-narrow small" }, fmtTime(run.created_at)),
         h("td", {}, cancel));
     });
-    tbody.replaceChildren(...rows);
+    put(tbody, ...rows);
     if (!rows.length) tbody.append(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No runs yet. ", h("a", { href: "#/launch" }, "Launch one."))));
-    more.replaceChildren(page.next_cursor ? h("div", { class: "muted small" }, "Showing the newest 100 runs.") : "");
+    put(more, page.next_cursor ? h("div", { class: "muted small" }, "Showing the newest 100 runs.") : "");
   }
   status.addEventListener("change", refresh);
   await refresh();
@@ -318,16 +323,16 @@ async function runPage(runId) {
   function drawHead() {
     const p = run.progress || {};
     const canCancel = !TERMINAL.has(run.status);
-    actions.replaceChildren(
+    put(actions, 
       canCancel ? h("button", { class: "danger", id: "cancel-btn", type: "button", onclick: () => act("cancel") }, "Cancel") : null,
       !canCancel ? h("button", { id: "resume-btn", type: "button", onclick: () => act("resume") }, "Resume") : null,
       h("button", { class: "danger", id: "delete-btn", type: "button", onclick: () => act("delete") }, "Delete"));
-    head.replaceChildren(
+    put(head, 
       h("div", {}, h("h1", {}, run.name || run.id, " ", badge(run.status)),
         h("div", { class: "muted small mono" }, `${run.id} · ${run.config.dataset} · ${run.config.model?.arch || ""} · ${run.config.loss?.kind || ""}`)),
       actions);
     const pct = p.total_steps ? Math.floor((100 * p.step) / p.total_steps) : 0;
-    progressPanel.replaceChildren(
+    put(progressPanel, 
       h("div", { class: "row", style: "justify-content:space-between" }, h("strong", { id: "progress-text" }, `${pct} %`), h("span", { class: "muted small" }, `step ${p.step} / ${p.total_steps}`)),
       progressBar(p.step, p.total_steps, true),
       h("div", { class: "stats" },
@@ -420,10 +425,10 @@ async function runPage(runId) {
     const atEnd = Number(slider.value) >= samples.length - 1;
     samples = data.items;
     if (!samples.length) {
-      sampleBox.replaceChildren(h("div", { class: "empty" }, "No sample grid yet: the first one is written at step ", String(run.config.schedule?.sample_every ?? "?"), "."));
+      put(sampleBox, h("div", { class: "empty" }, "No sample grid yet: the first one is written at step ", String(run.config.schedule?.sample_every ?? "?"), "."));
       return;
     }
-    if (!sampleBox.contains(sampleImg)) sampleBox.replaceChildren(sampleImg, slider, sampleLabel);
+    if (!sampleBox.contains(sampleImg)) put(sampleBox, sampleImg, slider, sampleLabel);
     slider.max = String(samples.length - 1);
     if (atEnd) slider.value = String(samples.length - 1);
     await showSample(Number(slider.value));
@@ -433,12 +438,12 @@ async function runPage(runId) {
   async function loadCheckpoints() {
     let data;
     try { data = await api(`/runs/${runId}/checkpoints`); } catch (err) { if (err.status === 404) data = { items: [] }; else throw err; }
-    ckptBody.replaceChildren(...data.items.map((c) => h("tr", {},
+    put(ckptBody, ...data.items.map((c) => h("tr", {},
       h("td", {}, c.step, c.best ? h("span", { class: "badge succeeded", style: "margin-left:0.4rem" }, "best") : null),
       h("td", {}, fmtBytes(c.size_bytes)),
       h("td", {}, h("button", { type: "button", class: "small", onclick: () => downloadFile(c.url, `${runId}-${c.step}.safetensors`).catch((e) => alert(e.message)) }, "Download")))));
     if (!data.items.length) ckptBody.append(h("tr", {}, h("td", { colspan: 3, class: "empty" }, "No checkpoint yet.")));
-    genStep.replaceChildren(h("option", { value: "latest" }, "latest"), ...data.items.map((c) => h("option", { value: c.step }, `step ${c.step}`)));
+    put(genStep, h("option", { value: "latest" }, "latest"), ...data.items.map((c) => h("option", { value: c.step }, `step ${c.step}`)));
   }
 
   // Generate form.
@@ -464,11 +469,11 @@ async function runPage(runId) {
     };
     const submit = document.getElementById("gen-submit");
     submit.disabled = true;
-    genResult.replaceChildren(h("p", { class: "muted" }, "Queued…"));
+    put(genResult, h("p", { class: "muted" }, "Queued…"));
     try {
       let gen = await api(`/runs/${runId}/generations`, { method: "POST", json: body });
       while (!TERMINAL.has(gen.status)) {
-        genResult.replaceChildren(h("p", { class: "muted" }, `Generation ${gen.id}: ${gen.status}…`));
+        put(genResult, h("p", { class: "muted" }, `Generation ${gen.id}: ${gen.status}…`));
         await new Promise((r) => setTimeout(r, 700));
         if (abort.signal.aborted) return;
         gen = await api(`/generations/${gen.id}`);
@@ -477,11 +482,11 @@ async function runPage(runId) {
       const resultPath = gen.result_url || `/generations/${gen.id}/result`;
       const url = await blobUrl(resultPath);
       const name = `${runId}-seed${body.seed}.${body.format}`;
-      genResult.replaceChildren(
+      put(genResult, 
         body.format === "png" ? h("img", { src: url, alt: "generated samples", id: "gen-image" }) : null,
         h("p", {}, h("a", { href: url, download: name, id: "gen-download" }, `Download ${name}`)));
     } catch (err) {
-      genResult.replaceChildren(errorBox(err.status === 404 && /Not Found/.test(err.message) ? "This server has no generations route yet." : err));
+      put(genResult, errorBox(err.status === 404 && /Not Found/.test(err.message) ? "This server has no generations route yet." : err));
     } finally {
       submit.disabled = false;
     }
@@ -505,6 +510,7 @@ async function runPage(runId) {
       if (TERMINAL.has(run.status) && run._final) return;
       try {
         await refreshRun();
+        for (const [k, v] of Object.entries(run.latest_metrics || {})) if (k.startsWith("loss")) addPoint(k, run.progress.step, v);
         const since = Math.max(0, ...Object.values(series).map((s) => (s.length ? s[s.length - 1][0] : 0)));
         const data = await api(`/runs/${runId}/metrics?since_step=${since}`).catch(() => ({ series: {} }));
         for (const [name, points] of Object.entries(data.series || {})) for (const [s, v] of points) addPoint(name, Number(s), Number(v));
@@ -662,7 +668,7 @@ async function launchPage() {
   function clearErrors() {
     for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
     for (const el of form.querySelectorAll(".field.invalid")) el.classList.remove("invalid");
-    formError.replaceChildren();
+    put(formError);
   }
   datasetSelect.addEventListener("change", fill);
   inputs.preset.addEventListener("change", fill);
@@ -731,10 +737,10 @@ async function datasetsPage() {
       items = Array.isArray(listed) ? listed : listed.items;
     } catch (err) {
       if (err.status !== 404) throw err;
-      cards.replaceChildren(h("div", { class: "note" }, "This server has no datasets route yet."));
+      put(cards, h("div", { class: "note" }, "This server has no datasets route yet."));
       return;
     }
-    cards.replaceChildren(...items.map((d) => {
+    put(cards, ...items.map((d) => {
       const id = d.id || d.name;
       const img = h("img", { alt: `preview of ${d.name}`, loading: "lazy" });
       blobUrl(`/datasets/${encodeURIComponent(id)}/preview.png`).then((u) => { img.src = u; }).catch(() => { img.alt = "no preview"; });
@@ -759,7 +765,7 @@ async function datasetsPage() {
 
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    uploadError.replaceChildren();
+    put(uploadError);
     if (!fileInput.files.length) { uploadError.append(errorBox("Choose a ZIP file first.")); return; }
     const data = new FormData();
     data.append("file", fileInput.files[0]);
