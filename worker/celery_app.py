@@ -19,7 +19,7 @@ settings = get_settings()
 # and the reconciler hands the run on. It is set the same for the broker and any result backend.
 VISIBILITY_TIMEOUT = 6 * 3600
 
-app = Celery("ganforge", broker=settings.broker_url, include=["worker.tasks"])
+app = Celery("ganforge", broker=settings.broker_url, include=["worker.tasks", "worker.generations"])
 app.conf.update(
     task_serializer="json",
     accept_content=["json"],
