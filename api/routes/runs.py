@@ -18,6 +18,7 @@ from api import artifacts
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
 from api.models import Run, create_run, request_cancel, requeue_run
 from api.queue import enqueue_run
+from api.routes.datasets import check_dataset_for_run
 from api.schemas import (
     CheckpointPublic,
     CheckpointsPublic,
@@ -50,6 +51,7 @@ def create(
         if existing is not None:
             response.headers["Location"] = f"/runs/{existing.id}"
             return RunPublic.from_run(existing)
+    check_dataset_for_run(session, user, config)
     run = create_run(
         session=session,
         owner_id=user.id,
