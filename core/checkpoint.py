@@ -1,0 +1,226 @@
+"""Checkpoints: one safetensors file per step, written atomically, nothing pickled.
+
+Tensor keys: `G.<state_dict key>`, `D.<...>`, `G_ema.<...>` (when EMA is on), `opt_g.state.<i>.<name>`,
+`opt_d.state.<i>.<name>`, `rng.torch`, `rng.cuda.<i>`, `rng.numpy`, `rng.data` (RNG states as uint8 tensors) and
+`data.perm`, `data.pos` (the data order). Metadata (str -> str): `format` = `ganforge-checkpoint/1`, `config` (the
+resolved RunConfig as JSON), `step`, `data` (JSON `{"kind", "channels", "image_size", "num_classes"}`),
+`opt_g`/`opt_d` (JSON: the optimizers' param groups and non-tensor state), `rng_python`, `rng_numpy` (JSON),
+`run_info` (JSON: versions, device, precision, seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from core.config import RunConfig
+from core.datasets import DataOrder
+
+FORMAT = "ganforge-checkpoint/1"
+
+
+def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
+    return ckpt_dir / f"{step:08d}.safetensors"
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every finished checkpoint in a folder, oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(p.stem), p) for p in ckpt_dir.glob("*.safetensors") if p.stem.isdigit()]
+    return sorted(found)
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    found = list_checkpoints(ckpt_dir)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    """Delete all but the `keep` newest checkpoints."""
+    for _, path in list_checkpoints(ckpt_dir)[:-keep]:
+        path.unlink(missing_ok=True)
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> int:
+    """Write tensors to a temp file in the same folder, fsync, rename into place; returns the size in bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    try:
+        save_file(plain, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.stat().st_size
+
+
+def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
+    """An optimizer's state split into tensors and a JSON string of everything else."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in sd["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}.state.{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, json.dumps({"param_groups": sd["param_groups"], "scalars": scalars})
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], meta: str) -> None:
+    info = json.loads(meta)
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + ".state."):
+            index, name = key[len(prefix) + 7 :].split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+    for index, entry in info["scalars"].items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = info["param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _rng_tensors(order: DataOrder) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every RNG state of the process and the data order, as uint8/int64 tensors and JSON."""
+    tensors = {"rng.torch": torch.get_rng_state(), "rng.data": order.gen.get_state()}
+    tensors["data.perm"] = order.perm
+    tensors["data.pos"] = torch.tensor([order.pos], dtype=torch.int64)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    np_bytes = np.frombuffer(np.asarray(np_keys, dtype=np.uint32).tobytes(), np.uint8).copy()
+    tensors["rng.numpy"] = torch.from_numpy(np_bytes)
+    py_version, py_internal, py_gauss = random.getstate()
+    meta = {
+        "rng_numpy": json.dumps(
+            {"name": np_name, "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached": float(np_cached)}
+        ),
+        "rng_python": json.dumps({"version": py_version, "internal": list(py_internal), "gauss": py_gauss}),
+    }
+    return tensors, meta
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, str], order: DataOrder) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    order.load_state({"gen": tensors["rng.data"], "perm": tensors["data.perm"], "pos": tensors["data.pos"]})
+    np_meta = json.loads(meta["rng_numpy"])
+    keys = np.frombuffer(tensors["rng.numpy"].numpy().tobytes(), dtype=np.uint32)
+    np.random.set_state((np_meta["name"], keys, np_meta["pos"], np_meta["has_gauss"], np_meta["cached"]))
+    py = json.loads(meta["rng_python"])
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+
+
+def save_training_state(
+    path: Path,
+    *,
+    step: int,
+    cfg: RunConfig,
+    data_info: dict[str, Any],
+    G: nn.Module,
+    D: nn.Module,
+    G_ema: nn.Module | None,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    order: DataOrder,
+    run_info: dict[str, Any],
+) -> int:
+    """Write everything a run needs to continue exactly; returns the file's size in bytes."""
+    tensors: dict[str, torch.Tensor] = {}
+    tensors.update({f"G.{k}": v for k, v in G.state_dict().items()})
+    tensors.update({f"D.{k}": v for k, v in D.state_dict().items()})
+    if G_ema is not None:
+        tensors.update({f"G_ema.{k}": v for k, v in G_ema.state_dict().items()})
+    g_tensors, g_meta = _optimizer_tensors("opt_g", opt_g)
+    d_tensors, d_meta = _optimizer_tensors("opt_d", opt_d)
+    rng_tensors, rng_meta = _rng_tensors(order)
+    tensors.update(g_tensors | d_tensors | rng_tensors)
+    metadata = {
+        "format": FORMAT,
+        "config": cfg.model_dump_json(),
+        "step": str(step),
+        "data": json.dumps(data_info),
+        "opt_g": g_meta,
+        "opt_d": d_meta,
+        "run_info": json.dumps(run_info),
+        **rng_meta,
+    }
+    return write_safetensors(path, tensors, metadata)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors (on the CPU) and the metadata of a checkpoint; a ValueError if it is not one of ours."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path.name} is not a ganforge checkpoint (format {meta.get('format')!r})")
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    return tensors, meta
+
+
+def _sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_training_state(
+    path: Path,
+    *,
+    G: nn.Module,
+    D: nn.Module,
+    G_ema: nn.Module | None,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    order: DataOrder,
+) -> int:
+    """Restore networks, optimizers, RNG states and data order from a checkpoint; returns its step."""
+    tensors, meta = read_checkpoint(path)
+    G.load_state_dict(_sub_state(tensors, "G."))
+    D.load_state_dict(_sub_state(tensors, "D."))
+    if G_ema is not None:
+        ema_state = _sub_state(tensors, "G_ema.")
+        G_ema.load_state_dict(ema_state or _sub_state(tensors, "G."))
+    _load_optimizer(opt_g, "opt_g", tensors, meta["opt_g"])
+    _load_optimizer(opt_d, "opt_d", tensors, meta["opt_d"])
+    _restore_rng(tensors, meta, order)
+    return int(meta["step"])
+
+
+def load_generator(
+    path: Path | str, *, ema: bool = True, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, RunConfig, dict[str, Any]]:
+    """The generator of a checkpoint in eval mode (its EMA copy when `ema` and present), its config and data info."""
+    from core.networks import build_generator
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path.name} is not a ganforge checkpoint (format {meta.get('format')!r})")
+        keys = list(f.keys())
+        prefix = "G_ema." if ema and any(k.startswith("G_ema.") for k in keys) else "G."
+        state = {k[len(prefix) :]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+    cfg = RunConfig.model_validate_json(meta["config"])
+    data_info = json.loads(meta["data"])
+    G = build_generator(cfg, channels=data_info["channels"], num_classes=data_info["num_classes"])
+    G.load_state_dict(state)
+    G.to(device).eval()
+    return G, cfg, data_info

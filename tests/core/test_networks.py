@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.config import RunConfig
+from core.networks import build_discriminator, build_generator, minibatch_std
+
+
+def _nets(model: dict, dataset: str = "digits", loss: dict | None = None, channels: int = 1, classes: int = 10):
+    cfg = RunConfig.model_validate({"dataset": dataset, "model": model, "loss": loss or {}})
+    return (
+        cfg,
+        build_generator(cfg, channels=channels, num_classes=classes),
+        build_discriminator(cfg, channels=channels, num_classes=classes),
+    )
+
+
+@pytest.mark.parametrize(
+    ("arch", "size", "channels"),
+    [
+        pytest.param("dcgan", 16, 1, id="dcgan16"),
+        pytest.param("dcgan", 32, 3, id="dcgan32-rgb"),
+        pytest.param("dcgan", 64, 1, id="dcgan64"),
+        pytest.param("dcgan", 128, 3, id="dcgan128"),
+        pytest.param("resnet", 32, 3, id="resnet32"),
+        pytest.param("resnet", 64, 1, id="resnet64"),
+    ],
+)
+def test_image_networks_map_latents_to_images_and_images_to_logits(arch: str, size: int, channels: int):
+    _, G, D = _nets({"arch": arch, "image_size": size, "width": 8, "z_dim": 16}, channels=channels)
+    x = G(torch.randn(4, 16))
+    assert x.shape == (4, channels, size, size)
+    assert x.min() >= -1 and x.max() <= 1
+    logits, features, aux = D(x)
+    assert logits.shape == (4,) and features.shape[0] == 4 and aux is None
+
+
+def test_dcgan_follows_the_pytorch_examples_layout():
+    _, G, D = _nets({"arch": "dcgan", "image_size": 64, "width": 64, "z_dim": 100}, channels=3)
+    convs = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(100, 512), (512, 256), (256, 128), (128, 64), (64, 3)]
+    layers = list(D.body)
+    assert isinstance(layers[0], torch.nn.Conv2d) and isinstance(layers[1], torch.nn.LeakyReLU)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules()) == 3
+
+
+@pytest.mark.parametrize("g_cond", ["concat", "cbn"])
+@pytest.mark.parametrize("d_cond", ["projection", "acgan"])
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_conditional_networks_use_the_labels(arch: str, g_cond: str, d_cond: str):
+    model = {"arch": arch, "image_size": 32, "width": 8, "z_dim": 16, "conditional": True}
+    _, G, D = _nets(model | {"g_conditioning": g_cond, "d_conditioning": d_cond})
+    z = torch.randn(4, 16).repeat(2, 1)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    with torch.no_grad():  # conditional BatchNorm starts as the identity for every class; training moves it
+        for m in G.modules():
+            if isinstance(m, torch.nn.Embedding):
+                m.weight.normal_()
+    G.eval()
+    x = G(z, labels)
+    assert not torch.allclose(x[:4], x[4:])
+    logits, _, aux = D(x, labels)
+    assert logits.shape == (8,)
+    assert (aux is None) == (d_cond == "projection")
+    if aux is not None:
+        assert aux.shape == (8, 10)
+
+
+def test_mlp_packs_samples_and_adds_minibatch_std():
+    model = {"arch": "mlp", "pack": 4, "minibatch_std": True, "width": 16}
+    _, G, D = _nets(model, dataset="ring8", channels=0, classes=0)
+    points = G(torch.randn(8, 2))
+    assert points.shape == (8, 2)
+    logits, features, _ = D(points)
+    assert logits.shape == (2,) and features.shape == (2, 16)
+
+
+def test_spectral_norm_wraps_every_discriminator_weight():
+    _, _, D = _nets({"arch": "dcgan", "image_size": 32, "width": 8, "spectral_norm": True})
+    convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+
+
+def test_minibatch_std_adds_one_channel_that_sees_the_batch():
+    h = torch.randn(8, 5, 4, 4)
+    out = minibatch_std(h)
+    assert out.shape == (8, 6, 4, 4)
+    assert torch.equal(out[:, :5], h)
+    assert float(minibatch_std(h.new_zeros(8, 5, 4, 4))[:, 5].max()) < 1e-3

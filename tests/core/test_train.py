@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import core.train
+from core.config import RunConfig
+from core.train import TrainingDiverged, train
+
+
+def _cfg(dataset: str, **sections) -> RunConfig:
+    return RunConfig.model_validate({"dataset": dataset, **sections})
+
+
+def _events(out_dir: Path, cfg: RunConfig, **kwargs):
+    events: list[tuple[str, dict]] = []
+    result = train(cfg, out_dir=out_dir, on_event=lambda kind, data: events.append((kind, data)), **kwargs)
+    json.dumps(events)  # every event is JSON-serialisable
+    return result, events
+
+
+def test_ring8_run_writes_grids_checkpoints_and_events(tmp_path):
+    cfg = _cfg(
+        "ring8",
+        train={"steps": 200, "batch_size": 64},
+        schedule={"sample_every": 100, "checkpoint_every": 100},
+    )
+    result, events = _events(tmp_path, cfg)
+    assert (result.status, result.step, result.device) == ("completed", 200, "cpu")
+    kinds = {kind for kind, _ in events}
+    assert {"progress", "stats", "sample", "checkpoint"} <= kinds
+    samples = [d for k, d in events if k == "sample"]
+    assert [d["step"] for d in samples] == [100, 200]
+    with Image.open(samples[-1]["path"]) as image:
+        assert image.format == "PNG" and image.size == (512, 512)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "00000100.safetensors",
+        "00000200.safetensors",
+    ]
+    last = [d for k, d in events if k == "progress"][-1]
+    assert last["step"] == 200 and last["total_steps"] == 200 and set(last["losses"]) >= {"loss_d", "loss_g"}
+    stats = [d for k, d in events if k == "stats"][-1]["values"]
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "lr_g", "lr_d"} <= set(stats)
+    assert RunConfig.model_validate_json((tmp_path / "config.json").read_text()) == cfg
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["torch"] == torch.__version__ and info["precision"] == "fp32" and info["seed"] == 0
+
+
+def test_digits_dcgan_trains_a_few_steps_at_16px(tmp_path):
+    cfg = _cfg(
+        "digits",
+        model={"image_size": 16, "width": 8},
+        train={"steps": 3, "batch_size": 16},
+        schedule={"sample_every": 2, "checkpoint_every": 10},
+    )
+    result, events = _events(tmp_path, cfg)
+    assert result.status == "completed" and result.step == 3
+    png = (tmp_path / "samples" / "00000003.png").read_bytes()
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.mode == "L" and image.size == (8 * 18 + 2, 8 * 18 + 2)
+    assert [d["step"] for k, d in events if k == "checkpoint"] == [3]
+
+
+def test_should_stop_stops_after_the_step_and_keeps_a_checkpoint(tmp_path):
+    cfg = _cfg("ring8", train={"steps": 100, "batch_size": 16})
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) == 7
+
+    result, events = _events(tmp_path, cfg, should_stop=should_stop)
+    assert (result.status, result.step) == ("stopped", 7)
+    assert [d["step"] for k, d in events if k == "checkpoint"] == [7]
+
+
+def test_a_run_resumes_from_its_newest_checkpoint(tmp_path):
+    cfg = _cfg("ring8", train={"steps": 30, "batch_size": 16}, schedule={"checkpoint_every": 10})
+    result, _ = _events(tmp_path, cfg, should_stop=lambda: True)
+    assert result.step == 1
+    longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 40})})
+    result, events = _events(tmp_path, longer)
+    assert (result.status, result.step) == ("completed", 40)
+    assert [d["step"] for k, d in events if k == "checkpoint"] == [10, 20, 30, 40]
+    assert json.loads((tmp_path / "run_info.json").read_text())["resumed_from_step"] == 1
+
+
+def test_keep_checkpoints_keeps_only_the_newest(tmp_path):
+    cfg = _cfg("ring8", train={"steps": 50, "batch_size": 8}, schedule={"checkpoint_every": 10, "keep_checkpoints": 2})
+    _events(tmp_path, cfg)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["00000040.safetensors", "00000050.safetensors"]
+
+
+def test_a_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_loss = core.train.generator_loss
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        loss, stats = real_loss(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan"), stats) if len(calls) == 13 else (loss, stats)
+
+    monkeypatch.setattr(core.train, "generator_loss", poisoned)
+    cfg = _cfg("ring8", train={"steps": 50, "batch_size": 8}, schedule={"checkpoint_every": 10})
+    message = r"^training diverged at step 13: loss_g is nan; the last good checkpoint is step 10$"
+    with pytest.raises(TrainingDiverged, match=message):
+        _events(tmp_path, cfg)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["00000010.safetensors"]
