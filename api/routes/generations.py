@@ -18,12 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response, UploadFile
+from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from api import artifacts
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
@@ -59,6 +60,8 @@ def checkpoint_metadata(path: Path) -> dict[str, str]:
         if size > 100_000_000:
             raise ValueError(f"{path.name} is not a safetensors checkpoint")
         header = json.loads(f.read(size))
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name} is not a safetensors checkpoint")
     metadata: dict[str, str] = header.get("__metadata__") or {}
     return metadata
 
@@ -86,6 +89,8 @@ def resolve_step(run: Run, settings: Settings, step: int | str) -> tuple[int, di
         raise HTTPException(
             status_code=404, detail=f"Checkpoint not found: step {chosen} was just replaced by a newer one"
         ) from None
+    except (OSError, ValueError, struct.error):
+        raise HTTPException(status_code=409, detail=f"The checkpoint at step {chosen} cannot be read") from None
     return chosen, metadata
 
 
