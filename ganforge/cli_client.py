@@ -55,7 +55,7 @@ def _connect(url: str, token: str | None) -> Iterator[Ganforge]:
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {escape(message)}")
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -105,17 +105,19 @@ def _losses(values: dict[str, float]) -> str:
 
 
 def _run_table(runs: list[Run]) -> Table:
-    table = Table("NAME", "DATASET", "STATUS", "PROGRESS", "CREATED")
+    table = Table()
     table.add_column("ID", no_wrap=True)  # whole, so that it can be copied
+    table.add_column("NAME / DATASET", overflow="fold")
+    for column in ("STATUS", "STEP", "CREATED"):
+        table.add_column(column, no_wrap=True)
     for run in runs:
-        created = run.created_at.strftime("%Y-%m-%d %H:%M") if run.created_at else "-"
+        dataset = str(run.config.get("dataset", "-"))
         table.add_row(
-            run.name or "-",
-            str(run.config.get("dataset", "-")),
-            run.status,
-            _progress_text(run.progress.step, run.progress.total_steps),
-            created,
             run.id,
+            f"{run.name} ({dataset})" if run.name else dataset,
+            run.status,
+            f"{run.progress.step}/{run.progress.total_steps}",
+            run.created_at.astimezone().strftime("%m-%d %H:%M") if run.created_at else "-",
         )
     return table
 
