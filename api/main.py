@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from api.db import get_sessionmaker
 from api.models import User, hash_token, new_token
-from api.routes import dashboard, datasets, docs, generations, health, runs, tokens
+from api.routes import dashboard, datasets, docs, generations, health, metrics, runs, tokens
 from api.settings import Settings, get_settings
 
 log = logging.getLogger("ganforge.api")
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tokens.router)
     app.include_router(runs.router)
+    app.include_router(metrics.router)
     app.include_router(datasets.router)
     app.include_router(generations.router)
     app.include_router(docs.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -36,8 +37,11 @@ class RunReporter:
     tick. `stop` is set when the run is canceled or its lease is lost; the loop checks it each step.
     """
 
-    def __init__(self, *, run_id: str, worker: str, interval: float = 1.0) -> None:
+    def __init__(self, *, run_id: str, worker: str, run_dir: Path, interval: float = 1.0) -> None:
         self.run_id = run_id
+        self.run_info: Path | None = (
+            run_dir / "run_info.json"
+        )  # library versions, device, precision: written by the trainer
         self.worker = worker
         self.interval = interval
         self.stop = threading.Event()
@@ -78,6 +82,12 @@ class RunReporter:
         with self._lock:
             pending, self._pending = self._pending, []
             progress = self._progress
+        if self.run_info is not None and self.run_info.exists():
+            try:
+                pending.insert(0, ("environment", json.loads(self.run_info.read_text())))
+                self.run_info = None
+            except (OSError, ValueError):
+                pass  # being written: next tick
         try:
             with get_sessionmaker()() as session:
                 ours, cancel = heartbeat(session=session, run_id=self.run_id, worker=self.worker, progress=progress)
@@ -197,7 +207,7 @@ def train_run(run_id: str) -> None:
         session.commit()
 
     run_dir = settings.run_dir(run_id)
-    reporter = RunReporter(run_id=run_id, worker=worker)
+    reporter = RunReporter(run_id=run_id, worker=worker, run_dir=run_dir)
     status, error = "succeeded", None
     try:
         result = train(

@@ -1,0 +1,68 @@
+"""Metric series and the live event stream of a real run."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.utils.runs import wait_for_status
+
+RING8 = {"dataset": "ring8", "train": {"steps": 400}, "schedule": {"sample_every": 200, "checkpoint_every": 200}}
+
+
+def read_events(client: httpx.Client, run_id: str, last_event_id: str | None = None) -> list[dict]:
+    """Read the SSE stream to its end (it ends once the run is final and everything was sent)."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    events: list[dict] = []
+    with client.stream("GET", f"/runs/{run_id}/events", headers=headers, timeout=120) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        current: dict = {}
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                current["id"] = line[4:]
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+            elif line == "" and current:
+                events.append(current)
+                current = {}
+    return events
+
+
+def test_event_stream_delivers_progress_samples_and_final_status(user_client: httpx.Client) -> None:
+    run = user_client.post("/runs", json=RING8).json()
+    events = read_events(user_client, run["id"])
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "status" and events[0]["data"]["status"] == "queued"
+    assert "progress" in kinds and "sample" in kinds
+    assert events[-1]["event"] == "status" and events[-1]["data"]["status"] == "succeeded"
+    sample = next(e for e in events if e["event"] == "sample")
+    assert user_client.get(sample["data"]["url"]).status_code == 200
+
+    # Reconnecting with Last-Event-ID continues after that event, with nothing repeated.
+    middle = events[len(events) // 2]
+    rest = read_events(user_client, run["id"], last_event_id=middle["id"])
+    assert [e["id"] for e in rest] == [e["id"] for e in events if int(e["id"]) > int(middle["id"])]
+    assert rest[-1]["data"]["status"] == "succeeded"
+
+
+def test_metrics_series_as_json_and_csv(user_client: httpx.Client) -> None:
+    run = user_client.post("/runs", json=RING8).json()
+    run = wait_for_status(user_client, run["id"], ("succeeded", "failed"))
+    assert run["status"] == "succeeded", run["error"]
+    series = user_client.get(f"/runs/{run['id']}/metrics").json()["series"]
+    assert "loss_d" in series and "loss_g" in series
+    steps = [step for step, _ in series["loss_d"]]
+    assert steps == sorted(steps) and 0 < len(steps) <= 400
+
+    only = user_client.get(f"/runs/{run['id']}/metrics", params={"names": "loss_g", "since_step": 200}).json()
+    assert list(only["series"]) == ["loss_g"] and all(step >= 200 for step, _ in only["series"]["loss_g"])
+
+    csv = user_client.get(f"/runs/{run['id']}/metrics", headers={"Accept": "text/csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert lines[0] == "step,name,value" and len(lines) > 2
+    assert run["environment"].get("torch"), run["environment"]
