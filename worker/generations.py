@@ -18,6 +18,8 @@ import shutil
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,9 @@ log = logging.getLogger("ganforge.worker.generations")
 
 # Loaded networks kept per worker process. A DCGAN-32 generator is a few MB, so a handful is cheap.
 CACHE_SIZE = 4
+# Jobs of at most this many samples run their forward passes on one thread: a small batch gains nothing from
+# intra-op parallelism, and on a busy machine the extra thread made a 64-image job several times slower.
+SMALL_JOB_SAMPLES = 512
 # A job that runs longer than this is stopped and failed (anomaly scoring of a large archive is the long one).
 SOFT_TIME_LIMIT = 30 * 60
 
@@ -61,16 +66,33 @@ def cached(kind: str, *, run_id: str, step: int, ema: bool, path: Path) -> Any:
         _cache.move_to_end(key)
         return _cache[key]
     cache_stats["misses"] += 1
-    if kind == "generator":
-        value: Any = checkpoint.load_generator(path, ema=ema, device=str(device()))
-    else:
-        from core import scoring
+    from core import scoring
 
-        value = scoring.load_scorer(path, ema=ema, device=str(device()))
+    try:
+        if kind == "generator":
+            value: Any = checkpoint.load_generator(path, ema=ema, device=str(device()))
+        else:
+            value = scoring.load_scorer(path, ema=ema, device=str(device()))
+    except ValueError:
+        raise
+    except Exception as error:  # a cut-off or corrupt file: say which checkpoint, and what the reader said
+        raise ValueError(f"The checkpoint at step {step} cannot be read: {type(error).__name__}: {error}") from error
     _cache[key] = value
     while len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)
     return value
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with `count` intra-op threads (None: leave the process's setting)."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def result_dir(settings: Settings, run_id: str, generation_id: str) -> Path:
@@ -186,31 +208,35 @@ def generate(generation_id: str) -> None:
         generator, cfg, data_info = cached("generator", run_id=run_id, step=step, ema=request["ema"], path=path)
         num_classes = int(data_info.get("num_classes") or 0) if cfg.model.conditional else 0
         interpolate = request.get("interpolate")
+        total = request["n"] * (interpolate["steps"] if interpolate else 1)
+        threads = 1 if total <= SMALL_JOB_SAMPLES else None
+        with torch_threads(threads):
+            if interpolate:
+                result = gen.generate_walks(
+                    generator,
+                    z_dim=cfg.model.z_dim,
+                    num_classes=num_classes,
+                    n=request["n"],
+                    steps=interpolate["steps"],
+                    mode=interpolate.get("mode", "lerp"),
+                    seed=request["seed"],
+                    truncation=request.get("truncation"),
+                    labels=request.get("labels"),
+                    device=device(),
+                )
+            else:
+                result = gen.generate(
+                    generator,
+                    z_dim=cfg.model.z_dim,
+                    num_classes=num_classes,
+                    n=request["n"],
+                    seed=request["seed"],
+                    truncation=request.get("truncation"),
+                    labels=request.get("labels"),
+                    device=device(),
+                )
         if interpolate:
-            result = gen.generate_walks(
-                generator,
-                z_dim=cfg.model.z_dim,
-                num_classes=num_classes,
-                n=request["n"],
-                steps=interpolate["steps"],
-                mode=interpolate.get("mode", "lerp"),
-                seed=request["seed"],
-                truncation=request.get("truncation"),
-                labels=request.get("labels"),
-                device=device(),
-            )
             gen.write_gif(result, out_dir / "animation.gif")
-        else:
-            result = gen.generate(
-                generator,
-                z_dim=cfg.model.z_dim,
-                num_classes=num_classes,
-                n=request["n"],
-                seed=request["seed"],
-                truncation=request.get("truncation"),
-                labels=request.get("labels"),
-                device=device(),
-            )
         fmt = request["format"]
         written = gen.WRITERS[fmt](result, out_dir / f"result.{fmt}")
     except Exception as error:  # every failure ends the job; none stops the worker

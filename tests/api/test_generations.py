@@ -274,7 +274,7 @@ def test_a_failing_generation_ends_failed_and_the_queue_goes_on(trained: Trained
         assert response.status_code == 202, response.text
         job = wait_for_job(client, f"/generations/{response.json()['id']}")
         assert job["status"] == "failed"
-        assert job["error"].startswith("The job failed: ")
+        assert job["error"].startswith("The checkpoint at step 99 cannot be read: SafetensorError: ")
         assert job["result_url"] is None
         result = client.get(f"/generations/{job['id']}/result")
         assert result.status_code == 409
