@@ -303,6 +303,7 @@ async function runPage(runId) {
   const actions = h("div", { class: "row" });
   const lossChart = h("div", { id: "loss-chart" });
   const metricCharts = h("div", { class: "charts", id: "metric-charts" });
+  const metricsPanel = h("section", { class: "panel", hidden: true }, h("h2", {}, "Statistics and metrics"), metricCharts);
   const liveNote = h("span", { class: "muted small", id: "live-mode" }, "connecting…");
   const sampleImg = h("img", { id: "sample-img", alt: "sample grid" });
   const slider = h("input", { type: "range", id: "sample-slider", min: 0, max: 0, value: 0, "aria-label": "Sample step" });
@@ -313,8 +314,9 @@ async function runPage(runId) {
 
   view.append(head, progressPanel,
     h("div", { class: "grid2" },
-      h("section", { class: "panel" }, h("div", { class: "row", style: "justify-content:space-between" }, h("h2", {}, "Training curves"), liveNote), lossChart, metricCharts),
+      h("section", { class: "panel" }, h("div", { class: "row", style: "justify-content:space-between" }, h("h2", {}, "Losses"), liveNote), lossChart),
       h("section", { class: "panel", id: "samples-panel" }, h("h2", {}, "Samples"), sampleBox)),
+    metricsPanel,
     h("div", { class: "grid2" },
       h("section", { class: "panel" }, h("h2", {}, "Checkpoints"), h("div", { class: "table-wrap" }, h("table", { id: "checkpoints-table" },
         h("thead", {}, h("tr", {}, h("th", {}, "Step"), h("th", {}, "Size"), h("th", {}, ""))), ckptBody))),
@@ -388,11 +390,12 @@ async function runPage(runId) {
       for (const [name, points] of Object.entries(series)) (name.startsWith("loss") ? losses : metrics)[name] = points;
       lineChart(lossChart, "Losses", losses);
       const names = Object.keys(metrics).sort();
+      metricsPanel.hidden = names.length === 0;
       while (metricCharts.children.length > names.length) metricCharts.lastChild.remove();
       names.forEach((name, i) => {
         let box = metricCharts.children[i];
         if (!box) { box = h("div"); metricCharts.append(box); }
-        lineChart(box, name, { [name]: metrics[name] });
+        lineChart(box, name, { [name]: metrics[name] }, { width: 380, height: 210 });
       });
     });
   }
@@ -742,11 +745,16 @@ async function datasetsPage() {
     }
     put(cards, ...items.map((d) => {
       const id = d.id || d.name;
-      const img = h("img", { alt: `preview of ${d.name}`, loading: "lazy" });
-      blobUrl(`/datasets/${encodeURIComponent(id)}/preview.png`).then((u) => { img.src = u; }).catch(() => { img.alt = "no preview"; });
+      const description = d.stats && d.stats.description;
+      const media = h("div", { class: "card-media" }, d.kind === "points" ? description || "2-D points" : "loading preview…");
+      if (d.kind !== "points") {
+        blobUrl(`/datasets/${encodeURIComponent(id)}/preview.png`)
+          .then((u) => put(media, h("img", { src: u, alt: `preview of ${d.name}` })))
+          .catch(() => put(media, "no preview"));
+      }
       const classes = Array.isArray(d.classes) ? d.classes.length : d.classes;
       return h("div", { class: "card", "data-dataset-id": id },
-        img,
+        media,
         h("h3", {}, d.name, " ", d.builtin ? h("span", { class: "badge" }, "built-in") : null),
         d.builtin ? null : h("div", { class: "muted small mono" }, id),
         h("div", { class: "muted small" }, [

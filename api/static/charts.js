@@ -38,8 +38,8 @@ function thin(points, limit) {
   return out;
 }
 
-function lineChart(container, title, series) {
-  const W = 560, H = 260, left = 52, right = 12, top = 28, bottom = 30;
+function lineChart(container, title, series, size) {
+  const W = (size && size.width) || 560, H = (size && size.height) || 260, left = 52, right = 12, top = 28, bottom = 30;
   const names = Object.keys(series).filter((n) => series[n].length > 0);
   container.replaceChildren();
   container.classList.add("chart");
