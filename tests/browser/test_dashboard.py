@@ -1,12 +1,14 @@
 """The dashboard and /docs in a real browser: Debian's Chromium driven by Playwright, against the real service.
 
 Every request to a host other than the service is blocked and recorded: the pages must work air-gapped.
-Each test saves screenshots of the pages it visits into docs/screenshots/.
+Each test takes screenshots of the pages it visits: into docs/screenshots/ (the README's pictures) when
+GANFORGE_SCREENSHOTS=1, else into pytest's temporary folder, so that a test run leaves the tree clean.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SHOTS = ROOT / "docs" / "screenshots"
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 LONG = 240_000  # ms: a short ring8 run queued behind other tests' runs on a shared 2-core machine
@@ -53,8 +54,9 @@ def browser() -> Iterator[object]:
 class Visit:
     """A browser tab on the service that blocks and records requests to other hosts and page errors."""
 
-    def __init__(self, browser: object, svc: Service) -> None:
+    def __init__(self, browser: object, svc: Service, shots: Path) -> None:
         self.svc = svc
+        self.shots = shots
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.context = browser.new_context(viewport=LAPTOP)  # type: ignore[attr-defined]
@@ -77,14 +79,15 @@ class Visit:
         self.page.wait_for_selector("#runs-table")
 
     def shot(self, name: str, *, full_page: bool = True) -> None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.shots.mkdir(parents=True, exist_ok=True)
         self.page.wait_for_timeout(300)  # let the last redraw land
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=full_page)
 
 
 @pytest.fixture
-def visit(browser: object, svc: Service) -> Iterator[Visit]:
-    v = Visit(browser, svc)
+def visit(browser: object, svc: Service, tmp_path: Path) -> Iterator[Visit]:
+    shots = ROOT / "docs" / "screenshots" if os.environ.get("GANFORGE_SCREENSHOTS") else tmp_path / "screenshots"
+    v = Visit(browser, svc, shots)
     yield v
     v.context.close()
     assert v.blocked == [], "the page asked another host for something"
