@@ -281,6 +281,20 @@ def finish_run(*, session: Session, run_id: str, worker: str | None, status: str
     return True
 
 
+def release_lease(*, session: Session, run_id: str, worker: str) -> bool:
+    """Give a run back to the queue because its worker is shutting down; the attempt does not count."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+        .values(status="queued", worker=None, heartbeat_at=None, attempts=Run.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    add_event(session=session, run_id=run_id, kind="status", data={"status": "queued", "reason": "worker shutdown"})
+    return True
+
+
 def request_cancel(*, session: Session, run: Run) -> None:
     """Cancel a queued run at once; ask a running one to stop at its next step."""
     if run.status == "queued":

@@ -6,9 +6,10 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from api.settings import get_settings
 
@@ -56,4 +57,22 @@ def _start_reconciler(sender: object = None, **_kwargs: object) -> None:
 
     queues = {q.name for q in app.amqp.queues.consume_from.values()} if app.amqp.queues.consume_from else set()
     if settings.train_queue in queues:
+        _training_worker.set()
         start_reconciler(settings.reconcile_interval_seconds)
+
+
+_training_worker = threading.Event()
+
+
+@worker_shutting_down.connect
+def _stop_training_children(**_kwargs: object) -> None:
+    """Warm shutdown (SIGTERM, docker stop) of a training worker: ask its pool children to stop at their next
+    step with a checkpoint and give their runs back to the queue (worker/tasks.py), instead of waiting for
+    runs that may take days."""
+    import billiard
+
+    if not _training_worker.is_set():
+        return
+    for child in billiard.active_children():
+        if child.pid:
+            os.kill(child.pid, signal.SIGUSR2)

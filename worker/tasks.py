@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -14,15 +15,44 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from celery.signals import worker_process_init
 from sqlalchemy.orm import Session
 
 from api.db import get_sessionmaker
-from api.models import Dataset, Event, Metric, Run, acquire_lease, add_event, finish_run, heartbeat
+from api.models import Dataset, Event, Metric, Run, acquire_lease, add_event, finish_run, heartbeat, release_lease
 from api.settings import get_settings
 from core.config import DATASET_ID_PATTERN, RunConfig
 from worker.celery_app import app
 
 log = logging.getLogger("ganforge.worker")
+
+
+# Set in a pool child when its worker shuts down (docker stop): the training loop stops at its next step, writes a
+# checkpoint, and the run goes back to the queue for another worker. The worker's main process forwards its
+# SIGTERM as SIGUSR2 (see worker/celery_app.py); a SIGTERM sent to the child itself counts the same once, and a
+# second SIGTERM, or one while no run trains, ends the child at once as before.
+SHUTDOWN = threading.Event()
+_TRAINING = threading.Event()
+_TERM_RECEIVED = threading.Event()
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    if _TERM_RECEIVED.is_set() or not _TRAINING.is_set():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    _TERM_RECEIVED.set()
+    SHUTDOWN.set()
+
+
+def _on_sigusr2(signum: int, _frame: object) -> None:
+    SHUTDOWN.set()
+
+
+@worker_process_init.connect
+def _install_shutdown_handlers(**_kwargs: object) -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGUSR2, _on_sigusr2)
 
 
 def worker_id() -> str:
@@ -62,7 +92,7 @@ class RunReporter:
             self._pending.append((kind, data))
 
     def should_stop(self) -> bool:
-        return self.stop.is_set()
+        return self.stop.is_set() or SHUTDOWN.is_set()
 
     def close(self, *, attempts: int = 60) -> None:
         """Stop the thread and write what is left, retrying while the database is away."""
@@ -174,11 +204,33 @@ def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) 
     log.error("run %s: gave up writing final status %s; the reconciler will take it", run_id, status)
 
 
+def _release(*, run_id: str, worker: str) -> None:
+    """Our worker is shutting down: put the run back in the queue, to resume from the checkpoint just written."""
+    from api.queue import enqueue_run
+
+    for attempt in range(10):
+        try:
+            with get_sessionmaker()() as session:
+                released = release_lease(session=session, run_id=run_id, worker=worker)
+                session.commit()
+            break
+        except Exception as exc:
+            log.warning("run %s: could not give the run back (%s), attempt %d", run_id, exc, attempt)
+            time.sleep(1.0)
+    else:
+        log.error("run %s: could not give the run back; the reconciler takes it when its heartbeat is stale", run_id)
+        return
+    if released:
+        log.warning("run %s: worker shutting down; the run is queued again from its last checkpoint", run_id)
+        enqueue_run(run_id)
+
+
 @app.task(name="ganforge.train_run", acks_late=True)
 def train_run(run_id: str) -> None:
     """Train one run to its end. Idempotent: a run finished, canceled, gone or live elsewhere is left alone."""
     from core.train import TrainingDiverged, train
 
+    _TRAINING.set()
     settings = get_settings()
     worker = worker_id()
     stale_after = timedelta(seconds=settings.heartbeat_timeout_seconds)
@@ -229,5 +281,8 @@ def train_run(run_id: str) -> None:
             gone = session.get(Run, run_id) is None
         if gone:
             shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    if status == "canceled" and SHUTDOWN.is_set() and not reporter.canceled:
+        _release(run_id=run_id, worker=worker)
         return
     _finish(run_id=run_id, worker=worker, status=status, error=error)
