@@ -42,30 +42,42 @@ def _task_run_ids(payload: bytes | str) -> set[str]:
         return set()
 
 
-def run_ids_on_broker(settings: Settings) -> set[str] | None:
-    """Run ids waiting in the training queue or delivered and not yet acknowledged; None if unknown."""
+def run_ids_on_broker(settings: Settings) -> tuple[set[str], set[str]] | None:
+    """Run ids waiting in the training queue, and those delivered and not yet acknowledged; None if unknown."""
     from worker.celery_app import app
 
     try:
         with app.connection_for_read() as conn:
             channel: Any = conn.default_channel
             client = channel.client
-            ids: set[str] = set()
+            waiting: set[str] = set()
             for priority in channel.priority_steps:
                 for payload in client.lrange(channel._q_for_pri(settings.train_queue, priority), 0, -1):
-                    ids |= _task_run_ids(payload)
+                    waiting |= _task_run_ids(payload)
+            unacked: set[str] = set()
             for payload in client.hvals(channel.unacked_key):
-                ids |= _task_run_ids(payload)
-            return ids
+                unacked |= _task_run_ids(payload)
+            return waiting, unacked
     except Exception as exc:
         log.warning("cannot read the broker's queue: %s", exc)
         return None
 
 
 def find_lost_runs(
-    *, session: Session, on_broker: set[str] | None, stale_after: timedelta, queued_grace: timedelta, max_attempts: int
+    *,
+    session: Session,
+    on_broker: tuple[set[str], set[str]] | None,
+    stale_after: timedelta,
+    queued_grace: timedelta,
+    max_attempts: int,
 ) -> list[str]:
-    """Decide which runs to send again; fail the ones that have used up their attempts. Never commits."""
+    """Decide which runs to send again; fail the ones that have used up their attempts. Never commits.
+
+    `on_broker` is (waiting, unacked): the run ids waiting in the queue and those delivered but not
+    acknowledged (a dead worker's message stays unacked until the visibility timeout). A stale run already
+    waiting in the queue is not sent again: every reconciler pass would otherwise add one more message.
+    """
+    waiting = on_broker[0] if on_broker is not None else set()
     now = utcnow()
     resend: list[str] = []
     stale_running = session.execute(
@@ -85,14 +97,15 @@ def find_lost_runs(
                     f"(last: {run.worker}; killed, out of memory, or its machine restarted). Resume it to try again."
                 ),
             )
-        else:
+        elif run.id not in waiting:
             log.warning("run %s: worker %s stopped answering; sending the run again", run.id, run.worker)
             resend.append(run.id)
     if on_broker is not None:
         queued = session.execute(
             select(Run.id).where(Run.status == "queued", Run.created_at < now - queued_grace)
         ).scalars()
-        resend += [run_id for run_id in queued if run_id not in on_broker]
+        known = on_broker[0] | on_broker[1]
+        resend += [run_id for run_id in queued if run_id not in known]
     return resend
 
 
