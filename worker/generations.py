@@ -6,6 +6,9 @@ succeeded; any error ends the row `failed` with a sentence a user can read, and 
 so one bad request never blocks the queue. They read checkpoints that the trainer renames into place, so
 they work while the run is still training.
 
+A job whose worker died (killed, out of memory) would stay `running`: the generate worker looks for such jobs
+when it starts and every minute, and fails them with a sentence that says so.
+
 Loaded generators stay in an LRU cache in the worker process, keyed by (run, step, ema, checkpoint mtime):
 repeated requests against one checkpoint skip loading it.
 """
@@ -16,6 +19,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -25,7 +29,8 @@ from typing import Any
 
 import torch
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import update
+from celery.signals import worker_ready
+from sqlalchemy import select, update
 
 from api import artifacts
 from api.db import get_sessionmaker
@@ -320,3 +325,67 @@ def score(generation_id: str) -> None:
         _discard(settings, run_id, out_dir)
         return
     log.info("score %s: %d images in %.3f s", generation_id, len(x), time.perf_counter() - started)
+
+
+# Jobs whose worker died.
+
+LOST_CHECK_SECONDS = 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_lost_jobs() -> list[str]:
+    """Fail running jobs whose worker process on this host is gone, or that outlived the hard time limit."""
+    host = socket.gethostname()
+    overdue = utcnow().timestamp() - (SOFT_TIME_LIMIT + 120)
+    lost = []
+    with get_sessionmaker()() as session:
+        running = session.execute(
+            select(Generation.id, Generation.worker, Generation.started_at).where(Generation.status == "running")
+        ).all()
+        for job_id, worker, started_at in running:
+            name, _, pid = (worker or "").rpartition(":")
+            dead = name == host and pid.isdigit() and not _pid_alive(int(pid))
+            if dead or (started_at is not None and started_at.timestamp() < overdue):
+                lost.append(job_id)
+        for job_id in lost:
+            session.execute(
+                update(Generation)
+                .where(Generation.id == job_id, Generation.status == "running")
+                .values(
+                    status="failed",
+                    finished_at=utcnow(),
+                    error="The worker running this job stopped (killed, out of memory, or restarted); submit it again",
+                )
+                .execution_options(synchronize_session=False)
+            )
+        session.commit()
+    if lost:
+        log.warning("failed %d job(s) whose worker stopped: %s", len(lost), ", ".join(lost))
+    return lost
+
+
+@worker_ready.connect
+def _watch_lost_jobs(sender: object = None, **_kwargs: object) -> None:
+    """The generate worker fails lost jobs at start and then every minute."""
+    queues = {q.name for q in app.amqp.queues.consume_from.values()} if app.amqp.queues.consume_from else set()
+    if get_settings().generate_queue not in queues:
+        return
+
+    def loop() -> None:
+        while True:
+            try:
+                fail_lost_jobs()
+            except Exception as exc:  # the database is away: try again next time
+                log.warning("looking for lost generation jobs failed: %s", exc)
+            time.sleep(LOST_CHECK_SECONDS)
+
+    threading.Thread(target=loop, name="lost-generation-jobs", daemon=True).start()

@@ -382,3 +382,24 @@ def test_generation_on_both_backends(service: Service, user_client: httpx.Client
     _, npz = generate(user_client, run_id, n=8, seed=5, labels=[7], format="npz")
     with np.load(io.BytesIO(npz.content), allow_pickle=False) as data:
         assert data["labels"].tolist() == [7] * 8
+
+
+def test_a_job_whose_worker_is_killed_ends_failed(trained: Trained) -> None:
+    service, client = trained.service, trained.client
+    response = client.post(
+        f"/runs/{trained.digits}/scores",
+        files={"file": ("images.zip", digits_zip(), "application/zip")},
+        data={"search_steps": "2000"},
+    )
+    assert response.status_code == 202, response.text
+    url = f"/scores/{response.json()['id']}"
+    deadline = time.monotonic() + 60
+    while client.get(url).json()["status"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get(url).json()["status"] == "running"
+    service.kill_worker("generate")
+    service.start_worker("generate")
+    job = wait_for_job(client, url)
+    assert job["status"] == "failed"
+    assert job["error"] == "The worker running this job stopped (killed, out of memory, or restarted); submit it again"
+    generate(client, trained.digits, n=4, format="png")  # the new worker serves
