@@ -235,18 +235,12 @@ def _pil(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels[:, :, :3], mode="RGB")
 
 
-def image_grid(images: np.ndarray, *, cols: int | None = None, pad: int = 2) -> Image.Image:
-    """(N, C, H, W) float images in [-1, 1] tiled into one picture, `cols` per row (default: a square)."""
-    n, c, h, w = images.shape
-    cols = cols or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    pixels = to_uint8(images)  # (N, H, W, C)
-    canvas = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.uint8)
-    for i in range(n):
-        r, col = divmod(i, cols)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
-        canvas[top : top + h, left : left + w] = pixels[i]
-    return _pil(canvas)
+def image_grid(images: np.ndarray, *, cols: int | None = None) -> Image.Image:
+    """(N, C, H, W) float images in [-1, 1] tiled into one picture, `cols` per row (default: a square), as the
+    training sample grids are (core.grids)."""
+    from core.grids import image_grid as grid
+
+    return grid(torch.from_numpy(np.ascontiguousarray(images)), nrow=cols)
 
 
 # Distinct colours for classes or walks in scatter plots.
