@@ -33,12 +33,14 @@ runs_app = typer.Typer(help="Training runs.", no_args_is_help=True)
 samples_app = typer.Typer(help="Sample grids written during training.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Uploaded and built-in datasets.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens (admins only).", no_args_is_help=True)
+checkpoints_app = typer.Typer(help="Checkpoints of a run.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `ganforge` app."""
     app.add_typer(runs_app, name="runs")
     app.add_typer(samples_app, name="samples")
+    app.add_typer(checkpoints_app, name="checkpoints")
     app.add_typer(datasets_app, name="datasets")
     app.add_typer(tokens_app, name="tokens")
     app.command("generate")(generate)
@@ -86,6 +88,25 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         _fail(f"{path} must hold a mapping of config fields, such as {{dataset: ring8}}")
     return cast(dict[str, Any], data)
+
+
+def _set_field(config: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` to a nested config; the value is JSON when it parses, else a string."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        _fail(f"--set {item}: use KEY=VALUE, e.g. train.steps=500")
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        value = text
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            _fail(f"--set {item}: {part} is not a section")
+        node = child
+    node[last] = value
 
 
 def _progress_text(step: int, total: int) -> str:
@@ -220,7 +241,11 @@ def _finish(run: Run, json_out: bool) -> None:
 
 @runs_app.command("create")
 def runs_create(
-    file: Annotated[Path, typer.Option("-f", "--file", help="Run config, .json or .yaml.")],
+    file: Annotated[Path | None, typer.Option("-f", "--file", help="Run config, .json or .yaml.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE over the file, e.g. --set train.steps=500 (VALUE is JSON if it parses)."),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Follow the run until it ends.")] = False,
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Retrying with the same key returns the same run.")
@@ -229,8 +254,10 @@ def runs_create(
     token: TokenOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Start a training run from a config file."""
-    config = _read_config(file)
+    """Start a training run from a config file and/or --set fields."""
+    config = _read_config(file) if file is not None else {}
+    for item in overrides or []:
+        _set_field(config, item)
     with _connect(url, token) as client:
         run = client.runs.create(config, idempotency_key=idempotency_key)
         if watch:
@@ -323,6 +350,71 @@ def runs_delete(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, 
         _print_json({"id": run_id, "deleted": True})
     else:
         console.print(f"run [bold]{run_id}[/bold] deleted")
+
+
+@runs_app.command("metrics")
+def runs_metrics(
+    run_id: str,
+    names: Annotated[str | None, typer.Option(help="Comma-separated series names (default: all).")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="Print step,name,value rows.")] = False,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A run's metric series: the newest value of each, or everything with --json/--csv."""
+    with _connect(url, token) as client:
+        if csv:
+            sys.stdout.write(client.runs.metrics_csv(run_id))
+            return
+        series = client.runs.metrics(run_id, names=names.split(",") if names else None)
+    if json_out:
+        _print_json({"series": series})
+        return
+    table = Table("NAME", "STEP", "VALUE", "POINTS")
+    for name, points in sorted(series.items()):
+        if points:
+            step, value = points[-1]
+            table.add_row(name, str(step), f"{value:.5g}", str(len(points)))
+    console.print(table)
+
+
+@checkpoints_app.command("list")
+def checkpoints_list(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """A run's checkpoints."""
+    with _connect(url, token) as client:
+        items = client.runs.checkpoints(run_id)
+    if json_out:
+        _print_json([{"step": c.step, "url": c.url, "size_bytes": c.size_bytes} for c in items])
+        return
+    table = Table("STEP", "SIZE (bytes)", "URL")
+    for c in items:
+        table.add_row(str(c.step), str(c.size_bytes), c.url)
+    console.print(table)
+
+
+@checkpoints_app.command("get")
+def checkpoints_get(
+    run_id: str,
+    step: Annotated[int | None, typer.Option(help="The checkpoint of this step (default: the newest).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: RUN_ID-STEP.safetensors.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download a checkpoint (safetensors weights, with the run's config in its metadata)."""
+    with _connect(url, token) as client:
+        if step is None:
+            items = client.runs.checkpoints(run_id)
+            if not items:
+                _fail(f"run {run_id} has no checkpoint yet")
+            step = items[-1].step
+        target = output or Path(f"{run_id}-{step}.safetensors")
+        client.runs.download_checkpoint(run_id, step, target)
+    size = target.stat().st_size
+    if json_out:
+        _print_json({"path": str(target), "step": step, "size_bytes": size})
+    else:
+        console.print(f"wrote {target} ({size} bytes, step {step})")
 
 
 @samples_app.command("get")

@@ -137,3 +137,28 @@ def test_the_installed_command_uses_the_environment_and_exits_non_zero(env: dict
     )
     assert result.returncode == 1
     assert "404: Run not found" in result.stderr
+
+
+def test_metrics_and_checkpoints(env: dict[str, str], finished_run_id: str, tmp_path: Path) -> None:
+    code, out, _ = ganforge(env, "runs", "metrics", finished_run_id, "--json")
+    assert code == 0
+    assert json.loads(out)["series"]["loss_d"][-1][0] == 200
+    code, out, _ = ganforge(env, "runs", "metrics", finished_run_id, "--csv")
+    assert code == 0 and out.splitlines()[0] == "step,name,value"
+    code, out, _ = ganforge(env, "checkpoints", "list", finished_run_id, "--json")
+    assert [c["step"] for c in json.loads(out)] == [100, 200]
+    target = tmp_path / "first.safetensors"
+    code, out, _ = ganforge(env, "checkpoints", "get", finished_run_id, "--step", "100", "-o", str(target), "--json")
+    assert code == 0 and json.loads(out)["size_bytes"] == target.stat().st_size > 0
+
+
+def test_set_overrides_build_a_config_without_a_file(env: dict[str, str]) -> None:
+    code, out, err = ganforge(
+        env, "runs", "create", "--set", "dataset=ring8", "--set", "train.steps=1000000", "--set", "name=set", "--json"
+    )
+    assert code == 0, err
+    run = json.loads(out)
+    assert (run["name"], run["config"]["train"]["steps"]) == ("set", 1000000)
+    assert ganforge(env, "runs", "delete", run["id"])[0] == 0
+    code, _, err = ganforge(env, "runs", "create", "--set", "train.steps=5")
+    assert code == 1 and "422: dataset: Field required" in err
