@@ -403,3 +403,22 @@ def test_a_job_whose_worker_is_killed_ends_failed(trained: Trained) -> None:
     assert job["status"] == "failed"
     assert job["error"] == "The worker running this job stopped (killed, out of memory, or restarted); submit it again"
     generate(client, trained.digits, n=4, format="png")  # the new worker serves
+
+
+def test_generations_work_while_the_run_trains(trained: Trained) -> None:
+    client = trained.client
+    config = {**RING8, "train": {"steps": 1_000_000}, "schedule": {"sample_every": 1000, "checkpoint_every": 20}}
+    run_id = client.post("/runs", json=config).json()["id"]
+    try:
+        deadline = time.monotonic() + 120
+        while not client.get(f"/runs/{run_id}/checkpoints").json()["items"]:
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.2)
+        for _ in range(3):  # the trainer keeps renaming new checkpoints into place and pruning old ones
+            job, npz = generate(client, run_id, n=100, format="npz")
+            assert client.get(f"/runs/{run_id}").json()["status"] == "running"
+            assert job["request"]["checkpoint_step"] >= 20
+            with np.load(io.BytesIO(npz.content), allow_pickle=False) as data:
+                assert data["samples"].shape == (100, 2)
+    finally:
+        assert client.delete(f"/runs/{run_id}").status_code == 204
