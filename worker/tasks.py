@@ -42,22 +42,11 @@ def _warm_up() -> None:
 _warm_up()
 
 
-# Set in a pool child when its worker shuts down (docker stop): the training loop stops at its next step, writes a
-# checkpoint, and the run goes back to the queue for another worker. The worker's main process forwards its
-# SIGTERM as SIGUSR2 (see worker/celery_app.py); a SIGTERM sent to the child itself counts the same once, and a
-# second SIGTERM, or one while no run trains, ends the child at once as before.
+# Set in a pool child when its worker shuts down (docker stop) or cancels the task (the broker connection was
+# lost): the training loop stops at its next step, writes a checkpoint, and the run goes back to the queue for
+# another worker. The worker's main process forwards its SIGTERM as SIGUSR2 (see worker/celery_app.py); Celery
+# cancels a task with SIGTERM to the child, which counts the same the first time while a run trains.
 SHUTDOWN = threading.Event()
-_TRAINING = threading.Event()
-_TERM_RECEIVED = threading.Event()
-
-
-def _on_sigterm(signum: int, _frame: object) -> None:
-    if _TERM_RECEIVED.is_set() or not _TRAINING.is_set():
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
-    _TERM_RECEIVED.set()
-    SHUTDOWN.set()
 
 
 def _on_sigusr2(signum: int, _frame: object) -> None:
@@ -65,9 +54,23 @@ def _on_sigusr2(signum: int, _frame: object) -> None:
 
 
 @worker_process_init.connect
-def _install_shutdown_handlers(**_kwargs: object) -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+def _install_shutdown_handler(**_kwargs: object) -> None:
     signal.signal(signal.SIGUSR2, _on_sigusr2)
+
+
+def _stop_on_first_sigterm() -> None:
+    """While a run trains, a first SIGTERM stops it gracefully; the next one goes to the handler it replaced
+    (billiard's exit, installed after worker_process_init, which is why this is done at the task's start)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        SHUTDOWN.set()
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (a thread pool): no signals here
+        return
 
 
 def worker_id() -> str:
@@ -243,7 +246,7 @@ def _release(*, run_id: str, worker: str) -> None:
 @app.task(name="ganforge.train_run", acks_late=True)
 def train_run(run_id: str) -> None:
     """Train one run to its end. Idempotent: a run finished, canceled, gone or live elsewhere is left alone."""
-    _TRAINING.set()
+    _stop_on_first_sigterm()
     settings = get_settings()
     worker = worker_id()
     stale_after = timedelta(seconds=settings.heartbeat_timeout_seconds)
