@@ -272,10 +272,10 @@ async function runsPage() {
         } }, "Cancel")
         : null;
       return h("tr", { "data-run-id": run.id },
-        h("td", {}, h("a", { href: `#/runs/${run.id}` }, run.name || run.id), run.name ? h("div", { class: "muted small mono" }, run.id) : null),
+        h("td", {}, h("a", { href: `#/runs/${run.id}` }, run.name || run.id), run.name ? h("div", { class: "muted small mono hide-narrow" }, run.id) : null),
         h("td", { class: "hide-narrow" }, run.config.dataset),
         h("td", {}, badge(run.status)),
-        h("td", { style: "min-width:110px" }, progressBar(p.step, p.total_steps), h("div", { class: "muted small" }, `${p.step} / ${p.total_steps}`)),
+        h("td", { class: "progress-cell" }, progressBar(p.step, p.total_steps), h("div", { class: "muted small" }, `${p.step} / ${p.total_steps}`)),
         h("td", { class: "hide-narrow small" }, fmtTime(run.created_at)),
         h("td", {}, cancel));
     });
@@ -327,7 +327,7 @@ async function runPage(runId) {
     const canCancel = !TERMINAL.has(run.status);
     put(actions, 
       canCancel ? h("button", { class: "danger", id: "cancel-btn", type: "button", onclick: () => act("cancel") }, "Cancel") : null,
-      !canCancel ? h("button", { id: "resume-btn", type: "button", onclick: () => act("resume") }, "Resume") : null,
+      !canCancel ? h("button", { id: "resume-btn", type: "button", onclick: () => { resumeForm.hidden = !resumeForm.hidden; } }, "Resume…") : null,
       h("button", { class: "danger", id: "delete-btn", type: "button", onclick: () => act("delete") }, "Delete"));
     put(head, 
       h("div", {}, h("h1", {}, run.name || run.id, " ", badge(run.status)),
@@ -358,18 +358,26 @@ async function runPage(runId) {
       }
       const options = { method: "POST" };
       if (what === "resume") {
-        const more = prompt("Train how many more steps? (empty: finish the original step count)", "");
-        if (more === null) return;
-        options.json = { steps: more.trim() ? Number(more) : null };
+        const more = resumeSteps.value.trim();
+        options.json = { steps: more ? Number(more) : null };
       }
+      put(actionError);
       await api(`/runs/${runId}/${what}`, options);
+      resumeForm.hidden = true;
       run = await api(`/runs/${runId}`);
       drawHead();
       if (what === "resume") startLive();
     } catch (err) {
-      progressPanel.append(errorBox(err));
+      put(actionError, errorBox(err));
     }
   }
+  const actionError = h("div", { id: "action-error" });
+  const resumeSteps = h("input", { id: "resume-steps", type: "number", min: 1, placeholder: "blank: finish the original steps", style: "max-width:260px" });
+  const resumeForm = h("form", { class: "panel row", id: "resume-form", hidden: true },
+    h("label", { for: "resume-steps", style: "margin:0" }, "Train more steps past the last checkpoint:"), resumeSteps,
+    h("button", { class: "primary", type: "submit", id: "resume-submit" }, "Resume"));
+  resumeForm.addEventListener("submit", (ev) => { ev.preventDefault(); act("resume"); });
+  head.after(resumeForm, actionError);
 
   // Charts: losses (from progress events and the metrics route) and evaluation metrics.
   const series = {}; // name -> [[step, value]]
@@ -459,6 +467,8 @@ async function runPage(runId) {
       h("div", { class: "field" }, h("label", { for: "gen-step" }, "Checkpoint"), genStep),
       h("div", { class: "field" }, h("label", { for: "gen-format" }, "Format"), h("select", { id: "gen-format", name: "format" }, ["png", "zip", "npz"].map((f) => h("option", { value: f }, f)))),
       h("div", { class: "field" }, h("label", { for: "gen-trunc" }, "Truncation (blank: none)"), h("input", { id: "gen-trunc", name: "truncation", type: "number", step: "any", min: 0 })),
+      run.config.model?.conditional ? h("div", { class: "field" }, h("label", { for: "gen-labels" }, "Labels (comma-separated; blank: cycle)"),
+        h("input", { id: "gen-labels", name: "labels", type: "text", placeholder: "0,1,2" })) : null,
       h("div", { class: "field" }, h("label", {}, "EMA generator"), h("label", { class: "row" }, h("input", { id: "gen-ema", name: "ema", type: "checkbox", checked: true }), "use it when present"))),
     h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "gen-submit" }, "Generate")),
     genResult);
@@ -470,6 +480,7 @@ async function runPage(runId) {
       n: Number(f.n.value), seed: Number(f.seed.value), step: f.step.value === "latest" ? "latest" : Number(f.step.value),
       ema: f.ema.checked, truncation: f.truncation.value === "" ? null : Number(f.truncation.value), format: f.format.value,
     };
+    if (f.labels && f.labels.value.trim()) body.labels = f.labels.value.split(",").map((x) => Number(x.trim()));
     const submit = document.getElementById("gen-submit");
     submit.disabled = true;
     put(genResult, h("p", { class: "muted" }, "Queued…"));
@@ -625,6 +636,7 @@ async function launchPage() {
   const datasetSelect = h("select", { id: "f-dataset", name: "dataset" },
     datasets.map((d) => h("option", { value: d.id }, d.builtin ? d.id : `${d.name} (${d.id})`)));
   const inputs = {};
+  const extra = h("textarea", { id: "f-extra", name: "extra", rows: 3, spellcheck: "false", placeholder: "{}" });
   const fieldsets = LAUNCH_FIELDS.map(([legend, fields]) => h("fieldset", {}, h("legend", {}, legend),
     h("div", { class: "form-grid" }, fields.map(([path, type, label, options]) => {
       const id = `f-${path.replace(".", "-")}`;
@@ -642,6 +654,11 @@ async function launchPage() {
     h("div", { class: "field", "data-field": "dataset", style: "max-width:360px;margin-bottom:1rem" },
       h("label", { for: "f-dataset" }, "Dataset"), datasetSelect, h("div", { class: "field-error", "data-error-for": "dataset" })),
     ...fieldsets,
+    h("details", { class: "field", "data-field": "extra" },
+      h("summary", {}, "More fields (JSON)"),
+      h("p", { class: "muted small" }, "Any other config field, merged over the form, e.g. ",
+        h("code", {}, '{"loss": {"gp_weight": 5}, "train": {"diffaugment": "color,translation"}}'), ". See /docs for every field."),
+      extra, h("div", { class: "field-error", "data-error-for": "extra" })),
     formError,
     h("div", { class: "row" }, h("button", { class: "primary", type: "submit", id: "launch-submit" }, "Launch run"),
       h("span", { class: "muted small" }, "Fields left at their defaults are not sent: the server fills them in.")));
@@ -688,6 +705,17 @@ async function launchPage() {
       if (path === "preset") { if (value) body.preset = value; continue; }
       if (input.type === "number" && input.value.trim() !== "" && !Number.isFinite(value)) { setPath(body, path, input.value); continue; }
       if (JSON.stringify(value) !== JSON.stringify(getPath(base, path) ?? null)) setPath(body, path, value);
+    }
+    if (extra.value.trim()) {
+      let more;
+      try { more = JSON.parse(extra.value); } catch (err) { more = err; }
+      if (!more || typeof more !== "object" || Array.isArray(more) || more instanceof Error) {
+        const slot = form.querySelector('[data-error-for="extra"]');
+        slot.textContent = more instanceof Error ? `Not JSON: ${more.message}` : "Write a JSON object of config fields.";
+        slot.closest(".field").classList.add("invalid");
+        return;
+      }
+      Object.assign(body, deepMerge(body, more));
     }
     const submit = document.getElementById("launch-submit");
     submit.disabled = true;

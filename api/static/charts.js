@@ -100,6 +100,35 @@ function lineChart(container, title, series, size) {
     legend.appendChild(item);
   });
   container.append(svg, legend);
+
+  // Hover: a vertical rule at the nearest step and each series' value there.
+  const rule = svgEl("line", { y1: top, y2: H - bottom, stroke: "#9ca3af", "stroke-dasharray": "3 3", visibility: "hidden" });
+  const tip = svgEl("text", { y: top + 12, "font-size": 11, fill: "#1f2937", visibility: "hidden" });
+  svg.append(rule, tip);
+  svg.addEventListener("mousemove", (ev) => {
+    const rect = svg.getBoundingClientRect();
+    const vx = ((ev.clientX - rect.left) / rect.width) * W;
+    if (vx < left || vx > W - right) { rule.setAttribute("visibility", "hidden"); tip.setAttribute("visibility", "hidden"); return; }
+    const step = x0 + ((vx - left) / (W - left - right)) * (x1 - x0);
+    const parts = [];
+    let at = null;
+    for (const n of names) {
+      const pts = series[n];
+      let lo = 0, hi = pts.length - 1;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (pts[mid][0] < step) lo = mid + 1; else hi = mid; }
+      const i = lo > 0 && Math.abs(pts[lo - 1][0] - step) < Math.abs(pts[lo][0] - step) ? lo - 1 : lo;
+      at = at === null ? pts[i][0] : at;
+      parts.push(`${n} ${formatTick(pts[i][1])}`);
+    }
+    const x = sx(at);
+    rule.setAttribute("x1", x); rule.setAttribute("x2", x); rule.setAttribute("visibility", "visible");
+    tip.textContent = `step ${at}: ${parts.join("  ")}`;
+    const anchorRight = x > W / 2;
+    tip.setAttribute("x", anchorRight ? x - 6 : x + 6);
+    tip.setAttribute("text-anchor", anchorRight ? "end" : "start");
+    tip.setAttribute("visibility", "visible");
+  });
+  svg.addEventListener("mouseleave", () => { rule.setAttribute("visibility", "hidden"); tip.setAttribute("visibility", "hidden"); });
 }
 
 window.lineChart = lineChart;

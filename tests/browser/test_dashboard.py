@@ -150,6 +150,8 @@ def test_sign_in_launch_watch_slide_and_generate(visit: Visit, svc: Service) -> 
     page.wait_for_function(_image_loaded("#sample-img"))
     playwright_sync.expect(page.locator("#sample-step")).to_have_text("step 300 (3 of 3)")
     assert page.locator("#checkpoints-table tbody tr").count() == 3
+    page.hover("#loss-chart svg")
+    playwright_sync.expect(page.locator("#loss-chart svg text").last).to_contain_text("step ")
 
     # The slider goes back to the first grid.
     page.locator("#sample-slider").fill("0")
@@ -182,19 +184,32 @@ def test_cancel_a_run_from_its_page(visit: Visit, svc: Service) -> None:
     with svc.client(token) as api:
         done = api.post("/runs", json={"dataset": "ring8", "name": "short", "train": {"steps": 50}}).json()
         long = api.post("/runs", json={"dataset": "ring8", "name": "long", "train": {"steps": 1_000_000}}).json()
+        extra = api.post("/runs", json={"dataset": "ring8", "name": "extra", "train": {"steps": 1_000_000}}).json()
     visit.sign_in(token)
-    playwright_sync.expect(page.locator(f'tr[data-run-id="{long["id"]}"]')).to_be_visible()
+
+    # The runs table's own cancel button.
+    page.locator(f'tr[data-run-id="{extra["id"]}"] button', has_text="Cancel").click()
+    extra_badge = page.locator(f'tr[data-run-id="{extra["id"]}"] .badge')
+    playwright_sync.expect(extra_badge).to_have_text("canceled", timeout=LONG)
+
+    # The run page's cancel button, while the run trains or waits.
     page.goto(f"{svc.url}/#/runs/{long['id']}")
     page.wait_for_selector("#cancel-btn")
     page.click("#cancel-btn")
     playwright_sync.expect(page.locator("#view h1 .badge")).to_have_text("canceled", timeout=LONG)
-    playwright_sync.expect(page.locator("#resume-btn")).to_be_visible()
+
+    # Resume it for 50 more steps: it trains them and succeeds.
+    page.click("#resume-btn")
+    page.fill("#resume-steps", "50")
+    page.click("#resume-submit")
+    playwright_sync.expect(page.locator("#view h1 .badge")).to_have_text("succeeded", timeout=LONG)
 
     # The runs table shows both, with live status.
     page.click("nav a[data-nav=runs]")
     row = page.locator(f'tr[data-run-id="{done["id"]}"] .badge')
     playwright_sync.expect(row).to_have_text("succeeded", timeout=LONG)
-    playwright_sync.expect(page.locator(f'tr[data-run-id="{long["id"]}"] .badge')).to_have_text("canceled")
+    playwright_sync.expect(page.locator(f'tr[data-run-id="{long["id"]}"] .badge')).to_have_text("succeeded")
+    playwright_sync.expect(extra_badge).to_have_text("canceled")
     visit.shot("runs")
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)
