@@ -198,6 +198,20 @@ def get_generation(generation_id: str, session: SessionDep, user: CurrentUser) -
     return GenerationPublic.from_generation(owned_job(session, user, generation_id, kind="generate"))
 
 
+@router.delete("/generations/{generation_id}", status_code=204)
+def delete_generation(generation_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> Response:
+    """Delete a generation and its files (a running one is dropped when it finishes)."""
+    delete_job(session, settings, owned_job(session, user, generation_id, kind="generate"))
+    return Response(status_code=204)
+
+
+def delete_job(session: Session, settings: Settings, generation: Generation) -> None:
+    folder = settings.run_dir(generation.run_id) / "generations" / generation.id
+    session.delete(generation)
+    session.commit()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 _RESULT: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"image/png": {}, "application/zip": {}, "application/octet-stream": {}},
@@ -424,6 +438,13 @@ def tempfile_in(folder: Path) -> Iterator[Path]:
 def get_score(score_id: str, session: SessionDep, user: CurrentUser) -> ScorePublic:
     """An anomaly scoring job's status, and where its results are once it has succeeded."""
     return ScorePublic.from_generation(owned_job(session, user, score_id, kind="score"))
+
+
+@router.delete("/scores/{score_id}", status_code=204)
+def delete_score(score_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> Response:
+    """Delete an anomaly scoring job, its uploaded images and its results."""
+    delete_job(session, settings, owned_job(session, user, score_id, kind="score"))
+    return Response(status_code=204)
 
 
 _SCORES: dict[int | str, dict[str, Any]] = {

@@ -422,3 +422,14 @@ def test_generations_work_while_the_run_trains(trained: Trained) -> None:
                 assert data["samples"].shape == (100, 2)
     finally:
         assert client.delete(f"/runs/{run_id}").status_code == 204
+
+
+def test_deleting_a_generation_removes_its_files(trained: Trained) -> None:
+    client = trained.client
+    job, _ = generate(client, trained.ring8, n=4, format="png")
+    folder = trained.service.data_dir / "runs" / trained.ring8 / "generations" / job["id"]
+    assert folder.is_dir()
+    assert client.delete(f"/generations/{job['id']}").status_code == 204
+    assert not folder.exists()
+    assert client.get(f"/generations/{job['id']}").status_code == 404
+    assert client.delete(f"/generations/{job['id']}").status_code == 404
