@@ -61,8 +61,8 @@ def device() -> torch.device:
 
 
 def cached(kind: str, *, run_id: str, step: int, ema: bool, path: Path) -> Any:
-    """The loaded network(s) of a checkpoint: `kind` "generator" gives load_generator's
-    (generator, cfg, data_info), "scorer" gives (generator, discriminator, cfg, data_info)."""
+    """The loaded network(s) of a checkpoint, from the cache when that file was loaded before: `kind`
+    "generator" gives load_generator's (generator, cfg, data_info), "scorer" a core.scoring.Scorer (G and D)."""
     from core import checkpoint  # torch-heavy; imported in the worker child, not at module import
 
     key = (kind, run_id, step, ema, path.stat().st_mtime_ns)
