@@ -50,6 +50,15 @@ def _die_with_parent(**_kwargs: object) -> None:
             os._exit(1)
 
 
+@worker_process_init.connect
+def _fresh_database_connections(**_kwargs: object) -> None:
+    """A pool child must not use the connections it inherited from the worker's main process (whose reconciler
+    keeps using them): two processes on one socket corrupt the protocol. Drop them without closing them."""
+    from api.db import get_engine
+
+    get_engine().dispose(close=False)
+
+
 @worker_ready.connect
 def _start_reconciler(sender: object = None, **_kwargs: object) -> None:
     """Training workers look for lost runs at start and then periodically (see worker/reconcile.py)."""
