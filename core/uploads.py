@@ -29,6 +29,7 @@ Errors: `UploadError` (a `ValueError`) with a sentence naming the problem; the A
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -37,6 +38,7 @@ import re
 import shutil
 import stat
 import struct
+import time
 import uuid
 import zipfile
 from collections import Counter
@@ -161,6 +163,26 @@ def place(prepared: Prepared, datasets_dir: Path) -> bool:
 def remove_stored(datasets_dir: Path, content_hash: str) -> None:
     """Remove a dataset's storage folder. Call it under `storage_lock`, once no row references the hash."""
     shutil.rmtree(dataset_dir_for(datasets_dir.parent, content_hash), ignore_errors=True)
+
+
+def sweep_stale(datasets_dir: Path, *, max_age_seconds: float = 6 * 3600) -> list[str]:
+    """Remove temporary uploads and folders left by a process killed mid-upload (older than `max_age_seconds`).
+    Returns the names removed."""
+    removed: list[str] = []
+    if not datasets_dir.is_dir():
+        return removed
+    cutoff = time.time() - max_age_seconds
+    for path in datasets_dir.iterdir():
+        if not path.name.startswith((".upload-", ".tmp-")):
+            continue
+        with contextlib.suppress(OSError):
+            if path.lstat().st_mtime < cutoff:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()
+                removed.append(path.name)
+    return removed
 
 
 def prepare(zip_path: Path, *, datasets_dir: Path, limits: Limits | None = None) -> Prepared:
@@ -363,7 +385,9 @@ def _check_directory_size(zip_path: Path, limits: Limits) -> None:
             remaining -= 46 + name_len + extra_len + comment_len
             count += 1
             if count > limits.max_members:
-                raise UploadError(f"file: the archive has more than {limits.max_members} members, the limit")
+                raise UploadError(
+                    f"file: the archive has more than {limits.max_members} members; the limit is {limits.max_members}"
+                )
 
 
 def _check_members(infos: list[zipfile.ZipInfo], limits: Limits) -> None:

@@ -165,6 +165,7 @@ async def upload(
     datasets_dir = settings.data_dir / "datasets"
     made_dir = not datasets_dir.exists()
     datasets_dir.mkdir(parents=True, exist_ok=True)
+    await run_in_threadpool(uploads.sweep_stale, datasets_dir)
     upload_path = datasets_dir / f".upload-{uuid.uuid4().hex}.zip"
     prepared: uploads.Prepared | None = None
     try:

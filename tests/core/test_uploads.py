@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import io
+import os
+import struct
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -186,3 +189,38 @@ def test_preview_is_a_grid_png() -> None:
     png = uploads.preview_png(images, np.array([0, 1] * 5))
     with Image.open(io.BytesIO(png)) as im:
         assert im.size == (8 * 10 + 2, 2 * 10 + 2)
+
+
+def test_a_central_directory_that_understates_its_count_is_walked(tmp_path: Path) -> None:
+    data = bytearray(zips.too_many_members(101))
+    eocd = data.rfind(b"PK\x05\x06")
+    data[eocd + 8 : eocd + 12] = struct.pack("<HH", 5, 5)  # entries on this disk, entries in total
+    with pytest.raises(uploads.UploadError) as caught:
+        _prepare(tmp_path, bytes(data))
+    assert str(caught.value) == "file: the archive has more than 100 members; the limit is 100"
+
+
+def test_images_outside_the_class_folders_are_skipped(tmp_path: Path) -> None:
+    members = {
+        "stray.png": zips.image_bytes(),
+        "a/1.png": zips.image_bytes(seed=1),
+        "b/2.png": zips.image_bytes(seed=2),
+    }
+    prepared = _prepare(tmp_path, zips.build_zip(members))
+    assert prepared.classes == ["a", "b"] and prepared.num_images == 2
+    assert prepared.skipped == [
+        {"name": "stray.png", "reason": "not in a class folder (the archive has class folders)"}
+    ]
+
+
+def test_sweep_removes_only_stale_temporaries(tmp_path: Path) -> None:
+    datasets_dir = tmp_path / "datasets"
+    (datasets_dir / ".tmp-old").mkdir(parents=True)
+    (datasets_dir / ".upload-old.zip").write_bytes(b"x")
+    (datasets_dir / ".upload-new.zip").write_bytes(b"x")
+    (datasets_dir / ("a" * 64)).mkdir()
+    old = time.time() - 7 * 3600
+    for name in (".tmp-old", ".upload-old.zip", "a" * 64):
+        os.utime(datasets_dir / name, (old, old))
+    assert sorted(uploads.sweep_stale(datasets_dir)) == [".tmp-old", ".upload-old.zip"]
+    assert _tree(datasets_dir) == [".upload-new.zip", "a" * 64]
