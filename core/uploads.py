@@ -13,9 +13,10 @@ Layout: images in one folder per class (the class is the top folder under any wr
 shares), or all at the top level (unlabeled). A single class folder is the same as flat: unlabeled.
 
 Storage, content-addressed, `{data_dir}/datasets/{content_hash}/`:
-- `images.npy`  uint8 (N, S, S, C): every readable image, center-cropped to a square and resized (Lanczos) to
-  the stored side S; C is 1 when every image is grayscale, else 3; transparency is composited on white.
-  S is the most common short side among the images, capped at `Limits.max_side` (128 px). GIF: first frame.
+- `images.npy`  uint8 (N, S, S, C): every readable image, turned upright (EXIF orientation), center-cropped
+  to a square and resized (Lanczos) to the stored side S; C is 1 when every image is grayscale, else 3;
+  transparency is composited on white. S is the most common short side among the images, capped at
+  `Limits.max_side` (128 px); smaller images are scaled up to S. GIF and WebP: the first frame.
 - `labels.npy`  int64 (N,), the class index of each image; only for labeled datasets.
 - `index.json`  `{"format": "ganforge-dataset/1", "num_images", "image_size", "channels", "classes",
   "images_per_class"}`.
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 FORMAT = "ganforge-dataset/1"
 PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
@@ -514,7 +515,7 @@ def _normalise(data: bytes, *, side: int, channels: int) -> np.ndarray:
         if im.format == "JPEG":
             im.draft(None, (side, side))  # let libjpeg decode at a reduced scale, never below `side`
         im.load()  # GIF: the first frame
-        img: Image.Image = im
+        img: Image.Image = ImageOps.exif_transpose(im)  # phone photos: upright, as viewers show them
         if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
             # 16-bit grayscale: scale to 8 bits rather than clip.
             wide = np.asarray(img, dtype=np.float64)  # (H, W)

@@ -224,3 +224,16 @@ def test_sweep_removes_only_stale_temporaries(tmp_path: Path) -> None:
         os.utime(datasets_dir / name, (old, old))
     assert sorted(uploads.sweep_stale(datasets_dir)) == [".tmp-old", ".upload-old.zip"]
     assert _tree(datasets_dir) == [".upload-new.zip", "a" * 64]
+
+
+def test_exif_orientation_is_applied_before_the_crop(tmp_path: Path) -> None:
+    pixels = np.zeros((16, 32), dtype=np.uint8)  # (H, W): left half black, right half white
+    pixels[:, 16:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise: 16 wide, 32 tall, one color on top and the other below
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG", exif=exif)
+    prepared = _prepare(tmp_path, zips.build_zip({"rotated.png": out.getvalue()}))
+    image = np.load(prepared.tmp_dir / "images.npy")[0, :, :, 0].astype(int)  # (16, 16)
+    assert abs(image[:8].mean() - image[8:].mean()) > 200
+    assert abs(image[:, :8].mean() - image[:, 8:].mean()) < 10
