@@ -1,4 +1,5 @@
-"""`/docs` without internet: Swagger UI served from the files of the installed `fastapi-offline` package.
+"""`/docs` and `/redoc` without internet: Swagger UI and ReDoc served from the files of the installed
+`fastapi-offline` package.
 
 FastAPI's default docs page loads Swagger UI from a CDN, which leaves a blank page on an air-gapped machine.
 The app is created with `docs_url=None, redoc_url=None` and includes this router instead.
@@ -10,13 +11,13 @@ from pathlib import Path
 
 import fastapi_offline
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 router = APIRouter(include_in_schema=False)
 
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
-ASSETS = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"}
+ASSETS = {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"}
 
 
 @router.get("/docs")
@@ -31,6 +32,19 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
         swagger_favicon_url=f"{root}/docs/assets/favicon.png",
         swagger_ui_parameters={"persistAuthorization": True},
+    )
+
+
+@router.get("/redoc")
+def redoc(request: Request) -> HTMLResponse:
+    """ReDoc, every file from this server (no web fonts from elsewhere)."""
+    root = request.scope.get("root_path", "")
+    return get_redoc_html(
+        openapi_url=f"{root}{request.app.openapi_url}",
+        title=f"{request.app.title} - API reference",
+        redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
+        redoc_favicon_url=f"{root}/docs/assets/favicon.png",
+        with_google_fonts=False,
     )
 
 

@@ -194,6 +194,24 @@ def test_events_stream_ends_on_a_finished_run(svc: Service, finished_run: tuple[
     assert all(e.event in ("progress", "metric", "sample", "status", "checkpoint", "stats", "warning") for e in events)
 
 
+def test_events_resume_after_last_event_id(svc: Service, finished_run: tuple[str, str]) -> None:
+    if not _has_route(svc, "get", "/runs/{run_id}/events"):
+        pytest.skip("GET /runs/{id}/events is not in this server's API yet")
+    token, run_id = finished_run
+    with Ganforge(svc.url, token) as c:
+        first = list(c.runs.events(run_id, last_event_id="0"))  # everything, every progress tick included
+        middle = first[len(first) // 2].id
+        rest = list(c.runs.events(run_id, last_event_id=middle))
+
+    async def read_async() -> list[str | None]:
+        async with AsyncGanforge(svc.url, token) as ac:
+            return [e.id async for e in ac.runs.events(run_id, last_event_id=middle)]
+
+    assert [e.id for e in rest] == [e.id for e in first[len(first) // 2 + 1 :]]
+    assert asyncio.run(read_async()) == [e.id for e in rest]
+    assert rest[-1].event == "status" and rest[-1].data["status"] == "succeeded"
+
+
 def test_metrics_series(svc: Service, finished_run: tuple[str, str]) -> None:
     if not _has_route(svc, "get", "/runs/{run_id}/metrics"):
         pytest.skip("GET /runs/{id}/metrics is not in this server's API yet")
