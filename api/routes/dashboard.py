@@ -31,6 +31,8 @@ MEDIA_TYPES = {
 @router.get("/")
 def index() -> FileResponse:
     """The dashboard's single page."""
+    if "index.html" not in STATIC_FILES:
+        raise HTTPException(status_code=404, detail="The dashboard's files are not installed (api/static/)")
     return FileResponse(
         STATIC_FILES["index.html"], media_type=MEDIA_TYPES[".html"], headers={"Cache-Control": "no-cache"}
     )

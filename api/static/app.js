@@ -311,8 +311,9 @@ async function runPage(runId) {
   const sampleBox = h("div", { class: "sample-box" });
   const ckptBody = h("tbody");
   const genPanel = h("section", { class: "panel", id: "generate-panel" });
+  const warnings = h("div", { id: "warnings" });
 
-  view.append(head, progressPanel,
+  view.append(head, progressPanel, warnings,
     h("div", { class: "grid2" },
       h("section", { class: "panel" }, h("div", { class: "row", style: "justify-content:space-between" }, h("h2", {}, "Losses"), liveNote), lossChart),
       h("section", { class: "panel", id: "samples-panel" }, h("h2", {}, "Samples"), sampleBox)),
@@ -466,6 +467,7 @@ async function runPage(runId) {
       h("div", { class: "field" }, h("label", { for: "gen-seed" }, "Seed"), h("input", { id: "gen-seed", name: "seed", type: "number", min: 0, value: 1 })),
       h("div", { class: "field" }, h("label", { for: "gen-step" }, "Checkpoint"), genStep),
       h("div", { class: "field" }, h("label", { for: "gen-format" }, "Format"), h("select", { id: "gen-format", name: "format" }, ["png", "zip", "npz"].map((f) => h("option", { value: f }, f)))),
+      h("div", { class: "field" }, h("label", { for: "gen-interp" }, "Interpolation steps (blank: none)"), h("input", { id: "gen-interp", name: "interpolate", type: "number", min: 2 })),
       h("div", { class: "field" }, h("label", { for: "gen-trunc" }, "Truncation (blank: none)"), h("input", { id: "gen-trunc", name: "truncation", type: "number", step: "any", min: 0 })),
       run.config.model?.conditional ? h("div", { class: "field" }, h("label", { for: "gen-labels" }, "Labels (comma-separated; blank: cycle)"),
         h("input", { id: "gen-labels", name: "labels", type: "text", placeholder: "0,1,2" })) : null,
@@ -480,6 +482,7 @@ async function runPage(runId) {
       n: Number(f.n.value), seed: Number(f.seed.value), step: f.step.value === "latest" ? "latest" : Number(f.step.value),
       ema: f.ema.checked, truncation: f.truncation.value === "" ? null : Number(f.truncation.value), format: f.format.value,
     };
+    if (f.interpolate.value.trim()) body.interpolate = { steps: Number(f.interpolate.value) };
     if (f.labels && f.labels.value.trim()) body.labels = f.labels.value.split(",").map((x) => Number(x.trim()));
     const submit = document.getElementById("gen-submit");
     submit.disabled = true;
@@ -562,6 +565,8 @@ async function runPage(runId) {
             } else if (ev.event === "stats") {
               for (const [k, v] of Object.entries(d.values || {})) if (k.startsWith("loss")) addPoint(k, d.step, v);
               drawCharts();
+            } else if (ev.event === "warning") {
+              warnings.append(h("div", { class: "note" }, `step ${d.step}: ${d.message}`));
             } else if (ev.event === "sample") {
               loadSamples().catch(() => {});
             } else if (ev.event === "checkpoint") {
