@@ -197,12 +197,15 @@ async def upload(
 
 @router.get("", response_model=DatasetsPublic)
 def list_datasets(session: SessionDep, user: CurrentUser) -> DatasetsPublic:
-    """The built-in datasets, then your uploaded ones, newest first."""
+    """The built-in datasets, then your uploaded ones, newest first (without the lists of skipped files)."""
     rows = session.execute(
         select(Dataset).where(Dataset.owner_id == user.id).order_by(Dataset.created_at.desc(), Dataset.id)
     ).scalars()
     items = [DatasetPublic.builtin_dataset(name) for name in BUILTIN_DATASETS]
-    items.extend(DatasetPublic.from_row(row) for row in rows)
+    for row in rows:
+        item = DatasetPublic.from_row(row)
+        item.stats = {k: v for k, v in item.stats.items() if k != "skipped"}  # the list stays small; GET has them
+        items.append(item)
     return DatasetsPublic(items=items)
 
 

@@ -179,11 +179,13 @@ def test_upload_list_get_preview_and_skipped_files(limited_client: httpx.Client)
     items = limited_client.get("/datasets").json()["items"]
     assert [d["id"] for d in items if d["builtin"]] == ["ring8", "grid25", "digits", "stacked-digits"]
     assert [d["id"] for d in items if not d["builtin"]] == [dataset["id"]]
+    assert "skipped" not in items[-1]["stats"]
 
     detail = limited_client.get(f"/datasets/{dataset['id']}").json()
     assert detail["stats"]["images_per_class"] == {"a": 3, "b": 3}
     assert detail["stats"]["original_sizes"]["max"] == [32, 24]
     assert detail["stats"]["formats"] == {"PNG": 2, "JPEG": 1, "WEBP": 1, "BMP": 1, "GIF": 1}
+    assert detail["stats"]["skipped"] == dataset["skipped"]
 
     png = limited_client.get(f"/datasets/{dataset['id']}/preview.png")
     assert png.headers["content-type"] == "image/png"
