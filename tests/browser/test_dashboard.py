@@ -152,6 +152,10 @@ def test_sign_in_launch_watch_slide_and_generate(visit: Visit, svc: Service) -> 
     page.wait_for_function(_image_loaded("#sample-img"))
     playwright_sync.expect(page.locator("#sample-step")).to_have_text("step 300 (3 of 3)")
     assert page.locator("#checkpoints-table tbody tr").count() == 3
+    with page.expect_download() as download:
+        page.locator("#checkpoints-table tbody tr").last.get_by_role("button", name="Download").click()
+    assert download.value.suggested_filename.endswith("-300.safetensors")
+    assert Path(download.value.path()).stat().st_size > 0
     page.hover("#loss-chart svg")
     playwright_sync.expect(page.locator("#loss-chart svg text").last).to_contain_text("step ")
 
