@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import select
 
@@ -77,7 +77,7 @@ class LimitsMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(limit)
             return message
 
         status_code = 500
@@ -96,8 +96,12 @@ class LimitsMiddleware:
         REQUEST_COUNTS[(scope["method"], status_code)] += 1
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from the body stream. An HTTPException, so that FastAPI's body parsing passes it on as a 413
+    instead of turning it into "400 There was an error parsing the body"."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"Request body too large: the limit is {limit} bytes")
 
 
 async def _reject(send: Send, limit: int) -> None:
