@@ -99,7 +99,10 @@ class ScheduleConfig(_Strict):
     eval_every: int = Field(0, ge=0, description="Compute evaluation metrics every this many steps; 0 = never.")
     eval_samples: int = Field(2048, ge=64, le=50_000, description="Generated samples per evaluation.")
     keep_checkpoints: int = Field(5, ge=1, le=1000, description="Keep this many most recent checkpoints.")
-    stop_on_divergence: bool = Field(False, description="Roll back to the best checkpoint when training diverges.")
+    stop_on_divergence: bool = Field(
+        False,
+        description="On a non-finite loss, end the run stopped at its last good checkpoint instead of failed.",
+    )
 
 
 class RunConfig(_Strict):
@@ -157,8 +160,16 @@ class RunConfig(_Strict):
             )
         if self.model.pack > 1 and self.model.conditional:
             raise ValueError("model.pack: packing is for unconditional runs; set pack to 1 or conditional to false")
-        if self.model.d_conditioning == "acgan" and self.model.conditional and self.loss.kind in ("wgan", "wgan-gp"):
-            pass  # AC-GAN's classifier head works with any adversarial loss.
+        if self.loss.label_smoothing > 0 and self.loss.kind not in ("minimax", "nonsaturating", "lsgan"):
+            raise ValueError(
+                f"loss.label_smoothing: one-sided label smoothing needs a target-based loss "
+                f"(minimax, nonsaturating, lsgan), not {self.loss.kind}"
+            )
+        if self.loss.kind == "wgan" and self.model.spectral_norm:
+            raise ValueError(
+                "model.spectral_norm: wgan already constrains the critic by weight clipping; "
+                "use one of the two (or loss.kind hinge / wgan-gp with spectral norm)"
+            )
         policies = [p.strip() for p in self.train.diffaugment.split(",") if p.strip()]
         unknown = [p for p in policies if p not in ("color", "translation", "cutout")]
         if unknown:

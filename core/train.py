@@ -116,7 +116,7 @@ def train(
     # Prepare the loop's bookkeeping.
     start_step = step
     ema_pairs = _ema_pairs(G_ema, G) if G_ema is not None else None
-    stats_every = max(1, total // 500)
+    stats_every = max(10, total // 500)  # at most ~500 stats events a run, and never a sync every step
     clock = time.monotonic()
     report = {"time": clock, "step": step}
     recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=10)
@@ -197,10 +197,11 @@ def train(
         grad_norm_g = _grad_norm(G) if want_stats else None
         opt_g.step()
 
-        # Update the EMA generator.
+        # Update the EMA generator (its decay ramps up over the first steps, so the initial weights fade out).
         if G_ema is not None and ema_pairs is not None and cfg.train.ema is not None:
+            ema_decay = min(cfg.train.ema, (1.0 + step) / (10.0 + step))
             with torch.no_grad():
-                torch._foreach_lerp_(ema_pairs[0], ema_pairs[1], 1.0 - cfg.train.ema)
+                torch._foreach_lerp_(ema_pairs[0], ema_pairs[1], 1.0 - ema_decay)
                 for b_ema, b in zip(ema_pairs[2], ema_pairs[3], strict=True):
                     b_ema.copy_(b)
 
@@ -215,11 +216,16 @@ def train(
 
         # Stop at a non-finite loss: every step on the CPU, at the reporting steps on a GPU (no per-step sync).
         if device.type == "cpu" or want_stats or progress_due or sample_due or ckpt_due or eval_due:
-            for name, value in (("loss_d", loss_d), ("loss_g", loss_g)):
-                v = float(value.detach())
-                if not math.isfinite(v):
-                    kept = f"; the last good checkpoint is step {int(last_ckpt.stem)}" if last_ckpt else ""
-                    raise TrainingDiverged(f"training diverged at step {step}: {name} is {v}{kept}")
+            bad = [(name, float(v.detach())) for name, v in (("loss_d", loss_d), ("loss_g", loss_g))]
+            bad = [(name, v) for name, v in bad if not math.isfinite(v)]
+            if bad:
+                kept = f"; the last good checkpoint is step {int(last_ckpt.stem)}" if last_ckpt else ""
+                message = f"training diverged at step {step}: {bad[0][0]} is {bad[0][1]}{kept}"
+                if not cfg.schedule.stop_on_divergence:
+                    raise TrainingDiverged(message)
+                emit("warning", {"step": step, "message": message + "; stopped there (schedule.stop_on_divergence)"})
+                status, step = "stopped", int(last_ckpt.stem) if last_ckpt else 0
+                break
 
         # Report progress about once a second.
         if progress_due:

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import DATASET_DEFAULTS, PRESETS, RunConfig
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param({"dataset": "mnist"}, "dataset: unknown dataset 'mnist'", id="unknown-dataset"),
+        pytest.param({"dataset": "ring8", "preset": "x"}, "preset: unknown preset 'x'", id="unknown-preset"),
+        pytest.param(
+            {"dataset": "ring8", "model": {"arch": "dcgan"}},
+            "model.arch: ring8 is 2-D point data; only the mlp architecture fits it",
+            id="conv-on-points",
+        ),
+        pytest.param(
+            {"dataset": "digits", "model": {"arch": "mlp"}},
+            "model.arch: digits is an image dataset; use dcgan or resnet, not mlp",
+            id="mlp-on-images",
+        ),
+        pytest.param(
+            {"dataset": "digits", "model": {"arch": "resnet", "image_size": 16}},
+            "model.image_size: resnet supports 32, 64 px, not 16",
+            id="resnet-16",
+        ),
+        pytest.param(
+            {"dataset": "digits", "model": {"image_size": 48}},
+            "model.image_size: dcgan supports 16, 32, 64, 128 px, not 48",
+            id="dcgan-48",
+        ),
+        pytest.param(
+            {"dataset": "grid25", "model": {"conditional": True}},
+            "model.conditional: grid25 has no labels, so a run on it cannot be conditional",
+            id="conditional-unlabeled",
+        ),
+        pytest.param(
+            {"dataset": "ring8", "model": {"pack": 3}, "train": {"batch_size": 64}},
+            "model.pack: train.batch_size (64) must be a multiple of pack (3)",
+            id="pack-batch",
+        ),
+        pytest.param(
+            {"dataset": "digits", "model": {"pack": 2, "conditional": True}},
+            "model.pack: packing is for unconditional runs",
+            id="pack-conditional",
+        ),
+        pytest.param(
+            {"dataset": "digits", "loss": {"kind": "hinge", "label_smoothing": 0.1}},
+            "loss.label_smoothing: one-sided label smoothing needs a target-based loss",
+            id="smoothing-hinge",
+        ),
+        pytest.param(
+            {"dataset": "digits", "loss": {"kind": "wgan"}, "model": {"spectral_norm": True}},
+            "model.spectral_norm: wgan already constrains the critic by weight clipping",
+            id="wgan-sn",
+        ),
+        pytest.param(
+            {"dataset": "digits", "train": {"diffaugment": "color,flip"}},
+            "train.diffaugment: unknown policy 'flip'",
+            id="diffaugment-unknown",
+        ),
+        pytest.param(
+            {"dataset": "ring8", "train": {"diffaugment": "color"}},
+            "train.diffaugment: DiffAugment works on images",
+            id="diffaugment-points",
+        ),
+        pytest.param({"dataset": "digits", "train": {"steps": -1}}, "train.steps", id="negative-steps"),
+        pytest.param({"dataset": "digits", "model": {"arch": "vit"}}, "model.arch", id="unknown-arch"),
+        pytest.param({"dataset": "digits", "train": {"stepz": 3}}, "train.stepz", id="unknown-field"),
+        pytest.param(
+            {"dataset": "digits", "loss": {"label_smoothing": 0.5}}, "loss.label_smoothing", id="smoothing-0.5"
+        ),
+        pytest.param({"dataset": "digits", "train": {"ema": 1.0}}, "train.ema", id="ema-1"),
+    ],
+)
+def test_invalid_configs_name_the_field_and_the_reason(body: dict, message: str):
+    with pytest.raises(ValidationError) as info:
+        RunConfig.model_validate(body)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("dataset", ["ring8", "grid25", "digits", "stacked-digits", "ds_0123abcd"])
+@pytest.mark.parametrize("preset", [None, *sorted(PRESETS)])
+def test_every_dataset_default_and_preset_is_a_valid_config(dataset: str, preset: str | None):
+    if preset == "dcgan" and dataset in ("ring8", "grid25"):
+        dataset = "digits"  # the dcgan preset is an image architecture
+    cfg = RunConfig.model_validate({"dataset": dataset, "preset": preset})
+    assert cfg.dataset == dataset
+
+
+def test_defaults_of_digits_also_hold_when_conditional():
+    cfg = RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True}})
+    assert cfg.model.conditional and cfg.model.pack == 1
+
+
+def test_the_user_fields_win_over_the_dataset_defaults():
+    cfg = RunConfig.model_validate({"dataset": "ring8", "train": {"steps": 7}})
+    assert cfg.train.steps == 7
+    assert cfg.train.batch_size == DATASET_DEFAULTS["ring8"]["train"]["batch_size"]
