@@ -514,7 +514,11 @@ def datasets_list(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: J
     if json_out:
         _print_json([d.raw for d in datasets])
         return
-    table = Table("ID", "NAME", "IMAGES", "SIZE", "CHANNELS", "CLASSES", "BUILT-IN")
+    table = Table()
+    table.add_column("ID", no_wrap=True)  # whole, so that it can be copied
+    table.add_column("NAME", overflow="fold")
+    for column in ("IMAGES", "PX", "CH", "CLASSES", "BUILT-IN"):
+        table.add_column(column, no_wrap=True)
     for d in datasets:
         classes = len(d.classes) if isinstance(d.classes, list) else d.classes
         table.add_row(

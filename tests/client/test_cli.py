@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,24 @@ def test_set_overrides_build_a_config_without_a_file(env: dict[str, str]) -> Non
     assert ganforge(env, "runs", "delete", run["id"])[0] == 0
     code, _, err = ganforge(env, "runs", "create", "--set", "train.steps=5")
     assert code == 1 and "422: dataset: Field required" in err
+
+
+def test_datasets_upload_list_delete(env: dict[str, str], tmp_path: Path) -> None:
+    archive = tmp_path / "blobs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(5):
+            buf = io.BytesIO()
+            Image.new("L", (12, 12), color=50 * i).save(buf, format="PNG")
+            zf.writestr(f"{i}.png", buf.getvalue())
+    code, out, err = ganforge(env, "datasets", "upload", str(archive), "--name", "blobs", "--json")
+    assert code == 0, err
+    dataset = json.loads(out)
+    assert (dataset["name"], dataset["num_images"]) == ("blobs", 5)
+    code, out, _ = ganforge(env, "datasets", "list")
+    assert code == 0 and dataset["id"] in out and "ring8" in out
+    assert ganforge(env, "datasets", "delete", dataset["id"])[0] == 0
+    code, _, err = ganforge(env, "datasets", "delete", dataset["id"])
+    assert code == 1 and "404" in err
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    code, _, err = ganforge(env, "datasets", "upload", str(tmp_path / "junk.zip"))
+    assert code == 1 and err.startswith("error: 4")
