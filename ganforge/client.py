@@ -197,6 +197,7 @@ class Dataset:
     id: str
     name: str
     builtin: bool
+    kind: str
     num_images: int | None
     classes: Any
     image_size: int | None
@@ -209,6 +210,7 @@ class Dataset:
             id=str(data.get("id") or data.get("name")),
             name=str(data.get("name") or ""),
             builtin=bool(data.get("builtin", False)),
+            kind=str(data.get("kind") or "images"),
             num_images=data.get("num_images"),
             classes=data.get("classes"),
             image_size=data.get("image_size"),
@@ -428,6 +430,16 @@ class Runs:
         params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
         data = self._c.request("GET", "/runs", params=params).json()
         return RunPage(items=[Run.from_json(item) for item in data["items"]], next_cursor=data.get("next_cursor"))
+
+    def iter(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Run]:
+        """Every run, newest first, fetching one page at a time."""
+        cursor = None
+        while True:
+            page = self.list(status=status, limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def cancel(self, run_id: str) -> Run:
         """Ask the worker to stop at its next step; it keeps its last checkpoint."""
@@ -733,6 +745,16 @@ class AsyncRuns:
         params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
         data = (await self._c.request("GET", "/runs", params=params)).json()
         return RunPage(items=[Run.from_json(item) for item in data["items"]], next_cursor=data.get("next_cursor"))
+
+    async def iter(self, *, status: str | None = None, page_size: int = 100) -> AsyncIterator[Run]:
+        cursor = None
+        while True:
+            page = await self.list(status=status, limit=page_size, cursor=cursor)
+            for run in page.items:
+                yield run
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def cancel(self, run_id: str) -> Run:
         await self._c.request("POST", f"/runs/{run_id}/cancel")

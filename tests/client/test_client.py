@@ -147,6 +147,19 @@ def test_another_users_run_is_not_found(svc: Service, finished_run: tuple[str, s
     assert info.value.detail == "Run not found"
 
 
+def test_iter_walks_every_page(client: Ganforge) -> None:
+    ids = [client.runs.create({**RING8, "train": {"steps": 1_000_000}}).id for _ in range(3)]
+    for run_id in ids:
+        client.runs.cancel(run_id)
+    assert [r.id for r in client.runs.iter(page_size=2)] == ids[::-1]
+
+    async def walk() -> list[str]:
+        async with AsyncGanforge(client.url, client._http.headers["Authorization"].removeprefix("Bearer ")) as ac:
+            return [r.id async for r in ac.runs.iter(page_size=2)]
+
+    assert asyncio.run(walk()) == ids[::-1]
+
+
 def test_idempotency_key_returns_the_first_run_and_delete_removes_it(client: Ganforge) -> None:
     key = uuid.uuid4().hex
     config = {**RING8, "train": {"steps": 100000}}
