@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 HELDOUT_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -28,6 +26,8 @@ class DigitsSplit:
 
 def digits_split() -> DigitsSplit:
     """scikit-learn's digits (0..16 grey levels) scaled to [-1, 1], split into train and held-out."""
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     images = torch.from_numpy(digits.images.astype(np.float32) / 8.0 - 1.0).unsqueeze(1)  # (1797, 1, 8, 8)
     labels = torch.from_numpy(digits.target.astype(np.int64))
@@ -50,6 +50,9 @@ def digits_split() -> DigitsSplit:
 
 def digits_split_indices() -> tuple[np.ndarray, np.ndarray]:
     """Sorted train and held-out indices into scikit-learn's digits order (the order `core.datasets` keeps)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     target = load_digits().target
     train_idx, heldout_idx = train_test_split(
         np.arange(len(target)), test_size=HELDOUT_FRACTION, random_state=SPLIT_SEED, stratify=target

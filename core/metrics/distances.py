@@ -2,8 +2,9 @@
 
 - FID and KID through torchmetrics (`FrechetInceptionDistance`, `KernelInceptionDistance`) with our own feature
   module in place of Inception, so neither torch-fidelity nor torchvision is needed. The cached real statistics
-  are loaded straight into the metric's state; the Fréchet distance is computed in float64 and checked against
-  a NaN-guarded SciPy `sqrtm` computation (`frechet_distance`) whenever torchmetrics' result is not finite.
+  are loaded straight into the metric's state; the Fréchet distance is computed in float64, and when
+  torchmetrics' result is not finite it is recomputed by `frechet_distance`, an eigendecomposition of symmetric
+  matrices that stays real and finite for singular covariances.
 - Improved precision and recall (Kynkäänniemi et al. 2019, k = 3) and density and coverage (Naeem et al. 2020,
   k = 5) from k-nearest-neighbour balls, in float64 on exact pairwise distances.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
@@ -41,33 +41,29 @@ def feature_stats(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """The Fréchet distance between two Gaussians, float64, with SciPy's `sqrtm`.
-
-    When the product of the covariances is near-singular, a small multiple of the identity is added to both (as
-    pytorch-fid does); an imaginary part above 1e-3 of the trace is an error, smaller ones are dropped.
+    """The Fréchet distance between two Gaussians, in float64, by symmetric eigendecompositions:
+    tr((Σ1 Σ2)^½) = Σ √λ over the eigenvalues λ of Σ1^½ Σ2 Σ1^½, which is symmetric positive semi-definite, so
+    the result is real even when a covariance is singular (eigenvalues a rounding error below 0 are clipped).
     """
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    if not (
+        np.isfinite(mu1).all() and np.isfinite(mu2).all() and np.isfinite(sigma1).all() and np.isfinite(sigma2).all()
+    ):
+        raise ValueError("Fréchet distance: the statistics are not finite; the features contain NaN or infinity")
+    sigma1, sigma2 = (sigma1 + sigma1.T) / 2, (sigma2 + sigma2.T) / 2
+    w, v = np.linalg.eigh(sigma1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # Σ1^½
+    inner = root1 @ sigma2 @ root1
+    trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
     diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        scale = max(1.0, float(np.trace(sigma1) + np.trace(sigma2)))
-        imag = float(np.abs(covmean.imag).max())
-        if imag > 1e-3 * scale:
-            raise ValueError(f"Fréchet distance: the matrix square root has an imaginary part of {imag:g}")
-        covmean = covmean.real
-    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
-    if not np.isfinite(value):
-        raise ValueError("Fréchet distance: the result is not finite; the features contain NaN or infinity")
+    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
     return max(value, 0.0)
 
 
 def fid(real_sum: torch.Tensor, real_cov_sum: torch.Tensor, n_real: int, fake_feats: torch.Tensor) -> float:
     """FID from the real set's cached sufficient statistics (sum (D,), sum of outer products (D, D), N) and the
-    generated features (M, D), through torchmetrics in float64; SciPy's guarded `sqrtm` if that is not finite."""
+    generated features (M, D), through torchmetrics in float64; `frechet_distance` if that is not finite."""
     dim = fake_feats.shape[1]
     metric = FrechetInceptionDistance(feature=Identity(dim), reset_real_features=False)
     metric.real_features_sum = real_sum.double().clone()
@@ -83,9 +79,7 @@ def fid(real_sum: torch.Tensor, real_cov_sum: torch.Tensor, n_real: int, fake_fe
     return frechet_distance(mu_r.numpy(), sigma_r.numpy(), mu_f.numpy(), sigma_f.numpy())
 
 
-def kid(
-    real_feats: torch.Tensor, fake_feats: torch.Tensor, *, subsets: int = 50, seed: int = 0
-) -> tuple[float, float]:
+def kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, *, subsets: int = 50, seed: int = 0) -> tuple[float, float]:
     """KID (polynomial-kernel MMD², unbiased) mean and std over `subsets` random subsets of up to 1,000 samples,
     through torchmetrics; the subsets are drawn under a fixed seed without touching the caller's RNG. The kernels
     run in float32 (their sums agree with float64 to about 1e-6 relative) because they dominate the cost."""
