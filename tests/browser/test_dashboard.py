@@ -222,6 +222,16 @@ def test_cancel_a_run_from_its_page(visit: Visit, svc: Service) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     visit.shot("runs-phone")
 
+    # Delete the canceled run from its page (after the browser's confirm dialog).
+    page.set_viewport_size(LAPTOP)
+    page.goto(f"{svc.url}/#/runs/{extra['id']}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-btn")
+    page.wait_for_selector("#runs-table")
+    playwright_sync.expect(page.locator(f'tr[data-run-id="{extra["id"]}"]')).to_have_count(0)
+    with svc.client(token) as api:
+        assert api.get(f"/runs/{extra['id']}").status_code == 404
+
 
 def test_datasets_page_uploads_and_previews(visit: Visit, svc: Service, tmp_path: Path) -> None:
     if not _has_route(svc, "post", "/datasets"):
