@@ -91,21 +91,24 @@ def field_errors(detail: Any) -> list[tuple[str, str]]:
     arrive as `loc: ["body"]` with a message `"Value error, model.arch: reason"`, whose prefix names the field.
     """
     if not isinstance(detail, list):
-        return [("", str(detail))]
+        return [_named_field("", str(detail))]
     pairs: list[tuple[str, str]] = []
     for item in detail:
         if not isinstance(item, dict):
-            pairs.append(("", str(item)))
+            pairs.append(_named_field("", str(item)))
             continue
         loc = [str(part) for part in item.get("loc", []) if part not in ("body", "query", "path", "header")]
-        message = str(item.get("msg", ""))
-        message = message.removeprefix("Value error, ")
-        field = ".".join(loc)
-        head, sep, rest = message.partition(": ")
-        if sep and " " not in head and head.replace(".", "").replace("_", "").isalnum():
-            field, message = head, rest
-        pairs.append((field, message))
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        pairs.append(_named_field(".".join(loc), message))
     return pairs
+
+
+def _named_field(field: str, message: str) -> tuple[str, str]:
+    """A message that starts with `field.path: ` names its field (the API's own checks write them so)."""
+    head, sep, rest = message.partition(": ")
+    if sep and head and head.replace(".", "").replace("_", "").isalnum():
+        return head, rest
+    return field, message
 
 
 def detail_text(detail: Any) -> str:

@@ -38,14 +38,15 @@ class ApiError extends Error {
 
 // [field, message] pairs from a FastAPI detail; the config's cross-field checks say "field.path: reason".
 function fieldErrors(detail) {
-  if (!Array.isArray(detail)) return [["", typeof detail === "string" ? detail : JSON.stringify(detail)]];
-  return detail.map((item) => {
-    if (typeof item !== "object" || item === null) return ["", String(item)];
-    const loc = (item.loc || []).filter((p) => !["body", "query", "path", "header"].includes(p)).join(".");
-    let msg = String(item.msg || "").replace(/^Value error, /, "");
+  const named = (field, msg) => {
     const m = /^([A-Za-z0-9_.]+): (.*)$/s.exec(msg);
-    if (m) return [m[1], m[2]];
-    return [loc, msg];
+    return m ? [m[1], m[2]] : [field, msg];
+  };
+  if (!Array.isArray(detail)) return [named("", typeof detail === "string" ? detail : JSON.stringify(detail))];
+  return detail.map((item) => {
+    if (typeof item !== "object" || item === null) return named("", String(item));
+    const loc = (item.loc || []).filter((p) => !["body", "query", "path", "header"].includes(p)).join(".");
+    return named(loc, String(item.msg || "").replace(/^Value error, /, ""));
   });
 }
 

@@ -302,3 +302,7 @@ def test_detail_text_flattens_validation_errors() -> None:
     ]
     assert detail_text(detail) == "train.steps: Input should be greater than or equal to 1; model.arch: use mlp"
     assert detail_text("Run not found") == "Run not found"
+    assert field_errors("steps: say how many more to train") == [("steps", "say how many more to train")]
+    assert field_errors("Run is running; only a finished run can be resumed") == [
+        ("", "Run is running; only a finished run can be resumed")
+    ]
