@@ -159,6 +159,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
+    # Routes answer 422 with {"detail": "field: reason"} for checks beyond the request's shape: say so in the
+    # schema, next to FastAPI's list of validation errors.
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build_openapi()
+            error = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+            if error is not None:
+                error["properties"]["detail"] = {"anyOf": [error["properties"]["detail"], {"type": "string"}]}
+        return app.openapi_schema or build_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(
         LimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,
