@@ -133,8 +133,9 @@ class Evaluator:
         n_total = len(ds)
         if self.task == "digits" and n_total == 1797:
             train_idx, held_idx = digits_split_indices()
-            ref_idx = torch.from_numpy(train_idx)[: self.n_samples]
-            held_idx_t = torch.from_numpy(held_idx)[: self.n_samples]
+            shuffle = torch.Generator().manual_seed(0)  # a cap below the split's size takes a random subset
+            ref_idx = torch.from_numpy(train_idx)[torch.randperm(len(train_idx), generator=shuffle)][: self.n_samples]
+            held_idx_t = torch.from_numpy(held_idx)[torch.randperm(len(held_idx), generator=shuffle)][: self.n_samples]
         else:
             if self.task == "images":  # uploads may be ordered by class: shuffle under a fixed seed first
                 order = torch.randperm(n_total, generator=torch.Generator().manual_seed(0))
@@ -143,8 +144,11 @@ class Evaluator:
             n_held = min(self.n_samples, n_total // 5 if self.task == "images" else n_total // 2)
             n_ref = min(self.n_samples, n_total - n_held)
             ref_idx, held_idx_t = order[:n_ref], order[n_ref : n_ref + n_held]
-        if len(held_idx_t) < 2 or len(ref_idx) < 2:
-            raise ValueError(f"dataset: {getattr(ds, 'name', '?')} has too few samples ({n_total}) to evaluate")
+        if len(held_idx_t) < 8 or len(ref_idx) < 8:
+            raise ValueError(
+                f"schedule.eval_every: {getattr(ds, 'name', 'the dataset')} has too few samples ({n_total}) to "
+                "evaluate against a held-out part; add images or set eval_every to 0"
+            )
         ref_x, ref_labels = ds.batch(ref_idx)
         held_x, held_labels = ds.batch(held_idx_t)
         return ref_x.cpu().float(), _cpu(ref_labels), held_x.cpu().float(), _cpu(held_labels)

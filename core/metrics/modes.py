@@ -13,18 +13,18 @@ def mode_metrics(points: torch.Tensor, centres: torch.Tensor, std: float) -> dic
     captured when it is the nearest mode of at least one high-quality sample.
 
     points (N, 2), centres (K, 2). Returns modes (captured, of K), high_quality (percent of samples) and
-    kl_modes (KL of the high-quality samples' mode histogram to uniform; nan when none is high quality).
+    kl_modes (KL of the high-quality samples' mode histogram to uniform; left out when none is high quality, as
+    it is undefined, so that every value reported is a finite number).
     """
     d = torch.cdist(points.double(), centres.double())  # (N, K)
     nearest_d, nearest = d.min(dim=1)
     good = nearest_d <= 3 * std
     counts = torch.bincount(nearest[good], minlength=centres.shape[0])  # (K,)
     k = centres.shape[0]
-    return {
-        "modes": float((counts > 0).sum()),
-        "high_quality": float(good.double().mean() * 100),
-        "kl_modes": kl_to_reference(counts, torch.full((k,), 1.0 / k)) if int(counts.sum()) else math.nan,
-    }
+    out = {"modes": float((counts > 0).sum()), "high_quality": float(good.double().mean() * 100)}
+    if int(counts.sum()):
+        out["kl_modes"] = kl_to_reference(counts, torch.full((k,), 1.0 / k))
+    return out
 
 
 def kl_to_reference(counts: torch.Tensor, reference: torch.Tensor) -> float:
