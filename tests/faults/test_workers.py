@@ -13,12 +13,12 @@ from tests.conftest import Service
 from tests.faults.conftest import checkpoint_steps, run_events, run_row, wait_until
 from tests.utils.runs import wait_for_status
 
-# About 10-30 s of training on this machine: long enough to be killed in the middle.
+# A few seconds of training on this machine: long enough to be killed in the middle.
 RING8 = {
     "dataset": "ring8",
     "seed": 3,
     "model": {"width": 32},
-    "train": {"steps": 600, "batch_size": 64},
+    "train": {"steps": 300, "batch_size": 64},
     "schedule": {"sample_every": 100, "checkpoint_every": 25},
 }
 ENDLESS = {**RING8, "train": {"steps": 1_000_000, "batch_size": 64}}
