@@ -141,7 +141,7 @@ def test_cancel_a_queued_run_and_a_running_one(faults: Service) -> None:
 
 def test_sigterm_of_a_training_worker_requeues_its_run_at_a_checkpoint(faults: Service) -> None:
     with faults.client() as client:
-        run = client.post("/runs", json=ENDLESS | {"train": {"steps": 3000, "batch_size": 64}}).json()
+        run = client.post("/runs", json=RING8).json()
         wait_until(lambda: checkpoint_steps(faults, run["id"]), what="a first checkpoint")
         worker = faults.workers.pop("train")
         os.kill(worker.pid, signal.SIGTERM)  # what `docker stop` does: the worker's main process only
