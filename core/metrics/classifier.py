@@ -95,12 +95,24 @@ def load_digits_classifier(path: Path = ASSET_PATH, device: str | torch.device =
     return model.to(device)
 
 
+def weights_sha256(path: Path = ASSET_PATH) -> str:
+    """SHA-256 of the weights themselves (names, dtypes, shapes, bytes in name order), not of the file: safetensors
+    writes its metadata in no fixed order, so two bit-identical trainings can give files that differ."""
+    digest = hashlib.sha256()
+    tensors = load_file(str(path))
+    for name in sorted(tensors):
+        t = tensors[name]
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def describe(path: Path = ASSET_PATH) -> dict[str, object]:
-    """Name, content hash and held-out accuracy of the classifier, for cache keys and reports."""
+    """Name, weights hash and held-out accuracy of the classifier, for cache keys and reports."""
     meta = classifier_metadata(path)
     return {
         "name": "digits-classifier",
-        "sha256": file_sha256(path),
+        "sha256": weights_sha256(path),
         "heldout_accuracy": float(meta.get("heldout_accuracy", "nan")),
         "split": json.loads(meta.get("split", "{}")),
     }

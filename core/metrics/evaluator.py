@@ -65,9 +65,9 @@ def _hash_tensors(*tensors: torch.Tensor | None) -> str:
         if t is None:
             digest.update(b"none")
             continue
-        t = t.detach().cpu().contiguous()
+        t = t.detach().cpu()
         digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
 
