@@ -545,6 +545,17 @@ async function runPage(runId) {
     if (TERMINAL.has(run.status)) { liveNote.textContent = "finished"; return; }
     streaming = true;
     let lastId = null, failures = 0;
+    // Per-step statistics are stored, not streamed: fetch the new points every few seconds while it trains.
+    every(3000, async () => {
+      if (!streaming || TERMINAL.has(run.status)) return;
+      const names = Object.keys(series).filter((n) => !n.startsWith("loss"));
+      const since = names.length ? Math.min(...names.map((n) => series[n][series[n].length - 1][0])) : 0;
+      try {
+        const data = await api(`/runs/${runId}/metrics?since_step=${since}`);
+        for (const [name, points] of Object.entries(data.series || {})) for (const [st, v] of points) addPoint(name, Number(st), Number(v));
+        drawCharts();
+      } catch (_) { /* next tick */ }
+    });
     while (!abort.signal.aborted) {
       try {
         liveNote.textContent = "live";
