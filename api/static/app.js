@@ -386,10 +386,12 @@ async function runPage(runId) {
   let lastLosses = {};
   let chartQueued = false;
   function addPoint(name, step, value) {
-    if (typeof value !== "number") return;
+    if (typeof value !== "number" || typeof step !== "number") return;
     const s = (series[name] = series[name] || []);
-    if (s.length && s[s.length - 1][0] >= step) { if (s[s.length - 1][0] === step) s[s.length - 1][1] = value; return; }
-    s.push([step, value]);
+    let i = s.length; // keep the series sorted by step; a point at a known step replaces it
+    while (i > 0 && s[i - 1][0] > step) i--;
+    if (i > 0 && s[i - 1][0] === step) s[i - 1][1] = value;
+    else s.splice(i, 0, [step, value]);
   }
   function drawCharts() {
     if (chartQueued) return;
@@ -409,15 +411,27 @@ async function runPage(runId) {
       });
     });
   }
+  // Every series comes from GET /runs/{id}/metrics when the server has it (one source, so that lines do
+  // not mix ~1 Hz progress ticks with per-step statistics); else from the progress ticks and latest_metrics.
+  let metricsRoute = false;
   async function loadMetrics() {
     try {
       const data = await api(`/runs/${runId}/metrics`);
+      metricsRoute = true;
       for (const [name, points] of Object.entries(data.series || {})) {
         series[name] = points.map(([s, v]) => [Number(s), Number(v)]).sort((a, b) => a[0] - b[0]);
       }
     } catch (err) {
       if (err.status !== 404) throw err;
     }
+    drawCharts();
+  }
+  async function loadNewMetrics() {
+    if (!metricsRoute) return;
+    const lasts = Object.values(series).filter((p) => p.length).map((p) => p[p.length - 1][0]);
+    const since = lasts.length ? Math.max(...lasts) : 0; // late evaluation results come as metric events
+    const data = await api(`/runs/${runId}/metrics?since_step=${since}`);
+    for (const [name, points] of Object.entries(data.series || {})) for (const [st, v] of points) addPoint(name, Number(st), Number(v));
     drawCharts();
   }
 
@@ -528,11 +542,11 @@ async function runPage(runId) {
       if (TERMINAL.has(run.status) && run._final) return;
       try {
         await refreshRun();
-        for (const [k, v] of Object.entries(run.latest_metrics || {})) if (k.startsWith("loss")) addPoint(k, run.progress.step, v);
-        const since = Math.max(0, ...Object.values(series).map((s) => (s.length ? s[s.length - 1][0] : 0)));
-        const data = await api(`/runs/${runId}/metrics?since_step=${since}`).catch(() => ({ series: {} }));
-        for (const [name, points] of Object.entries(data.series || {})) for (const [s, v] of points) addPoint(name, Number(s), Number(v));
-        drawCharts();
+        if (!metricsRoute) {
+          for (const [k, v] of Object.entries(run.latest_metrics || {})) addPoint(k, run.progress.step, v);
+          drawCharts();
+        }
+        await loadNewMetrics().catch(() => {});
         await loadSamples();
         if (samples.length !== lastSampleCount) { lastSampleCount = samples.length; await loadCheckpoints(); }
         if (TERMINAL.has(run.status)) { run._final = true; await loadCheckpoints(); liveNote.textContent = "finished"; }
@@ -546,15 +560,9 @@ async function runPage(runId) {
     streaming = true;
     let lastId = null, failures = 0;
     // Per-step statistics are stored, not streamed: fetch the new points every few seconds while it trains.
-    every(3000, async () => {
+    every(2000, async () => {
       if (!streaming || TERMINAL.has(run.status)) return;
-      const names = Object.keys(series).filter((n) => !n.startsWith("loss"));
-      const since = names.length ? Math.min(...names.map((n) => series[n][series[n].length - 1][0])) : 0;
-      try {
-        const data = await api(`/runs/${runId}/metrics?since_step=${since}`);
-        for (const [name, points] of Object.entries(data.series || {})) for (const [st, v] of points) addPoint(name, Number(st), Number(v));
-        drawCharts();
-      } catch (_) { /* next tick */ }
+      await loadNewMetrics().catch(() => {});
     });
     while (!abort.signal.aborted) {
       try {
@@ -568,14 +576,14 @@ async function runPage(runId) {
               run.progress = Object.assign({}, run.progress, { step: d.step, total_steps: d.total_steps, images_per_sec: d.images_per_sec, eta_seconds: d.eta_seconds });
               if (run.status === "queued") run.status = "running";
               lastLosses = d.losses || lastLosses;
-              for (const [k, v] of Object.entries(d.losses || {})) addPoint(k, d.step, v);
+              if (!metricsRoute) for (const [k, v] of Object.entries(d.losses || {})) addPoint(k, d.step, v);
               drawHead();
               drawCharts();
             } else if (ev.event === "metric") {
-              addPoint(d.name, d.step, d.value);
+              addPoint(d.name, d.step, d.value); // an evaluation result: show it now
               drawCharts();
             } else if (ev.event === "stats") {
-              for (const [k, v] of Object.entries(d.values || {})) if (k.startsWith("loss")) addPoint(k, d.step, v);
+              if (!metricsRoute) for (const [k, v] of Object.entries(d.values || {})) addPoint(k, d.step, v);
               drawCharts();
             } else if (ev.event === "warning") {
               warnings.append(h("div", { class: "note" }, `step ${d.step}: ${d.message}`));
