@@ -79,11 +79,18 @@ def fid(real_sum: torch.Tensor, real_cov_sum: torch.Tensor, n_real: int, fake_fe
     return frechet_distance(mu_r.numpy(), sigma_r.numpy(), mu_f.numpy(), sigma_f.numpy())
 
 
-def kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, *, subsets: int = 50, seed: int = 0) -> tuple[float, float]:
+def kid(
+    real_feats: torch.Tensor, fake_feats: torch.Tensor, *, subsets: int = 50, seed: int = 0
+) -> tuple[float, float | None]:
     """KID (polynomial-kernel MMD², unbiased) mean and std over `subsets` random subsets of up to 1,000 samples,
     through torchmetrics; the subsets are drawn under a fixed seed without touching the caller's RNG. The kernels
-    run in float32 (their sums agree with float64 to about 1e-6 relative) because they dominate the cost."""
+    run in float32 (their sums agree with float64 to about 1e-6 relative) because they dominate the cost.
+
+    When both sets have no more samples than a subset holds, every subset is the whole of both: the value is
+    computed once and the std is None (a spread over identical subsets would read as a false 0)."""
     subset_size = min(1000, real_feats.shape[0], fake_feats.shape[0])
+    whole = subset_size == real_feats.shape[0] == fake_feats.shape[0]
+    subsets = 1 if whole else subsets
     with warnings.catch_warnings():
         # It warns that it keeps every feature in memory: that is the point, and they are few here.
         warnings.filterwarnings("ignore", message="Metric `Kernel Inception Distance` will save", category=UserWarning)
@@ -95,7 +102,7 @@ def kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, *, subsets: int = 50
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mean, std = metric.compute()
-    return float(mean), float(std)
+    return float(mean), None if whole else float(std)
 
 
 CHUNK = 1024

@@ -3,8 +3,9 @@ evaluation. What it reports depends on the data:
 
 - 2-D points (ring8, grid25): `modes`, `high_quality` (%), `kl_modes` (PacGAN's definition, see modes.py) and
   `fd_points` (Fréchet distance on the raw coordinates). Primary: `modes` (max).
-- digits: on the digits classifier's penultimate features `fid_digits`, `kid_digits` (+ `kid_digits_std`),
-  `precision_digits`, `recall_digits` (k = 3), `density_digits`, `coverage_digits` (k = 5); `classes` covered
+- digits: on the digits classifier's penultimate features `fid_digits`, `kid_digits` (and `kid_digits_std`
+  when a set exceeds the 1,000-sample KID subsets), `precision_digits`, `recall_digits` (k = 3),
+  `density_digits`, `coverage_digits` (k = 5); `classes` covered
   of 10 and `kl_classes` (predicted-label histogram to the real label distribution); `swd` (×1e3, mean over
   the Laplacian pyramid, and `swd_{res}` per level); `label_accuracy` when the samples carry labels.
   Primary: `fid_digits` (min).
@@ -12,8 +13,11 @@ evaluation. What it reports depends on the data:
   covered of 1,000 and `kl_modes` to uniform (each channel classified), `swd`. Primary: `fid_digits` (min).
 - other image data: `swd` only, since no feature network fits it. Primary: `swd` (min).
 
-Every result carries its sample counts: `n_fake` (generated), `n_real` (reference set) and `n_pr` (the equal
-number of each that precision/recall/density/coverage and SWD use). `floor` holds the same metrics for a
+Every result carries its sample counts: `n_fake` (generated), `n_real` (reference set), `n_pr` (the equal
+number of each that precision/recall/density/coverage use, at most 5,000) and `n_swd` (the same for SWD, at
+most 1,024). Every value is a finite float; a metric that is undefined for a sample set is left out.
+The Inception metrics (`fid_inception`, `kid_inception`, `inception_score`) are never computed yet; the reason
+is in `Evaluator.skipped` (see inception.py). `floor` holds the same metrics for a
 held-out real set against the reference set (digits: scikit-learn's digits split 80/20, stratified, seed 0,
 the same split the classifier was trained on; stacked-digits and uploads: disjoint slices of the data; 2-D:
 disjoint slices of the fixed 100,000-point sample), with its own counts.
@@ -237,7 +241,9 @@ class Evaluator:
             feats, preds = self._features(x)
             ref_feats = self.ref["feats"]
             out["fid_digits"] = fid(self.ref["sum"], self.ref["cov_sum"], self.n_real, feats)
-            out["kid_digits"], out["kid_digits_std"] = kid(ref_feats, feats)
+            out["kid_digits"], kid_std = kid(ref_feats, feats)
+            if kid_std is not None:
+                out["kid_digits_std"] = kid_std
             out["precision_digits"], out["recall_digits"] = precision_recall(ref_feats[:m], feats[:m], k=3)
             out["density_digits"], out["coverage_digits"] = density_coverage(ref_feats[:m], feats[:m], k=5)
             if self.task == "digits":

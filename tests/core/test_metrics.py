@@ -101,6 +101,9 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two_without_touc
     assert abs(same_mean) < 0.01
     assert diff_mean > 0.5
     assert kid(a, b, subsets=3) == kid(a, b, subsets=3)  # the subsets come from a fixed seed
+    _, std = kid(a, b[:400], subsets=3)
+    assert std is not None and std > 0
+    assert kid(a, b)[1] is None  # 500 and 500 samples: every subset would be the whole of both
 
 
 def test_precision_recall_of_identical_sets_is_one_one() -> None:
