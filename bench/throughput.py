@@ -107,7 +107,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--plain-channels-last", action="store_true", help="give the plain loop channels_last too")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: the machine is shared)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     archs = list(CASES) if args.arch == "all" else [args.arch]
     precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
@@ -118,11 +120,13 @@ def main() -> None:
         for precision in precisions:
             if arch == "mlp" and precision == "bf16":
                 continue  # 2-D runs train in fp32 (see core.device.pick_precision)
-            cfg = _config(arch, precision, args.steps, {})
+            steps = args.steps * 20 if arch == "mlp" else args.steps  # mlp steps take milliseconds
+            cfg = _config(arch, precision, steps, {})
             plain, ours = [], []
             for _ in range(args.rounds):
-                plain.append(plain_rate(cfg, args.warmup, args.plain_channels_last))
-                ours.append(trainer_rate(cfg, args.warmup))
+                warmup = args.warmup * 20 if arch == "mlp" else args.warmup
+                plain.append(plain_rate(cfg, warmup, args.plain_channels_last))
+                ours.append(trainer_rate(cfg, warmup))
             ratios = [o / p for o, p in zip(ours, plain, strict=True)]
             size = "2-D" if arch == "mlp" else f"{cfg.model.image_size} px"
             print(
