@@ -128,6 +128,10 @@ class Evaluator:
         self.ref_x, self.ref_labels, self.held_x, self.held_labels = self._split()
         self.n_real = int(self.ref_x.shape[0])
         self._load_or_build_reference()
+        # Keep only what later evaluations use: the features are cached, SWD reads at most MAX_SWD images.
+        if self.kind == "images":
+            self.ref_x = self.ref_x[:MAX_SWD].clone()
+            self.held_x = self.held_x[:0]
 
     # Reference data.
 
