@@ -29,10 +29,11 @@ from core.config import RunConfig
 from core.datasets import mixture_modes
 from core.train import train
 
-# The plain GAN of the literature's tables: the same MLP, nonsaturating loss, no packing, no EMA, constant lr.
+# The plain GAN of the literature's tables: the same MLP, steps and nonsaturating loss, without the recommended
+# stabilizers (no EMA, constant lr, batch 256, no packing).
 PLAIN = {
     "model": {"pack": 1, "minibatch_std": False},
-    "train": {"ema": None, "lr_schedule": "constant", "lr_g": 1e-3, "lr_d": 1e-3},
+    "train": {"ema": None, "lr_schedule": "constant", "lr_g": 1e-3, "lr_d": 1e-3, "batch_size": 256},
 }
 
 

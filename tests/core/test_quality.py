@@ -12,7 +12,7 @@ from core.train import train
 
 def test_a_short_ring8_run_captures_at_least_six_modes(tmp_path):
     cfg = RunConfig.model_validate(
-        {"dataset": "ring8", "seed": 0, "train": {"steps": 600}, "schedule": {"sample_every": 600}}
+        {"dataset": "ring8", "seed": 0, "train": {"steps": 600, "batch_size": 256}, "schedule": {"sample_every": 600}}
     )
     train(cfg, out_dir=tmp_path)
     G, _, _ = load_generator(tmp_path / "checkpoints" / "00000600.safetensors")
