@@ -252,7 +252,7 @@ _SCORE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ScoreCreate"}},
+            "application/json": {"schema": ScoreCreate.model_json_schema()},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
