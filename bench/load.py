@@ -65,8 +65,9 @@ def bench_service(workdir: Path) -> Iterator[Service]:
 def wrk(url: str, token: str, *, connections: int, seconds: int, workdir: Path) -> dict[str, float]:
     script = workdir / "auth.lua"
     script.write_text(LUA.replace("{token}", token))
+    threads = str(min(2, connections))  # wrk needs a connection per thread at least
     out = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", str(script), url],
+        ["wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
