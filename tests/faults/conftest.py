@@ -7,6 +7,7 @@ seconds; `max_attempts` is 2, so that a poison run fails after two deliveries.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -121,7 +122,9 @@ def faults(fault_service: Service) -> Iterator[Service]:
     yield fault_service
     for name in [n for n in fault_service.workers if n.startswith("train")]:
         if name != "train" or fault_service.workers[name].poll() is not None:
-            fault_service.kill_worker(name)
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                fault_service.kill_worker(name)
+            fault_service.workers.pop(name, None)
     if "train" not in fault_service.workers:
         fault_service.start_worker("train")
 
