@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import os
 import time
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import httpx
 
@@ -296,16 +297,17 @@ def _generation_body(
     }
 
 
+@contextlib.contextmanager
 def _upload_parts(
     file: str | os.PathLike[str] | bytes, name: str | None
-) -> tuple[dict[str, tuple[str, bytes, str]], dict[str, str]]:
+) -> Iterator[tuple[dict[str, tuple[str, bytes | BinaryIO, str]], dict[str, str]]]:
+    """The multipart parts of an upload; a file on disk is streamed from an open handle, never read whole."""
+    data = {"name": name if name is not None else (Path(file).stem if not isinstance(file, bytes) else "dataset")}
     if isinstance(file, bytes):
-        filename, content = "dataset.zip", file
-    else:
-        path = Path(file)
-        filename, content = path.name, path.read_bytes()
-    data = {"name": name if name is not None else Path(filename).stem}
-    return {"file": (filename, content, "application/zip")}, data
+        yield {"file": ("dataset.zip", file, "application/zip")}, data
+        return
+    with open(file, "rb") as handle:
+        yield {"file": (Path(file).name, handle, "application/zip")}, data
 
 
 def _metric_series(data: dict[str, Any]) -> dict[str, builtins.list[tuple[int, float]]]:
@@ -647,8 +649,8 @@ class Datasets:
 
     def upload(self, file: str | os.PathLike[str] | bytes, *, name: str | None = None) -> Dataset:
         """Upload a ZIP of images (one folder per class, optional); `name` defaults to the file's stem."""
-        files, data = _upload_parts(file, name)
-        return Dataset.from_json(self._c.request("POST", "/datasets", files=files, data=data).json())
+        with _upload_parts(file, name) as (files, data):
+            return Dataset.from_json(self._c.request("POST", "/datasets", files=files, data=data).json())
 
     def list(self) -> builtins.list[Dataset]:
         data = self._c.request("GET", "/datasets").json()
@@ -942,8 +944,8 @@ class AsyncDatasets:
         self._c = client
 
     async def upload(self, file: str | os.PathLike[str] | bytes, *, name: str | None = None) -> Dataset:
-        files, data = _upload_parts(file, name)
-        return Dataset.from_json((await self._c.request("POST", "/datasets", files=files, data=data)).json())
+        with _upload_parts(file, name) as (files, data):
+            return Dataset.from_json((await self._c.request("POST", "/datasets", files=files, data=data)).json())
 
     async def list(self) -> builtins.list[Dataset]:
         data = (await self._c.request("GET", "/datasets")).json()
