@@ -128,7 +128,9 @@ class ClassHead(nn.Module):
         super().__init__()
         self.conditioning = conditioning
         if conditioning == "projection":
-            self.embed = _sn(nn.Embedding(num_classes, features), sn)
+            embed = nn.Embedding(num_classes, features)
+            nn.init.normal_(embed.weight, 0.0, 0.02)  # N(0, 1) would swamp the logit with the projection term
+            self.embed = _sn(embed, sn)
         else:
             self.classifier = _sn(nn.Linear(features, num_classes), sn)
 
@@ -161,7 +163,7 @@ class MLPGenerator(nn.Module):
         layers: list[nn.Module] = []
         d = z_dim
         for _ in range(depth):
-            layers += [nn.Linear(d, width), nn.ReLU()]
+            layers += [nn.Linear(d, width), nn.LeakyReLU(0.2)]  # ReLU units died and stranded a ring8 seed
             d = width
         layers.append(nn.Linear(d, 2))
         self.net = nn.Sequential(*layers)
