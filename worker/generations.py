@@ -330,6 +330,8 @@ def score(generation_id: str) -> None:
 # Jobs whose worker died.
 
 LOST_CHECK_SECONDS = 60.0
+# A queued job younger than this may still be on its way to the broker.
+QUEUED_GRACE_SECONDS = 5.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -370,7 +372,34 @@ def fail_lost_jobs() -> list[str]:
         session.commit()
     if lost:
         log.warning("failed %d job(s) whose worker stopped: %s", len(lost), ", ".join(lost))
+    resend_lost_messages()
     return lost
+
+
+def resend_lost_messages() -> list[str]:
+    """Send again queued jobs whose broker message is gone (Redis restarted without persistence, say).
+
+    Only jobs with no message waiting and none delivered-but-unacknowledged are sent, so a job in hand is
+    never sent twice.
+    """
+    from worker.reconcile import run_ids_on_broker
+
+    settings = get_settings()
+    on_broker = run_ids_on_broker(settings, queue=settings.generate_queue)
+    if on_broker is None:
+        return []
+    known = on_broker[0] | on_broker[1]
+    grace = utcnow().timestamp() - QUEUED_GRACE_SECONDS
+    with get_sessionmaker()() as session:
+        queued = session.execute(
+            select(Generation.id, Generation.kind, Generation.created_at).where(Generation.status == "queued")
+        ).all()
+    resend = [(job_id, kind) for job_id, kind, created in queued if job_id not in known and created.timestamp() < grace]
+    for job_id, kind in resend:
+        app.send_task(f"ganforge.{kind}", args=[job_id], queue=settings.generate_queue)
+    if resend:
+        log.warning("sent %d queued job(s) again: their broker message was gone", len(resend))
+    return [job_id for job_id, _ in resend]
 
 
 @worker_ready.connect
@@ -386,6 +415,6 @@ def _watch_lost_jobs(sender: object = None, **_kwargs: object) -> None:
                 fail_lost_jobs()
             except Exception as exc:  # the database is away: try again next time
                 log.warning("looking for lost generation jobs failed: %s", exc)
-            time.sleep(LOST_CHECK_SECONDS)
+            time.sleep(min(LOST_CHECK_SECONDS, get_settings().reconcile_interval_seconds))
 
     threading.Thread(target=loop, name="lost-generation-jobs", daemon=True).start()

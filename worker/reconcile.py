@@ -42,8 +42,9 @@ def _task_run_ids(payload: bytes | str) -> set[str]:
         return set()
 
 
-def run_ids_on_broker(settings: Settings) -> tuple[set[str], set[str]] | None:
-    """Run ids waiting in the training queue, and those delivered and not yet acknowledged; None if unknown."""
+def run_ids_on_broker(settings: Settings, queue: str | None = None) -> tuple[set[str], set[str]] | None:
+    """Ids (runs, or jobs) waiting in a queue (the training queue by default), and those delivered and not yet
+    acknowledged on any queue; None if unknown."""
     from worker.celery_app import app
 
     try:
@@ -52,7 +53,7 @@ def run_ids_on_broker(settings: Settings) -> tuple[set[str], set[str]] | None:
             client = channel.client
             waiting: set[str] = set()
             for priority in channel.priority_steps:
-                for payload in client.lrange(channel._q_for_pri(settings.train_queue, priority), 0, -1):
+                for payload in client.lrange(channel._q_for_pri(queue or settings.train_queue, priority), 0, -1):
                     waiting |= _task_run_ids(payload)
             unacked: set[str] = set()
             for payload in client.hvals(channel.unacked_key):

@@ -86,6 +86,25 @@ def test_redis_restarted_without_persistence_loses_no_run(infra: Infra) -> None:
     assert min(steps) > info.get("resumed_from_step", 0)
 
 
+def test_redis_restarted_without_persistence_loses_no_generation(infra: Infra) -> None:
+    service = infra.service
+    with service.client() as client:
+        run = client.post("/runs", json=TINY).json()
+        assert wait_for_status(client, run["id"], ("succeeded", "failed"))["status"] == "succeeded"
+        service.kill_worker("generate")  # the job's message waits in Redis...
+        job = client.post(f"/runs/{run['id']}/generations", json={"n": 16, "format": "npz"}).json()
+        infra.redis.stop()  # ...and is gone with the restart
+        time.sleep(1)
+        infra.redis.start()
+        service.start_worker("generate")
+        done = wait_until(
+            lambda: (g := client.get(f"/generations/{job['id']}").json())["status"] in ("succeeded", "failed") and g,
+            what="the generation to end",
+        )
+        assert done["status"] == "succeeded", done["error"]
+        assert client.get(f"/generations/{job['id']}/result").status_code == 200
+
+
 def test_postgres_unreachable_for_a_while_loses_nothing(infra: Infra) -> None:
     service = infra.service
     with service.client() as client:
