@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: float = 60.0
     # How often each training worker looks for runs lost by the broker or by a dead worker.
     reconcile_interval_seconds: float = 30.0
+    # Longest one attempt of a run may train, in seconds (unset: no limit). At this soft limit the run stops at
+    # its next step with a checkpoint and fails saying so; Celery's hard limit, 5 minutes later, kills the task.
+    train_time_limit_seconds: float | None = None
     # How many times a run may be delivered before it is failed as a poison run.
     max_attempts: int = 3
     # Largest request body the API accepts outside uploads (bytes).

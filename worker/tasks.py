@@ -85,16 +85,20 @@ class RunReporter:
     tick. `stop` is set when the run is canceled or its lease is lost; the loop checks it each step.
     """
 
-    def __init__(self, *, run_id: str, worker: str, run_dir: Path, interval: float = 1.0) -> None:
+    def __init__(
+        self, *, run_id: str, worker: str, run_dir: Path, time_limit: float | None = None, interval: float = 1.0
+    ) -> None:
         self.run_id = run_id
-        self.run_info: Path | None = (
-            run_dir / "run_info.json"
-        )  # library versions, device, precision: written by the trainer
+        # Library versions, device, precision: written by the trainer.
+        self.run_info: Path | None = run_dir / "run_info.json"
         self.worker = worker
         self.interval = interval
         self.stop = threading.Event()
         self.canceled = False
         self.lost = False
+        # The soft time limit: the loop stops at its next step (and checkpoints) once it has passed.
+        self.deadline = time.monotonic() + time_limit if time_limit else None
+        self.timed_out = False
         self._lock = threading.Lock()
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._progress: dict[str, Any] | None = None
@@ -110,7 +114,9 @@ class RunReporter:
             self._pending.append((kind, data))
 
     def should_stop(self) -> bool:
-        return self.stop.is_set() or SHUTDOWN.is_set()
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.timed_out = True
+        return self.stop.is_set() or SHUTDOWN.is_set() or self.timed_out
 
     def close(self, *, attempts: int = 60) -> None:
         """Stop the thread and write what is left, retrying while the database is away."""
@@ -275,13 +281,20 @@ def train_run(run_id: str) -> None:
         session.commit()
 
     run_dir = settings.run_dir(run_id)
-    reporter = RunReporter(run_id=run_id, worker=worker, run_dir=run_dir)
+    limit = settings.train_time_limit_seconds
+    reporter = RunReporter(run_id=run_id, worker=worker, run_dir=run_dir, time_limit=limit)
     status, error = "succeeded", None
     try:
         result = train(
             cfg, out_dir=run_dir, on_event=reporter.on_event, should_stop=reporter.should_stop, dataset_dir=dataset_dir
         )
-        if result.status == "stopped":
+        if result.status == "stopped" and reporter.timed_out and not reporter.canceled:
+            status = "failed"
+            error = (
+                f"Stopped at the time limit ({limit:g} s, GANFORGE_TRAIN_TIME_LIMIT_SECONDS) at step "
+                f"{result.step}; its last checkpoint is kept: resume it to continue"
+            )
+        elif result.status == "stopped":
             status = "canceled"
     except (ValueError, TrainingDiverged) as exc:
         status, error = "failed", str(exc)
