@@ -163,7 +163,7 @@ class MLPGenerator(nn.Module):
         layers: list[nn.Module] = []
         d = z_dim
         for _ in range(depth):
-            layers += [nn.Linear(d, width), nn.LeakyReLU(0.2)]  # ReLU units died and stranded a ring8 seed
+            layers += [nn.Linear(d, width), nn.ReLU()]
             d = width
         layers.append(nn.Linear(d, 2))
         self.net = nn.Sequential(*layers)
