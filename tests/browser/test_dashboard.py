@@ -19,6 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from core.config import RunConfig
 from tests.conftest import ROOT, Service
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -119,7 +120,8 @@ def test_sign_in_launch_watch_slide_and_generate(visit: Visit, svc: Service) -> 
     # The launch form shows each 422 next to its field.
     page.click("nav a[data-nav=launch]")
     page.wait_for_selector("#launch-form")
-    assert page.input_value("#f-train-steps") == "2000"  # ring8's default is filled in
+    ring8_steps = RunConfig.model_validate({"dataset": "ring8"}).train.steps
+    assert page.input_value("#f-train-steps") == str(ring8_steps)  # ring8's default is filled in
     page.fill("#f-name", "browser-ring8")
     page.fill("#f-train-steps", "0")
     page.click("#launch-submit")
