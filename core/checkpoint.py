@@ -45,10 +45,11 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
-    """Delete all but the `keep` newest checkpoints."""
-    for _, path in list_checkpoints(ckpt_dir)[:-keep]:
-        path.unlink(missing_ok=True)
+def prune_checkpoints(ckpt_dir: Path, keep: int, *, protect: int | None = None) -> None:
+    """Delete all but the `keep` newest checkpoints, and never the one at step `protect` (the best)."""
+    for step, path in list_checkpoints(ckpt_dir)[:-keep]:
+        if step != protect:
+            path.unlink(missing_ok=True)
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> int:

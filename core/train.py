@@ -44,11 +44,12 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainResult:
-    status: str  # "completed" | "stopped"
+    status: str  # "completed" | "stopped" | "diverged" (stopped and rolled back: schedule.stop_on_divergence)
     step: int  # the last step trained
     device: str
     precision: str
     checkpoint: str | None  # path of the newest checkpoint
+    message: str | None = None  # what happened, when diverged
 
 
 def train(
@@ -124,6 +125,10 @@ def train(
     evaluator: Any = None
     last_ckpt: Path | None = latest
     status = "completed"
+    message: str | None = None
+    # The best evaluation so far by the evaluator's primary metric, and the step of its checkpoint.
+    best_value: float | None = None
+    best_step: int | None = None
     loss_d = loss_g = torch.zeros(())
     stats: dict[str, torch.Tensor] = {}
     images_per_sec = 0.0
@@ -223,8 +228,20 @@ def train(
                 message = f"training diverged at step {step}: {bad[0][0]} is {bad[0][1]}{kept}"
                 if not cfg.schedule.stop_on_divergence:
                     raise TrainingDiverged(message)
-                emit("warning", {"step": step, "message": message + "; stopped there (schedule.stop_on_divergence)"})
-                status, step = "stopped", int(last_ckpt.stem) if last_ckpt else 0
+                # Roll back: the best checkpoint by the primary metric (else the last good one) becomes the newest.
+                back = best_step if best_step is not None else (int(last_ckpt.stem) if last_ckpt else 0)
+                for later, path in checkpoint.list_checkpoints(ckpt_dir):
+                    if later > back:
+                        path.unlink(missing_ok=True)
+                kept_path = checkpoint.checkpoint_path(ckpt_dir, back)
+                last_ckpt = kept_path if kept_path.exists() else None
+                which = "best" if best_step is not None else "last good"
+                message = (
+                    f"training diverged at step {step}: {bad[0][0]} is {bad[0][1]}; "
+                    f"rolled back to the {which} checkpoint (step {back})"
+                )
+                emit("warning", {"step": step, "message": message + " (schedule.stop_on_divergence)"})
+                status, step = "diverged", back
                 break
 
         # Report progress about once a second.
@@ -268,6 +285,8 @@ def train(
                         ),
                     },
                 )
+            if collapsing != collapse_warned:  # the watch as a series too: 1 while collapse is suspected
+                emit("metric", {"step": step, "name": "collapse_suspected", "value": float(collapsing)})
             collapse_warned = collapsing
 
         # Write a sample grid from the fixed latent batch.
@@ -276,6 +295,24 @@ def train(
             image = _sample_image(G_ema or G, fixed_z, fixed_labels, data, nrow=grid_nrow, bf16=bf16)
             grids.save_png(image, path)
             emit("sample", {"step": step, "path": str(path)})
+
+        # Evaluate, without disturbing the training's random streams; a new best gets a checkpoint of its own.
+        if eval_due:
+            if evaluator is None:
+                evaluator = _make_evaluator(data, cfg, device)
+                emit("environment", {"metric_floor": evaluator.floor, "primary_metric": list(evaluator.primary)})
+            sampler = _sample_fn(G_ema or G, z_dim=z_dim, num_classes=num_classes, device=device, bf16=bf16)
+            with _preserved_rng(device):
+                values = evaluator(sampler)
+            for name, value in values.items():
+                emit("metric", {"step": step, "name": name, "value": float(value)})
+            primary, direction = evaluator.primary
+            value = values.get(primary)
+            if value is not None and (
+                best_value is None or (value < best_value if direction == "min" else value > best_value)
+            ):
+                best_value, best_step = float(value), step
+                ckpt_due = True
 
         # Write a checkpoint and keep only the newest ones.
         if ckpt_due:
@@ -293,19 +330,9 @@ def train(
                 order=order,
                 run_info=info,
             )
-            checkpoint.prune_checkpoints(ckpt_dir, cfg.schedule.keep_checkpoints)
+            checkpoint.prune_checkpoints(ckpt_dir, cfg.schedule.keep_checkpoints, protect=best_step)
             last_ckpt = path
-            emit("checkpoint", {"step": step, "path": str(path), "size_bytes": size})
-
-        # Evaluate, without disturbing the training's random streams.
-        if eval_due:
-            if evaluator is None:
-                evaluator = _make_evaluator(data, cfg, device)
-            sampler = _sample_fn(G_ema or G, z_dim=z_dim, num_classes=num_classes, device=device, bf16=bf16)
-            with _preserved_rng(device):
-                values = evaluator(sampler)
-            for name, value in values.items():
-                emit("metric", {"step": step, "name": name, "value": float(value)})
+            emit("checkpoint", {"step": step, "path": str(path), "size_bytes": size, "best": step == best_step})
 
         if stop:
             status = "stopped"
@@ -319,6 +346,7 @@ def train(
         device=str(device),
         precision=precision,
         checkpoint=str(last_ckpt) if last_ckpt else None,
+        message=message,
     )
 
 

@@ -294,6 +294,8 @@ def train_run(run_id: str) -> None:
                 f"Stopped at the time limit ({limit:g} s, GANFORGE_TRAIN_TIME_LIMIT_SECONDS) at step "
                 f"{result.step}; its last checkpoint is kept: resume it to continue"
             )
+        elif result.status == "diverged":
+            status, error = "failed", result.message
         elif result.status == "stopped":
             status = "canceled"
     except (ValueError, TrainingDiverged) as exc:

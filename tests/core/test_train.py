@@ -112,3 +112,41 @@ def test_a_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, m
     with pytest.raises(TrainingDiverged, match=message):
         _events(tmp_path, cfg)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["00000010.safetensors"]
+
+
+def test_stop_on_divergence_rolls_back_to_the_best_checkpoint(tmp_path, monkeypatch):
+    real_loss = core.train.generator_loss
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        loss, stats = real_loss(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan"), stats) if len(calls) == 33 else (loss, stats)
+
+    monkeypatch.setattr(core.train, "generator_loss", poisoned)
+    cfg = _cfg(
+        "ring8",
+        train={"steps": 50, "batch_size": 64},
+        schedule={
+            "checkpoint_every": 10,
+            "keep_checkpoints": 1,
+            "eval_every": 5,
+            "eval_samples": 256,
+            "stop_on_divergence": True,
+        },
+    )
+    result, events = _events(tmp_path, cfg)
+    assert result.status == "diverged"
+    modes = [(d["step"], d["value"]) for k, d in events if k == "metric" and d["name"] == "modes"]
+    best_step = max(modes, key=lambda sv: (sv[1], -sv[0]))[0]  # the first step with the most modes
+    assert result.step == best_step
+    assert result.message == (
+        f"training diverged at step 33: loss_g is nan; rolled back to the best checkpoint (step {best_step})"
+    )
+    marked = [d["step"] for k, d in events if k == "checkpoint" and d["best"]]
+    assert marked[-1] == best_step
+    # The best survived pruning to one checkpoint, and nothing newer than it is left to resume from.
+    steps = sorted(int(p.stem) for p in (tmp_path / "checkpoints").glob("*.safetensors"))
+    assert steps[-1] == best_step
+    environment = next(d for k, d in events if k == "environment")
+    assert environment["primary_metric"] == ["modes", "max"] and "modes" in environment["metric_floor"]
