@@ -194,9 +194,6 @@ def evaluate(
         typer.echo(f"{name:32s} {value}")
 
 
-try:  # the client-side commands (runs, samples, generate, datasets, tokens)
-    from ganforge.cli_client import register
-except ImportError:  # pragma: no cover - while the client module is being written
-    pass
-else:
-    register(app)
+from ganforge.cli_client import register  # noqa: E402 - the client-side commands join the app defined above
+
+register(app)
