@@ -113,6 +113,8 @@ def train(
     n_grid, grid_nrow = _grid_layout(data.kind, num_classes)
     fixed_z = torch.randn(n_grid, z_dim, generator=grid_gen).to(device)
     fixed_labels = (torch.arange(n_grid) % num_classes).to(device) if num_classes else None
+    # The collapse watch compares the grid samples' spread with the real data's (no random numbers drawn).
+    real_spread = _spread(data.batch(torch.arange(min(len(data), DIVERSITY_SAMPLES)))[0])
 
     # Prepare the loop's bookkeeping.
     start_step = step
@@ -292,9 +294,23 @@ def train(
         # Write a sample grid from the fixed latent batch.
         if sample_due:
             path = sample_dir / f"{step:08d}.png"
-            image = _sample_image(G_ema or G, fixed_z, fixed_labels, data, nrow=grid_nrow, bf16=bf16)
+            image, samples = _sample_image(G_ema or G, fixed_z, fixed_labels, data, nrow=grid_nrow, bf16=bf16)
             grids.save_png(image, path)
             emit("sample", {"step": step, "path": str(path)})
+            # Watch the fixed-seed samples' diversity: a collapsed generator maps every latent to a few outputs.
+            diversity = _spread(samples[:DIVERSITY_SAMPLES]) / max(real_spread, 1e-12)
+            emit("metric", {"step": step, "name": "sample_diversity", "value": diversity})
+            if diversity < COLLAPSE_DIVERSITY:
+                emit(
+                    "warning",
+                    {
+                        "step": step,
+                        "message": (
+                            f"possible mode collapse at step {step}: the fixed-seed samples spread only "
+                            f"{diversity:.2f}× as much as the real data"
+                        ),
+                    },
+                )
 
         # Evaluate, without disturbing the training's random streams; a new best gets a checkpoint of its own.
         if eval_due:
@@ -395,16 +411,32 @@ def _collapse_suspected(kind: str, recent: collections.deque[tuple[float, float]
 @torch.no_grad()
 def _sample_image(
     G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None, data: Dataset, *, nrow: int, bf16: bool
-) -> Any:
-    """A grid PNG image (or a scatter plot for 2-D data) of G's samples from a fixed latent batch."""
+) -> tuple[Any, torch.Tensor]:
+    """A grid PNG image (or a scatter plot for 2-D data) of G's samples from a fixed latent batch, and the
+    samples themselves."""
     was_training = G.training
     G.eval()
     with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = G(z, labels).float()  # (N, C, H, W) or (N, 2)
     G.train(was_training)
+    out = out.detach()
     if data.kind == "points":
-        return grids.scatter_plot(out, modes=data.modes)
-    return grids.image_grid(out, nrow=nrow)
+        return grids.scatter_plot(out, modes=data.modes), out
+    return grids.image_grid(out, nrow=nrow), out
+
+
+# The collapse watch: samples compared, and the fraction of the real data's spread below which it warns.
+DIVERSITY_SAMPLES = 64
+COLLAPSE_DIVERSITY = 0.2
+
+
+def _spread(x: torch.Tensor) -> float:
+    """Mean pairwise L2 distance of a batch of samples (B, ...), in float64."""
+    flat = x.detach().reshape(len(x), -1).to("cpu", torch.float64)  # (B, D)
+    if len(flat) < 2:
+        return 0.0
+    distances = torch.cdist(flat, flat)  # (B, B)
+    return float(distances.sum() / (len(flat) * (len(flat) - 1)))
 
 
 def _sample_fn(

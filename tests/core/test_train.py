@@ -150,3 +150,24 @@ def test_stop_on_divergence_rolls_back_to_the_best_checkpoint(tmp_path, monkeypa
     assert steps[-1] == best_step
     environment = next(d for k, d in events if k == "environment")
     assert environment["primary_metric"] == ["modes", "max"] and "modes" in environment["metric_floor"]
+
+
+def test_the_collapse_watch_reports_sample_diversity_and_warns_when_it_collapses(tmp_path, monkeypatch):
+    cfg = _cfg("ring8", train={"steps": 20, "batch_size": 64}, schedule={"sample_every": 10})
+    _, events = _events(tmp_path / "healthy", cfg)
+    diversity = [d["value"] for k, d in events if k == "metric" and d["name"] == "sample_diversity"]
+    assert len(diversity) == 2 and all(v > 0 for v in diversity)
+
+    real_sample_image = core.train._sample_image
+
+    def collapsed(*args, **kwargs):  # every latent maps to the same point
+        image, samples = real_sample_image(*args, **kwargs)
+        return image, torch.zeros_like(samples)
+
+    monkeypatch.setattr(core.train, "_sample_image", collapsed)
+    _, events = _events(tmp_path / "collapsed", cfg)
+    assert [d["value"] for k, d in events if k == "metric" and d["name"] == "sample_diversity"] == [0.0, 0.0]
+    warnings = [d["message"] for k, d in events if k == "warning"]
+    assert "possible mode collapse at step 10: the fixed-seed samples spread only 0.00× as much as the real data" in (
+        warnings
+    )
