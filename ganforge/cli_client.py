@@ -230,6 +230,14 @@ def _watch(client: Ganforge, run_id: str) -> Run:
         return run
 
 
+def _print_status(run: Run, json_out: bool) -> None:
+    """One line for people (id and status), the whole run for scripts."""
+    if json_out:
+        _print_json(run.raw)
+    else:
+        console.print(f"run [bold]{run.id}[/bold] {run.status}")
+
+
 def _finish(run: Run, json_out: bool) -> None:
     if json_out:
         _print_json(run.raw)
@@ -264,10 +272,7 @@ def runs_create(
             err_console.print(f"run [bold]{run.id}[/bold] queued")
             _finish(_watch(client, run.id), json_out)
             return
-    if json_out:
-        _print_json(run.raw)
-    else:
-        console.print(f"run [bold]{run.id}[/bold] {run.status}")
+    _print_status(run, json_out)
 
 
 @runs_app.command("list")
@@ -314,10 +319,7 @@ def runs_cancel(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, 
     """Stop a run at its next step; its last checkpoint stays."""
     with _connect(url, token) as client:
         run = client.runs.cancel(run_id)
-    if json_out:
-        _print_json(run.raw)
-    else:
-        console.print(f"run [bold]{run.id}[/bold] {run.status}")
+    _print_status(run, json_out)
 
 
 @runs_app.command("resume")
@@ -335,10 +337,7 @@ def runs_resume(
         if watch:
             _finish(_watch(client, run.id), json_out)
             return
-    if json_out:
-        _print_json(run.raw)
-    else:
-        console.print(f"run [bold]{run.id}[/bold] {run.status}")
+    _print_status(run, json_out)
 
 
 @runs_app.command("delete")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from api import artifacts
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
@@ -35,6 +36,15 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 RunStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
 
+def _run_for_key(session: Session, owner_id: int, idempotency_key: str | None) -> Run | None:
+    """The run this owner already created with this Idempotency-Key, if any."""
+    if idempotency_key is None:
+        return None
+    return session.execute(
+        select(Run).where(Run.owner_id == owner_id, Run.idempotency_key == idempotency_key)
+    ).scalar_one_or_none()
+
+
 @router.post("", status_code=201, response_model=RunPublic)
 def create(
     config: RunConfig,
@@ -44,28 +54,24 @@ def create(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> RunPublic:
     """Start a training run. The smallest body is {"dataset": "ring8"}; every other field has a default."""
-    if idempotency_key is not None:
-        existing = session.execute(
-            select(Run).where(Run.owner_id == user.id, Run.idempotency_key == idempotency_key)
-        ).scalar_one_or_none()
-        if existing is not None:
-            response.headers["Location"] = f"/runs/{existing.id}"
-            return RunPublic.from_run(existing)
-    check_dataset_for_run(session, user, config)
-    run = create_run(
-        session=session,
-        owner_id=user.id,
-        config=config.model_dump(mode="json"),
-        name=config.name,
-        idempotency_key=idempotency_key,
-    )
-    try:
-        session.commit()
-    except IntegrityError:  # the same Idempotency-Key raced in from a retry: answer with the first run
-        session.rollback()
-        existing = session.execute(
-            select(Run).where(Run.owner_id == user.id, Run.idempotency_key == idempotency_key)
-        ).scalar_one()
+    existing = _run_for_key(session, user.id, idempotency_key)
+    if existing is None:
+        check_dataset_for_run(session, user, config)
+        run = create_run(
+            session=session,
+            owner_id=user.id,
+            config=config.model_dump(mode="json"),
+            name=config.name,
+            idempotency_key=idempotency_key,
+        )
+        try:
+            session.commit()
+        except IntegrityError:  # the same Idempotency-Key raced in from a retry: answer with the first run
+            session.rollback()
+            existing = _run_for_key(session, user.id, idempotency_key)
+            if existing is None:
+                raise
+    if existing is not None:
         response.headers["Location"] = f"/runs/{existing.id}"
         return RunPublic.from_run(existing)
     enqueue_run(run.id)
