@@ -5,7 +5,9 @@ Tensor keys: `G.<state_dict key>`, `D.<...>`, `G_ema.<...>` (when EMA is on), `o
 `data.perm`, `data.pos` (the data order). Metadata (str -> str): `format` = `ganforge-checkpoint/1`, `config` (the
 resolved RunConfig as JSON), `step`, `data` (JSON `{"kind", "channels", "image_size", "num_classes"}`),
 `opt_g`/`opt_d` (JSON: the optimizers' param groups and non-tensor state), `rng_python`, `rng_numpy` (JSON),
-`run_info` (JSON: versions, device, precision, seed).
+`run_info` (JSON: versions, device, precision, seed), and `best` (JSON `{"metric", "value", "step"}`: the best
+evaluation so far by the primary metric and the step of its checkpoint; absent until a run has evaluated), so that a
+resumed run compares its evaluations with the best from before the resume.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ def save_training_state(
     opt_d: torch.optim.Optimizer,
     order: DataOrder,
     run_info: dict[str, Any],
+    best: dict[str, Any] | None = None,
 ) -> int:
     """Write everything a run needs to continue exactly; returns the file's size in bytes."""
     tensors: dict[str, torch.Tensor] = {}
@@ -165,7 +168,16 @@ def save_training_state(
         "run_info": json.dumps(run_info),
         **rng_meta,
     }
+    if best is not None:
+        metadata["best"] = json.dumps(best)
     return write_safetensors(path, tensors, metadata)
+
+
+def read_best(path: Path) -> dict[str, Any] | None:
+    """The best evaluation recorded in a checkpoint (`{"metric", "value", "step"}`), or None."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        raw = (f.metadata() or {}).get("best")
+    return json.loads(raw) if raw else None
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -96,12 +96,14 @@ def train(
     g_fn, d_fn = (torch.compile(G), torch.compile(D)) if cfg.train.compile else (G, D)
     augment = make_augment(cfg.train.diffaugment)
 
-    # Resume from the newest checkpoint, if any.
+    # Resume from the newest checkpoint, if any (with the best evaluation from before the resume).
     step = 0
+    resumed_best: dict[str, Any] | None = None
     latest = checkpoint.latest_checkpoint(ckpt_dir)
     if latest is not None:
         step = checkpoint.load_training_state(latest, G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, order=order)
         info["resumed_from_step"] = step
+        resumed_best = checkpoint.read_best(latest)
 
     # Write the config and the run's facts next to its artifacts.
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +133,9 @@ def train(
     # The best evaluation so far by the evaluator's primary metric, and the step of its checkpoint.
     best_value: float | None = None
     best_step: int | None = None
+    best_metric: str | None = None
+    if resumed_best is not None and checkpoint.checkpoint_path(ckpt_dir, int(resumed_best["step"])).exists():
+        best_metric, best_value, best_step = resumed_best["metric"], resumed_best["value"], resumed_best["step"]
     loss_d = loss_g = torch.zeros(())
     stats: dict[str, torch.Tensor] = {}
     images_per_sec = 0.0
@@ -324,6 +329,8 @@ def train(
                 emit("metric", {"step": step, "name": name, "value": float(value)})
             primary, direction = evaluator.primary
             value = values.get(primary)
+            if best_metric != primary:  # a best from before a resume counts only if it was measured the same way
+                best_metric, best_value, best_step = primary, None, None
             if value is not None and (
                 best_value is None or (value < best_value if direction == "min" else value > best_value)
             ):
@@ -345,6 +352,7 @@ def train(
                 opt_d=opt_d,
                 order=order,
                 run_info=info,
+                best=None if best_step is None else {"metric": best_metric, "value": best_value, "step": best_step},
             )
             checkpoint.prune_checkpoints(ckpt_dir, cfg.schedule.keep_checkpoints, protect=best_step)
             last_ckpt = path

@@ -171,3 +171,25 @@ def test_the_collapse_watch_reports_sample_diversity_and_warns_when_it_collapses
     assert "possible mode collapse at step 10: the fixed-seed samples spread only 0.00× as much as the real data" in (
         warnings
     )
+
+
+def test_a_resumed_run_keeps_the_best_evaluation_from_before_the_resume(tmp_path, monkeypatch):
+    # The evaluator's values are scripted (lower is better), so the bookkeeping alone is under test.
+    scripted = iter([5.0, 3.0, 4.0, 3.5, 2.5, 6.0])
+
+    class Scripted:
+        def __init__(self):
+            self.primary, self.floor = ("fid_digits", "min"), {}
+
+        def __call__(self, sample_fn):
+            return {"fid_digits": next(scripted)}
+
+    monkeypatch.setattr(core.train, "_make_evaluator", lambda *args: Scripted())
+    schedule = {"checkpoint_every": 10, "keep_checkpoints": 1, "eval_every": 10, "eval_samples": 64}
+    _, first = _events(tmp_path, _cfg("ring8", train={"steps": 30, "batch_size": 16}, schedule=schedule))
+    assert [d["step"] for k, d in first if k == "checkpoint" and d["best"]] == [10, 20]
+    # Step 40's 3.5 is worse than step 20's 3.0 from before the resume: only step 50 is a new best.
+    _, second = _events(tmp_path, _cfg("ring8", train={"steps": 60, "batch_size": 16}, schedule=schedule))
+    assert [d["step"] for k, d in second if k == "checkpoint" and d["best"]] == [50]
+    steps = sorted(int(p.stem) for p in (tmp_path / "checkpoints").glob("*.safetensors"))
+    assert steps == [50, 60]
