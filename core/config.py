@@ -71,6 +71,16 @@ class LossConfig(_Strict):
     )
     feature_matching: float = Field(0.0, ge=0, description="Weight of the feature-matching term in G's loss.")
     acgan_weight: float = Field(1.0, ge=0, description="Weight of the auxiliary classifier loss (AC-GAN).")
+    top_k: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Top-k training (Sinha et al. 2020): the generator's adversarial loss uses only this fraction of each "
+            "fake batch, the samples D rates most real; annealed linearly from the whole batch at step 0 to this "
+            "fraction at mid-run. 1 turns it off."
+        ),
+    )
 
 
 class TrainConfig(_Strict):

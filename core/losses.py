@@ -10,8 +10,9 @@ Adversarial losses on the discriminator's logits l (all computed in fp32):
 - `hinge`: the hinge loss of Lim & Ye 2017 / Miyato et al. 2018.
 
 Regularisers and tricks: R1 on real data (Mescheder et al. 2018), one-sided label smoothing and feature matching
-(Salimans et al. 2016), annealed instance noise (Sønderby et al. 2017), the AC-GAN classification loss, and
-DiffAugment applied to every input of D (Zhao et al. 2020).
+(Salimans et al. 2016), annealed instance noise (Sønderby et al. 2017), the AC-GAN classification loss,
+DiffAugment applied to every input of D (Zhao et al. 2020), and top-k training (Sinha et al. 2020: G's adversarial
+loss over only the fakes D rates most real, so the worst samples stop pulling G between modes).
 """
 
 from __future__ import annotations
@@ -119,10 +120,14 @@ def generator_loss(
     labels: torch.Tensor | None = None,
     augment: Augment | None = None,
     noise_std: float = 0.0,
+    top_k: int | None = None,
 ) -> tuple[torch.Tensor, Stats]:
-    """G's loss on a fake batch (with its graph), and its stats. `real` is needed only for feature matching."""
+    """G's loss on a fake batch (with its graph), and its stats. `real` is needed only for feature matching;
+    `top_k` keeps only the k fake logits D rates highest in the adversarial term (None: all of them)."""
     l_fake, f_fake, aux_fake = D(d_inputs(fake, augment=augment, noise_std=noise_std), fake_labels)
     l_fake = l_fake.float()  # (B',)
+    if top_k is not None and top_k < l_fake.shape[0]:
+        l_fake = torch.topk(l_fake, top_k, sorted=False).values  # (k,)
     stats: Stats = {}
 
     # The adversarial term.

@@ -203,6 +203,7 @@ def train(
                 labels=labels,
                 augment=augment,
                 noise_std=noise_std,
+                top_k=_top_k(cfg.loss.top_k, batch_size // cfg.model.pack, done),
             )
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -378,6 +379,14 @@ def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _top_k(fraction: float, n: int, done: float) -> int | None:
+    """How many of `n` fake logits G's loss keeps at `done` (0..1) of the run: all at first, `fraction` from mid-run."""
+    if fraction >= 1.0:
+        return None
+    current = 1.0 - (1.0 - fraction) * min(1.0, 2.0 * done)
+    return max(1, round(current * n))
 
 
 def _grid_layout(kind: str, num_classes: int) -> tuple[int, int]:

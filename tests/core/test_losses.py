@@ -144,3 +144,22 @@ def test_conditional_losses_use_the_labels(d_cond: str):
     loss_g, stats_g = generator_loss(cfg.loss, D=D, fake=fake, fake_labels=fake_labels)
     loss_g.backward()
     assert torch.isfinite(loss_g) and ("acgan_g" in stats_g) == (d_cond == "acgan")
+
+
+def test_top_k_trains_g_only_on_the_fakes_d_rates_most_real():
+    class Score(nn.Module):  # D's logit of a sample is its first pixel
+        def forward(self, x, labels=None):
+            return x.flatten(1)[:, 0], x.flatten(1), None
+
+    fake = torch.tensor([3.0, -1.0, 2.0, -5.0]).reshape(4, 1, 1, 1).requires_grad_(True)
+    loss, _ = generator_loss(LossConfig(kind="wgan-gp"), D=Score(), fake=fake, fake_labels=None, top_k=2)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(-2.5)  # -(3 + 2) / 2
+    assert fake.grad.flatten().tolist() == [-0.5, 0.0, -0.5, 0.0]
+
+
+def test_top_k_anneals_from_the_whole_batch_to_its_fraction_at_mid_run():
+    from core.train import _top_k
+
+    assert _top_k(1.0, 64, 0.3) is None
+    assert [_top_k(0.5, 64, done) for done in (0.0, 0.25, 0.5, 0.9)] == [64, 48, 32, 32]
