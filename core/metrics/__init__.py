@@ -1,5 +1,7 @@
 """Evaluation of generators: FID/KID/precision-recall/density-coverage on the digits classifier's features,
-sliced Wasserstein distance on Laplacian pyramids, mode counts on 2-D mixtures and stacked-digits.
+sliced Wasserstein distance on Laplacian pyramids, mode counts on 2-D mixtures and stacked-digits, and, when
+`GANFORGE_INCEPTION_WEIGHTS` names pytorch-fid's Inception-v3 weights, FID/KID/Inception Score on image data
+(inception.py, inception_net.py).
 
     from core.metrics import Evaluator
     ev = Evaluator(dataset, n_samples=2048, device=device, cache_dir=None)

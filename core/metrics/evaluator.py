@@ -12,18 +12,23 @@ evaluation. What it reports depends on the data:
 - stacked-digits: the same feature metrics on the three channels' features side by side (384-d), `modes`
   covered of 1,000 and `kl_modes` to uniform (each channel classified), `swd`. Primary: `fid_digits` (min).
 - other image data: `swd` only, since no feature network fits it. Primary: `swd` (min).
+- every image dataset, when `GANFORGE_INCEPTION_WEIGHTS` names a file with the right SHA-256 (inception.py):
+  `fid_inception` and `kid_inception` (+ `kid_inception_std`, as for the digits) on the 2,048-d pool3
+  features of pytorch-fid's Inception-v3, and `inception_score` with `inception_score_std` (10 splits; left
+  out of a set under 10 samples, such as a small held-out floor set). Images are resized to 299 x 299, so
+  this pass dominates the evaluation's cost (docs/benchmarks.md). Without the file, or on 2-D points, these
+  names are never reported and `Evaluator.skipped` says why; the primary metric does not change.
 
 Every result carries its sample counts: `n_fake` (generated), `n_real` (reference set), `n_pr` (the equal
 number of each that precision/recall/density/coverage use, at most 5,000) and `n_swd` (the same for SWD, at
 most 1,024). Every value is a finite float; a metric that is undefined for a sample set is left out.
-The Inception metrics (`fid_inception`, `kid_inception`, `inception_score`) are never computed yet; the reason
-is in `Evaluator.skipped` (see inception.py). `floor` holds the same metrics for a
-held-out real set against the reference set (digits: scikit-learn's digits split 80/20, stratified, seed 0,
-the same split the classifier was trained on; stacked-digits and uploads: disjoint slices of the data; 2-D:
-disjoint slices of the fixed 100,000-point sample), with its own counts.
+`floor` holds the same metrics for a held-out real set against the reference set (digits: scikit-learn's
+digits split 80/20, stratified, seed 0, the same split the classifier was trained on; stacked-digits and
+uploads: disjoint slices of the data; 2-D: disjoint slices of the fixed 100,000-point sample), with its own
+counts.
 
 The reference cache is one safetensors file per (data content hash, extractor name and weights hash, sample
-count, metric version), written atomically into `cache_dir`.
+count, metric version, and the Inception weights' hash when they are used), written atomically into `cache_dir`.
 """
 
 from __future__ import annotations
@@ -45,7 +50,18 @@ from safetensors.torch import load_file, save_file
 from core.metrics import classifier as clf
 from core.metrics.digits_data import digits_split_indices
 from core.metrics.distances import density_coverage, feature_stats, fid, frechet_distance, kid, precision_recall
-from core.metrics.inception import INCEPTION_METRICS, inception_status
+from core.metrics.inception import (
+    INCEPTION_METRICS,
+    INCEPTION_NAME,
+    IS_SPLITS,
+    fid_from_features,
+    inception_features,
+    inception_score,
+    inception_status,
+    inception_weights_path,
+    load_inception,
+)
+from core.metrics.inception_net import FIDInceptionV3
 from core.metrics.modes import label_metrics, mode_metrics
 from core.metrics.swd import swd
 
@@ -53,6 +69,8 @@ METRICS_VERSION = "1"
 FEATURE_BATCH = 256
 MAX_PR = 5000  # precision/recall/density/coverage use at most this many samples of each set
 MAX_SWD = 1024  # SWD uses at most this many images of each set
+INCEPTION_BATCH = 32  # images per Inception-v3 forward pass (299 x 299: about 30 MB of activations each)
+INCEPTION_REF_KEYS = {"inception_feats", "inception_sum", "inception_cov_sum"}
 
 SampleFn = Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -97,12 +115,20 @@ class Evaluator:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.kind: str = dataset.kind
         self.skipped: dict[str, str] = {}
+        self.inception: FIDInceptionV3 | None = None
+        self.inception_sha256 = ""
         try:
-            reason = inception_status()
+            if self.kind != "images":
+                reason = "the Inception-v3 metrics apply to images, not to 2-D points"
+            elif (weights := inception_weights_path()) is None:
+                reason = inception_status()
+            else:
+                self.inception, self.inception_sha256 = load_inception(weights, device=self.device)
         except ValueError as err:
             reason = str(err)
-        for name in INCEPTION_METRICS:
-            self.skipped[name] = reason
+        if self.inception is None:
+            for name in INCEPTION_METRICS:
+                self.skipped[name] = reason
 
         # What the data supports: 2-D modes, the digits classifier, or pixels only.
         self.task = "points"
@@ -164,17 +190,17 @@ class Evaluator:
     def _cache_key(self) -> str:
         ds = self.dataset
         content = _hash_tensors(ds.store, getattr(ds, "triples", None), ds.labels)
-        key = json.dumps(
-            {
-                "version": METRICS_VERSION,
-                "data": content,
-                "image_size": getattr(ds, "image_size", 0),
-                "task": self.task,
-                "extractor": self.extractor,
-                "n_samples": self.n_samples,
-            },
-            sort_keys=True,
-        )
+        fields: dict[str, Any] = {
+            "version": METRICS_VERSION,
+            "data": content,
+            "image_size": getattr(ds, "image_size", 0),
+            "task": self.task,
+            "extractor": self.extractor,
+            "n_samples": self.n_samples,
+        }
+        if self.inception is not None:  # only then, so that the keys of caches without Inception stay as they were
+            fields["inception"] = {"name": INCEPTION_NAME, "sha256": self.inception_sha256}
+        key = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def _load_or_build_reference(self) -> None:
@@ -185,6 +211,8 @@ class Evaluator:
                 tensors = load_file(str(path))
                 with safe_open(str(path), framework="pt") as f:
                     meta = f.metadata() or {}
+                if self.inception is not None and not set(tensors) >= INCEPTION_REF_KEYS:
+                    raise KeyError("inception_feats")
                 self.ref = tensors
                 self.floor: dict[str, float] = {k: float(v) for k, v in json.loads(meta["floor"]).items()}
                 self.cache_hit = True
@@ -200,6 +228,12 @@ class Evaluator:
             total = feats.double()
             self.ref["sum"] = total.sum(0)
             self.ref["cov_sum"] = total.T @ total
+        if self.inception is not None:
+            feats, _ = inception_features(self.inception, self.ref_x, batch=INCEPTION_BATCH)
+            self.ref["inception_feats"] = feats
+            total = feats.double()
+            self.ref["inception_sum"] = total.sum(0)
+            self.ref["inception_cov_sum"] = total.T @ total
         self.floor = self._metrics(self.held_x, self.held_labels, held_out=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -260,6 +294,8 @@ class Evaluator:
                 out["modes"], out["kl_modes"] = lab["covered"], lab["kl"]
             if labels is not None and not held_out:
                 out["label_accuracy"] = float((preds == labels.cpu()).double().mean())
+        if self.inception is not None:
+            out.update(self._inception_metrics(x))
         m_swd = min(m, MAX_SWD)
         out["n_swd"] = float(m_swd)
         per_level = swd(self.ref_x[:m_swd], x[:m_swd].float())
@@ -267,6 +303,23 @@ class Evaluator:
             out["swd"] = float(np.mean(list(per_level.values())))
             for res, value in per_level.items():
                 out[f"swd_{res}"] = value
+        return out
+
+    def _inception_metrics(self, x: torch.Tensor) -> dict[str, float]:
+        """fid_inception, kid_inception (+ _std), inception_score (+ _std) of images x against the reference."""
+        assert self.inception is not None
+        feats, logits = inception_features(self.inception, x, batch=INCEPTION_BATCH)
+        ref_feats = self.ref["inception_feats"]
+        out = {
+            "fid_inception": fid_from_features(
+                ref_feats, self.ref["inception_sum"], self.ref["inception_cov_sum"], feats
+            )
+        }
+        out["kid_inception"], kid_std = kid(ref_feats, feats)
+        if kid_std is not None:
+            out["kid_inception_std"] = kid_std
+        if x.shape[0] >= IS_SPLITS:
+            out["inception_score"], out["inception_score_std"] = inception_score(logits)
         return out
 
     def __call__(self, sample_fn: SampleFn) -> dict[str, float]:
