@@ -81,7 +81,10 @@ def main() -> None:
         if args.only in ("recommended", "both"):
             runs.append(("ganforge default", {}))
     for label, override in runs:
-        results = [measure(args.dataset, override, seed) for seed in range(args.seeds)]
+        results = []
+        for seed in range(args.seeds):
+            results.append(measure(args.dataset, override, seed))
+            print(f"   {label}, seed {seed}: {json.dumps(results[-1])}", flush=True)
         modes = [r["modes"] for r in results]
         hq = [r["high_quality"] for r in results]
         minutes = sum(r["minutes"] for r in results)
