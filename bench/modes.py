@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=["ring8", "grid25"], default="ring8")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--only", choices=["plain", "recommended", "both"], default="both")
     parser.add_argument("--config", default=None, help="JSON override instead of the two standard configurations")
     parser.add_argument("--label", default="custom")
@@ -82,7 +83,7 @@ def main() -> None:
             runs.append(("ganforge default", {}))
     for label, override in runs:
         results = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             results.append(measure(args.dataset, override, seed))
             print(f"   {label}, seed {seed}: {json.dumps(results[-1])}", flush=True)
         modes = [r["modes"] for r in results]
