@@ -100,9 +100,10 @@ def discriminator_loss(
         loss = loss + 0.5 * cfg.r1_gamma * r1
         stats["r1"] = r1
 
-    # The auxiliary classifier.
+    # The auxiliary classifier, learned from real data only: trained on the fakes' labels too (Odena et al.'s L_C),
+    # D learned to read a faint label code that G put into otherwise label-blind fakes, and G stopped there.
     if aux_real is not None and aux_fake is not None and labels is not None and fake_labels is not None:
-        ac = F.cross_entropy(aux_real.float(), labels) + F.cross_entropy(aux_fake.float(), fake_labels)
+        ac = F.cross_entropy(aux_real.float(), labels)
         loss = loss + cfg.acgan_weight * ac
         stats["acgan_d"] = ac
 

@@ -100,25 +100,55 @@ def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
     return x.reshape(x.shape[0] // pack, pack * x.shape[1], *x.shape[2:])
 
 
+# Width of the class code of conditional BatchNorm (BigGAN's shared embedding is 128 wide).
+CBN_CODE_DIM = 128
+
+
 class Norm2d(nn.Module):
-    """BatchNorm2d, or conditional BatchNorm with a per-class scale and shift when num_classes > 0."""
+    """BatchNorm2d, or conditional BatchNorm with a per-class scale and shift when num_classes > 0.
+
+    The scale and shift are linear in a class code, as in BigGAN (Brock et al. 2019): gain = 1 + W_g e(y),
+    bias = W_b e(y), e(y) ~ N(0, I) of CBN_CODE_DIM. A plain per-class table (gain = G[y], bias = B[y]) is the
+    same function but learns far too slowly under Adam, whose step is about lr per entry whatever the entry's
+    scale: a gain of 1 moves 2e-4 a step, so after 2,000 steps the classes had barely separated and the
+    conditional digits default honoured its labels 28 % of the time. Through the code, every entry of W moves
+    every class, so the gains move about ||e||_1 ≈ 100 times faster. W starts at N(0, 0.02 / sqrt(dim)): each
+    class starts with gain N(1, 0.02) and bias N(0, 0.02), DCGAN's BatchNorm init.
+    """
 
     def __init__(self, features: int, num_classes: int = 0) -> None:
         super().__init__()
         self.conditional = num_classes > 0
         self.bn = nn.BatchNorm2d(features, affine=not self.conditional)
         if self.conditional:
-            self.gain = nn.Embedding(num_classes, features)
-            self.bias = nn.Embedding(num_classes, features)
-            nn.init.ones_(self.gain.weight)
-            nn.init.zeros_(self.bias.weight)
+            self.embed = nn.Embedding(num_classes, CBN_CODE_DIM)  # N(0, 1) class codes
+            std = 0.02 / math.sqrt(CBN_CODE_DIM)
+            self.gain = nn.Parameter(torch.randn(features, CBN_CODE_DIM) * std)  # (F, E)
+            self.bias = nn.Parameter(torch.randn(features, CBN_CODE_DIM) * std)  # (F, E)
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         h = self.bn(h)
         if not self.conditional:
             return h
         assert labels is not None, "a conditional generator needs labels"
-        return h * self.gain(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
+        code = self.embed(labels)  # (B, E)
+        gain = 1.0 + F.linear(code, self.gain)  # (B, F)
+        bias = F.linear(code, self.bias)  # (B, F)
+        return h * gain[:, :, None, None] + bias[:, :, None, None]
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        """Read the per-class tables of checkpoints written before the class code (`gain.weight`, `bias.weight`,
+        (K, F)) as the same function: one-hot codes, W = the tables' deviation from gain 1 / bias 0."""
+        table = state_dict.get(prefix + "gain.weight")
+        if self.conditional and table is not None and table.shape[0] <= CBN_CODE_DIM:
+            k = table.shape[0]
+            code = torch.zeros(k, CBN_CODE_DIM, dtype=table.dtype)
+            code[:, :k] = torch.eye(k, dtype=table.dtype)
+            state_dict[prefix + "embed.weight"] = code
+            state_dict[prefix + "gain"] = (table - 1.0).T @ code  # (F, E)
+            state_dict[prefix + "bias"] = state_dict.pop(prefix + "bias.weight").T @ code  # (F, E)
+            del state_dict[prefix + "gain.weight"]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class ClassHead(nn.Module):
@@ -140,6 +170,15 @@ class ClassHead(nn.Module):
             assert labels is not None, "a projection discriminator needs labels"
             return (self.embed(labels) * pooled).sum(1), None
         return torch.zeros((), device=pooled.device), self.classifier(pooled)
+
+
+def _label_code(num_classes: int, z_dim: int) -> nn.Embedding:
+    """The class code that a `concat` generator appends to z: N(0, 1 / z_dim) entries, so that it starts with
+    norm ~1 like a one-hot label (Mirza & Osindero 2014), a tenth of z's at z_dim 100. An N(0, 1) code, as large
+    as z, let the generator draw each class from the label alone and ignore z: one image per class (recall 0)."""
+    embed = nn.Embedding(num_classes, z_dim)
+    nn.init.normal_(embed.weight, 0.0, 1.0 / math.sqrt(z_dim))
+    return embed
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -227,7 +266,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         n = _doublings(image_size)
         cbn = num_classes if conditioning == "cbn" else 0
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes and conditioning == "concat" else None
+        self.embed = _label_code(num_classes, z_dim) if num_classes and conditioning == "concat" else None
         mult = 2 ** (n - 1)
         in_dim = z_dim * (2 if self.embed is not None else 1)
         self.convs = nn.ModuleList([nn.ConvTranspose2d(in_dim, width * mult, 4, 1, 0, bias=False)])  # 4x4
@@ -355,7 +394,7 @@ class ResNetGenerator(nn.Module):
         super().__init__()
         g_channels, _ = _resnet_plan(image_size, width)
         cbn = num_classes if conditioning == "cbn" else 0
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes and conditioning == "concat" else None
+        self.embed = _label_code(num_classes, z_dim) if num_classes and conditioning == "concat" else None
         self.c0 = g_channels[0]
         self.linear = nn.Linear(z_dim * (2 if self.embed is not None else 1), 4 * 4 * self.c0)
         self.blocks = nn.ModuleList([GBlock(a, b, cbn) for a, b in itertools.pairwise(g_channels)])
