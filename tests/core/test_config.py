@@ -99,3 +99,11 @@ def test_the_user_fields_win_over_the_dataset_defaults():
     cfg = RunConfig.model_validate({"dataset": "ring8", "train": {"steps": 7}})
     assert cfg.train.steps == 7
     assert cfg.train.batch_size == DATASET_DEFAULTS["ring8"]["train"]["batch_size"]
+
+
+def test_a_default_spectral_norm_gives_way_to_weight_clipping_but_an_explicit_one_does_not():
+    cfg = RunConfig.model_validate({"dataset": "digits", "loss": {"kind": "wgan"}})
+    assert (cfg.loss.kind, cfg.model.spectral_norm) == ("wgan", False)
+    assert RunConfig.model_validate({"dataset": "digits"}).model.spectral_norm is True
+    with pytest.raises(ValidationError, match=r"model\.spectral_norm: wgan already constrains"):
+        RunConfig.model_validate({"dataset": "digits", "loss": {"kind": "wgan"}, "model": {"spectral_norm": True}})

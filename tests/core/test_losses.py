@@ -15,7 +15,11 @@ LOSSES = ["minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge"]
 def _setup(model: dict | None = None, loss: dict | None = None):
     torch.manual_seed(0)
     cfg = RunConfig.model_validate(
-        {"dataset": "digits", "model": {"image_size": 16, "width": 8, "z_dim": 8, **(model or {})}, "loss": loss or {}}
+        {
+            "dataset": "digits",
+            "model": {"image_size": 16, "width": 8, "z_dim": 8, "spectral_norm": False, **(model or {})},
+            "loss": loss or {},
+        }
     )
     G = build_generator(cfg, channels=1, num_classes=10)
     D = build_discriminator(cfg, channels=1, num_classes=10)
