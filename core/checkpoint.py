@@ -173,13 +173,6 @@ def save_training_state(
     return write_safetensors(path, tensors, metadata)
 
 
-def read_best(path: Path) -> dict[str, Any] | None:
-    """The best evaluation recorded in a checkpoint (`{"metric", "value", "step"}`), or None."""
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        raw = (f.metadata() or {}).get("best")
-    return json.loads(raw) if raw else None
-
-
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors (on the CPU) and the metadata of a checkpoint; a ValueError if it is not one of ours."""
     with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -203,8 +196,9 @@ def load_training_state(
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer,
     order: DataOrder,
-) -> int:
-    """Restore networks, optimizers, RNG states and data order from a checkpoint; returns its step."""
+) -> tuple[int, dict[str, Any] | None]:
+    """Restore networks, optimizers, RNG states and data order from a checkpoint; returns its step and the best
+    evaluation it records (`{"metric", "value", "step"}`, or None)."""
     tensors, meta = read_checkpoint(path)
     G.load_state_dict(_sub_state(tensors, "G."))
     D.load_state_dict(_sub_state(tensors, "D."))
@@ -214,7 +208,7 @@ def load_training_state(
     _load_optimizer(opt_g, "opt_g", tensors, meta["opt_g"])
     _load_optimizer(opt_d, "opt_d", tensors, meta["opt_d"])
     _restore_rng(tensors, meta, order)
-    return int(meta["step"])
+    return int(meta["step"]), (json.loads(meta["best"]) if meta.get("best") else None)
 
 
 def load_generator(

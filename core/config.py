@@ -144,14 +144,17 @@ class RunConfig(_Strict):
             if preset not in PRESETS:
                 raise ValueError(f"preset: unknown preset {preset!r}; use one of {', '.join(sorted(PRESETS))}")
             _deep_merge(layered, PRESETS[preset])
-        # A default gives way to a choice that excludes it: weight clipping (wgan) with a default spectral norm.
-        chosen = copy.deepcopy(PRESETS.get(preset, {})) if preset is not None else {}
-        _deep_merge(chosen, data)
-        loss_kind = (chosen.get("loss") or {}).get("kind") if isinstance(chosen.get("loss"), dict) else None
-        model_set = chosen.get("model") if isinstance(chosen.get("model"), dict) else {}
-        if loss_kind == "wgan" and "spectral_norm" not in model_set:
-            layered.setdefault("model", {})["spectral_norm"] = False
         _deep_merge(layered, data)
+        # A default gives way to a choice that excludes it: weight clipping (wgan) with a default spectral norm.
+        loss, model = layered.get("loss"), layered.get("model")
+        chosen = [src.get("model") for src in (data, PRESETS.get(preset or "", {}))]
+        if (
+            isinstance(loss, dict)
+            and loss.get("kind") == "wgan"
+            and isinstance(model, dict)
+            and not any(isinstance(m, dict) and "spectral_norm" in m for m in chosen)
+        ):
+            model["spectral_norm"] = False
         return layered
 
     @model_validator(mode="after")

@@ -101,9 +101,10 @@ def train(
     resumed_best: dict[str, Any] | None = None
     latest = checkpoint.latest_checkpoint(ckpt_dir)
     if latest is not None:
-        step = checkpoint.load_training_state(latest, G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, order=order)
+        step, resumed_best = checkpoint.load_training_state(
+            latest, G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, order=order
+        )
         info["resumed_from_step"] = step
-        resumed_best = checkpoint.read_best(latest)
 
     # Write the config and the run's facts next to its artifacts.
     out_dir.mkdir(parents=True, exist_ok=True)

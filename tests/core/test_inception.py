@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -127,14 +126,6 @@ def _reference_state_dict_shapes() -> list[tuple[str, tuple[int, ...]]]:
 TORCHVISION_NUM_PARAMS = 27_161_264
 AUX_PARAMS = (768 * 128 + 2 * 128) + (128 * 768 * 25 + 2 * 768) + (768 * 1000 + 1000)
 FID_INCEPTION_PARAMS = TORCHVISION_NUM_PARAMS - AUX_PARAMS + 8 * 2048 + 8
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _random_net(seed: int = 0) -> FIDInceptionV3:
