@@ -321,11 +321,11 @@ def train(
 
         # Evaluate, without disturbing the training's random streams; a new best gets a checkpoint of its own.
         if eval_due:
-            if evaluator is None:
-                evaluator = _make_evaluator(data, cfg, device)
-                emit("environment", {"metric_floor": evaluator.floor, "primary_metric": list(evaluator.primary)})
-            sampler = _sample_fn(G_ema or G, z_dim=z_dim, num_classes=num_classes, device=device, bf16=bf16)
-            with _preserved_rng(device):
+            with _preserved_rng(device):  # building the evaluator draws random numbers too (its classifier)
+                if evaluator is None:
+                    evaluator = _make_evaluator(data, cfg, device)
+                    emit("environment", {"metric_floor": evaluator.floor, "primary_metric": list(evaluator.primary)})
+                sampler = _sample_fn(G_ema or G, z_dim=z_dim, num_classes=num_classes, device=device, bf16=bf16)
                 values = evaluator(sampler)
             for name, value in values.items():
                 emit("metric", {"step": step, "name": name, "value": float(value)})

@@ -74,3 +74,23 @@ def test_resuming_gives_the_same_losses_and_weights_bit_for_bit(tmp_path, body: 
     assert losses_b[N] == losses_a[N]
     png = "00000006.png"
     assert (tmp_path / "a" / "samples" / png).read_bytes() == (tmp_path / "b" / "samples" / png).read_bytes()
+
+
+def test_evaluating_during_a_run_does_not_change_its_training(tmp_path):
+    """Building the evaluator (its classifier) and sampling for it draw random numbers; none of them may come
+    from the training's streams, or switching eval_every on would change the weights a seed trains."""
+    body = {
+        "dataset": "digits",
+        "model": {"image_size": 16, "width": 8},
+        "train": {"steps": N, "batch_size": 16, "precision": "fp32", "device": "cpu"},
+    }
+    quiet = RunConfig.model_validate(body | {"schedule": {"checkpoint_every": 100}})
+    evaluated = RunConfig.model_validate(
+        body | {"schedule": {"checkpoint_every": 100, "eval_every": 2, "eval_samples": 64}}
+    )
+    _run(tmp_path / "a", quiet)
+    events = _run(tmp_path / "b", evaluated)
+    assert [d["step"] for k, d in events if k == "metric" and d["name"] == "fid_digits"] == [2, 4, 6]
+    a = load_file(str(tmp_path / "a" / "checkpoints" / f"{N:08d}.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / f"{N:08d}.safetensors"))
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
