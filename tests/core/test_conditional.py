@@ -2,8 +2,8 @@
 with the default conditioning (conditional BatchNorm generator, projection discriminator) makes digits that the
 shipped digits classifier reads as the labels they were generated for.
 
-(tests/core/test_quality.py covers the concat generator with an AC-GAN discriminator, judged by nearest
-centroids; tests/core/test_networks.py that every conditional network uses its labels.)
+(tests/core/test_quality.py covers the concat generator with an AC-GAN discriminator, judged by the same
+classifier; tests/core/test_networks.py that every conditional network uses its labels.)
 """
 
 from __future__ import annotations
