@@ -41,9 +41,10 @@ CASES = {
 def _config(arch: str, precision: str, steps: int, extra: dict) -> RunConfig:
     body = {**CASES[arch], **extra}
     body["train"] = {**body.get("train", {}), "steps": steps, "precision": precision}
-    if arch == "mlp":  # the plain loop has no packing, EMA or lr schedule
-        body["model"] = {**body.get("model", {}), "pack": 1}
-        body["train"] |= {"ema": None, "lr_schedule": "constant"}
+    # The plain loop has no packing, EMA or lr schedule: the trainer runs without them too (the defaults of ring8
+    # and digits switch EMA on), so that both sides do the same work.
+    body["model"] = {**body.get("model", {}), "pack": 1}
+    body["train"] |= {"ema": None, "lr_schedule": "constant"}
     body["schedule"] = {"sample_every": 10**6, "checkpoint_every": 10**6}
     return RunConfig.model_validate(body)
 
