@@ -145,16 +145,19 @@ class RunConfig(_Strict):
                 raise ValueError(f"preset: unknown preset {preset!r}; use one of {', '.join(sorted(PRESETS))}")
             _deep_merge(layered, PRESETS[preset])
         _deep_merge(layered, data)
-        # A default gives way to a choice that excludes it: weight clipping (wgan) with a default spectral norm.
+        # A default gives way to a choice that excludes it: weight clipping (wgan) to a default spectral norm, an
+        # architecture to a default image size it does not build (resnet on stacked-digits' 16 px).
         loss, model = layered.get("loss"), layered.get("model")
         chosen = [src.get("model") for src in (data, PRESETS.get(preset or "", {}))]
-        if (
-            isinstance(loss, dict)
-            and loss.get("kind") == "wgan"
-            and isinstance(model, dict)
-            and not any(isinstance(m, dict) and "spectral_norm" in m for m in chosen)
-        ):
+
+        def defaulted(key: str) -> bool:
+            return isinstance(model, dict) and not any(isinstance(m, dict) and key in m for m in chosen)
+
+        if isinstance(loss, dict) and loss.get("kind") == "wgan" and defaulted("spectral_norm"):
             model["spectral_norm"] = False
+        sizes = ARCH_IMAGE_SIZES.get(model.get("arch", "dcgan"), ()) if isinstance(model, dict) else ()
+        if sizes and defaulted("image_size") and model.get("image_size", 32) not in sizes:
+            model["image_size"] = sizes[0]
         return layered
 
     @model_validator(mode="after")
@@ -256,10 +259,13 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "train": {"steps": 3000, "batch_size": 64, "ema": 0.999},
         "schedule": {"sample_every": 250, "checkpoint_every": 1000},
     },
+    # stacked-digits: spectral norm on D at 16 px (the digits are 8x8, so 16 px loses nothing and a step costs a
+    # fifth of 32 px): 1,000 modes and KL 0.23 over 26,000 samples in 10,000 steps, where 32 px DCGAN without it
+    # left 114-178 modes out (KL 0.75-1.5) in 5,000 steps, and 16 px without it collapsed (KL 4.1, 305 modes).
     "stacked-digits": {
-        "model": {"arch": "dcgan", "image_size": 32, "z_dim": 100, "width": 32},
-        "train": {"steps": 5000, "batch_size": 64, "ema": 0.999},
-        "schedule": {"sample_every": 500, "checkpoint_every": 1000},
+        "model": {"arch": "dcgan", "image_size": 16, "z_dim": 100, "width": 32, "spectral_norm": True},
+        "train": {"steps": 10000, "batch_size": 64, "ema": 0.999},
+        "schedule": {"sample_every": 1000, "checkpoint_every": 2000},
     },
     "_uploaded": {
         "model": {"arch": "dcgan", "image_size": 32},

@@ -107,3 +107,11 @@ def test_a_default_spectral_norm_gives_way_to_weight_clipping_but_an_explicit_on
     assert RunConfig.model_validate({"dataset": "digits"}).model.spectral_norm is True
     with pytest.raises(ValidationError, match=r"model\.spectral_norm: wgan already constrains"):
         RunConfig.model_validate({"dataset": "digits", "loss": {"kind": "wgan"}, "model": {"spectral_norm": True}})
+
+
+def test_a_default_image_size_gives_way_to_an_architecture_that_does_not_build_it_but_an_explicit_one_does_not():
+    assert RunConfig.model_validate({"dataset": "stacked-digits"}).model.image_size == 16
+    cfg = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "resnet"}})
+    assert (cfg.model.arch, cfg.model.image_size) == ("resnet", 32)
+    with pytest.raises(ValidationError, match=r"model\.image_size: resnet supports 32, 64 px, not 16"):
+        RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "resnet", "image_size": 16}})
