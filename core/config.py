@@ -260,9 +260,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": {"sample_every": 250, "checkpoint_every": 1000},
     },
     # stacked-digits: spectral norm on D at 16 px (the digits are 8x8, so 16 px loses nothing and a step costs a
-    # fifth of 32 px): 999-1,000 modes over 26,000 samples, KL 0.23-0.27 at 10,000 steps and 0.12 at 20,000, where
-    # 32 px DCGAN without it left 114-178 modes out (KL 0.75-1.5) in 5,000 steps and 16 px without it collapsed
-    # (305 modes, KL 4.1). See docs/benchmarks.md.
+    # fifth of 32 px): 999-1,000 modes over 26,000 samples, KL 0.23-0.27 at 10,000 steps and 0.12-0.14 at 20,000
+    # (seeds 0, 1), where 32 px DCGAN without it left 114-178 modes out (KL 0.75-1.5) in 5,000 steps and 16 px
+    # without it collapsed (305 modes, KL 4.1). See docs/benchmarks.md.
     "stacked-digits": {
         "model": {"arch": "dcgan", "image_size": 16, "z_dim": 100, "width": 32, "spectral_norm": True},
         "train": {"steps": 20000, "batch_size": 64, "ema": 0.999},
