@@ -155,8 +155,9 @@ class RunConfig(_Strict):
 
         if isinstance(loss, dict) and loss.get("kind") == "wgan" and defaulted("spectral_norm"):
             model["spectral_norm"] = False
-        sizes = ARCH_IMAGE_SIZES.get(model.get("arch", "dcgan"), ()) if isinstance(model, dict) else ()
-        if sizes and defaulted("image_size") and model.get("image_size", 32) not in sizes:
+        field = ModelConfig.model_fields
+        sizes = ARCH_IMAGE_SIZES.get(model.get("arch", field["arch"].default), ()) if isinstance(model, dict) else ()
+        if sizes and defaulted("image_size") and model.get("image_size", field["image_size"].default) not in sizes:
             model["image_size"] = sizes[0]
         return layered
 
