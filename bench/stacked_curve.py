@@ -5,6 +5,7 @@ and the KL of each channel's digit histogram to uniform beside the joint KL (## 
     .venv/bin/python bench/stacked_curve.py --seed 1 --every 10000
     .venv/bin/python bench/stacked_curve.py --config '{"model": {"spectral_norm": false}, "train": {"steps": 10000}}'
 
+Each checkpoint is read with its EMA generator; the last one also with the raw generator (`"ema": false`).
 conf_mean is the classifier's mean top probability on the generated digits (0.986 on real 16 px digits).
 """
 
@@ -56,11 +57,11 @@ def evaluate(ckpt, n, clf, z_dim, seed=10_000, ema=True):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", default="{}")
+    ap.add_argument("--config", default="{}", help="JSON layered over the stacked-digits defaults")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--every", type=int, default=2500)
-    ap.add_argument("--n", type=int, default=26000)
-    ap.add_argument("--label", default="")
+    ap.add_argument("--every", type=int, default=2500, help="checkpoint (and count) every this many steps")
+    ap.add_argument("--n", type=int, default=26000, help="generated images per count")
+    ap.add_argument("--label", default="", help="a name printed with each row")
     a = ap.parse_args()
     torch.set_num_threads(1)
     over = json.loads(a.config)
