@@ -33,7 +33,7 @@ from core.train import train
 CASES = {
     # arch: the dataset whose defaults give the architecture at its default size and batch
     "mlp": {"dataset": "ring8"},
-    "dcgan": {"dataset": "digits"},
+    "dcgan": {"dataset": "digits", "model": {"image_size": 32, "width": 32}},  # the size and width of the tables
     "resnet": {"dataset": "digits", "model": {"arch": "resnet", "image_size": 32, "width": 16}},
 }
 
