@@ -256,8 +256,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # runs alike, at 16 px (the digits are 8x8, so 16 px loses nothing) and width 64, 12,000 steps: unconditional
     # fid_digits 1.34 +- 0.01 against a 16 px floor of 0.21 (session 3's 32 px width-32 default: 3.22 in 3,000
     # steps; width 32 at 16 px: 3.38 at 6,000, width 64: 2.47), conditional 0.24 +- 0.14 with label accuracy 0.988
-    # (seeds 0, 1). Adam's betas 0 / 0.9 (SNGAN's) then took unconditional seed 0 from 1.33 to 0.90, as the
-    # sngan-hinge preset did (0.90, 1.07), so the loss stays nonsaturating and label smoothing stays legal.
+    # (seeds 0, 1). Adam's betas 0 / 0.9 (SNGAN's) then gave unconditional 0.90 and 1.02 (seeds 0, 1) and
+    # conditional 0.23 (seed 0), as the sngan-hinge preset did (0.90, 1.07), so the loss stays nonsaturating and
+    # label smoothing stays legal.
     "digits": {
         "model": {"arch": "dcgan", "image_size": 16, "z_dim": 100, "width": 64, "spectral_norm": True},
         "train": {"steps": 12000, "batch_size": 64, "ema": 0.999, "beta1": 0.0, "beta2": 0.9},
