@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoint import load_generator
 from core.config import RunConfig
 from core.metrics.classifier import load_digits_classifier
-from core.metrics.modes import kl_to_reference
+from core.metrics.modes import label_metrics, stacked_mode_ids
 from core.train import train
 
 
@@ -42,16 +42,15 @@ def evaluate(ckpt, n, clf, z_dim, seed=10_000, ema=True):
         conf.append(pr.max(1).values.reshape(bb, c))
     d = torch.cat(digits)
     cf = torch.cat(conf)
-    modes = d[:, 0] * 100 + d[:, 1] * 10 + d[:, 2]
-    counts = torch.bincount(modes, minlength=1000)
-    marg = [kl_to_reference(torch.bincount(d[:, i], minlength=10), torch.ones(10)) for i in range(3)]
+    modes = stacked_mode_ids(d)
+    joint = label_metrics(modes, 1000)
     return {
-        "modes": int((counts > 0).sum()),
-        "kl": round(kl_to_reference(counts, torch.ones(1000)), 4),
-        "marg_kl": [round(m, 4) for m in marg],
+        "modes": int(joint["covered"]),
+        "kl": round(joint["kl"], 4),
+        "marg_kl": [round(label_metrics(d[:, i], 10)["kl"], 4) for i in range(3)],
         "conf_mean": round(float(cf.mean()), 3),
         "conf<0.9": round(float((cf < 0.9).float().mean()), 3),
-        "max_count": int(counts.max()),
+        "max_count": int(torch.bincount(modes).max()),
     }
 
 

@@ -252,13 +252,11 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         },
         "schedule": {"sample_every": 1000, "checkpoint_every": 2000},
     },
-    # digits: spectral norm on D (Miyato et al. 2018) with the nonsaturating loss, for unconditional and conditional
-    # runs alike, at 16 px (the digits are 8x8, so 16 px loses nothing) and width 64, 12,000 steps: unconditional
-    # fid_digits 1.34 +- 0.01 against a 16 px floor of 0.21 (session 3's 32 px width-32 default: 3.22 in 3,000
-    # steps; width 32 at 16 px: 3.38 at 6,000, width 64: 2.47), conditional 0.24 +- 0.14 with label accuracy 0.988
-    # (seeds 0, 1). Adam's betas 0 / 0.9 (SNGAN's) then gave unconditional 0.90 and 1.02 (seeds 0, 1) and
-    # conditional 0.23 (seed 0), as the sngan-hinge preset did (0.90, 1.07), so the loss stays nonsaturating and
-    # label smoothing stays legal.
+    # digits: spectral norm on D (Miyato et al. 2018), nonsaturating loss, SNGAN's Adam betas (0, 0.9), for
+    # unconditional and conditional runs alike, at 16 px (the digits are 8x8, so 16 px loses nothing) and width 64:
+    # unconditional fid_digits 0.96 +- 0.08 against a 16 px floor of 0.21 (32 px width 32: 3.22; betas 0.5/0.999:
+    # 1.34), conditional 0.23 with label accuracy 0.997. The betas did what the sngan-hinge preset did, so the loss
+    # stays nonsaturating and label smoothing stays legal. See docs/benchmarks.md.
     "digits": {
         "model": {"arch": "dcgan", "image_size": 16, "z_dim": 100, "width": 64, "spectral_norm": True},
         "train": {"steps": 12000, "batch_size": 64, "ema": 0.999, "beta1": 0.0, "beta2": 0.9},

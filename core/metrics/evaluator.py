@@ -62,7 +62,7 @@ from core.metrics.inception import (
     load_inception,
 )
 from core.metrics.inception_net import FIDInceptionV3
-from core.metrics.modes import label_metrics, mode_metrics
+from core.metrics.modes import label_metrics, mode_metrics, stacked_mode_ids
 from core.metrics.swd import swd
 
 METRICS_VERSION = "1"
@@ -255,7 +255,7 @@ class Evaluator:
             feats.append(f.reshape(b, c * clf.FEATURE_DIM).float().cpu())
             digit = logits.argmax(1).reshape(b, c).cpu()  # (B, C)
             if c == 3:
-                preds.append(digit[:, 0] * 100 + digit[:, 1] * 10 + digit[:, 2])
+                preds.append(stacked_mode_ids(digit))
             else:
                 preds.append(digit[:, 0])
         return torch.cat(feats), torch.cat(preds)

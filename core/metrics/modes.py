@@ -44,3 +44,8 @@ def label_metrics(predicted: torch.Tensor, num_classes: int, reference: torch.Te
     counts = torch.bincount(predicted.long(), minlength=num_classes)  # (K,)
     ref = torch.full((num_classes,), 1.0) if reference is None else reference.double()
     return {"covered": float((counts > 0).sum()), "kl": kl_to_reference(counts, ref)}
+
+
+def stacked_mode_ids(digits: torch.Tensor) -> torch.Tensor:
+    """Per-channel digits (N, 3) of stacked-digits images → mode ids (N,) in 0..999, R as hundreds, B as units."""
+    return digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]
