@@ -56,6 +56,15 @@ class ModelConfig(_Strict):
     spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
     minibatch_std: bool = Field(False, description="Minibatch standard deviation feature in the discriminator.")
     pack: int = Field(1, ge=1, le=8, description="PacGAN packing: the discriminator judges this many samples jointly.")
+    d_depth: int = Field(
+        1,
+        ge=1,
+        le=4,
+        description=(
+            "Convolutions per resolution in the dcgan discriminator: 1 is DCGAN's (one 4x4 stride-2 convolution); "
+            "each more adds a 3x3 stride-1 convolution after it, as SNGAN's standard CNN has (Miyato et al. 2018)."
+        ),
+    )
 
 
 class LossConfig(_Strict):
@@ -176,6 +185,8 @@ class RunConfig(_Strict):
             raise ValueError(
                 f"model.image_size: {arch} supports {', '.join(map(str, sizes))} px, not {self.model.image_size}"
             )
+        if self.model.d_depth > 1 and arch != "dcgan":
+            raise ValueError(f"model.d_depth: only the dcgan discriminator has a depth to set, not {arch}'s")
         if self.model.conditional and info is not None and info["num_classes"] == 0:
             raise ValueError(f"model.conditional: {self.dataset} has no labels, so a run on it cannot be conditional")
         if self.model.pack > 1 and self.train.batch_size % self.model.pack:

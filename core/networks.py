@@ -70,7 +70,9 @@ def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> n
         return MLPDiscriminator(depth=m.depth, **common)
     if m.arch == "dcgan":
         batchnorm = not m.spectral_norm and cfg.loss.kind != "wgan-gp"
-        return DCGANDiscriminator(image_size=m.image_size, channels=channels, batchnorm=batchnorm, **common)
+        return DCGANDiscriminator(
+            image_size=m.image_size, channels=channels, batchnorm=batchnorm, depth=m.d_depth, **common
+        )
     return ResNetDiscriminator(image_size=m.image_size, channels=channels, **common)
 
 
@@ -301,6 +303,7 @@ class DCGANDiscriminator(nn.Module):
         minibatch_std: bool,
         num_classes: int,
         conditioning: str,
+        depth: int = 1,
     ) -> None:
         super().__init__()
         n = _doublings(image_size)
@@ -308,12 +311,18 @@ class DCGANDiscriminator(nn.Module):
         self.use_mbstd = minibatch_std
         layers: list[nn.Module] = [_sn(nn.Conv2d(channels * pack, width, 4, 2, 1, bias=False), sn), nn.LeakyReLU(0.2)]
         mult = 1
-        for _ in range(n - 1):
-            layers.append(_sn(nn.Conv2d(width * mult, width * mult * 2, 4, 2, 1, bias=not batchnorm), sn))
-            if batchnorm:
-                layers.append(nn.BatchNorm2d(width * mult * 2))
-            layers.append(nn.LeakyReLU(0.2))
-            mult *= 2
+        for i in range(n):
+            if i > 0:  # the first stride-2 convolution, on the image, has neither bias nor norm (DCGAN)
+                layers.append(_sn(nn.Conv2d(width * mult, width * mult * 2, 4, 2, 1, bias=not batchnorm), sn))
+                if batchnorm:
+                    layers.append(nn.BatchNorm2d(width * mult * 2))
+                layers.append(nn.LeakyReLU(0.2))
+                mult *= 2
+            for _ in range(depth - 1):  # SNGAN's 3x3 stride-1 convolutions at this resolution
+                layers.append(_sn(nn.Conv2d(width * mult, width * mult, 3, 1, 1, bias=not batchnorm), sn))
+                if batchnorm:
+                    layers.append(nn.BatchNorm2d(width * mult))
+                layers.append(nn.LeakyReLU(0.2))
         self.body = nn.Sequential(*layers)  # -> (B', width * mult, 4, 4)
         self.out = _sn(nn.Conv2d(width * mult + int(minibatch_std), 1, 4, 1, 0, bias=False), sn)
         self.head = ClassHead(width * mult, num_classes, conditioning, sn) if num_classes else None

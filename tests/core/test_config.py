@@ -73,6 +73,11 @@ from core.config import DATASET_DEFAULTS, PRESETS, RunConfig
             {"dataset": "digits", "loss": {"label_smoothing": 0.5}}, "loss.label_smoothing", id="smoothing-0.5"
         ),
         pytest.param({"dataset": "digits", "train": {"ema": 1.0}}, "train.ema", id="ema-1"),
+        pytest.param(
+            {"dataset": "digits", "model": {"arch": "resnet", "d_depth": 2}},
+            "model.d_depth: only the dcgan discriminator has a depth to set, not resnet's",
+            id="d-depth-resnet",
+        ),
     ],
 )
 def test_invalid_configs_name_the_field_and_the_reason(body: dict, message: str):

@@ -45,6 +45,23 @@ def test_dcgan_follows_the_pytorch_examples_layout():
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules()) == 3
 
 
+def test_dcgan_d_depth_adds_a_3x3_convolution_at_each_resolution():
+    _, _, shallow = _nets({"arch": "dcgan", "image_size": 32, "width": 8, "spectral_norm": True}, channels=3)
+    _, _, deep = _nets({"arch": "dcgan", "image_size": 32, "width": 8, "spectral_norm": True, "d_depth": 2}, channels=3)
+
+    def convs(D: torch.nn.Module) -> list[tuple[int, int, int, int]]:
+        return [
+            (c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0])
+            for c in D.body
+            if isinstance(c, torch.nn.Conv2d)
+        ]
+
+    assert convs(shallow) == [(3, 8, 4, 2), (8, 16, 4, 2), (16, 32, 4, 2)]
+    assert convs(deep) == [(3, 8, 4, 2), (8, 8, 3, 1), (8, 16, 4, 2), (16, 16, 3, 1), (16, 32, 4, 2), (32, 32, 3, 1)]
+    logits, features, _ = deep(torch.randn(4, 3, 32, 32))
+    assert logits.shape == (4,) and features.shape == (4, 32 * 4 * 4)
+
+
 @pytest.mark.parametrize("g_cond", ["concat", "cbn"])
 @pytest.mark.parametrize("d_cond", ["projection", "acgan"])
 @pytest.mark.parametrize("arch", ["dcgan", "resnet"])
