@@ -4,6 +4,7 @@ and the KL of each channel's digit histogram to uniform beside the joint KL (## 
 
     .venv/bin/python bench/stacked_curve.py --seed 1 --every 10000
     .venv/bin/python bench/stacked_curve.py --config '{"model": {"spectral_norm": false}, "train": {"steps": 10000}}'
+    .venv/bin/python bench/stacked_curve.py --real   # the same counts over real stacked-digits images: the floor
 
 Each checkpoint is read with its EMA generator; the last one also with the raw generator (`"ema": false`).
 conf_mean is the classifier's mean top probability on the generated digits (0.986 on real 16 px digits).
@@ -21,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoint import load_generator
 from core.config import RunConfig
+from core.datasets import load_dataset
 from core.metrics.classifier import load_digits_classifier
 from core.metrics.modes import label_metrics, stacked_mode_ids
 from core.train import train
@@ -28,13 +30,18 @@ from core.train import train
 
 @torch.no_grad()
 def evaluate(ckpt, n, clf, z_dim, seed=10_000, ema=True):
-    G, _, _ = load_generator(ckpt, ema=ema)
+    """Counts over n images of the checkpoint's generator (ckpt None: n real stacked-digits images, the floor)."""
     gen = torch.Generator().manual_seed(seed)
+    if ckpt is None:
+        real = load_dataset("stacked-digits", image_size=16)
+        draw = lambda b: real.batch(torch.randint(len(real), (b,), generator=gen))[0]  # noqa: E731
+    else:
+        G, _, _ = load_generator(ckpt, ema=ema)
+        draw = lambda b: G(torch.randn(b, z_dim, generator=gen))  # noqa: E731
     digits, conf = [], []
     for s in range(0, n, 1000):
         b = min(1000, n - s)
-        z = torch.randn(b, z_dim, generator=gen)
-        x = G(z).float()
+        x = draw(b).float()
         bb, c, h, w = x.shape
         logits = clf(x.reshape(bb * c, 1, h, w))
         pr = logits.softmax(1)
@@ -61,8 +68,16 @@ if __name__ == "__main__":
     ap.add_argument("--every", type=int, default=2500, help="checkpoint (and count) every this many steps")
     ap.add_argument("--n", type=int, default=26000, help="generated images per count")
     ap.add_argument("--label", default="", help="a name printed with each row")
+    ap.add_argument("--real", action="store_true", help="count --n real images instead (the floor) and stop")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    if a.real:
+        clf = load_digits_classifier().eval()
+        print(
+            json.dumps({"label": "real", "seed": a.seed, **evaluate(None, a.n, clf, 0, seed=10_000 + a.seed)}),
+            flush=True,
+        )
+        sys.exit(0)
     over = json.loads(a.config)
     cfg = RunConfig.model_validate({"dataset": "stacked-digits", "seed": a.seed, **over})
     cfg = cfg.model_copy(
