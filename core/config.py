@@ -274,9 +274,10 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": {"sample_every": 500, "checkpoint_every": 2000},
     },
     # stacked-digits: spectral norm on D at 16 px (the digits are 8x8, so 16 px loses nothing), width 64 and SNGAN's
-    # Adam betas (0, 0.9), as digits has: 1,000 modes over 26,000 samples and KL 0.065 at 40,000 steps (seed 0; raw G
-    # 0.059; 0.065 at 50,000 and 0.066 at 60,000), against 0.117 for width 32 with the same betas and 0.12-0.14 for session 3's width-32
-    # default at 20,000 steps. Real images score 0.027-0.031; the goal of 0.05 is not reached. See docs/benchmarks.md.
+    # Adam betas (0, 0.9), as digits has: 1,000 modes over 26,000 samples and KL 0.065 at 40,000 steps (seed 0; raw
+    # G 0.059; 0.065 at 50,000 and 0.066 at 60,000), against 0.117 for width 32 with the same betas and 0.12-0.14
+    # for session 3's width-32 default at 20,000 steps. Real images score 0.027-0.031; the goal of 0.05 is not
+    # reached. See docs/benchmarks.md.
     "stacked-digits": {
         "model": {"arch": "dcgan", "image_size": 16, "z_dim": 100, "width": 64, "spectral_norm": True},
         "train": {"steps": 40000, "batch_size": 64, "ema": 0.999, "beta1": 0.0, "beta2": 0.9},
