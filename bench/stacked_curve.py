@@ -28,16 +28,23 @@ from core.metrics.modes import label_metrics, stacked_mode_ids
 from core.train import train
 
 
-@torch.no_grad()
-def evaluate(ckpt, n, clf, z_dim, seed=10_000, ema=True):
-    """Counts over n images of the checkpoint's generator (ckpt None: n real stacked-digits images, the floor)."""
+def generated(ckpt, z_dim, seed=10_000, ema=True):
+    """A draw(b) of b images from the checkpoint's generator."""
+    G, _, _ = load_generator(ckpt, ema=ema)
     gen = torch.Generator().manual_seed(seed)
-    if ckpt is None:
-        real = load_dataset("stacked-digits", image_size=16)
-        draw = lambda b: real.batch(torch.randint(len(real), (b,), generator=gen))[0]  # noqa: E731
-    else:
-        G, _, _ = load_generator(ckpt, ema=ema)
-        draw = lambda b: G(torch.randn(b, z_dim, generator=gen))  # noqa: E731
+    return lambda b: G(torch.randn(b, z_dim, generator=gen))
+
+
+def real_images(image_size, seed=10_000):
+    """A draw(b) of b real stacked-digits images from the training triples: the floor of the counts."""
+    real = load_dataset("stacked-digits", image_size=image_size)
+    gen = torch.Generator().manual_seed(seed)
+    return lambda b: real.batch(torch.randint(len(real), (b,), generator=gen))[0]
+
+
+@torch.no_grad()
+def evaluate(draw, n, clf):
+    """Stacked modes, KL to uniform and classifier confidence over n images of draw(b)."""
     digits, conf = [], []
     for s in range(0, n, 1000):
         b = min(1000, n - s)
@@ -71,15 +78,12 @@ if __name__ == "__main__":
     ap.add_argument("--real", action="store_true", help="count --n real images instead (the floor) and stop")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    if a.real:
-        clf = load_digits_classifier().eval()
-        print(
-            json.dumps({"label": "real", "seed": a.seed, **evaluate(None, a.n, clf, 0, seed=10_000 + a.seed)}),
-            flush=True,
-        )
-        sys.exit(0)
     over = json.loads(a.config)
     cfg = RunConfig.model_validate({"dataset": "stacked-digits", "seed": a.seed, **over})
+    if a.real:
+        draw = real_images(cfg.model.image_size, seed=10_000 + a.seed)
+        print(json.dumps({"label": "real", "seed": a.seed, **evaluate(draw, a.n, load_digits_classifier().eval())}))
+        sys.exit(0)
     cfg = cfg.model_copy(
         update={
             "schedule": cfg.schedule.model_copy(
@@ -95,7 +99,7 @@ if __name__ == "__main__":
         cks = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))
         for ck in cks:
             for ema in (True, False) if ck == cks[-1] else (True,):
-                r = evaluate(ck, a.n, clf, cfg.model.z_dim, ema=ema)
+                r = evaluate(generated(ck, cfg.model.z_dim, ema=ema), a.n, clf)
                 print(
                     json.dumps(
                         {

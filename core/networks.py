@@ -309,20 +309,22 @@ class DCGANDiscriminator(nn.Module):
         n = _doublings(image_size)
         self.pack = pack
         self.use_mbstd = minibatch_std
+
+        def block(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:
+            conv = _sn(nn.Conv2d(cin, cout, kernel, stride, 1, bias=not batchnorm), sn)
+            return [conv, nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)] if batchnorm else [conv, nn.LeakyReLU(0.2)]
+
+        def refine(features: int) -> list[nn.Module]:  # SNGAN's 3x3 stride-1 convolutions at one resolution
+            return [m for _ in range(depth - 1) for m in block(features, features, 3, 1)]
+
+        # The first stride-2 convolution, on the image, has neither bias nor norm (DCGAN).
         layers: list[nn.Module] = [_sn(nn.Conv2d(channels * pack, width, 4, 2, 1, bias=False), sn), nn.LeakyReLU(0.2)]
+        layers += refine(width)
         mult = 1
-        for i in range(n):
-            if i > 0:  # the first stride-2 convolution, on the image, has neither bias nor norm (DCGAN)
-                layers.append(_sn(nn.Conv2d(width * mult, width * mult * 2, 4, 2, 1, bias=not batchnorm), sn))
-                if batchnorm:
-                    layers.append(nn.BatchNorm2d(width * mult * 2))
-                layers.append(nn.LeakyReLU(0.2))
-                mult *= 2
-            for _ in range(depth - 1):  # SNGAN's 3x3 stride-1 convolutions at this resolution
-                layers.append(_sn(nn.Conv2d(width * mult, width * mult, 3, 1, 1, bias=not batchnorm), sn))
-                if batchnorm:
-                    layers.append(nn.BatchNorm2d(width * mult))
-                layers.append(nn.LeakyReLU(0.2))
+        for _ in range(n - 1):
+            layers += block(width * mult, width * mult * 2, 4, 2)
+            mult *= 2
+            layers += refine(width * mult)
         self.body = nn.Sequential(*layers)  # -> (B', width * mult, 4, 4)
         self.out = _sn(nn.Conv2d(width * mult + int(minibatch_std), 1, 4, 1, 0, bias=False), sn)
         self.head = ClassHead(width * mult, num_classes, conditioning, sn) if num_classes else None
