@@ -45,6 +45,9 @@ class ModelConfig(_Strict):
     image_size: int = Field(32, description="Side of the square images in pixels (ignored for 2-D data).")
     z_dim: int = Field(100, ge=1, le=1024, description="Dimension of the generator's latent vector.")
     width: int = Field(64, ge=4, le=1024, description="Base channel count (conv nets) or hidden units (mlp).")
+    g_width: int | None = Field(
+        None, ge=4, le=1024, description="The generator's base width when it differs from D's; unset = width."
+    )
     depth: int = Field(3, ge=1, le=8, description="Hidden layers of the mlp (conv nets ignore it).")
     conditional: bool = Field(False, description="Condition on class labels (needs a labeled dataset).")
     g_conditioning: Literal["concat", "cbn"] = Field(

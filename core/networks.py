@@ -33,12 +33,13 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
     """The generator that `cfg.model` describes, for data with `channels` (0 = 2-D points) and `num_classes`."""
     m = cfg.model
     classes = num_classes if m.conditional else 0
+    width = m.g_width or m.width
     if m.arch == "mlp":
-        return MLPGenerator(z_dim=m.z_dim, width=m.width, depth=m.depth)
+        return MLPGenerator(z_dim=m.z_dim, width=width, depth=m.depth)
     if m.arch == "dcgan":
         return DCGANGenerator(
             z_dim=m.z_dim,
-            width=m.width,
+            width=width,
             image_size=m.image_size,
             channels=channels,
             num_classes=classes,
@@ -46,7 +47,7 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
         )
     return ResNetGenerator(
         z_dim=m.z_dim,
-        width=m.width,
+        width=width,
         image_size=m.image_size,
         channels=channels,
         num_classes=classes,

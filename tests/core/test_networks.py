@@ -45,6 +45,22 @@ def test_dcgan_follows_the_pytorch_examples_layout():
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules()) == 3
 
 
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "resnet"])
+def test_g_width_widens_the_generator_and_leaves_the_discriminator(arch: str):
+    model = {"arch": arch, "image_size": 32, "width": 8, "z_dim": 16}
+    data = {"dataset": "ring8", "channels": 0} if arch == "mlp" else {}
+    _, G, D = _nets(model, **data)
+    _, wide_G, same_D = _nets({**model, "g_width": 16}, **data)
+
+    def shapes(net: torch.nn.Module) -> list[tuple[int, ...]]:
+        return [tuple(p.shape) for p in net.parameters()]
+
+    assert shapes(same_D) == shapes(D)
+    assert sum(p.numel() for p in wide_G.parameters()) > 2 * sum(p.numel() for p in G.parameters())
+    _, width_16_G, _ = _nets({**model, "width": 16}, **data)
+    assert shapes(wide_G) == shapes(width_16_G)
+
+
 def test_dcgan_d_depth_adds_a_3x3_convolution_at_each_resolution():
     _, _, shallow = _nets({"arch": "dcgan", "image_size": 32, "width": 8, "spectral_norm": True}, channels=3)
     _, _, deep = _nets({"arch": "dcgan", "image_size": 32, "width": 8, "spectral_norm": True, "d_depth": 2}, channels=3)
