@@ -2,7 +2,8 @@
 
 Tensor keys: `G.<state_dict key>`, `D.<...>`, `G_ema.<...>` (when EMA is on), `opt_g.state.<i>.<name>`,
 `opt_d.state.<i>.<name>`, `rng.torch`, `rng.cuda.<i>`, `rng.numpy`, `rng.data` (RNG states as uint8 tensors) and
-`data.perm`, `data.pos` (the data order). Metadata (str -> str): `format` = `ganforge-checkpoint/1`, `config` (the
+`data.perm`, `data.pos` (the data order), and `data.clusters` (the cluster id of every real sample, when
+`model.clusters` is on). Metadata (str -> str): `format` = `ganforge-checkpoint/1`, `config` (the
 resolved RunConfig as JSON), `step`, `data` (JSON `{"kind", "channels", "image_size", "num_classes"}`),
 `opt_g`/`opt_d` (JSON: the optimizers' param groups and non-tensor state), `rng_python`, `rng_numpy` (JSON),
 `run_info` (JSON: versions, device, precision, seed), and `best` (JSON `{"metric", "value", "step"}`: the best
@@ -147,6 +148,7 @@ def save_training_state(
     order: DataOrder,
     run_info: dict[str, Any],
     best: dict[str, Any] | None = None,
+    clusters: torch.Tensor | None = None,
 ) -> int:
     """Write everything a run needs to continue exactly; returns the file's size in bytes."""
     tensors: dict[str, torch.Tensor] = {}
@@ -158,6 +160,8 @@ def save_training_state(
     d_tensors, d_meta = _optimizer_tensors("opt_d", opt_d)
     rng_tensors, rng_meta = _rng_tensors(order)
     tensors.update(g_tensors | d_tensors | rng_tensors)
+    if clusters is not None:
+        tensors["data.clusters"] = clusters
     metadata = {
         "format": FORMAT,
         "config": cfg.model_dump_json(),
@@ -181,6 +185,14 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
             raise ValueError(f"{path.name} is not a ganforge checkpoint (format {meta.get('format')!r})")
         tensors = {key: f.get_tensor(key) for key in f.keys()}
     return tensors, meta
+
+
+def read_clusters(path: Path) -> torch.Tensor:
+    """The cluster id (N,) of every real sample that a cluster-conditioned run's checkpoint holds."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        if "data.clusters" not in f.keys():
+            raise ValueError(f"{path.name} holds no data clusters; it was not written by a cluster-conditioned run")
+        return f.get_tensor("data.clusters")
 
 
 def _sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -56,6 +56,18 @@ class ModelConfig(_Strict):
     d_conditioning: Literal["projection", "acgan"] = Field(
         "projection", description="Conditional discriminator: projection (Miyato & Koyama) or an AC-GAN head."
     )
+    clusters: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description=(
+            "Cluster-conditioned training of an unconditional run: k-means on the real images (pixels, pooled to at "
+            "most 16 px) splits them into this many clusters, whose ids condition G and D as class labels would "
+            "(model.g_conditioning, model.d_conditioning), and G draws each sample's cluster from its latent at the "
+            "real data's cluster frequencies, so callers still sample G(z). In the spirit of the self-conditioned "
+            "GAN (Liu et al. 2020), which clusters D's features. 0 turns it off."
+        ),
+    )
     spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
     minibatch_std: bool = Field(False, description="Minibatch standard deviation feature in the discriminator.")
     pack: int = Field(1, ge=1, le=8, description="PacGAN packing: the discriminator judges this many samples jointly.")
@@ -196,8 +208,19 @@ class RunConfig(_Strict):
             raise ValueError(
                 f"model.pack: train.batch_size ({self.train.batch_size}) must be a multiple of pack ({self.model.pack})"
             )
+        if self.model.clusters == 1:
+            raise ValueError("model.clusters: one cluster conditions on nothing; use 0 (off) or at least 2")
+        if self.model.clusters and self.model.conditional:
+            raise ValueError(
+                "model.clusters: a run conditions on its class labels (conditional) or on clusters, not both; "
+                "set clusters to 0 or conditional to false"
+            )
+        if self.model.clusters and arch == "mlp":
+            raise ValueError("model.clusters: cluster conditioning needs an image architecture (dcgan or resnet)")
         if self.model.pack > 1 and self.model.conditional:
             raise ValueError("model.pack: packing is for unconditional runs; set pack to 1 or conditional to false")
+        if self.model.pack > 1 and self.model.clusters:
+            raise ValueError("model.pack: packing judges samples of mixed clusters together; set pack 1 or clusters 0")
         if self.loss.label_smoothing > 0 and self.loss.kind not in ("minimax", "nonsaturating", "lsgan"):
             raise ValueError(
                 f"loss.label_smoothing: one-sided label smoothing needs a target-based loss "

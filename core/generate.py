@@ -214,9 +214,13 @@ def generate_walks(
     walk_labels = cycle_labels(n, labels)
     if walk_labels is None and num_classes > 0:
         walk_labels = torch.randint(0, num_classes, (n,), generator=torch.Generator().manual_seed(int(seed) + 1))
+    clustered = walk_labels is None and getattr(generator, "cluster_cdf", None) is not None
+    if clustered:  # a cluster-conditioned generator: each walk stays in the cluster of its first latent
+        walk_labels = generator.clusters_of(ends[:n]).cpu()  # type: ignore[operator]
     y = None if walk_labels is None else walk_labels.repeat_interleave(steps)  # (n * steps,)
     samples = run_generator(generator, z, y, device=device)
-    return Samples(samples=samples, labels=None if y is None else y.numpy().astype(np.int64), rows=n)
+    shown = None if y is None or clustered else y.numpy().astype(np.int64)  # clusters are not class labels
+    return Samples(samples=samples, labels=shown, rows=n)
 
 
 # Pictures.

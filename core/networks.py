@@ -6,6 +6,10 @@
   64 and 128 px and any channel count.
 - `resnet`: the SNGAN residual networks (Miyato et al. 2018) for 32 and 64 px.
 
+With `model.clusters` (core.clusters) the labels are k-means cluster ids of the real images, and the generator
+picks a cluster from each latent itself when it is given none, at the clusters' real frequencies (its buffer
+`cluster_cdf`), so that `G(z)` samples the whole data.
+
 Conditional generators see the label as an embedding concatenated to z (`concat`) or through conditional
 BatchNorm (`cbn`); conditional discriminators add a projection term (Miyato & Koyama 2018) or an auxiliary
 classifier head (AC-GAN, Odena et al. 2017).
@@ -32,7 +36,7 @@ from core.config import RunConfig
 def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Module:
     """The generator that `cfg.model` describes, for data with `channels` (0 = 2-D points) and `num_classes`."""
     m = cfg.model
-    classes = num_classes if m.conditional else 0
+    classes = m.clusters or (num_classes if m.conditional else 0)
     width = m.g_width or m.width
     if m.arch == "mlp":
         return MLPGenerator(z_dim=m.z_dim, width=width, depth=m.depth)
@@ -44,6 +48,7 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
             channels=channels,
             num_classes=classes,
             conditioning=m.g_conditioning,
+            clusters=m.clusters > 0,
         )
     return ResNetGenerator(
         z_dim=m.z_dim,
@@ -52,13 +57,14 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
         channels=channels,
         num_classes=classes,
         conditioning=m.g_conditioning,
+        clusters=m.clusters > 0,
     )
 
 
 def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Module:
     """The discriminator that `cfg.model` describes. BatchNorm is left out under spectral norm and wgan-gp."""
     m = cfg.model
-    classes = num_classes if m.conditional else 0
+    classes = m.clusters or (num_classes if m.conditional else 0)
     common: dict[str, Any] = {
         "width": m.width,
         "pack": m.pack,
@@ -101,6 +107,32 @@ def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
     if pack == 1:
         return x
     return x.reshape(x.shape[0] // pack, pack * x.shape[1], *x.shape[2:])
+
+
+class _ClusterPick(nn.Module):
+    """A generator that may be cluster-conditioned: `cluster_cdf` (K,) float64 is then a buffer (saved with it)
+    and a call without labels picks each latent's cluster (core.clusters.clusters_of)."""
+
+    cluster_cdf: torch.Tensor | None
+
+    def _init_clusters(self, num_classes: int, on: bool) -> None:
+        cdf = torch.arange(1, num_classes + 1, dtype=torch.float64) / num_classes if on else None
+        self.register_buffer("cluster_cdf", cdf)
+
+    def set_cluster_frequencies(self, cdf: torch.Tensor) -> None:
+        """Use the real data's cumulative cluster frequencies (K,)."""
+        assert self.cluster_cdf is not None and cdf.shape == self.cluster_cdf.shape
+        self.cluster_cdf.copy_(cdf)
+
+    def clusters_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The cluster (B,) that a call without labels gives each latent (B, Z)."""
+        assert self.cluster_cdf is not None, "this generator is not cluster-conditioned"
+        from core.clusters import clusters_of
+
+        return clusters_of(z, self.cluster_cdf)
+
+    def _labels(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        return self.clusters_of(z) if labels is None and self.cluster_cdf is not None else labels
 
 
 # Width of the class code of conditional BatchNorm (BigGAN's shared embedding is 128 wide).
@@ -262,11 +294,20 @@ def _doublings(image_size: int) -> int:
     return n
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(_ClusterPick):
     def __init__(
-        self, *, z_dim: int, width: int, image_size: int, channels: int, num_classes: int, conditioning: str
+        self,
+        *,
+        z_dim: int,
+        width: int,
+        image_size: int,
+        channels: int,
+        num_classes: int,
+        conditioning: str,
+        clusters: bool = False,
     ) -> None:
         super().__init__()
+        self._init_clusters(num_classes, clusters)
         n = _doublings(image_size)
         cbn = num_classes if conditioning == "cbn" else 0
         self.embed = _label_code(num_classes, z_dim) if num_classes and conditioning == "concat" else None
@@ -282,6 +323,7 @@ class DCGANGenerator(nn.Module):
         _dcgan_init(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        labels = self._labels(z, labels)
         if self.embed is not None:
             assert labels is not None, "a conditional generator needs labels"
             z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * z_dim)
@@ -399,11 +441,20 @@ def _resnet_plan(image_size: int, width: int) -> tuple[list[int], list[int]]:
     raise ValueError(f"model.image_size: resnet supports 32 and 64 px, not {image_size}")
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(_ClusterPick):
     def __init__(
-        self, *, z_dim: int, width: int, image_size: int, channels: int, num_classes: int, conditioning: str
+        self,
+        *,
+        z_dim: int,
+        width: int,
+        image_size: int,
+        channels: int,
+        num_classes: int,
+        conditioning: str,
+        clusters: bool = False,
     ) -> None:
         super().__init__()
+        self._init_clusters(num_classes, clusters)
         g_channels, _ = _resnet_plan(image_size, width)
         cbn = num_classes if conditioning == "cbn" else 0
         self.embed = _label_code(num_classes, z_dim) if num_classes and conditioning == "concat" else None
@@ -418,6 +469,7 @@ class ResNetGenerator(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        labels = self._labels(z, labels)
         if self.embed is not None:
             assert labels is not None, "a conditional generator needs labels"
             z = torch.cat([z, self.embed(labels)], dim=1)

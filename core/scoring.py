@@ -2,7 +2,8 @@
 generator can reconstruct them (AnoGAN, Schlegl et al. 2017).
 
 For each image x, higher scores mean more anomalous:
-- `discriminator` = −D(x), the negated logit (for a conditional run, of the class D finds most real).
+- `discriminator` = −D(x), the negated logit (for a conditional run, of the class D finds most real; for a
+  cluster-conditioned run, of the cluster D finds most real, and the `class` column stays −1).
 - AnoGAN latent search: z is optimised with Adam for `steps` so that G(z) reconstructs x, minimising
   (1 − λ)·residual + λ·feature, where residual = mean |x − G(z)| over pixels and feature = mean
   |f(x) − f(G(z))| over the discriminator's last features (AnoGAN's discrimination loss, on means rather than
@@ -46,6 +47,9 @@ class Scorer:
 
     @property
     def num_classes(self) -> int:
+        """The labels D is conditioned on: the dataset's classes, the run's clusters, or 0."""
+        if self.cfg.model.clusters:
+            return self.cfg.model.clusters
         return int(self.data_info.get("num_classes") or 0) if self.cfg.model.conditional else 0
 
 
@@ -100,7 +104,8 @@ def _best_classes(scorer: Scorer, x: torch.Tensor) -> tuple[torch.Tensor, torch.
         logits, _, class_logits = scorer.discriminator(x, None)
         return logits, class_logits.argmax(1)
     if k > MAX_CLASSES:
-        raise ValueError(f"Anomaly scoring of a conditional run with more than {MAX_CLASSES} classes is not supported")
+        what = "clusters" if scorer.cfg.model.clusters else "classes"
+        raise ValueError(f"Anomaly scoring of a conditional run with more than {MAX_CLASSES} {what} is not supported")
     per_class = []
     for c in range(k):
         label = torch.full((x.shape[0],), c, dtype=torch.long, device=x.device)  # (B,)
@@ -134,7 +139,7 @@ def score_images(
             logits, labels = _best_classes(scorer, x)
             target = _discriminate(scorer, x, labels)[1]  # (B, F)
         columns["discriminator"][start:stop] = (-logits).double().cpu().numpy()
-        if labels is not None:
+        if labels is not None and not scorer.cfg.model.clusters:
             classes[start:stop] = labels.cpu().numpy()
 
         # The latent search: one z per image, optimised together (each image's loss depends on its z only).

@@ -29,6 +29,7 @@ from torch import nn
 
 from core import checkpoint, grids
 from core.augment import make_augment
+from core.clusters import cluster_cdf, cluster_images
 from core.config import RunConfig
 from core.datasets import DataOrder, Dataset, load_dataset
 from core.device import pick_device, pick_precision, run_info
@@ -83,11 +84,28 @@ def train(
         raise ValueError(f"model.arch: {cfg.dataset} is 2-D point data; only the mlp architecture fits it")
     num_classes = data.num_classes if cfg.model.conditional else 0
     order = DataOrder(len(data), seed=cfg.seed)
+    latest = checkpoint.latest_checkpoint(ckpt_dir)
+    # Cluster conditioning: the real samples' cluster ids, from k-means at the start and from the checkpoint after.
+    cluster_ids: torch.Tensor | None = None
+    if cfg.model.clusters:
+        ids = checkpoint.read_clusters(latest) if latest is not None else None
+        if ids is None:
+            ids = cluster_images(data.data, cfg.model.clusters, seed=cfg.seed)
+        if ids.shape != (len(data),):
+            raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
+        sizes = torch.bincount(ids, minlength=cfg.model.clusters)
+        emit(
+            "environment",
+            {"clusters": {"count": cfg.model.clusters, "smallest": int(sizes.min()), "largest": int(sizes.max())}},
+        )
+        cluster_ids = ids.to(device)
     memory_format = torch.channels_last if data.kind == "images" else torch.contiguous_format
 
     # Build the networks, the EMA generator and the optimizers.
     G = build_generator(cfg, channels=data.channels, num_classes=data.num_classes)
     D = build_discriminator(cfg, channels=data.channels, num_classes=data.num_classes)
+    if cluster_ids is not None:
+        G.set_cluster_frequencies(cluster_cdf(cluster_ids, cfg.model.clusters))
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema else None
     betas = (cfg.train.beta1, cfg.train.beta2)
@@ -99,7 +117,6 @@ def train(
     # Resume from the newest checkpoint, if any (with the best evaluation from before the resume).
     step = 0
     resumed_best: dict[str, Any] | None = None
-    latest = checkpoint.latest_checkpoint(ckpt_dir)
     if latest is not None:
         step, resumed_best = checkpoint.load_training_state(
             latest, G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, order=order
@@ -158,11 +175,14 @@ def train(
         D.requires_grad_(True)
         grad_norm_d = None
         for _ in range(cfg.train.n_critic):
-            real, labels = data.batch(order.next(batch_size))  # (B, C, H, W) or (B, 2)
+            indices = order.next(batch_size)
+            real, labels = data.batch(indices)  # (B, C, H, W) or (B, 2)
             real = real.contiguous(memory_format=memory_format) if data.kind == "images" else real
             labels = labels if num_classes else None
             z = torch.randn(batch_size, z_dim, device=device)  # (B, Z)
             fake_labels = torch.randint(num_classes, (batch_size,), device=device) if num_classes else None
+            if cluster_ids is not None:  # real clusters from k-means, each fake's from its latent
+                labels, fake_labels = cluster_ids[indices.to(device)], G.clusters_of(z)
             reuse_fake = cfg.train.n_critic == 1  # then G's step reuses this fake, graph and all
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 with torch.no_grad() if not reuse_fake else contextlib.nullcontext():
@@ -192,6 +212,7 @@ def train(
         if cfg.train.n_critic > 1:
             z = torch.randn(batch_size, z_dim, device=device)
             fake_labels = torch.randint(num_classes, (batch_size,), device=device) if num_classes else None
+            fake_labels = G.clusters_of(z) if cluster_ids is not None else fake_labels
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 fake = g_fn(z, fake_labels)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -355,6 +376,7 @@ def train(
                 order=order,
                 run_info=info,
                 best=None if best_step is None else {"metric": best_metric, "value": best_value, "step": best_step},
+                clusters=cluster_ids,
             )
             checkpoint.prune_checkpoints(ckpt_dir, cfg.schedule.keep_checkpoints, protect=best_step)
             last_ckpt = path

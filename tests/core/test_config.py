@@ -78,6 +78,26 @@ from core.config import DATASET_DEFAULTS, PRESETS, RunConfig
             "model.d_depth: only the dcgan discriminator has a depth to set, not resnet's",
             id="d-depth-resnet",
         ),
+        pytest.param(
+            {"dataset": "digits", "model": {"clusters": 10, "conditional": True}},
+            "model.clusters: a run conditions on its class labels (conditional) or on clusters, not both",
+            id="clusters-conditional",
+        ),
+        pytest.param(
+            {"dataset": "digits", "model": {"clusters": 1}},
+            "model.clusters: one cluster conditions on nothing",
+            id="clusters-1",
+        ),
+        pytest.param(
+            {"dataset": "ring8", "model": {"clusters": 8}},
+            "model.clusters: cluster conditioning needs an image architecture",
+            id="clusters-points",
+        ),
+        pytest.param(
+            {"dataset": "digits", "model": {"clusters": 10, "pack": 2}},
+            "model.pack: packing judges samples of mixed clusters together",
+            id="clusters-pack",
+        ),
     ],
 )
 def test_invalid_configs_name_the_field_and_the_reason(body: dict, message: str):

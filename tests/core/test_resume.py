@@ -54,6 +54,14 @@ def _run(out_dir, cfg: RunConfig, stop_at: int | None = None) -> list[tuple[str,
             },
             id="resnet-sn-wgan-gp",
         ),
+        pytest.param(
+            {
+                "dataset": "digits",
+                "model": {"image_size": 16, "width": 8, "clusters": 5, "g_conditioning": "concat"},
+                "train": {"ema": 0.9, "batch_size": 16},
+            },
+            id="dcgan-clusters",
+        ),
     ],
 )
 def test_resuming_gives_the_same_losses_and_weights_bit_for_bit(tmp_path, body: dict):

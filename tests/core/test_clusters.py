@@ -1,0 +1,97 @@
+"""Cluster conditioning (`model.clusters`): k-means ids of the real images condition G and D, and G picks each
+latent's cluster at the real frequencies."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from core import scoring
+from core.checkpoint import load_generator
+from core.clusters import cluster_cdf, cluster_images, clusters_of
+from core.config import RunConfig
+from core.datasets import load_dataset
+from core.generate import generate_walks, interpolate_latents, run_generator, sample_latents
+from core.train import train
+
+
+def test_kmeans_recovers_separated_groups_of_images():
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.arange(3).repeat_interleave(20)  # (60,): three groups of twenty
+    images = (truth.float() - 1.0)[:, None, None, None] * 0.8 + 0.05 * torch.randn(60, 1, 8, 8, generator=gen)
+    ids = cluster_images(images, 3, seed=0)
+    assert ids.shape == (60,)
+    # The same partition up to the names of the clusters: each group is one cluster, each cluster one group.
+    assert {tuple(sorted(set(ids[truth == g].tolist()))) for g in range(3)} == {(0,), (1,), (2,)}
+    assert torch.equal(ids, cluster_images(images, 3, seed=0))
+
+
+def test_kmeans_pools_large_images_and_refuses_more_clusters_than_images():
+    big = torch.rand(12, 3, 64, 64) * 2 - 1
+    assert cluster_images(big, 4, seed=1).shape == (12,)
+    message = "model.clusters: 20 clusters need at least 20 images; this dataset has 12"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cluster_images(big, 20, seed=0)
+
+
+@pytest.mark.parametrize("truncation", [None, 0.5])
+def test_latents_pick_clusters_at_their_frequencies_whatever_the_truncation(truncation):
+    ids = torch.tensor([0] * 10 + [1] * 30 + [2] * 60)
+    cdf = cluster_cdf(ids, 3)
+    assert torch.allclose(cdf, torch.tensor([0.1, 0.4, 1.0], dtype=torch.float64))
+    z = sample_latents(20_000, 16, seed=3, truncation=truncation)
+    picked = clusters_of(z, cdf)
+    share = torch.bincount(picked, minlength=3).double() / len(z)
+    assert torch.allclose(share, torch.tensor([0.1, 0.3, 0.6], dtype=torch.float64), atol=0.015)  # ~4.5 sigma
+    assert torch.equal(picked, clusters_of(z.clone(), cdf))  # a function of the latent alone
+
+
+def _cluster_run(tmp_path, **model):
+    body = {
+        "dataset": "digits",
+        "model": {"image_size": 16, "width": 8, "clusters": 6, **model},
+        "train": {"steps": 4, "batch_size": 16, "ema": 0.9, "precision": "fp32", "device": "cpu"},
+        "schedule": {"sample_every": 4, "checkpoint_every": 4},
+    }
+    events: list[tuple[str, dict]] = []
+    result = train(RunConfig.model_validate(body), out_dir=tmp_path, on_event=lambda k, d: events.append((k, d)))
+    return result, events
+
+
+def test_a_cluster_run_keeps_its_clusters_and_samples_them_at_the_real_frequencies(tmp_path):
+    result, events = _cluster_run(tmp_path)
+    assert result.status == "completed"
+    expected = cluster_images(load_dataset("digits", image_size=16).data, 6, seed=0)
+    with safe_open(result.checkpoint, framework="pt") as f:
+        assert torch.equal(f.get_tensor("data.clusters"), expected)
+    sizes = torch.bincount(expected, minlength=6)
+    told = [d["clusters"] for k, d in events if k == "environment" and "clusters" in d]
+    assert told == [{"count": 6, "smallest": int(sizes.min()), "largest": int(sizes.max())}]
+
+    G, cfg, _ = load_generator(result.checkpoint)
+    assert torch.equal(G.cluster_cdf, cluster_cdf(expected, 6))
+    z = torch.randn(10, cfg.model.z_dim)
+    with torch.no_grad():
+        # Without labels G conditions each sample on the cluster its latent picks; another cluster changes it.
+        assert torch.equal(G(z), G(z, G.clusters_of(z)))
+        assert not torch.equal(G(z), G(z, (G.clusters_of(z) + 1) % 6))
+
+
+def test_walks_of_a_cluster_run_stay_in_the_cluster_of_their_first_latent_and_scoring_names_no_class(tmp_path):
+    result, _ = _cluster_run(tmp_path)
+    G, cfg, _ = load_generator(result.checkpoint)
+    walks = generate_walks(G, z_dim=cfg.model.z_dim, num_classes=0, n=3, steps=4, mode="lerp", seed=5)
+    assert walks.labels is None  # clusters are not class labels
+    ends = sample_latents(6, cfg.model.z_dim, seed=5)
+    starts = G.clusters_of(ends[:3])
+    z = interpolate_latents(ends[:3], ends[3:], steps=4, mode="lerp")
+    assert (walks.samples == run_generator(G, z, starts.repeat_interleave(4))).all()
+
+    scorer = scoring.load_scorer(result.checkpoint)
+    images = load_dataset("digits", image_size=16).data[:4]
+    scores = scoring.score_images(scorer, images, steps=2, seed=0)
+    assert scores["class"].tolist() == [-1, -1, -1, -1]
+    assert all(torch.isfinite(torch.as_tensor(scores[k])).all() for k in ("discriminator", "anogan"))
