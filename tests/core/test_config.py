@@ -120,6 +120,17 @@ def test_defaults_of_digits_also_hold_when_conditional():
     assert cfg.model.conditional and cfg.model.pack == 1
 
 
+def test_default_clusters_give_way_to_class_labels_and_packing_but_explicit_ones_do_not(monkeypatch):
+    model = DATASET_DEFAULTS["digits"]["model"] | {"clusters": 20}
+    monkeypatch.setitem(DATASET_DEFAULTS["digits"], "model", model)
+    assert RunConfig.model_validate({"dataset": "digits"}).model.clusters == 20
+    conditional = RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True}})
+    assert conditional.model.conditional and conditional.model.clusters == 0
+    assert RunConfig.model_validate({"dataset": "digits", "model": {"pack": 2}}).model.clusters == 0
+    with pytest.raises(ValidationError, match="conditions on its class labels"):
+        RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True, "clusters": 20}})
+
+
 def test_the_user_fields_win_over_the_dataset_defaults():
     cfg = RunConfig.model_validate({"dataset": "ring8", "train": {"steps": 7}})
     assert cfg.train.steps == 7

@@ -17,7 +17,7 @@ def _setup(model: dict | None = None, loss: dict | None = None):
     cfg = RunConfig.model_validate(
         {
             "dataset": "digits",
-            "model": {"image_size": 16, "width": 8, "z_dim": 8, "spectral_norm": False, **(model or {})},
+            "model": {"image_size": 16, "width": 8, "z_dim": 8, "spectral_norm": False, "clusters": 0, **(model or {})},
             "loss": loss or {},
         }
     )

@@ -8,6 +8,7 @@ from core.networks import build_discriminator, build_generator, minibatch_std
 
 
 def _nets(model: dict, dataset: str = "digits", loss: dict | None = None, channels: int = 1, classes: int = 10):
+    model = {"clusters": 0, **model}  # plain networks unless a test asks for clusters (the digits default has them)
     cfg = RunConfig.model_validate({"dataset": dataset, "model": model, "loss": loss or {}})
     return (
         cfg,
