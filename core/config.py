@@ -95,6 +95,15 @@ class LossConfig(_Strict):
     )
     feature_matching: float = Field(0.0, ge=0, description="Weight of the feature-matching term in G's loss.")
     acgan_weight: float = Field(1.0, ge=0, description="Weight of the auxiliary classifier loss (AC-GAN).")
+    mode_seeking: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Weight of the mode-seeking term (MSGAN, Mao et al. 2019): the batch's fakes come in pairs that share a "
+            "label or cluster, and G's loss adds weight / (mean |G(z1) - G(z2)| / mean |z1 - z2|), so that G does "
+            "not ignore z within a class. 0 turns it off."
+        ),
+    )
     top_k: float = Field(
         1.0,
         gt=0,

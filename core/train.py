@@ -183,6 +183,7 @@ def train(
             fake_labels = torch.randint(num_classes, (batch_size,), device=device) if num_classes else None
             if cluster_ids is not None:  # real clusters from k-means, each fake's from its latent
                 labels, fake_labels = cluster_ids[indices.to(device)], G.clusters_of(z)
+            fake_labels = _paired(fake_labels) if cfg.loss.mode_seeking else fake_labels
             reuse_fake = cfg.train.n_critic == 1  # then G's step reuses this fake, graph and all
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 with torch.no_grad() if not reuse_fake else contextlib.nullcontext():
@@ -213,6 +214,7 @@ def train(
             z = torch.randn(batch_size, z_dim, device=device)
             fake_labels = torch.randint(num_classes, (batch_size,), device=device) if num_classes else None
             fake_labels = G.clusters_of(z) if cluster_ids is not None else fake_labels
+            fake_labels = _paired(fake_labels) if cfg.loss.mode_seeking else fake_labels
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 fake = g_fn(z, fake_labels)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -227,6 +229,10 @@ def train(
                 noise_std=noise_std,
                 top_k=_top_k(cfg.loss.top_k, batch_size // cfg.model.pack, done),
             )
+        if cfg.loss.mode_seeking:
+            ratio = _mode_seeking_ratio(fake, z)
+            stats_g = stats_g | {"mode_seeking_ratio": ratio.detach()}
+            loss_g = loss_g + cfg.loss.mode_seeking / (ratio + 1e-5)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         grad_norm_g = _grad_norm(G) if want_stats else None
@@ -410,6 +416,26 @@ def _top_k(fraction: float, n: int, done: float) -> int | None:
         return None
     current = 1.0 - (1.0 - fraction) * min(1.0, 2.0 * done)
     return max(1, round(current * n))
+
+
+def _paired(labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Labels (B,) whose second half repeats the first, so that fakes i and B/2 + i share one (mode seeking)."""
+    if labels is None or labels.shape[0] < 2:
+        return labels
+    half = labels.shape[0] // 2
+    out = labels.clone()
+    out[half : 2 * half] = labels[:half]
+    return out
+
+
+def _mode_seeking_ratio(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """MSGAN's ratio, in fp32: mean |G(z_i) - G(z_i')| over mean |z_i - z_i'| for the pairs (i, B/2 + i), each
+    mean over the pairs and their entries (as Mao et al.'s code computes it)."""
+    half = fake.shape[0] // 2
+    if half == 0:
+        return torch.ones((), device=fake.device)
+    d_image = (fake[:half].float() - fake[half : 2 * half].float()).abs().mean()
+    return d_image / (z[:half] - z[half : 2 * half]).abs().mean()
 
 
 def _grid_layout(kind: str, num_classes: int) -> tuple[int, int]:

@@ -11,9 +11,14 @@ from safetensors.torch import load_file
 
 from core.config import RunConfig
 from core.device import pick_precision
-from core.train import _collapse_suspected, train
+from core.train import _collapse_suspected, _mode_seeking_ratio, _paired, train
 
-TINY_IMAGES = {"dataset": "digits", "model": {"image_size": 16, "width": 8, "z_dim": 8}, "train": {"batch_size": 8}}
+# Plain networks unless a case asks for clusters (the digits default has them).
+TINY_IMAGES = {
+    "dataset": "digits",
+    "model": {"image_size": 16, "width": 8, "z_dim": 8, "clusters": 0},
+    "train": {"batch_size": 8},
+}
 TINY_POINTS = {"dataset": "ring8", "model": {"width": 16}, "train": {"batch_size": 16}}
 
 
@@ -67,6 +72,12 @@ def _changed(first: dict, last: dict, prefix: str) -> bool:
             {"model": {"conditional": True, "g_conditioning": "cbn", "d_conditioning": "projection"}},
             id="conditional-cbn-projection",
         ),
+        pytest.param(TINY_IMAGES, {"model": {"clusters": 4}}, id="clusters"),
+        pytest.param(TINY_IMAGES, {"loss": {"mode_seeking": 1.0}}, id="mode-seeking"),
+        pytest.param(TINY_IMAGES, {"model": {"clusters": 4}, "loss": {"mode_seeking": 1.0}}, id="clusters-mode-seeking"),
+        pytest.param(
+            TINY_IMAGES, {"loss": {"mode_seeking": 1.0}, "train": {"n_critic": 2}}, id="mode-seeking-n-critic"
+        ),
         pytest.param(
             _merge(TINY_IMAGES, {"model": {"arch": "resnet", "image_size": 32, "width": 4}}),
             {"model": {"spectral_norm": True}, "loss": {"kind": "hinge"}},
@@ -93,6 +104,8 @@ def test_each_option_trains_with_finite_losses_and_updates_both_networks(tmp_pat
         assert final["gp"] >= 0
     if cfg.loss.r1_gamma:
         assert final["r1"] > 0
+    if cfg.loss.mode_seeking:
+        assert final["mode_seeking_ratio"] > 0
     assert (final["lr_g"], final["lr_d"]) == (cfg.train.lr_g, cfg.train.lr_d) or cfg.train.lr_schedule == "linear"
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["precision"] == result.precision == ("bf16" if cfg.train.precision == "bf16" else info["precision"])
@@ -133,3 +146,13 @@ def test_evaluation_emits_metric_events_without_changing_the_training(tmp_path, 
     a = load_file(str(tmp_path / "a" / "checkpoints" / "00000004.safetensors"))
     b = load_file(str(tmp_path / "b" / "checkpoints" / "00000004.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mode_seeking_pairs_share_labels_and_its_ratio_is_the_image_distance_over_the_latent_distance():
+    labels = torch.tensor([3, 1, 4, 1, 5, 9, 2])
+    assert _paired(labels).tolist() == [3, 1, 4, 3, 1, 4, 2]  # fakes i and 3 + i share a label; the odd one stays
+    assert _paired(None) is None
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [1.0, 3.0]])  # pairs (0, 2) and (1, 3): |dz| means 1, 1
+    fake = torch.zeros(4, 1, 2, 2)
+    fake[2] = 3.0  # the first pair's images differ by 3 everywhere, the second's by 0
+    assert float(_mode_seeking_ratio(fake, z)) == pytest.approx(1.5)
