@@ -74,7 +74,9 @@ def _changed(first: dict, last: dict, prefix: str) -> bool:
         ),
         pytest.param(TINY_IMAGES, {"model": {"clusters": 4}}, id="clusters"),
         pytest.param(TINY_IMAGES, {"loss": {"mode_seeking": 1.0}}, id="mode-seeking"),
-        pytest.param(TINY_IMAGES, {"model": {"clusters": 4}, "loss": {"mode_seeking": 1.0}}, id="clusters-mode-seeking"),
+        pytest.param(
+            TINY_IMAGES, {"model": {"clusters": 4}, "loss": {"mode_seeking": 1.0}}, id="clusters-mode-seeking"
+        ),
         pytest.param(
             TINY_IMAGES, {"loss": {"mode_seeking": 1.0}, "train": {"n_critic": 2}}, id="mode-seeking-n-critic"
         ),
