@@ -319,7 +319,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # Adam betas (0, 0.9), as digits has: 1,000 modes over 26,000 samples and KL 0.065 at 40,000 steps (seed 0; raw
     # G 0.059; 0.065 at 50,000 and 0.066 at 60,000), against 0.117 for width 32 with the same betas and 0.12-0.14
     # for session 3's width-32 default at 20,000 steps. Real images score 0.027-0.031; the goal of 0.05 is not
-    # reached. See docs/benchmarks.md.
+    # reached. Cluster conditioning (model.clusters 1000: 0.081; 100: 0.100) evens each channel's digits but couples
+    # the channels, so it is not the default here. See docs/benchmarks.md.
     "stacked-digits": {
         "model": {"arch": "dcgan", "image_size": 16, "z_dim": 100, "width": 64, "spectral_norm": True},
         "train": {"steps": 40000, "batch_size": 64, "ema": 0.999, "beta1": 0.0, "beta2": 0.9},
