@@ -81,6 +81,10 @@ class ModelConfig(_Strict):
         ),
     )
 
+    def label_classes(self, dataset_classes: int) -> int:
+        """How many labels G and D are conditioned on: the clusters, the dataset's classes, or 0 (unconditional)."""
+        return self.clusters or (dataset_classes if self.conditional else 0)
+
 
 class LossConfig(_Strict):
     kind: Literal["minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge"] = Field(

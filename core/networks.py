@@ -30,13 +30,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
+from core.clusters import clusters_of
 from core.config import RunConfig
 
 
 def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Module:
     """The generator that `cfg.model` describes, for data with `channels` (0 = 2-D points) and `num_classes`."""
     m = cfg.model
-    classes = m.clusters or (num_classes if m.conditional else 0)
+    classes = m.label_classes(num_classes)
     width = m.g_width or m.width
     if m.arch == "mlp":
         return MLPGenerator(z_dim=m.z_dim, width=width, depth=m.depth)
@@ -64,7 +65,7 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
 def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Module:
     """The discriminator that `cfg.model` describes. BatchNorm is left out under spectral norm and wgan-gp."""
     m = cfg.model
-    classes = m.clusters or (num_classes if m.conditional else 0)
+    classes = m.label_classes(num_classes)
     common: dict[str, Any] = {
         "width": m.width,
         "pack": m.pack,
@@ -127,8 +128,6 @@ class _ClusterPick(nn.Module):
     def clusters_of(self, z: torch.Tensor) -> torch.Tensor:
         """The cluster (B,) that a call without labels gives each latent (B, Z)."""
         assert self.cluster_cdf is not None, "this generator is not cluster-conditioned"
-        from core.clusters import clusters_of
-
         return clusters_of(z, self.cluster_cdf)
 
     def _labels(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:

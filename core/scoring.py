@@ -47,10 +47,8 @@ class Scorer:
 
     @property
     def num_classes(self) -> int:
-        """The labels D is conditioned on: the dataset's classes, the run's clusters, or 0."""
-        if self.cfg.model.clusters:
-            return self.cfg.model.clusters
-        return int(self.data_info.get("num_classes") or 0) if self.cfg.model.conditional else 0
+        """The labels D is conditioned on: the run's clusters, the dataset's classes, or 0."""
+        return self.cfg.model.label_classes(int(self.data_info.get("num_classes") or 0))
 
 
 def load_scorer(path: Path | str, *, ema: bool = True, device: str | torch.device = "cpu") -> Scorer:
