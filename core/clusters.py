@@ -11,6 +11,14 @@ fixed for the run and kept in its checkpoints so that a resume trains on the sam
 The generator picks each sample's cluster from its latent (`clusters_of`), so that G(z) stays a function of z
 alone and every caller that samples an unconditional generator works unchanged: the pick is a hash of z into
 [0, 1) and the inverse of the clusters' cumulative frequencies, uniform whatever the truncation of z.
+
+Per channel (`model.cluster_channels`), each image channel is clustered on its own, into k clusters each, for
+data whose channels are separate pieces (stacked-digits: a digit in each of R, G and B). A sample's label is then
+its channels' clusters read as the digits of one number in base k (Σ_c id_c · k^c), G and D embed it as the sum
+of one code per channel (core.networks.GroupEmbedding), and G draws each channel's cluster independently, at
+that channel's frequencies. Clusters of whole images would keep the channels' combinations to the ones that k
+pixel clusters hold; with a cluster per channel every combination is drawn, as often as the channels' own
+frequencies make it.
 """
 
 from __future__ import annotations
@@ -25,9 +33,13 @@ MAX_CLUSTER_PIXELS = 16  # k-means sees the images average-pooled to at most thi
 KMEANS_ITERATIONS = 100
 
 
-def cluster_images(images: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:
+def cluster_images(images: torch.Tensor, k: int, *, seed: int, per_channel: bool = False) -> torch.Tensor:
     """k-means cluster ids (N,) int64 of images (N, C, H, W), from k-means++ seeded by `seed`; a ValueError when
-    there are fewer images than clusters."""
+    there are fewer images than clusters. With `per_channel`, each channel c is clustered on its own (seeded by
+    seed + c) and the id is Σ_c id_c · k^c."""
+    if per_channel:
+        ids = [cluster_images(images[:, c : c + 1], k, seed=seed + c) for c in range(images.shape[1])]
+        return sum(ids_c * k**c for c, ids_c in enumerate(ids))  # type: ignore[return-value]
     from sklearn.cluster import KMeans
 
     n = images.shape[0]
@@ -43,19 +55,45 @@ def cluster_images(images: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:
     return torch.from_numpy(ids.astype(np.int64))
 
 
-def cluster_cdf(ids: torch.Tensor, k: int) -> torch.Tensor:
-    """The cumulative frequencies (k,) float64 of cluster ids (N,), ending at exactly 1."""
-    counts = torch.bincount(ids.cpu(), minlength=k).double()
-    cdf = counts.cumsum(0) / counts.sum()
-    cdf[-1] = 1.0
-    return cdf
+def group_digits(ids: torch.Tensor, k: int, groups: int) -> torch.Tensor:
+    """The per-group clusters (..., groups) of labels (...) that read them as `groups` digits in base k."""
+    powers = k ** torch.arange(groups, device=ids.device)  # (G,)
+    return torch.div(ids.unsqueeze(-1), powers, rounding_mode="floor") % k
 
 
-def clusters_of(z: torch.Tensor, cdf: torch.Tensor) -> torch.Tensor:
+def cluster_cdf(ids: torch.Tensor, k: int, groups: int = 1) -> torch.Tensor:
+    """The cumulative frequencies (groups · k,) float64 of cluster ids (N,): for each group (channel) of
+    `groups`, its clusters' cumulative frequencies, each ending at exactly 1."""
+    per_group = group_digits(ids.cpu(), k, groups)  # (N, G)
+    cdfs = []
+    for g in range(groups):
+        counts = torch.bincount(per_group[:, g], minlength=k).double()
+        cdf = counts.cumsum(0) / counts.sum()
+        cdf[-1] = 1.0
+        cdfs.append(cdf)
+    return torch.cat(cdfs)
+
+
+def _signs(z_dim: int, g: int) -> torch.Tensor:
+    """Group g's ±1 weights (Z,) over the latent for g ≥ 1 (group 0 sums z): Walsh-like square waves of period
+    2^g, so the groups' projections of z are (near) orthogonal, hence independent for Gaussian z."""
+    i = torch.arange(z_dim)
+    return 1.0 - 2.0 * ((i >> (g - 1)) & 1).double()
+
+
+def clusters_of(z: torch.Tensor, cdf: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """The cluster (B,) int64 of each latent (B, Z): u = frac(1000 · Σ z / √Z), in float64, is uniform in [0, 1)
     for Gaussian or truncated z (Σ z / √Z spreads over many units, 1000 · it over thousands of periods), and the
-    cluster is the first whose cumulative frequency exceeds u."""
-    s = z.detach().double().sum(1) * (1000.0 / math.sqrt(z.shape[1]))  # (B,)
-    u = s - s.floor()  # (B,) in [0, 1)
-    ids = torch.searchsorted(cdf.to(u.device, torch.float64), u, right=True)
-    return ids.clamp_(max=cdf.shape[0] - 1)
+    cluster is the first whose cumulative frequency exceeds u. With groups (cdf (groups · k,)), group g draws its
+    own u from the projection of z on its signs (`_signs`) and the label is Σ_g id_g · k^g."""
+    zd = z.detach().double()
+    k = cdf.shape[0] // groups
+    cdfs = cdf.to(zd.device, torch.float64).reshape(groups, k)
+    label = torch.zeros(z.shape[0], dtype=torch.int64, device=zd.device)
+    for g in range(groups):
+        projection = zd.sum(1) if g == 0 else zd @ _signs(z.shape[1], g).to(zd.device)  # (B,)
+        s = projection * (1000.0 / math.sqrt(z.shape[1]))
+        u = s - s.floor()  # (B,) in [0, 1)
+        ids = torch.searchsorted(cdfs[g].contiguous(), u, right=True).clamp_(max=k - 1)
+        label += ids * k**g
+    return label

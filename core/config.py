@@ -68,6 +68,15 @@ class ModelConfig(_Strict):
             "GAN (Liu et al. 2020), which clusters D's features. 0 turns it off."
         ),
     )
+    cluster_channels: bool = Field(
+        False,
+        description=(
+            "Cluster each image channel on its own, into model.clusters clusters each, for data whose channels are "
+            "independent pieces (stacked-digits: a digit in each of R, G and B): a sample's label is its channels' "
+            "clusters together, G and D embed it as a sum of one code per channel, and G draws every channel's "
+            "cluster independently at that channel's frequencies, so that every combination is drawn."
+        ),
+    )
     spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
     minibatch_std: bool = Field(False, description="Minibatch standard deviation feature in the discriminator.")
     pack: int = Field(1, ge=1, le=8, description="PacGAN packing: the discriminator judges this many samples jointly.")
@@ -84,6 +93,10 @@ class ModelConfig(_Strict):
     def label_classes(self, dataset_classes: int) -> int:
         """How many labels G and D are conditioned on: the clusters, the dataset's classes, or 0 (unconditional)."""
         return self.clusters or (dataset_classes if self.conditional else 0)
+
+    def label_groups(self, channels: int) -> int:
+        """How many parts a label has: one cluster per channel (cluster_channels), else 1."""
+        return max(channels, 1) if self.clusters and self.cluster_channels else 1
 
 
 class LossConfig(_Strict):
@@ -197,6 +210,10 @@ class RunConfig(_Strict):
         excludes = isinstance(model, dict) and (model.get("conditional") or model.get("pack", 1) != 1)
         if excludes and model.get("clusters") and defaulted("clusters"):
             model["clusters"] = 0
+        # A default cluster per channel gives way to no clusters and to an AC-GAN head (one label per sample).
+        single = isinstance(model, dict) and (not model.get("clusters") or model.get("d_conditioning") == "acgan")
+        if single and model.get("cluster_channels") and defaulted("cluster_channels"):
+            model["cluster_channels"] = False
         field = ModelConfig.model_fields
         sizes = ARCH_IMAGE_SIZES.get(model.get("arch", field["arch"].default), ()) if isinstance(model, dict) else ()
         if sizes and defaulted("image_size") and model.get("image_size", field["image_size"].default) not in sizes:
@@ -232,6 +249,13 @@ class RunConfig(_Strict):
             raise ValueError(
                 "model.clusters: a run conditions on its class labels (conditional) or on clusters, not both; "
                 "set clusters to 0 or conditional to false"
+            )
+        if self.model.cluster_channels and not self.model.clusters:
+            raise ValueError("model.cluster_channels: set model.clusters to the number of clusters per channel")
+        if self.model.cluster_channels and self.model.d_conditioning == "acgan":
+            raise ValueError(
+                "model.cluster_channels: an AC-GAN head classifies one label, not a cluster per channel; "
+                "use d_conditioning projection"
             )
         if self.model.clusters and arch == "mlp":
             raise ValueError("model.clusters: cluster conditioning needs an image architecture (dcgan or resnet)")

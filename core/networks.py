@@ -30,14 +30,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from core.clusters import clusters_of
+from core.clusters import clusters_of, group_digits
 from core.config import RunConfig
 
 
 def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Module:
     """The generator that `cfg.model` describes, for data with `channels` (0 = 2-D points) and `num_classes`."""
     m = cfg.model
-    classes = m.label_classes(num_classes)
+    classes, groups = m.label_classes(num_classes), m.label_groups(channels)
     width = m.g_width or m.width
     if m.arch == "mlp":
         return MLPGenerator(z_dim=m.z_dim, width=width, depth=m.depth)
@@ -50,6 +50,7 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
             num_classes=classes,
             conditioning=m.g_conditioning,
             clusters=m.clusters > 0,
+            label_groups=groups,
         )
     return ResNetGenerator(
         z_dim=m.z_dim,
@@ -59,6 +60,7 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
         num_classes=classes,
         conditioning=m.g_conditioning,
         clusters=m.clusters > 0,
+        label_groups=groups,
     )
 
 
@@ -76,6 +78,7 @@ def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> n
     }
     if m.arch == "mlp":
         return MLPDiscriminator(depth=m.depth, **common)
+    common["label_groups"] = m.label_groups(channels)
     if m.arch == "dcgan":
         batchnorm = not m.spectral_norm and cfg.loss.kind != "wgan-gp"
         return DCGANDiscriminator(
@@ -111,27 +114,45 @@ def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
 
 
 class _ClusterPick(nn.Module):
-    """A generator that may be cluster-conditioned: `cluster_cdf` (K,) float64 is then a buffer (saved with it)
-    and a call without labels picks each latent's cluster (core.clusters.clusters_of)."""
+    """A generator that may be cluster-conditioned: `cluster_cdf` (groups · K,) float64 is then a buffer (saved
+    with it) and a call without labels picks each latent's cluster (core.clusters.clusters_of)."""
 
     cluster_cdf: torch.Tensor | None
 
-    def _init_clusters(self, num_classes: int, on: bool) -> None:
-        cdf = torch.arange(1, num_classes + 1, dtype=torch.float64) / num_classes if on else None
+    def _init_clusters(self, num_classes: int, on: bool, groups: int) -> None:
+        cdf = torch.arange(1, num_classes + 1, dtype=torch.float64).repeat(groups) / num_classes if on else None
         self.register_buffer("cluster_cdf", cdf)
+        self.label_groups = groups
 
     def set_cluster_frequencies(self, cdf: torch.Tensor) -> None:
-        """Use the real data's cumulative cluster frequencies (K,)."""
+        """Use the real data's cumulative cluster frequencies (groups · K,) (core.clusters.cluster_cdf)."""
         assert self.cluster_cdf is not None and cdf.shape == self.cluster_cdf.shape
         self.cluster_cdf.copy_(cdf)
 
     def clusters_of(self, z: torch.Tensor) -> torch.Tensor:
         """The cluster (B,) that a call without labels gives each latent (B, Z)."""
         assert self.cluster_cdf is not None, "this generator is not cluster-conditioned"
-        return clusters_of(z, self.cluster_cdf)
+        return clusters_of(z, self.cluster_cdf, self.label_groups)
 
     def _labels(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
         return self.clusters_of(z) if labels is None and self.cluster_cdf is not None else labels
+
+
+class GroupEmbedding(nn.Embedding):
+    """The embedding of labels made of `groups` digits in base `num_classes` (a cluster per channel,
+    core.clusters): the sum of one code per group, over √groups so that it keeps one code's scale. With one group
+    it is nn.Embedding(num_classes, dim), parameters and all."""
+
+    def __init__(self, num_classes: int, dim: int, groups: int = 1) -> None:
+        super().__init__(num_classes * groups, dim)
+        self.k, self.groups = num_classes, groups
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1:
+            return super().forward(labels)
+        offsets = self.k * torch.arange(self.groups, device=labels.device)  # (G,)
+        rows = group_digits(labels, self.k, self.groups) + offsets  # (B, G)
+        return F.embedding(rows, self.weight).sum(-2) / math.sqrt(self.groups)  # (B, dim)
 
 
 # Width of the class code of conditional BatchNorm (BigGAN's shared embedding is 128 wide).
@@ -150,12 +171,12 @@ class Norm2d(nn.Module):
     class starts with gain N(1, 0.02) and bias N(0, 0.02), DCGAN's BatchNorm init.
     """
 
-    def __init__(self, features: int, num_classes: int = 0) -> None:
+    def __init__(self, features: int, num_classes: int = 0, groups: int = 1) -> None:
         super().__init__()
         self.conditional = num_classes > 0
         self.bn = nn.BatchNorm2d(features, affine=not self.conditional)
         if self.conditional:
-            self.embed = nn.Embedding(num_classes, CBN_CODE_DIM)  # N(0, 1) class codes
+            self.embed = GroupEmbedding(num_classes, CBN_CODE_DIM, groups)  # N(0, 1) class codes
             std = 0.02 / math.sqrt(CBN_CODE_DIM)
             self.gain = nn.Parameter(torch.randn(features, CBN_CODE_DIM) * std)  # (F, E)
             self.bias = nn.Parameter(torch.randn(features, CBN_CODE_DIM) * std)  # (F, E)
@@ -188,14 +209,15 @@ class Norm2d(nn.Module):
 class ClassHead(nn.Module):
     """The conditional part of a discriminator: projection (a logit term) or AC-GAN (class logits)."""
 
-    def __init__(self, features: int, num_classes: int, conditioning: str, sn: bool) -> None:
+    def __init__(self, features: int, num_classes: int, conditioning: str, sn: bool, groups: int = 1) -> None:
         super().__init__()
         self.conditioning = conditioning
         if conditioning == "projection":
-            embed = nn.Embedding(num_classes, features)
+            embed = GroupEmbedding(num_classes, features, groups)
             nn.init.normal_(embed.weight, 0.0, 0.02)  # N(0, 1) would swamp the logit with the projection term
             self.embed = _sn(embed, sn)
         else:
+            assert groups == 1, "an AC-GAN head classifies single labels"
             self.classifier = _sn(nn.Linear(features, num_classes), sn)
 
     def forward(self, pooled: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -206,11 +228,11 @@ class ClassHead(nn.Module):
         return torch.zeros((), device=pooled.device), self.classifier(pooled)
 
 
-def _label_code(num_classes: int, z_dim: int) -> nn.Embedding:
+def _label_code(num_classes: int, z_dim: int, groups: int = 1) -> nn.Embedding:
     """The class code that a `concat` generator appends to z: N(0, 1 / z_dim) entries, so that it starts with
     norm ~1 like a one-hot label (Mirza & Osindero 2014), a tenth of z's at z_dim 100. An N(0, 1) code, as large
     as z, let the generator draw each class from the label alone and ignore z: one image per class (recall 0)."""
-    embed = nn.Embedding(num_classes, z_dim)
+    embed = GroupEmbedding(num_classes, z_dim, groups)
     nn.init.normal_(embed.weight, 0.0, 1.0 / math.sqrt(z_dim))
     return embed
 
@@ -304,19 +326,21 @@ class DCGANGenerator(_ClusterPick):
         num_classes: int,
         conditioning: str,
         clusters: bool = False,
+        label_groups: int = 1,
     ) -> None:
         super().__init__()
-        self._init_clusters(num_classes, clusters)
+        self._init_clusters(num_classes, clusters, label_groups)
         n = _doublings(image_size)
         cbn = num_classes if conditioning == "cbn" else 0
-        self.embed = _label_code(num_classes, z_dim) if num_classes and conditioning == "concat" else None
+        concat = num_classes and conditioning == "concat"
+        self.embed = _label_code(num_classes, z_dim, label_groups) if concat else None
         mult = 2 ** (n - 1)
         in_dim = z_dim * (2 if self.embed is not None else 1)
         self.convs = nn.ModuleList([nn.ConvTranspose2d(in_dim, width * mult, 4, 1, 0, bias=False)])  # 4x4
-        self.norms = nn.ModuleList([Norm2d(width * mult, cbn)])
+        self.norms = nn.ModuleList([Norm2d(width * mult, cbn, label_groups)])
         for _ in range(n - 1):
             self.convs.append(nn.ConvTranspose2d(width * mult, width * mult // 2, 4, 2, 1, bias=False))
-            self.norms.append(Norm2d(width * mult // 2, cbn))
+            self.norms.append(Norm2d(width * mult // 2, cbn, label_groups))
             mult //= 2
         self.out = nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False)
         _dcgan_init(self)
@@ -346,6 +370,7 @@ class DCGANDiscriminator(nn.Module):
         num_classes: int,
         conditioning: str,
         depth: int = 1,
+        label_groups: int = 1,
     ) -> None:
         super().__init__()
         n = _doublings(image_size)
@@ -369,7 +394,7 @@ class DCGANDiscriminator(nn.Module):
             layers += refine(width * mult)
         self.body = nn.Sequential(*layers)  # -> (B', width * mult, 4, 4)
         self.out = _sn(nn.Conv2d(width * mult + int(minibatch_std), 1, 4, 1, 0, bias=False), sn)
-        self.head = ClassHead(width * mult, num_classes, conditioning, sn) if num_classes else None
+        self.head = ClassHead(width * mult, num_classes, conditioning, sn, label_groups) if num_classes else None
         _dcgan_init(self)
 
     def forward(
@@ -391,11 +416,11 @@ class DCGANDiscriminator(nn.Module):
 class GBlock(nn.Module):
     """BN-ReLU-up-conv3x3-BN-ReLU-conv3x3 with an upsampled 1x1 shortcut."""
 
-    def __init__(self, cin: int, cout: int, num_classes: int) -> None:
+    def __init__(self, cin: int, cout: int, num_classes: int, groups: int = 1) -> None:
         super().__init__()
-        self.norm1 = Norm2d(cin, num_classes)
+        self.norm1 = Norm2d(cin, num_classes, groups)
         self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
-        self.norm2 = Norm2d(cout, num_classes)
+        self.norm2 = Norm2d(cout, num_classes, groups)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
         self.shortcut = nn.Conv2d(cin, cout, 1, 1, 0)
 
@@ -451,15 +476,17 @@ class ResNetGenerator(_ClusterPick):
         num_classes: int,
         conditioning: str,
         clusters: bool = False,
+        label_groups: int = 1,
     ) -> None:
         super().__init__()
-        self._init_clusters(num_classes, clusters)
+        self._init_clusters(num_classes, clusters, label_groups)
         g_channels, _ = _resnet_plan(image_size, width)
         cbn = num_classes if conditioning == "cbn" else 0
-        self.embed = _label_code(num_classes, z_dim) if num_classes and conditioning == "concat" else None
+        concat = num_classes and conditioning == "concat"
+        self.embed = _label_code(num_classes, z_dim, label_groups) if concat else None
         self.c0 = g_channels[0]
         self.linear = nn.Linear(z_dim * (2 if self.embed is not None else 1), 4 * 4 * self.c0)
-        self.blocks = nn.ModuleList([GBlock(a, b, cbn) for a, b in itertools.pairwise(g_channels)])
+        self.blocks = nn.ModuleList([GBlock(a, b, cbn, label_groups) for a, b in itertools.pairwise(g_channels)])
         self.norm = Norm2d(g_channels[-1], 0)
         self.out = nn.Conv2d(g_channels[-1], channels, 3, 1, 1)
         for m in self.modules():
@@ -490,6 +517,7 @@ class ResNetDiscriminator(nn.Module):
         minibatch_std: bool,
         num_classes: int,
         conditioning: str,
+        label_groups: int = 1,
     ) -> None:
         super().__init__()
         _, d_channels = _resnet_plan(image_size, width)
@@ -503,7 +531,7 @@ class ResNetDiscriminator(nn.Module):
             cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.out = _sn(nn.Linear(cin + int(minibatch_std), 1), sn)
-        self.head = ClassHead(cin, num_classes, conditioning, sn) if num_classes else None
+        self.head = ClassHead(cin, num_classes, conditioning, sn, label_groups) if num_classes else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight

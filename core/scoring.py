@@ -47,8 +47,12 @@ class Scorer:
 
     @property
     def num_classes(self) -> int:
-        """The labels D is conditioned on: the run's clusters, the dataset's classes, or 0."""
-        return self.cfg.model.label_classes(int(self.data_info.get("num_classes") or 0))
+        """The labels D is conditioned on: the run's clusters (all their combinations, with a cluster per
+        channel), the dataset's classes, or 0."""
+        m = self.cfg.model
+        return m.label_classes(int(self.data_info.get("num_classes") or 0)) ** m.label_groups(
+            int(self.data_info.get("channels") or 0)
+        )
 
 
 def load_scorer(path: Path | str, *, ema: bool = True, device: str | torch.device = "cpu") -> Scorer:

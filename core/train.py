@@ -29,7 +29,7 @@ from torch import nn
 
 from core import checkpoint, grids
 from core.augment import make_augment
-from core.clusters import cluster_cdf, cluster_images
+from core.clusters import cluster_cdf, cluster_images, group_digits
 from core.config import RunConfig
 from core.datasets import DataOrder, Dataset, load_dataset
 from core.device import pick_device, pick_precision, run_info
@@ -87,17 +87,16 @@ def train(
     latest = checkpoint.latest_checkpoint(ckpt_dir)
     # Cluster conditioning: the real samples' cluster ids, from k-means at the start and from the checkpoint after.
     cluster_ids: torch.Tensor | None = None
-    if cfg.model.clusters:
+    k, groups = cfg.model.clusters, cfg.model.label_groups(data.channels)
+    if k:
         ids = checkpoint.read_clusters(latest) if latest is not None else None
         if ids is None:
-            ids = cluster_images(data.data, cfg.model.clusters, seed=cfg.seed)
+            ids = cluster_images(data.data, k, seed=cfg.seed, per_channel=groups > 1)
         if ids.shape != (len(data),):
             raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
-        sizes = torch.bincount(ids, minlength=cfg.model.clusters)
-        emit(
-            "environment",
-            {"clusters": {"count": cfg.model.clusters, "smallest": int(sizes.min()), "largest": int(sizes.max())}},
-        )
+        sizes = torch.stack([torch.bincount(d, minlength=k) for d in group_digits(ids, k, groups).T])  # (G, K)
+        found = {"count": k, "smallest": int(sizes.min()), "largest": int(sizes.max())}
+        emit("environment", {"clusters": {**found, "per_channel": groups > 1}})
         cluster_ids = ids.to(device)
     memory_format = torch.channels_last if data.kind == "images" else torch.contiguous_format
 
@@ -105,7 +104,7 @@ def train(
     G = build_generator(cfg, channels=data.channels, num_classes=data.num_classes)
     D = build_discriminator(cfg, channels=data.channels, num_classes=data.num_classes)
     if cluster_ids is not None:
-        G.set_cluster_frequencies(cluster_cdf(cluster_ids, cfg.model.clusters))
+        G.set_cluster_frequencies(cluster_cdf(cluster_ids, k, groups))
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema else None
     betas = (cfg.train.beta1, cfg.train.beta2)

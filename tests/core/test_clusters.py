@@ -11,10 +11,11 @@ from safetensors import safe_open
 
 from core import scoring
 from core.checkpoint import load_generator
-from core.clusters import cluster_cdf, cluster_images, clusters_of
+from core.clusters import cluster_cdf, cluster_images, clusters_of, group_digits
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.generate import generate_walks, interpolate_latents, run_generator, sample_latents
+from core.networks import GroupEmbedding
 from core.train import train
 
 
@@ -49,6 +50,70 @@ def test_latents_pick_clusters_at_their_frequencies_whatever_the_truncation(trun
     assert torch.equal(picked, clusters_of(z.clone(), cdf))  # a function of the latent alone
 
 
+def test_per_channel_clusters_are_each_channels_clusters_read_as_digits_in_base_k():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randint(3, (90,), generator=gen), torch.randint(3, (90,), generator=gen)  # independent per channel
+    images = torch.stack([a, b], 1).float()[:, :, None, None] - 1.0 + 0.05 * torch.randn(90, 2, 8, 8, generator=gen)
+    ids = cluster_images(images, 3, seed=0, per_channel=True)
+    parts = group_digits(ids, 3, 2)  # (90, 2)
+    assert torch.equal(ids, parts[:, 0] + 3 * parts[:, 1])
+    for c, truth in enumerate((a, b)):  # each channel's clusters are its groups, up to their names
+        assert {tuple(sorted(set(parts[truth == g, c].tolist()))) for g in range(3)} == {(0,), (1,), (2,)}
+        assert torch.equal(parts[:, c], cluster_images(images[:, c : c + 1], 3, seed=c))
+
+
+def test_latents_pick_each_channels_cluster_independently_at_that_channels_frequencies():
+    parts = torch.tensor([[0, 0]] * 20 + [[1, 0]] * 60 + [[1, 1]] * 20)  # (100, 2): correlated in the data
+    ids = parts[:, 0] + 2 * parts[:, 1]
+    cdf = cluster_cdf(ids, 2, groups=2)
+    assert torch.allclose(cdf, torch.tensor([0.2, 1.0, 0.8, 1.0], dtype=torch.float64))
+    assert torch.equal(cluster_cdf(ids, 4), cluster_cdf(ids, 4, groups=1))
+    z = sample_latents(40_000, 100, seed=1)
+    picked = group_digits(clusters_of(z, cdf, groups=2), 2, 2)  # (N, 2)
+    joint = torch.bincount(picked[:, 0] + 2 * picked[:, 1], minlength=4).double() / len(z)
+    # The product of the channels' frequencies (0.2, 0.8) x (0.8, 0.2), not the data's joint (0.2, 0.6, 0, 0.2).
+    expected = torch.tensor([0.2 * 0.8, 0.8 * 0.8, 0.2 * 0.2, 0.8 * 0.2], dtype=torch.float64)
+    assert torch.allclose(joint, expected, atol=0.01)  # ~5 sigma
+    assert torch.equal(clusters_of(z, cdf[:2]), clusters_of(z, cdf[:2], groups=1))  # group 0 is the plain pick
+
+
+def test_a_group_embedding_sums_one_code_per_group_and_is_a_plain_embedding_for_one_group():
+    torch.manual_seed(0)
+    one = GroupEmbedding(5, 4)
+    labels = torch.tensor([0, 3, 4])
+    assert torch.equal(one(labels), one.weight[labels]) and one.weight.shape == (5, 4)
+    three = GroupEmbedding(5, 4, groups=3)
+    label = torch.tensor([2 + 5 * 0 + 25 * 4])  # the clusters 2, 0 and 4
+    expected = (three.weight[2] + three.weight[5 + 0] + three.weight[10 + 4]) / 3**0.5
+    assert torch.allclose(three(label)[0], expected)
+
+
+def test_a_cluster_per_channel_run_draws_every_channel_and_each_changes_the_image(tmp_path):
+    body = {
+        "dataset": "stacked-digits",
+        "model": {"width": 8, "clusters": 4, "cluster_channels": True},
+        "train": {"steps": 2, "batch_size": 16, "ema": None, "precision": "fp32", "device": "cpu"},
+        "schedule": {"sample_every": 2, "checkpoint_every": 2},
+    }
+    events: list[tuple[str, dict]] = []
+    result = train(RunConfig.model_validate(body), out_dir=tmp_path, on_event=lambda k, d: events.append((k, d)))
+    assert result.status == "completed"
+    told = [d["clusters"] for k, d in events if k == "environment" and "clusters" in d]
+    assert told[0]["count"] == 4 and told[0]["per_channel"] is True
+    with safe_open(result.checkpoint, framework="pt") as f:
+        ids = f.get_tensor("data.clusters")
+    assert ids.max() < 4**3 and len(torch.unique(ids)) > 4  # combinations of three channels' clusters
+    G, cfg, _ = load_generator(result.checkpoint)
+    assert torch.equal(G.cluster_cdf, cluster_cdf(ids, 4, groups=3))
+    z = torch.randn(8, cfg.model.z_dim)
+    with torch.no_grad():
+        picked = G.clusters_of(z)
+        assert torch.equal(G(z), G(z, picked))
+        for c in range(3):  # another cluster in one channel changes the images
+            other = picked + (((group_digits(picked, 4, 3)[:, c] + 1) % 4) - group_digits(picked, 4, 3)[:, c]) * 4**c
+            assert not torch.equal(G(z), G(z, other))
+
+
 def _cluster_run(tmp_path, **model):
     body = {
         "dataset": "digits",
@@ -69,7 +134,7 @@ def test_a_cluster_run_keeps_its_clusters_and_samples_them_at_the_real_frequenci
         assert torch.equal(f.get_tensor("data.clusters"), expected)
     sizes = torch.bincount(expected, minlength=6)
     told = [d["clusters"] for k, d in events if k == "environment" and "clusters" in d]
-    assert told == [{"count": 6, "smallest": int(sizes.min()), "largest": int(sizes.max())}]
+    assert told == [{"count": 6, "smallest": int(sizes.min()), "largest": int(sizes.max()), "per_channel": False}]
 
     G, cfg, _ = load_generator(result.checkpoint)
     assert torch.equal(G.cluster_cdf, cluster_cdf(expected, 6))

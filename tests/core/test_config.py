@@ -98,6 +98,19 @@ from core.config import DATASET_DEFAULTS, PRESETS, RunConfig
             "model.pack: packing judges samples of mixed clusters together",
             id="clusters-pack",
         ),
+        pytest.param(
+            {"dataset": "stacked-digits", "model": {"cluster_channels": True, "clusters": 0}},
+            "model.cluster_channels: set model.clusters to the number of clusters per channel",
+            id="cluster-channels-without-clusters",
+        ),
+        pytest.param(
+            {
+                "dataset": "stacked-digits",
+                "model": {"clusters": 10, "cluster_channels": True, "d_conditioning": "acgan"},
+            },
+            "model.cluster_channels: an AC-GAN head classifies one label, not a cluster per channel",
+            id="cluster-channels-acgan",
+        ),
     ],
 )
 def test_invalid_configs_name_the_field_and_the_reason(body: dict, message: str):
@@ -129,6 +142,21 @@ def test_default_clusters_give_way_to_class_labels_and_packing_but_explicit_ones
     assert RunConfig.model_validate({"dataset": "digits", "model": {"pack": 2}}).model.clusters == 0
     with pytest.raises(ValidationError, match="conditions on its class labels"):
         RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True, "clusters": 20}})
+
+
+def test_a_default_cluster_per_channel_gives_way_to_no_clusters_and_to_acgan_but_an_explicit_one_does_not(
+    monkeypatch,
+):
+    model = DATASET_DEFAULTS["stacked-digits"]["model"] | {"clusters": 10, "cluster_channels": True}
+    monkeypatch.setitem(DATASET_DEFAULTS["stacked-digits"], "model", model)
+    default = RunConfig.model_validate({"dataset": "stacked-digits"}).model
+    assert (default.clusters, default.cluster_channels, default.label_groups(3)) == (10, True, 3)
+    off = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"clusters": 0}}).model
+    assert (off.clusters, off.cluster_channels, off.label_groups(3)) == (0, False, 1)
+    acgan = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"d_conditioning": "acgan"}}).model
+    assert (acgan.clusters, acgan.cluster_channels) == (10, False)
+    with pytest.raises(ValidationError, match=r"model\.cluster_channels: set model\.clusters"):
+        RunConfig.model_validate({"dataset": "stacked-digits", "model": {"clusters": 0, "cluster_channels": True}})
 
 
 def test_the_user_fields_win_over_the_dataset_defaults():

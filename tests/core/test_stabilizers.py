@@ -73,6 +73,11 @@ def _changed(first: dict, last: dict, prefix: str) -> bool:
             id="conditional-cbn-projection",
         ),
         pytest.param(TINY_IMAGES, {"model": {"clusters": 4}}, id="clusters"),
+        pytest.param(
+            _merge(TINY_IMAGES, {"dataset": "stacked-digits"}),
+            {"model": {"clusters": 3, "cluster_channels": True, "g_conditioning": "concat"}},
+            id="cluster-per-channel-concat",
+        ),
         pytest.param(TINY_IMAGES, {"loss": {"mode_seeking": 1.0}}, id="mode-seeking"),
         pytest.param(
             TINY_IMAGES, {"model": {"clusters": 4}, "loss": {"mode_seeking": 1.0}}, id="clusters-mode-seeking"
