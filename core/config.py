@@ -344,14 +344,22 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": {"sample_every": 500, "checkpoint_every": 2000},
     },
     # stacked-digits: spectral norm on D at 16 px (the digits are 8x8, so 16 px loses nothing), width 64 and SNGAN's
-    # Adam betas (0, 0.9), as digits has: 1,000 modes over 26,000 samples and KL 0.065 at 40,000 steps (seed 0; raw
-    # G 0.059; 0.065 at 50,000 and 0.066 at 60,000), against 0.117 for width 32 with the same betas and 0.12-0.14
-    # for session 3's width-32 default at 20,000 steps. Real images score 0.027-0.031; the goal of 0.05 is not
-    # reached. Cluster conditioning (model.clusters 1000: 0.081; 100: 0.100) evens each channel's digits but couples
-    # the channels, so it is not the default here. See docs/benchmarks.md.
+    # Adam betas (0, 0.9), as digits has, and a cluster per channel (model.clusters 50 with model.cluster_channels:
+    # 50 k-means clusters of each channel, drawn independently; the channels are three independent digits): 1,000
+    # modes over 26,000 samples and KL 0.024 / 0.025 / 0.023 at 20,000 steps (seeds 0, 1, 2; 0.023 at 40,000),
+    # against real images' 0.027-0.031 and the goal of 0.05. Without the clusters 0.065 at 40,000 steps; with 1,000
+    # clusters of whole images 0.081 (they couple the channels). See docs/benchmarks.md.
     "stacked-digits": {
-        "model": {"arch": "dcgan", "image_size": 16, "z_dim": 100, "width": 64, "spectral_norm": True},
-        "train": {"steps": 40000, "batch_size": 64, "ema": 0.999, "beta1": 0.0, "beta2": 0.9},
+        "model": {
+            "arch": "dcgan",
+            "image_size": 16,
+            "z_dim": 100,
+            "width": 64,
+            "spectral_norm": True,
+            "clusters": 50,
+            "cluster_channels": True,
+        },
+        "train": {"steps": 20000, "batch_size": 64, "ema": 0.999, "beta1": 0.0, "beta2": 0.9},
         "schedule": {"sample_every": 2000, "checkpoint_every": 4000},
     },
     "_uploaded": {

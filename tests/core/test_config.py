@@ -144,17 +144,15 @@ def test_default_clusters_give_way_to_class_labels_and_packing_but_explicit_ones
         RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True, "clusters": 20}})
 
 
-def test_a_default_cluster_per_channel_gives_way_to_no_clusters_and_to_acgan_but_an_explicit_one_does_not(
-    monkeypatch,
-):
-    model = DATASET_DEFAULTS["stacked-digits"]["model"] | {"clusters": 10, "cluster_channels": True}
-    monkeypatch.setitem(DATASET_DEFAULTS["stacked-digits"], "model", model)
+def test_the_default_cluster_per_channel_gives_way_to_no_clusters_labels_and_acgan_but_an_explicit_one_does_not():
     default = RunConfig.model_validate({"dataset": "stacked-digits"}).model
-    assert (default.clusters, default.cluster_channels, default.label_groups(3)) == (10, True, 3)
+    assert (default.clusters, default.cluster_channels, default.label_groups(3)) == (50, True, 3)
+    labels = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"conditional": True}}).model
+    assert (labels.conditional, labels.clusters, labels.cluster_channels) == (True, 0, False)
     off = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"clusters": 0}}).model
     assert (off.clusters, off.cluster_channels, off.label_groups(3)) == (0, False, 1)
     acgan = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"d_conditioning": "acgan"}}).model
-    assert (acgan.clusters, acgan.cluster_channels) == (10, False)
+    assert (acgan.clusters, acgan.cluster_channels) == (50, False)
     with pytest.raises(ValidationError, match=r"model\.cluster_channels: set model\.clusters"):
         RunConfig.model_validate({"dataset": "stacked-digits", "model": {"clusters": 0, "cluster_channels": True}})
 
