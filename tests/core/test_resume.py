@@ -62,6 +62,14 @@ def _run(out_dir, cfg: RunConfig, stop_at: int | None = None) -> list[tuple[str,
             },
             id="dcgan-clusters",
         ),
+        pytest.param(
+            {
+                "dataset": "stacked-digits",
+                "model": {"width": 8, "clusters": 4, "cluster_channels": True},
+                "train": {"ema": 0.9, "batch_size": 16},
+            },
+            id="dcgan-cluster-per-channel",
+        ),
     ],
 )
 def test_resuming_gives_the_same_losses_and_weights_bit_for_bit(tmp_path, body: dict):
