@@ -38,8 +38,9 @@ def cluster_images(images: torch.Tensor, k: int, *, seed: int, per_channel: bool
     there are fewer images than clusters. With `per_channel`, each channel c is clustered on its own (seeded by
     seed + c) and the id is Σ_c id_c · k^c."""
     if per_channel:
-        ids = [cluster_images(images[:, c : c + 1], k, seed=seed + c) for c in range(images.shape[1])]
-        return sum(ids_c * k**c for c, ids_c in enumerate(ids))  # type: ignore[return-value]
+        channels = images.shape[1]
+        ids = torch.stack([cluster_images(images[:, c : c + 1], k, seed=seed + c) for c in range(channels)], 1)
+        return (ids * k ** torch.arange(channels)).sum(1)  # (N, C) -> (N,)
     from sklearn.cluster import KMeans
 
     n = images.shape[0]
@@ -61,17 +62,18 @@ def group_digits(ids: torch.Tensor, k: int, groups: int) -> torch.Tensor:
     return torch.div(ids.unsqueeze(-1), powers, rounding_mode="floor") % k
 
 
+def cluster_counts(ids: torch.Tensor, k: int, groups: int = 1) -> torch.Tensor:
+    """How many samples (groups, k) int64 each group's (channel's) clusters hold, of cluster ids (N,)."""
+    return torch.stack([torch.bincount(part, minlength=k) for part in group_digits(ids.cpu(), k, groups).T])
+
+
 def cluster_cdf(ids: torch.Tensor, k: int, groups: int = 1) -> torch.Tensor:
     """The cumulative frequencies (groups · k,) float64 of cluster ids (N,): for each group (channel) of
     `groups`, its clusters' cumulative frequencies, each ending at exactly 1."""
-    per_group = group_digits(ids.cpu(), k, groups)  # (N, G)
-    cdfs = []
-    for g in range(groups):
-        counts = torch.bincount(per_group[:, g], minlength=k).double()
-        cdf = counts.cumsum(0) / counts.sum()
-        cdf[-1] = 1.0
-        cdfs.append(cdf)
-    return torch.cat(cdfs)
+    counts = cluster_counts(ids, k, groups).double()  # (G, K)
+    cdf = counts.cumsum(1) / counts.sum(1, keepdim=True)
+    cdf[:, -1] = 1.0
+    return cdf.flatten()
 
 
 def _signs(z_dim: int, g: int) -> torch.Tensor:

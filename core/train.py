@@ -29,7 +29,7 @@ from torch import nn
 
 from core import checkpoint, grids
 from core.augment import make_augment
-from core.clusters import cluster_cdf, cluster_images, group_digits
+from core.clusters import cluster_cdf, cluster_counts, cluster_images
 from core.config import RunConfig
 from core.datasets import DataOrder, Dataset, load_dataset
 from core.device import pick_device, pick_precision, run_info
@@ -94,7 +94,7 @@ def train(
             ids = cluster_images(data.data, k, seed=cfg.seed, per_channel=groups > 1)
         if ids.shape != (len(data),):
             raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
-        sizes = torch.stack([torch.bincount(d, minlength=k) for d in group_digits(ids, k, groups).T])  # (G, K)
+        sizes = cluster_counts(ids, k, groups)  # (G, K)
         found = {"count": k, "smallest": int(sizes.min()), "largest": int(sizes.max())}
         emit("environment", {"clusters": {**found, "per_channel": groups > 1}})
         cluster_ids = ids.to(device)
