@@ -370,8 +370,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 
 # Named configurations that POST /runs accepts as "preset"; applied over the dataset defaults.
 # wgan-gp trains its critic once per generator step, at four times G's learning rate (TTUR, Heusel et al. 2017),
-# not five times at one rate as Gulrajani et al. 2017 do: on digits fid_digits 0.189 at the default 12,000 steps in
-# 10.1 min at two threads, against 0.418 for n_critic 5 at 4,000 steps in 12.5 min. See docs/benchmarks.md.
+# not five times at one rate as Gulrajani et al. 2017 do: on digits fid_digits 0.221 +- 0.043 over 3 seeds (floor
+# 0.213) at the default 12,000 steps in 6.1-6.4 min at two threads, against 0.418 for n_critic 5 at 4,000 steps in
+# 12.5 min. See docs/benchmarks.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "dcgan": {
         "model": {"arch": "dcgan", "spectral_norm": False},
