@@ -128,6 +128,21 @@ def test_every_dataset_default_and_preset_is_a_valid_config(dataset: str, preset
     assert cfg.dataset == dataset
 
 
+def test_the_wgan_gp_preset_takes_the_point_recipe_on_2d_data_and_the_image_recipe_elsewhere():
+    for dataset in ("ring8", "grid25"):
+        cfg = RunConfig.model_validate({"dataset": dataset, "preset": "wgan-gp"})
+        assert (cfg.loss.kind, cfg.loss.gp_weight, cfg.train.lr_g, cfg.train.lr_d) == ("wgan-gp", 0.1, 1e-3, 1e-3)
+    for dataset in ("digits", "stacked-digits", "ds_0123abcd"):
+        cfg = RunConfig.model_validate({"dataset": dataset, "preset": "wgan-gp"})
+        assert (cfg.loss.gp_weight, cfg.train.lr_g, cfg.train.lr_d) == (10.0, 1e-4, 4e-4)
+    # wgan-gp chosen without the preset gets the dataset's weight too, and the user's own fields win over both.
+    assert RunConfig.model_validate({"dataset": "ring8", "loss": {"kind": "wgan-gp"}}).loss.gp_weight == 0.1
+    mine = RunConfig.model_validate(
+        {"dataset": "ring8", "preset": "wgan-gp", "loss": {"gp_weight": 5.0}, "train": {"lr_g": 2e-4}}
+    )
+    assert (mine.loss.gp_weight, mine.train.lr_g, mine.train.lr_d) == (5.0, 2e-4, 1e-3)
+
+
 def test_defaults_of_digits_also_hold_when_conditional():
     cfg = RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True}})
     assert cfg.model.conditional and cfg.model.pack == 1
