@@ -11,9 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db import get_sessionmaker
-from api.models import Run, User, hash_token
-from api.settings import Settings, get_settings
+from store.db import get_sessionmaker
+from store.models import Run, User, hash_token
+from store.settings import Settings, get_settings
 
 bearer = HTTPBearer(auto_error=False, description="A token from GANFORGE_ADMIN_TOKEN or POST /tokens.")
 

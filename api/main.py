@@ -14,10 +14,10 @@ from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import select
 
-from api.db import get_sessionmaker
-from api.models import User, hash_token, new_token
 from api.routes import dashboard, datasets, docs, generations, health, metrics, runs, tokens
-from api.settings import Settings, get_settings
+from store.db import get_sessionmaker
+from store.models import User, hash_token, new_token
+from store.settings import Settings, get_settings
 
 log = logging.getLogger("ganforge.api")
 

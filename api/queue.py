@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from api.settings import get_settings
+from store.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models import Run
+from store.models import Run
 
 
 class Progress(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models import Generation
+from store.models import Generation
 
 
 class InterpolateRequest(BaseModel):

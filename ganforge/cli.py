@@ -25,7 +25,7 @@ def migrate_database(url: str | None = None) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from api.settings import get_settings
+    from store.settings import get_settings
 
     url = url or get_settings().database_url
     if url.startswith("sqlite:///"):
@@ -63,7 +63,7 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Worker node name (default: queue@host-pid).")] = None,
 ) -> None:
     """Start a Celery worker: one process per device for training, a separate one for generations."""
-    from api.settings import get_settings
+    from store.settings import get_settings
     from worker.celery_app import app as celery_app
 
     settings = get_settings()

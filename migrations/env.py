@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from api.db import make_engine
-from api.models import Base
-from api.settings import get_settings
+from store.db import make_engine
+from store.models import Base
+from store.settings import get_settings
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or get_settings().database_url

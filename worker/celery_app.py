@@ -11,7 +11,7 @@ import threading
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
-from api.settings import get_settings
+from store.settings import get_settings
 
 settings = get_settings()
 
@@ -54,7 +54,7 @@ def _die_with_parent(**_kwargs: object) -> None:
 def _fresh_database_connections(**_kwargs: object) -> None:
     """A pool child must not use the connections it inherited from the worker's main process (whose reconciler
     keeps using them): two processes on one socket corrupt the protocol. Drop them without closing them."""
-    from api.db import get_engine
+    from store.db import get_engine
 
     get_engine().dispose(close=False)
 

@@ -32,10 +32,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 from sqlalchemy import select, update
 
-from api import artifacts
-from api.db import get_sessionmaker
-from api.models import Generation, utcnow
-from api.settings import Settings, get_settings
+from store import layout
+from store.db import get_sessionmaker
+from store.models import Generation, utcnow
+from store.settings import Settings, get_settings
 from worker.celery_app import app
 
 log = logging.getLogger("ganforge.worker.generations")
@@ -109,12 +109,12 @@ def resolve_checkpoint(run_dir: Path, request: dict[str, Any]) -> tuple[int, Pat
     """The checkpoint the request names. `latest` was resolved when the request was made; if training has
     pruned that file since, the newest one is taken instead."""
     step = int(request["checkpoint_step"])
-    path = artifacts.checkpoint_path(run_dir, step)
+    path = layout.checkpoint_path(run_dir, step)
     if path.is_file():
         return step, path
-    steps = artifacts.checkpoint_steps(run_dir)
+    steps = layout.checkpoint_steps(run_dir)
     if request.get("step") == "latest" and steps:
-        return steps[-1], artifacts.checkpoint_path(run_dir, steps[-1])
+        return steps[-1], layout.checkpoint_path(run_dir, steps[-1])
     raise ValueError(
         f"The checkpoint at step {step} no longer exists: the run keeps only its most recent checkpoints "
         f"(now {', '.join(map(str, steps)) or 'none'})"

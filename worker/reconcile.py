@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db import get_sessionmaker
-from api.models import Run, finish_run, utcnow
-from api.settings import Settings, get_settings
+from store.db import get_sessionmaker
+from store.models import Run, finish_run, utcnow
+from store.settings import Settings, get_settings
 
 log = logging.getLogger("ganforge.reconcile")
 

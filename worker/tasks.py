@@ -18,11 +18,11 @@ from typing import Any
 from celery.signals import worker_process_init
 from sqlalchemy.orm import Session
 
-from api.db import get_sessionmaker
-from api.models import Dataset, Event, Metric, Run, acquire_lease, add_event, finish_run, heartbeat, release_lease
-from api.settings import get_settings
 from core.config import DATASET_ID_PATTERN, RunConfig
 from core.train import TrainingDiverged, train  # imported before the pool forks: children start warm
+from store.db import get_sessionmaker
+from store.models import Dataset, Event, Metric, Run, acquire_lease, add_event, finish_run, heartbeat, release_lease
+from store.settings import get_settings
 from worker.celery_app import app
 
 log = logging.getLogger("ganforge.worker")

@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.models import ACTIVE_STATUSES, Dataset, Run, User, new_id
-from api.settings import Settings
 from core import uploads
 from core.config import BUILTIN_DATASETS, DATASET_ID_PATTERN, RunConfig
+from store.models import ACTIVE_STATUSES, Dataset, Run, User, new_id
+from store.settings import Settings
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 

@@ -26,9 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from api import artifacts
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
-from api.models import Dataset, Generation, Run, User, new_id, utcnow
+from api.errors import unprocessable
 from api.schemas_generations import (
     GenerationCreate,
     GenerationPublic,
@@ -37,20 +36,15 @@ from api.schemas_generations import (
     ScoreOptions,
     ScorePublic,
 )
-from api.settings import Settings
+from store import layout
+from store.models import Dataset, Generation, Run, User, new_id, utcnow
+from store.settings import Settings
 
 log = logging.getLogger("ganforge.api.generations")
 
 router = APIRouter(tags=["generations"])
 
 _MEDIA = {"png": "image/png", "zip": "application/zip", "npz": "application/octet-stream"}
-
-
-def unprocessable(field: str, message: str) -> HTTPException:
-    """A 422 shaped like FastAPI's own validation errors, naming the body field."""
-    return HTTPException(
-        status_code=422, detail=[{"type": "value_error", "loc": ["body", *field.split(".")], "msg": message}]
-    )
 
 
 def checkpoint_metadata(path: Path) -> dict[str, str]:
@@ -69,7 +63,7 @@ def checkpoint_metadata(path: Path) -> dict[str, str]:
 def resolve_step(run: Run, settings: Settings, step: int | str) -> tuple[int, dict[str, str]]:
     """The checkpoint step a request names and that checkpoint's metadata; 409 without any, 404 when unknown."""
     run_dir = settings.run_dir(run.id)
-    steps = artifacts.checkpoint_steps(run_dir)
+    steps = layout.checkpoint_steps(run_dir)
     if not steps:
         raise HTTPException(
             status_code=409,
@@ -84,7 +78,7 @@ def resolve_step(run: Run, settings: Settings, step: int | str) -> tuple[int, di
             f"this run has checkpoints at steps {', '.join(map(str, steps))}",
         )
     try:
-        metadata = checkpoint_metadata(artifacts.checkpoint_path(run_dir, chosen))
+        metadata = checkpoint_metadata(layout.checkpoint_path(run_dir, chosen))
     except FileNotFoundError:  # pruned by the trainer between listing and reading
         raise HTTPException(
             status_code=404, detail=f"Checkpoint not found: step {chosen} was just replaced by a newer one"

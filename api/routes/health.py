@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from kombu.connection import Connection
 from sqlalchemy import func, select, text
 
-from api.db import get_sessionmaker
 from api.deps import SettingsDep
-from api.models import RUN_STATUSES, Run
+from store.db import get_sessionmaker
+from store.models import RUN_STATUSES, Run
 
 router = APIRouter(tags=["operations"])
 

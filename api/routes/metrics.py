@@ -18,9 +18,9 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from api.db import get_sessionmaker
 from api.deps import OwnedRun, SessionDep
-from api.models import FINAL_STATUSES, Event, Metric, Run
+from store.db import get_sessionmaker
+from store.models import FINAL_STATUSES, Event, Metric, Run
 
 router = APIRouter(prefix="/runs", tags=["metrics"])
 

@@ -15,9 +15,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api import artifacts
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
-from api.models import Run, create_run, request_cancel, requeue_run
 from api.queue import enqueue_run
 from api.routes.datasets import check_dataset_for_run
 from api.schemas import (
@@ -30,6 +28,8 @@ from api.schemas import (
     SamplesPublic,
 )
 from core.config import RunConfig
+from store import layout
+from store.models import Run, create_run, request_cancel, requeue_run
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -132,7 +132,7 @@ def resume(run: OwnedRun, body: RunResume, session: SessionDep, settings: Settin
     """Continue a finished, failed or canceled run from its last checkpoint."""
     if run.status in ("queued", "running"):
         raise HTTPException(status_code=409, detail=f"Run is {run.status}; only a finished run can be resumed")
-    steps = artifacts.checkpoint_steps(settings.run_dir(run.id))
+    steps = layout.checkpoint_steps(settings.run_dir(run.id))
     last = steps[-1] if steps else 0
     if body.steps is not None:
         total = last + body.steps
@@ -160,7 +160,7 @@ def delete(run: OwnedRun, session: SessionDep, settings: SettingsDep) -> Respons
 @router.get("/{run_id}/samples", response_model=SamplesPublic)
 def list_samples(run: OwnedRun, settings: SettingsDep) -> SamplesPublic:
     """The sample grids written during training from one fixed latent batch, oldest first."""
-    steps = artifacts.sample_steps(settings.run_dir(run.id))
+    steps = layout.sample_steps(settings.run_dir(run.id))
     return SamplesPublic(items=[SamplePublic(step=s, url=f"/runs/{run.id}/samples/{s}.png") for s in steps])
 
 
@@ -170,16 +170,16 @@ _PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "de
 @router.get("/{run_id}/samples/latest.png", response_class=FileResponse, responses=_PNG)
 def latest_sample(run: OwnedRun, settings: SettingsDep) -> FileResponse:
     """The newest sample grid."""
-    steps = artifacts.sample_steps(settings.run_dir(run.id))
+    steps = layout.sample_steps(settings.run_dir(run.id))
     if not steps:
         raise HTTPException(status_code=404, detail="No sample grid yet")
-    return FileResponse(artifacts.sample_path(settings.run_dir(run.id), steps[-1]), media_type="image/png")
+    return FileResponse(layout.sample_path(settings.run_dir(run.id), steps[-1]), media_type="image/png")
 
 
 @router.get("/{run_id}/samples/{step}.png", response_class=FileResponse, responses=_PNG)
 def sample(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
     """The sample grid written at this step."""
-    path = artifacts.sample_path(settings.run_dir(run.id), step)
+    path = layout.sample_path(settings.run_dir(run.id), step)
     if step < 0 or not path.is_file():
         raise HTTPException(status_code=404, detail="Sample not found")
     return FileResponse(path, media_type="image/png")
@@ -191,9 +191,9 @@ def list_checkpoints(run: OwnedRun, settings: SettingsDep) -> CheckpointsPublic:
     run_dir = settings.run_dir(run.id)
     best = (run.environment or {}).get("best_step")
     items = []
-    for step in artifacts.checkpoint_steps(run_dir):
+    for step in layout.checkpoint_steps(run_dir):
         try:
-            size = artifacts.checkpoint_path(run_dir, step).stat().st_size
+            size = layout.checkpoint_path(run_dir, step).stat().st_size
         except FileNotFoundError:  # pruned while we listed
             continue
         items.append(
@@ -214,7 +214,7 @@ _SAFETENSORS: dict[int | str, dict[str, Any]] = {
 )
 def checkpoint(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
     """Download a checkpoint: safetensors weights, with the JSON config and step in its metadata."""
-    path = artifacts.checkpoint_path(settings.run_dir(run.id), step)
+    path = layout.checkpoint_path(settings.run_dir(run.id), step)
     if step < 0 or not path.is_file():
         raise HTTPException(status_code=404, detail="Checkpoint not found")
     return FileResponse(path, media_type="application/octet-stream", filename=f"{run.id}-{step:08d}.safetensors")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import AdminUser, SessionDep
-from api.models import User, hash_token, new_token
 from api.schemas import TokenCreate, TokenPublic
+from store.models import User, hash_token, new_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, func, select
 
-from api.models import Dataset
+from store.models import Dataset
 from tests.conftest import Service
 from tests.utils import zips
 from tests.utils.runs import wait_for_status

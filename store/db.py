@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.settings import get_settings
+from store.settings import get_settings
 
 
 def make_engine(url: str) -> Engine:

@@ -1,0 +1,79 @@
+"""Where a run's files live inside its folder, and the one way to write a file atomically.
+
+Torch-free, so that store/ (which may import core/, never the reverse) builds its artifact layout on it:
+the trainer writes these names, the API and the workers read them.
+
+A run folder holds `config.json`, `run_info.json`, `samples/{step:08d}.png` and
+`checkpoints/{step:08d}.safetensors`. Names are built from integers only, never from client text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+CONFIG = "config.json"
+RUN_INFO = "run_info.json"
+SAMPLES = "samples"
+CHECKPOINTS = "checkpoints"
+
+_SAMPLE = re.compile(r"^(\d{8})\.png$")
+_CHECKPOINT = re.compile(r"^(\d{8})\.safetensors$")
+
+
+def _steps(folder: Path, pattern: re.Pattern[str]) -> list[int]:
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for name in (p.name for p in folder.iterdir()) if (m := pattern.match(name)))
+
+
+def sample_steps(run_dir: Path) -> list[int]:
+    """Steps that have a sample grid, oldest first (half-written files are temp names and never match)."""
+    return _steps(run_dir / SAMPLES, _SAMPLE)
+
+
+def sample_path(run_dir: Path, step: int) -> Path:
+    return run_dir / SAMPLES / f"{step:08d}.png"
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps that have a checkpoint, oldest first."""
+    return _steps(run_dir / CHECKPOINTS, _CHECKPOINT)
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / CHECKPOINTS / f"{step:08d}.safetensors"
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[IO[bytes]]:
+    """Open a temp file beside `path` for writing; on success fsync it and rename it into place.
+
+    Readers see the old file or the whole new one, never a part; a failure leaves no temp file behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
