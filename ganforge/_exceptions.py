@@ -13,11 +13,12 @@ GanforgeError                 anything this client raises on purpose
 ```
 
 `str(exc)` is a sentence fit to print to a user: the status code and the server's `detail`, flattened when the
-detail is FastAPI's list of validation errors.
+detail is FastAPI's list of validation errors (`422: model.width: reason; train.steps: reason`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = [
@@ -87,27 +88,60 @@ class JobFailed(GanforgeError):
 def field_errors(detail: Any) -> list[tuple[str, str]]:
     """Turn a `detail` into (field, message) pairs.
 
-    FastAPI sends `[{"loc": ["body", "train", "steps"], "msg": "..."}]`; the run config's cross-field checks
-    arrive as `loc: ["body"]` with a message `"Value error, model.arch: reason"`, whose prefix names the field.
+    A 422's detail is FastAPI's list `[{"loc": ["body", "train", "steps"], "msg": "...", "type": ...}]`: the
+    field is `loc` joined with dots, without its leading part ("body", "query", "path", "header"), and list
+    indices as `[i]`. A check on the whole body arrives as `loc: ["body"]` with a message such as
+    `"Value error, model.arch: reason"`, whose prefix names the field; a message that repeats its own field
+    (`"model.width: reason"` at `loc: ["body", "model", "width"]`) is not repeated. A string detail (older
+    servers, other statuses) that starts with `field.path: ` names its field the same way.
     """
     if not isinstance(detail, list):
-        return [_named_field("", str(detail))]
+        return [_split_field("", str(detail))]
     pairs: list[tuple[str, str]] = []
     for item in detail:
         if not isinstance(item, dict):
-            pairs.append(_named_field("", str(item)))
+            pairs.append(_split_field("", str(item)))
             continue
-        loc = [str(part) for part in item.get("loc", []) if part not in ("body", "query", "path", "header")]
-        message = str(item.get("msg", "")).removeprefix("Value error, ")
-        pairs.append(_named_field(".".join(loc), message))
+        message = str(item.get("msg", ""))
+        for prefix in _PYDANTIC_PREFIXES:
+            message = message.removeprefix(prefix)
+        pairs.append(_split_field(_loc_field(item.get("loc")), message))
     return pairs
 
 
-def _named_field(field: str, message: str) -> tuple[str, str]:
-    """A message that starts with `field.path: ` names its field (the API's own checks write them so)."""
-    head, sep, rest = message.partition(": ")
-    if sep and head and head.replace(".", "").replace("_", "").isalnum():
-        return head, rest
+# Pydantic puts these before the text of a ValueError or an assert raised by a validator.
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+# The first item of a FastAPI `loc` says where in the request the field is, not which field it is.
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+# "model.arch: reason" names its field; "Run has no checkpoint yet: reason" does not.
+_FIELD_PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:(?:\.[A-Za-z0-9_]+)|(?:\[[0-9]+\]))*): (.*)", re.DOTALL)
+
+
+def _loc_field(loc: Any) -> str:
+    """`["body", "model", "width"]` -> `model.width`; `["body", "labels", 0]` -> `labels[0]`."""
+    parts = list(loc) if isinstance(loc, list | tuple) else []
+    if parts and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _split_field(field: str, message: str) -> tuple[str, str]:
+    """(field, message), taking the field from a `field.path: ` prefix of the message when it names one.
+
+    The prefix wins when `loc` named no field or a less precise one; a prefix that is the tail of the field
+    (`width: ...` at `model.width`) is dropped; a prefix about some other field is left in the message.
+    """
+    match = _FIELD_PREFIX.fullmatch(message)
+    if match is None:
+        return field, message
+    named, rest = match.group(1), match.group(2)
+    if not field or named == field or named.startswith((f"{field}.", f"{field}[")):
+        return named, rest
+    if field.endswith(f".{named}"):
+        return field, rest
     return field, message
 
 
