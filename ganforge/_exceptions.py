@@ -85,6 +85,12 @@ class JobFailed(GanforgeError):
         super().__init__(f"{job_id} failed: {error or 'no reason given'}")
 
 
+def for_status(status: int, detail: Any) -> APIError:
+    """The APIError subclass that an error status calls for, carrying the server's `detail`."""
+    kind = {401: Unauthorized, 404: NotFound, 409: Conflict, 400: ValidationError, 422: ValidationError}
+    return kind.get(status, APIError)(status, detail)
+
+
 def field_errors(detail: Any) -> list[tuple[str, str]]:
     """Turn a `detail` into (field, message) pairs.
 

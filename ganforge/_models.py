@@ -1,0 +1,194 @@
+"""The typed objects the ganforge client returns. Each keeps the JSON it came from in `raw` where the server's
+object has more fields than these, so that fields the server adds later stay reachable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+RUN_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+GENERATION_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+ImageFormat = Literal["png", "zip", "npz"]
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int = 0
+    total_steps: int = 0
+    images_per_sec: float | None = None
+    eta_seconds: float | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Progress:
+        data = data or {}
+        losses = data.get("losses") or {}
+        return cls(
+            step=int(data.get("step") or 0),
+            total_steps=int(data.get("total_steps") or 0),
+            images_per_sec=_float(data.get("images_per_sec")),
+            eta_seconds=_float(data.get("eta_seconds")),
+            losses={str(k): float(v) for k, v in losses.items() if isinstance(v, int | float)},
+        )
+
+    @property
+    def fraction(self) -> float:
+        """Done fraction in [0, 1]."""
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: Progress
+    latest_metrics: dict[str, float]
+    error: str | None
+    worker: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name") or ""),
+            status=str(data.get("status") or ""),
+            config=dict(data.get("config") or {}),
+            created_at=_time(data.get("created_at")),
+            started_at=_time(data.get("started_at")),
+            finished_at=_time(data.get("finished_at")),
+            progress=Progress.from_json(data.get("progress")),
+            latest_metrics={str(k): float(v) for k, v in (data.get("latest_metrics") or {}).items() if v is not None},
+            error=data.get("error"),
+            worker=data.get("worker"),
+            raw=data,
+        )
+
+    @property
+    def done(self) -> bool:
+        """True once the run is succeeded, failed or canceled."""
+        return self.status in RUN_TERMINAL
+
+
+@dataclass(frozen=True)
+class RunPage:
+    items: list[Run]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunPage:
+        return cls(items=[Run.from_json(item) for item in data["items"]], next_cursor=data.get("next_cursor"))
+
+
+@dataclass(frozen=True)
+class Sample:
+    step: int
+    url: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Sample:
+        return cls(step=int(data["step"]), url=str(data["url"]))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    url: str
+    size_bytes: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
+        return cls(step=int(data["step"]), url=str(data["url"]), size_bytes=int(data["size_bytes"]))
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: str
+    run_id: str
+    status: str
+    error: str | None
+    result_url: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Generation:
+        return cls(
+            id=str(data["id"]),
+            run_id=str(data.get("run_id") or ""),
+            status=str(data.get("status") or ""),
+            error=data.get("error"),
+            result_url=data.get("result_url"),
+            raw=data,
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.status in GENERATION_TERMINAL
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    name: str
+    builtin: bool
+    kind: str
+    num_images: int | None
+    classes: Any
+    image_size: int | None
+    channels: int | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dataset:
+        return cls(
+            id=str(data.get("id") or data.get("name")),
+            name=str(data.get("name") or ""),
+            builtin=bool(data.get("builtin", False)),
+            kind=str(data.get("kind") or "images"),
+            num_images=data.get("num_images"),
+            classes=data.get("classes"),
+            image_size=data.get("image_size"),
+            channels=data.get("channels"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str
+    token: str
+    id: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Token:
+        return cls(
+            name=str(data.get("name") or ""),
+            token=str(data["token"]),
+            id=str(data["id"]) if data.get("id") is not None else None,
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event: `event` is its type (progress, metric, sample, status, ...), `data` its JSON."""
+
+    event: str
+    data: Any
+    id: str | None = None

@@ -1,0 +1,387 @@
+"""Every request the ganforge client sends, and how its response is read: one place for both clients.
+
+A function here describes one call of the HTTP API (shared/API.md) as a `Request`: the method, the path, the
+query, body and headers, and `parse`, which turns the response into the typed object the client returns.
+It does no I/O: `Ganforge` sends a `Request` with httpx.Client, `AsyncGanforge` with httpx.AsyncClient, and
+both hand the response to `request.parse`. What a call does besides one request (polling until a deadline,
+reconnecting an event stream, picking the newest checkpoint) is here too, as plain state both clients drive.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Generic, Literal, TypeVar
+
+import httpx
+
+from ganforge._exceptions import JobFailed, NotFound, TransportError, WaitTimeout, for_status
+from ganforge._models import (
+    RUN_TERMINAL,
+    Checkpoint,
+    Dataset,
+    Event,
+    Generation,
+    ImageFormat,
+    Run,
+    RunPage,
+    Sample,
+    Token,
+)
+
+T = TypeVar("T")
+UploadFiles = dict[str, tuple[str, bytes | BinaryIO, str]]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+# An event stream is quiet between events; the server sends a keep-alive comment well within a minute.
+STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)
+
+
+@dataclass(frozen=True)
+class Request(Generic[T]):
+    """One call of the API and how to read its answer; `send_kwargs()` is what httpx's `request` takes."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: dict[str, Any] | None = None
+    json: Any = None
+    headers: dict[str, str] | None = None
+    files: UploadFiles | None = None
+    data: dict[str, str] | None = None
+    timeout: httpx.Timeout | None = None  # None: the client's own
+
+    def send_kwargs(self) -> dict[str, Any]:
+        fields = {"params": self.params, "json": self.json, "headers": self.headers, "files": self.files}
+        kwargs = {name: value for name, value in fields.items() if value is not None}
+        if self.data is not None:
+            kwargs["data"] = self.data
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        return kwargs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading responses.
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """Raise the APIError subclass of an error status, carrying the server's `detail`."""
+    if response.status_code < 400:
+        return
+    try:
+        detail: Any = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text or response.reason_phrase
+    raise for_status(response.status_code, detail)
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
+
+
+def _content(response: httpx.Response) -> bytes:
+    return response.content
+
+
+def _text(response: httpx.Response) -> str:
+    return response.text
+
+
+def _items(response: httpx.Response) -> builtins.list[Any]:
+    """The items of a list answer: `{"items": [...]}`, or a bare list."""
+    data = response.json()
+    return list(data["items"] if isinstance(data, dict) else data)
+
+
+def _run(response: httpx.Response) -> Run:
+    return Run.from_json(response.json())
+
+
+def _generation(response: httpx.Response) -> Generation:
+    return Generation.from_json(response.json())
+
+
+def _dataset(response: httpx.Response) -> Dataset:
+    return Dataset.from_json(response.json())
+
+
+def _metric_series(response: httpx.Response) -> dict[str, builtins.list[tuple[int, float]]]:
+    return {
+        str(name): [(int(step), float(value)) for step, value in points]
+        for name, points in (response.json().get("series") or {}).items()
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The service.
+
+
+def healthz() -> Request[bool]:
+    return Request("GET", "/healthz", lambda r: r.status_code == 200)
+
+
+def readyz() -> Request[dict[str, Any]]:
+    return Request("GET", "/readyz", lambda r: dict(r.json()) if r.content else {})
+
+
+def download(url: str) -> Request[bytes]:
+    """The bytes behind a URL the server returned (a sample's or a checkpoint's `url`)."""
+    return Request("GET", url, _content)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Runs.
+
+
+def json_config(config: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """Accept a mapping or a Pydantic model (core.config.RunConfig) as a run config."""
+    dump = getattr(config, "model_dump", None)
+    if callable(dump):
+        return dict(dump(mode="json", exclude_unset=True))
+    return dict(config)
+
+
+def create_run(config: Mapping[str, Any] | Any, *, idempotency_key: str | None) -> Request[Run]:
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    return Request("POST", "/runs", _run, json=json_config(config), headers=headers)
+
+
+def get_run(run_id: str) -> Request[Run]:
+    return Request("GET", f"/runs/{run_id}", _run)
+
+
+def list_runs(*, status: str | None, limit: int | None, cursor: str | None) -> Request[RunPage]:
+    params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
+    return Request("GET", "/runs", lambda r: RunPage.from_json(r.json()), params=params)
+
+
+def cancel_run(run_id: str) -> Request[None]:
+    return Request("POST", f"/runs/{run_id}/cancel", _nothing)
+
+
+def resume_run(run_id: str, *, steps: int | None) -> Request[None]:
+    return Request("POST", f"/runs/{run_id}/resume", _nothing, json={"steps": steps})
+
+
+def delete_run(run_id: str) -> Request[None]:
+    return Request("DELETE", f"/runs/{run_id}", _nothing)
+
+
+def list_samples(run_id: str) -> Request[builtins.list[Sample]]:
+    return Request("GET", f"/runs/{run_id}/samples", lambda r: [Sample.from_json(item) for item in _items(r)])
+
+
+def sample_png(run_id: str, step: int | Literal["latest"]) -> Request[bytes]:
+    name = step if step == "latest" else int(step)
+    return Request("GET", f"/runs/{run_id}/samples/{name}.png", _content)
+
+
+def list_checkpoints(run_id: str) -> Request[builtins.list[Checkpoint]]:
+    return Request("GET", f"/runs/{run_id}/checkpoints", lambda r: [Checkpoint.from_json(i) for i in _items(r)])
+
+
+def newest_checkpoint_step(run_id: str, checkpoints: builtins.list[Checkpoint]) -> int:
+    if not checkpoints:
+        raise NotFound(404, f"Run {run_id} has no checkpoint yet")
+    return checkpoints[-1].step
+
+
+def checkpoint_file(run_id: str, step: int) -> Request[None]:
+    """Streamed to a file by the client, so `parse` is never called."""
+    return Request("GET", f"/runs/{run_id}/checkpoints/{int(step)}", _nothing)
+
+
+def run_metrics(
+    run_id: str, *, names: builtins.list[str] | None, since_step: int | None
+) -> Request[dict[str, builtins.list[tuple[int, float]]]]:
+    params: dict[str, Any] = {}
+    if names:
+        params["names"] = ",".join(names)
+    if since_step is not None:
+        params["since_step"] = since_step
+    return Request("GET", f"/runs/{run_id}/metrics", _metric_series, params=params)
+
+
+def run_metrics_csv(run_id: str) -> Request[str]:
+    return Request("GET", f"/runs/{run_id}/metrics", _text, headers={"Accept": "text/csv"})
+
+
+class Deadline:
+    """The end of a wait: `check` raises WaitTimeout once `timeout` seconds (None: never) have passed."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.at = None if timeout is None else time.monotonic() + timeout
+
+    def check(self, what: str) -> None:
+        """`what` says what is still not done, e.g. "run run_1 is still running"."""
+        if self.at is not None and time.monotonic() >= self.at:
+            raise WaitTimeout(f"{what} after {self.timeout} s")
+
+
+class SSEDecoder:
+    """The text/event-stream format, one line at a time (the WHATWG rules, without `retry` handling)."""
+
+    def __init__(self) -> None:
+        self.event = ""
+        self.data: builtins.list[str] = []
+        self.id: str | None = None
+
+    def feed(self, line: str) -> Event | None:
+        if line == "":
+            if not self.data:
+                self.event = ""
+                return None
+            text = "\n".join(self.data)
+            try:
+                payload: Any = json.loads(text)
+            except ValueError:
+                payload = text
+            event = Event(event=self.event or "message", data=payload, id=self.id)
+            self.event, self.data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self.event = value
+        elif name == "data":
+            self.data.append(value)
+        elif name == "id" and "\0" not in value:
+            self.id = value
+        return None
+
+
+class EventStream:
+    """One run's events across reconnects: where to resume (Last-Event-ID), how many failures in a row, and
+    whether the run's final `status` event has arrived.
+
+    A client opens `request()` as a stream, calls `connected()`, feeds it every line, and stops once
+    `finished`; on a broken connection it calls `broken(exc)` (which raises after `max_retries` failures in a
+    row), checks whether the run is done, waits and opens `request()` again.
+    """
+
+    def __init__(self, run_id: str, *, last_event_id: str | None, max_retries: int) -> None:
+        self.run_id = run_id
+        self.last_event_id = last_event_id
+        self.max_retries = max_retries
+        self.failures = 0
+        self.finished = False
+        self._decoder = SSEDecoder()
+
+    def request(self) -> Request[None]:
+        headers = {"Accept": "text/event-stream"}
+        if self.last_event_id is not None:
+            headers["Last-Event-ID"] = self.last_event_id
+        return Request("GET", f"/runs/{self.run_id}/events", _nothing, headers=headers, timeout=STREAM_TIMEOUT)
+
+    def connected(self) -> None:
+        self.failures = 0
+        self._decoder = SSEDecoder()
+
+    def feed(self, line: str) -> Event | None:
+        event = self._decoder.feed(line)
+        if event is not None:
+            self.last_event_id = event.id or self.last_event_id
+            data = event.data
+            self.finished = event.event == "status" and isinstance(data, dict) and data.get("status") in RUN_TERMINAL
+        return event
+
+    def broken(self, exc: TransportError) -> None:
+        self.failures += 1
+        if self.failures > self.max_retries:
+            raise TransportError(f"event stream of run {self.run_id}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Generations.
+
+
+def create_generation(
+    run_id: str,
+    *,
+    n: int,
+    seed: int,
+    step: int | Literal["latest"],
+    ema: bool,
+    truncation: float | None,
+    labels: builtins.list[int] | None,
+    format: ImageFormat,
+    interpolate: int | None,
+) -> Request[Generation]:
+    body = {
+        "n": n,
+        "seed": seed,
+        "step": step,
+        "ema": ema,
+        "truncation": truncation,
+        "labels": labels,
+        "format": format,
+        "interpolate": {"steps": interpolate} if interpolate else None,
+    }
+    return Request("POST", f"/runs/{run_id}/generations", _generation, json=body)
+
+
+def get_generation(generation_id: str) -> Request[Generation]:
+    return Request("GET", f"/generations/{generation_id}", _generation)
+
+
+def generation_result(generation_id: str) -> Request[bytes]:
+    return Request("GET", f"/generations/{generation_id}/result", _content)
+
+
+def succeeded(generation: Generation) -> Generation:
+    """The generation, once done; JobFailed unless it succeeded."""
+    if generation.status != "succeeded":
+        raise JobFailed(generation.id, generation.error or generation.status)
+    return generation
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Datasets and tokens.
+
+
+@contextlib.contextmanager
+def upload_dataset(file: str | os.PathLike[str] | bytes, *, name: str | None) -> Iterator[Request[Dataset]]:
+    """The multipart upload of a ZIP; a file on disk is streamed from a handle open while the request is."""
+    if isinstance(file, bytes):
+        data = {"name": name if name is not None else "dataset"}
+        yield Request(
+            "POST", "/datasets", _dataset, files={"file": ("dataset.zip", file, "application/zip")}, data=data
+        )
+        return
+    path = Path(file)
+    with path.open("rb") as handle:
+        files: UploadFiles = {"file": (path.name, handle, "application/zip")}
+        yield Request(
+            "POST", "/datasets", _dataset, files=files, data={"name": name if name is not None else path.stem}
+        )
+
+
+def list_datasets() -> Request[builtins.list[Dataset]]:
+    return Request("GET", "/datasets", lambda r: [Dataset.from_json(item) for item in _items(r)])
+
+
+def get_dataset(dataset_id: str) -> Request[Dataset]:
+    return Request("GET", f"/datasets/{dataset_id}", _dataset)
+
+
+def dataset_preview(dataset_id: str) -> Request[bytes]:
+    return Request("GET", f"/datasets/{dataset_id}/preview.png", _content)
+
+
+def delete_dataset(dataset_id: str) -> Request[None]:
+    return Request("DELETE", f"/datasets/{dataset_id}", _nothing)
+
+
+def create_token(name: str, *, admin: bool) -> Request[Token]:
+    body: dict[str, Any] = {"name": name, "admin": True} if admin else {"name": name}
+    return Request("POST", "/tokens", lambda r: Token.from_json(r.json()), json=body)
