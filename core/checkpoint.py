@@ -14,7 +14,6 @@ resumed run compares its evaluations with the best from before the resume.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -25,48 +24,41 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from core import layout
 from core.config import RunConfig
 from core.datasets import DataOrder
 
 FORMAT = "ganforge-checkpoint/1"
 
 
-def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
-    return ckpt_dir / f"{step:08d}.safetensors"
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest finished checkpoint in a run folder, or None."""
+    steps = layout.checkpoint_steps(run_dir)
+    return layout.checkpoint_path(run_dir, steps[-1]) if steps else None
 
 
-def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every finished checkpoint in a folder, oldest first."""
-    if not ckpt_dir.is_dir():
-        return []
-    found = [(int(p.stem), p) for p in ckpt_dir.glob("*.safetensors") if p.stem.isdigit()]
-    return sorted(found)
-
-
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = list_checkpoints(ckpt_dir)
-    return found[-1][1] if found else None
-
-
-def prune_checkpoints(ckpt_dir: Path, keep: int, *, protect: int | None = None) -> None:
+def prune_checkpoints(run_dir: Path, keep: int, *, protect: int | None = None) -> None:
     """Delete all but the `keep` newest checkpoints, and never the one at step `protect` (the best)."""
-    for step, path in list_checkpoints(ckpt_dir)[:-keep]:
+    for step in layout.checkpoint_steps(run_dir)[:-keep]:
         if step != protect:
-            path.unlink(missing_ok=True)
+            layout.checkpoint_path(run_dir, step).unlink(missing_ok=True)
+
+
+def remove_checkpoints_after(run_dir: Path, step: int) -> Path | None:
+    """Delete every checkpoint newer than `step`, so that the one at `step` becomes the newest; returns its path
+    (None if there is none)."""
+    for later in layout.checkpoint_steps(run_dir):
+        if later > step:
+            layout.checkpoint_path(run_dir, later).unlink(missing_ok=True)
+    kept = layout.checkpoint_path(run_dir, step)
+    return kept if kept.exists() else None
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> int:
-    """Write tensors to a temp file in the same folder, fsync, rename into place; returns the size in bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write tensors atomically (core.layout.atomic_path); returns the file's size in bytes."""
     plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-    try:
+    with layout.atomic_path(path) as tmp:
         save_file(plain, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path.stat().st_size
 
 
@@ -140,38 +132,27 @@ def save_training_state(
     step: int,
     cfg: RunConfig,
     data_info: dict[str, Any],
-    G: nn.Module,
-    D: nn.Module,
-    G_ema: nn.Module | None,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
     order: DataOrder,
     run_info: dict[str, Any],
     best: dict[str, Any] | None = None,
     clusters: torch.Tensor | None = None,
 ) -> int:
-    """Write everything a run needs to continue exactly; returns the file's size in bytes."""
+    """Write everything a run needs to continue exactly; returns the file's size in bytes. `modules` and
+    `optimizers` are stored under their names (`G`, `D`, `G_ema`; `opt_g`, `opt_d`)."""
     tensors: dict[str, torch.Tensor] = {}
-    tensors.update({f"G.{k}": v for k, v in G.state_dict().items()})
-    tensors.update({f"D.{k}": v for k, v in D.state_dict().items()})
-    if G_ema is not None:
-        tensors.update({f"G_ema.{k}": v for k, v in G_ema.state_dict().items()})
-    g_tensors, g_meta = _optimizer_tensors("opt_g", opt_g)
-    d_tensors, d_meta = _optimizer_tensors("opt_d", opt_d)
+    for name, module in modules.items():
+        tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+    metadata = {"format": FORMAT, "config": cfg.model_dump_json(), "step": str(step), "data": json.dumps(data_info)}
+    for name, opt in optimizers.items():
+        opt_tensors, metadata[name] = _optimizer_tensors(name, opt)
+        tensors.update(opt_tensors)
     rng_tensors, rng_meta = _rng_tensors(order)
-    tensors.update(g_tensors | d_tensors | rng_tensors)
+    tensors.update(rng_tensors)
     if clusters is not None:
         tensors["data.clusters"] = clusters
-    metadata = {
-        "format": FORMAT,
-        "config": cfg.model_dump_json(),
-        "step": str(step),
-        "data": json.dumps(data_info),
-        "opt_g": g_meta,
-        "opt_d": d_meta,
-        "run_info": json.dumps(run_info),
-        **rng_meta,
-    }
+    metadata |= {"run_info": json.dumps(run_info), **rng_meta}
     if best is not None:
         metadata["best"] = json.dumps(best)
     return write_safetensors(path, tensors, metadata)
@@ -202,23 +183,21 @@ def _sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
 def load_training_state(
     path: Path,
     *,
-    G: nn.Module,
-    D: nn.Module,
-    G_ema: nn.Module | None,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
     order: DataOrder,
 ) -> tuple[int, dict[str, Any] | None]:
-    """Restore networks, optimizers, RNG states and data order from a checkpoint; returns its step and the best
-    evaluation it records (`{"metric", "value", "step"}`, or None)."""
+    """Restore modules, optimizers (by name, as saved), RNG states and data order from a checkpoint; returns its
+    step and the best evaluation it records (`{"metric", "value", "step"}`, or None). An EMA copy (`G_ema`) that
+    the checkpoint lacks starts from the generator's weights."""
     tensors, meta = read_checkpoint(path)
-    G.load_state_dict(_sub_state(tensors, "G."))
-    D.load_state_dict(_sub_state(tensors, "D."))
-    if G_ema is not None:
-        ema_state = _sub_state(tensors, "G_ema.")
-        G_ema.load_state_dict(ema_state or _sub_state(tensors, "G."))
-    _load_optimizer(opt_g, "opt_g", tensors, meta["opt_g"])
-    _load_optimizer(opt_d, "opt_d", tensors, meta["opt_d"])
+    for name, module in modules.items():
+        state = _sub_state(tensors, f"{name}.")
+        if not state and name == "G_ema":
+            state = _sub_state(tensors, "G.")
+        module.load_state_dict(state)
+    for name, opt in optimizers.items():
+        _load_optimizer(opt, name, tensors, meta[name])
     _restore_rng(tensors, meta, order)
     return int(meta["step"]), (json.loads(meta["best"]) if meta.get("best") else None)
 

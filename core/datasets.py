@@ -15,7 +15,6 @@ run's image size once, and cached next to the dataset as `cache_{size}px.npz`.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from PIL import Image
 
 from core.config import BUILTIN_DATASETS, DATASET_ID_PATTERN
+from core.layout import atomic_write
 
 POINTS_PER_DATASET = 100_000  # the fixed sample that a 2-D run draws its batches from
 STACKED_SIZE = 50_000  # stacked triples, as many as MNIST has training images
@@ -203,9 +203,8 @@ def _uploaded(name: str, dataset_dir: Path, image_size: int) -> Dataset:
             raise ValueError(f"dataset: {name} holds no images")
         images = np.stack([_center_crop_resize(im, image_size) for im in raw])  # (N, S, S, C)
         labels = raw_labels if raw_labels is not None else np.zeros(0, dtype=np.int64)
-        tmp = dataset_dir / f".cache_{image_size}px.{os.getpid()}.tmp.npz"
-        np.savez(tmp, images=images, labels=labels, class_names=np.array(class_names, dtype=str))
-        os.replace(tmp, cache)
+        with atomic_write(cache) as f:
+            np.savez(f, images=images, labels=labels, class_names=np.array(class_names, dtype=str))
     store = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()  # (N, C, S, S) uint8
     has_labels = labels.size > 0 and len(class_names) > 1
     return Dataset(

@@ -51,23 +51,32 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path) -> Iterator[IO[bytes]]:
-    """Open a temp file beside `path` for writing; on success fsync it and rename it into place.
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp file name beside `path`, for writers that take a name (safetensors); once the block succeeds the
+    file is fsynced and renamed into place.
 
     Readers see the old file or the whole new one, never a part; a failure leaves no temp file behind.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file opened beside `path`; once the block succeeds it is fsynced and renamed into place
+    (see atomic_path)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -15,7 +15,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core import checkpoint, grids
+from core import checkpoint, grids, layout
 from core.augment import make_augment
 from core.clusters import cluster_cdf, cluster_counts, cluster_images
 from core.config import RunConfig
@@ -64,7 +63,6 @@ def train(
     """Train the GAN that `cfg` describes into `out_dir`, resuming from its newest checkpoint if there is one."""
     emit: EventFn = on_event or (lambda kind, data: None)
     out_dir = Path(out_dir)
-    ckpt_dir, sample_dir = out_dir / "checkpoints", out_dir / "samples"
     total, batch_size, z_dim = cfg.train.steps, cfg.train.batch_size, cfg.model.z_dim
 
     # Pick the device and the precision, and seed every generator.
@@ -84,7 +82,7 @@ def train(
         raise ValueError(f"model.arch: {cfg.dataset} is 2-D point data; only the mlp architecture fits it")
     num_classes = data.num_classes if cfg.model.conditional else 0
     order = DataOrder(len(data), seed=cfg.seed)
-    latest = checkpoint.latest_checkpoint(ckpt_dir)
+    latest = checkpoint.latest_checkpoint(out_dir)
     # Cluster conditioning: the real samples' cluster ids, from k-means at the start and from the checkpoint after.
     cluster_ids: torch.Tensor | None = None
     k, groups = cfg.model.clusters, cfg.model.label_groups(data.channels)
@@ -118,14 +116,17 @@ def train(
     resumed_best: dict[str, Any] | None = None
     if latest is not None:
         step, resumed_best = checkpoint.load_training_state(
-            latest, G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, order=order
+            latest,
+            modules={"G": G, "D": D} | ({"G_ema": G_ema} if G_ema is not None else {}),
+            optimizers={"opt_g": opt_g, "opt_d": opt_d},
+            order=order,
         )
         info["resumed_from_step"] = step
 
     # Write the config and the run's facts next to its artifacts.
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(out_dir / "config.json", cfg.model_dump_json(indent=2))
-    _write_text(out_dir / "run_info.json", json.dumps(info, indent=2))
+    layout.atomic_write_text(out_dir / layout.CONFIG, cfg.model_dump_json(indent=2))
+    layout.atomic_write_text(out_dir / layout.RUN_INFO, json.dumps(info, indent=2))
 
     # The fixed latent batch (and labels) of the sample grids, from a generator of its own.
     grid_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -151,7 +152,7 @@ def train(
     best_value: float | None = None
     best_step: int | None = None
     best_metric: str | None = None
-    if resumed_best is not None and checkpoint.checkpoint_path(ckpt_dir, int(resumed_best["step"])).exists():
+    if resumed_best is not None and layout.checkpoint_path(out_dir, int(resumed_best["step"])).exists():
         best_metric, best_value, best_step = resumed_best["metric"], resumed_best["value"], resumed_best["step"]
     loss_d = loss_g = torch.zeros(())
     stats: dict[str, torch.Tensor] = {}
@@ -265,11 +266,7 @@ def train(
                     raise TrainingDiverged(message)
                 # Roll back: the best checkpoint by the primary metric (else the last good one) becomes the newest.
                 back = best_step if best_step is not None else (int(last_ckpt.stem) if last_ckpt else 0)
-                for later, path in checkpoint.list_checkpoints(ckpt_dir):
-                    if later > back:
-                        path.unlink(missing_ok=True)
-                kept_path = checkpoint.checkpoint_path(ckpt_dir, back)
-                last_ckpt = kept_path if kept_path.exists() else None
+                last_ckpt = checkpoint.remove_checkpoints_after(out_dir, back)
                 which = "best" if best_step is not None else "last good"
                 message = (
                     f"training diverged at step {step}: {bad[0][0]} is {bad[0][1]}; "
@@ -326,7 +323,7 @@ def train(
 
         # Write a sample grid from the fixed latent batch.
         if sample_due:
-            path = sample_dir / f"{step:08d}.png"
+            path = layout.sample_path(out_dir, step)
             image, samples = _sample_image(G_ema or G, fixed_z, fixed_labels, data, nrow=grid_nrow, bf16=bf16)
             grids.save_png(image, path)
             emit("sample", {"step": step, "path": str(path)})
@@ -367,23 +364,20 @@ def train(
 
         # Write a checkpoint and keep only the newest ones.
         if ckpt_due:
-            path = checkpoint.checkpoint_path(ckpt_dir, step)
+            path = layout.checkpoint_path(out_dir, step)
             size = checkpoint.save_training_state(
                 path,
                 step=step,
                 cfg=cfg,
                 data_info=data.info(),
-                G=G,
-                D=D,
-                G_ema=G_ema,
-                opt_g=opt_g,
-                opt_d=opt_d,
+                modules={"G": G, "D": D} | ({"G_ema": G_ema} if G_ema is not None else {}),
+                optimizers={"opt_g": opt_g, "opt_d": opt_d},
                 order=order,
                 run_info=info,
                 best=None if best_step is None else {"metric": best_metric, "value": best_value, "step": best_step},
                 clusters=cluster_ids,
             )
-            checkpoint.prune_checkpoints(ckpt_dir, cfg.schedule.keep_checkpoints, protect=best_step)
+            checkpoint.prune_checkpoints(out_dir, cfg.schedule.keep_checkpoints, protect=best_step)
             last_ckpt = path
             emit("checkpoint", {"step": step, "path": str(path), "size_bytes": size, "best": step == best_step})
 
@@ -401,12 +395,6 @@ def train(
         checkpoint=str(last_ckpt) if last_ckpt else None,
         message=message,
     )
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _top_k(fraction: float, n: int, done: float) -> int | None:

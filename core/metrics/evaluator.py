@@ -47,6 +47,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from core.layout import atomic_path
 from core.metrics import classifier as clf
 from core.metrics.digits_data import digits_split_indices
 from core.metrics.distances import density_coverage, feature_stats, fid, frechet_distance, kid, precision_recall
@@ -235,11 +236,9 @@ class Evaluator:
             self.ref["inception_sum"] = total.sum(0)
             self.ref["inception_cov_sum"] = total.T @ total
         self.floor = self._metrics(self.held_x, self.held_labels, held_out=True)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         placeholder = {"empty": torch.zeros(1)} if not self.ref else {}
-        save_file({**self.ref, **placeholder}, str(tmp), metadata={"floor": json.dumps(self.floor)})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({**self.ref, **placeholder}, str(tmp), metadata={"floor": json.dumps(self.floor)})
 
     # Features.
 
