@@ -3,8 +3,8 @@
 Everything here is a pure function of its arguments. The latents are drawn from a `torch.Generator` seeded on
 the CPU, so a request (seed, checkpoint, n, truncation, labels) gives the same samples on any device, and the
 writers produce byte-identical files for the same samples (fixed zip timestamps, no wall-clock metadata).
-Every file is written to a temporary name in its folder and renamed into place, so a reader never sees half
-of one.
+Every file is written atomically (core.layout.atomic_write), so a reader never sees half of one; pictures are
+drawn by core.grids, as the training grids are.
 
 Outputs: `samples` are float32 in the generator's output space, (N, C, H, W) in [-1, 1] for images or (N, 2)
 for 2-D points; `labels` are int64 (N,) or None.
@@ -15,18 +15,18 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from core.grids import image_grid, png_bytes, scatter_plot
+from core.layout import atomic_write, atomic_write_bytes
 
 # Forward passes run in batches of this size. It is fixed (not derived from the device or free memory) so
 # that the same request always runs the same batches and so gives the same bits.
@@ -166,6 +166,18 @@ def run_generator(
     return out
 
 
+def _request_labels(n: int, labels: list[int] | None, *, num_classes: int, seed: int) -> torch.Tensor | None:
+    """The labels (n,) of a request for `n` samples: the given ones cycled, or, when a conditional generator is
+    asked for no label in particular, classes drawn from the request's seed; None for an unconditional one."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, not {n}")
+    check_labels(labels, num_classes)
+    y = cycle_labels(n, labels)
+    if y is None and num_classes > 0:
+        y = torch.randint(0, num_classes, (n,), generator=torch.Generator().manual_seed(int(seed) + 1))
+    return y
+
+
 def generate(
     generator: torch.nn.Module,
     *,
@@ -178,14 +190,8 @@ def generate(
     device: str | torch.device = "cpu",
 ) -> Samples:
     """`n` samples for `seed`; labels (conditional generators only) are cycled over the n samples."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, not {n}")
-    check_labels(labels, num_classes)
+    y = _request_labels(n, labels, num_classes=num_classes, seed=seed)
     z = sample_latents(n, z_dim, seed=seed, truncation=truncation)  # (n, z_dim)
-    y = cycle_labels(n, labels)
-    if y is None and num_classes > 0:
-        # A conditional generator asked for no label in particular: classes drawn from the same seed.
-        y = torch.randint(0, num_classes, (n,), generator=torch.Generator().manual_seed(int(seed) + 1))
     samples = run_generator(generator, z, y, device=device)
     return Samples(samples=samples, labels=None if y is None else y.numpy().astype(np.int64))
 
@@ -204,16 +210,11 @@ def generate_walks(
     device: str | torch.device = "cpu",
 ) -> Samples:
     """`n` latent walks of `steps` points each; a walk keeps one label. Samples are (n * steps, ...), row-major."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, not {n}")
+    walk_labels = _request_labels(n, labels, num_classes=num_classes, seed=seed)  # one per walk
     if not 2 <= steps <= MAX_INTERPOLATION_STEPS:
         raise ValueError(f"interpolate.steps must be between 2 and {MAX_INTERPOLATION_STEPS}, not {steps}")
-    check_labels(labels, num_classes)
     ends = sample_latents(2 * n, z_dim, seed=seed, truncation=truncation)  # (2n, z_dim)
     z = interpolate_latents(ends[:n], ends[n:], steps=steps, mode=mode)  # (n * steps, z_dim)
-    walk_labels = cycle_labels(n, labels)
-    if walk_labels is None and num_classes > 0:
-        walk_labels = torch.randint(0, num_classes, (n,), generator=torch.Generator().manual_seed(int(seed) + 1))
     clustered = walk_labels is None and getattr(generator, "cluster_cdf", None) is not None
     if clustered:  # a cluster-conditioned generator: each walk stays in the cluster of its first latent
         walk_labels = generator.clusters_of(ends[:n]).cpu()  # type: ignore[operator]
@@ -239,53 +240,11 @@ def _pil(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels[:, :, :3], mode="RGB")
 
 
-def image_grid(images: np.ndarray, *, cols: int | None = None) -> Image.Image:
-    """(N, C, H, W) float images in [-1, 1] tiled into one picture, `cols` per row (default: a square), as the
-    training sample grids are (core.grids)."""
-    from core.grids import image_grid as grid
-
-    return grid(torch.from_numpy(np.ascontiguousarray(images)), nrow=cols)
-
-
-# Distinct colours for classes or walks in scatter plots.
-_PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-]  # fmt: skip
-
-
-def scatter_plot(
-    points: np.ndarray,
-    *,
-    groups: np.ndarray | None = None,
-    size: int = 512,
-    bounds: tuple[float, float] | None = None,
-) -> Image.Image:
-    """(N, 2) points drawn as dots on a white square; `groups` (N,) colours them; `bounds` fixes the axes."""
-    if bounds is None:
-        extent = float(np.abs(points).max()) if points.size else 1.0
-        extent = max(extent * 1.1, 1e-6)
-        bounds = (-extent, extent)
-    lo, hi = bounds
-    image = Image.new("RGB", (size, size), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    draw.line([(size // 2, 0), (size // 2, size)], fill=(230, 230, 230))
-    draw.line([(0, size // 2), (size, size // 2)], fill=(230, 230, 230))
-    scaled = (points.astype(np.float64) - lo) / (hi - lo) * (size - 1)  # (N, 2)
-    for i, (x, y) in enumerate(scaled):
-        if not (np.isfinite(x) and np.isfinite(y)):
-            continue
-        colour = _PALETTE[int(groups[i]) % len(_PALETTE)] if groups is not None else _PALETTE[0]
-        py = size - 1 - y
-        draw.ellipse([x - 1.5, py - 1.5, x + 1.5, py + 1.5], fill=colour)
-    return image
-
-
 def preview(result: Samples) -> Image.Image:
     """The one picture of a result: an image grid (rows = walks for latent walks) or a scatter plot."""
     if result.samples.ndim == 4:
         cols = result.samples.shape[0] // result.rows if result.rows else None
-        return image_grid(result.samples, cols=cols)
+        return image_grid(result.samples, nrow=cols)
     groups = result.labels
     if result.rows:
         groups = np.repeat(np.arange(result.rows), result.samples.shape[0] // result.rows)
@@ -301,44 +260,20 @@ def animation_frames(result: Samples) -> list[Image.Image]:
     frames = []
     if walks.ndim == 5:
         for s in range(steps):
-            frames.append(image_grid(walks[:, s], cols=math.ceil(math.sqrt(result.rows))))
+            frames.append(image_grid(walks[:, s], nrow=math.ceil(math.sqrt(result.rows))))
     else:
         extent = max(float(np.abs(walks).max()) * 1.1, 1e-6) if walks.size else 1.0
         for s in range(steps):
-            frames.append(scatter_plot(walks[:, s], groups=np.arange(result.rows), bounds=(-extent, extent)))
+            frames.append(scatter_plot(walks[:, s], groups=np.arange(result.rows), extent=extent))
     return frames
 
 
 # Writers. Each writes `path` atomically and returns it.
 
 
-@contextmanager
-def atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """A binary file that appears at `path` only once fully written (temp file in the same folder + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def write_png(result: Samples, path: Path) -> Path:
     """One picture: the image grid, or a scatter plot of 2-D points."""
-    data = _png_bytes(preview(result))
-    with atomic_file(path) as f:
-        f.write(data)
+    atomic_write_bytes(path, png_bytes(preview(result)))
     return path
 
 
@@ -349,8 +284,7 @@ def write_gif(result: Samples, path: Path, *, frame_ms: int = 120) -> Path:
     frames = [frame.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT) for frame in frames]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
-    with atomic_file(path) as f:
-        f.write(buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -364,7 +298,7 @@ def _zip_entry(archive: zipfile.ZipFile, name: str, data: bytes, *, compress: bo
 def write_zip(result: Samples, path: Path) -> Path:
     """One PNG per sample, in class folders (`3/00017.png`) when labels exist, plus `labels.csv`
     (`file,label`): a ready synthetic dataset. 2-D points go into one `samples.csv` (`x,y[,label]`)."""
-    with atomic_file(path) as f, zipfile.ZipFile(f, "w") as archive:
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w") as archive:
         if result.samples.ndim == 2:
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\n")
@@ -383,7 +317,7 @@ def write_zip(result: Samples, path: Path) -> Path:
                 name = f"{int(result.labels[i])}/{name}"
                 rows.append((name, int(result.labels[i])))
             # PNG is already deflated: storing it again compressed only costs time.
-            _zip_entry(archive, name, _png_bytes(_pil(image)), compress=False)
+            _zip_entry(archive, name, png_bytes(_pil(image)), compress=False)
         if result.labels is not None:
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\n")
@@ -399,7 +333,7 @@ def write_npz(result: Samples, path: Path) -> Path:
     arrays: dict[str, np.ndarray] = {"samples": np.ascontiguousarray(result.samples, dtype=np.float32)}
     if result.labels is not None:
         arrays["labels"] = np.ascontiguousarray(result.labels, dtype=np.int64)
-    with atomic_file(path) as f, zipfile.ZipFile(f, "w", allowZip64=True) as archive:
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", allowZip64=True) as archive:
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_DATE_TIME)
             info.compress_type = zipfile.ZIP_STORED

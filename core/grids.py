@@ -1,20 +1,31 @@
-"""PNG sample grids (Pillow): image mosaics, and scatter plots of 2-D samples over the real modes."""
+"""PNG pictures of samples (Pillow), for training grids and generations alike: image mosaics, and scatter plots of
+2-D samples, over the real modes or coloured by group."""
 
 from __future__ import annotations
 
 import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from core.layout import atomic_write_bytes
 
-def image_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 2) -> Image.Image:
-    """A mosaic of images (N, C, H, W) in [-1, 1]: 1 channel -> grayscale, 3 -> RGB, 4 -> RGBA, else channel 0."""
-    x = images.detach().float().cpu().clamp(-1, 1)
+# Distinct colours for the groups (classes or walks) of a scatter plot; ungrouped points are POINT_COLOUR.
+PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+]  # fmt: skip
+POINT_COLOUR = (40, 90, 200)
+MODE_COLOUR = (220, 30, 30)
+
+
+def image_grid(images: torch.Tensor | np.ndarray, *, nrow: int | None = None, padding: int = 2) -> Image.Image:
+    """A mosaic of images (N, C, H, W) in [-1, 1], `nrow` per row (default: a square): 1 channel -> grayscale,
+    3 -> RGB, 4 -> RGBA, else channel 0."""
+    x = torch.as_tensor(images).detach().float().cpu().clamp(-1, 1)
     n, c, h, w = x.shape
     if c not in (1, 3, 4):
         x, c = x[:, :1], 1
@@ -29,14 +40,23 @@ def image_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 
 
 
 def scatter_plot(
-    points: torch.Tensor, *, modes: torch.Tensor | None = None, size: int = 512, extent: float | None = None
+    points: torch.Tensor | np.ndarray,
+    *,
+    modes: torch.Tensor | None = None,
+    groups: np.ndarray | None = None,
+    size: int = 512,
+    extent: float | None = None,
 ) -> Image.Image:
-    """Generated 2-D points (N, 2) as blue dots over the real modes (red rings), on a white square."""
-    p = points.detach().float().cpu().numpy()
-    centres = modes.detach().float().cpu().numpy() if modes is not None else np.zeros((0, 2), dtype=np.float32)
+    """2-D points (N, 2) as dots on a white square, over the real modes (red rings) when given; `groups` (N,)
+    colours the dots from PALETTE. The axes span ±`extent`: by default the modes' reach × 1.5 + 0.1 (the same
+    frame on every grid of a run), else 1.1 × the farthest finite point."""
+    p = torch.as_tensor(points).detach().float().cpu().numpy()  # (N, 2)
+    centres = modes.detach().float().cpu().numpy() if modes is not None else np.zeros((0, 2), np.float32)  # (M, 2)
     if extent is None:
-        reach = np.abs(centres).max() if len(centres) else np.abs(p[np.isfinite(p)]).max(initial=1.0)
-        extent = float(reach) * 1.5 + 0.1
+        if len(centres):
+            extent = float(np.abs(centres).max()) * 1.5 + 0.1
+        else:
+            extent = max(float(np.abs(p[np.isfinite(p)]).max(initial=1.0)) * 1.1, 1e-6)
     image = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(image)
 
@@ -47,25 +67,26 @@ def scatter_plot(
     mid = (size - 1) / 2
     draw.line([(0, mid), (size - 1, mid)], fill=(225, 225, 225))
     draw.line([(mid, 0), (mid, size - 1)], fill=(225, 225, 225))
-    # The generated points, then the real modes on top.
-    for xy in p[np.isfinite(p).all(1)]:
-        u, v = to_pixel(xy)
+    # The points, then the real modes on top.
+    for i in np.flatnonzero(np.isfinite(p).all(1)):
+        u, v = to_pixel(p[i])
         if 0 <= u < size and 0 <= v < size:
-            draw.ellipse([u - 1.5, v - 1.5, u + 1.5, v + 1.5], fill=(40, 90, 200))
+            colour = PALETTE[int(groups[i]) % len(PALETTE)] if groups is not None else POINT_COLOUR
+            draw.ellipse([u - 1.5, v - 1.5, u + 1.5, v + 1.5], fill=colour)
     for xy in centres:
         u, v = to_pixel(xy)
-        draw.ellipse([u - 6, v - 6, u + 6, v + 6], outline=(220, 30, 30), width=2)
+        draw.ellipse([u - 6, v - 6, u + 6, v + 6], outline=MODE_COLOUR, width=2)
     return image
 
 
-def save_png(image: Image.Image, path: Path) -> int:
-    """Write a PNG atomically (temp file in the same folder, then rename); returns its size in bytes."""
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    data = buffer.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    return buffer.getvalue()
+
+
+def save_png(image: Image.Image, path: Path) -> int:
+    """Write a PNG atomically (core.layout.atomic_write); returns its size in bytes."""
+    data = png_bytes(image)
+    atomic_write_bytes(path, data)
     return len(data)

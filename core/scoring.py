@@ -30,7 +30,8 @@ from safetensors import safe_open
 from torch import nn
 
 from core.config import RunConfig
-from core.generate import atomic_file, sample_latents
+from core.generate import sample_latents
+from core.layout import atomic_write_text
 
 BATCH_SIZE = 64
 LEARNING_RATE = 0.05
@@ -198,12 +199,10 @@ def write_results(
         }
         for i in range(n)
     ]
-    with atomic_file(json_path) as f:
-        f.write(json.dumps({**extra, "count": n, "items": items}).encode())
+    atomic_write_text(json_path, json.dumps({**extra, "count": n, "items": items}))
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     for item in items:
         writer.writerow(["" if item[key] is None else item[key] for key in header])
-    with atomic_file(csv_path) as f:
-        f.write(text.getvalue().encode())
+    atomic_write_text(csv_path, text.getvalue())
