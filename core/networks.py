@@ -114,10 +114,12 @@ def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
 
 
 class _ClusterPick(nn.Module):
-    """A generator that may be cluster-conditioned: `cluster_cdf` (groups · K,) float64 is then a buffer (saved
-    with it) and a call without labels picks each latent's cluster (core.clusters.clusters_of)."""
+    """A conv generator's label handling. It may be cluster-conditioned: `cluster_cdf` (groups · K,) float64 is then
+    a buffer (saved with it) and a call without labels picks each latent's cluster (core.clusters.clusters_of). With
+    `concat` conditioning it appends a label code to z (`embed`)."""
 
     cluster_cdf: torch.Tensor | None
+    embed: nn.Embedding | None
 
     def _init_clusters(self, num_classes: int, on: bool, groups: int) -> None:
         cdf = torch.arange(1, num_classes + 1, dtype=torch.float64).repeat(groups) / num_classes if on else None
@@ -134,8 +136,23 @@ class _ClusterPick(nn.Module):
         assert self.cluster_cdf is not None, "this generator is not cluster-conditioned"
         return clusters_of(z, self.cluster_cdf, self.label_groups)
 
-    def _labels(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-        return self.clusters_of(z) if labels is None and self.cluster_cdf is not None else labels
+    def _init_labels(self, *, z_dim: int, num_classes: int, conditioning: str, clusters: bool, groups: int) -> int:
+        """Set up how a conv generator sees its labels: cluster picking, and the label code it concatenates to z
+        (`embed`, with `concat` conditioning); returns the classes of its conditional BatchNorm (0: none)."""
+        self._init_clusters(num_classes, clusters, groups)
+        concat = num_classes and conditioning == "concat"
+        self.embed = _label_code(num_classes, z_dim, groups) if concat else None
+        return num_classes if conditioning == "cbn" else 0
+
+    def _inputs(self, z: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The latent (B, Z), or (B, 2Z) with the label code appended, and the labels (B,) of a call; a
+        cluster-conditioned call without labels picks each latent's cluster."""
+        if labels is None and self.cluster_cdf is not None:
+            labels = self.clusters_of(z)
+        if self.embed is not None:
+            assert labels is not None, "a conditional generator needs labels"
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * z_dim)
+        return z, labels
 
 
 class GroupEmbedding(nn.Embedding):
@@ -329,11 +346,10 @@ class DCGANGenerator(_ClusterPick):
         label_groups: int = 1,
     ) -> None:
         super().__init__()
-        self._init_clusters(num_classes, clusters, label_groups)
         n = _doublings(image_size)
-        cbn = num_classes if conditioning == "cbn" else 0
-        concat = num_classes and conditioning == "concat"
-        self.embed = _label_code(num_classes, z_dim, label_groups) if concat else None
+        cbn = self._init_labels(
+            z_dim=z_dim, num_classes=num_classes, conditioning=conditioning, clusters=clusters, groups=label_groups
+        )
         mult = 2 ** (n - 1)
         in_dim = z_dim * (2 if self.embed is not None else 1)
         self.convs = nn.ModuleList([nn.ConvTranspose2d(in_dim, width * mult, 4, 1, 0, bias=False)])  # 4x4
@@ -346,10 +362,7 @@ class DCGANGenerator(_ClusterPick):
         _dcgan_init(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        labels = self._labels(z, labels)
-        if self.embed is not None:
-            assert labels is not None, "a conditional generator needs labels"
-            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * z_dim)
+        z, labels = self._inputs(z, labels)  # (B, Z) or (B, 2Z)
         h = z[:, :, None, None]  # (B, Z, 1, 1)
         for conv, norm in zip(self.convs, self.norms, strict=True):
             h = F.relu(norm(conv(h), labels))  # (B, width * mult, 4 * 2^i, 4 * 2^i)
@@ -479,11 +492,10 @@ class ResNetGenerator(_ClusterPick):
         label_groups: int = 1,
     ) -> None:
         super().__init__()
-        self._init_clusters(num_classes, clusters, label_groups)
         g_channels, _ = _resnet_plan(image_size, width)
-        cbn = num_classes if conditioning == "cbn" else 0
-        concat = num_classes and conditioning == "concat"
-        self.embed = _label_code(num_classes, z_dim, label_groups) if concat else None
+        cbn = self._init_labels(
+            z_dim=z_dim, num_classes=num_classes, conditioning=conditioning, clusters=clusters, groups=label_groups
+        )
         self.c0 = g_channels[0]
         self.linear = nn.Linear(z_dim * (2 if self.embed is not None else 1), 4 * 4 * self.c0)
         self.blocks = nn.ModuleList([GBlock(a, b, cbn, label_groups) for a, b in itertools.pairwise(g_channels)])
@@ -495,10 +507,7 @@ class ResNetGenerator(_ClusterPick):
                 nn.init.zeros_(m.bias)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        labels = self._labels(z, labels)
-        if self.embed is not None:
-            assert labels is not None, "a conditional generator needs labels"
-            z = torch.cat([z, self.embed(labels)], dim=1)
+        z, labels = self._inputs(z, labels)  # (B, Z) or (B, 2Z)
         h = self.linear(z).reshape(z.shape[0], self.c0, 4, 4)  # (B, C0, 4, 4)
         for block in self.blocks:
             h = block(h, labels)  # doubles H and W
