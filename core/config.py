@@ -17,11 +17,35 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
-    # kind, channels, number of classes (0 = unlabeled), native size in pixels (images only)
-    "ring8": {"kind": "points", "channels": 0, "num_classes": 0},
-    "grid25": {"kind": "points", "channels": 0, "num_classes": 0},
-    "digits": {"kind": "images", "channels": 1, "num_classes": 10},
-    "stacked-digits": {"kind": "images", "channels": 3, "num_classes": 1000},
+    # kind, channels, number of classes (0 = unlabeled), how many images (None: drawn, not stored), and what it is
+    "ring8": {
+        "kind": "points",
+        "channels": 0,
+        "num_classes": 0,
+        "num_images": None,
+        "description": "8 Gaussians on a ring: 2-D points, the mode-collapse benchmark",
+    },
+    "grid25": {
+        "kind": "points",
+        "channels": 0,
+        "num_classes": 0,
+        "num_images": None,
+        "description": "25 Gaussians on a 5×5 grid: 2-D points, the mode-collapse benchmark",
+    },
+    "digits": {
+        "kind": "images",
+        "channels": 1,
+        "num_classes": 10,
+        "num_images": 1797,
+        "description": "scikit-learn's 1,797 real 8×8 handwritten digits, 10 classes",
+    },
+    "stacked-digits": {
+        "kind": "images",
+        "channels": 3,
+        "num_classes": 1000,
+        "num_images": None,
+        "description": "three digits stacked as the R, G and B channels: 1,000 classes",
+    },
 }
 
 # Uploaded datasets are referenced by their id (see POST /datasets).
@@ -299,66 +323,47 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> None:
             base[key] = copy.deepcopy(value)
 
 
-# Each built-in dataset's default is its recommended configuration (see docs/benchmarks.md).
-# The gradient-penalty weight of wgan-gp on the 2-D mixtures: 0.1, as Gulrajani et al.'s own toy code uses (their
-# 10 is for images). At 10 the critic's penalty swamps the tight modes (std 0.01 on ring8): 0-2 modes and under 1 %
-# high-quality samples; at 0.1 all modes (see docs/benchmarks.md).
+# Each built-in dataset's default is its recommended configuration; docs/benchmarks.md holds the measurements and
+# the alternatives tried.
+# wgan-gp's gradient-penalty weight on the 2-D mixtures: 0.1, as Gulrajani et al.'s toy code uses; the weight of 10
+# they use on images swamps the mixtures' tight modes.
 POINTS_GP_WEIGHT = 0.1
 # The 2-D mixtures' learning rate, for G and D alike: their defaults and the presets on them (POINT_PRESETS).
 POINTS_LR = 1e-3
+
+
+def _points_defaults(*, width: int, steps: int) -> dict[str, Any]:
+    """The 2-D mixtures' recipe: an MLP with the minibatch-std feature in D (it keeps every mode), trained long with
+    a large batch, a linearly decaying learning rate and the EMA generator."""
+    return {
+        "model": {"arch": "mlp", "z_dim": 2, "width": width, "depth": 3, "minibatch_std": True},
+        "loss": {"gp_weight": POINTS_GP_WEIGHT},
+        "train": {
+            "steps": steps,
+            "batch_size": 512,
+            "lr_g": POINTS_LR,
+            "lr_d": POINTS_LR,
+            "beta1": 0.5,
+            "ema": 0.999,
+            "lr_schedule": "linear",
+        },
+        "schedule": {"sample_every": 1000, "checkpoint_every": 2000},
+    }
+
+
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    # ring8: see docs/benchmarks.md (## Trainer quality): long training with a large batch, linear decay and the EMA
-    # generator: 98.7 % high-quality samples over 10 seeds, but 2 seeds dropped a mode; the minibatch-std feature in
-    # D kept all 8 in those two and in the others tried. Top-k (loss.top_k 0.5) and PacGAN packing lowered quality.
-    "ring8": {
-        "model": {"arch": "mlp", "z_dim": 2, "width": 128, "depth": 3, "minibatch_std": True},
-        "loss": {"gp_weight": POINTS_GP_WEIGHT},
-        "train": {
-            "steps": 16000,
-            "batch_size": 512,
-            "lr_g": POINTS_LR,
-            "lr_d": POINTS_LR,
-            "beta1": 0.5,
-            "ema": 0.999,
-            "lr_schedule": "linear",
-        },
-        "schedule": {"sample_every": 1000, "checkpoint_every": 2000},
-    },
-    # grid25: the same recipe with a wider MLP; 6,000 steps left 2–4 of 25 modes out in some seeds, 15,000 steps
-    # captured all 25 in seeds 0, 1, 2 and 5 but 21 in seed 6, which minibatch std brought back to 25 (as on ring8;
-    # see docs/benchmarks.md).
-    "grid25": {
-        "model": {"arch": "mlp", "z_dim": 2, "width": 256, "depth": 3, "minibatch_std": True},
-        "loss": {"gp_weight": POINTS_GP_WEIGHT},
-        "train": {
-            "steps": 15000,
-            "batch_size": 512,
-            "lr_g": POINTS_LR,
-            "lr_d": POINTS_LR,
-            "beta1": 0.5,
-            "ema": 0.999,
-            "lr_schedule": "linear",
-        },
-        "schedule": {"sample_every": 1000, "checkpoint_every": 2000},
-    },
-    # digits: spectral norm on D (Miyato et al. 2018), nonsaturating loss, SNGAN's Adam betas (0, 0.9), for
-    # unconditional and conditional runs alike, at 16 px (the digits are 8x8, so 16 px loses nothing) and width 64;
-    # unconditional runs are cluster-conditioned on 50 k-means clusters of the images (model.clusters; a
-    # conditional run uses its labels instead): unconditional fid_digits 0.96 +- 0.08 without the clusters, 0.21-0.26
-    # with them, against a 16 px floor of 0.21; conditional 0.23 with label accuracy 0.997. The betas did what the
-    # sngan-hinge preset did, so the loss stays nonsaturating and label smoothing stays legal. See
-    # docs/benchmarks.md.
+    "ring8": _points_defaults(width=128, steps=16000),
+    "grid25": _points_defaults(width=256, steps=15000),  # 25 modes need a wider MLP
+    # digits: SNGAN's recipe at 16 px (the digits are 8x8, so 16 px loses nothing): spectral norm on D and Adam betas
+    # (0, 0.9), with the nonsaturating loss so that label smoothing stays legal. Unconditional runs are conditioned
+    # on 50 k-means clusters of the images (model.clusters); a conditional run uses its labels instead.
     "digits": {
         "model": {"arch": "dcgan", "image_size": 16, "z_dim": 100, "width": 64, "spectral_norm": True, "clusters": 50},
         "train": {"steps": 12000, "batch_size": 64, "ema": 0.999, "beta1": 0.0, "beta2": 0.9},
         "schedule": {"sample_every": 500, "checkpoint_every": 2000},
     },
-    # stacked-digits: spectral norm on D at 16 px (the digits are 8x8, so 16 px loses nothing), width 64 and SNGAN's
-    # Adam betas (0, 0.9), as digits has, and a cluster per channel (model.clusters 50 with model.cluster_channels:
-    # 50 k-means clusters of each channel, drawn independently; the channels are three independent digits): 1,000
-    # modes over 26,000 samples and KL 0.024 / 0.025 / 0.023 at 20,000 steps (seeds 0, 1, 2; 0.023 at 40,000),
-    # against real images' 0.027-0.031 and the goal of 0.05. Without the clusters 0.065 at 40,000 steps; with 1,000
-    # clusters of whole images 0.081 (they couple the channels). See docs/benchmarks.md.
+    # stacked-digits: digits' recipe with a cluster per channel (model.cluster_channels: 50 k-means clusters of each
+    # channel, drawn independently), since its channels are three independent digits.
     "stacked-digits": {
         "model": {
             "arch": "dcgan",
@@ -379,10 +384,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Named configurations that POST /runs accepts as "preset"; applied over the dataset defaults.
-# wgan-gp trains its critic once per generator step, at four times G's learning rate (TTUR, Heusel et al. 2017),
-# not five times at one rate as Gulrajani et al. 2017 do: on digits fid_digits 0.221 +- 0.043 over 3 seeds (floor
-# 0.213) at the default 12,000 steps in 6.1-6.4 min at two threads, against 0.418 for n_critic 5 at 4,000 steps in
-# 12.5 min. See docs/benchmarks.md.
+# wgan-gp trains its critic once per generator step at four times G's learning rate (TTUR, Heusel et al. 2017), not
+# five times at one rate as Gulrajani et al. do: on digits it scores better in half the time.
 PRESETS: dict[str, dict[str, Any]] = {
     "dcgan": {
         "model": {"arch": "dcgan", "spectral_norm": False},
@@ -402,7 +405,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # What a preset sets instead on 2-D point data (ring8, grid25), layered over PRESETS: the mlp recipes train G and D at
-# one rate (POINTS_LR); wgan-gp's TTUR rates for images (1e-4 / 4e-4) left grid25 at 17 % high-quality samples.
+# one rate (POINTS_LR), which wgan-gp's TTUR rates for images would replace.
 POINT_PRESETS: dict[str, dict[str, Any]] = {
     "wgan-gp": {"train": {"lr_g": POINTS_LR, "lr_d": POINTS_LR}},
 }
