@@ -67,14 +67,6 @@ class DigitsClassifier(nn.Module):
         return self.features_and_logits(x)[1]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def classifier_metadata(path: Path = ASSET_PATH) -> dict[str, str]:
     """The shipped file's metadata: format, held-out accuracy, split, seed."""
     with safe_open(str(path), framework="pt") as f:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,6 @@ from core.metrics.distances import density_coverage, fid, frechet_distance, kid,
 from core.metrics.inception import ENV_VAR, check_inception_weights, inception_status
 from core.metrics.modes import kl_to_reference, label_metrics, mode_metrics
 from core.metrics.swd import swd
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: these small matrices run several times faster so on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _feats(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ from core.datasets import Dataset, load_dataset
 from core.metrics import Evaluator, evaluate_checkpoint
 from core.metrics.classifier import ASSET_PATH, classifier_metadata, load_digits_classifier
 from core.metrics.digits_data import digits_split_indices
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: small tensors run several times faster so on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_shipped_classifier_reaches_its_recorded_held_out_accuracy() -> None:
