@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
@@ -63,6 +63,14 @@ def _fail(message: str) -> NoReturn:
 
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _output(json_out: bool, data: Any, human: RenderableType) -> None:
+    """`data` as JSON for scripts, or `human` (a line of markup, a table) for people."""
+    if json_out:
+        _print_json(data)
+    else:
+        console.print(human)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -143,7 +151,7 @@ def _run_table(runs: list[Run]) -> Table:
     return table
 
 
-def _show_run(run: Run) -> None:
+def _run_details(run: Run) -> Table:
     table = Table(show_header=False, box=None)
     table.add_row("id", run.id)
     table.add_row("name", run.name or "-")
@@ -162,7 +170,7 @@ def _show_run(run: Run) -> None:
     table.add_row("worker", run.worker or "-")
     if run.error:
         table.add_row("error", f"[red]{escape(run.error)}[/red]")
-    console.print(table)
+    return table
 
 
 def _watch(client: Ganforge, run_id: str) -> Run:
@@ -232,17 +240,11 @@ def _watch(client: Ganforge, run_id: str) -> Run:
 
 def _print_status(run: Run, json_out: bool) -> None:
     """One line for people (id and status), the whole run for scripts."""
-    if json_out:
-        _print_json(run.raw)
-    else:
-        console.print(f"run [bold]{run.id}[/bold] {run.status}")
+    _output(json_out, run.raw, f"run [bold]{run.id}[/bold] {run.status}")
 
 
 def _finish(run: Run, json_out: bool) -> None:
-    if json_out:
-        _print_json(run.raw)
-    else:
-        _show_run(run)
+    _output(json_out, run.raw, _run_details(run))
     if run.status != "succeeded":
         _fail(f"run {run.id} {run.status}" + (f": {run.error}" if run.error else ""))
 
@@ -300,10 +302,7 @@ def runs_show(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, js
     """One run: status, progress, metrics, error."""
     with _connect(url, token) as client:
         run = client.runs.get(run_id)
-    if json_out:
-        _print_json(run.raw)
-    else:
-        _show_run(run)
+    _output(json_out, run.raw, _run_details(run))
 
 
 @runs_app.command("watch")
@@ -345,10 +344,7 @@ def runs_delete(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, 
     """Delete a run and its artifacts."""
     with _connect(url, token) as client:
         client.runs.delete(run_id)
-    if json_out:
-        _print_json({"id": run_id, "deleted": True})
-    else:
-        console.print(f"run [bold]{run_id}[/bold] deleted")
+    _output(json_out, {"id": run_id, "deleted": True}, f"run [bold]{run_id}[/bold] deleted")
 
 
 @runs_app.command("metrics")
@@ -366,15 +362,12 @@ def runs_metrics(
             sys.stdout.write(client.runs.metrics_csv(run_id))
             return
         series = client.runs.metrics(run_id, names=names.split(",") if names else None)
-    if json_out:
-        _print_json({"series": series})
-        return
     table = Table("NAME", "STEP", "VALUE", "POINTS")
     for name, points in sorted(series.items()):
         if points:
             step, value = points[-1]
             table.add_row(name, str(step), f"{value:.5g}", str(len(points)))
-    console.print(table)
+    _output(json_out, {"series": series}, table)
 
 
 @checkpoints_app.command("list")
@@ -382,13 +375,10 @@ def checkpoints_list(run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = N
     """A run's checkpoints."""
     with _connect(url, token) as client:
         items = client.runs.checkpoints(run_id)
-    if json_out:
-        _print_json([{"step": c.step, "url": c.url, "size_bytes": c.size_bytes} for c in items])
-        return
     table = Table("STEP", "SIZE (bytes)", "URL")
     for c in items:
         table.add_row(str(c.step), str(c.size_bytes), c.url)
-    console.print(table)
+    _output(json_out, [{"step": c.step, "url": c.url, "size_bytes": c.size_bytes} for c in items], table)
 
 
 @checkpoints_app.command("get")
@@ -410,10 +400,9 @@ def checkpoints_get(
         target = output or Path(f"{run_id}-{step}.safetensors")
         client.runs.download_checkpoint(run_id, step, target)
     size = target.stat().st_size
-    if json_out:
-        _print_json({"path": str(target), "step": step, "size_bytes": size})
-    else:
-        console.print(f"wrote {target} ({size} bytes, step {step})")
+    _output(
+        json_out, {"path": str(target), "step": step, "size_bytes": size}, f"wrote {target} ({size} bytes, step {step})"
+    )
 
 
 @samples_app.command("get")
@@ -429,10 +418,7 @@ def samples_get(
     with _connect(url, token) as client:
         png = client.runs.latest_samples(run_id) if step is None else client.runs.sample(run_id, step)
     output.write_bytes(png)
-    if json_out:
-        _print_json({"path": str(output), "size_bytes": len(png)})
-    else:
-        console.print(f"wrote {output} ({len(png)} bytes)")
+    _output(json_out, {"path": str(output), "size_bytes": len(png)}, f"wrote {output} ({len(png)} bytes)")
 
 
 def generate(
@@ -477,10 +463,11 @@ def generate(
         with err_console.status(f"generation {handle.id}: waiting for a worker"):
             data = handle.result(timeout=timeout)
     output.write_bytes(data)
-    if json_out:
-        _print_json({"generation": handle.generation.raw, "path": str(output), "size_bytes": len(data)})
-    else:
-        console.print(f"wrote {output} ({len(data)} bytes) from generation {handle.id}")
+    _output(
+        json_out,
+        {"generation": handle.generation.raw, "path": str(output), "size_bytes": len(data)},
+        f"wrote {output} ({len(data)} bytes) from generation {handle.id}",
+    )
 
 
 @datasets_app.command("upload")
@@ -496,13 +483,8 @@ def datasets_upload(
         _fail(f"{file}: no such file")
     with _connect(url, token) as client:
         dataset = client.datasets.upload(file, name=name)
-    if json_out:
-        _print_json(dataset.raw)
-    else:
-        console.print(
-            f"dataset [bold]{dataset.id}[/bold]: {dataset.num_images} images, "
-            f"{dataset.image_size}px, {dataset.channels} channel(s)"
-        )
+    about = f"{dataset.num_images} images, {dataset.image_size}px, {dataset.channels} channel(s)"
+    _output(json_out, dataset.raw, f"dataset [bold]{dataset.id}[/bold]: {about}")
 
 
 @datasets_app.command("list")
@@ -510,9 +492,6 @@ def datasets_list(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: J
     """Built-in and uploaded datasets."""
     with _connect(url, token) as client:
         datasets = client.datasets.list()
-    if json_out:
-        _print_json([d.raw for d in datasets])
-        return
     table = Table()
     table.add_column("ID", no_wrap=True)  # whole, so that it can be copied
     table.add_column("NAME", overflow="fold")
@@ -529,7 +508,7 @@ def datasets_list(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: J
             str(classes if classes is not None else "-"),
             "yes" if d.builtin else "",
         )
-    console.print(table)
+    _output(json_out, [d.raw for d in datasets], table)
 
 
 @datasets_app.command("delete")
@@ -539,10 +518,7 @@ def datasets_delete(
     """Delete an uploaded dataset (refused while a queued or running run uses it)."""
     with _connect(url, token) as client:
         client.datasets.delete(dataset_id)
-    if json_out:
-        _print_json({"id": dataset_id, "deleted": True})
-    else:
-        console.print(f"dataset [bold]{dataset_id}[/bold] deleted")
+    _output(json_out, {"id": dataset_id, "deleted": True}, f"dataset [bold]{dataset_id}[/bold] deleted")
 
 
 @tokens_app.command("create")
