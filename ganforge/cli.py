@@ -163,14 +163,16 @@ def train(
 
     from core.config import RunConfig
     from core.train import train as run_training
+    from ganforge._exceptions import field_errors
 
     try:
         cfg = RunConfig.model_validate(json.loads(config.read_text()))
     except (OSError, json.JSONDecodeError) as exc:
         raise typer.BadParameter(f"cannot read {config}: {exc}") from exc
     except ValidationError as exc:
-        for err in exc.errors():
-            typer.echo(f"error: {'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}", err=True)
+        # The same (field, reason) lines as the API's 422 gives the client: `model.arch: reason`.
+        for field, message in field_errors(exc.errors(include_url=False, include_input=False)):
+            typer.echo(f"error: {field or 'config'}: {message}", err=True)
         raise typer.Exit(2) from exc
     result = run_training(cfg, out_dir=out, on_event=_print_event, dataset_dir=dataset_dir)
     typer.echo(f"{result.status} at step {result.step}; artifacts in {out}")
