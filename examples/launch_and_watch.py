@@ -15,10 +15,19 @@ url = os.environ.get("GANFORGE_URL", "http://127.0.0.1:8000")
 token = os.environ["GANFORGE_TOKEN"]
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 
+
+def reason(response: httpx.Response) -> str:
+    """An error's `detail`: a sentence, or for a 422 a list of {"loc": ["body", field, ...], "msg": reason}."""
+    detail = response.json()["detail"]
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(map(str, error['loc'][1:])) or 'body'}: {error['msg']}" for error in detail)
+    return str(detail)
+
+
 with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
     response = api.post("/runs", json={"dataset": "ring8", "name": "example", "train": {"steps": steps}})
     if response.status_code != 201:
-        sys.exit(f"{response.status_code}: {response.json()['detail']}")
+        sys.exit(f"{response.status_code}: {reason(response)}")  # e.g. 422: train.steps: Input should be ...
     run = response.json()
     print(f"queued {run['id']}")
 
