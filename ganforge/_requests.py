@@ -58,13 +58,16 @@ class Request(Generic[T]):
     timeout: httpx.Timeout | None = None  # None: the client's own
 
     def send_kwargs(self) -> dict[str, Any]:
-        fields = {"params": self.params, "json": self.json, "headers": self.headers, "files": self.files}
-        kwargs = {name: value for name, value in fields.items() if value is not None}
-        if self.data is not None:
-            kwargs["data"] = self.data
-        if self.timeout is not None:
-            kwargs["timeout"] = self.timeout
-        return kwargs
+        """The fields that are set (httpx reads a missing timeout as "the client's", but None as "none")."""
+        kwargs = {
+            "params": self.params,
+            "json": self.json,
+            "headers": self.headers,
+            "files": self.files,
+            "data": self.data,
+            "timeout": self.timeout,
+        }
+        return {name: value for name, value in kwargs.items() if value is not None}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -100,16 +103,14 @@ def _items(response: httpx.Response) -> builtins.list[Any]:
     return list(data["items"] if isinstance(data, dict) else data)
 
 
-def _run(response: httpx.Response) -> Run:
-    return Run.from_json(response.json())
+def _json_as(from_json: Callable[[Any], T]) -> Callable[[httpx.Response], T]:
+    """A parser that reads the JSON body into a typed object, e.g. `_json_as(Run.from_json)`."""
+    return lambda response: from_json(response.json())
 
 
-def _generation(response: httpx.Response) -> Generation:
-    return Generation.from_json(response.json())
-
-
-def _dataset(response: httpx.Response) -> Dataset:
-    return Dataset.from_json(response.json())
+_run = _json_as(Run.from_json)
+_generation = _json_as(Generation.from_json)
+_dataset = _json_as(Dataset.from_json)
 
 
 def _metric_series(response: httpx.Response) -> dict[str, builtins.list[tuple[int, float]]]:
@@ -159,7 +160,7 @@ def get_run(run_id: str) -> Request[Run]:
 
 def list_runs(*, status: str | None, limit: int | None, cursor: str | None) -> Request[RunPage]:
     params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
-    return Request("GET", "/runs", lambda r: RunPage.from_json(r.json()), params=params)
+    return Request("GET", "/runs", _json_as(RunPage.from_json), params=params)
 
 
 def cancel_run(run_id: str) -> Request[None]:
@@ -384,4 +385,4 @@ def delete_dataset(dataset_id: str) -> Request[None]:
 
 def create_token(name: str, *, admin: bool) -> Request[Token]:
     body: dict[str, Any] = {"name": name, "admin": True} if admin else {"name": name}
-    return Request("POST", "/tokens", lambda r: Token.from_json(r.json()), json=body)
+    return Request("POST", "/tokens", _json_as(Token.from_json), json=body)
