@@ -1,13 +1,49 @@
 """The one error shape: every 4xx body is `{"detail": ...}`, and a 422's detail is always FastAPI's list form
-`[{"loc": [...], "msg": ..., "type": ...}]`, so that a client parses one shape."""
+`[{"loc": [...], "msg": ..., "type": ...}]`, so that a client parses one shape.
+
+Routes raise `unprocessable(field, "field: reason")` for checks beyond the request's shape: `loc` names the
+field and `msg` is the sentence as written, which names it too (as the run config's own checks do), so that
+it reads whole where it is shown alone. `http_exception_handler` (registered by `api.main.create_app`) answers
+every HTTPException as `{"detail": ...}` and turns a 422 that still carries a string detail into the list form,
+so that no route can send the other shape by mistake.
+"""
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+import re
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler as fastapi_http_exception_handler
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# A string detail that starts with "field.path: " names its field (the API's own checks write them so).
+FIELD_PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): .*", re.DOTALL)
 
 
 def unprocessable(field: str, message: str, *, where: str = "body") -> HTTPException:
-    """A 422 shaped like FastAPI's own validation errors, naming the field (dotted for nested fields)."""
-    return HTTPException(
-        status_code=422, detail=[{"type": "value_error", "loc": [where, *field.split(".")], "msg": message}]
-    )
+    """A 422 shaped like FastAPI's own validation errors, naming the field (dotted for nested fields).
+
+    `where` is the part of the request the field is in: "body" (JSON or multipart form), "query" or "path".
+    """
+    return HTTPException(status_code=422, detail=[validation_error(field, message, where=where)])
+
+
+def validation_error(field: str, message: str, *, where: str = "body") -> dict[str, Any]:
+    """One item of a 422's detail list; an empty field names the whole `where`."""
+    loc = [where, *field.split(".")] if field else [where]
+    return {"type": "value_error", "loc": loc, "msg": message}
+
+
+def as_validation_errors(detail: str) -> list[dict[str, Any]]:
+    """A string detail in the list form: a leading "field.path: " names the loc, else loc is ["body"]."""
+    match = FIELD_PREFIX.fullmatch(detail)
+    return [validation_error(match.group(1) if match else "", detail)]
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's `{"detail": ...}` answer, with a 422's string detail turned into the list form."""
+    assert isinstance(exc, StarletteHTTPException)  # registered for it; Starlette types handlers loosely
+    if exc.status_code == 422 and isinstance(exc.detail, str):
+        exc = HTTPException(status_code=422, detail=as_validation_errors(exc.detail), headers=exc.headers)
+    return await fastapi_http_exception_handler(request, exc)
