@@ -50,6 +50,20 @@ function fieldErrors(detail) {
   });
 }
 
+// Clears a form's field errors, then shows each [field, message] under its field (an element with
+// data-error-for="field"), and the ones with no such field together in `box`.
+function showFieldErrors(form, box, pairs) {
+  for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
+  for (const el of form.querySelectorAll(".field.invalid")) el.classList.remove("invalid");
+  const unplaced = [];
+  for (const [field, message] of pairs) {
+    const slot = field && form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+    if (slot) { slot.textContent = message; slot.closest(".field").classList.add("invalid"); }
+    else unplaced.push(field ? `${field}: ${message}` : message);
+  }
+  if (unplaced.length) box.append(errorBox(unplaced.join("\n")));
+}
+
 function detailText(detail) {
   if (typeof detail === "string") return detail;
   return fieldErrors(detail).map(([f, m]) => (f ? `${f}: ${m}` : m)).join("; ");
@@ -749,13 +763,7 @@ async function launchPage() {
       location.hash = `#/runs/${run.id}`;
     } catch (err) {
       if (err.status === 422 || err.status === 400) {
-        const unplaced = [];
-        for (const [field, message] of fieldErrors(err.detail)) {
-          const slot = field && form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
-          if (slot) { slot.textContent = message; slot.closest(".field").classList.add("invalid"); }
-          else unplaced.push(field ? `${field}: ${message}` : message);
-        }
-        if (unplaced.length) formError.append(errorBox(unplaced.join("\n")));
+        showFieldErrors(form, formError, fieldErrors(err.detail));
         const first = form.querySelector(".field.invalid");
         if (first) first.scrollIntoView({ block: "center" });
       } else {
@@ -780,8 +788,10 @@ async function datasetsPage() {
     h("h2", {}, "Upload a dataset"),
     h("p", { class: "muted small" }, "A ZIP of images; put each class in its own folder (folders are optional)."),
     h("div", { class: "form-grid" },
-      h("div", { class: "field" }, h("label", { for: "ds-file" }, "ZIP file"), fileInput),
-      h("div", { class: "field" }, h("label", { for: "ds-name" }, "Name"), nameInput)),
+      h("div", { class: "field" }, h("label", { for: "ds-file" }, "ZIP file"), fileInput,
+        h("div", { class: "field-error", "data-error-for": "file" })),
+      h("div", { class: "field" }, h("label", { for: "ds-name" }, "Name"), nameInput,
+        h("div", { class: "field-error", "data-error-for": "name" }))),
     h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "ds-submit" }, "Upload")),
     uploadError);
   view.append(h("div", { class: "page-head" }, h("h1", {}, "Datasets")), form, cards);
@@ -827,6 +837,7 @@ async function datasetsPage() {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     put(uploadError);
+    showFieldErrors(form, uploadError, []);
     if (!fileInput.files.length) { uploadError.append(errorBox("Choose a ZIP file first.")); return; }
     const data = new FormData();
     data.append("file", fileInput.files[0]);
@@ -838,7 +849,8 @@ async function datasetsPage() {
       form.reset();
       await refresh();
     } catch (err) {
-      uploadError.append(errorBox(err));
+      if (err.status === 422 || err.status === 400) showFieldErrors(form, uploadError, fieldErrors(err.detail));
+      else uploadError.append(errorBox(err));
     } finally {
       submit.disabled = false;
     }

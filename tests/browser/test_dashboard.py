@@ -241,12 +241,19 @@ def test_datasets_page_uploads_and_previews(visit: Visit, svc: Service, tmp_path
     visit.sign_in(svc.new_user_token("browser-datasets"))
     page.click("nav a[data-nav=datasets]")
     page.wait_for_selector("#upload-form")
+    # A refused upload shows the server's reason under the field it names.
+    not_a_zip = tmp_path / "notes.zip"
+    not_a_zip.write_bytes(b"these are notes, not an archive")
+    page.set_input_files("#ds-file", str(not_a_zip))
+    page.click("#ds-submit")
+    playwright_sync.expect(page.locator('[data-error-for="file"]')).to_have_text("not a ZIP archive")
     page.set_input_files("#ds-file", str(archive))
     page.fill("#ds-name", "squares")
     page.click("#ds-submit")
     card = page.locator(".card", has=page.locator("h3", has_text="squares"))
     playwright_sync.expect(card).to_be_visible(timeout=60_000)
     playwright_sync.expect(card).to_contain_text("12 images")
+    playwright_sync.expect(page.locator('[data-error-for="file"]')).to_have_text("")
     card.locator("img").wait_for()
     page.wait_for_function("() => document.querySelector('[data-dataset-id^=ds_] img').naturalWidth > 0")
     page.wait_for_function(  # every preview has landed (or said there is none) before the screenshot
