@@ -45,6 +45,11 @@ def limited_client(limited: Service) -> Iterator[httpx.Client]:
         yield client
 
 
+def _invalid(field: str, message: str) -> list[dict[str, object]]:
+    """A 422's detail: FastAPI's list of validation errors, naming the body field."""
+    return [{"type": "value_error", "loc": ["body", *field.split(".")], "msg": message}]
+
+
 def _upload(client: httpx.Client, data: bytes, name: str = "pets") -> httpx.Response:
     return client.post("/datasets", files={"file": ("pets.zip", data, "application/zip")}, data={"name": name})
 
@@ -75,28 +80,45 @@ BAD_UPLOADS = [
     pytest.param(
         zips.zip_slip,
         422,
-        "file: member '../../evil.png' points outside the archive (a '..' path, zip-slip)",
+        _invalid("file", "file: member '../../evil.png' points outside the archive (a '..' path, zip-slip)"),
         id="zip-slip",
     ),
-    pytest.param(zips.absolute_path, 422, "file: member '/etc/evil.png' has an absolute path", id="absolute-path"),
     pytest.param(
-        zips.symlink_member, 422, "file: member 'cats/link.png' is a symbolic link; links are not allowed", id="symlink"
+        zips.absolute_path,
+        422,
+        _invalid("file", "file: member '/etc/evil.png' has an absolute path"),
+        id="absolute-path",
+    ),
+    pytest.param(
+        zips.symlink_member,
+        422,
+        _invalid("file", "file: member 'cats/link.png' is a symbolic link; links are not allowed"),
+        id="symlink",
     ),
     pytest.param(
         lambda: zips.bomb_by_ratio(megabytes=8),
         422,
-        "file: member 'cats/bomb.png' has a compression ratio of 1028:1, over the limit of 200:1 (a zip bomb?)",
+        _invalid(
+            "file",
+            "file: member 'cats/bomb.png' has a compression ratio of 1028:1, over the limit of 200:1 (a zip bomb?)",
+        ),
         id="bomb-by-ratio",
     ),
     pytest.param(
-        lambda: zips.too_many_members(101), 422, "file: the archive has 101 members, the limit is 100", id="too-many"
+        lambda: zips.too_many_members(101),
+        422,
+        _invalid("file", "file: the archive has 101 members, the limit is 100"),
+        id="too-many",
     ),
-    pytest.param(zips.not_a_zip, 422, "file: not a ZIP archive", id="not-a-zip"),
+    pytest.param(zips.not_a_zip, 422, _invalid("file", "file: not a ZIP archive"), id="not-a-zip"),
     pytest.param(
         zips.only_corrupt_images,
         422,
-        "file: no readable image in the archive; 3 file(s) skipped, e.g. 'a.png': not a readable PNG, JPEG, WebP, "
-        "BMP or GIF image",
+        _invalid(
+            "file",
+            "file: no readable image in the archive; 3 file(s) skipped, e.g. 'a.png': not a readable PNG, JPEG, WebP, "
+            "BMP or GIF image",
+        ),
         id="only-corrupt-images",
     ),
     pytest.param(
@@ -115,7 +137,7 @@ def test_bad_uploads_are_refused_and_leave_nothing(
     postgres_url: str,
     build: Callable[[], bytes],
     status: int,
-    detail: str,
+    detail: object,
 ) -> None:
     before, rows = _tree(limited.data_dir), _dataset_rows(postgres_url)
     response = _upload(limited_client, build())
@@ -149,12 +171,12 @@ def test_malformed_requests_name_the_problem(limited_client: httpx.Client) -> No
     response = limited_client.post("/datasets", json={"file": "x"})
     assert (response.status_code, response.json()["detail"]) == (
         422,
-        "file: send the ZIP archive as multipart/form-data with the fields file and name",
+        _invalid("file", "file: send the ZIP archive as multipart/form-data with the fields file and name"),
     )
     response = limited_client.post("/datasets", data={"name": "no file"}, files={"other": ("a.txt", b"x")})
     assert (response.status_code, response.json()["detail"]) == (
         422,
-        "file: missing; send the ZIP archive as the multipart field file",
+        _invalid("file", "file: missing; send the ZIP archive as the multipart field file"),
     )
 
 
@@ -234,18 +256,21 @@ def test_runs_accept_only_your_own_dataset_and_conditional_only_when_labeled(lim
         response = a.post("/runs", json={"dataset": missing})
         assert (response.status_code, response.json()["detail"]) == (
             422,
-            f"dataset: no dataset {missing}; upload one with POST /datasets",
+            _invalid("dataset", f"dataset: no dataset {missing}; upload one with POST /datasets"),
         )
         response = b.post("/runs", json={"dataset": flat})
         assert (response.status_code, response.json()["detail"]) == (
             422,
-            f"dataset: no dataset {flat}; upload one with POST /datasets",
+            _invalid("dataset", f"dataset: no dataset {flat}; upload one with POST /datasets"),
         )
         response = a.post("/runs", json={"dataset": flat, "model": {"conditional": True}})
         assert (response.status_code, response.json()["detail"]) == (
             422,
-            f"model.conditional: dataset {flat} has no labels (upload images in one folder per class), "
-            "so a run on it cannot be conditional",
+            _invalid(
+                "model.conditional",
+                f"model.conditional: dataset {flat} has no labels (upload images in one folder per class), "
+                "so a run on it cannot be conditional",
+            ),
         )
 
 
