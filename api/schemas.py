@@ -1,13 +1,17 @@
-"""Request and response schemas of the runs, tokens and health routes, named by role."""
+"""Request and response schemas of every route, named by role (RunCreate is core.config.RunConfig), one section
+per resource."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from store.models import Run
+from core.config import BUILTIN_DATASETS
+from store.models import Dataset, Generation, Run
+
+# Runs.
 
 
 class Progress(BaseModel):
@@ -92,6 +96,13 @@ class CheckpointsPublic(BaseModel):
     items: list[CheckpointPublic]
 
 
+class MetricsPublic(BaseModel):
+    series: dict[str, list[tuple[int, float]]]
+
+
+# Tokens.
+
+
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -104,3 +115,189 @@ class TokenPublic(BaseModel):
     name: str
     is_admin: bool
     token: str = Field(description="Shown once; only its hash is stored.")
+
+
+# Datasets.
+
+
+class SkippedFile(BaseModel):
+    name: str
+    reason: str
+
+
+class DatasetPublic(BaseModel):
+    id: str = Field(description="A dataset id (ds_...) or a built-in dataset's name; runs use it as `dataset`.")
+    name: str
+    builtin: bool
+    kind: str = Field("images", description="images, or points (2-D data)")
+    num_images: int | None
+    classes: list[str] = Field(description="Class names (the upload's folders); empty when unlabeled.")
+    num_classes: int
+    image_size: int | None = Field(description="Side in pixels of the stored (square) images.")
+    channels: int | None
+    stats: dict[str, Any] = Field(
+        default_factory=dict, description="Images per class, original sizes, modes and formats, skipped files."
+    )
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, dataset: Dataset) -> DatasetPublic:
+        return cls(
+            id=dataset.id,
+            name=dataset.name,
+            builtin=False,
+            kind="images",
+            num_images=dataset.num_images,
+            classes=list(dataset.classes),
+            num_classes=len(dataset.classes),
+            image_size=dataset.image_size,
+            channels=dataset.channels,
+            stats=dataset.stats or {},
+            created_at=dataset.created_at,
+        )
+
+    @classmethod
+    def builtin_dataset(cls, name: str) -> DatasetPublic:
+        info = BUILTIN_DATASETS[name]
+        images = info["kind"] == "images"
+        classes = [f"{i:0{len(str(info['num_classes'] - 1))}d}" for i in range(info["num_classes"])]
+        return cls(
+            id=name,
+            name=name,
+            builtin=True,
+            kind=info["kind"],
+            num_images=info["num_images"],
+            classes=classes,
+            num_classes=info["num_classes"],
+            image_size=8 if images else None,
+            channels=info["channels"] if images else None,
+            stats={"description": info["description"]},
+        )
+
+
+class DatasetUploaded(DatasetPublic):
+    skipped: list[SkippedFile] = Field(description="Files of the archive that were not images or not readable.")
+    existing: bool = Field(description="True when you had already uploaded these images: that dataset is returned.")
+
+
+class DatasetsPublic(BaseModel):
+    items: list[DatasetPublic]
+
+
+# Generations and scores.
+
+
+class InterpolateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(8, ge=2, le=64, description="Points along each walk, both ends included.")
+    mode: Literal["lerp", "slerp"] = Field("lerp", description="Straight lines, or great circles (slerp).")
+
+
+class GenerationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(64, ge=1, description="Samples to generate (latent walks when interpolating); the server caps it.")
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1, description="Seed of the latents: the same request gives the same samples."
+    )
+    step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
+    ema: bool = Field(True, description="Sample from the EMA generator when the run keeps one.")
+    truncation: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="ψ: latent coordinates beyond ±ψ are resampled (truncation trick)."
+    )
+    labels: list[int] | None = Field(
+        None,
+        min_length=1,
+        max_length=10_000,
+        description="Classes to generate, cycled over the n samples (conditional runs only).",
+    )
+    format: Literal["png", "zip", "npz"] = Field(
+        "png",
+        description="png: one grid; zip: one PNG per sample in class folders plus labels.csv; npz: float32 samples.",
+    )
+    interpolate: InterpolateRequest | None = Field(
+        None, description="n latent walks of `steps` points: a grid with one walk per row, and an animated GIF."
+    )
+
+
+class JobPublic(BaseModel):
+    """What generations and scores share: they are jobs of one model (store/jobs.py)."""
+
+    id: str
+    run_id: str
+    status: str = Field(description="queued, running, succeeded or failed")
+    error: str | None
+    request: dict[str, Any] = Field(description="The request, with checkpoint_step: the checkpoint it used.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def job_fields(job: Generation) -> dict[str, Any]:
+    """JobPublic's fields of a job row."""
+    return {
+        "id": job.id,
+        "run_id": job.run_id,
+        "status": job.status,
+        "error": job.error,
+        "request": job.request,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+class GenerationPublic(JobPublic):
+    result_url: str | None = Field(description="Where the result is, once the generation has succeeded.")
+    animation_url: str | None = Field(None, description="The animated GIF of latent walks (interpolate only).")
+    media_type: str | None
+
+    @classmethod
+    def from_job(cls, job: Generation) -> GenerationPublic:
+        done = job.status == "succeeded"
+        walks = bool(job.request.get("interpolate"))
+        return cls(
+            **job_fields(job),
+            result_url=f"/generations/{job.id}/result" if done else None,
+            animation_url=f"/generations/{job.id}/animation.gif" if done and walks else None,
+            media_type=job.media_type,
+        )
+
+
+class GenerationsPublic(BaseModel):
+    items: list[GenerationPublic]
+
+
+class ScoreOptions(BaseModel):
+    """How to score: the fields of POST /runs/{id}/scores besides the images (form fields of a ZIP upload)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
+    ema: bool = Field(True, description="Reconstruct with the EMA generator when the run keeps one.")
+    weight: float = Field(
+        0.1, ge=0, le=1, description="λ of the AnoGAN score: (1 − λ)·residual + λ·discriminator-feature loss."
+    )
+    search_steps: int = Field(100, ge=0, le=2000, description="Adam steps of the latent search per image.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the starting latents of the search.")
+
+
+class ScoreCreate(ScoreOptions):
+    """The JSON body of POST /runs/{id}/scores: score the images of an uploaded dataset."""
+
+    dataset: str = Field(..., description="The id of an uploaded dataset (POST /datasets) whose images are scored.")
+
+
+class ScorePublic(JobPublic):
+    result_url: str | None = Field(description="The scores as JSON, once the job has succeeded.")
+    csv_url: str | None = Field(description="The scores as CSV: file,label,discriminator,reconstruction,anogan.")
+
+    @classmethod
+    def from_job(cls, job: Generation) -> ScorePublic:
+        done = job.status == "succeeded"
+        return cls(
+            **job_fields(job),
+            result_url=f"/scores/{job.id}/result" if done else None,
+            csv_url=f"/scores/{job.id}/result.csv" if done else None,
+        )

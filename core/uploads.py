@@ -91,6 +91,8 @@ class Prepared:
     classes: list[str]
     stats: dict[str, Any]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # The archive names of the stored images, in the order of images.npy.
+    names: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -315,6 +317,7 @@ def prepare(zip_path: Path, *, datasets_dir: Path, limits: Limits | None = None)
         classes=classes,
         stats=stats,
         skipped=skipped,
+        names=[c.info.filename for c in kept],
     )
 
 

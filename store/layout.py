@@ -17,6 +17,7 @@ from core.layout import (
     sample_path,
     sample_steps,
 )
+from core.uploads import dataset_dir_for
 
 __all__ = [
     "atomic_write",
@@ -24,12 +25,14 @@ __all__ = [
     "atomic_write_text",
     "checkpoint_path",
     "checkpoint_steps",
+    "dataset_dir",
     "datasets_dir",
     "job_dir",
     "run_dir",
     "runs_dir",
     "sample_path",
     "sample_steps",
+    "tmp_dir",
 ]
 
 
@@ -50,3 +53,13 @@ def job_dir(data_dir: Path, run_id: str, job_id: str) -> Path:
 def datasets_dir(data_dir: Path) -> Path:
     """Uploaded datasets, content-addressed: {datasets_dir}/{content_hash}/."""
     return data_dir / "datasets"
+
+
+def dataset_dir(data_dir: Path, content_hash: str) -> Path:
+    """One uploaded dataset's files (core/uploads.py's format), built from its content hash only."""
+    return dataset_dir_for(data_dir, content_hash)
+
+
+def tmp_dir(data_dir: Path) -> Path:
+    """Uploads in transit (on the data disk, not the system temp folder), removed when their request ends."""
+    return data_dir / "tmp"

@@ -58,14 +58,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @property
-    def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
-
-    def run_dir(self, run_id: str) -> Path:
-        """A run's artifact folder, built from its id only."""
-        return self.runs_dir / run_id
-
 
 @lru_cache
 def get_settings() -> Settings:

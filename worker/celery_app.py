@@ -1,43 +1,49 @@
-"""The Celery application, set for long GPU jobs: late acks, one message at a time, JSON only."""
+"""The worker process: the shared Celery application (store/queue.py) with the task modules added, and what a
+worker does at start (warm up, reconcile) and at shutdown (hand runs back)."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+import socket
 import sys
 import threading
 
-from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 
+from store.queue import get_app
 from store.settings import get_settings
 
 settings = get_settings()
 
-# Redis re-delivers a message not acknowledged within the visibility timeout. Training holds its message for
-# the whole run, so the timeout is long; a worker that dies is noticed sooner through its heartbeat in SQL,
-# and the reconciler hands the run on. It is set the same for the broker and any result backend.
-VISIBILITY_TIMEOUT = 6 * 3600
+app = get_app()
+app.conf.update(include=["worker.tasks", "worker.generations"])
 
-app = Celery("ganforge", broker=settings.broker_url, include=["worker.tasks", "worker.generations"])
-app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    result_serializer="json",
-    task_ignore_result=True,
-    task_acks_late=True,
-    task_reject_on_worker_lost=False,  # the reconciler, not a re-delivery loop, hands on a lost run
-    worker_prefetch_multiplier=1,
-    worker_cancel_long_running_tasks_on_connection_loss=True,
-    broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-    result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-    task_default_queue=settings.train_queue,
-    task_routes={"ganforge.train_run": {"queue": settings.train_queue}},
-    worker_hijack_root_logger=False,
-    enable_utc=True,
-)
+
+def worker_name() -> str:
+    """This process as a run's or a job's `worker`: host:pid, so that the reconciler can tell whether it lives."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def consumed_queues() -> set[str]:
+    """The queues this worker consumes (known once the worker is set up: from worker_init on)."""
+    consume_from = app.amqp.queues.consume_from
+    return {q.name for q in consume_from.values()} if consume_from else set()
+
+
+_training_worker = threading.Event()
+
+
+@worker_init.connect
+def _warm_up_training_worker(**_kwargs: object) -> None:
+    """A training worker imports, before its pool forks, what each fresh pool child would otherwise import on its
+    first run (max-tasks-per-child=1, see worker/tasks.py: warm_up)."""
+    if settings.train_queue in consumed_queues():
+        _training_worker.set()
+        from worker.tasks import warm_up
+
+        warm_up()
 
 
 @worker_process_init.connect
@@ -60,17 +66,14 @@ def _fresh_database_connections(**_kwargs: object) -> None:
 
 
 @worker_ready.connect
-def _start_reconciler(sender: object = None, **_kwargs: object) -> None:
-    """Training workers look for lost runs at start and then periodically (see worker/reconcile.py)."""
+def _start_reconciler(**_kwargs: object) -> None:
+    """Each worker reconciles what its queues carry, at start and then periodically (see worker/reconcile.py)."""
     from worker.reconcile import start_reconciler
 
-    queues = {q.name for q in app.amqp.queues.consume_from.values()} if app.amqp.queues.consume_from else set()
-    if settings.train_queue in queues:
-        _training_worker.set()
-        start_reconciler(settings.reconcile_interval_seconds)
-
-
-_training_worker = threading.Event()
+    queues = consumed_queues()
+    runs, jobs = settings.train_queue in queues, settings.generate_queue in queues
+    if runs or jobs:
+        start_reconciler(runs=runs, jobs=jobs, interval=settings.reconcile_interval_seconds)
 
 
 @worker_shutting_down.connect

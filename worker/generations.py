@@ -1,42 +1,38 @@
 """Short jobs on the `generate` queue: sampling from a checkpoint (generations) and anomaly scores.
 
-Both take a generation id, re-read it, and do nothing when it is gone or already finished, so a re-delivered
-message is harmless. Results are written to a temp name and renamed into place, then the row is marked
-succeeded; any error ends the row `failed` with a sentence a user can read, and the task returns normally,
-so one bad request never blocks the queue. They read checkpoints that the trainer renames into place, so
-they work while the run is still training.
+Both are jobs of store/jobs.py and run the same way (`_run_job`): claim the job by its id, and do nothing when
+it is gone or already finished, so a re-delivered message is harmless; resolve the checkpoint; do the work;
+write the result (files are written to a temp name and renamed into place) and mark the job succeeded. Any
+error ends the job `failed` with a sentence a user can read, and the task returns normally, so one bad request
+never blocks the queue. They read checkpoints that the trainer renames into place, so they work while the run
+is still training. Jobs whose worker died are failed by the reconciler (worker/reconcile.py).
 
-A job whose worker died (killed, out of memory) would stay `running`: the generate worker looks for such jobs
-when it starts and every minute, and fails them with a sentence that says so.
-
-Loaded generators stay in an LRU cache in the worker process, keyed by (run, step, ema, checkpoint mtime):
+Loaded networks stay in an LRU cache in the worker process, keyed by (kind, run, step, ema, checkpoint mtime):
 repeated requests against one checkpoint skip loading it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import shutil
-import socket
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_ready
-from sqlalchemy import select, update
 
+from core.device import pick_device
 from store import layout
 from store.db import get_sessionmaker
-from store.models import Generation, utcnow
-from store.settings import Settings, get_settings
-from worker.celery_app import app
+from store.jobs import JobKind, claim_job, finish_job
+from store.settings import get_settings
+from worker.celery_app import app, worker_name
 
 log = logging.getLogger("ganforge.worker.generations")
 
@@ -52,18 +48,10 @@ _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 cache_stats = {"hits": 0, "misses": 0}
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
 def cached(kind: str, *, run_id: str, step: int, ema: bool, path: Path) -> Any:
     """The loaded network(s) of a checkpoint, from the cache when that file was loaded before: `kind`
     "generator" gives load_generator's (generator, cfg, data_info), "scorer" a core.scoring.Scorer (G and D)."""
-    from core import checkpoint  # torch-heavy; imported in the worker child, not at module import
+    from core import checkpoint, scoring  # torch-heavy; imported in the worker child, not at module import
 
     key = (kind, run_id, step, ema, path.stat().st_mtime_ns)
     if key in _cache:
@@ -71,13 +59,12 @@ def cached(kind: str, *, run_id: str, step: int, ema: bool, path: Path) -> Any:
         _cache.move_to_end(key)
         return _cache[key]
     cache_stats["misses"] += 1
-    from core import scoring
-
+    device = str(pick_device("auto"))
     try:
         if kind == "generator":
-            value: Any = checkpoint.load_generator(path, ema=ema, device=str(device()))
+            value: Any = checkpoint.load_generator(path, ema=ema, device=device)
         else:
-            value = scoring.load_scorer(path, ema=ema, device=str(device()))
+            value = scoring.load_scorer(path, ema=ema, device=device)
     except ValueError:
         raise
     except Exception as error:  # a cut-off or corrupt file: say which checkpoint, and what the reader said
@@ -98,11 +85,6 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def result_dir(settings: Settings, run_id: str, generation_id: str) -> Path:
-    """Where a generation's files live: inside its run's folder, so deleting the run removes them."""
-    return settings.run_dir(run_id) / "generations" / generation_id
 
 
 def resolve_checkpoint(run_dir: Path, request: dict[str, Any]) -> tuple[int, Path]:
@@ -132,289 +114,166 @@ def readable(error: BaseException) -> str:
     return f"The job failed: {type(error).__name__}: {error}"
 
 
-def claim(generation_id: str, *, kind: str) -> tuple[str, dict[str, Any]] | None:
-    """Mark the job running on this worker. None when it is gone or already finished (a re-delivery)."""
+@dataclass
+class Job:
+    """A claimed job: its request (with `checkpoint_step` the step it uses), checkpoint and folder."""
+
+    id: str
+    run_id: str
+    request: dict[str, Any]
+    step: int
+    checkpoint: Path
+    out_dir: Path
+    data_dir: Path
+
+
+@dataclass
+class Done:
+    """What a job wrote: the result file (its URL serves it), its media type, and how many items it holds."""
+
+    result: Path
+    media_type: str
+    count: int
+
+
+def _claim(job_id: str, kind: JobKind) -> tuple[str, dict[str, Any]] | None:
+    """(run id, request) of the job now running here; None when it is gone or already finished."""
     with get_sessionmaker()() as session:
-        result = session.execute(
-            update(Generation)
-            .where(
-                Generation.id == generation_id,
-                Generation.kind == kind,
-                Generation.status.in_(("queued", "running")),
-            )
-            .values(status="running", worker=worker_name(), started_at=utcnow(), error=None)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        job = claim_job(session=session, job_id=job_id, kind=kind, worker=worker_name())
+        if job is None:
             session.rollback()
             return None
-        generation = session.get(Generation, generation_id)
-        assert generation is not None
-        claimed = (generation.run_id, dict(generation.request))
+        claimed = (job.run_id, dict(job.request))
         session.commit()
         return claimed
 
 
-def finish(
-    generation_id: str,
-    *,
-    status: str,
-    error: str | None = None,
-    result_path: str | None = None,
-    media_type: str | None = None,
-    request: dict[str, Any] | None = None,
-) -> bool:
-    """Write the job's final state. False when the row is gone (its run was deleted meanwhile)."""
-    values: dict[str, Any] = {
-        "status": status,
-        "error": error,
-        "result_path": result_path,
-        "media_type": media_type,
-        "finished_at": utcnow(),
-    }
-    if request is not None:
-        values["request"] = request
+def _finish(job_id: str, **values: Any) -> bool:
     with get_sessionmaker()() as session:
-        result = session.execute(
-            update(Generation)
-            .where(Generation.id == generation_id, Generation.status == "running")
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        finished = finish_job(session=session, job_id=job_id, **values)
         session.commit()
-        return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+        return finished
 
 
-def _discard(settings: Settings, run_id: str, out_dir: Path) -> None:
-    """Remove the files of a job whose run was deleted while it ran, and the run folder if that is all it held."""
+def _run_job(job_id: str, kind: JobKind, work: Callable[[Job], Done]) -> None:
+    """Claim the job, resolve its checkpoint, do the work and record how it ended. A job whose row is gone by
+    then (its run or the job was deleted meanwhile) leaves no files behind."""
+    claimed = _claim(job_id, kind)
+    if claimed is None:
+        return
+    run_id, request = claimed
+    data_dir = get_settings().data_dir
+    out_dir = layout.job_dir(data_dir, run_id, job_id)
+    started = time.perf_counter()
+    try:
+        step, path = resolve_checkpoint(layout.run_dir(data_dir, run_id), request)
+        request["checkpoint_step"] = step
+        job = Job(
+            id=job_id, run_id=run_id, request=request, step=step, checkpoint=path, out_dir=out_dir, data_dir=data_dir
+        )
+        done = work(job)
+    except Exception as error:  # every failure ends the job; none stops the worker
+        log.warning("%s job %s failed", kind, job_id, exc_info=True)
+        if not _finish(job_id, status="failed", error=readable(error)):
+            _discard(data_dir, run_id, out_dir)
+        return
+    relative = done.result.relative_to(data_dir).as_posix()
+    if not _finish(job_id, status="succeeded", result_path=relative, media_type=done.media_type, request=request):
+        _discard(data_dir, run_id, out_dir)
+        return
+    log.info("%s job %s: %d items in %.3f s", kind, job_id, done.count, time.perf_counter() - started)
+
+
+def _discard(data_dir: Path, run_id: str, out_dir: Path) -> None:
+    """Remove the files of a job whose row is gone, and the run folder if that is all it held."""
     shutil.rmtree(out_dir, ignore_errors=True)
-    for folder in (out_dir.parent, settings.run_dir(run_id)):
+    for folder in (out_dir.parent, layout.run_dir(data_dir, run_id)):
         try:
             folder.rmdir()
         except OSError:
             break
 
 
+def _generate(job: Job) -> Done:
+    from core import generate as gen
+
+    request = job.request
+    generator, cfg, data_info = cached(
+        "generator", run_id=job.run_id, step=job.step, ema=request["ema"], path=job.checkpoint
+    )
+    interpolate = request.get("interpolate")
+    total = request["n"] * (interpolate["steps"] if interpolate else 1)
+    common: dict[str, Any] = {
+        "z_dim": cfg.model.z_dim,
+        "num_classes": int(data_info.get("num_classes") or 0) if cfg.model.conditional else 0,
+        "n": request["n"],
+        "seed": request["seed"],
+        "truncation": request.get("truncation"),
+        "labels": request.get("labels"),
+        "device": pick_device("auto"),
+    }
+    with torch_threads(1 if total <= SMALL_JOB_SAMPLES else None):
+        if interpolate:
+            result = gen.generate_walks(
+                generator, steps=interpolate["steps"], mode=interpolate.get("mode", "lerp"), **common
+            )
+        else:
+            result = gen.generate(generator, **common)
+    if interpolate:
+        gen.write_gif(result, job.out_dir / "animation.gif")
+    fmt = request["format"]
+    written = gen.WRITERS[fmt](result, job.out_dir / f"result.{fmt}")
+    return Done(result=written, media_type=gen.MEDIA_TYPES[fmt], count=len(result.samples))
+
+
+def _score(job: Job) -> Done:
+    from core import scoring, uploads
+
+    request = job.request
+    scorer = cached("scorer", run_id=job.run_id, step=job.step, ema=request["ema"], path=job.checkpoint)
+    if request["source"] == "upload":
+        images_dir = job.out_dir / "input"
+        names: list[str] | None = json.loads((images_dir / "names.json").read_text()) or None
+    else:
+        images_dir = layout.dataset_dir(job.data_dir, request["content_hash"])
+        names = None
+    images, labels, classes = uploads.read_images(images_dir)  # (N, S, S, C) uint8
+    x = scoring.prepare_images(
+        images, channels=int(scorer.data_info["channels"]), image_size=scorer.cfg.model.image_size
+    )  # (N, C, H, W) in [-1, 1]
+    scores = scoring.score_images(
+        scorer,
+        x,
+        steps=request["search_steps"],
+        weight=request["weight"],
+        seed=request["seed"],
+        device=pick_device("auto"),
+    )
+    scoring.write_results(
+        scores,
+        names=names,
+        labels=[classes[int(i)] for i in labels] if labels is not None else None,
+        json_path=job.out_dir / "scores.json",
+        csv_path=job.out_dir / "scores.csv",
+        extra={
+            "id": job.id,
+            "run_id": job.run_id,
+            "checkpoint_step": job.step,
+            "weight": request["weight"],
+            "search_steps": request["search_steps"],
+            "higher_is_more_anomalous": True,
+        },
+    )
+    return Done(result=job.out_dir / "scores.json", media_type="application/json", count=len(x))
+
+
 @app.task(name="ganforge.generate", soft_time_limit=SOFT_TIME_LIMIT, time_limit=SOFT_TIME_LIMIT + 60)
 def generate(generation_id: str) -> None:
     """Sample from a run's checkpoint as the generation's request says, and write the result file."""
-    from core import generate as gen
-
-    claimed = claim(generation_id, kind="generate")
-    if claimed is None:
-        return
-    run_id, request = claimed
-    settings = get_settings()
-    out_dir = result_dir(settings, run_id, generation_id)
-    started = time.perf_counter()
-    try:
-        step, path = resolve_checkpoint(settings.run_dir(run_id), request)
-        request["checkpoint_step"] = step
-        generator, cfg, data_info = cached("generator", run_id=run_id, step=step, ema=request["ema"], path=path)
-        num_classes = int(data_info.get("num_classes") or 0) if cfg.model.conditional else 0
-        interpolate = request.get("interpolate")
-        total = request["n"] * (interpolate["steps"] if interpolate else 1)
-        threads = 1 if total <= SMALL_JOB_SAMPLES else None
-        with torch_threads(threads):
-            if interpolate:
-                result = gen.generate_walks(
-                    generator,
-                    z_dim=cfg.model.z_dim,
-                    num_classes=num_classes,
-                    n=request["n"],
-                    steps=interpolate["steps"],
-                    mode=interpolate.get("mode", "lerp"),
-                    seed=request["seed"],
-                    truncation=request.get("truncation"),
-                    labels=request.get("labels"),
-                    device=device(),
-                )
-            else:
-                result = gen.generate(
-                    generator,
-                    z_dim=cfg.model.z_dim,
-                    num_classes=num_classes,
-                    n=request["n"],
-                    seed=request["seed"],
-                    truncation=request.get("truncation"),
-                    labels=request.get("labels"),
-                    device=device(),
-                )
-        if interpolate:
-            gen.write_gif(result, out_dir / "animation.gif")
-        fmt = request["format"]
-        written = gen.WRITERS[fmt](result, out_dir / f"result.{fmt}")
-    except Exception as error:  # every failure ends the job; none stops the worker
-        log.warning("generation %s failed", generation_id, exc_info=True)
-        if not finish(generation_id, status="failed", error=readable(error)):
-            _discard(settings, run_id, out_dir)
-        return
-    relative = written.relative_to(settings.data_dir).as_posix()
-    if not finish(
-        generation_id,
-        status="succeeded",
-        result_path=relative,
-        media_type=gen.MEDIA_TYPES[fmt],
-        request=request,
-    ):
-        _discard(settings, run_id, out_dir)
-        return
-    log.info("generation %s: %d samples in %.3f s", generation_id, len(result.samples), time.perf_counter() - started)
+    _run_job(generation_id, "generate", _generate)
 
 
 @app.task(name="ganforge.score", soft_time_limit=SOFT_TIME_LIMIT, time_limit=SOFT_TIME_LIMIT + 60)
-def score(generation_id: str) -> None:
+def score(score_id: str) -> None:
     """Score the request's images against a run's checkpoint (discriminator and AnoGAN) into JSON and CSV."""
-    import json
-
-    from core import scoring, uploads
-
-    claimed = claim(generation_id, kind="score")
-    if claimed is None:
-        return
-    run_id, request = claimed
-    settings = get_settings()
-    out_dir = result_dir(settings, run_id, generation_id)
-    started = time.perf_counter()
-    try:
-        step, path = resolve_checkpoint(settings.run_dir(run_id), request)
-        request["checkpoint_step"] = step
-        scorer = cached("scorer", run_id=run_id, step=step, ema=request["ema"], path=path)
-        if request["source"] == "upload":
-            images_dir = out_dir / "input"
-            names: list[str] | None = json.loads((images_dir / "names.json").read_text()) or None
-        else:
-            images_dir = uploads.dataset_dir_for(settings.data_dir, request["content_hash"])
-            names = None
-        images, labels, classes = uploads.read_images(images_dir)  # (N, S, S, C) uint8
-        x = scoring.prepare_images(
-            images, channels=int(scorer.data_info["channels"]), image_size=scorer.cfg.model.image_size
-        )  # (N, C, H, W) in [-1, 1]
-        scores = scoring.score_images(
-            scorer,
-            x,
-            steps=request["search_steps"],
-            weight=request["weight"],
-            seed=request["seed"],
-            device=device(),
-        )
-        scoring.write_results(
-            scores,
-            names=names,
-            labels=[classes[int(i)] for i in labels] if labels is not None else None,
-            json_path=out_dir / "scores.json",
-            csv_path=out_dir / "scores.csv",
-            extra={
-                "id": generation_id,
-                "run_id": run_id,
-                "checkpoint_step": step,
-                "weight": request["weight"],
-                "search_steps": request["search_steps"],
-                "higher_is_more_anomalous": True,
-            },
-        )
-    except Exception as error:  # every failure ends the job; none stops the worker
-        log.warning("score %s failed", generation_id, exc_info=True)
-        if not finish(generation_id, status="failed", error=readable(error)):
-            _discard(settings, run_id, out_dir)
-        return
-    relative = (out_dir / "scores.json").relative_to(settings.data_dir).as_posix()
-    if not finish(
-        generation_id, status="succeeded", result_path=relative, media_type="application/json", request=request
-    ):
-        _discard(settings, run_id, out_dir)
-        return
-    log.info("score %s: %d images in %.3f s", generation_id, len(x), time.perf_counter() - started)
-
-
-# Jobs whose worker died.
-
-LOST_CHECK_SECONDS = 60.0
-# A queued job younger than this may still be on its way to the broker.
-QUEUED_GRACE_SECONDS = 5.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def fail_lost_jobs() -> list[str]:
-    """Fail running jobs whose worker process on this host is gone, or that outlived the hard time limit."""
-    host = socket.gethostname()
-    overdue = utcnow().timestamp() - (SOFT_TIME_LIMIT + 120)
-    lost = []
-    with get_sessionmaker()() as session:
-        running = session.execute(
-            select(Generation.id, Generation.worker, Generation.started_at).where(Generation.status == "running")
-        ).all()
-        for job_id, worker, started_at in running:
-            name, _, pid = (worker or "").rpartition(":")
-            dead = name == host and pid.isdigit() and not _pid_alive(int(pid))
-            if dead or (started_at is not None and started_at.timestamp() < overdue):
-                lost.append(job_id)
-        for job_id in lost:
-            session.execute(
-                update(Generation)
-                .where(Generation.id == job_id, Generation.status == "running")
-                .values(
-                    status="failed",
-                    finished_at=utcnow(),
-                    error="The worker running this job stopped (killed, out of memory, or restarted); submit it again",
-                )
-                .execution_options(synchronize_session=False)
-            )
-        session.commit()
-    if lost:
-        log.warning("failed %d job(s) whose worker stopped: %s", len(lost), ", ".join(lost))
-    resend_lost_messages()
-    return lost
-
-
-def resend_lost_messages() -> list[str]:
-    """Send again queued jobs whose broker message is gone (Redis restarted without persistence, say).
-
-    Only jobs with no message waiting and none delivered-but-unacknowledged are sent, so a job in hand is
-    never sent twice.
-    """
-    from worker.reconcile import run_ids_on_broker
-
-    settings = get_settings()
-    on_broker = run_ids_on_broker(settings, queue=settings.generate_queue)
-    if on_broker is None:
-        return []
-    known = on_broker[0] | on_broker[1]
-    grace = utcnow().timestamp() - QUEUED_GRACE_SECONDS
-    with get_sessionmaker()() as session:
-        queued = session.execute(
-            select(Generation.id, Generation.kind, Generation.created_at).where(Generation.status == "queued")
-        ).all()
-    resend = [(job_id, kind) for job_id, kind, created in queued if job_id not in known and created.timestamp() < grace]
-    for job_id, kind in resend:
-        app.send_task(f"ganforge.{kind}", args=[job_id], queue=settings.generate_queue)
-    if resend:
-        log.warning("sent %d queued job(s) again: their broker message was gone", len(resend))
-    return [job_id for job_id, _ in resend]
-
-
-@worker_ready.connect
-def _watch_lost_jobs(sender: object = None, **_kwargs: object) -> None:
-    """The generate worker fails lost jobs at start and then every minute."""
-    queues = {q.name for q in app.amqp.queues.consume_from.values()} if app.amqp.queues.consume_from else set()
-    if get_settings().generate_queue not in queues:
-        return
-
-    def loop() -> None:
-        while True:
-            try:
-                fail_lost_jobs()
-            except Exception as exc:  # the database is away: try again next time
-                log.warning("looking for lost generation jobs failed: %s", exc)
-            time.sleep(min(LOST_CHECK_SECONDS, get_settings().reconcile_interval_seconds))
-
-    threading.Thread(target=loop, name="lost-generation-jobs", daemon=True).start()
+    _run_job(score_id, "score", _score)

@@ -1,11 +1,17 @@
-"""The reconciler: SQL is the truth, the broker is only a doorbell.
+"""The reconciler: SQL is the truth, the broker is only a doorbell. It runs in the workers, never in the API.
 
-A queued run whose message is gone from the broker (Redis restarted without persistence, a publish that
-failed) is sent again; a running run whose heartbeat went stale (its worker was killed) is sent again so
-that another worker resumes it from its last checkpoint, until its attempts run out and it fails with an
-error that says why. Sending a run twice is harmless: the lease in SQL lets only one delivery train it.
+Runs (training workers): a queued run whose message is gone from the broker (Redis restarted without
+persistence, a publish that failed) is sent again; a running run whose heartbeat went stale (its worker was
+killed) is sent again so that another worker resumes it from its last checkpoint, until its attempts run out
+and it fails with an error that says why. Sending a run twice is harmless: the lease in SQL lets only one
+delivery train it.
 
-It runs once when the API and each training worker start, then every `interval` seconds in each worker.
+Jobs (generate workers): a running job whose worker process on this host is gone (killed, out of memory), or
+that outlived its hard time limit, fails with a sentence that says so; a queued job whose message is gone is
+sent again. Only jobs with no message waiting and none delivered-but-unacknowledged are sent, so a job in hand
+is never sent twice.
+
+Each worker runs the part for the queues it consumes, once at start and then every `interval` seconds.
 """
 
 from __future__ import annotations
@@ -13,25 +19,33 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import socket
 import threading
+import time
 from datetime import timedelta
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from store.db import get_sessionmaker
-from store.models import Run, finish_run, utcnow
+from store.jobs import fail_lost_jobs, find_jobs_to_resend
+from store.models import utcnow
+from store.queue import UNACKED_KEY, enqueue_job, enqueue_run, get_app
+from store.runs import find_lost_runs
 from store.settings import Settings, get_settings
+from worker.generations import SOFT_TIME_LIMIT
 
 log = logging.getLogger("ganforge.reconcile")
 
+# A queued run or job younger than this may still be on its way to the broker.
+QUEUED_GRACE = timedelta(seconds=5)
+# A job running this long is past its hard time limit: its worker is gone or stuck.
+JOB_OVERDUE = timedelta(seconds=SOFT_TIME_LIMIT + 120)
 
-def _task_run_ids(payload: bytes | str) -> set[str]:
-    """The run ids named by one raw kombu message on Redis (JSON envelope, JSON body, base64 encoded)."""
+
+def _task_ids(payload: bytes | str) -> set[str]:
+    """The ids (runs or jobs) named by one raw kombu message on Redis (JSON envelope, JSON body, base64)."""
     try:
         envelope = json.loads(payload)
-        if isinstance(envelope, list):  # the `unacked` hash stores [message, exchange, routing_key]
+        if isinstance(envelope, list):  # the unacked hash stores [message, exchange, routing_key]
             envelope = envelope[0]
         body = envelope["body"]
         if envelope.get("properties", {}).get("body_encoding") == "base64":
@@ -42,86 +56,36 @@ def _task_run_ids(payload: bytes | str) -> set[str]:
         return set()
 
 
-def run_ids_on_broker(settings: Settings, queue: str | None = None) -> tuple[set[str], set[str]] | None:
-    """Ids (runs, or jobs) waiting in a queue (the training queue by default), and those delivered and not yet
-    acknowledged on any queue; None if unknown."""
-    from worker.celery_app import app
+def ids_on_broker(queue: str) -> tuple[set[str], set[str]] | None:
+    """Ids waiting in `queue`, and those delivered and not yet acknowledged on any queue; None if unknown.
 
+    The queue is one Redis list named as the queue and the unacknowledged messages one hash (store/queue.py
+    configures kombu's Redis transport so: one priority step, a fixed unacked key).
+    """
     try:
-        with app.connection_for_read() as conn:
-            channel: Any = conn.default_channel
-            client = channel.client
+        with get_app().connection_for_read() as conn:
+            client = conn.default_channel.client
             waiting: set[str] = set()
-            for priority in channel.priority_steps:
-                for payload in client.lrange(channel._q_for_pri(queue or settings.train_queue, priority), 0, -1):
-                    waiting |= _task_run_ids(payload)
+            for payload in client.lrange(queue, 0, -1):
+                waiting |= _task_ids(payload)
             unacked: set[str] = set()
-            for payload in client.hvals(channel.unacked_key):
-                unacked |= _task_run_ids(payload)
+            for payload in client.hvals(UNACKED_KEY):
+                unacked |= _task_ids(payload)
             return waiting, unacked
     except Exception as exc:
-        log.warning("cannot read the broker's queue: %s", exc)
+        log.warning("cannot read the broker's queue %s: %s", queue, exc)
         return None
 
 
-def find_lost_runs(
-    *,
-    session: Session,
-    on_broker: tuple[set[str], set[str]] | None,
-    stale_after: timedelta,
-    queued_grace: timedelta,
-    max_attempts: int,
-) -> list[str]:
-    """Decide which runs to send again; fail the ones that have used up their attempts. Never commits.
-
-    `on_broker` is (waiting, unacked): the run ids waiting in the queue and those delivered but not
-    acknowledged (a dead worker's message stays unacked until the visibility timeout). A stale run already
-    waiting in the queue is not sent again: every reconciler pass would otherwise add one more message.
-    """
-    waiting = on_broker[0] if on_broker is not None else set()
-    now = utcnow()
-    resend: list[str] = []
-    stale_running = session.execute(
-        select(Run).where(
-            Run.status == "running", (Run.heartbeat_at.is_(None)) | (Run.heartbeat_at < now - stale_after)
-        )
-    ).scalars()
-    for run in stale_running:
-        if run.attempts >= max_attempts:
-            finish_run(
-                session=session,
-                run_id=run.id,
-                worker=None,
-                status="failed",
-                error=(
-                    f"Gave up after {run.attempts} attempts: the worker running it stopped answering each time "
-                    f"(last: {run.worker}; killed, out of memory, or its machine restarted). Resume it to try again."
-                ),
-            )
-        elif run.id not in waiting:
-            log.warning("run %s: worker %s stopped answering; sending the run again", run.id, run.worker)
-            resend.append(run.id)
-    if on_broker is not None:
-        queued = session.execute(
-            select(Run.id).where(Run.status == "queued", Run.created_at < now - queued_grace)
-        ).scalars()
-        known = on_broker[0] | on_broker[1]
-        resend += [run_id for run_id in queued if run_id not in known]
-    return resend
-
-
-def reconcile_once(settings: Settings | None = None) -> list[str]:
-    """One pass: find lost runs, commit the failures, then send the others again."""
-    from api.queue import enqueue_run
-
-    settings = settings or get_settings()
-    on_broker = run_ids_on_broker(settings)
+def reconcile_runs(settings: Settings) -> list[str]:
+    """Fail the runs out of attempts, commit, then send the lost ones again. Returns the ids sent."""
+    on_broker = ids_on_broker(settings.train_queue)
     with get_sessionmaker()() as session:
         resend = find_lost_runs(
             session=session,
             on_broker=on_broker,
             stale_after=timedelta(seconds=settings.heartbeat_timeout_seconds),
-            queued_grace=timedelta(seconds=5),
+            queued_grace=QUEUED_GRACE,
             max_attempts=settings.max_attempts,
         )
         session.commit()
@@ -132,18 +96,60 @@ def reconcile_once(settings: Settings | None = None) -> list[str]:
     return resend
 
 
-def start_reconciler(interval: float) -> threading.Thread:
+def _alive_here(worker: str | None) -> bool:
+    """False when `worker` (host:pid) is a process of this host that is gone; a worker elsewhere is presumed alive."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reconcile_jobs(settings: Settings) -> list[str]:
+    """Fail the jobs whose worker stopped, commit, then send the queued ones whose message is gone. Returns the
+    ids sent."""
+    with get_sessionmaker()() as session:
+        lost = fail_lost_jobs(session=session, worker_alive=_alive_here, started_before=utcnow() - JOB_OVERDUE)
+        session.commit()
+    if lost:
+        log.warning("failed %d job(s) whose worker stopped: %s", len(lost), ", ".join(lost))
+    on_broker = ids_on_broker(settings.generate_queue)
+    if on_broker is None:
+        return []
+    known = on_broker[0] | on_broker[1]
+    with get_sessionmaker()() as session:
+        resend = find_jobs_to_resend(session=session, known=known, created_before=utcnow() - QUEUED_GRACE)
+    for job_id, kind in resend:
+        enqueue_job(job_id, kind)
+    if resend:
+        log.warning("sent %d queued job(s) again: their broker message was gone", len(resend))
+    return [job_id for job_id, _ in resend]
+
+
+def reconcile_once(*, runs: bool, jobs: bool, settings: Settings | None = None) -> None:
+    """One pass over runs (training workers) and jobs (generate workers)."""
+    settings = settings or get_settings()
+    if runs:
+        reconcile_runs(settings)
+    if jobs:
+        reconcile_jobs(settings)
+
+
+def start_reconciler(*, runs: bool, jobs: bool, interval: float) -> threading.Thread:
     """Reconcile now and then every `interval` seconds on a daemon thread."""
-    stop = threading.Event()
 
     def loop() -> None:
         while True:
             try:
-                reconcile_once()
+                reconcile_once(runs=runs, jobs=jobs)
             except Exception as exc:  # the database or broker is away: try again next time
                 log.warning("reconcile failed: %s", exc)
-            if stop.wait(interval):
-                return
+            time.sleep(interval)
 
     thread = threading.Thread(target=loop, name="reconciler", daemon=True)
     thread.start()

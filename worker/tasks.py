@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import signal
-import socket
 import threading
 import time
 import traceback
@@ -20,26 +18,28 @@ from sqlalchemy.orm import Session
 
 from core.config import DATASET_ID_PATTERN, RunConfig
 from core.train import TrainingDiverged, train  # imported before the pool forks: children start warm
+from store import layout
 from store.db import get_sessionmaker
-from store.models import Dataset, Event, Metric, Run, acquire_lease, add_event, finish_run, heartbeat, release_lease
+from store.models import Dataset, Run
+from store.queue import enqueue_run
+from store.reports import add_event, write_reports
+from store.runs import acquire_lease, finish_run, heartbeat, release_lease
 from store.settings import get_settings
-from worker.celery_app import app
+from worker.celery_app import app, worker_name
 
 log = logging.getLogger("ganforge.worker")
 
 
-def _warm_up() -> None:
-    """Import now, in the worker's parent, what a run would otherwise import in each fresh pool child
-    (max-tasks-per-child=1): torch's optimizers pull in torch._dynamo on first use, and the datasets need
-    scikit-learn. Seconds per run otherwise. Nothing here touches CUDA.
+def warm_up() -> None:
+    """Import in the training worker's parent, before its pool forks (worker/celery_app.py calls this at
+    worker_init), what a run would otherwise import in each fresh pool child (max-tasks-per-child=1): torch's
+    optimizers pull in torch._dynamo on first use, and the datasets need scikit-learn. Seconds per run otherwise.
+    Nothing here touches CUDA.
     """
     import sklearn.datasets  # noqa: F401
     import torch
 
     torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
-
-
-_warm_up()
 
 
 # Set in a pool child when its worker shuts down (docker stop) or cancels the task (the broker connection was
@@ -71,10 +71,6 @@ def _stop_on_first_sigterm() -> None:
         signal.signal(signal.SIGTERM, on_sigterm)
     except ValueError:  # not the main thread (a thread pool): no signals here
         return
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class RunReporter:
@@ -146,7 +142,7 @@ class RunReporter:
             with get_sessionmaker()() as session:
                 ours, cancel = heartbeat(session=session, run_id=self.run_id, worker=self.worker, progress=progress)
                 if ours:
-                    _write_reports(session=session, run_id=self.run_id, reports=pending)
+                    write_reports(session=session, run_id=self.run_id, reports=pending)
                 session.commit()
         except Exception as exc:
             log.warning("run %s: could not write progress (%s); will retry", self.run_id, exc)
@@ -162,56 +158,13 @@ class RunReporter:
         return True
 
 
-def _write_reports(*, session: Session, run_id: str, reports: list[tuple[str, dict[str, Any]]]) -> None:
-    """Turn the trainer's events into event rows, metric rows and the run's latest values."""
-    run = session.get(Run, run_id)
-    if run is None:
-        return
-    latest = dict(run.latest_metrics or {})
-    environment = dict(run.environment or {})
-    for kind, data in reports:
-        if kind == "progress":
-            latest.update({k: float(v) for k, v in data.get("losses", {}).items()})
-            session.add(Event(run_id=run_id, kind="progress", data=data))
-        elif kind == "stats":
-            step = int(data["step"])
-            for name, value in data["values"].items():
-                session.add(Metric(run_id=run_id, step=step, name=name, value=float(value)))
-        elif kind == "metric":
-            session.add(Metric(run_id=run_id, step=int(data["step"]), name=data["name"], value=float(data["value"])))
-            latest[data["name"]] = float(data["value"])
-            session.add(Event(run_id=run_id, kind="metric", data=data))
-        elif kind == "sample":
-            step = int(data["step"])
-            session.add(
-                Event(run_id=run_id, kind="sample", data={"step": step, "url": f"/runs/{run_id}/samples/{step}.png"})
-            )
-        elif kind == "checkpoint":
-            step = int(data["step"])
-            session.add(
-                Event(
-                    run_id=run_id,
-                    kind="checkpoint",
-                    data={"step": step, "url": f"/runs/{run_id}/checkpoints/{step}", "size_bytes": data["size_bytes"]},
-                )
-            )
-            if data.get("best"):
-                environment["best_step"] = step
-        elif kind == "environment":
-            environment.update(data)
-        else:  # warning, and kinds added later
-            session.add(Event(run_id=run_id, kind=kind, data=data))
-    run.latest_metrics = latest
-    run.environment = environment
-
-
 def _dataset_dir(session: Session, cfg: RunConfig, data_dir: Path) -> Path | None:
     if not DATASET_ID_PATTERN.match(cfg.dataset):
         return None
     dataset = session.get(Dataset, cfg.dataset)
     if dataset is None:
         raise ValueError(f"dataset: dataset {cfg.dataset} was deleted")
-    return data_dir / "datasets" / dataset.content_hash
+    return layout.dataset_dir(data_dir, dataset.content_hash)
 
 
 def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) -> None:
@@ -230,8 +183,6 @@ def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) 
 
 def _release(*, run_id: str, worker: str) -> None:
     """Our worker is shutting down: put the run back in the queue, to resume from the checkpoint just written."""
-    from api.queue import enqueue_run
-
     for attempt in range(10):
         try:
             with get_sessionmaker()() as session:
@@ -254,7 +205,7 @@ def train_run(run_id: str) -> None:
     """Train one run to its end. Idempotent: a run finished, canceled, gone or live elsewhere is left alone."""
     _stop_on_first_sigterm()
     settings = get_settings()
-    worker = worker_id()
+    worker = worker_name()
     stale_after = timedelta(seconds=settings.heartbeat_timeout_seconds)
     with get_sessionmaker()() as session:
         run = acquire_lease(session=session, run_id=run_id, worker=worker, stale_after=stale_after)
@@ -280,7 +231,7 @@ def train_run(run_id: str) -> None:
             return
         session.commit()
 
-    run_dir = settings.run_dir(run_id)
+    run_dir = layout.run_dir(settings.data_dir, run_id)
     limit = settings.train_time_limit_seconds
     reporter = RunReporter(run_id=run_id, worker=worker, run_dir=run_dir, time_limit=limit)
     status, error = "succeeded", None

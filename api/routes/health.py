@@ -10,6 +10,8 @@ from kombu.connection import Connection
 from sqlalchemy import func, select, text
 
 from api.deps import SettingsDep
+from api.limits import REQUEST_COUNTS
+from api.responses import error
 from store.db import get_sessionmaker
 from store.models import RUN_STATUSES, Run
 
@@ -40,7 +42,7 @@ def _check_broker(url: str) -> str | None:
     return None
 
 
-@router.get("/readyz", responses={503: {"description": "The database or the broker does not answer."}})
+@router.get("/readyz", responses={503: error("The database or the broker does not answer.")})
 def readyz(settings: SettingsDep) -> Any:
     """200 when the database and the broker answer, else 503 naming which one does not."""
     problems = [p for p in (_check_database(), _check_broker(settings.broker_url)) if p]
@@ -61,8 +63,6 @@ def _queue_depth(url: str, queue: str) -> int | None:
 @router.get("/metrics", response_class=PlainTextResponse)
 def prometheus(settings: SettingsDep) -> Response:
     """Prometheus text format: runs by status and queue depth."""
-    from api.main import REQUEST_COUNTS
-
     lines = ["# TYPE ganforge_runs gauge"]
     with get_sessionmaker()() as session:
         counts = dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).tuples().all())

@@ -15,10 +15,11 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from api.deps import OwnedRun, SessionDep
+from api.responses import text
+from api.schemas import MetricsPublic
 from store.db import get_sessionmaker
 from store.models import FINAL_STATUSES, Event, Metric, Run
 
@@ -29,14 +30,10 @@ KEEPALIVE_SECONDS = 15.0
 BATCH = 500
 
 
-class MetricsPublic(BaseModel):
-    series: dict[str, list[tuple[int, float]]]
-
-
 @router.get(
     "/{run_id}/metrics",
     response_model=MetricsPublic,
-    responses={200: {"content": {"text/csv": {}}, "description": "JSON series, or `step,name,value` rows."}},
+    responses=text("text/csv", description="JSON series, or `step,name,value` rows."),
 )
 def metrics(
     run: OwnedRun,
@@ -90,7 +87,7 @@ def _format(event: Event) -> str:
 @router.get(
     "/{run_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "progress, metric, sample, status."}},
+    responses=text("text/event-stream", description="progress, metric, sample, status."),
 )
 async def events(
     run: OwnedRun,

@@ -7,16 +7,16 @@ import binascii
 import json
 import shutil
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
-from api.queue import enqueue_run
+from api.errors import unprocessable
+from api.responses import binary
 from api.routes.datasets import check_dataset_for_run
 from api.schemas import (
     CheckpointPublic,
@@ -29,20 +29,13 @@ from api.schemas import (
 )
 from core.config import RunConfig
 from store import layout
-from store.models import Run, create_run, request_cancel, requeue_run
+from store.models import Run
+from store.queue import enqueue_run
+from store.runs import create_run, request_cancel, requeue_run, run_for_key
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
-
-
-def _run_for_key(session: Session, owner_id: int, idempotency_key: str | None) -> Run | None:
-    """The run this owner already created with this Idempotency-Key, if any."""
-    if idempotency_key is None:
-        return None
-    return session.execute(
-        select(Run).where(Run.owner_id == owner_id, Run.idempotency_key == idempotency_key)
-    ).scalar_one_or_none()
 
 
 @router.post("", status_code=201, response_model=RunPublic)
@@ -54,7 +47,7 @@ def create(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> RunPublic:
     """Start a training run. The smallest body is {"dataset": "ring8"}; every other field has a default."""
-    existing = _run_for_key(session, user.id, idempotency_key)
+    existing = run_for_key(session=session, owner_id=user.id, idempotency_key=idempotency_key)
     if existing is None:
         check_dataset_for_run(session, user, config)
         run = create_run(
@@ -68,7 +61,7 @@ def create(
             session.commit()
         except IntegrityError:  # the same Idempotency-Key raced in from a retry: answer with the first run
             session.rollback()
-            existing = _run_for_key(session, user.id, idempotency_key)
+            existing = run_for_key(session=session, owner_id=user.id, idempotency_key=idempotency_key)
             if existing is None:
                 raise
     if existing is not None:
@@ -89,7 +82,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         created, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return datetime.fromisoformat(created), str(run_id)
     except (ValueError, TypeError, binascii.Error) as exc:
-        raise HTTPException(status_code=422, detail="cursor: not a cursor this API returned") from exc
+        raise unprocessable("cursor", "cursor: not a cursor this API returned", where="query") from exc
 
 
 @router.get("", response_model=RunsPublic)
@@ -132,16 +125,14 @@ def resume(run: OwnedRun, body: RunResume, session: SessionDep, settings: Settin
     """Continue a finished, failed or canceled run from its last checkpoint."""
     if run.status in ("queued", "running"):
         raise HTTPException(status_code=409, detail=f"Run is {run.status}; only a finished run can be resumed")
-    steps = layout.checkpoint_steps(settings.run_dir(run.id))
+    steps = layout.checkpoint_steps(layout.run_dir(settings.data_dir, run.id))
     last = steps[-1] if steps else 0
     if body.steps is not None:
         total = last + body.steps
     elif last < int(run.config["train"]["steps"]):
         total = int(run.config["train"]["steps"])
     else:
-        raise HTTPException(
-            status_code=422, detail="steps: the run has trained all its steps; say how many more to train"
-        )
+        raise unprocessable("steps", "steps: the run has trained all its steps; say how many more to train")
     requeue_run(session=session, run=run, total_steps=total)
     session.commit()
     enqueue_run(run.id)
@@ -153,33 +144,34 @@ def delete(run: OwnedRun, session: SessionDep, settings: SettingsDep) -> Respons
     """Delete a run and its artifacts; a running run is canceled first."""
     session.delete(run)
     session.commit()
-    shutil.rmtree(settings.run_dir(run.id), ignore_errors=True)
+    shutil.rmtree(layout.run_dir(settings.data_dir, run.id), ignore_errors=True)
     return Response(status_code=204)
 
 
 @router.get("/{run_id}/samples", response_model=SamplesPublic)
 def list_samples(run: OwnedRun, settings: SettingsDep) -> SamplesPublic:
     """The sample grids written during training from one fixed latent batch, oldest first."""
-    steps = layout.sample_steps(settings.run_dir(run.id))
+    steps = layout.sample_steps(layout.run_dir(settings.data_dir, run.id))
     return SamplesPublic(items=[SamplePublic(step=s, url=f"/runs/{run.id}/samples/{s}.png") for s in steps])
 
 
-_PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "description": "A PNG image."}}
+_PNG = binary("image/png", description="A PNG image.")
 
 
 @router.get("/{run_id}/samples/latest.png", response_class=FileResponse, responses=_PNG)
 def latest_sample(run: OwnedRun, settings: SettingsDep) -> FileResponse:
     """The newest sample grid."""
-    steps = layout.sample_steps(settings.run_dir(run.id))
+    run_dir = layout.run_dir(settings.data_dir, run.id)
+    steps = layout.sample_steps(run_dir)
     if not steps:
         raise HTTPException(status_code=404, detail="No sample grid yet")
-    return FileResponse(layout.sample_path(settings.run_dir(run.id), steps[-1]), media_type="image/png")
+    return FileResponse(layout.sample_path(run_dir, steps[-1]), media_type="image/png")
 
 
 @router.get("/{run_id}/samples/{step}.png", response_class=FileResponse, responses=_PNG)
 def sample(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
     """The sample grid written at this step."""
-    path = layout.sample_path(settings.run_dir(run.id), step)
+    path = layout.sample_path(layout.run_dir(settings.data_dir, run.id), step)
     if step < 0 or not path.is_file():
         raise HTTPException(status_code=404, detail="Sample not found")
     return FileResponse(path, media_type="image/png")
@@ -188,7 +180,7 @@ def sample(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
 @router.get("/{run_id}/checkpoints", response_model=CheckpointsPublic)
 def list_checkpoints(run: OwnedRun, settings: SettingsDep) -> CheckpointsPublic:
     """The kept checkpoints, oldest first."""
-    run_dir = settings.run_dir(run.id)
+    run_dir = layout.run_dir(settings.data_dir, run.id)
     best = (run.environment or {}).get("best_step")
     items = []
     for step in layout.checkpoint_steps(run_dir):
@@ -202,9 +194,7 @@ def list_checkpoints(run: OwnedRun, settings: SettingsDep) -> CheckpointsPublic:
     return CheckpointsPublic(items=items)
 
 
-_SAFETENSORS: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}, "description": "A safetensors file."}
-}
+_SAFETENSORS = binary("application/octet-stream", description="A safetensors file.")
 
 
 @router.get(
@@ -214,7 +204,7 @@ _SAFETENSORS: dict[int | str, dict[str, Any]] = {
 )
 def checkpoint(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
     """Download a checkpoint: safetensors weights, with the JSON config and step in its metadata."""
-    path = layout.checkpoint_path(settings.run_dir(run.id), step)
+    path = layout.checkpoint_path(layout.run_dir(settings.data_dir, run.id), step)
     if step < 0 or not path.is_file():
         raise HTTPException(status_code=404, detail="Checkpoint not found")
     return FileResponse(path, media_type="application/octet-stream", filename=f"{run.id}-{step:08d}.safetensors")

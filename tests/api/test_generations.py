@@ -16,6 +16,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from tests.conftest import Service
 from tests.utils.runs import wait_for_status
@@ -263,18 +265,25 @@ def test_other_users_and_deleted_runs_generations_are_404(trained: Trained) -> N
 
 def test_a_failing_generation_ends_failed_and_the_queue_goes_on(trained: Trained) -> None:
     client, run_dir = trained.client, trained.service.data_dir / "runs" / trained.digits
-    # A checkpoint whose header is intact but whose tensors are cut off: the API accepts it, loading fails.
     good = run_dir / "checkpoints" / "00000004.safetensors"
     broken = run_dir / "checkpoints" / "00000099.safetensors"
+    # A checkpoint cut off: the API reads its header and refuses it before anything is queued.
     shutil.copyfile(good, broken)
     with broken.open("r+b") as f:
         f.truncate(good.stat().st_size - 100)
+    response = client.post(f"/runs/{trained.digits}/generations", json={"step": 99, "n": 4})
+    assert (response.status_code, response.json()) == (409, {"detail": "The checkpoint at step 99 cannot be read"})
+    # A whole checkpoint without the generator's weights: the API accepts it, the worker cannot load it.
+    with safe_open(good, "np") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(("G.", "G_ema."))}
+    save_file(tensors, broken, metadata=metadata)
     try:
         response = client.post(f"/runs/{trained.digits}/generations", json={"step": 99, "n": 4})
         assert response.status_code == 202, response.text
         job = wait_for_job(client, f"/generations/{response.json()['id']}")
         assert job["status"] == "failed"
-        assert job["error"].startswith("The checkpoint at step 99 cannot be read: SafetensorError: ")
+        assert job["error"].startswith("The checkpoint at step 99 cannot be read: RuntimeError: ")
         assert job["result_url"] is None
         result = client.get(f"/generations/{job['id']}/result")
         assert result.status_code == 409

@@ -1,0 +1,86 @@
+"""Request limits and counts: bodies over the limit answer 413, every response is counted for GET /metrics."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import HTTPException
+
+# (method, status) → count, for GET /metrics.
+REQUEST_COUNTS: Counter[tuple[str, int]] = Counter()
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class LimitsMiddleware:
+    """Counts responses for /metrics and refuses request bodies over the limit with 413."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # Uploads and anomaly scoring take archives: their own, larger cap, enforced while streaming.
+        path: str = scope["path"]
+        limit = self.max_upload_bytes if path == "/datasets" or path.endswith("/scores") else self.max_body_bytes
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _reject(send, limit)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        status_code = 500
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, counting_send)
+        except _BodyTooLarge:
+            await _reject(send, limit)
+            status_code = 413
+        REQUEST_COUNTS[(scope["method"], status_code)] += 1
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from the body stream. An HTTPException, so that FastAPI's body parsing passes it on as a 413
+    instead of turning it into "400 There was an error parsing the body"."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"Request body too large: the limit is {limit} bytes")
+
+
+async def _reject(send: Send, limit: int) -> None:
+    body = json.dumps({"detail": f"Request body too large: the limit is {limit} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

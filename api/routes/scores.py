@@ -1,0 +1,222 @@
+"""Scores: anomaly scoring of images (an uploaded ZIP, or a dataset) against one of a run's checkpoints, run by a
+worker on the `generate` queue. An uploaded archive takes the same streamed, capped path as a dataset upload
+(api/uploads.py) and is normalised into the job's folder before the job is queued."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from api.deps import CurrentUser, OwnedRun, OwnedScore, SessionDep, SettingsDep, find_owned_dataset
+from api.errors import unprocessable
+from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
+from api.responses import BINARY_SCHEMA, binary
+from api.schemas import ScoreCreate, ScoreOptions, ScorePublic
+from api.uploads import archive_limits, receive_upload
+from core import uploads
+from store import layout
+from store.jobs import create_job, new_job_id
+from store.models import Generation, Run, User
+from store.settings import Settings
+
+router = APIRouter(tags=["scores"])
+
+SCORE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ScoreCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {**BINARY_SCHEMA, "description": "A ZIP of images."},
+                        "step": {"type": "string", "default": "latest"},
+                        "ema": {"type": "boolean", "default": True},
+                        "weight": {"type": "number", "default": 0.1},
+                        "search_steps": {"type": "integer", "default": 100},
+                        "seed": {"type": "integer", "default": 0},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _validation_422(error: ValidationError) -> HTTPException:
+    """Pydantic's errors of a body validated by hand, in FastAPI's list form."""
+    return HTTPException(
+        status_code=422,
+        detail=[
+            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
+            for e in error.errors(include_url=False, include_input=False)
+        ],
+    )
+
+
+def _check_scorable(metadata: dict[str, str]) -> None:
+    data = checkpoint_data(metadata)
+    if data.get("kind") == "points" or not data.get("channels"):
+        raise HTTPException(
+            status_code=409, detail="Anomaly scoring works on image runs; this run is trained on 2-D points"
+        )
+
+
+def create_score_from_upload(
+    *, run: Run, options: ScoreOptions, upload: Path, session: Session, settings: Settings
+) -> Generation:
+    """Check and normalise the uploaded ZIP into the job's folder, then record the job. Sync: run in a thread."""
+    step, metadata = resolve_step(run, settings, options.step)
+    _check_scorable(metadata)
+    job_id = new_job_id("score")
+    job_dir = layout.job_dir(settings.data_dir, run.id, job_id)
+    job_dir.mkdir(parents=True)
+    try:
+        try:
+            prepared = uploads.prepare(upload, datasets_dir=job_dir, limits=archive_limits(settings))
+        except uploads.UploadError as error:
+            raise unprocessable("file", str(error)) from None
+        if prepared.num_images > settings.max_generation_n:
+            raise unprocessable(
+                "file", f"file: at most {settings.max_generation_n} images per scoring job, not {prepared.num_images}"
+            )
+        prepared.tmp_dir.rename(job_dir / "input")
+        (job_dir / "input" / "names.json").write_text(json.dumps(prepared.names))
+        request = {
+            **options.model_dump(mode="json"),
+            "source": "upload",
+            "dataset": None,
+            "num_images": prepared.num_images,
+            "checkpoint_step": step,
+        }
+        job = create_job(
+            session=session, run_id=run.id, owner_id=run.owner_id, kind="score", request=request, job_id=job_id
+        )
+        session.commit()
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    return job
+
+
+def create_score_from_dataset(
+    *, run: Run, body: ScoreCreate, user: User, session: Session, settings: Settings
+) -> Generation:
+    step, metadata = resolve_step(run, settings, body.step)
+    _check_scorable(metadata)
+    dataset = find_owned_dataset(session, user, body.dataset)
+    if dataset.num_images > settings.max_generation_n:
+        raise unprocessable(
+            "dataset", f"dataset: at most {settings.max_generation_n} images per scoring job, not {dataset.num_images}"
+        )
+    request = {
+        **body.model_dump(mode="json"),
+        "source": "dataset",
+        "content_hash": dataset.content_hash,
+        "num_images": dataset.num_images,
+        "checkpoint_step": step,
+    }
+    job = create_job(session=session, run_id=run.id, owner_id=run.owner_id, kind="score", request=request)
+    session.commit()
+    return job
+
+
+@router.post("/runs/{run_id}/scores", status_code=202, response_model=ScorePublic, openapi_extra=SCORE_BODY)
+async def create_score(
+    run: OwnedRun,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> ScorePublic:
+    """Queue anomaly scoring of images (a multipart ZIP as `file`, or JSON {"dataset": id}) against a checkpoint."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        tmp = layout.tmp_dir(settings.data_dir)
+        tmp.mkdir(parents=True, exist_ok=True)
+        path = tmp / f".upload-{uuid.uuid4().hex}.zip"
+        try:
+            received = await receive_upload(
+                request, path, max_bytes=settings.max_upload_bytes, fields=tuple(ScoreOptions.model_fields)
+            )
+            try:
+                options = ScoreOptions.model_validate(received.fields)
+            except ValidationError as error:
+                raise _validation_422(error) from None
+            job = await run_in_threadpool(
+                create_score_from_upload, run=run, options=options, upload=path, session=session, settings=settings
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    elif content_type.startswith("application/json"):
+        try:
+            body = ScoreCreate.model_validate_json(await request.body())
+        except ValidationError as error:
+            raise _validation_422(error) from None
+        job = await run_in_threadpool(
+            create_score_from_dataset, run=run, body=body, user=user, session=session, settings=settings
+        )
+    else:
+        raise HTTPException(
+            status_code=415,
+            detail='Send a ZIP of images as multipart/form-data (field `file`), or JSON {"dataset": id}',
+        )
+    await run_in_threadpool(send, session, job)
+    response.headers["Location"] = f"/scores/{job.id}"
+    return ScorePublic.from_job(job)
+
+
+@router.get("/scores/{score_id}", response_model=ScorePublic)
+def get_score(job: OwnedScore) -> ScorePublic:
+    """An anomaly scoring job's status, and where its results are once it has succeeded."""
+    return ScorePublic.from_job(job)
+
+
+@router.delete("/scores/{score_id}", status_code=204)
+def delete_score(job: OwnedScore, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete an anomaly scoring job, its uploaded images and its results."""
+    delete_job(session, settings, job)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/scores/{score_id}/result",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "One score per image (higher = more anomalous); Accept: text/csv gives CSV.",
+            "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": BINARY_SCHEMA}},
+        }
+    },
+)
+def score_result(
+    job: OwnedScore, settings: SettingsDep, accept: Annotated[str | None, Header()] = None
+) -> FileResponse:
+    """The scores as JSON {"items": [{index, name, label, discriminator, residual, feature, anogan}]}, or CSV."""
+    if accept is not None and "text/csv" in accept:
+        return FileResponse(result_file(settings, job, "scores.csv"), media_type="text/csv")
+    return FileResponse(result_file(settings, job), media_type="application/json")
+
+
+@router.get(
+    "/scores/{score_id}/result.csv",
+    response_class=FileResponse,
+    responses=binary("text/csv", description="One row per image."),
+)
+def score_result_csv(job: OwnedScore, settings: SettingsDep) -> FileResponse:
+    """The scores as CSV: index,name,label,discriminator,residual,feature,anogan,class."""
+    return FileResponse(result_file(settings, job, "scores.csv"), media_type="text/csv", filename=f"{job.id}.csv")

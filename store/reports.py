@@ -1,0 +1,51 @@
+"""What a run reports while it trains: event rows (the live log the SSE route reads), metric rows (the series)
+and the run's latest values. Keyword-only; none commits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from store.models import Event, Metric, Run
+
+
+def add_event(*, session: Session, run_id: str, kind: str, data: dict[str, Any]) -> None:
+    session.add(Event(run_id=run_id, kind=kind, data=data))
+
+
+def write_reports(*, session: Session, run_id: str, reports: list[tuple[str, dict[str, Any]]]) -> None:
+    """Turn the trainer's events (kind, data) into event rows, metric rows and the run's latest values."""
+    run = session.get(Run, run_id)
+    if run is None:
+        return
+    latest = dict(run.latest_metrics or {})
+    environment = dict(run.environment or {})
+    for kind, data in reports:
+        if kind == "progress":
+            latest.update({k: float(v) for k, v in data.get("losses", {}).items()})
+            add_event(session=session, run_id=run_id, kind="progress", data=data)
+        elif kind == "stats":
+            step = int(data["step"])
+            for name, value in data["values"].items():
+                session.add(Metric(run_id=run_id, step=step, name=name, value=float(value)))
+        elif kind == "metric":
+            session.add(Metric(run_id=run_id, step=int(data["step"]), name=data["name"], value=float(data["value"])))
+            latest[data["name"]] = float(data["value"])
+            add_event(session=session, run_id=run_id, kind="metric", data=data)
+        elif kind == "sample":
+            step = int(data["step"])
+            event = {"step": step, "url": f"/runs/{run_id}/samples/{step}.png"}
+            add_event(session=session, run_id=run_id, kind="sample", data=event)
+        elif kind == "checkpoint":
+            step = int(data["step"])
+            event = {"step": step, "url": f"/runs/{run_id}/checkpoints/{step}", "size_bytes": data["size_bytes"]}
+            add_event(session=session, run_id=run_id, kind="checkpoint", data=event)
+            if data.get("best"):
+                environment["best_step"] = step
+        elif kind == "environment":
+            environment.update(data)
+        else:  # warning, and kinds added later
+            add_event(session=session, run_id=run_id, kind=kind, data=data)
+    run.latest_metrics = latest
+    run.environment = environment
