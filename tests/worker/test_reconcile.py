@@ -1,0 +1,109 @@
+"""The reconciler's two halves: what it reads on the real broker, and what it decides in SQL (the job model of
+store/jobs.py on SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.db import make_engine
+from store.jobs import claim_job, create_job, fail_lost_jobs, find_jobs_to_resend, finish_job
+from store.models import Base, Generation, Run, User, utcnow
+from store.queue import get_app
+from store.runs import create_run, find_lost_runs
+from store.settings import get_settings
+
+
+@pytest.fixture
+def broker(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The settings and the Celery app pointed at this test run's Redis db."""
+    monkeypatch.setenv("GANFORGE_BROKER_URL", redis_url)
+    get_settings.cache_clear()
+    get_app.cache_clear()
+    yield redis_url
+    get_settings.cache_clear()
+    get_app.cache_clear()
+
+
+def test_a_sent_message_is_read_back_waiting_in_its_queue(broker: str) -> None:
+    from store.queue import enqueue_job, enqueue_run
+    from worker.reconcile import ids_on_broker
+
+    settings = get_settings()
+    assert enqueue_run("run_0123456789abcdef")
+    assert enqueue_job("gen_0123456789abcdef", "generate")
+    try:
+        assert ids_on_broker(settings.train_queue) == ({"run_0123456789abcdef"}, set())
+        assert ids_on_broker(settings.generate_queue) == ({"gen_0123456789abcdef"}, set())
+    finally:
+        with get_app().connection_for_write() as conn:
+            conn.default_channel.client.delete(settings.train_queue, settings.generate_queue)
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    Base.metadata.create_all(engine)
+    with sessionmaker(bind=engine, expire_on_commit=False)() as session:
+        session.add(User(id=1, name="u", token_hash="0" * 64))
+        session.commit()
+        yield session
+    engine.dispose()
+
+
+def _run(session: Session) -> Run:
+    return create_run(session=session, owner_id=1, config={"train": {"steps": 10}}, name="r", idempotency_key=None)
+
+
+def test_a_job_is_claimed_once_and_finished_once(session: Session) -> None:
+    run = _run(session)
+    job = create_job(session=session, run_id=run.id, owner_id=1, kind="generate", request={"n": 1})
+    session.commit()
+    assert claim_job(session=session, job_id=job.id, kind="score", worker="h:1") is None  # the other kind
+    claimed = claim_job(session=session, job_id=job.id, kind="generate", worker="h:1")
+    assert claimed is not None and (claimed.status, claimed.worker) == ("running", "h:1")
+    assert finish_job(session=session, job_id=job.id, status="succeeded", result_path="x/result.png")
+    assert not finish_job(session=session, job_id=job.id, status="failed", error="late")  # final already
+    assert claim_job(session=session, job_id=job.id, kind="generate", worker="h:2") is None  # a re-delivery
+    session.commit()
+    assert session.get(Generation, job.id, populate_existing=True).status == "succeeded"  # type: ignore[union-attr]
+
+
+def test_lost_jobs_fail_and_unknown_queued_jobs_are_sent_again(session: Session) -> None:
+    run = _run(session)
+    dead, live, queued = (
+        create_job(session=session, run_id=run.id, owner_id=1, kind=kind, request={}) for kind in ("generate",) * 3
+    )
+    for job, worker in ((dead, "h:dead"), (live, "h:live")):
+        claim_job(session=session, job_id=job.id, kind="generate", worker=worker)
+    session.commit()
+    lost = fail_lost_jobs(
+        session=session, worker_alive=lambda worker: worker != "h:dead", started_before=utcnow() - timedelta(hours=1)
+    )
+    assert lost == [dead.id]
+    later = utcnow() + timedelta(seconds=1)
+    assert find_jobs_to_resend(session=session, known=set(), created_before=later) == [(queued.id, "generate")]
+    assert find_jobs_to_resend(session=session, known={queued.id}, created_before=later) == []
+
+
+def test_a_queued_run_missing_from_the_broker_is_sent_again(session: Session) -> None:
+    run = _run(session)
+    session.commit()
+
+    def lost(on_broker: tuple[set[str], set[str]] | None) -> list[str]:
+        return find_lost_runs(
+            session=session,
+            on_broker=on_broker,
+            stale_after=timedelta(seconds=60),
+            queued_grace=timedelta(0),
+            max_attempts=3,
+        )
+
+    assert lost((set(), set())) == [run.id]
+    assert lost(({run.id}, set())) == []  # waiting in the queue
+    assert lost((set(), {run.id})) == []  # delivered, not yet acknowledged
+    assert lost(None) == []  # the broker could not be read: nothing is sent blindly
