@@ -12,7 +12,9 @@ Adversarial losses on the discriminator's logits l (all computed in fp32):
 Regularisers and tricks: R1 on real data (Mescheder et al. 2018), one-sided label smoothing and feature matching
 (Salimans et al. 2016), annealed instance noise (Sønderby et al. 2017), the AC-GAN classification loss,
 DiffAugment applied to every input of D (Zhao et al. 2020), and top-k training (Sinha et al. 2020: G's adversarial
-loss over only the fakes D rates most real, so the worst samples stop pulling G between modes).
+loss over only the fakes D rates most real, so the worst samples stop pulling G between modes; `top_k` anneals how
+many). Mode seeking (Mao et al. 2019, MSGAN): fakes i and B/2 + i share a label (`paired`) and G's loss adds the
+inverse of `mode_seeking_ratio`, so that different latents give different samples.
 """
 
 from __future__ import annotations
@@ -159,3 +161,32 @@ def generator_loss(
 
     stats["loss_g"] = loss
     return loss, {k: v.detach() for k, v in stats.items()}
+
+
+def top_k(fraction: float, n: int, done: float) -> int | None:
+    """How many of `n` fake logits G's loss keeps at `done` (0..1) of the run: all at first, `fraction` from mid-run
+    on; None when `fraction` keeps them all."""
+    if fraction >= 1.0:
+        return None
+    current = 1.0 - (1.0 - fraction) * min(1.0, 2.0 * done)
+    return max(1, round(current * n))
+
+
+def paired(labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Labels (B,) whose second half repeats the first, so that fakes i and B/2 + i share one (mode seeking)."""
+    if labels is None or labels.shape[0] < 2:
+        return labels
+    half = labels.shape[0] // 2
+    out = labels.clone()
+    out[half : 2 * half] = labels[:half]
+    return out
+
+
+def mode_seeking_ratio(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """MSGAN's ratio, in fp32: mean |G(z_i) - G(z_i')| over mean |z_i - z_i'| for the pairs (i, B/2 + i), each
+    mean over the pairs and their entries (as Mao et al.'s code computes it)."""
+    half = fake.shape[0] // 2
+    if half == 0:
+        return torch.ones((), device=fake.device)
+    d_image = (fake[:half].float() - fake[half : 2 * half].float()).abs().mean()
+    return d_image / (z[:half] - z[half : 2 * half]).abs().mean()

@@ -1,8 +1,10 @@
 """The training loop: `train(cfg, out_dir=...)` trains a GAN and writes its grids and checkpoints.
 
-It owns the optimizers, the EMA generator, the sample grids, the checkpoints, progress reporting and evaluation;
-architectures live in core.networks, objectives in core.losses, data in core.datasets. See docs/DEVELOPING.md
-for the interface and the events.
+`train` sets up (device and precision, seeds, data, the family's networks, the EMA generator, resume), then loops:
+each step is the family's `train_step` (core.families.noise today), after which the loop updates the EMA generator
+and runs its hooks on their cadence: the divergence check, progress and stats reports with the collapse watch,
+sample grids, evaluation and checkpoints. What one step does lives with its family; what every family shares
+lives here. See docs/DEVELOPING.md for the interface and the events.
 
 Errors (one small tree): `ValueError` for bad data or an impossible config, with a sentence a user can act on;
 `TrainingDiverged` (a RuntimeError) when a loss becomes non-finite, naming the step and the loss.
@@ -18,7 +20,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,11 @@ import torch
 from torch import nn
 
 from core import checkpoint, grids, layout
-from core.augment import make_augment
-from core.clusters import cluster_cdf, cluster_counts, cluster_images
+from core.collapse import COLLAPSE_DIVERSITY, DIVERSITY_SAMPLES, RECENT_REPORTS, collapse_suspected, spread
 from core.config import RunConfig
 from core.datasets import DataOrder, Dataset, load_dataset
 from core.device import pick_device, pick_precision, run_info
-from core.losses import discriminator_loss, generator_loss
-from core.networks import build_discriminator, build_generator
+from core.families import Batch, Step, StepStats, noise
 
 EventFn = Callable[[str, dict[str, Any]], None]
 
@@ -61,464 +61,332 @@ def train(
     dataset_dir: Path | str | None = None,
 ) -> TrainResult:
     """Train the GAN that `cfg` describes into `out_dir`, resuming from its newest checkpoint if there is one."""
-    emit: EventFn = on_event or (lambda kind, data: None)
-    out_dir = Path(out_dir)
-    total, batch_size, z_dim = cfg.train.steps, cfg.train.batch_size, cfg.model.z_dim
-
-    # Pick the device and the precision, and seed every generator.
-    device = pick_device(cfg.train.device)
-    precision = pick_precision(cfg.train.precision, device, arch=cfg.model.arch)
-    bf16 = precision == "bf16"
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-    info = run_info(device, precision, cfg.seed)
-
-    # Load the data.
-    data = load_dataset(cfg.dataset, image_size=cfg.model.image_size, dataset_dir=dataset_dir).to(device)
-    if cfg.model.conditional and data.labels is None:
-        raise ValueError(f"model.conditional: dataset {cfg.dataset} has no class labels; set conditional to false")
-    if data.kind == "points" and cfg.model.arch != "mlp":
-        raise ValueError(f"model.arch: {cfg.dataset} is 2-D point data; only the mlp architecture fits it")
-    num_classes = data.num_classes if cfg.model.conditional else 0
-    order = DataOrder(len(data), seed=cfg.seed)
-    latest = checkpoint.latest_checkpoint(out_dir)
-    # Cluster conditioning: the real samples' cluster ids, from k-means at the start and from the checkpoint after.
-    cluster_ids: torch.Tensor | None = None
-    k, groups = cfg.model.clusters, cfg.model.label_groups(data.channels)
-    if k:
-        ids = checkpoint.read_clusters(latest) if latest is not None else None
-        if ids is None:
-            ids = cluster_images(data.data, k, seed=cfg.seed, per_channel=groups > 1)
-        if ids.shape != (len(data),):
-            raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
-        sizes = cluster_counts(ids, k, groups)  # (G, K)
-        found = {"count": k, "smallest": int(sizes.min()), "largest": int(sizes.max())}
-        emit("environment", {"clusters": {**found, "per_channel": groups > 1}})
-        cluster_ids = ids.to(device)
-    memory_format = torch.channels_last if data.kind == "images" else torch.contiguous_format
-
-    # Build the networks, the EMA generator and the optimizers.
-    G = build_generator(cfg, channels=data.channels, num_classes=data.num_classes)
-    D = build_discriminator(cfg, channels=data.channels, num_classes=data.num_classes)
-    if cluster_ids is not None:
-        G.set_cluster_frequencies(cluster_cdf(cluster_ids, k, groups))
-    G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema else None
-    betas = (cfg.train.beta1, cfg.train.beta2)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.train.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.train.lr_d, betas=betas)
-    g_fn, d_fn = (torch.compile(G), torch.compile(D)) if cfg.train.compile else (G, D)
-    augment = make_augment(cfg.train.diffaugment)
-
-    # Resume from the newest checkpoint, if any (with the best evaluation from before the resume).
-    step = 0
-    resumed_best: dict[str, Any] | None = None
-    if latest is not None:
-        step, resumed_best = checkpoint.load_training_state(
-            latest,
-            modules={"G": G, "D": D} | ({"G_ema": G_ema} if G_ema is not None else {}),
-            optimizers={"opt_g": opt_g, "opt_d": opt_d},
-            order=order,
-        )
-        info["resumed_from_step"] = step
-
-    # Write the config and the run's facts next to its artifacts.
-    out_dir.mkdir(parents=True, exist_ok=True)
-    layout.atomic_write_text(out_dir / layout.CONFIG, cfg.model_dump_json(indent=2))
-    layout.atomic_write_text(out_dir / layout.RUN_INFO, json.dumps(info, indent=2))
-
-    # The fixed latent batch (and labels) of the sample grids, from a generator of its own.
-    grid_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    n_grid, grid_nrow = _grid_layout(data.kind, num_classes)
-    fixed_z = torch.randn(n_grid, z_dim, generator=grid_gen).to(device)
-    fixed_labels = (torch.arange(n_grid) % num_classes).to(device) if num_classes else None
-    # The collapse watch compares the grid samples' spread with the real data's (no random numbers drawn).
-    real_spread = _spread(data.batch(torch.arange(min(len(data), DIVERSITY_SAMPLES)))[0])
-
-    # Prepare the loop's bookkeeping.
-    start_step = step
-    ema_pairs = _ema_pairs(G_ema, G) if G_ema is not None else None
+    run, models, ema = _set_up(cfg, Path(out_dir), on_event or _no_events, dataset_dir)
+    loop = _resume(run, models, ema)
+    total, start_step, status, message = cfg.train.steps, loop.step, "completed", None
     stats_every = max(10, total // 500)  # at most ~500 stats events a run, and never a sync every step
-    clock = time.monotonic()
-    report = {"time": clock, "step": step}
-    recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=10)
-    collapse_warned = False
-    evaluator: Any = None
-    last_ckpt: Path | None = latest
-    status = "completed"
-    message: str | None = None
-    # The best evaluation so far by the evaluator's primary metric, and the step of its checkpoint.
-    best_value: float | None = None
-    best_step: int | None = None
-    best_metric: str | None = None
-    if resumed_best is not None and layout.checkpoint_path(out_dir, int(resumed_best["step"])).exists():
-        best_metric, best_value, best_step = resumed_best["metric"], resumed_best["value"], resumed_best["step"]
-    loss_d = loss_g = torch.zeros(())
-    stats: dict[str, torch.Tensor] = {}
-    images_per_sec = 0.0
+    optimizers = models.optimizers()
 
-    while step < total:
-        step += 1
+    while loop.step < total:
+        loop.step += 1
+        step = loop.step
         want_stats = step % stats_every == 0 or step == total or step == 1
 
-        # Set this step's learning rates and instance-noise level.
+        # Train one step at this step's learning rates, then update the EMA generator.
         done = (step - 1) / total
-        decay = 1.0 - done if cfg.train.lr_schedule == "linear" else 1.0
-        for group in opt_g.param_groups:
-            group["lr"] = cfg.train.lr_g * decay
-        for group in opt_d.param_groups:
-            group["lr"] = cfg.train.lr_d * decay
-        noise_std = cfg.loss.instance_noise * (1.0 - done)
-
-        # Train the discriminator n_critic times on fresh real and fake batches.
-        D.requires_grad_(True)
-        grad_norm_d = None
-        for _ in range(cfg.train.n_critic):
-            indices = order.next(batch_size)
-            real, labels = data.batch(indices)  # (B, C, H, W) or (B, 2)
-            real = real.contiguous(memory_format=memory_format) if data.kind == "images" else real
-            labels = labels if num_classes else None
-            z = torch.randn(batch_size, z_dim, device=device)  # (B, Z)
-            fake_labels = torch.randint(num_classes, (batch_size,), device=device) if num_classes else None
-            if cluster_ids is not None:  # real clusters from k-means, each fake's from its latent
-                labels, fake_labels = cluster_ids[indices.to(device)], G.clusters_of(z)
-            fake_labels = _paired(fake_labels) if cfg.loss.mode_seeking else fake_labels
-            reuse_fake = cfg.train.n_critic == 1  # then G's step reuses this fake, graph and all
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                with torch.no_grad() if not reuse_fake else contextlib.nullcontext():
-                    fake = g_fn(z, fake_labels)  # (B, C, H, W) or (B, 2)
-                loss_d, stats_d = discriminator_loss(
-                    cfg.loss,
-                    D=d_fn,
-                    real=real,
-                    fake=fake.detach(),
-                    labels=labels,
-                    fake_labels=fake_labels,
-                    augment=augment,
-                    noise_std=noise_std,
-                )
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            if want_stats:
-                grad_norm_d = _grad_norm(D)
-            opt_d.step()
-            if cfg.loss.kind == "wgan":
-                with torch.no_grad():
-                    for p in D.parameters():
-                        p.clamp_(-cfg.loss.clip, cfg.loss.clip)
-
-        # Train the generator (on the last critic batch's fake when n_critic is 1, as pytorch/examples does).
-        D.requires_grad_(False)
-        if cfg.train.n_critic > 1:
-            z = torch.randn(batch_size, z_dim, device=device)
-            fake_labels = torch.randint(num_classes, (batch_size,), device=device) if num_classes else None
-            fake_labels = G.clusters_of(z) if cluster_ids is not None else fake_labels
-            fake_labels = _paired(fake_labels) if cfg.loss.mode_seeking else fake_labels
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                fake = g_fn(z, fake_labels)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss_g, stats_g = generator_loss(
-                cfg.loss,
-                D=d_fn,
-                fake=fake,
-                fake_labels=fake_labels,
-                real=real,
-                labels=labels,
-                augment=augment,
-                noise_std=noise_std,
-                top_k=_top_k(cfg.loss.top_k, batch_size // cfg.model.pack, done),
-            )
-        if cfg.loss.mode_seeking:
-            ratio = _mode_seeking_ratio(fake, z)
-            stats_g = stats_g | {"mode_seeking_ratio": ratio.detach()}
-            loss_g = loss_g + cfg.loss.mode_seeking / (ratio + 1e-5)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        grad_norm_g = _grad_norm(G) if want_stats else None
-        opt_g.step()
-
-        # Update the EMA generator (its decay ramps up over the first steps, so the initial weights fade out).
-        if G_ema is not None and ema_pairs is not None and cfg.train.ema is not None:
-            ema_decay = min(cfg.train.ema, (1.0 + step) / (10.0 + step))
-            with torch.no_grad():
-                torch._foreach_lerp_(ema_pairs[0], ema_pairs[1], 1.0 - ema_decay)
-                for b_ema, b in zip(ema_pairs[2], ema_pairs[3], strict=True):
-                    b_ema.copy_(b)
+        _set_learning_rates(optimizers, 1.0 - done if cfg.train.lr_schedule == "linear" else 1.0)
+        at = Step(step, done, want_stats, run.device, next_batch=run.next_batch, autocast=run.autocast)
+        losses, stats = noise.train_step(models, cfg, at)
+        if ema is not None:
+            ema.update(step)
 
         # Decide which reports fall on this step.
         now = time.monotonic()
         stop = should_stop is not None and bool(should_stop())
         last = step == total or stop
-        progress_due = now - report["time"] >= 1.0 or last
+        progress_due = now - loop.reported[0] >= 1.0 or last
         sample_due = step % cfg.schedule.sample_every == 0 or last
         ckpt_due = step % cfg.schedule.checkpoint_every == 0 or last
         eval_due = cfg.schedule.eval_every > 0 and step % cfg.schedule.eval_every == 0
 
         # Stop at a non-finite loss: every step on the CPU, at the reporting steps on a GPU (no per-step sync).
-        if device.type == "cpu" or want_stats or progress_due or sample_due or ckpt_due or eval_due:
-            bad = [(name, float(v.detach())) for name, v in (("loss_d", loss_d), ("loss_g", loss_g))]
-            bad = [(name, v) for name, v in bad if not math.isfinite(v)]
-            if bad:
-                kept = f"; the last good checkpoint is step {int(last_ckpt.stem)}" if last_ckpt else ""
-                message = f"training diverged at step {step}: {bad[0][0]} is {bad[0][1]}{kept}"
-                if not cfg.schedule.stop_on_divergence:
-                    raise TrainingDiverged(message)
-                # Roll back: the best checkpoint by the primary metric (else the last good one) becomes the newest.
-                back = best_step if best_step is not None else (int(last_ckpt.stem) if last_ckpt else 0)
-                last_ckpt = checkpoint.remove_checkpoints_after(out_dir, back)
-                which = "best" if best_step is not None else "last good"
-                message = (
-                    f"training diverged at step {step}: {bad[0][0]} is {bad[0][1]}; "
-                    f"rolled back to the {which} checkpoint (step {back})"
-                )
-                emit("warning", {"step": step, "message": message + " (schedule.stop_on_divergence)"})
-                status, step = "diverged", back
+        if run.device.type == "cpu" or want_stats or progress_due or sample_due or ckpt_due or eval_due:
+            message = _check_finite(run, loop, losses)
+            if message is not None:
+                status = "diverged"
                 break
 
-        # Report progress about once a second.
+        # Report, draw, evaluate and save on their cadence.
+        sampled = ema.module if ema is not None else models.G
         if progress_due:
-            elapsed = max(now - report["time"], 1e-9)
-            steps_per_sec = (step - report["step"]) / elapsed
-            images_per_sec = steps_per_sec * batch_size
-            report = {"time": now, "step": step}
-            emit(
-                "progress",
-                {
-                    "step": step,
-                    "total_steps": total,
-                    "images_per_sec": images_per_sec,
-                    "eta_seconds": (total - step) / steps_per_sec if steps_per_sec > 0 else None,
-                    "losses": {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach())},
-                },
-            )
-
-        # Report the downsampled training statistics and watch for collapse.
+            _report_progress(run, loop, losses, now)
         if want_stats:
-            stats = stats_d | stats_g
-            values = {k: float(v) for k, v in stats.items()}
-            values["grad_norm_d"] = float(grad_norm_d) if grad_norm_d is not None else float("nan")
-            values["grad_norm_g"] = float(grad_norm_g) if grad_norm_g is not None else float("nan")
-            values["lr_g"], values["lr_d"] = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
-            values["images_per_sec"] = images_per_sec
-            if cfg.loss.instance_noise > 0:
-                values["instance_noise"] = noise_std
-            emit("stats", {"step": step, "values": values})
-            recent.append((values["loss_d"], values["loss_g"]))
-            collapsing = _collapse_suspected(cfg.loss.kind, recent)
-            if collapsing and not collapse_warned:
-                emit(
-                    "warning",
-                    {
-                        "step": step,
-                        "message": (
-                            f"possible collapse at step {step}: the discriminator's loss is near zero "
-                            f"({values['loss_d']:.3g}) while the generator's loss climbs ({values['loss_g']:.3g})"
-                        ),
-                    },
-                )
-            if collapsing != collapse_warned:  # the watch as a series too: 1 while collapse is suspected
-                emit("metric", {"step": step, "name": "collapse_suspected", "value": float(collapsing)})
-            collapse_warned = collapsing
-
-        # Write a sample grid from the fixed latent batch.
+            _report_stats(run, loop, stats, optimizers)
         if sample_due:
-            path = layout.sample_path(out_dir, step)
-            image, samples = _sample_image(G_ema or G, fixed_z, fixed_labels, data, nrow=grid_nrow, bf16=bf16)
-            grids.save_png(image, path)
-            emit("sample", {"step": step, "path": str(path)})
-            # Watch the fixed-seed samples' diversity: a collapsed generator maps every latent to a few outputs.
-            diversity = _spread(samples[:DIVERSITY_SAMPLES]) / max(real_spread, 1e-12)
-            emit("metric", {"step": step, "name": "sample_diversity", "value": diversity})
-            if diversity < COLLAPSE_DIVERSITY:
-                emit(
-                    "warning",
-                    {
-                        "step": step,
-                        "message": (
-                            f"possible mode collapse at step {step}: the fixed-seed samples spread only "
-                            f"{diversity:.2f}× as much as the real data"
-                        ),
-                    },
-                )
-
-        # Evaluate, without disturbing the training's random streams; a new best gets a checkpoint of its own.
+            _write_sample(run, loop, sampled)
         if eval_due:
-            with _preserved_rng(device):  # building the evaluator draws random numbers too (its classifier)
-                if evaluator is None:
-                    evaluator = _make_evaluator(data, cfg, device)
-                    emit("environment", {"metric_floor": evaluator.floor, "primary_metric": list(evaluator.primary)})
-                sampler = _sample_fn(G_ema or G, z_dim=z_dim, num_classes=num_classes, device=device, bf16=bf16)
-                values = evaluator(sampler)
-            for name, value in values.items():
-                emit("metric", {"step": step, "name": name, "value": float(value)})
-            primary, direction = evaluator.primary
-            value = values.get(primary)
-            if best_metric != primary:  # a best from before a resume counts only if it was measured the same way
-                best_metric, best_value, best_step = primary, None, None
-            if value is not None and (
-                best_value is None or (value < best_value if direction == "min" else value > best_value)
-            ):
-                best_value, best_step = float(value), step
-                ckpt_due = True
-
-        # Write a checkpoint and keep only the newest ones.
+            sample_fn = noise.sampler(sampled, cfg, models, device=run.device, autocast=run.autocast)
+            ckpt_due = _evaluate(run, loop, sample_fn) or ckpt_due  # a new best gets a checkpoint of its own
         if ckpt_due:
-            path = layout.checkpoint_path(out_dir, step)
-            size = checkpoint.save_training_state(
-                path,
-                step=step,
-                cfg=cfg,
-                data_info=data.info(),
-                modules={"G": G, "D": D} | ({"G_ema": G_ema} if G_ema is not None else {}),
-                optimizers={"opt_g": opt_g, "opt_d": opt_d},
-                order=order,
-                run_info=info,
-                best=None if best_step is None else {"metric": best_metric, "value": best_value, "step": best_step},
-                clusters=cluster_ids,
-            )
-            checkpoint.prune_checkpoints(out_dir, cfg.schedule.keep_checkpoints, protect=best_step)
-            last_ckpt = path
-            emit("checkpoint", {"step": step, "path": str(path), "size_bytes": size, "best": step == best_step})
-
+            _save_checkpoint(run, loop, models, ema)
         if stop:
             status = "stopped"
             break
 
-    if step == start_step:  # nothing left to train
-        emit("progress", {"step": step, "total_steps": total, "images_per_sec": 0.0, "eta_seconds": 0.0, "losses": {}})
+    if loop.step == start_step:  # nothing left to train
+        run.emit(
+            "progress",
+            {"step": loop.step, "total_steps": total, "images_per_sec": 0.0, "eta_seconds": 0.0, "losses": {}},
+        )
     return TrainResult(
         status=status,
-        step=step,
-        device=str(device),
-        precision=precision,
-        checkpoint=str(last_ckpt) if last_ckpt else None,
+        step=loop.step,
+        device=str(run.device),
+        precision=run.precision,
+        checkpoint=str(loop.last_ckpt) if loop.last_ckpt else None,
         message=message,
     )
 
 
-def _top_k(fraction: float, n: int, done: float) -> int | None:
-    """How many of `n` fake logits G's loss keeps at `done` (0..1) of the run: all at first, `fraction` from mid-run."""
-    if fraction >= 1.0:
+def _no_events(kind: str, data: dict[str, Any]) -> None:
+    pass
+
+
+@dataclass
+class Run:
+    """What stays fixed through a run: its config, folder and event sink, where and how it computes, its data and
+    data order, its facts (run_info.json) and the sample grid's inputs."""
+
+    cfg: RunConfig
+    out_dir: Path
+    emit: EventFn
+    device: torch.device
+    precision: str  # "fp32" | "bf16"
+    data: Dataset
+    order: DataOrder  # advances as the run draws batches; saved in every checkpoint
+    info: dict[str, Any]
+    grid: noise.GridInputs
+    real_spread: float  # the real data's spread, which the collapse watch compares the grid samples' with
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The run's precision for a forward pass: bf16 autocast, or nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def next_batch(self) -> Batch:
+        """The next real batch in the run's data order; images channels-last, as the networks are."""
+        indices = self.order.next(self.cfg.train.batch_size)
+        x, labels = self.data.batch(indices)  # (B, C, H, W) or (B, 2)
+        if self.data.kind == "images":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return Batch(indices, x, labels)
+
+
+@dataclass
+class Loop:
+    """What the loop carries from step to step besides the networks: counters, windows and the best evaluation."""
+
+    step: int = 0
+    reported: tuple[float, int] = (0.0, 0)  # (time, step) of the last progress report
+    images_per_sec: float = 0.0
+    recent: collections.deque[tuple[float, float]] = field(
+        default_factory=lambda: collections.deque(maxlen=RECENT_REPORTS)
+    )  # (loss_d, loss_g) of the last stats reports, for the collapse watch
+    collapse_warned: bool = False
+    evaluator: Any = None  # core.metrics.Evaluator, built at the first evaluation
+    last_ckpt: Path | None = None
+    # The best evaluation so far by the evaluator's primary metric, and the step of its checkpoint.
+    best_metric: str | None = None
+    best_value: float | None = None
+    best_step: int | None = None
+
+
+class Ema:
+    """The exponential moving average of a module's weights, in eval mode; its decay ramps up over the first
+    steps, so that the initial weights fade out."""
+
+    def __init__(self, source: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(source).eval().requires_grad_(False)
+        self.decay = decay
+        # (EMA params, params, EMA buffers, buffers) as lists, for the foreach update.
+        self._params = ([p.data for p in self.module.parameters()], [p.data for p in source.parameters()])
+        self._buffers = (list(self.module.buffers()), list(source.buffers()))
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1.0 + step) / (10.0 + step))
+        torch._foreach_lerp_(self._params[0], self._params[1], 1.0 - decay)
+        for b_ema, b in zip(*self._buffers, strict=True):
+            b_ema.copy_(b)
+
+
+def _set_up(
+    cfg: RunConfig, out_dir: Path, emit: EventFn, dataset_dir: Path | str | None
+) -> tuple[Run, noise.Models, Ema | None]:
+    """Pick the device and the precision, seed every generator, load the data, and build the networks, the EMA
+    generator and the sample grid's inputs."""
+    device = pick_device(cfg.train.device)
+    precision = pick_precision(cfg.train.precision, device, arch=cfg.model.arch)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    data = load_dataset(cfg.dataset, image_size=cfg.model.image_size, dataset_dir=dataset_dir).to(device)
+    order = DataOrder(len(data), seed=cfg.seed)
+    latest = checkpoint.latest_checkpoint(out_dir)
+    models = noise.build(cfg, data, device=device, latest=latest, emit=emit)
+    ema = Ema(models.G, cfg.train.ema) if cfg.train.ema else None
+    run = Run(
+        cfg=cfg,
+        out_dir=out_dir,
+        emit=emit,
+        device=device,
+        precision=precision,
+        data=data,
+        order=order,
+        info=run_info(device, precision, cfg.seed),
+        grid=noise.grid_inputs(cfg, data, models, device),
+        real_spread=spread(data.batch(torch.arange(min(len(data), DIVERSITY_SAMPLES)))[0]),
+    )
+    return run, models, ema
+
+
+def _modules(models: noise.Models, ema: Ema | None) -> dict[str, nn.Module]:
+    """The modules a checkpoint stores: the family's and the EMA generator (`G_ema`)."""
+    return models.modules() | ({"G_ema": ema.module} if ema is not None else {})
+
+
+def _resume(run: Run, models: noise.Models, ema: Ema | None) -> Loop:
+    """Restore the newest checkpoint, if any, with the best evaluation from before the resume; then write the
+    config and the run's facts next to its artifacts. Returns the loop's state."""
+    loop = Loop(last_ckpt=checkpoint.latest_checkpoint(run.out_dir))
+    if loop.last_ckpt is not None:
+        loop.step, best = checkpoint.load_training_state(
+            loop.last_ckpt, modules=_modules(models, ema), optimizers=models.optimizers(), order=run.order
+        )
+        run.info["resumed_from_step"] = loop.step
+        if best is not None and layout.checkpoint_path(run.out_dir, int(best["step"])).exists():
+            loop.best_metric, loop.best_value, loop.best_step = best["metric"], best["value"], best["step"]
+    loop.reported = (time.monotonic(), loop.step)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    layout.atomic_write_text(run.out_dir / layout.CONFIG, run.cfg.model_dump_json(indent=2))
+    layout.atomic_write_text(run.out_dir / layout.RUN_INFO, json.dumps(run.info, indent=2))
+    return loop
+
+
+def _set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], scale: float) -> None:
+    """Scale every optimizer's learning rate (the one it was built with) by `scale`."""
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = opt.defaults["lr"] * scale
+
+
+def _check_finite(run: Run, loop: Loop, losses: dict[str, torch.Tensor]) -> str | None:
+    """Raise TrainingDiverged at a non-finite loss; with schedule.stop_on_divergence, roll back instead (the best
+    checkpoint by the primary metric, else the last good one, becomes the newest) and return the message."""
+    bad = [(name, float(v.detach())) for name, v in losses.items()]
+    bad = [(name, v) for name, v in bad if not math.isfinite(v)]
+    if not bad:
         return None
-    current = 1.0 - (1.0 - fraction) * min(1.0, 2.0 * done)
-    return max(1, round(current * n))
+    step, (name, value) = loop.step, bad[0]
+    kept = f"; the last good checkpoint is step {int(loop.last_ckpt.stem)}" if loop.last_ckpt else ""
+    if not run.cfg.schedule.stop_on_divergence:
+        raise TrainingDiverged(f"training diverged at step {step}: {name} is {value}{kept}")
+    back = loop.best_step if loop.best_step is not None else (int(loop.last_ckpt.stem) if loop.last_ckpt else 0)
+    loop.last_ckpt = checkpoint.remove_checkpoints_after(run.out_dir, back)
+    which = "best" if loop.best_step is not None else "last good"
+    message = (
+        f"training diverged at step {step}: {name} is {value}; rolled back to the {which} checkpoint (step {back})"
+    )
+    run.emit("warning", {"step": step, "message": message + " (schedule.stop_on_divergence)"})
+    loop.step = back
+    return message
 
 
-def _paired(labels: torch.Tensor | None) -> torch.Tensor | None:
-    """Labels (B,) whose second half repeats the first, so that fakes i and B/2 + i share one (mode seeking)."""
-    if labels is None or labels.shape[0] < 2:
-        return labels
-    half = labels.shape[0] // 2
-    out = labels.clone()
-    out[half : 2 * half] = labels[:half]
-    return out
-
-
-def _mode_seeking_ratio(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """MSGAN's ratio, in fp32: mean |G(z_i) - G(z_i')| over mean |z_i - z_i'| for the pairs (i, B/2 + i), each
-    mean over the pairs and their entries (as Mao et al.'s code computes it)."""
-    half = fake.shape[0] // 2
-    if half == 0:
-        return torch.ones((), device=fake.device)
-    d_image = (fake[:half].float() - fake[half : 2 * half].float()).abs().mean()
-    return d_image / (z[:half] - z[half : 2 * half]).abs().mean()
-
-
-def _grid_layout(kind: str, num_classes: int) -> tuple[int, int]:
-    """How many samples a grid shows and how many per row: one class per column for up to 10 classes."""
-    if kind == "points":
-        return 1000, 1
-    if 0 < num_classes <= 10:
-        return num_classes * 10, num_classes
-    return 64, 8
-
-
-def _ema_pairs(G_ema: nn.Module, G: nn.Module) -> tuple[list[torch.Tensor], ...]:
-    """(EMA params, params, EMA buffers, buffers) as lists, for the foreach update."""
-    return (
-        [p.data for p in G_ema.parameters()],
-        [p.data for p in G.parameters()],
-        list(G_ema.buffers()),
-        list(G.buffers()),
+def _report_progress(run: Run, loop: Loop, losses: dict[str, torch.Tensor], now: float) -> None:
+    """The progress event: speed since the last one, the time left and the losses."""
+    total = run.cfg.train.steps
+    steps_per_sec = (loop.step - loop.reported[1]) / max(now - loop.reported[0], 1e-9)
+    loop.images_per_sec = steps_per_sec * run.cfg.train.batch_size
+    loop.reported = (now, loop.step)
+    run.emit(
+        "progress",
+        {
+            "step": loop.step,
+            "total_steps": total,
+            "images_per_sec": loop.images_per_sec,
+            "eta_seconds": (total - loop.step) / steps_per_sec if steps_per_sec > 0 else None,
+            "losses": {name: float(v.detach()) for name, v in losses.items()},
+        },
     )
 
 
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of a module's gradients together."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+def _report_stats(run: Run, loop: Loop, stats: StepStats, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """The stats event (the step's stats, the learning rates `lr_g`/`lr_d`, the speed), and the collapse watch on
+    the losses: a warning when D's loss falls near zero while G's climbs, and the `collapse_suspected` series."""
+    values = {name: float(v) for name, v in stats.items()}
+    values |= {name.replace("opt_", "lr_"): opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
+    values["images_per_sec"] = loop.images_per_sec
+    step = loop.step
+    run.emit("stats", {"step": step, "values": values})
+    loop.recent.append((values["loss_d"], values["loss_g"]))
+    collapsing = collapse_suspected(run.cfg.loss.kind, loop.recent)
+    if collapsing and not loop.collapse_warned:
+        message = (
+            f"possible collapse at step {step}: the discriminator's loss is near zero "
+            f"({values['loss_d']:.3g}) while the generator's loss climbs ({values['loss_g']:.3g})"
+        )
+        run.emit("warning", {"step": step, "message": message})
+    if collapsing != loop.collapse_warned:  # the watch as a series too: 1 while collapse is suspected
+        run.emit("metric", {"step": step, "name": "collapse_suspected", "value": float(collapsing)})
+    loop.collapse_warned = collapsing
 
 
-def _collapse_suspected(kind: str, recent: collections.deque[tuple[float, float]]) -> bool:
-    """D's loss near zero over the last reports while G's loss has climbed: D wins and G gets no signal."""
-    if kind not in ("minimax", "nonsaturating", "lsgan") or len(recent) < recent.maxlen:  # type: ignore[operator]
+def _write_sample(run: Run, loop: Loop, G: nn.Module) -> None:
+    """Write the sample grid from the fixed inputs, and watch its samples' diversity: a collapsed generator maps
+    every latent to a few outputs."""
+    step, path = loop.step, layout.sample_path(run.out_dir, loop.step)
+    image, samples = noise.sample_grid(G, run.grid, run.data, autocast=run.autocast)
+    grids.save_png(image, path)
+    run.emit("sample", {"step": step, "path": str(path)})
+    diversity = spread(samples[:DIVERSITY_SAMPLES]) / max(run.real_spread, 1e-12)
+    run.emit("metric", {"step": step, "name": "sample_diversity", "value": diversity})
+    if diversity < COLLAPSE_DIVERSITY:
+        message = (
+            f"possible mode collapse at step {step}: the fixed-seed samples spread only "
+            f"{diversity:.2f}× as much as the real data"
+        )
+        run.emit("warning", {"step": step, "message": message})
+
+
+def _evaluate(run: Run, loop: Loop, sample_fn: Callable[[int], Any]) -> bool:
+    """Evaluate without disturbing the training's random streams and report the metrics; True at a new best by
+    the evaluator's primary metric."""
+    with _preserved_rng(run.device):  # building the evaluator draws random numbers too (its classifier)
+        if loop.evaluator is None:
+            loop.evaluator = _make_evaluator(run.data, run.cfg, run.device)
+            floor, primary = loop.evaluator.floor, list(loop.evaluator.primary)
+            run.emit("environment", {"metric_floor": floor, "primary_metric": primary})
+        values = loop.evaluator(sample_fn)
+    for name, value in values.items():
+        run.emit("metric", {"step": loop.step, "name": name, "value": float(value)})
+    primary, direction = loop.evaluator.primary
+    value = values.get(primary)
+    if loop.best_metric != primary:  # a best from before a resume counts only if it was measured the same way
+        loop.best_metric, loop.best_value, loop.best_step = primary, None, None
+    best = loop.best_value
+    if value is None or not (best is None or (value < best if direction == "min" else value > best)):
         return False
-    d_recent = sum(d for d, _ in list(recent)[-5:]) / 5
-    g_then, g_now = recent[0][1], recent[-1][1]
-    return d_recent < 0.05 and g_now > 2.0 * max(g_then, 0.5) and g_now > 3.0
+    loop.best_value, loop.best_step = float(value), loop.step
+    return True
 
 
-@torch.no_grad()
-def _sample_image(
-    G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None, data: Dataset, *, nrow: int, bf16: bool
-) -> tuple[Any, torch.Tensor]:
-    """A grid PNG image (or a scatter plot for 2-D data) of G's samples from a fixed latent batch, and the
-    samples themselves."""
-    was_training = G.training
-    G.eval()
-    with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = G(z, labels).float()  # (N, C, H, W) or (N, 2)
-    G.train(was_training)
-    out = out.detach()
-    if data.kind == "points":
-        return grids.scatter_plot(out, modes=data.modes), out
-    return grids.image_grid(out, nrow=nrow), out
-
-
-# The collapse watch: samples compared, and the fraction of the real data's spread below which it warns.
-DIVERSITY_SAMPLES = 64
-COLLAPSE_DIVERSITY = 0.2
-
-
-def _spread(x: torch.Tensor) -> float:
-    """Mean pairwise L2 distance of a batch of samples (B, ...), in float64."""
-    flat = x.detach().reshape(len(x), -1).to("cpu", torch.float64)  # (B, D)
-    if len(flat) < 2:
-        return 0.0
-    distances = torch.cdist(flat, flat)  # (B, B)
-    return float(distances.sum() / (len(flat) * (len(flat) - 1)))
-
-
-def _sample_fn(
-    G: nn.Module, *, z_dim: int, num_classes: int, device: torch.device, bf16: bool
-) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]:
-    """sample_fn(n) -> (samples in [-1, 1] or (n, 2) points, labels or None), from G in eval mode."""
-
-    @torch.no_grad()
-    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        was_training = G.training
-        G.eval()
-        outs, labs = [], []
-        for start in range(0, n, 500):
-            b = min(500, n - start)
-            z = torch.randn(b, z_dim, device=device)
-            labels = torch.randint(num_classes, (b,), device=device) if num_classes else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                outs.append(G(z, labels).float())
-            if labels is not None:
-                labs.append(labels)
-        G.train(was_training)
-        return torch.cat(outs), (torch.cat(labs) if labs else None)
-
-    return sample
+def _save_checkpoint(run: Run, loop: Loop, models: noise.Models, ema: Ema | None) -> None:
+    """Write a checkpoint and keep only the newest ones (and the best)."""
+    step, path = loop.step, layout.checkpoint_path(run.out_dir, loop.step)
+    best = (
+        None
+        if loop.best_step is None
+        else {"metric": loop.best_metric, "value": loop.best_value, "step": loop.best_step}
+    )
+    size = checkpoint.save_training_state(
+        path,
+        step=step,
+        cfg=run.cfg,
+        data_info=run.data.info(),
+        modules=_modules(models, ema),
+        optimizers=models.optimizers(),
+        order=run.order,
+        run_info=run.info,
+        best=best,
+        clusters=models.clusters,
+    )
+    checkpoint.prune_checkpoints(run.out_dir, run.cfg.schedule.keep_checkpoints, protect=loop.best_step)
+    loop.last_ckpt = path
+    run.emit("checkpoint", {"step": step, "path": str(path), "size_bytes": size, "best": step == loop.best_step})
 
 
 def _make_evaluator(data: Dataset, cfg: RunConfig, device: torch.device) -> Any:
     try:
-        from core.metrics import Evaluator  # the metrics engineer's module
+        from core.metrics import Evaluator
     except ImportError as exc:
         raise ValueError(
             f"schedule.eval_every: evaluation is not available in this installation (core.metrics: {exc}); "

@@ -6,7 +6,7 @@ from torch import nn
 
 from core.config import LossConfig, RunConfig
 from core.datasets import load_dataset
-from core.losses import discriminator_loss, generator_loss, gradient_penalty
+from core.losses import discriminator_loss, generator_loss, gradient_penalty, top_k
 from core.networks import build_discriminator, build_generator
 
 LOSSES = ["minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge"]
@@ -163,7 +163,5 @@ def test_top_k_trains_g_only_on_the_fakes_d_rates_most_real():
 
 
 def test_top_k_anneals_from_the_whole_batch_to_its_fraction_at_mid_run():
-    from core.train import _top_k
-
-    assert _top_k(1.0, 64, 0.3) is None
-    assert [_top_k(0.5, 64, done) for done in (0.0, 0.25, 0.5, 0.9)] == [64, 48, 32, 32]
+    assert top_k(1.0, 64, 0.3) is None
+    assert [top_k(0.5, 64, done) for done in (0.0, 0.25, 0.5, 0.9)] == [64, 48, 32, 32]

@@ -9,9 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.collapse import collapse_suspected
 from core.config import RunConfig
 from core.device import pick_precision
-from core.train import _collapse_suspected, _mode_seeking_ratio, _paired, train
+from core.losses import mode_seeking_ratio, paired
+from core.train import train
 
 # Plain networks unless a case asks for clusters (the digits default has them).
 TINY_IMAGES = {
@@ -130,10 +132,10 @@ def test_collapse_watch_fires_when_d_wins_and_g_loss_climbs():
     recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=10)
     for i in range(10):
         recent.append((0.01, 1.0 + i))
-    assert _collapse_suspected("nonsaturating", recent)
-    assert not _collapse_suspected("wgan-gp", recent)
+    assert collapse_suspected("nonsaturating", recent)
+    assert not collapse_suspected("wgan-gp", recent)
     healthy: collections.deque[tuple[float, float]] = collections.deque([(1.2, 0.8)] * 10, maxlen=10)
-    assert not _collapse_suspected("nonsaturating", healthy)
+    assert not collapse_suspected("nonsaturating", healthy)
 
 
 def test_evaluation_emits_metric_events_without_changing_the_training(tmp_path, monkeypatch):
@@ -157,9 +159,9 @@ def test_evaluation_emits_metric_events_without_changing_the_training(tmp_path, 
 
 def test_mode_seeking_pairs_share_labels_and_its_ratio_is_the_image_distance_over_the_latent_distance():
     labels = torch.tensor([3, 1, 4, 1, 5, 9, 2])
-    assert _paired(labels).tolist() == [3, 1, 4, 3, 1, 4, 2]  # fakes i and 3 + i share a label; the odd one stays
-    assert _paired(None) is None
+    assert paired(labels).tolist() == [3, 1, 4, 3, 1, 4, 2]  # fakes i and 3 + i share a label; the odd one stays
+    assert paired(None) is None
     z = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [1.0, 3.0]])  # pairs (0, 2) and (1, 3): |dz| means 1, 1
     fake = torch.zeros(4, 1, 2, 2)
     fake[2] = 3.0  # the first pair's images differ by 3 everywhere, the second's by 0
-    assert float(_mode_seeking_ratio(fake, z)) == pytest.approx(1.5)
+    assert float(mode_seeking_ratio(fake, z)) == pytest.approx(1.5)

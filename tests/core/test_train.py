@@ -10,6 +10,7 @@ from PIL import Image
 
 import core.train
 from core.config import RunConfig
+from core.families import noise
 from core.train import TrainingDiverged, train
 
 
@@ -97,16 +98,21 @@ def test_keep_checkpoints_keeps_only_the_newest(tmp_path):
     assert names == ["00000040.safetensors", "00000050.safetensors"]
 
 
-def test_a_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_loss = core.train.generator_loss
+def _poison_generator_loss(monkeypatch, *, at_call: int) -> None:
+    """Make G's loss NaN at its `at_call`-th computation (1-based), which is that step's."""
+    real_loss = noise.generator_loss
     calls = []
 
     def poisoned(*args, **kwargs):
         loss, stats = real_loss(*args, **kwargs)
         calls.append(1)
-        return (loss * float("nan"), stats) if len(calls) == 13 else (loss, stats)
+        return (loss * float("nan"), stats) if len(calls) == at_call else (loss, stats)
 
-    monkeypatch.setattr(core.train, "generator_loss", poisoned)
+    monkeypatch.setattr(noise, "generator_loss", poisoned)
+
+
+def test_a_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    _poison_generator_loss(monkeypatch, at_call=13)
     cfg = _cfg("ring8", train={"steps": 50, "batch_size": 8}, schedule={"checkpoint_every": 10})
     message = r"^training diverged at step 13: loss_g is nan; the last good checkpoint is step 10$"
     with pytest.raises(TrainingDiverged, match=message):
@@ -115,15 +121,7 @@ def test_a_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, m
 
 
 def test_stop_on_divergence_rolls_back_to_the_best_checkpoint(tmp_path, monkeypatch):
-    real_loss = core.train.generator_loss
-    calls = []
-
-    def poisoned(*args, **kwargs):
-        loss, stats = real_loss(*args, **kwargs)
-        calls.append(1)
-        return (loss * float("nan"), stats) if len(calls) == 33 else (loss, stats)
-
-    monkeypatch.setattr(core.train, "generator_loss", poisoned)
+    _poison_generator_loss(monkeypatch, at_call=33)
     cfg = _cfg(
         "ring8",
         train={"steps": 50, "batch_size": 64},
@@ -158,13 +156,13 @@ def test_the_collapse_watch_reports_sample_diversity_and_warns_when_it_collapses
     diversity = [d["value"] for k, d in events if k == "metric" and d["name"] == "sample_diversity"]
     assert len(diversity) == 2 and all(v > 0 for v in diversity)
 
-    real_sample_image = core.train._sample_image
+    real_sample_grid = noise.sample_grid
 
     def collapsed(*args, **kwargs):  # every latent maps to the same point
-        image, samples = real_sample_image(*args, **kwargs)
+        image, samples = real_sample_grid(*args, **kwargs)
         return image, torch.zeros_like(samples)
 
-    monkeypatch.setattr(core.train, "_sample_image", collapsed)
+    monkeypatch.setattr(noise, "sample_grid", collapsed)
     _, events = _events(tmp_path / "collapsed", cfg)
     assert [d["value"] for k, d in events if k == "metric" and d["name"] == "sample_diversity"] == [0.0, 0.0]
     warnings = [d["message"] for k, d in events if k == "warning"]
