@@ -201,7 +201,7 @@ def _uploaded(name: str, dataset_dir: Path, image_size: int) -> Dataset:
         raw, raw_labels, class_names = uploads.read_images(dataset_dir)  # (N, H, W, C) uint8 at stored size
         if len(raw) == 0:
             raise ValueError(f"dataset: {name} holds no images")
-        images = np.stack([_center_crop_resize(im, image_size) for im in raw])  # (N, S, S, C)
+        images = np.stack([center_crop_resize(im, image_size) for im in raw])  # (N, S, S, C)
         labels = raw_labels if raw_labels is not None else np.zeros(0, dtype=np.int64)
         with atomic_write(cache) as f:
             np.savez(f, images=images, labels=labels, class_names=np.array(class_names, dtype=str))
@@ -219,7 +219,7 @@ def _uploaded(name: str, dataset_dir: Path, image_size: int) -> Dataset:
     )
 
 
-def _center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
+def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
     """Center-crop an (H, W, C) uint8 image to a square and resize it to (size, size, C) with Pillow BILINEAR."""
     h, w, c = image.shape
     side = min(h, w)

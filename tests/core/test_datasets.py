@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.datasets import DataOrder, _center_crop_resize, load_dataset
+from core.datasets import DataOrder, center_crop_resize, load_dataset
 
 
 def test_ring8_is_eight_gaussians_on_the_unit_circle():
@@ -63,10 +63,10 @@ def test_data_order_resumes_exactly():
     assert all(torch.equal(x, b.next(7)) for x in after)
 
 
-def test_center_crop_resize_keeps_the_middle_square():
+def testcenter_crop_resize_keeps_the_middle_square():
     image = np.zeros((40, 80, 3), dtype=np.uint8)
     image[:, 20:60] = 200
-    out = _center_crop_resize(image, 16)
+    out = center_crop_resize(image, 16)
     assert out.shape == (16, 16, 3) and out.dtype == np.uint8
     assert (out == 200).all()
 
