@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import Service, start_service  # noqa: E402 - the tests' real-process service
+from tests.faults.conftest import POSTGRES_ADMIN, new_database  # noqa: E402
 
 REDIS_DB = 12
 DCGAN32 = {
@@ -45,19 +45,15 @@ DCGAN32 = {
 @contextmanager
 def bench_service(threads: int = 2) -> Iterator[Service]:
     """The service on a fresh PostgreSQL database and an empty Redis db, torn down afterwards."""
-    import psycopg
     import redis
 
     broker = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
     if broker.dbsize():
         raise SystemExit(f"Redis db {REDIS_DB} is not empty; it is someone else's")
-    name = f"ganforge_bench_{uuid.uuid4().hex[:8]}"
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url, drop = new_database(POSTGRES_ADMIN)
     workdir = Path(tempfile.mkdtemp(prefix="gf-bench-gen-"))
     service = start_service(
-        database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+        database_url=database_url,
         broker_url=f"redis://127.0.0.1:6379/{REDIS_DB}",
         workdir=workdir,
         OMP_NUM_THREADS=str(threads),
@@ -67,8 +63,7 @@ def bench_service(threads: int = 2) -> Iterator[Service]:
     finally:
         service.stop()
         broker.flushdb()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop()
 
 
 def trained_run(client: httpx.Client, config: dict[str, Any]) -> str:

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import Service, start_service  # noqa: E402 - the tests' real-process service
-from tests.faults.conftest import OwnRedis  # noqa: E402
+from tests.faults.conftest import POSTGRES_ADMIN, OwnRedis, new_database  # noqa: E402
 
 RING8 = {"dataset": "ring8", "train": {"steps": 20}, "schedule": {"sample_every": 10, "checkpoint_every": 10}}
 LUA = """
@@ -43,23 +42,15 @@ end
 
 @contextmanager
 def bench_service(workdir: Path) -> Iterator[Service]:
-    import psycopg
-
     redis = OwnRedis(workdir / "redis")
-    name = f"ganforge_bench_{uuid.uuid4().hex[:8]}"
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    service = start_service(
-        database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", broker_url=redis.url, workdir=workdir
-    )
+    database_url, drop = new_database(POSTGRES_ADMIN)
+    service = start_service(database_url=database_url, broker_url=redis.url, workdir=workdir)
     try:
         yield service
     finally:
         service.stop()
         redis.stop()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop()
 
 
 def wrk(url: str, token: str, *, connections: int, seconds: int, workdir: Path) -> dict[str, float]:

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     generate_queue: str = "generate"
     # A running run whose heartbeat is older than this is considered lost and handed to another worker.
     heartbeat_timeout_seconds: float = 60.0
-    # How often each training worker looks for runs lost by the broker or by a dead worker.
+    # How often each worker looks for runs (training workers) or jobs (generate workers) lost by the broker or by a
+    # dead worker (worker/reconcile.py).
     reconcile_interval_seconds: float = 30.0
     # Longest one attempt of a run may train, in seconds (unset: no limit). At this soft limit the run stops at
     # its next step with a checkpoint and fails saying so; Celery's hard limit, 5 minutes later, kills the task.

@@ -82,8 +82,13 @@ class OwnPostgres:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+# The machine's PostgreSQL server, when it runs one (fault tests and benchmarks take a database of their own there).
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
 def new_database(admin_url: str) -> tuple[str, Callable[[], None]]:
-    """Create a database of our own on a PostgreSQL server; returns its SQLAlchemy URL and a drop function."""
+    """Create a database of our own on the PostgreSQL server at 127.0.0.1:5432; returns its SQLAlchemy URL and a
+    drop function."""
     name = f"ganforge_fault_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -101,7 +106,7 @@ def fault_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
     workdir = tmp_path_factory.mktemp("faults")
     redis = OwnRedis(workdir / "redis")
     if _port_open(5432):
-        database_url, drop = new_database("postgresql://postgres@127.0.0.1:5432/postgres")
+        database_url, drop = new_database(POSTGRES_ADMIN)
         server = None
     else:
         server = OwnPostgres()
