@@ -20,17 +20,25 @@ ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 ASSETS = {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"}
 
 
+def _asset(request: Request, name: str) -> str:
+    """The URL of one of the served files, behind whatever root path the app is mounted at."""
+    return f"{request.scope.get('root_path', '')}/docs/assets/{name}"
+
+
+def _openapi_url(request: Request) -> str:
+    return f"{request.scope.get('root_path', '')}{request.app.openapi_url}"
+
+
 @router.get("/docs")
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI, every file from this server."""
-    root = request.scope.get("root_path", "")
     return get_swagger_ui_html(
-        openapi_url=f"{root}{request.app.openapi_url}",
+        openapi_url=_openapi_url(request),
         title=f"{request.app.title} - API docs",
-        oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
-        swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
-        swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
-        swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+        oauth2_redirect_url=f"{request.scope.get('root_path', '')}/docs/oauth2-redirect",
+        swagger_js_url=_asset(request, "swagger-ui-bundle.js"),
+        swagger_css_url=_asset(request, "swagger-ui.css"),
+        swagger_favicon_url=_asset(request, "favicon.png"),
         swagger_ui_parameters={"persistAuthorization": True},
     )
 
@@ -38,12 +46,11 @@ def swagger_ui(request: Request) -> HTMLResponse:
 @router.get("/redoc")
 def redoc(request: Request) -> HTMLResponse:
     """ReDoc, every file from this server (no web fonts from elsewhere)."""
-    root = request.scope.get("root_path", "")
     return get_redoc_html(
-        openapi_url=f"{root}{request.app.openapi_url}",
+        openapi_url=_openapi_url(request),
         title=f"{request.app.title} - API reference",
-        redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
-        redoc_favicon_url=f"{root}/docs/assets/favicon.png",
+        redoc_js_url=_asset(request, "redoc.standalone.js"),
+        redoc_favicon_url=_asset(request, "favicon.png"),
         with_google_fonts=False,
     )
 

@@ -83,13 +83,6 @@ def get_generation(job: OwnedGeneration) -> GenerationPublic:
     return GenerationPublic.from_job(job)
 
 
-@router.delete("/generations/{generation_id}", status_code=204)
-def delete_generation(job: OwnedGeneration, session: SessionDep, settings: SettingsDep) -> Response:
-    """Delete a generation and its files (a running one is dropped when it finishes)."""
-    delete_job(session, settings, job)
-    return Response(status_code=204)
-
-
 @router.get(
     "/generations/{generation_id}/result",
     response_class=FileResponse,
@@ -116,3 +109,10 @@ def generation_animation(job: OwnedGeneration, settings: SettingsDep) -> FileRes
     if not job.request.get("interpolate"):
         raise HTTPException(status_code=404, detail="No animation: this generation has no interpolate")
     return FileResponse(result_file(settings, job, "animation.gif"), media_type="image/gif")
+
+
+@router.delete("/generations/{generation_id}", status_code=204)
+def delete_generation(job: OwnedGeneration, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete a generation and its files (a running one is dropped when it finishes)."""
+    delete_job(session, settings, job)
+    return Response(status_code=204)
