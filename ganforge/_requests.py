@@ -3,8 +3,9 @@
 A function here describes one call of the HTTP API (shared/API.md) as a `Request`: the method, the path, the
 query, body and headers, and `parse`, which turns the response into the typed object the client returns.
 It does no I/O: `Ganforge` sends a `Request` with httpx.Client, `AsyncGanforge` with httpx.AsyncClient, and
-both hand the response to `request.parse`. What a call does besides one request (polling until a deadline,
-reconnecting an event stream, picking the newest checkpoint) is here too, as plain state both clients drive.
+both hand the response to `request.parse`. A call of more than one request (paging, polling until a deadline,
+reconnecting an event stream) is here too, as a flow: a generator of actions that either client carries out
+with its own I/O (see "Flows" below).
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Generic, Literal, TypeVar
+from typing import Any, BinaryIO, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 import httpx
 
-from ganforge._exceptions import JobFailed, NotFound, TransportError, WaitTimeout, for_status
+from ganforge._exceptions import GanforgeError, JobFailed, NotFound, TransportError, WaitTimeout, for_status
 from ganforge._models import (
     RUN_TERMINAL,
     Checkpoint,
@@ -68,6 +69,80 @@ class Request(Generic[T]):
             "timeout": self.timeout,
         }
         return {name: value for name, value in kwargs.items() if value is not None}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Flows: calls of more than one request, written once for both clients.
+#
+# A flow is a generator that yields actions and is sent the outcome of each: for a `Request` its parsed answer,
+# for `OpenLines` a handle on the open stream, for `NextLine` that stream's next line (None at its end), and
+# None for the rest. A GanforgeError of a request or a stream is raised in the flow where it yielded the action.
+# A client runs a flow with one driver (`Ganforge._drive`, `AsyncGanforge._drive`): it sends with its own I/O,
+# sleeps with time.sleep or asyncio.sleep, and hands what the flow emits to its caller.
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Call:
+    """Call `function(argument)`, e.g. a caller's on_progress; the async client awaits what it returns, if not None."""
+
+    function: Callable[[Any], Any]
+    argument: Any
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Hand `item` to whoever iterates over the call."""
+
+    item: Any
+
+
+@dataclass(frozen=True)
+class OpenLines:
+    """Open `request` as a streamed response to read line by line; a flow has one such stream open at a time,
+    so this closes the one before, and the end of the flow closes the last."""
+
+    request: Request[Any]
+
+
+@dataclass(frozen=True)
+class NextLine:
+    """Read the next line of the stream that `OpenLines` answered with `lines`."""
+
+    lines: Any
+
+
+Action: TypeAlias = Request[Any] | Sleep | Call | Emit | OpenLines | NextLine
+Steps: TypeAlias = Generator[Action, Any, T]
+
+
+class Flow(Generic[T]):
+    """A flow being run: the action it waits on (None once it has returned) and then `result`, what it returned."""
+
+    result: T
+
+    def __init__(self, steps: Steps[T]) -> None:
+        self._steps = steps
+        self.action: Action | None = None
+        self.resume(None)
+
+    def resume(self, outcome: Any) -> None:
+        """Send the outcome of `action`; the flow runs to its next action."""
+        try:
+            self.action = self._steps.send(outcome)
+        except StopIteration as stop:
+            self.action, self.result = None, stop.value
+
+    def fail(self, error: GanforgeError) -> None:
+        """Raise `error` where the flow yielded `action`; unless the flow catches it, it comes out of here."""
+        try:
+            self.action = self._steps.throw(error)
+        except StopIteration as stop:
+            self.action, self.result = None, stop.value
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,6 +238,17 @@ def list_runs(*, status: str | None, limit: int | None, cursor: str | None) -> R
     return Request("GET", "/runs", _json_as(RunPage.from_json), params=params)
 
 
+def all_runs(*, status: str | None, page_size: int) -> Steps[None]:
+    """Emits every run, newest first, one page at a time."""
+    cursor = None
+    while True:
+        page: RunPage = yield list_runs(status=status, limit=page_size, cursor=cursor)
+        for run in page.items:
+            yield Emit(run)
+        if (cursor := page.next_cursor) is None:
+            return
+
+
 def cancel_run(run_id: str) -> Request[None]:
     return Request("POST", f"/runs/{run_id}/cancel", _nothing)
 
@@ -212,6 +298,21 @@ def run_metrics(
 
 def run_metrics_csv(run_id: str) -> Request[str]:
     return Request("GET", f"/runs/{run_id}/metrics", _text, headers={"Accept": "text/csv"})
+
+
+def wait_run(
+    run_id: str, *, on_progress: Callable[[Run], Any] | None, timeout: float | None, poll_interval: float
+) -> Steps[Run]:
+    """Poll until the run is done, calling `on_progress` with every poll; WaitTimeout after `timeout` seconds."""
+    deadline = Deadline(timeout)
+    while True:
+        run: Run = yield get_run(run_id)
+        if on_progress is not None:
+            yield Call(on_progress, run)
+        if run.done:
+            return run
+        deadline.check(f"run {run_id} is still {run.status}")
+        yield Sleep(poll_interval)
 
 
 class Deadline:
@@ -302,6 +403,29 @@ class EventStream:
             raise TransportError(f"event stream of run {self.run_id}: {exc}") from exc
 
 
+def run_events(run_id: str, *, last_event_id: str | None, max_retries: int, retry_delay: float) -> Steps[None]:
+    """Emits the run's events; after a broken connection, reconnects unless the run is done by then.
+
+    Ends after a `status` event that says the run is done, or when a reconnect finds the run done.
+    """
+    stream = EventStream(run_id, last_event_id=last_event_id, max_retries=max_retries)
+    while True:
+        try:
+            lines = yield OpenLines(stream.request())
+            stream.connected()
+            while (line := (yield NextLine(lines))) is not None:
+                if (event := stream.feed(line)) is not None:
+                    yield Emit(event)
+                if stream.finished:
+                    return
+        except TransportError as exc:
+            stream.broken(exc)
+        run: Run = yield get_run(run_id)
+        if run.done:
+            return
+        yield Sleep(retry_delay)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Generations.
 
@@ -339,8 +463,19 @@ def generation_result(generation_id: str) -> Request[bytes]:
     return Request("GET", f"/generations/{generation_id}/result", _content)
 
 
-def succeeded(generation: Generation) -> Generation:
-    """The generation, once done; JobFailed unless it succeeded."""
+class HoldsGeneration(Protocol):
+    generation: Generation
+
+
+def wait_generation(handle: HoldsGeneration, *, timeout: float | None, poll_interval: float) -> Steps[Generation]:
+    """Poll until `handle.generation` is done, keeping it up to date; JobFailed if it failed, WaitTimeout after
+    `timeout` seconds."""
+    deadline = Deadline(timeout)
+    while not handle.generation.done:
+        deadline.check(f"generation {handle.generation.id} is still {handle.generation.status}")
+        yield Sleep(poll_interval)
+        handle.generation = yield get_generation(handle.generation.id)
+    generation = handle.generation
     if generation.status != "succeeded":
         raise JobFailed(generation.id, generation.error or generation.status)
     return generation

@@ -14,8 +14,8 @@ with Ganforge("http://127.0.0.1:8000", token) as client:
 URL and token default to the `GANFORGE_URL` and `GANFORGE_TOKEN` environment variables.
 
 Every request is described once, in `ganforge._requests` (path, query, body, headers, and how the answer is
-read); the classes here only send it, with httpx.Client or httpx.AsyncClient, and loop where a call is more
-than one request (paging, waiting, the event stream).
+read), and so is every call of more than one request (paging, waiting, the event stream), as a flow of actions;
+the classes here only send the requests, with httpx.Client or httpx.AsyncClient, and carry out the flows.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import builtins
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
-from ganforge import _requests as api
+import ganforge._requests as api
 from ganforge._exceptions import (
     APIError,
     Conflict,
@@ -59,7 +59,6 @@ from ganforge._models import (
 from ganforge._models import ImageFormat as ImageFormat
 from ganforge._requests import DEFAULT_URL as DEFAULT_URL
 from ganforge._requests import Request
-from ganforge._requests import SSEDecoder as _SSEDecoder  # noqa: F401 - importable from here, as before
 
 __all__ = [
     "APIError",
@@ -87,21 +86,22 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+HandleT = TypeVar("HandleT")
+ClientT = TypeVar("ClientT")
+TransportT = TypeVar("TransportT")
+RunsT = TypeVar("RunsT")
+GenerationsT = TypeVar("GenerationsT")
+DatasetsT = TypeVar("DatasetsT")
+TokensT = TypeVar("TokensT")
 
 
-def _connection(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
-    """The base URL and headers, from the arguments or GANFORGE_URL / GANFORGE_TOKEN."""
-    url = (url or os.environ.get("GANFORGE_URL") or DEFAULT_URL).rstrip("/")
-    token = token if token is not None else os.environ.get("GANFORGE_TOKEN")
-    return url, ({"Authorization": f"Bearer {token}"} if token else {})
+class _Client(Generic[TransportT, RunsT, GenerationsT, DatasetsT, TokensT]):
+    """The constructor of both clients. A subclass opens its httpx client in `_connect` and names the classes
+    of its resources in `_resources`."""
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# The sync client.
-
-
-class Ganforge:
-    """A client of one ganforge server. Use it as a context manager, or call close()."""
+    _resources: tuple[
+        Callable[[Any], RunsT], Callable[[Any], GenerationsT], Callable[[Any], DatasetsT], Callable[[Any], TokensT]
+    ]
 
     def __init__(
         self,
@@ -109,58 +109,69 @@ class Ganforge:
         token: str | None = None,
         *,
         timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: TransportT | None = None,
     ) -> None:
-        self.url, headers = _connection(url, token)
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
-        self.runs = Runs(self)
-        self.generations = Generations(self)
-        self.datasets = Datasets(self)
-        self.tokens = Tokens(self)
+        self.url = (url or os.environ.get("GANFORGE_URL") or DEFAULT_URL).rstrip("/")
+        token = token if token is not None else os.environ.get("GANFORGE_TOKEN")
+        self._connect({"Authorization": f"Bearer {token}"} if token else {}, timeout, transport)
+        runs, generations, datasets, tokens = self._resources
+        self.runs = runs(self)
+        self.generations = generations(self)
+        self.datasets = datasets(self)
+        self.tokens = tokens(self)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; raise the matching GanforgeError for a transport failure or an error status."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransportError(f"{method} {self.url}{path}: {exc}") from exc
-        api.raise_for_status(response)
-        return response
+    def _connect(self, headers: dict[str, str], timeout: float, transport: TransportT | None) -> None:
+        raise NotImplementedError
 
-    def _send(self, request: Request[T]) -> T:
-        return request.parse(self.request(request.method, request.path, **request.send_kwargs()))
 
-    @contextlib.contextmanager
-    def _stream(self, request: Request[Any]) -> Iterator[httpx.Response]:
-        """An open streamed response; TransportError also when the connection breaks while it is read."""
-        try:
-            with self._http.stream(request.method, request.path, **request.send_kwargs()) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    api.raise_for_status(response)
-                yield response
-        except httpx.TransportError as exc:
-            raise TransportError(f"{request.method} {self.url}{request.path}: {exc}") from exc
+class _GenerationHandle(Generic[ClientT]):
+    """What both clients' generation handles hold: the client, and the generation as last seen."""
 
-    def download(self, url: str) -> bytes:
-        """The bytes behind a URL the server returned (such as a sample's `url`), with this client's token."""
-        return self._send(api.download(url))
+    def __init__(self, client: ClientT, generation: Generation) -> None:
+        self._c = client
+        self.generation = generation
 
-    def healthz(self) -> bool:
-        return self._send(api.healthz())
+    @property
+    def id(self) -> str:
+        return self.generation.id
 
-    def readyz(self) -> dict[str, Any]:
-        """Raise APIError (503 naming the failing part) unless the database and the broker answer."""
-        return self._send(api.readyz())
 
-    def close(self) -> None:
-        self._http.close()
+class _CreatesGenerations(Generic[HandleT]):
+    """`create` of both clients' generations: the signature and the request, once; `_submit` sends it."""
 
-    def __enter__(self) -> Ganforge:
-        return self
+    def create(
+        self,
+        run_id: str,
+        *,
+        n: int = 64,
+        seed: int = 0,
+        step: int | Literal["latest"] = "latest",
+        ema: bool = True,
+        truncation: float | None = None,
+        labels: list[int] | None = None,
+        format: ImageFormat = "png",
+        interpolate: int | None = None,
+    ) -> HandleT:
+        """Queue a generation from one of the run's checkpoints; `.result()` on the handle waits for the bytes."""
+        request = api.create_generation(
+            run_id,
+            n=n,
+            seed=seed,
+            step=step,
+            ema=ema,
+            truncation=truncation,
+            labels=labels,
+            format=format,
+            interpolate=interpolate,
+        )
+        return self._submit(request)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _submit(self, request: Request[Generation]) -> HandleT:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The sync client.
 
 
 class Runs:
@@ -182,11 +193,7 @@ class Runs:
 
     def iter(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Run]:
         """Every run, newest first, fetching one page at a time."""
-        page = self.list(status=status, limit=page_size)
-        yield from page.items
-        while page.next_cursor is not None:
-            page = self.list(status=status, limit=page_size, cursor=page.next_cursor)
-            yield from page.items
+        yield from self._c._drive(api.Flow(api.all_runs(status=status, page_size=page_size)))
 
     def cancel(self, run_id: str) -> Run:
         """Ask the worker to stop at its next step; it keeps its last checkpoint."""
@@ -211,15 +218,7 @@ class Runs:
         poll_interval: float = 1.0,
     ) -> Run:
         """Poll until the run is succeeded, failed or canceled, and return it; WaitTimeout after `timeout` s."""
-        deadline = api.Deadline(timeout)
-        while True:
-            run = self.get(run_id)
-            if on_progress is not None:
-                on_progress(run)
-            if run.done:
-                return run
-            deadline.check(f"run {run_id} is still {run.status}")
-            time.sleep(poll_interval)
+        return self._c._run(api.wait_run(run_id, on_progress=on_progress, timeout=timeout, poll_interval=poll_interval))
 
     def events(
         self, run_id: str, *, last_event_id: str | None = None, max_retries: int = 5, retry_delay: float = 1.0
@@ -228,21 +227,8 @@ class Runs:
 
         Ends after a `status` event that says the run is done, or when a reconnect finds the run done.
         """
-        stream = api.EventStream(run_id, last_event_id=last_event_id, max_retries=max_retries)
-        while True:
-            try:
-                with self._c._stream(stream.request()) as response:
-                    stream.connected()
-                    for line in response.iter_lines():
-                        if (event := stream.feed(line)) is not None:
-                            yield event
-                        if stream.finished:
-                            return
-            except TransportError as exc:
-                stream.broken(exc)
-            if self.get(run_id).done:
-                return
-            time.sleep(retry_delay)
+        flow = api.run_events(run_id, last_event_id=last_event_id, max_retries=max_retries, retry_delay=retry_delay)
+        yield from self._c._drive(api.Flow(flow))
 
     def samples(self, run_id: str) -> builtins.list[Sample]:
         """The sample grids written during training, oldest first."""
@@ -280,16 +266,8 @@ class Runs:
         return self._c._send(api.run_metrics_csv(run_id))
 
 
-class GenerationHandle:
+class GenerationHandle(_GenerationHandle["Ganforge"]):
     """A queued generation: `result()` waits for it and returns the bytes (png, zip or npz)."""
-
-    def __init__(self, client: Ganforge, generation: Generation) -> None:
-        self._c = client
-        self.generation = generation
-
-    @property
-    def id(self) -> str:
-        return self.generation.id
 
     def refresh(self) -> Generation:
         self.generation = self._c.generations.get(self.id)
@@ -297,49 +275,20 @@ class GenerationHandle:
 
     def wait(self, *, timeout: float | None = 600.0, poll_interval: float = 0.5) -> Generation:
         """Poll until done; JobFailed if it failed, WaitTimeout after `timeout` seconds."""
-        deadline = api.Deadline(timeout)
-        while not self.generation.done:
-            deadline.check(f"generation {self.id} is still {self.generation.status}")
-            time.sleep(poll_interval)
-            self.refresh()
-        return api.succeeded(self.generation)
+        return self._c._run(api.wait_generation(self, timeout=timeout, poll_interval=poll_interval))
 
     def result(self, *, timeout: float | None = 600.0) -> bytes:
         self.wait(timeout=timeout)
         return self._c.generations.result(self.id)
 
 
-class Generations:
+class Generations(_CreatesGenerations[GenerationHandle]):
     """Sampling jobs: POST /runs/{id}/generations and /generations/{id}."""
 
     def __init__(self, client: Ganforge) -> None:
         self._c = client
 
-    def create(
-        self,
-        run_id: str,
-        *,
-        n: int = 64,
-        seed: int = 0,
-        step: int | Literal["latest"] = "latest",
-        ema: bool = True,
-        truncation: float | None = None,
-        labels: list[int] | None = None,
-        format: ImageFormat = "png",
-        interpolate: int | None = None,
-    ) -> GenerationHandle:
-        """Queue a generation from one of the run's checkpoints; `.result()` on the handle waits for the bytes."""
-        request = api.create_generation(
-            run_id,
-            n=n,
-            seed=seed,
-            step=step,
-            ema=ema,
-            truncation=truncation,
-            labels=labels,
-            format=format,
-            interpolate=interpolate,
-        )
+    def _submit(self, request: Request[Generation]) -> GenerationHandle:
         return GenerationHandle(self._c, self._c._send(request))
 
     def get(self, generation_id: str) -> Generation:
@@ -385,67 +334,105 @@ class Tokens:
         return self._c._send(api.create_token(name, admin=admin))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The async client: the same resources, awaited.
+class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]):
+    """A client of one ganforge server. Use it as a context manager, or call close()."""
 
+    _resources = (Runs, Generations, Datasets, Tokens)
 
-class AsyncGanforge:
-    """The async twin of Ganforge. Use `async with`, or await aclose()."""
+    def _connect(self, headers: dict[str, str], timeout: float, transport: httpx.BaseTransport | None) -> None:
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
-    def __init__(
-        self,
-        url: str | None = None,
-        token: str | None = None,
-        *,
-        timeout: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.url, headers = _connection(url, token)
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
-        self.runs = AsyncRuns(self)
-        self.generations = AsyncGenerations(self)
-        self.datasets = AsyncDatasets(self)
-        self.tokens = AsyncTokens(self)
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request; raise the matching GanforgeError for a transport failure or an error status."""
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise TransportError(f"{method} {self.url}{path}: {exc}") from exc
         api.raise_for_status(response)
         return response
 
-    async def _send(self, request: Request[T]) -> T:
-        return request.parse(await self.request(request.method, request.path, **request.send_kwargs()))
+    def _send(self, request: Request[T]) -> T:
+        return request.parse(self.request(request.method, request.path, **request.send_kwargs()))
 
-    @contextlib.asynccontextmanager
-    async def _stream(self, request: Request[Any]) -> AsyncIterator[httpx.Response]:
+    @contextlib.contextmanager
+    def _stream(self, request: Request[Any]) -> Iterator[httpx.Response]:
+        """An open streamed response; TransportError also when the connection breaks while it is read."""
         try:
-            async with self._http.stream(request.method, request.path, **request.send_kwargs()) as response:
+            with self._http.stream(request.method, request.path, **request.send_kwargs()) as response:
                 if response.status_code >= 400:
-                    await response.aread()
+                    response.read()
                     api.raise_for_status(response)
                 yield response
         except httpx.TransportError as exc:
             raise TransportError(f"{request.method} {self.url}{request.path}: {exc}") from exc
 
-    async def download(self, url: str) -> bytes:
-        return await self._send(api.download(url))
+    def _lines(self, request: Request[Any]) -> Generator[str, None, None]:
+        """An empty string once the stream is open, then its lines; they are read inside _stream, so that a
+        broken connection is a TransportError while they are read too."""
+        with self._stream(request) as response:
+            yield ""
+            yield from response.iter_lines()
 
-    async def healthz(self) -> bool:
-        return await self._send(api.healthz())
+    def _run(self, steps: api.Steps[T]) -> T:
+        """Carry out a flow that emits nothing, and return what it returns."""
+        flow = api.Flow(steps)
+        for _ in self._drive(flow):
+            pass
+        return flow.result
 
-    async def readyz(self) -> dict[str, Any]:
-        return await self._send(api.readyz())
+    def _drive(self, flow: api.Flow[Any]) -> Iterator[Any]:
+        """Carry out a flow's actions (see ganforge._requests), yielding what it emits."""
+        with contextlib.ExitStack() as streams:
+            while (action := flow.action) is not None:
+                if isinstance(action, api.Emit):
+                    yield action.item
+                try:
+                    outcome = self._perform(action, streams)
+                except GanforgeError as exc:
+                    flow.fail(exc)
+                else:
+                    flow.resume(outcome)
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def _perform(self, action: api.Action, streams: contextlib.ExitStack) -> Any:
+        """Do one action of a flow and return what the flow is sent for it; `streams` holds its open stream."""
+        if isinstance(action, Request):
+            return self._send(action)
+        if isinstance(action, api.Sleep):
+            time.sleep(action.seconds)
+        elif isinstance(action, api.Call):
+            action.function(action.argument)
+        elif isinstance(action, api.OpenLines):
+            streams.close()
+            lines = streams.enter_context(contextlib.closing(self._lines(action.request)))
+            next(lines)  # opens the stream, so that a failed open is this action's error
+            return lines
+        elif isinstance(action, api.NextLine):
+            return next(action.lines, None)
+        return None
 
-    async def __aenter__(self) -> AsyncGanforge:
+    def download(self, url: str) -> bytes:
+        """The bytes behind a URL the server returned (such as a sample's `url`), with this client's token."""
+        return self._send(api.download(url))
+
+    def healthz(self) -> bool:
+        return self._send(api.healthz())
+
+    def readyz(self) -> dict[str, Any]:
+        """Raise APIError (503 naming the failing part) unless the database and the broker answer."""
+        return self._send(api.readyz())
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Ganforge:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The async client: the same resources, awaited.
 
 
 class AsyncRuns:
@@ -462,13 +449,8 @@ class AsyncRuns:
         return await self._c._send(api.list_runs(status=status, limit=limit, cursor=cursor))
 
     async def iter(self, *, status: str | None = None, page_size: int = 100) -> AsyncIterator[Run]:
-        page = await self.list(status=status, limit=page_size)
-        for run in page.items:
+        async for run in self._c._drive(api.Flow(api.all_runs(status=status, page_size=page_size))):
             yield run
-        while page.next_cursor is not None:
-            page = await self.list(status=status, limit=page_size, cursor=page.next_cursor)
-            for run in page.items:
-                yield run
 
     async def cancel(self, run_id: str) -> Run:
         await self._c._send(api.cancel_run(run_id))
@@ -490,34 +472,15 @@ class AsyncRuns:
         poll_interval: float = 1.0,
     ) -> Run:
         """Poll until the run is done; `on_progress` may be a plain function or a coroutine function."""
-        deadline = api.Deadline(timeout)
-        while True:
-            run = await self.get(run_id)
-            if on_progress is not None and (outcome := on_progress(run)) is not None:
-                await outcome
-            if run.done:
-                return run
-            deadline.check(f"run {run_id} is still {run.status}")
-            await asyncio.sleep(poll_interval)
+        flow = api.wait_run(run_id, on_progress=on_progress, timeout=timeout, poll_interval=poll_interval)
+        return await self._c._run(flow)
 
     async def events(
         self, run_id: str, *, last_event_id: str | None = None, max_retries: int = 5, retry_delay: float = 1.0
     ) -> AsyncIterator[Event]:
-        stream = api.EventStream(run_id, last_event_id=last_event_id, max_retries=max_retries)
-        while True:
-            try:
-                async with self._c._stream(stream.request()) as response:
-                    stream.connected()
-                    async for line in response.aiter_lines():
-                        if (event := stream.feed(line)) is not None:
-                            yield event
-                        if stream.finished:
-                            return
-            except TransportError as exc:
-                stream.broken(exc)
-            if (await self.get(run_id)).done:
-                return
-            await asyncio.sleep(retry_delay)
+        flow = api.run_events(run_id, last_event_id=last_event_id, max_retries=max_retries, retry_delay=retry_delay)
+        async for event in self._c._drive(api.Flow(flow)):
+            yield event
 
     async def samples(self, run_id: str) -> builtins.list[Sample]:
         return await self._c._send(api.list_samples(run_id))
@@ -550,60 +513,26 @@ class AsyncRuns:
         return await self._c._send(api.run_metrics_csv(run_id))
 
 
-class AsyncGenerationHandle:
-    def __init__(self, client: AsyncGanforge, generation: Generation) -> None:
-        self._c = client
-        self.generation = generation
-
-    @property
-    def id(self) -> str:
-        return self.generation.id
-
+class AsyncGenerationHandle(_GenerationHandle["AsyncGanforge"]):
     async def refresh(self) -> Generation:
         self.generation = await self._c.generations.get(self.id)
         return self.generation
 
     async def wait(self, *, timeout: float | None = 600.0, poll_interval: float = 0.5) -> Generation:
-        deadline = api.Deadline(timeout)
-        while not self.generation.done:
-            deadline.check(f"generation {self.id} is still {self.generation.status}")
-            await asyncio.sleep(poll_interval)
-            await self.refresh()
-        return api.succeeded(self.generation)
+        return await self._c._run(api.wait_generation(self, timeout=timeout, poll_interval=poll_interval))
 
     async def result(self, *, timeout: float | None = 600.0) -> bytes:
         await self.wait(timeout=timeout)
         return await self._c.generations.result(self.id)
 
 
-class AsyncGenerations:
+class AsyncGenerations(_CreatesGenerations[Coroutine[Any, Any, AsyncGenerationHandle]]):
+    """`create` returns a coroutine: `await client.generations.create(...)`."""
+
     def __init__(self, client: AsyncGanforge) -> None:
         self._c = client
 
-    async def create(
-        self,
-        run_id: str,
-        *,
-        n: int = 64,
-        seed: int = 0,
-        step: int | Literal["latest"] = "latest",
-        ema: bool = True,
-        truncation: float | None = None,
-        labels: list[int] | None = None,
-        format: ImageFormat = "png",
-        interpolate: int | None = None,
-    ) -> AsyncGenerationHandle:
-        request = api.create_generation(
-            run_id,
-            n=n,
-            seed=seed,
-            step=step,
-            ema=ema,
-            truncation=truncation,
-            labels=labels,
-            format=format,
-            interpolate=interpolate,
-        )
+    async def _submit(self, request: Request[Generation]) -> AsyncGenerationHandle:
         return AsyncGenerationHandle(self._c, await self._c._send(request))
 
     async def get(self, generation_id: str) -> Generation:
@@ -640,3 +569,93 @@ class AsyncTokens:
 
     async def create(self, name: str, *, admin: bool = False) -> Token:
         return await self._c._send(api.create_token(name, admin=admin))
+
+
+class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGenerations, AsyncDatasets, AsyncTokens]):
+    """The async twin of Ganforge. Use `async with`, or await aclose()."""
+
+    _resources = (AsyncRuns, AsyncGenerations, AsyncDatasets, AsyncTokens)
+
+    def _connect(self, headers: dict[str, str], timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
+        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {self.url}{path}: {exc}") from exc
+        api.raise_for_status(response)
+        return response
+
+    async def _send(self, request: Request[T]) -> T:
+        return request.parse(await self.request(request.method, request.path, **request.send_kwargs()))
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, request: Request[Any]) -> AsyncIterator[httpx.Response]:
+        try:
+            async with self._http.stream(request.method, request.path, **request.send_kwargs()) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    api.raise_for_status(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise TransportError(f"{request.method} {self.url}{request.path}: {exc}") from exc
+
+    async def _lines(self, request: Request[Any]) -> AsyncGenerator[str, None]:
+        async with self._stream(request) as response:
+            yield ""
+            async for line in response.aiter_lines():
+                yield line
+
+    async def _run(self, steps: api.Steps[T]) -> T:
+        flow = api.Flow(steps)
+        async for _ in self._drive(flow):
+            pass
+        return flow.result
+
+    async def _drive(self, flow: api.Flow[Any]) -> AsyncIterator[Any]:
+        async with contextlib.AsyncExitStack() as streams:
+            while (action := flow.action) is not None:
+                if isinstance(action, api.Emit):
+                    yield action.item
+                try:
+                    outcome = await self._perform(action, streams)
+                except GanforgeError as exc:
+                    flow.fail(exc)
+                else:
+                    flow.resume(outcome)
+
+    async def _perform(self, action: api.Action, streams: contextlib.AsyncExitStack) -> Any:
+        if isinstance(action, Request):
+            return await self._send(action)
+        if isinstance(action, api.Sleep):
+            await asyncio.sleep(action.seconds)
+        elif isinstance(action, api.Call):
+            if (outcome := action.function(action.argument)) is not None:
+                await outcome  # a coroutine function's coroutine
+        elif isinstance(action, api.OpenLines):
+            await streams.aclose()
+            lines = await streams.enter_async_context(contextlib.aclosing(self._lines(action.request)))
+            await anext(lines)  # opens the stream, as in Ganforge._perform
+            return lines
+        elif isinstance(action, api.NextLine):
+            return await anext(action.lines, None)
+        return None
+
+    async def download(self, url: str) -> bytes:
+        return await self._send(api.download(url))
+
+    async def healthz(self) -> bool:
+        return await self._send(api.healthz())
+
+    async def readyz(self) -> dict[str, Any]:
+        return await self._send(api.readyz())
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncGanforge:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from ganforge._exceptions import detail_text, field_errors
+from ganforge._requests import SSEDecoder
 from ganforge.client import (
     APIError,
     AsyncGanforge,
@@ -25,7 +26,6 @@ from ganforge.client import (
     TransportError,
     Unauthorized,
     ValidationError,
-    _SSEDecoder,
 )
 from tests.conftest import Service, free_port
 
@@ -285,7 +285,7 @@ def test_tokens_create_gives_a_working_token(svc: Service) -> None:
 
 
 def test_sse_decoder_follows_the_event_stream_format() -> None:
-    decoder = _SSEDecoder()
+    decoder = SSEDecoder()
     lines = ["event: progress", 'data: {"step": 3}', "id: 7", "", ": keep-alive", "", "data: a", "data: b", ""]
     events = [e for e in map(decoder.feed, lines) if e is not None]
     assert [(e.event, e.data, e.id) for e in events] == [("progress", {"step": 3}, "7"), ("message", "a\nb", "7")]
