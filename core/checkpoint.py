@@ -137,10 +137,11 @@ def save_training_state(
     order: DataOrder,
     run_info: dict[str, Any],
     best: dict[str, Any] | None = None,
-    clusters: torch.Tensor | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> int:
     """Write everything a run needs to continue exactly; returns the file's size in bytes. `modules` and
-    `optimizers` are stored under their names (`G`, `D`, `G_ema`; `opt_g`, `opt_d`)."""
+    `optimizers` are stored under their names (`G`, `D`, `G_ema`; `opt_g`, `opt_d`); `extra` holds a family's own
+    tensors under their full names (e.g. `data.clusters`)."""
     tensors: dict[str, torch.Tensor] = {}
     for name, module in modules.items():
         tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
@@ -150,8 +151,7 @@ def save_training_state(
         tensors.update(opt_tensors)
     rng_tensors, rng_meta = _rng_tensors(order)
     tensors.update(rng_tensors)
-    if clusters is not None:
-        tensors["data.clusters"] = clusters
+    tensors.update(extra or {})
     metadata |= {"run_info": json.dumps(run_info), **rng_meta}
     if best is not None:
         metadata["best"] = json.dumps(best)

@@ -1,10 +1,10 @@
 """The training loop: `train(cfg, out_dir=...)` trains a GAN and writes its grids and checkpoints.
 
 `train` sets up (device and precision, seeds, data, the family's networks, the EMA generator, resume), then loops:
-each step is the family's `train_step` (core.families.noise today), after which the loop updates the EMA generator
-and runs its hooks on their cadence: the divergence check, progress and stats reports with the collapse watch,
-sample grids, evaluation and checkpoints. What one step does lives with its family; what every family shares
-lives here. See docs/DEVELOPING.md for the interface and the events.
+each step is the family's `train_step` (`core.families.family_of(model.arch)`), after which the loop updates the
+EMA generator and runs its hooks on their cadence: the divergence check, progress and stats reports with the
+collapse watch, sample grids, evaluation and checkpoints. What one step does lives with its family; what every
+family shares lives here. See docs/DEVELOPING.md for the interface and the events.
 
 Errors (one small tree): `ValueError` for bad data or an impossible config, with a sentence a user can act on;
 `TrainingDiverged` (a RuntimeError) when a loss becomes non-finite, naming the step and the loss.
@@ -33,7 +33,7 @@ from core.collapse import COLLAPSE_DIVERSITY, DIVERSITY_SAMPLES, RECENT_REPORTS,
 from core.config import RunConfig
 from core.datasets import DataOrder, Dataset, load_dataset
 from core.device import pick_device, pick_precision, run_info
-from core.families import Batch, Step, StepStats, noise
+from core.families import Batch, Family, Models, Step, StepStats, family_of
 
 EventFn = Callable[[str, dict[str, Any]], None]
 
@@ -61,7 +61,8 @@ def train(
     dataset_dir: Path | str | None = None,
 ) -> TrainResult:
     """Train the GAN that `cfg` describes into `out_dir`, resuming from its newest checkpoint if there is one."""
-    run, models, ema = _set_up(cfg, Path(out_dir), on_event or _no_events, dataset_dir)
+    family = family_of(cfg.model.arch)
+    run, models, ema = _set_up(family, cfg, Path(out_dir), on_event or _no_events, dataset_dir)
     loop = _resume(run, models, ema)
     total, start_step, status, message = cfg.train.steps, loop.step, "completed", None
     stats_every = max(10, total // 500)  # at most ~500 stats events a run, and never a sync every step
@@ -76,7 +77,7 @@ def train(
         done = (step - 1) / total
         _set_learning_rates(optimizers, 1.0 - done if cfg.train.lr_schedule == "linear" else 1.0)
         at = Step(step, done, want_stats, run.device, next_batch=run.next_batch, autocast=run.autocast)
-        losses, stats = noise.train_step(models, cfg, at)
+        losses, stats = family.train_step(models, cfg, at)
         if ema is not None:
             ema.update(step)
 
@@ -103,9 +104,9 @@ def train(
         if want_stats:
             _report_stats(run, loop, stats, optimizers)
         if sample_due:
-            _write_sample(run, loop, sampled)
+            _write_sample(family, run, loop, sampled)
         if eval_due:
-            sample_fn = noise.sampler(sampled, cfg, models, device=run.device, autocast=run.autocast)
+            sample_fn = family.sampler(sampled, cfg, models, device=run.device, autocast=run.autocast)
             ckpt_due = _evaluate(run, loop, sample_fn) or ckpt_due  # a new best gets a checkpoint of its own
         if ckpt_due:
             _save_checkpoint(run, loop, models, ema)
@@ -145,7 +146,7 @@ class Run:
     data: Dataset
     order: DataOrder  # advances as the run draws batches; saved in every checkpoint
     info: dict[str, Any]
-    grid: noise.GridInputs
+    grid: Any  # the family's fixed inputs of the sample grid
     real_spread: float  # the real data's spread, which the collapse watch compares the grid samples' with
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -200,8 +201,8 @@ class Ema:
 
 
 def _set_up(
-    cfg: RunConfig, out_dir: Path, emit: EventFn, dataset_dir: Path | str | None
-) -> tuple[Run, noise.Models, Ema | None]:
+    family: Family, cfg: RunConfig, out_dir: Path, emit: EventFn, dataset_dir: Path | str | None
+) -> tuple[Run, Models, Ema | None]:
     """Pick the device and the precision, seed every generator, load the data, and build the networks, the EMA
     generator and the sample grid's inputs."""
     device = pick_device(cfg.train.device)
@@ -212,7 +213,7 @@ def _set_up(
     data = load_dataset(cfg.dataset, image_size=cfg.model.image_size, dataset_dir=dataset_dir).to(device)
     order = DataOrder(len(data), seed=cfg.seed)
     latest = checkpoint.latest_checkpoint(out_dir)
-    models = noise.build(cfg, data, device=device, latest=latest, emit=emit)
+    models = family.build(cfg, data, device=device, latest=latest, emit=emit)
     ema = Ema(models.G, cfg.train.ema) if cfg.train.ema else None
     run = Run(
         cfg=cfg,
@@ -223,18 +224,18 @@ def _set_up(
         data=data,
         order=order,
         info=run_info(device, precision, cfg.seed),
-        grid=noise.grid_inputs(cfg, data, models, device),
+        grid=family.grid_inputs(cfg, data, models, device),
         real_spread=spread(data.batch(torch.arange(min(len(data), DIVERSITY_SAMPLES)))[0]),
     )
     return run, models, ema
 
 
-def _modules(models: noise.Models, ema: Ema | None) -> dict[str, nn.Module]:
+def _modules(models: Models, ema: Ema | None) -> dict[str, nn.Module]:
     """The modules a checkpoint stores: the family's and the EMA generator (`G_ema`)."""
     return models.modules() | ({"G_ema": ema.module} if ema is not None else {})
 
 
-def _resume(run: Run, models: noise.Models, ema: Ema | None) -> Loop:
+def _resume(run: Run, models: Models, ema: Ema | None) -> Loop:
     """Restore the newest checkpoint, if any, with the best evaluation from before the resume; then write the
     config and the run's facts next to its artifacts. Returns the loop's state."""
     loop = Loop(last_ckpt=checkpoint.latest_checkpoint(run.out_dir))
@@ -320,11 +321,11 @@ def _report_stats(run: Run, loop: Loop, stats: StepStats, optimizers: dict[str, 
     loop.collapse_warned = collapsing
 
 
-def _write_sample(run: Run, loop: Loop, G: nn.Module) -> None:
+def _write_sample(family: Family, run: Run, loop: Loop, G: nn.Module) -> None:
     """Write the sample grid from the fixed inputs, and watch its samples' diversity: a collapsed generator maps
     every latent to a few outputs."""
     step, path = loop.step, layout.sample_path(run.out_dir, loop.step)
-    image, samples = noise.sample_grid(G, run.grid, run.data, autocast=run.autocast)
+    image, samples = family.sample_grid(G, run.grid, run.data, autocast=run.autocast)
     grids.save_png(image, path)
     run.emit("sample", {"step": step, "path": str(path)})
     diversity = spread(samples[:DIVERSITY_SAMPLES]) / max(run.real_spread, 1e-12)
@@ -359,7 +360,7 @@ def _evaluate(run: Run, loop: Loop, sample_fn: Callable[[int], Any]) -> bool:
     return True
 
 
-def _save_checkpoint(run: Run, loop: Loop, models: noise.Models, ema: Ema | None) -> None:
+def _save_checkpoint(run: Run, loop: Loop, models: Models, ema: Ema | None) -> None:
     """Write a checkpoint and keep only the newest ones (and the best)."""
     step, path = loop.step, layout.checkpoint_path(run.out_dir, loop.step)
     best = (
@@ -377,7 +378,7 @@ def _save_checkpoint(run: Run, loop: Loop, models: noise.Models, ema: Ema | None
         order=run.order,
         run_info=run.info,
         best=best,
-        clusters=models.clusters,
+        extra=models.tensors(),
     )
     checkpoint.prune_checkpoints(run.out_dir, run.cfg.schedule.keep_checkpoints, protect=loop.best_step)
     loop.last_ckpt = path

@@ -6,6 +6,8 @@ shares: seeding, data order, precision, EMA, the learning-rate schedule, exact-r
 grids and checkpoints on their cadence, divergence and stop checks. It hands a family's `train_step` a `Step`.
 
 Families: `noise` (latents → images or 2-D points: unconditional, class-conditional, cluster-conditioned).
+`family_of(arch)` maps `model.arch` to its family. A family module has the functions of `Family`, and its `build`
+returns an object with the attributes of `Models`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 import torch
+from PIL import Image
+from torch import nn
 
 
 class Batch(NamedTuple):
@@ -38,3 +43,47 @@ class Step:
     device: torch.device
     next_batch: Callable[[], Batch]  # the next real batch in the run's data order
     autocast: Callable[[], contextlib.AbstractContextManager[Any]]  # the run's precision, for forward passes
+
+
+EventFn = Callable[[str, dict[str, Any]], None]
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+
+
+class Models(Protocol):
+    """What a family's `build` returns: its networks and optimizers, by the names a checkpoint stores them under."""
+
+    G: nn.Module  # the network the loop keeps an EMA copy of (`G_ema`) and draws grids and evaluations from
+
+    def modules(self) -> dict[str, nn.Module]: ...
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+
+    def tensors(self) -> dict[str, torch.Tensor]: ...  # other tensors a checkpoint keeps, by their full names
+
+
+class Family(Protocol):
+    """The functions a family module provides (see core/families/noise.py for the reference one)."""
+
+    def build(self, cfg: Any, data: Any, *, device: torch.device, latest: Path | None, emit: EventFn) -> Any: ...
+
+    def train_step(self, m: Any, cfg: Any, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]: ...
+
+    def grid_inputs(self, cfg: Any, data: Any, m: Any, device: torch.device) -> Any: ...
+
+    def sample_grid(
+        self, G: nn.Module, inputs: Any, data: Any, *, autocast: Autocast
+    ) -> tuple[Image.Image, torch.Tensor]: ...
+
+    def sampler(
+        self, G: nn.Module, cfg: Any, m: Any, *, device: torch.device, autocast: Autocast
+    ) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]: ...
+
+
+def family_of(arch: str) -> Family:
+    """The family that trains `model.arch`."""
+    from core.families import noise
+
+    families: dict[str, Any] = {"mlp": noise, "dcgan": noise, "resnet": noise}
+    if arch not in families:
+        raise ValueError(f"model.arch: no family trains {arch!r}")
+    return families[arch]  # type: ignore[no-any-return]

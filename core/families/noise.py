@@ -54,6 +54,10 @@ class Models:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint keeps beside the modules and optimizers: the real samples' cluster ids."""
+        return {"data.clusters": self.clusters} if self.clusters is not None else {}
+
 
 def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
     """Check that the data suits the config, find the clusters (from the newest checkpoint `latest` when resuming),
