@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from core import layout
-from core.config import RunConfig
+from core.config import TRANSLATION_ARCHS, RunConfig
 from core.datasets import DataOrder
 
 FORMAT = "ganforge-checkpoint/1"
@@ -217,6 +217,11 @@ def load_generator(
         prefix = "G_ema." if ema and any(k.startswith("G_ema.") for k in keys) else "G."
         state = {k[len(prefix) :]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
     cfg = RunConfig.model_validate_json(meta["config"])
+    if cfg.model.arch in TRANSLATION_ARCHS:
+        raise ValueError(
+            f"this run trains {cfg.model.arch}, which translates input images and does not sample from latents, "
+            "so it makes no generations or scores"
+        )
     data_info = json.loads(meta["data"])
     G = build_generator(cfg, channels=data_info["channels"], num_classes=data_info["num_classes"])
     G.load_state_dict(state)

@@ -46,6 +46,14 @@ BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
         "num_images": None,
         "description": "three digits stacked as the R, G and B channels: 1,000 classes",
     },
+    "digits-edges": {
+        "kind": "images",
+        "channels": 1,
+        "num_classes": 10,
+        "num_images": 1797,
+        "pairing": "paired",  # each sample is an (input, target) pair: image-to-image translation (pix2pix)
+        "description": "paired: the Sobel edges of each digit (input) and the digit (target), 20 % held out",
+    },
 }
 
 # Uploaded datasets are referenced by their id (see POST /datasets).
@@ -55,7 +63,12 @@ ARCH_IMAGE_SIZES: dict[str, tuple[int, ...]] = {
     "mlp": (),
     "dcgan": (16, 32, 64, 128),
     "resnet": (32, 64),
+    "pix2pix": (32, 64, 128, 256),
 }
+
+# Architectures that translate an input image into an output image (trained on paired data) instead of sampling
+# from latents: their runs make no generations from noise.
+TRANSLATION_ARCHS = ("pix2pix",)
 
 
 class _Strict(BaseModel):
@@ -63,8 +76,12 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["mlp", "dcgan", "resnet"] = Field(
-        "dcgan", description="Network family: mlp for 2-D data, dcgan or resnet (SNGAN-style) for images."
+    arch: Literal["mlp", "dcgan", "resnet", "pix2pix"] = Field(
+        "dcgan",
+        description=(
+            "Network family: mlp for 2-D data, dcgan or resnet (SNGAN-style) for images, pix2pix (a U-Net generator "
+            "and a PatchGAN discriminator, Isola et al. 2017) for paired image-to-image translation."
+        ),
     )
     image_size: int = Field(32, description="Side of the square images in pixels (ignored for 2-D data).")
     z_dim: int = Field(100, ge=1, le=1024, description="Dimension of the generator's latent vector.")
@@ -104,6 +121,16 @@ class ModelConfig(_Strict):
     spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
     minibatch_std: bool = Field(False, description="Minibatch standard deviation feature in the discriminator.")
     pack: int = Field(1, ge=1, le=8, description="PacGAN packing: the discriminator judges this many samples jointly.")
+    patch_layers: int | None = Field(
+        None,
+        ge=1,
+        le=6,
+        description=(
+            "Stride-2 convolutions of the pix2pix PatchGAN discriminator, which set the patch each of its outputs "
+            "judges: 1, 2, 3, 4 give 16, 34, 70, 142 px patches. Unset scales the paper's 70 px patch at 256 px to "
+            "the image size: 3 at 256 px, 2 at 128 px, 1 below."
+        ),
+    )
     d_depth: int = Field(
         1,
         ge=1,
@@ -143,6 +170,14 @@ class LossConfig(_Strict):
             "Weight of the mode-seeking term (MSGAN, Mao et al. 2019): the batch's fakes come in pairs that share a "
             "label or cluster, and G's loss adds weight / (mean |G(z1) - G(z2)| / mean |z1 - z2|), so that G does "
             "not ignore z within a class. 0 turns it off."
+        ),
+    )
+    l1_weight: float = Field(
+        100.0,
+        ge=0,
+        description=(
+            "pix2pix: weight of the L1 distance between the output and the target in the generator's loss, beside "
+            "the adversarial term (100 in Isola et al. 2017). Families without targets ignore it."
         ),
     )
     top_k: float = Field(
@@ -191,7 +226,9 @@ class ScheduleConfig(_Strict):
 
 class RunConfig(_Strict):
     name: str = Field("", max_length=200, description="A name for people; not unique.")
-    dataset: str = Field(..., description="A built-in dataset (ring8, grid25, digits, stacked-digits) or a dataset id.")
+    dataset: str = Field(
+        ..., description="A built-in dataset (ring8, grid25, digits, stacked-digits, digits-edges) or a dataset id."
+    )
     preset: str | None = Field(None, description="A named configuration applied before your own fields.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of every random number generator in the run.")
     model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
@@ -252,6 +289,13 @@ class RunConfig(_Strict):
         info = BUILTIN_DATASETS.get(self.dataset)
         kind = info["kind"] if info else "images"
         arch = self.model.arch
+        paired = info is not None and info.get("pairing") == "paired"
+        if arch in TRANSLATION_ARCHS:
+            self._check_translation(info)
+        elif paired:
+            raise ValueError(
+                f"model.arch: {self.dataset} pairs each input image with a target image; train it with pix2pix"
+            )
         if kind == "points" and arch != "mlp":
             raise ValueError(f"model.arch: {self.dataset} is 2-D point data; only the mlp architecture fits it")
         if kind == "images" and arch == "mlp":
@@ -306,6 +350,43 @@ class RunConfig(_Strict):
         if policies and kind == "points":
             raise ValueError("train.diffaugment: DiffAugment works on images, not on 2-D point data")
         return self
+
+    def _check_translation(self, info: dict[str, Any] | None) -> None:
+        """What a pix2pix run needs: paired data, an image size the U-Net builds, and none of the noise family's
+        conditioning, packing or stabilizers that assume a latent input or a D on single images."""
+        m, loss, train = self.model, self.loss, self.train
+        if info is None:
+            raise ValueError(
+                f"dataset: {m.arch} trains on paired images; uploaded paired datasets are not supported yet, "
+                "so use the built-in digits-edges"
+            )
+        if info.get("pairing") != "paired":
+            raise ValueError(
+                f"model.arch: {m.arch} translates inputs into targets and needs a paired dataset (digits-edges); "
+                f"{self.dataset} is not paired"
+            )
+        refused = [
+            ("model.conditional", m.conditional, "the input image is the condition; set conditional to false"),
+            ("model.clusters", m.clusters > 0, "the input image is the condition; set clusters to 0"),
+            ("model.pack", m.pack > 1, "the PatchGAN judges each (input, output) pair on its own; set pack to 1"),
+            ("model.minibatch_std", m.minibatch_std, "the PatchGAN has no minibatch-std feature; set it to false"),
+            ("train.n_critic", train.n_critic > 1, "pix2pix alternates one D and one G update; set n_critic to 1"),
+            ("train.diffaugment", bool(train.diffaugment.strip()), "DiffAugment would move outputs off their inputs"),
+            ("loss.feature_matching", loss.feature_matching > 0, "the PatchGAN exposes no feature layer; set it to 0"),
+            ("loss.mode_seeking", loss.mode_seeking > 0, "pix2pix has no latents to seek modes with; set it to 0"),
+            ("loss.top_k", loss.top_k < 1, "top-k ranks whole samples, the PatchGAN scores patches; set it to 1"),
+        ]
+        for field_path, bad, reason in refused:
+            if bad:
+                raise ValueError(f"{field_path}: {reason}")
+        if loss.kind not in ("minimax", "nonsaturating", "lsgan", "hinge"):
+            raise ValueError(
+                f"loss.kind: pix2pix trains with minimax, nonsaturating (the paper's), lsgan or hinge, not {loss.kind}"
+            )
+        size, layers = m.image_size, m.patch_layers
+        if layers is not None and size // 2**layers < 3:
+            most = max(n for n in range(1, 7) if size // 2**n >= 3)
+            raise ValueError(f"model.patch_layers: at {size} px the PatchGAN has room for at most {most}, not {layers}")
 
     @property
     def data_kind(self) -> str:
@@ -376,6 +457,14 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         },
         "train": {"steps": 20000, "batch_size": 64, "ema": 0.999, "beta1": 0.0, "beta2": 0.9},
         "schedule": {"sample_every": 2000, "checkpoint_every": 4000},
+    },
+    # digits-edges: pix2pix as Isola et al. train it (nonsaturating loss, L1 weight 100, Adam 2e-4 with beta1 0.5),
+    # narrowed to width 32 for 32 px digits on a CPU.
+    "digits-edges": {
+        "model": {"arch": "pix2pix", "image_size": 32, "width": 32},
+        "loss": {"kind": "nonsaturating", "l1_weight": 100.0},
+        "train": {"steps": 3000, "batch_size": 16, "beta1": 0.5, "beta2": 0.999},
+        "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 512},
     },
     "_uploaded": {
         "model": {"arch": "dcgan", "image_size": 32},

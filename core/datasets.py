@@ -7,6 +7,7 @@ Built-ins:
   BILINEAR to the run's image size, labels kept.
 - `stacked-digits`: three random digits in the R, G and B channels, labelled 100 * r + 10 * g + b: 1,000 modes,
   built from the digits as Stacked MNIST is built from MNIST (Metz et al. 2017; Lin et al. 2018).
+- `digits-edges`: paired (core/paired.py): each digit's Sobel edges as the input, the digit as the target.
 
 Uploaded datasets (ids `ds_...`) are read through `core.uploads.read_images`, center-cropped and resized to the
 run's image size once, and cached next to the dataset as `cache_{size}px.npz`.
@@ -108,6 +109,10 @@ def load_dataset(name: str, *, image_size: int, dataset_dir: Path | str | None =
         return _digits(image_size)
     if name == "stacked-digits":
         return _stacked_digits(image_size)
+    if name == "digits-edges":
+        from core.paired import digits_edges
+
+        return digits_edges(image_size)
     if DATASET_ID_PATTERN.match(name):
         if dataset_dir is None:
             raise ValueError(f"dataset: {name} is an uploaded dataset but no dataset folder was given")
@@ -144,7 +149,7 @@ def _gaussian_mixture(name: str) -> Dataset:
     )
 
 
-def _digit_bank(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def digit_bank(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's digits at `image_size`: images (N, 1, S, S) in [-1, 1] and labels (N,)."""
     from sklearn.datasets import load_digits
 
@@ -158,7 +163,7 @@ def _digit_bank(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _digits(image_size: int) -> Dataset:
-    images, labels = _digit_bank(image_size)
+    images, labels = digit_bank(image_size)
     return Dataset(
         name="digits",
         kind="images",
@@ -172,7 +177,7 @@ def _digits(image_size: int) -> Dataset:
 
 
 def _stacked_digits(image_size: int) -> Dataset:
-    bank, digit_labels = _digit_bank(image_size)
+    bank, digit_labels = digit_bank(image_size)
     gen = torch.Generator().manual_seed(DATA_SEED + 1000)
     triples = torch.randint(bank.shape[0], (STACKED_SIZE, 3), generator=gen)  # (N, 3): R, G, B digit indices
     picked = digit_labels[triples]  # (N, 3)

@@ -386,6 +386,9 @@ def _save_checkpoint(run: Run, loop: Loop, models: Models, ema: Ema | None) -> N
 
 
 def _make_evaluator(data: Dataset, cfg: RunConfig, device: torch.device) -> Any:
+    family = family_of(cfg.model.arch)
+    if hasattr(family, "evaluator"):  # a family that measures its samples its own way (see core.families)
+        return family.evaluator(data, cfg, device)
     try:
         from core.metrics import Evaluator
     except ImportError as exc:

@@ -5,9 +5,12 @@ sample grid and the sampler its evaluation draws from. The training loop (core/t
 shares: seeding, data order, precision, EMA, the learning-rate schedule, exact-resume state, evaluation, events,
 grids and checkpoints on their cadence, divergence and stop checks. It hands a family's `train_step` a `Step`.
 
-Families: `noise` (latents → images or 2-D points: unconditional, class-conditional, cluster-conditioned).
+Families: `noise` (latents → images or 2-D points: unconditional, class-conditional, cluster-conditioned),
+`pix2pix` (paired image-to-image translation).
 `family_of(arch)` maps `model.arch` to its family. A family module has the functions of `Family`, and its `build`
-returns an object with the attributes of `Models`.
+returns an object with the attributes of `Models`. A family whose samples core.metrics.Evaluator cannot judge (a
+translation is judged against its target) also provides `evaluator(data, cfg, device)`: an object with the
+Evaluator's `floor`, `primary` and `__call__(sample_fn) -> {name: value}`, called with the family's sampler.
 """
 
 from __future__ import annotations
@@ -81,9 +84,9 @@ class Family(Protocol):
 
 def family_of(arch: str) -> Family:
     """The family that trains `model.arch`."""
-    from core.families import noise
+    from core.families import noise, pix2pix
 
-    families: dict[str, Any] = {"mlp": noise, "dcgan": noise, "resnet": noise}
+    families: dict[str, Any] = {"mlp": noise, "dcgan": noise, "resnet": noise, "pix2pix": pix2pix}
     if arch not in families:
         raise ValueError(f"model.arch: no family trains {arch!r}")
     return families[arch]  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, func, select
 
+from core.config import BUILTIN_DATASETS
 from store.models import Dataset
 from tests.conftest import Service
 from tests.utils import zips
@@ -199,7 +200,7 @@ def test_upload_list_get_preview_and_skipped_files(limited_client: httpx.Client)
     assert dataset["existing"] is False
 
     items = limited_client.get("/datasets").json()["items"]
-    assert [d["id"] for d in items if d["builtin"]] == ["ring8", "grid25", "digits", "stacked-digits"]
+    assert [d["id"] for d in items if d["builtin"]] == list(BUILTIN_DATASETS)  # ring8, grid25, digits, ...
     assert [d["id"] for d in items if not d["builtin"]] == [dataset["id"]]
     assert "skipped" not in items[-1]["stats"]
 

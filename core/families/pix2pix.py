@@ -1,0 +1,213 @@
+"""The pix2pix family (Isola et al. 2017): paired image-to-image translation. A U-Net generator maps an input image
+(B, C_in, H, W) to an output (B, C, H, W), with dropout as its only noise; a PatchGAN discriminator judges
+(input, target) pairs as real and (input, output) pairs as fake, patch by patch. G minimises the adversarial loss
+(`loss.kind`; the paper's is nonsaturating) plus `loss.l1_weight` times the L1 distance of its output to the target.
+Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
+in core.losses, the data in core.paired.
+
+The loop draws the batch of targets in its data order (`Step.next_batch`); the family takes the matching inputs
+from the paired dataset. The sample grid shows held-out pairs as input | output | target; `sampler` translates the
+held-out inputs in order, and `evaluator` compares those outputs with their targets (core.metrics.paired).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from core import grids
+from core.config import RunConfig
+from core.families import Step, StepStats
+from core.losses import discriminator_loss, generator_loss
+from core.networks_translation import PatchDiscriminator, UNetGenerator, patch_layers
+from core.paired import PairedDataset
+
+EventFn = Callable[[str, dict[str, Any]], None]
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+GRID_PAIRS, GRID_PAIRS_PER_ROW = 16, 4  # held-out pairs in the sample grid, and (input | output | target)s a row
+SAMPLE_BATCH = 256
+
+
+@dataclass
+class Models:
+    """A pix2pix GAN's networks and optimizers, and the paired data its step takes the inputs from."""
+
+    G: nn.Module  # UNetGenerator
+    D: nn.Module  # PatchDiscriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    g_fn: Callable[..., Any]  # G, or torch.compile(G): what the step calls
+    d_fn: Callable[..., Any]
+    data: PairedDataset
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+
+def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
+    """Check that the data is paired and build the U-Net, the PatchGAN and their Adam optimizers on `device`."""
+    if not isinstance(data, PairedDataset):
+        raise ValueError(f"model.arch: pix2pix needs a paired dataset (digits-edges); {cfg.dataset} is not paired")
+    m = cfg.model
+    G = UNetGenerator(
+        in_channels=data.source_channels,
+        out_channels=data.channels,
+        image_size=m.image_size,
+        width=m.g_width or m.width,
+    )
+    D = PatchDiscriminator(
+        in_channels=data.source_channels + data.channels,
+        layers=patch_layers(m.image_size, m.patch_layers),
+        width=m.width,
+        sn=m.spectral_norm,
+    )
+    G = G.to(device, memory_format=torch.channels_last)
+    D = D.to(device, memory_format=torch.channels_last)
+    betas = (cfg.train.beta1, cfg.train.beta2)
+    return Models(
+        G=G,
+        D=D,
+        opt_g=torch.optim.Adam(G.parameters(), lr=cfg.train.lr_g, betas=betas),
+        opt_d=torch.optim.Adam(D.parameters(), lr=cfg.train.lr_d, betas=betas),
+        g_fn=torch.compile(G) if cfg.train.compile else G,
+        d_fn=torch.compile(D) if cfg.train.compile else D,
+        data=data,
+    )
+
+
+def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]:
+    """One step: a D update on (input, target) against (input, output) pairs, then a G update on the same output
+    (graph and all) against D and the target. Returns `{"loss_d", "loss_g"}` and the step's stats."""
+    noise_std = cfg.loss.instance_noise * (1.0 - at.done)  # instance noise anneals to zero over the run
+    indices, target, _ = at.next_batch()  # (B, C, H, W)
+    source = m.data.inputs(indices).contiguous(memory_format=torch.channels_last)  # (B, C_in, H, W)
+    judge = _judge(m.d_fn, source)
+    with at.autocast():
+        fake = m.g_fn(source)  # (B, C, H, W)
+
+    # Train the discriminator.
+    m.D.requires_grad_(True)
+    with at.autocast():
+        loss_d, stats_d = discriminator_loss(
+            cfg.loss, D=judge, real=target, fake=fake.detach(), labels=None, fake_labels=None, noise_std=noise_std
+        )
+    m.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    grad_norm_d = _grad_norm(m.D) if at.want_stats else None
+    m.opt_d.step()
+
+    # Train the generator: fool D and stay near the target.
+    m.D.requires_grad_(False)
+    with at.autocast():
+        loss_adv, stats_g = generator_loss(cfg.loss, D=judge, fake=fake, fake_labels=None, noise_std=noise_std)
+    l1 = (fake.float() - target.float()).abs().mean()
+    loss_g = loss_adv + cfg.loss.l1_weight * l1
+    m.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    grad_norm_g = _grad_norm(m.G) if at.want_stats else None
+    m.opt_g.step()
+
+    stats: StepStats = {**stats_d, **stats_g, "l1": l1.detach(), "loss_g": loss_g.detach()}
+    if grad_norm_d is not None and grad_norm_g is not None:
+        stats |= {"grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
+    if cfg.loss.instance_noise > 0:
+        stats["instance_noise"] = noise_std
+    return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+
+def _judge(D: Callable[..., Any], source: torch.Tensor) -> Any:
+    """D conditioned on the batch's inputs, as core.losses calls a discriminator: x (B, C, H, W) -> (patch
+    logits (B·P·P,), no features, no class logits)."""
+
+    def judge(x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, None, None]:
+        return D(source, x).flatten(), None, None  # (B, 1, P, P) -> (B·P·P,)
+
+    return judge
+
+
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    """The L2 norm of all of a module's gradients together."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+@dataclass(frozen=True)
+class GridInputs:
+    """The held-out pairs a run's sample grids show: inputs (N, C_in, H, W), targets (N, C, H, W)."""
+
+    source: torch.Tensor
+    target: torch.Tensor
+
+
+def grid_inputs(cfg: RunConfig, data: PairedDataset, m: Models, device: torch.device) -> GridInputs:
+    """The first GRID_PAIRS held-out pairs."""
+    assert data.held_source is not None and data.held_target is not None
+    return GridInputs(source=data.held_source[:GRID_PAIRS].to(device), target=data.held_target[:GRID_PAIRS].to(device))
+
+
+@torch.no_grad()
+def sample_grid(
+    G: nn.Module, inputs: GridInputs, data: PairedDataset, *, autocast: Autocast
+) -> tuple[Image.Image, torch.Tensor]:
+    """input | output | target for each grid pair, GRID_PAIRS_PER_ROW pairs a row, and the outputs (N, C, H, W)."""
+    was_training = G.training
+    G.eval()
+    with autocast():
+        out = G(inputs.source.contiguous(memory_format=torch.channels_last)).float().detach()  # (N, C, H, W)
+    G.train(was_training)
+    c = out.shape[1]
+    triples = torch.stack([_with_channels(inputs.source.float(), c), out, inputs.target.float()], dim=1)  # (N, 3, ...)
+    return grids.image_grid(triples.flatten(0, 1), nrow=3 * GRID_PAIRS_PER_ROW), out
+
+
+def _with_channels(x: torch.Tensor, c: int) -> torch.Tensor:
+    """Images (N, C', H, W) shown with c channels: grey repeated into colour, colour averaged into grey."""
+    if x.shape[1] == c:
+        return x
+    return x.expand(-1, c, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True).expand(-1, c, -1, -1)
+
+
+def sampler(
+    G: nn.Module, cfg: RunConfig, m: Models, *, device: torch.device, autocast: Autocast
+) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]:
+    """sample_fn(n) -> (G's outputs for the first n held-out inputs, their labels or None), G in eval mode."""
+    source, labels = m.data.held_source, m.data.held_labels
+    assert source is not None
+
+    @torch.no_grad()
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        was_training = G.training
+        G.eval()
+        outs = []
+        for start in range(0, min(n, len(source)), SAMPLE_BATCH):
+            x = source[start : min(n, start + SAMPLE_BATCH)].to(device)  # (b, C_in, H, W)
+            with autocast():
+                outs.append(G(x.contiguous(memory_format=torch.channels_last)).float())
+        G.train(was_training)
+        out = torch.cat(outs)  # (n', C, H, W)
+        return out, labels[: len(out)] if labels is not None else None
+
+    return sample
+
+
+def evaluator(data: PairedDataset, cfg: RunConfig, device: torch.device) -> Any:
+    """The translation metrics on the held-out pairs (core.metrics.paired), in place of the noise family's."""
+    from core.metrics.paired import PairedEvaluator
+
+    return PairedEvaluator(data, n_samples=cfg.schedule.eval_samples, device=device)

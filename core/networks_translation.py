@@ -1,0 +1,97 @@
+"""Networks of image-to-image translation, architecture only: pix2pix's U-Net generator and PatchGAN discriminator
+(Isola et al. 2017, appendix 6.1).
+
+U-Net: an encoder of 4x4 stride-2 convolutions halves the image down to 1x1 (log2(size) of them: 8 at 256 px, 5
+at 32 px), channels `width` x 1, 2, 4, 8, 8, ... (capped at 8x); BatchNorm on every encoder layer but the first
+and the innermost, LeakyReLU 0.2. The decoder mirrors it with 4x4 stride-2 transposed convolutions, BatchNorm,
+dropout 0.5 on its three innermost layers (the generator's only noise) and ReLU, and concatenates each encoder
+layer's output with the decoder's at the same size (the skips); a last transposed convolution maps to the output
+channels, then tanh. Dropout is on in training only: in eval mode a translation is deterministic.
+
+PatchGAN: judges the input and the output (or target) concatenated on channels: `layers` 4x4 stride-2
+convolutions, then one 4x4 stride-1 convolution and a 4x4 stride-1 convolution to one logit per patch. Each logit
+sees a 16, 34, 70 or 142 px patch for 1, 2, 3 or 4 layers (3 is the paper's 70x70 PatchGAN). BatchNorm on all but
+the first layer, LeakyReLU 0.2; with spectral norm on every convolution instead of BatchNorm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+MAX_MULT = 8  # channels stop growing at width x 8 (512 for width 64), as the paper's
+DROPOUT_LAYERS = 3  # innermost decoder layers with dropout
+
+
+def patch_layers(image_size: int, layers: int | None) -> int:
+    """The PatchGAN's stride-2 layers: as given, else the paper's 3 at 256 px scaled to the size (2 at 128, 1
+    below), so that a patch covers about the same share of the image."""
+    return layers if layers is not None else max(1, int(math.log2(image_size)) - 5)
+
+
+class UNetGenerator(nn.Module):
+    """G(x): inputs (B, C_in, S, S) in [-1, 1] -> outputs (B, C_out, S, S) in [-1, 1]; S a power of two >= 8."""
+
+    def __init__(self, *, in_channels: int, out_channels: int, image_size: int, width: int) -> None:
+        super().__init__()
+        depth = int(math.log2(image_size))  # stride-2 layers down to 1x1
+        if 2**depth != image_size or depth < 3:
+            raise ValueError(f"model.image_size: the U-Net needs a power of two of at least 8 px, not {image_size}")
+        chans = [width * min(2**i, MAX_MULT) for i in range(depth)]  # each encoder layer's output channels
+        self.down = nn.ModuleList()
+        for i, cout in enumerate(chans):
+            cin = in_channels if i == 0 else chans[i - 1]
+            norm = 0 < i < depth - 1
+            layer: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
+            if norm:
+                layer.append(nn.BatchNorm2d(cout))
+            layer.append(nn.LeakyReLU(0.2) if i < depth - 1 else nn.ReLU())
+            self.down.append(nn.Sequential(*layer))
+        self.up = nn.ModuleList()
+        for j, i in enumerate(range(depth - 2, -1, -1)):  # decoder layer j outputs encoder layer i's size
+            cin = chans[i + 1] if j == 0 else 2 * chans[i + 1]
+            layer = [nn.ConvTranspose2d(cin, chans[i], 4, 2, 1, bias=False), nn.BatchNorm2d(chans[i])]
+            if j < DROPOUT_LAYERS:
+                layer.append(nn.Dropout(0.5))
+            layer.append(nn.ReLU())
+            self.up.append(nn.Sequential(*layer))
+        self.out = nn.Sequential(nn.ConvTranspose2d(2 * chans[0], out_channels, 4, 2, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for layer in self.down:
+            x = layer(x)  # (B, chans[i], S / 2^(i+1), S / 2^(i+1))
+            skips.append(x)
+        skips.pop()  # the 1x1 bottleneck feeds the decoder directly
+        for layer in self.up:
+            x = torch.cat([layer(x), skips.pop()], dim=1)  # (B, 2 chans[i], S / 2^(i+1), S / 2^(i+1))
+        return self.out(x)  # (B, C_out, S, S)
+
+
+class PatchDiscriminator(nn.Module):
+    """D(x, y): an input (B, C_in, S, S) and an output or target (B, C_out, S, S) -> logits (B, 1, P, P), one per
+    patch (P = S / 2^layers - 2)."""
+
+    def __init__(self, *, in_channels: int, layers: int, width: int, sn: bool = False) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int, stride: int, *, bias: bool) -> nn.Module:
+            c = nn.Conv2d(cin, cout, 4, stride, 1, bias=bias or sn)
+            return spectral_norm(c) if sn else c
+
+        blocks: list[nn.Module] = [conv(in_channels, width, 2, bias=True), nn.LeakyReLU(0.2)]
+        cout = width
+        for n in range(1, layers + 1):  # layers - 1 more stride-2 convolutions, then one of stride 1
+            cin, cout = cout, width * min(2**n, MAX_MULT)
+            blocks.append(conv(cin, cout, 2 if n < layers else 1, bias=False))
+            if not sn:
+                blocks.append(nn.BatchNorm2d(cout))
+            blocks.append(nn.LeakyReLU(0.2))
+        blocks.append(conv(cout, 1, 1, bias=True))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, y], dim=1))  # (B, C_in + C_out, S, S) -> (B, 1, P, P)

@@ -1,0 +1,103 @@
+"""Paired datasets for image-to-image translation: each sample is an input image and its target image.
+
+A `PairedDataset` is a `core.datasets.Dataset` of the training targets (so the loop's data order, batches and
+checkpoints treat it as any image dataset) that also holds the matching inputs, `inputs(indices)`, and a held-out
+split of pairs that training never sees, for the translation metrics (core/metrics/paired.py).
+
+Built-in: `digits-edges`. Each digit as `digits` renders it at the run's size (scikit-learn's 8x8 digits, resized
+with Pillow BILINEAR) is the target; its input is the Sobel gradient magnitude of that image (replicated borders,
+so the flat background has none), divided by its maximum and mapped to [-1, 1]. The held-out pairs are the digits'
+20 % split that the shipped digits classifier was checked on (core/metrics/digits_data.py), so the classifier's
+reading of the outputs measures them on digits it was not trained on either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from core.datasets import Dataset, digit_bank
+
+SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+@dataclass
+class PairedDataset(Dataset):
+    """Targets in `store` (N, C, H, W), inputs in `source` (N, C_in, H, W), both float32 in [-1, 1]; the held-out
+    pairs in `held_source`, `held_target` and their labels in `held_labels`."""
+
+    source: torch.Tensor | None = None
+    held_source: torch.Tensor | None = None
+    held_target: torch.Tensor | None = None
+    held_labels: torch.Tensor | None = None
+
+    @property
+    def source_channels(self) -> int:
+        assert self.source is not None
+        return int(self.source.shape[1])
+
+    def inputs(self, indices: torch.Tensor) -> torch.Tensor:
+        """The inputs (B, C_in, H, W) of the training pairs at `indices` (B,), as `batch` gives their targets."""
+        assert self.source is not None
+        return self.source[indices.to(self.source.device, non_blocking=True)]
+
+    def to(self, device: torch.device | str) -> PairedDataset:
+        """This dataset with its tensors on `device`."""
+        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
+        return dataclasses.replace(
+            self,
+            store=self.store.to(device),
+            labels=move(self.labels),
+            triples=move(self.triples),
+            source=move(self.source),
+            held_source=move(self.held_source),
+            held_target=move(self.held_target),
+            held_labels=move(self.held_labels),
+        )
+
+    def info(self) -> dict[str, int | str]:
+        """What a checkpoint records about the data: a Dataset's facts, the pairing and the inputs' channels."""
+        return super().info() | {"pairing": "paired", "source_channels": self.source_channels}
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """The Sobel gradient magnitude of every channel of images (N, C, H, W), with replicated borders: (N, C, H, W)."""
+    n, c, h, w = x.shape
+    kernels = torch.stack([SOBEL_X, SOBEL_X.T]).unsqueeze(1).to(x.device, x.dtype)  # (2, 1, 3, 3)
+    padded = F.pad(x.reshape(n * c, 1, h, w), (1, 1, 1, 1), mode="replicate")  # (N·C, 1, H + 2, W + 2)
+    grad = F.conv2d(padded, kernels)  # (N·C, 2, H, W): d/dx, d/dy
+    return grad.square().sum(1).sqrt().reshape(n, c, h, w)
+
+
+def edge_map(images: torch.Tensor) -> torch.Tensor:
+    """Each image's Sobel magnitude over its own maximum, mapped from [0, 1] to [-1, 1]: (N, C, H, W)."""
+    mag = sobel_magnitude(images.float())  # (N, C, H, W)
+    peak = mag.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)  # (N, 1, 1, 1)
+    return mag / peak * 2.0 - 1.0
+
+
+def digits_edges(image_size: int) -> PairedDataset:
+    """The built-in `digits-edges` at `image_size`: the digits' train split as training pairs, the held-out split as
+    the evaluation pairs."""
+    from core.metrics.digits_data import digits_split_indices
+
+    images, labels = digit_bank(image_size)  # (N, 1, S, S) in [-1, 1], (N,)
+    edges = edge_map(images)  # (N, 1, S, S)
+    train_idx, held_idx = (torch.from_numpy(i) for i in digits_split_indices())
+    return PairedDataset(
+        name="digits-edges",
+        kind="images",
+        store=images[train_idx].contiguous(),
+        labels=labels[train_idx],
+        num_classes=10,
+        channels=1,
+        image_size=image_size,
+        class_names=[str(i) for i in range(10)],
+        source=edges[train_idx].contiguous(),
+        held_source=edges[held_idx].contiguous(),
+        held_target=images[held_idx].contiguous(),
+        held_labels=labels[held_idx],
+    )
