@@ -176,6 +176,12 @@ def read_clusters(path: Path) -> torch.Tensor:
         return f.get_tensor("data.clusters")
 
 
+def read_tensor(path: Path, name: str) -> torch.Tensor | None:
+    """One of a family's own tensors (`Models.tensors()`) from a checkpoint, by its full name; None when absent."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return f.get_tensor(name) if name in f.keys() else None
+
+
 def _sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
@@ -223,7 +229,12 @@ def load_generator(
             "so it makes no generations or scores"
         )
     data_info = json.loads(meta["data"])
-    G = build_generator(cfg, channels=data_info["channels"], num_classes=data_info["num_classes"])
+    if cfg.model.arch == "stylegan2":
+        from core.networks_stylegan2 import build_generator as build_style_generator
+
+        G = build_style_generator(cfg, channels=data_info["channels"], num_classes=data_info["num_classes"])
+    else:
+        G = build_generator(cfg, channels=data_info["channels"], num_classes=data_info["num_classes"])
     G.load_state_dict(state)
     G.to(device).eval()
     return G, cfg, data_info

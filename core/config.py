@@ -64,6 +64,7 @@ ARCH_IMAGE_SIZES: dict[str, tuple[int, ...]] = {
     "dcgan": (16, 32, 64, 128),
     "resnet": (32, 64),
     "pix2pix": (32, 64, 128, 256),
+    "stylegan2": (16, 32, 64, 128, 256, 512, 1024),
 }
 
 # Architectures that translate an input image into an output image (trained on paired data) instead of sampling
@@ -76,11 +77,12 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["mlp", "dcgan", "resnet", "pix2pix"] = Field(
+    arch: Literal["mlp", "dcgan", "resnet", "pix2pix", "stylegan2"] = Field(
         "dcgan",
         description=(
             "Network family: mlp for 2-D data, dcgan or resnet (SNGAN-style) for images, pix2pix (a U-Net generator "
-            "and a PatchGAN discriminator, Isola et al. 2017) for paired image-to-image translation."
+            "and a PatchGAN discriminator, Isola et al. 2017) for paired image-to-image translation, stylegan2 (the "
+            "style-based generator and residual discriminator of Karras et al. 2020) for images."
         ),
     )
     image_size: int = Field(32, description="Side of the square images in pixels (ignored for 2-D data).")
@@ -121,6 +123,21 @@ class ModelConfig(_Strict):
     spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
     minibatch_std: bool = Field(False, description="Minibatch standard deviation feature in the discriminator.")
     pack: int = Field(1, ge=1, le=8, description="PacGAN packing: the discriminator judges this many samples jointly.")
+    mapping_layers: int = Field(
+        8, ge=1, le=16, description="stylegan2: fully connected layers of the mapping network from z to w."
+    )
+    w_dim: int | None = Field(
+        None, ge=8, le=1024, description="stylegan2: dimension of the intermediate latent w; unset = z_dim."
+    )
+    mixing_prob: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description=(
+            "stylegan2: style-mixing regularization: the fraction of training fakes made from two latents, the "
+            "second one's w taking over the layers after a random cutoff. 0 turns it off."
+        ),
+    )
     patch_layers: int | None = Field(
         None,
         ge=1,
@@ -155,7 +172,23 @@ class LossConfig(_Strict):
         "nonsaturating", description="The adversarial objective."
     )
     gp_weight: float = Field(10.0, ge=0, description="Gradient-penalty weight (wgan-gp).")
-    r1_gamma: float = Field(0.0, ge=0, description="R1 penalty weight on real data; 0 turns it off.")
+    r1_gamma: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "R1 penalty weight γ on real data (the penalty is γ/2 · |∇D(x)|²); 0 turns it off. stylegan2 runs that "
+            "leave it unset take StyleGAN2-ADA's heuristic 0.0002 · image_size² / batch_size."
+        ),
+    )
+    r1_every: int = Field(
+        16, ge=1, le=1000, description="stylegan2: lazy R1: apply it every this many steps, scaled by the interval."
+    )
+    pl_weight: float = Field(
+        2.0, ge=0, description="stylegan2: path-length regularization weight (Karras et al. 2020); 0 turns it off."
+    )
+    pl_every: int = Field(
+        4, ge=1, le=1000, description="stylegan2: lazy path-length regularization every this many steps."
+    )
     clip: float = Field(0.01, gt=0, description="Weight-clipping bound of the critic (wgan).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="One-sided label smoothing: real target 1 - this.")
     instance_noise: float = Field(
@@ -204,12 +237,28 @@ class TrainConfig(_Strict):
     ema: float | None = Field(
         None, gt=0, lt=1, description="Decay of an EMA copy of the generator; grids and samples use it when set."
     )
+    ema_kimg: float | None = Field(
+        None,
+        gt=0,
+        le=100_000,
+        description=(
+            "Half-life of the EMA generator in thousands of images (StyleGAN's G smoothing): the per-step decay is "
+            "0.5 ** (batch_size / (1000 · ema_kimg)). An alternative to train.ema."
+        ),
+    )
     diffaugment: str = Field("", description="DiffAugment policy: comma-separated color, translation, cutout.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto picks bf16 where the hardware runs it fast (CUDA, AVX512-BF16 CPUs), else fp32."
     )
     compile: bool = Field(False, description="Wrap the networks in torch.compile.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when there is one.")
+
+    @property
+    def ema_decay(self) -> float | None:
+        """The EMA generator's per-step decay: train.ema, or the one with train.ema_kimg's half-life; None = off."""
+        if self.ema_kimg is not None:
+            return float(0.5 ** (self.batch_size / (1000.0 * self.ema_kimg)))
+        return self.ema
 
 
 class ScheduleConfig(_Strict):
@@ -251,6 +300,10 @@ class RunConfig(_Strict):
             )
         layered = copy.deepcopy(DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["_uploaded"]))
         preset = data.get("preset")
+        # An architecture's own recipe (ARCH_DEFAULTS) goes over the dataset's, beneath the preset and the user's.
+        picked = [src.get("model", {}).get("arch") for src in (data, PRESETS.get(preset or "", {}))]
+        arch_chosen = next((a for a in picked if isinstance(a, str)), None)
+        _deep_merge(layered, ARCH_DEFAULTS.get(arch_chosen or "", {}))
         if preset is not None:
             if preset not in PRESETS:
                 raise ValueError(f"preset: unknown preset {preset!r}; use one of {', '.join(sorted(PRESETS))}")
@@ -281,6 +334,22 @@ class RunConfig(_Strict):
         sizes = ARCH_IMAGE_SIZES.get(model.get("arch", field["arch"].default), ()) if isinstance(model, dict) else ()
         if sizes and defaulted("image_size") and model.get("image_size", field["image_size"].default) not in sizes:
             model["image_size"] = sizes[0]
+        # A default EMA gives way to a chosen one of the other kind (a decay, or a half-life in images).
+        train_layer = layered.get("train")
+        trains_chosen = [src.get("train") for src in (data, PRESETS.get(preset or "", {}))]
+        if isinstance(train_layer, dict) and train_layer.get("ema") is not None and train_layer.get("ema_kimg"):
+            for key, other in (("ema", "ema_kimg"), ("ema_kimg", "ema")):
+                if any(isinstance(t, dict) and key in t for t in trains_chosen):
+                    if not any(isinstance(t, dict) and other in t for t in trains_chosen):
+                        train_layer[other] = None
+        # stylegan2's R1 weight, unless chosen: StyleGAN2-ADA's heuristic, which grows with the image's area.
+        losses_chosen = [src.get("loss") for src in (data, PRESETS.get(preset or "", {}))]
+        r1_chosen = any(isinstance(src, dict) and "r1_gamma" in src for src in losses_chosen)
+        if isinstance(model, dict) and model.get("arch") == "stylegan2" and not r1_chosen:
+            size = model.get("image_size", field["image_size"].default)
+            batch = train_layer.get("batch_size", 64) if isinstance(train_layer, dict) else 64
+            if isinstance(size, int) and isinstance(batch, int) and batch > 0:
+                layered.setdefault("loss", {})["r1_gamma"] = STYLEGAN2_R1_PER_PIXEL * size * size / batch
         return layered
 
     @model_validator(mode="after")
@@ -305,6 +374,17 @@ class RunConfig(_Strict):
             raise ValueError(
                 f"model.image_size: {arch} supports {', '.join(map(str, sizes))} px, not {self.model.image_size}"
             )
+        if arch == "stylegan2":
+            self._check_stylegan2()
+        else:
+            only = [("model", self.model, ("mapping_layers", "w_dim", "mixing_prob"))]
+            only.append(("loss", self.loss, ("r1_every", "pl_weight", "pl_every")))
+            for section, values, names in only:  # a resolved config holds every field: compare with the default
+                for name in names:
+                    if getattr(values, name) != type(values).model_fields[name].default:
+                        raise ValueError(f"{section}.{name}: only the stylegan2 architecture has it, not {arch}")
+        if self.train.ema is not None and self.train.ema_kimg is not None:
+            raise ValueError("train.ema_kimg: set the EMA generator's decay (train.ema) or its half-life, not both")
         if self.model.d_depth > 1 and arch != "dcgan":
             raise ValueError(f"model.d_depth: only the dcgan discriminator has a depth to set, not {arch}'s")
         if self.model.conditional and info is not None and info["num_classes"] == 0:
@@ -350,6 +430,29 @@ class RunConfig(_Strict):
         if policies and kind == "points":
             raise ValueError("train.diffaugment: DiffAugment works on images, not on 2-D point data")
         return self
+
+    def _check_stylegan2(self) -> None:
+        """What a stylegan2 run needs: its own loss (nonsaturating logistic with lazy R1 and path-length
+        regularization), labels only through its mapping network, and none of the noise family's stabilizers."""
+        m, loss, train = self.model, self.loss, self.train
+        refused = [
+            ("loss.kind", loss.kind != "nonsaturating", "stylegan2 trains with the nonsaturating logistic loss"),
+            ("model.spectral_norm", m.spectral_norm, "the stylegan2 discriminator is regularized by R1 instead"),
+            ("model.minibatch_std", not m.minibatch_std, "the stylegan2 discriminator always has the feature"),
+            ("model.pack", m.pack > 1, "the stylegan2 discriminator judges single samples; set pack to 1"),
+            ("model.clusters", m.clusters > 0, "stylegan2 conditions on class labels only; set clusters to 0"),
+            ("model.d_conditioning", m.d_conditioning != "projection", "the stylegan2 discriminator uses projection"),
+            ("train.n_critic", train.n_critic > 1, "stylegan2 alternates one G and one D update; set n_critic to 1"),
+            ("train.compile", train.compile, "R1 and path-length regularization need double backward; set false"),
+            ("loss.label_smoothing", loss.label_smoothing > 0, "not part of stylegan2's loss; set it to 0"),
+            ("loss.instance_noise", loss.instance_noise > 0, "not part of stylegan2's loss; set it to 0"),
+            ("loss.feature_matching", loss.feature_matching > 0, "not part of stylegan2's loss; set it to 0"),
+            ("loss.mode_seeking", loss.mode_seeking > 0, "not part of stylegan2's loss; set it to 0"),
+            ("loss.top_k", loss.top_k < 1, "not part of stylegan2's loss; set it to 1"),
+        ]
+        for field_path, bad, reason in refused:
+            if bad:
+                raise ValueError(f"{field_path}: {reason}")
 
     def _check_translation(self, info: dict[str, Any] | None) -> None:
         """What a pix2pix run needs: paired data, an image size the U-Net builds, and none of the noise family's
@@ -471,6 +574,20 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "train": {"steps": 5000, "batch_size": 64},
     },
 }
+
+# What an architecture brings beneath the preset and the user's fields when it is chosen over a dataset's default.
+# stylegan2: the paper's Adam (lr 0.0025, betas 0 and 0.99) and G smoothing (EMA half-life of 10k images), its
+# discriminator's own minibatch std and no spectral norm, and no cluster conditioning (its mapping network takes
+# class labels only).
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "stylegan2": {
+        "model": {"spectral_norm": False, "minibatch_std": True, "clusters": 0, "cluster_channels": False},
+        "loss": {"kind": "nonsaturating"},
+        "train": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "ema": None, "ema_kimg": 10.0},
+    },
+}
+# StyleGAN2-ADA's R1 weight per pixel and image: γ = this · image_size² / batch_size (0.0008 at 16 px, batch 64).
+STYLEGAN2_R1_PER_PIXEL = 0.0002
 
 # Named configurations that POST /runs accepts as "preset"; applied over the dataset defaults.
 # wgan-gp trains its critic once per generator step at four times G's learning rate (TTUR, Heusel et al. 2017), not

@@ -90,6 +90,12 @@ def sample_latents(n: int, z_dim: int, *, seed: int, truncation: float | None = 
     return z
 
 
+def truncates_in_w(generator: torch.nn.Module) -> bool:
+    """A style-based generator (stylegan2) truncates toward its tracked mean w, w_avg + ψ (w - w_avg), instead of
+    resampling z: it takes `truncation` as an argument of its forward pass."""
+    return callable(getattr(generator, "truncate", None))
+
+
 def _normal_cdf(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
@@ -150,14 +156,19 @@ def run_generator(
     *,
     device: str | torch.device = "cpu",
     batch_size: int = BATCH_SIZE,
+    truncation: float | None = None,
 ) -> np.ndarray:
-    """The generator's outputs for latents `z` (N, D) and labels (N,) as one float32 array, in batches."""
+    """The generator's outputs for latents `z` (N, D) and labels (N,) as one float32 array, in batches;
+    `truncation` ψ is passed on to a generator that truncates in W (see `truncates_in_w`)."""
+    if truncation is not None and not truncation > 0:
+        raise ValueError(f"truncation must be > 0, not {truncation}")
+    psi = {"truncation": float(truncation)} if truncation is not None else {}
     out: np.ndarray | None = None
     with torch.inference_mode():
         for start in range(0, z.shape[0], batch_size):
             zb = z[start : start + batch_size].to(device)  # (B, D)
             lb = None if labels is None else labels[start : start + batch_size].to(device)  # (B,)
-            xb = generator(zb, lb).float().cpu().numpy()  # (B, C, H, W) or (B, 2)
+            xb = generator(zb, lb, **psi).float().cpu().numpy()  # (B, C, H, W) or (B, 2)
             if out is None:
                 out = np.empty((z.shape[0], *xb.shape[1:]), dtype=np.float32)
             out[start : start + xb.shape[0]] = xb
@@ -191,8 +202,9 @@ def generate(
 ) -> Samples:
     """`n` samples for `seed`; labels (conditional generators only) are cycled over the n samples."""
     y = _request_labels(n, labels, num_classes=num_classes, seed=seed)
-    z = sample_latents(n, z_dim, seed=seed, truncation=truncation)  # (n, z_dim)
-    samples = run_generator(generator, z, y, device=device)
+    in_w = truncates_in_w(generator)
+    z = sample_latents(n, z_dim, seed=seed, truncation=None if in_w else truncation)  # (n, z_dim)
+    samples = run_generator(generator, z, y, device=device, truncation=truncation if in_w else None)
     return Samples(samples=samples, labels=None if y is None else y.numpy().astype(np.int64))
 
 
@@ -213,13 +225,14 @@ def generate_walks(
     walk_labels = _request_labels(n, labels, num_classes=num_classes, seed=seed)  # one per walk
     if not 2 <= steps <= MAX_INTERPOLATION_STEPS:
         raise ValueError(f"interpolate.steps must be between 2 and {MAX_INTERPOLATION_STEPS}, not {steps}")
-    ends = sample_latents(2 * n, z_dim, seed=seed, truncation=truncation)  # (2n, z_dim)
+    in_w = truncates_in_w(generator)
+    ends = sample_latents(2 * n, z_dim, seed=seed, truncation=None if in_w else truncation)  # (2n, z_dim)
     z = interpolate_latents(ends[:n], ends[n:], steps=steps, mode=mode)  # (n * steps, z_dim)
     clustered = walk_labels is None and getattr(generator, "cluster_cdf", None) is not None
     if clustered:  # a cluster-conditioned generator: each walk stays in the cluster of its first latent
         walk_labels = generator.clusters_of(ends[:n]).cpu()  # type: ignore[operator]
     y = None if walk_labels is None else walk_labels.repeat_interleave(steps)  # (n * steps,)
-    samples = run_generator(generator, z, y, device=device)
+    samples = run_generator(generator, z, y, device=device, truncation=truncation if in_w else None)
     shown = None if y is None or clustered else y.numpy().astype(np.int64)  # clusters are not class labels
     return Samples(samples=samples, labels=shown, rows=n)
 

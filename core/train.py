@@ -214,7 +214,7 @@ def _set_up(
     order = DataOrder(len(data), seed=cfg.seed)
     latest = checkpoint.latest_checkpoint(out_dir)
     models = family.build(cfg, data, device=device, latest=latest, emit=emit)
-    ema = Ema(models.G, cfg.train.ema) if cfg.train.ema else None
+    ema = Ema(models.G, cfg.train.ema_decay) if cfg.train.ema_decay else None
     run = Run(
         cfg=cfg,
         out_dir=out_dir,

@@ -6,7 +6,7 @@ shares: seeding, data order, precision, EMA, the learning-rate schedule, exact-r
 grids and checkpoints on their cadence, divergence and stop checks. It hands a family's `train_step` a `Step`.
 
 Families: `noise` (latents → images or 2-D points: unconditional, class-conditional, cluster-conditioned),
-`pix2pix` (paired image-to-image translation).
+`pix2pix` (paired image-to-image translation), `stylegan2` (the style-based generator: latents → images).
 `family_of(arch)` maps `model.arch` to its family. A family module has the functions of `Family`, and its `build`
 returns an object with the attributes of `Models`. A family whose samples core.metrics.Evaluator cannot judge (a
 translation is judged against its target) also provides `evaluator(data, cfg, device)`: an object with the
@@ -87,6 +87,9 @@ def family_of(arch: str) -> Family:
     from core.families import noise, pix2pix
 
     families: dict[str, Any] = {"mlp": noise, "dcgan": noise, "resnet": noise, "pix2pix": pix2pix}
+    from core.families import stylegan2
+
+    families["stylegan2"] = stylegan2
     if arch not in families:
         raise ValueError(f"model.arch: no family trains {arch!r}")
     return families[arch]  # type: ignore[no-any-return]

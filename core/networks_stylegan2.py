@@ -1,0 +1,307 @@
+"""The style-based generator and its residual discriminator (StyleGAN2, Karras et al. 2020): architecture only.
+
+Generator: a mapping network (`model.mapping_layers` equalized fully connected layers at learning-rate multiplier
+0.01) turns the pixel-normalised latent z (B, Z), and the normalised label embedding when conditional, into
+w (B, W); the synthesis network starts from a learned constant 4×4 input and, at each resolution, runs modulated and
+demodulated 3×3 convolutions with per-pixel noise of learned strength, and adds a toRGB of its features to the
+upsampled image so far (the skip generator). Layer i takes its own w, so that styles can be mixed per layer; the
+tracked mean of w (`w_avg`) is what truncation pulls toward.
+
+Discriminator: fromRGB at the top resolution, then residual blocks down to 4×4, the minibatch standard deviation,
+a 3×3 convolution and two fully connected layers; a conditional D adds the projection term (Miyato & Koyama 2018).
+
+Every weight has an equalized learning rate: it is stored N(0, 1) / lr_multiplier and scaled at run time by
+lr_multiplier / sqrt(fan_in). Up- and down-sampling use the paper's [1, 3, 3, 1] binomial filter, as depthwise
+(transposed) convolutions with zero padding. Channels at resolution r are min(width · image_size / r, max(512, width)):
+`model.width` is the channel count at the top resolution and it doubles per halving up to 512, so that
+width 32 at 1024 px is the paper's config F and 16–32 px runs with width 8–64 are small on the CPU.
+
+`G(z, labels=None, *, truncation=None)` maps (B, Z) to (B, C, H, W) in about [-1, 1]; in eval mode the noise inputs
+are fixed buffers, so the same z gives the same image. `D(x, labels=None)` returns `(logits (B,), features (B, F),
+None)`, the shape of the noise family's discriminators.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from core.config import RunConfig
+from core.networks import minibatch_std
+
+LRELU_GAIN = math.sqrt(2.0)  # keeps the activations' scale through a leaky ReLU (He et al. 2015)
+W_AVG_BETA = 0.995  # the tracked mean of w moves this slowly at each generator step
+
+
+def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> StyleGenerator:
+    m = cfg.model
+    return StyleGenerator(
+        z_dim=m.z_dim,
+        w_dim=m.w_dim or m.z_dim,
+        mapping_layers=m.mapping_layers,
+        image_size=m.image_size,
+        channels=channels,
+        width=m.g_width or m.width,
+        num_classes=num_classes if m.conditional else 0,
+    )
+
+
+def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> StyleDiscriminator:
+    m = cfg.model
+    return StyleDiscriminator(
+        image_size=m.image_size, channels=channels, width=m.width, num_classes=num_classes if m.conditional else 0
+    )
+
+
+def channels_at(resolution: int, *, image_size: int, width: int) -> int:
+    """Feature channels at a resolution: `width` at the top, doubling per halving, at most max(512, width)."""
+    return min(width * image_size // resolution, max(512, width))
+
+
+def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale each row of (B, F) to unit mean square (pixel norm over features)."""
+    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+
+
+class EqualLinear(nn.Module):
+    """A fully connected layer with an equalized learning rate, optionally followed by a scaled leaky ReLU."""
+
+    def __init__(
+        self, in_features: int, out_features: int, *, lr_mul: float = 1.0, bias_init: float = 0.0, act: bool = False
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init) / lr_mul))
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.lr_mul = lr_mul
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.lr_mul)  # (B, out)
+        return F.leaky_relu(x, 0.2) * LRELU_GAIN if self.act else x
+
+
+class EqualConv2d(nn.Module):
+    """A convolution (stride 1, same padding) with an equalized learning rate, optionally before a scaled leaky
+    ReLU; `down` blurs and halves its input first."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        *,
+        bias: bool = True,
+        act: bool = True,
+        down: bool = False,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel * kernel)
+        self.act, self.down = act, down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.down:
+            x = downsample(x)  # (B, C, H/2, W/2)
+        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.weight.shape[-1] // 2)
+        return F.leaky_relu(x, 0.2) * LRELU_GAIN if self.act else x
+
+
+def _binomial(x: torch.Tensor) -> torch.Tensor:
+    """The [1, 3, 3, 1] ⊗ [1, 3, 3, 1] filter (sums to 1), one per channel of x: (C, 1, 4, 4)."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], device=x.device, dtype=x.dtype)
+    k = torch.outer(k, k) / 64.0  # (4, 4)
+    return k.expand(x.shape[1], 1, 4, 4)
+
+
+def upsample(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 2H, 2W): zeros between the pixels, then the binomial filter (gain 4)."""
+    return F.conv_transpose2d(x, _binomial(x) * 4.0, stride=2, padding=1, groups=x.shape[1])
+
+
+def downsample(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H/2, W/2): the binomial filter, then every other pixel."""
+    return F.conv2d(x, _binomial(x), stride=2, padding=1, groups=x.shape[1])
+
+
+class ModulatedConv2d(nn.Module):
+    """A convolution whose input channels are scaled per sample by a style from w (modulation), and whose output
+    channels are rescaled to unit expected variance (demodulation), computed as scale → shared conv → rescale, which
+    equals the paper's per-sample weights."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, *, w_dim: int, demodulate: bool = True):
+        super().__init__()
+        self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)  # w -> styles, starting at 1
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel * kernel)
+        self.demodulate = demodulate
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        styles = self.affine(w)  # (B, C_in)
+        weight = self.weight * self.weight_gain  # (C_out, C_in, k, k)
+        x = x * styles[:, :, None, None].to(x.dtype)  # (B, C_in, H, W)
+        x = F.conv2d(x, weight.to(x.dtype), padding=weight.shape[-1] // 2)  # (B, C_out, H, W)
+        if self.demodulate:
+            # 1 / sqrt(sum over C_in, k, k of (weight · style)^2), per sample and output channel.
+            sigma = styles.square() @ weight.square().sum(dim=(2, 3)).t()  # (B, C_out)
+            x = x * (sigma + 1e-8).rsqrt()[:, :, None, None].to(x.dtype)
+        return x
+
+
+class StyleLayer(nn.Module):
+    """Modulated 3×3 convolution (after upsampling, in the first layer of a block), noise, bias, leaky ReLU."""
+
+    noise_const: torch.Tensor  # (1, 1, H, W)
+
+    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, resolution: int, up: bool) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim=w_dim)
+        self.up = up
+        self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        # The noise eval mode uses, so that a latent always gives the same image.
+        self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self.up:
+            x = upsample(x)  # (B, C_in, 2H, 2W)
+        x = self.conv(x, w)  # (B, C_out, H, W)
+        if self.training:
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        else:
+            noise = self.noise_const.to(x.dtype)  # (1, 1, H, W)
+        x = x + noise * self.noise_strength.to(x.dtype) + self.bias[None, :, None, None].to(x.dtype)
+        return F.leaky_relu(x, 0.2) * LRELU_GAIN
+
+
+class ToRGB(nn.Module):
+    """A modulated 1×1 convolution to the image's channels, not demodulated, with a bias."""
+
+    def __init__(self, in_channels: int, channels: int, *, w_dim: int) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, channels, 1, w_dim=w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, w) + self.bias[None, :, None, None].to(x.dtype)  # (B, C, H, W)
+
+
+class MappingNetwork(nn.Module):
+    """z (B, Z) [and labels (B,)] -> w (B, W), with the tracked mean of w as the buffer `w_avg`."""
+
+    w_avg: torch.Tensor  # (W,)
+
+    def __init__(self, *, z_dim: int, w_dim: int, layers: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.embed = nn.Parameter(torch.randn(num_classes, w_dim)) if num_classes else None
+        sizes = [z_dim + (w_dim if num_classes else 0)] + [w_dim] * layers
+        self.net = nn.Sequential(*[EqualLinear(a, b, lr_mul=0.01, act=True) for a, b in itertools.pairwise(sizes)])
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None, *, update_w_avg: bool = False) -> torch.Tensor:
+        x = normalize_2nd_moment(z)  # (B, Z)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this generator is conditional: give it a label per latent")
+            x = torch.cat([x, normalize_2nd_moment(self.embed[labels])], dim=1)  # (B, Z + W)
+        w = self.net(x)  # (B, W)
+        if update_w_avg:
+            with torch.no_grad():
+                self.w_avg.lerp_(w.detach().float().mean(0), 1.0 - W_AVG_BETA)
+        return w
+
+
+class StyleGenerator(nn.Module):
+    def __init__(
+        self,
+        *,
+        z_dim: int,
+        w_dim: int,
+        mapping_layers: int,
+        image_size: int,
+        channels: int,
+        width: int,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        self.z_dim, self.w_dim, self.num_classes = z_dim, w_dim, num_classes
+        self.mapping = MappingNetwork(z_dim=z_dim, w_dim=w_dim, layers=mapping_layers, num_classes=num_classes)
+        resolutions = [2**i for i in range(2, int(math.log2(image_size)) + 1)]  # 4, 8, ..., image_size
+        ch = [channels_at(r, image_size=image_size, width=width) for r in resolutions]
+        self.const = nn.Parameter(torch.randn(ch[0], 4, 4))
+        # Block i: its style layers (one at 4×4, then upsample + two), and its toRGB, which takes the next w.
+        self.layers = nn.ModuleList([StyleLayer(ch[0], ch[0], w_dim=w_dim, resolution=4, up=False)])
+        self.to_rgb = nn.ModuleList([ToRGB(ch[0], channels, w_dim=w_dim)])
+        for r, (c_in, c_out) in zip(resolutions[1:], itertools.pairwise(ch), strict=True):
+            self.layers.append(StyleLayer(c_in, c_out, w_dim=w_dim, resolution=r, up=True))
+            self.layers.append(StyleLayer(c_out, c_out, w_dim=w_dim, resolution=r, up=False))
+            self.to_rgb.append(ToRGB(c_out, channels, w_dim=w_dim))
+        self.num_ws = len(self.layers) + 1  # every style layer, and the last toRGB
+
+    def truncate(self, w: torch.Tensor, psi: float | None) -> torch.Tensor:
+        """w pulled toward the tracked mean: w_avg + ψ (w - w_avg); ψ None or 1 leaves it."""
+        if psi is None or psi == 1:
+            return w
+        return self.mapping.w_avg.to(w.dtype).lerp(w, psi)
+
+    def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
+        """ws (B, num_ws, W), one w per layer -> images (B, C, H, W)."""
+        x = self.const.to(ws.dtype).expand(ws.shape[0], -1, -1, -1)  # (B, C4, 4, 4)
+        x = self.layers[0](x, ws[:, 0])
+        image = self.to_rgb[0](x, ws[:, 1])  # (B, C, 4, 4)
+        for i, to_rgb in enumerate(self.to_rgb[1:]):
+            x = self.layers[2 * i + 1](x, ws[:, 2 * i + 1])  # (B, C_r, r, r)
+            x = self.layers[2 * i + 2](x, ws[:, 2 * i + 2])
+            image = upsample(image) + to_rgb(x, ws[:, 2 * i + 3])  # (B, C, r, r)
+        return image
+
+    def forward(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, *, truncation: float | None = None
+    ) -> torch.Tensor:
+        w = self.truncate(self.mapping(z, labels), truncation)  # (B, W)
+        return self.synthesis(w[:, None].expand(-1, self.num_ws, -1))  # (B, C, H, W)
+
+
+class DBlock(nn.Module):
+    """Two 3×3 convolutions, the second halving the resolution, beside a 1×1 skip that halves it too; the sum
+    scaled by 1/sqrt(2) keeps the variance."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv0 = EqualConv2d(in_channels, in_channels, 3)
+        self.conv1 = EqualConv2d(in_channels, out_channels, 3, down=True)
+        self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False, act=False, down=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.skip(x) + self.conv1(self.conv0(x))) * math.sqrt(0.5)  # (B, C_out, H/2, W/2)
+
+
+class StyleDiscriminator(nn.Module):
+    def __init__(self, *, image_size: int, channels: int, width: int, num_classes: int) -> None:
+        super().__init__()
+        resolutions = [2**i for i in range(int(math.log2(image_size)), 1, -1)]  # image_size, ..., 4
+        ch = [channels_at(r, image_size=image_size, width=width) for r in resolutions]
+        self.from_rgb = EqualConv2d(channels, ch[0], 1)
+        self.blocks = nn.Sequential(*[DBlock(a, b) for a, b in itertools.pairwise(ch)])
+        c4 = ch[-1]
+        self.conv = EqualConv2d(c4 + 1, c4, 3)  # after the minibatch std feature
+        self.fc = EqualLinear(c4 * 16, c4, act=True)
+        self.out = EqualLinear(c4, 1)
+        self.embed = nn.Parameter(torch.randn(num_classes, c4) / math.sqrt(c4)) if num_classes else None
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        h = self.blocks(self.from_rgb(x))  # (B, C4, 4, 4)
+        h = self.conv(minibatch_std(h))  # (B, C4, 4, 4)
+        features = self.fc(h.flatten(1))  # (B, C4)
+        logits = self.out(features).squeeze(1)  # (B,)
+        if self.embed is not None and labels is not None:
+            logits = logits + (self.embed[labels].to(features.dtype) * features).sum(1)  # projection
+        return logits, features, None

@@ -1,0 +1,230 @@
+"""The style-based family: its networks' pieces, its lazy regularizers, training through the shared loop, exact
+resume (path-length mean and tracked w included), its config errors and generations from its checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+import torch
+from pydantic import ValidationError
+from safetensors.torch import load_file
+
+from core import generate
+from core.checkpoint import load_generator
+from core.config import RunConfig
+from core.datasets import load_dataset
+from core.families import Step, family_of
+from core.families import stylegan2 as family
+from core.networks_stylegan2 import (
+    MappingNetwork,
+    ModulatedConv2d,
+    StyleDiscriminator,
+    StyleGenerator,
+    channels_at,
+    downsample,
+    upsample,
+)
+from core.train import train
+
+TINY = {"width": 8, "z_dim": 16, "w_dim": 16, "mapping_layers": 2}
+
+
+def _cfg(**over: dict) -> RunConfig:
+    body: dict = {
+        "dataset": "digits",
+        "model": {"arch": "stylegan2", **TINY},
+        "train": {"steps": 6, "batch_size": 8, "precision": "fp32", "device": "cpu"},
+        "loss": {"r1_every": 2, "pl_every": 2},
+        "schedule": {"sample_every": 3, "checkpoint_every": 100},
+    }
+    for section, fields in over.items():
+        body[section] = body.get(section, {}) | fields
+    return RunConfig.model_validate(body)
+
+
+def test_shapes_of_each_piece():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    assert upsample(x).shape == (2, 3, 16, 16)
+    assert downsample(x).shape == (2, 3, 4, 4)
+    # The binomial filter keeps a constant image constant away from the zero-padded border.
+    assert torch.allclose(upsample(torch.ones(1, 1, 8, 8))[0, 0, 2:-2, 2:-2], torch.ones(12, 12))
+    assert torch.allclose(downsample(torch.ones(1, 1, 8, 8))[0, 0, 1:-1, 1:-1], torch.ones(2, 2))
+    assert [channels_at(r, image_size=1024, width=32) for r in (4, 64, 128, 1024)] == [512, 512, 256, 32]
+
+    mapping = MappingNetwork(z_dim=16, w_dim=12, layers=3, num_classes=10)
+    assert mapping(torch.randn(5, 16), torch.arange(5)).shape == (5, 12)
+
+    G = StyleGenerator(z_dim=16, w_dim=12, mapping_layers=2, image_size=16, channels=1, width=8, num_classes=0)
+    assert G.num_ws == 6  # 4 px: one layer; 8 and 16 px: two each; and the last toRGB
+    assert G(torch.randn(3, 16)).shape == (3, 1, 16, 16)
+    assert G.synthesis(torch.randn(3, G.num_ws, 12)).shape == (3, 1, 16, 16)
+
+    D = StyleDiscriminator(image_size=32, channels=3, width=8, num_classes=4)
+    logits, features, class_logits = D(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]))
+    assert logits.shape == (4,) and features.shape == (4, channels_at(4, image_size=32, width=8))
+    assert class_logits is None
+
+
+def test_demodulation_keeps_unit_variance():
+    """Unit-variance inputs give unit-variance outputs whatever the styles' scale; without demodulation the styles'
+    scale passes straight through."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 32, 8, 8)
+    w = torch.randn(16, 8)
+    stds = {}
+    for demodulate in (True, False):
+        conv = ModulatedConv2d(32, 32, 3, w_dim=8, demodulate=demodulate)
+        with torch.no_grad():
+            conv.affine.bias.fill_(4.0)  # styles around 4
+            stds[demodulate] = float(conv(x, w).std())
+    assert 0.8 < stds[True] < 1.2
+    assert stds[False] > 3.0
+
+
+def test_eval_mode_is_deterministic_and_truncation_pulls_toward_the_mean():
+    torch.manual_seed(0)
+    G = StyleGenerator(z_dim=16, w_dim=16, mapping_layers=2, image_size=16, channels=1, width=8, num_classes=0).eval()
+    z = torch.randn(4, 16)
+    assert torch.equal(G(z), G(z))  # fixed noise in eval mode
+    G.mapping.w_avg.copy_(torch.randn(16))
+    mean_image = G.synthesis(G.mapping.w_avg.expand(4, G.num_ws, 16))
+    assert torch.allclose(G(z, truncation=1e-9), mean_image, atol=1e-5)
+    assert not torch.allclose(G(z, truncation=0.5), mean_image, atol=1e-3)
+
+
+def test_style_mixing_uses_two_latents_after_a_cutoff():
+    torch.manual_seed(0)
+    G = StyleGenerator(z_dim=16, w_dim=16, mapping_layers=2, image_size=16, channels=1, width=8, num_classes=0)
+    z = torch.randn(64, 16)
+    w = G.mapping(z, None)
+    ws = family.mixed_ws(G, z, None, mixing_prob=1.0)  # (B, L, W)
+    assert torch.equal(ws[:, 0], w)  # the first layer always takes the first latent's w
+    assert (ws[:, -1] != w).any(dim=1).all()  # and the last the second's, when every sample mixes
+    assert torch.equal(family.mixed_ws(G, z, None, mixing_prob=0.0), w[:, None].expand(-1, G.num_ws, -1))
+
+
+def test_lazy_regularizers_run_only_at_their_intervals(monkeypatch):
+    cfg = _cfg(loss={"r1_every": 3, "pl_every": 2, "r1_gamma": 1.0})
+    data = load_dataset("digits", image_size=16)
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    m = family.build(cfg, data, device=device, latest=None, emit=lambda kind, data: None)
+    calls: dict[str, list[int]] = {"pl": [], "r1": []}
+    step = 0
+    pl, r1 = family.path_length_penalty, family.r1_penalty
+    monkeypatch.setattr(family, "path_length_penalty", lambda *a, **k: calls["pl"].append(step) or pl(*a, **k))
+    monkeypatch.setattr(family, "r1_penalty", lambda *a, **k: calls["r1"].append(step) or r1(*a, **k))
+    order = torch.Generator().manual_seed(0)
+
+    def next_batch():
+        indices = torch.randint(len(data), (cfg.train.batch_size,), generator=order)
+        return (indices, *data.batch(indices))
+
+    for step in range(1, 8):
+        at = Step(step, 0.0, False, device, next_batch=next_batch, autocast=contextlib.nullcontext)
+        family.train_step(m, cfg, at)
+    assert calls == {"pl": [2, 4, 6], "r1": [3, 6]}
+    assert float(m.pl_mean) > 0
+    # Adam of a lazily regularized network: lr and betas scaled by interval / (interval + 1).
+    assert m.opt_d.defaults["lr"] == pytest.approx(cfg.train.lr_d * 3 / 4)
+    assert m.opt_g.defaults["betas"][1] == pytest.approx(cfg.train.beta2 ** (2 / 3))
+
+
+def test_a_few_steps_train_through_the_loop_and_generate_from_the_checkpoint(tmp_path):
+    cfg = _cfg(model={"conditional": True})
+    events = []
+    result = train(cfg, out_dir=tmp_path, on_event=lambda kind, data: events.append((kind, data)))
+    assert result.status == "completed" and result.checkpoint is not None
+    assert [d["step"] for k, d in events if k == "sample"] == [3, 6]
+    stats = [d["values"] for k, d in events if k == "stats"]
+    assert {"loss_d", "loss_g", "d_real", "d_fake"} <= stats[-1].keys()
+    assert all(math.isfinite(v) for v in stats[-1].values())
+
+    G, loaded, _ = load_generator(result.checkpoint)
+    assert loaded.model.arch == "stylegan2" and not G.training
+    assert float(G.mapping.w_avg.abs().sum()) > 0  # tracked during training, kept in the checkpoint
+    kwargs = {"z_dim": 16, "num_classes": 10, "n": 6, "seed": 3, "labels": [1, 2]}
+    plain = generate.generate(G, **kwargs)
+    truncated = generate.generate(G, truncation=0.5, **kwargs)
+    again = generate.generate(G, truncation=0.5, **kwargs)
+    assert truncated.samples.shape == (6, 1, 16, 16) and truncated.labels.tolist() == [1, 2, 1, 2, 1, 2]
+    assert (truncated.samples == again.samples).all()
+    assert not (truncated.samples == plain.samples).all()
+    # ψ toward w_avg, not z resampled: ψ → 0 gives every latent of a class the same image.
+    collapsed = generate.generate(G, truncation=1e-6, **kwargs).samples
+    assert abs(collapsed[0] - collapsed[2]).max() < 1e-4
+    walks = generate.generate_walks(G, steps=3, mode="lerp", truncation=0.7, **kwargs | {"n": 2})
+    assert walks.samples.shape == (6, 1, 16, 16)
+
+
+def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path):
+    cfg = _cfg(model={"conditional": True}, loss={"r1_gamma": 0.5}, train={"diffaugment": "translation"})
+    n, k = cfg.train.steps, 3
+
+    def run(out, stop_at=None):
+        calls = []
+        train(cfg, out_dir=out, should_stop=lambda: calls.append(1) or len(calls) == stop_at)
+
+    run(tmp_path / "a")
+    run(tmp_path / "b", stop_at=k)
+    run(tmp_path / "b")
+    a = load_file(str(tmp_path / "a" / "checkpoints" / f"{n:08d}.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / f"{n:08d}.safetensors"))
+    assert a.keys() == b.keys()
+    assert {"loss.pl_mean", "G.mapping.w_avg", "G_ema.mapping.w_avg"} <= a.keys()
+    assert float(a["loss.pl_mean"]) > 0
+    assert [key for key in a if not torch.equal(a[key], b[key])] == []
+
+
+def test_the_ema_half_life_sets_the_decay():
+    cfg = _cfg()
+    assert cfg.train.ema is None and cfg.train.ema_kimg == 10.0
+    assert cfg.train.ema_decay == pytest.approx(0.5 ** (8 / 10_000))
+    assert family_of("stylegan2") is family
+
+
+def test_api_defaults_on_digits():
+    cfg = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}})
+    m, loss, t = cfg.model, cfg.loss, cfg.train
+    assert (m.image_size, m.clusters, m.spectral_norm, m.mapping_layers, m.mixing_prob) == (16, 0, False, 8, 0.9)
+    assert (loss.r1_every, loss.pl_weight, loss.pl_every) == (16, 2.0, 4)
+    assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 64)
+    assert (t.lr_g, t.beta1, t.beta2, t.ema, t.ema_kimg) == (0.0025, 0.0, 0.99, None, 10.0)
+    assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg  # as checkpoints and the API store it
+    chosen = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": {"r1_gamma": 3}})
+    assert chosen.loss.r1_gamma == 3
+    # A chosen EMA decay replaces the default half-life.
+    assert RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}, "train": {"ema": 0.99}})
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        pytest.param({"model": {"arch": "stylegan2", "image_size": 8}}, "model.image_size", id="size"),
+        pytest.param({"model": {"arch": "stylegan2", "spectral_norm": True}}, "model.spectral_norm", id="sn"),
+        pytest.param({"model": {"arch": "stylegan2", "clusters": 5}}, "model.clusters", id="clusters"),
+        pytest.param({"model": {"arch": "stylegan2", "pack": 2}}, "model.pack", id="pack"),
+        pytest.param({"model": {"arch": "stylegan2", "d_conditioning": "acgan"}}, "model.d_conditioning", id="acgan"),
+        pytest.param({"model": {"arch": "stylegan2"}, "loss": {"kind": "hinge"}}, "loss.kind", id="hinge"),
+        pytest.param({"model": {"arch": "stylegan2"}, "preset": "wgan-gp"}, "loss.kind", id="preset"),
+        pytest.param({"model": {"arch": "stylegan2"}, "train": {"n_critic": 2}}, "train.n_critic", id="n-critic"),
+        pytest.param({"model": {"arch": "stylegan2"}, "train": {"compile": True}}, "train.compile", id="compile"),
+        pytest.param({"model": {"arch": "stylegan2"}, "loss": {"top_k": 0.5}}, "loss.top_k", id="top-k"),
+        pytest.param({"model": {"arch": "dcgan", "mixing_prob": 0.5}}, "model.mixing_prob", id="dcgan-mixing"),
+        pytest.param({"loss": {"pl_weight": 1.0}}, "loss.pl_weight", id="dcgan-pl"),
+        pytest.param({"train": {"ema": 0.9, "ema_kimg": 5}}, "train.ema_kimg", id="two-emas"),
+        pytest.param({"model": {"arch": "stylegan2", "mixing_prob": 1.5}}, "mixing_prob", id="mixing-range"),
+    ],
+)
+def test_impossible_configs_name_their_field(body: dict, field: str):
+    with pytest.raises(ValidationError) as info:
+        RunConfig.model_validate({"dataset": "digits", **body})
+    assert field in str(info.value)
+
+
+def test_points_are_refused():
+    with pytest.raises(ValidationError, match=r"model\.arch"):
+        RunConfig.model_validate({"dataset": "ring8", "model": {"arch": "stylegan2"}})
