@@ -64,7 +64,14 @@ def load_scorer(path: Path | str, *, ema: bool = True, device: str | torch.devic
     generator, cfg, data_info = load_generator(path, ema=ema, device=device)
     if data_info.get("kind") == "points" or not data_info.get("channels"):
         raise ValueError("Anomaly scoring works on image runs; this run is trained on 2-D points")
-    discriminator = build_discriminator(cfg, channels=data_info["channels"], num_classes=data_info["num_classes"])
+    if cfg.model.arch == "stylegan2":
+        from core.networks_stylegan2 import build_discriminator as build_style_discriminator
+
+        discriminator: nn.Module = build_style_discriminator(
+            cfg, channels=data_info["channels"], num_classes=data_info["num_classes"]
+        )
+    else:
+        discriminator = build_discriminator(cfg, channels=data_info["channels"], num_classes=data_info["num_classes"])
     with safe_open(str(path), framework="pt", device="cpu") as f:
         state = {k[2:]: f.get_tensor(k) for k in f.keys() if k.startswith("D.")}
     discriminator.load_state_dict(state)

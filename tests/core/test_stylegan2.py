@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from core import generate
+from core import generate, scoring
 from core.checkpoint import load_generator
 from core.config import RunConfig
 from core.datasets import load_dataset
@@ -158,6 +159,12 @@ def test_a_few_steps_train_through_the_loop_and_generate_from_the_checkpoint(tmp
     assert abs(collapsed[0] - collapsed[2]).max() < 1e-4
     walks = generate.generate_walks(G, steps=3, mode="lerp", truncation=0.7, **kwargs | {"n": 2})
     assert walks.samples.shape == (6, 1, 16, 16)
+
+    # Anomaly scoring loads its discriminator too, and searches its latents.
+    scorer = scoring.load_scorer(result.checkpoint)
+    real = load_dataset("digits", image_size=16).batch(torch.arange(3))[0]  # (3, 1, 16, 16)
+    scores = scoring.score_images(scorer, real, steps=2)
+    assert all(values.shape == (3,) and np.isfinite(values).all() for values in scores.values())
 
 
 def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path):
