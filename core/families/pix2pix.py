@@ -121,7 +121,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     grad_norm_g = _grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
 
-    stats: StepStats = {**stats_d, **stats_g, "l1": l1.detach(), "loss_g": loss_g.detach()}
+    # The L1 term as `loss_g_l1`: the name `l1` is the evaluation's, on held-out pairs.
+    stats: StepStats = {**stats_d, **stats_g, "loss_g_l1": l1.detach(), "loss_g": loss_g.detach()}
     if grad_norm_d is not None and grad_norm_g is not None:
         stats |= {"grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
     if cfg.loss.instance_noise > 0:

@@ -140,7 +140,7 @@ def test_pix2pix_trains_a_few_steps_with_its_grid_metrics_and_checkpoint(tmp_pat
     env = [d for kind, d in events if kind == "environment"]
     assert env[0]["primary_metric"] == ["l1", "min"] and env[0]["metric_floor"]["digit_accuracy"] > 0.9
     stats = [d["values"] for kind, d in events if kind == "stats"]
-    assert {"loss_d", "loss_g", "loss_g_adv", "l1", "d_real", "d_fake"} <= stats[0].keys()
+    assert {"loss_d", "loss_g", "loss_g_adv", "loss_g_l1", "d_real", "d_fake"} <= stats[0].keys()
     tensors = load_file(str(tmp_path / "checkpoints" / "00000004.safetensors"))
     assert any(k.startswith("G.down.") for k in tensors) and any(k.startswith("G_ema.up.") for k in tensors)
     assert any(k.startswith("D.net.") for k in tensors) and any(k.startswith("opt_d.state.") for k in tensors)

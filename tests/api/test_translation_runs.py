@@ -1,0 +1,71 @@
+"""pix2pix through the service: a run posted to the real API trains on the real worker with its grids, metrics and
+checkpoints; a generation from it fails saying why; impossible translation configs are 422s naming the field."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Service
+from tests.utils.runs import wait_for_status
+
+PIX2PIX = {
+    "dataset": "digits-edges",
+    "model": {"width": 4},
+    "train": {"steps": 4, "batch_size": 4},
+    "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 2, "eval_samples": 64},
+}
+
+
+def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = client.get(url).json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
+
+
+def test_a_pix2pix_run_trains_and_refuses_generations(postgres_service: Service) -> None:
+    with postgres_service.client(postgres_service.new_user_token("pix2pix")) as client:
+        response = client.post("/runs", json=PIX2PIX)
+        assert response.status_code == 201, response.text
+        assert response.json()["config"]["model"]["arch"] == "pix2pix"
+        run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
+        assert run["status"] == "succeeded", run["error"]
+        run_id = run["id"]
+
+        assert client.get(f"/runs/{run_id}/samples/latest.png").status_code == 200
+        assert [c["step"] for c in client.get(f"/runs/{run_id}/checkpoints").json()["items"]][-1] == 4
+        series = client.get(f"/runs/{run_id}/metrics").json()["series"]
+        for name in ("l1", "psnr", "ssim", "sharpness", "digit_accuracy"):
+            assert [step for step, _ in series[name]] == [2, 4], name
+
+        response = client.post(f"/runs/{run_id}/generations", json={"n": 4})
+        assert response.status_code == 202, response.text
+        job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+        assert job["status"] == "failed"
+        assert "pix2pix, which translates input images and does not sample from latents" in job["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param({"dataset": "digits", "model": {"arch": "pix2pix"}}, "model.arch", id="unpaired"),
+        pytest.param({"dataset": "digits-edges", "model": {"pack": 2}}, "model.pack", id="pack"),
+        pytest.param({"dataset": "digits-edges", "loss": {"kind": "wgan"}}, "loss.kind", id="wgan"),
+    ],
+)
+def test_impossible_pix2pix_runs_are_422_naming_the_field(
+    postgres_service: Service, body: dict[str, Any], field: str
+) -> None:
+    with postgres_service.client(postgres_service.new_user_token("pix2pix-422")) as client:
+        response = client.post("/runs", json=body)
+        assert response.status_code == 422, response.text
+        error = response.json()["detail"][0]
+        assert error["loc"] == ["body"] and error["msg"].startswith(f"Value error, {field}: "), error
