@@ -223,6 +223,11 @@ def load_generator(
         prefix = "G_ema." if ema and any(k.startswith("G_ema.") for k in keys) else "G."
         state = {k[len(prefix) :]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
     cfg = RunConfig.model_validate_json(meta["config"])
+    if cfg.model.arch == "ctgan":
+        raise ValueError(
+            "this run trains ctgan, which synthesizes table rows; generations and scores of tables are not "
+            "available yet"
+        )
     if cfg.model.arch in TRANSLATION_ARCHS:
         raise ValueError(
             f"this run trains {cfg.model.arch}, which translates input images and does not sample from latents, "

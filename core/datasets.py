@@ -7,6 +7,8 @@ Built-ins:
   BILINEAR to the run's image size, labels kept.
 - `stacked-digits`: three random digits in the R, G and B channels, labelled 100 * r + 10 * g + b: 1,000 modes,
   built from the digits as Stacked MNIST is built from MNIST (Metz et al. 2017; Lin et al. 2018).
+- `breast-cancer`, `wine`: scikit-learn's tables (core/tabular/data.py), their class as the categorical column
+  `target`, 20 % of the rows held out of training.
 - `digits-edges`: paired (core/paired.py): each digit's Sobel edges as the input, the digit as the target.
 
 Uploaded datasets (ids `ds_...`) are read through `core.uploads.read_images`, center-cropped and resized to the
@@ -113,6 +115,10 @@ def load_dataset(name: str, *, image_size: int, dataset_dir: Path | str | None =
         from core.paired import digits_edges
 
         return digits_edges(image_size)
+    if BUILTIN_DATASETS.get(name, {}).get("kind") == "table":
+        from core.tabular.data import builtin_dataset
+
+        return builtin_dataset(name)
     if DATASET_ID_PATTERN.match(name):
         if dataset_dir is None:
             raise ValueError(f"dataset: {name} is an uploaded dataset but no dataset folder was given")

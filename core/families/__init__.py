@@ -7,6 +7,7 @@ grids and checkpoints on their cadence, divergence and stop checks. It hands a f
 
 Families: `noise` (latents → images or 2-D points: unconditional, class-conditional, cluster-conditioned),
 `pix2pix` (paired image-to-image translation), `stylegan2` (the style-based generator: latents → images).
+`ctgan` (table rows from latents and a conditional vector; core/tabular holds the tables).
 `family_of(arch)` maps `model.arch` to its family. A family module has the functions of `Family`, and its `build`
 returns an object with the attributes of `Models`. A family whose samples core.metrics.Evaluator cannot judge (a
 translation is judged against its target) also provides `evaluator(data, cfg, device)`: an object with the
@@ -90,6 +91,9 @@ def family_of(arch: str) -> Family:
     from core.families import stylegan2
 
     families["stylegan2"] = stylegan2
+    from core.families import ctgan
+
+    families["ctgan"] = ctgan
     if arch not in families:
         raise ValueError(f"model.arch: no family trains {arch!r}")
     return families[arch]  # type: ignore[no-any-return]

@@ -166,6 +166,7 @@ def _fit_numeric(values: np.ndarray, *, rng: np.random.Generator, seed: int) -> 
         n_init=1,
         max_iter=100,
         random_state=seed,
+        covariance_type="diag",  # one dimension: the same model as "full", without a Cholesky per component
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a mixture that stops early is still a good encoding

@@ -1,0 +1,130 @@
+"""The ctgan family through core: config checks, exact resume with EMA, evaluation, sampling from a checkpoint with
+conditions, and the table metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from safetensors.torch import load_file
+
+from core import checkpoint
+from core.config import RunConfig
+from core.families.ctgan import load_table_generator, sample_rows
+from core.tabular.columns import Column
+from core.tabular.data import builtin_dataset
+from core.tabular.io import read_csv, write_csv
+from core.tabular.metrics import dcr_ratio, ks_complement, quality, tv_complement
+from core.train import train
+
+N, K = 6, 3
+TINY = {
+    "dataset": "wine",
+    "model": {"width": 16, "z_dim": 8, "pack": 2},
+    "train": {"steps": N, "batch_size": 20, "ema": 0.9, "precision": "fp32", "device": "cpu"},
+}
+
+
+def _run(out_dir, cfg: RunConfig, stop_at: int | None = None) -> list[tuple[str, dict]]:
+    events: list[tuple[str, dict]] = []
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) == stop_at
+
+    train(cfg, out_dir=out_dir, on_event=lambda kind, data: events.append((kind, data)), should_stop=should_stop)
+    return events
+
+
+def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse():
+    cfg = RunConfig.model_validate({"dataset": "breast-cancer"})
+    assert (cfg.model.arch, cfg.model.pack, cfg.loss.kind, cfg.train.batch_size) == ("ctgan", 10, "wgan-gp", 500)
+    assert cfg.data_kind == "table"
+    for preset in ("wgan-gp", "sngan-hinge"):
+        assert RunConfig.model_validate({"dataset": "wine", "preset": preset}).model.arch == "ctgan"
+    refused = [
+        ({"dataset": "wine", "model": {"arch": "dcgan"}}, "model.arch: wine is a table; only the ctgan architecture"),
+        ({"dataset": "wine", "preset": "dcgan"}, "model.arch: wine is a table"),
+        ({"dataset": "digits", "model": {"arch": "ctgan"}}, "model.arch: ctgan synthesizes table rows, and digits is"),
+        ({"dataset": "ds_0123abcd", "model": {"arch": "ctgan"}}, "tables cannot be uploaded yet"),
+        ({"dataset": "ring8", "model": {"arch": "ctgan"}}, "ring8 is 2-D point data"),
+        ({"dataset": "wine", "model": {"conditional": True}}, "model.conditional: ctgan conditions on every categorical column"),
+        ({"dataset": "wine", "train": {"diffaugment": "color"}}, "train.diffaugment: DiffAugment works on images"),
+        ({"dataset": "wine", "model": {"pack": 3}}, "model.pack: train.batch_size (500) must be a multiple of pack"),
+    ]
+    for body, message in refused:
+        with pytest.raises(ValidationError) as info:
+            RunConfig.model_validate(body)
+        assert message in str(info.value), body
+
+
+def test_resuming_a_ctgan_run_gives_the_same_weights_bit_for_bit_and_evaluation_leaves_it_alone(tmp_path):
+    body = TINY | {"schedule": {"sample_every": 2, "checkpoint_every": 100, "eval_every": 3, "eval_samples": 64}}
+    cfg = RunConfig.model_validate(body)
+    straight = _run(tmp_path / "a", cfg)
+    first = _run(tmp_path / "b", cfg, stop_at=K)
+    assert [d["step"] for k, d in first if k == "checkpoint"] == [K]
+    _run(tmp_path / "b", cfg)
+    quiet = RunConfig.model_validate(TINY | {"schedule": {"sample_every": 2, "checkpoint_every": 100}})
+    _run(tmp_path / "c", quiet)
+
+    name = f"{N:08d}.safetensors"
+    a, b, c = (load_file(str(tmp_path / x / "checkpoints" / name)) for x in "abc")
+    assert any(k.startswith("G_ema.") for k in a) and a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert [k for k in a if not torch.equal(a[k], c[k])] == []  # evaluating did not change the training
+    png = f"{N:08d}.png"
+    assert (tmp_path / "a" / "samples" / png).read_bytes() == (tmp_path / "b" / "samples" / png).read_bytes()
+    metrics = {d["name"] for k, d in straight if k == "metric" and d["step"] == 3}
+    assert {"column_shapes", "column_pair_trends", "quality_score", "dcr_ratio"} <= metrics
+    env = next(d for k, d in straight if k == "environment" and "metric_floor" in d)
+    assert env["primary_metric"] == ["quality_score", "max"] and env["metric_floor"]["quality_score"] > 0.7
+
+    # Sampling from the checkpoint: the same seed, the same rows, in the table's own columns and categories.
+    path = tmp_path / "a" / "checkpoints" / name
+    tg = load_table_generator(path)
+    rows, made = sample_rows(tg, 50, seed=3)
+    again, _ = sample_rows(tg, 50, seed=3)
+    other, _ = sample_rows(tg, 50, seed=4)
+    data = builtin_dataset("wine")
+    csv = write_csv(rows, tg.transformer.columns)
+    assert made == 50 and csv == write_csv(again, tg.transformer.columns) != write_csv(other, tg.transformer.columns)
+    back = read_csv(csv)
+    assert list(back) == list(data.rows) and set(back["target"]) <= {"class_0", "class_1", "class_2"}
+    assert all(float(v) == int(v) for v in back["magnesium"])  # a discrete column comes back as integers
+
+    # Conditions: a category through the conditional vector, every row checked; what cannot be met is refused.
+    fixed, made = sample_rows(tg, 20, seed=5, conditions={"target": "class_1"})
+    assert made == len(fixed["target"]) and set(fixed["target"]) <= {"class_1"}
+    with pytest.raises(ValueError, match=r"conditions\.target: 'class_9' is not one of its categories"):
+        sample_rows(tg, 5, seed=0, conditions={"target": "class_9"})
+    with pytest.raises(ValueError, match=r"conditions\.alcohol: a continuous column cannot be fixed"):
+        sample_rows(tg, 5, seed=0, conditions={"alcohol": 13.0})
+
+    # The image generations path says it cannot serve a table run.
+    with pytest.raises(ValueError, match="this run trains ctgan, which synthesizes table rows"):
+        checkpoint.load_generator(path)
+
+
+def test_the_metrics_follow_their_definitions():
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert ks_complement(x, x) == 1.0 and ks_complement(x, x + 10) == 0.0
+    assert ks_complement(x, np.array([1.0, 2.0, np.nan, np.nan])) == 0.5
+    cats = np.array(["a", "a", "b", None], dtype=object)
+    assert tv_complement(cats, cats) == 1.0
+    assert tv_complement(cats, np.array(["a", "b", "b", "b"], dtype=object)) == pytest.approx(0.5)
+
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=400)
+    columns = [Column("u", "continuous", decimals=3), Column("v", "continuous", decimals=3), Column("c", "categorical")]
+    real = {"u": u, "v": u + 0.1 * rng.normal(size=400), "c": np.where(u > 0, "hi", "lo").astype(object)}
+    shuffled = {"u": real["u"], "v": rng.permutation(real["v"]), "c": rng.permutation(real["c"])}
+    same, broken = quality(real, real, columns), quality(real, shuffled, columns)
+    assert same == {"column_shapes": 1.0, "column_pair_trends": 1.0, "quality_score": 1.0}
+    assert broken["column_shapes"] == 1.0 and broken["column_pair_trends"] < 0.8
+    train_rows = {k: v[:200] for k, v in real.items()}
+    held = {k: v[200:] for k, v in real.items()}
+    assert dcr_ratio(train_rows, train_rows, held, columns) == 0.0  # copies of training rows
+    assert 0.5 < dcr_ratio(held, train_rows, held, columns) <= 1.0
