@@ -196,7 +196,14 @@ def test_the_ema_half_life_sets_the_decay():
 def test_api_defaults_on_digits():
     cfg = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}})
     m, loss, t = cfg.model, cfg.loss, cfg.train
-    assert (m.image_size, m.clusters, m.spectral_norm, m.mapping_layers, m.mixing_prob) == (16, 0, False, 8, 0.9)
+    assert (m.image_size, m.width, m.clusters, m.spectral_norm, m.mapping_layers, m.mixing_prob) == (
+        16,
+        16,
+        0,
+        False,
+        8,
+        0.9,
+    )
     assert (loss.r1_every, loss.pl_weight, loss.pl_every) == (16, 2.0, 4)
     assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 64)
     assert (t.lr_g, t.beta1, t.beta2, t.ema, t.ema_kimg) == (0.0025, 0.0, 0.99, None, 10.0)
