@@ -1,0 +1,63 @@
+"""stylegan2 through the service: a run posted to the real API trains on the real worker with its grids and
+checkpoints, and generations from it (truncated toward its mean w, and latent walks) succeed."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from tests.conftest import Service
+from tests.utils.runs import wait_for_status
+
+STYLEGAN2 = {
+    "dataset": "digits",
+    "model": {"arch": "stylegan2", "width": 4, "z_dim": 8, "w_dim": 8, "mapping_layers": 2, "conditional": True},
+    "train": {"steps": 4, "batch_size": 4},
+    "loss": {"r1_every": 2, "pl_every": 2},
+    "schedule": {"sample_every": 2, "checkpoint_every": 2},
+}
+
+
+def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = client.get(url).json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
+
+
+def test_a_stylegan2_run_trains_and_generates(postgres_service: Service) -> None:
+    with postgres_service.client(postgres_service.new_user_token("stylegan2")) as client:
+        response = client.post("/runs", json=STYLEGAN2)
+        assert response.status_code == 201, response.text
+        config = response.json()["config"]
+        assert config["model"]["arch"] == "stylegan2" and config["train"]["ema_kimg"] == 10.0
+        run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
+        assert run["status"] == "succeeded", run["error"]
+        run_id = run["id"]
+
+        assert client.get(f"/runs/{run_id}/samples/latest.png").status_code == 200
+        assert [c["step"] for c in client.get(f"/runs/{run_id}/checkpoints").json()["items"]][-1] == 4
+
+        request = {"n": 4, "seed": 5, "truncation": 0.5, "labels": [3], "format": "npz"}
+        response = client.post(f"/runs/{run_id}/generations", json=request)
+        assert response.status_code == 202, response.text
+        job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+        assert job["status"] == "succeeded", job["error"]
+        samples = np.load(io.BytesIO(client.get(job["result_url"]).content))["samples"]
+        assert samples.shape == (4, 1, 16, 16) and np.isfinite(samples).all()
+
+        walk = {"n": 2, "interpolate": {"steps": 3}, "format": "png"}
+        response = client.post(f"/runs/{run_id}/generations", json=walk)
+        assert response.status_code == 202, response.text
+        job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+        assert job["status"] == "succeeded", job["error"]
+        assert Image.open(io.BytesIO(client.get(job["result_url"]).content)).format == "PNG"
