@@ -12,8 +12,14 @@
   a different category or a missing value on one side counts 1. Near 1 the synthetic rows are as far from the
   training rows as unseen real rows are; far below 1 the model copies training rows.
 
+- Machine-learning efficacy, `ml_efficacy`, when the table names a target column: a logistic regression (on every
+  other column: numbers scaled by the training range with a missing flag, one-hot categories) trained on the
+  synthetic rows predicts the target of the real holdout; the value is its ROC AUC (one-vs-rest, macro-averaged for
+  more than two classes). Left out when the synthetic rows hold a single class.
+
 `TableEvaluator` reports them during training; its `floor` holds the same metrics for the real holdout against the
-training rows (the dcr_ratio of real unseen rows is 1 by definition).
+training rows (the dcr_ratio of real unseen rows is 1 by definition; `ml_efficacy` is the same classifier trained on
+the real training rows).
 """
 
 from __future__ import annotations
@@ -159,6 +165,35 @@ def dcr_ratio(fake: Table, train: Table, held: Table, columns: list[Column]) -> 
     return float(np.median(d_fake) / max(float(np.median(d_held)), 1e-12))
 
 
+def ml_efficacy(fit_rows: Table, held: Table, columns: list[Column], target: str, train: Table) -> float | None:
+    """ROC AUC on the holdout's target of a logistic regression fitted on `fit_rows`; None when `fit_rows` or the
+    holdout hold a single class."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    features = [c for c in columns if c.name != target]
+    y_fit, y_held = _codes(fit_rows[target]), _codes(held[target])
+    classes = sorted(set(y_fit.tolist()))
+    if len(classes) < 2 or len(set(y_held.tolist())) < 2 or not features:
+        return None
+    model = LogisticRegression(max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(_features(fit_rows, features, train), y_fit)
+    proba = model.predict_proba(_features(held, features, train))  # (N, classes the model saw)
+    everything = sorted(set(classes) | set(y_held.tolist()))
+    full = np.zeros((len(y_held), len(everything)))
+    for j, c in enumerate(model.classes_.tolist()):
+        full[:, everything.index(c)] = proba[:, j]
+    if len(everything) == 2:
+        return float(roc_auc_score(y_held == everything[1], full[:, 1]))
+    full /= full.sum(1, keepdims=True).clip(1e-12)
+    return float(roc_auc_score(y_held, full, multi_class="ovr", average="macro", labels=everything))
+
+
 class TableEvaluator:
     """`TableEvaluator(dataset, n_samples)` then `values = ev(sample_fn)`, sample_fn(n) giving encoded rows (n, D)
     as core.families.ctgan's sampler does; `floor`, `primary` and `skipped` as core.metrics.Evaluator's."""
@@ -173,7 +208,14 @@ class TableEvaluator:
         if n_held >= MIN_HOLDOUT:
             self.floor = quality(dataset.rows, dataset.held, dataset.columns) | {"dcr_ratio": 1.0}
         else:
-            self.skipped["dcr_ratio"] = f"the table holds out {n_held} rows; the privacy ratio needs {MIN_HOLDOUT}"
+            for name in ("dcr_ratio", "ml_efficacy"):
+                self.skipped[name] = f"the table holds out {n_held} rows; {name} needs at least {MIN_HOLDOUT}"
+        if dataset.target is None:
+            self.skipped["ml_efficacy"] = "the table names no target column"
+        if "ml_efficacy" not in self.skipped:
+            real = ml_efficacy(dataset.rows, dataset.held, dataset.columns, dataset.target, dataset.rows)
+            if real is not None:
+                self.floor["ml_efficacy"] = real
 
     def __call__(self, sample_fn: SampleFn) -> dict[str, float]:
         rows, _ = sample_fn(self.n_samples)
@@ -181,4 +223,8 @@ class TableEvaluator:
         values = quality(self.data.rows, fake, self.data.columns)
         if "dcr_ratio" not in self.skipped:
             values["dcr_ratio"] = dcr_ratio(fake, self.data.rows, self.data.held, self.data.columns)
+        if "ml_efficacy" not in self.skipped:
+            auc = ml_efficacy(fake, self.data.held, self.data.columns, self.data.target, self.data.rows)
+            if auc is not None:
+                values["ml_efficacy"] = auc
         return values | {"n_fake": float(self.n_samples)}

@@ -15,7 +15,7 @@ from core.families.ctgan import load_table_generator, sample_rows
 from core.tabular.columns import Column
 from core.tabular.data import builtin_dataset
 from core.tabular.io import read_csv, write_csv
-from core.tabular.metrics import dcr_ratio, ks_complement, quality, tv_complement
+from core.tabular.metrics import dcr_ratio, ks_complement, ml_efficacy, quality, tv_complement
 from core.train import train
 
 N, K = 6, 3
@@ -50,7 +50,7 @@ def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse(
         ({"dataset": "digits", "model": {"arch": "ctgan"}}, "model.arch: ctgan synthesizes table rows, and digits is"),
         ({"dataset": "ds_0123abcd", "model": {"arch": "ctgan"}}, "tables cannot be uploaded yet"),
         ({"dataset": "ring8", "model": {"arch": "ctgan"}}, "ring8 is 2-D point data"),
-        ({"dataset": "wine", "model": {"conditional": True}}, "model.conditional: ctgan conditions on every categorical column"),
+        ({"dataset": "wine", "model": {"conditional": True}}, "model.conditional: ctgan conditions on every"),
         ({"dataset": "wine", "train": {"diffaugment": "color"}}, "train.diffaugment: DiffAugment works on images"),
         ({"dataset": "wine", "model": {"pack": 3}}, "model.pack: train.batch_size (500) must be a multiple of pack"),
     ]
@@ -78,9 +78,10 @@ def test_resuming_a_ctgan_run_gives_the_same_weights_bit_for_bit_and_evaluation_
     png = f"{N:08d}.png"
     assert (tmp_path / "a" / "samples" / png).read_bytes() == (tmp_path / "b" / "samples" / png).read_bytes()
     metrics = {d["name"] for k, d in straight if k == "metric" and d["step"] == 3}
-    assert {"column_shapes", "column_pair_trends", "quality_score", "dcr_ratio"} <= metrics
+    assert {"column_shapes", "column_pair_trends", "quality_score", "dcr_ratio", "ml_efficacy"} <= metrics
     env = next(d for k, d in straight if k == "environment" and "metric_floor" in d)
     assert env["primary_metric"] == ["quality_score", "max"] and env["metric_floor"]["quality_score"] > 0.7
+    assert env["metric_floor"]["ml_efficacy"] > 0.9  # wine's cultivar from its measurements, on real rows
 
     # Sampling from the checkpoint: the same seed, the same rows, in the table's own columns and categories.
     path = tmp_path / "a" / "checkpoints" / name
@@ -128,3 +129,8 @@ def test_the_metrics_follow_their_definitions():
     held = {k: v[200:] for k, v in real.items()}
     assert dcr_ratio(train_rows, train_rows, held, columns) == 0.0  # copies of training rows
     assert 0.5 < dcr_ratio(held, train_rows, held, columns) <= 1.0
+    # Efficacy: c is the sign of u, so a classifier fitted on real rows ranks the holdout well, and one fitted on rows
+    # whose classes were swapped ranks it backwards.
+    assert ml_efficacy(train_rows, held, columns, "c", train_rows) > 0.95
+    swapped = train_rows | {"c": np.where(train_rows["c"] == "hi", "lo", "hi").astype(object)}
+    assert ml_efficacy(swapped, held, columns, "c", train_rows) < 0.05
