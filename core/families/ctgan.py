@@ -142,8 +142,12 @@ class CondSpace:
     def draw(
         self, b: int, *, log_freq: bool, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """cond (B, C), the conditioned column (B,) and its category (B,)."""
+        """cond (B, C), the conditioned column (B,) and its category (B,); (B, 0) and zeros without categorical
+        columns, drawing nothing."""
         device = self.freq.device
+        if not self.spans:
+            none = torch.zeros(b, dtype=torch.long, device=device)
+            return torch.zeros(b, 0, device=device), none, none
         col = torch.randint(len(self.spans), (b,), device=device, generator=generator)
         probs = (self.log_freq if log_freq else self.freq)[col]  # (B, W)
         cat = torch.multinomial(probs, 1, generator=generator).squeeze(1)
