@@ -1,0 +1,73 @@
+"""ctgan through the service: a run on a built-in table posted to the real API trains on the real worker with its
+histogram picture, table metrics and checkpoints; a generation from it fails saying why; an image architecture on a
+table, or ctgan on images, is a 422 naming the field."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Service
+from tests.utils.runs import wait_for_status
+
+CTGAN = {
+    "dataset": "wine",
+    "model": {"width": 16, "z_dim": 8, "pack": 2},
+    "train": {"steps": 4, "batch_size": 20},
+    "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 2, "eval_samples": 64},
+}
+
+
+def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = client.get(url).json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
+
+
+def test_a_ctgan_run_on_a_builtin_table_trains_and_refuses_generations(postgres_service: Service) -> None:
+    with postgres_service.client(postgres_service.new_user_token("ctgan")) as client:
+        wine = client.get("/datasets/wine").json()
+        assert (wine["kind"], wine["num_images"], wine["builtin"]) == ("table", 178, True)
+        response = client.post("/runs", json=CTGAN)
+        assert response.status_code == 201, response.text
+        assert response.json()["config"]["model"]["arch"] == "ctgan"
+        run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
+        assert run["status"] == "succeeded", run["error"]
+        run_id = run["id"]
+
+        assert client.get(f"/runs/{run_id}/samples/latest.png").status_code == 200
+        assert [c["step"] for c in client.get(f"/runs/{run_id}/checkpoints").json()["items"]][-1] == 4
+        series = client.get(f"/runs/{run_id}/metrics").json()["series"]
+        for name in ("column_shapes", "column_pair_trends", "quality_score", "dcr_ratio", "ml_efficacy"):
+            assert [step for step, _ in series[name]] == [2, 4], name
+
+        response = client.post(f"/runs/{run_id}/generations", json={"n": 4})
+        assert response.status_code == 202, response.text
+        job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+        assert job["status"] == "failed"
+        assert "this run trains ctgan, which synthesizes table rows" in job["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"dataset": "wine", "model": {"arch": "dcgan"}}, id="image-arch-on-a-table"),
+        pytest.param({"dataset": "digits", "model": {"arch": "ctgan"}}, id="ctgan-on-images"),
+    ],
+)
+def test_mixing_tables_and_image_architectures_is_a_422_naming_model_arch(
+    postgres_service: Service, body: dict[str, Any]
+) -> None:
+    with postgres_service.client(postgres_service.new_user_token("ctgan-422")) as client:
+        response = client.post("/runs", json=body)
+        assert response.status_code == 422, response.text
+        error = response.json()["detail"][0]
+        assert error["loc"] == ["body"] and error["msg"].startswith("Value error, model.arch: "), error
