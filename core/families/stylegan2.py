@@ -7,8 +7,10 @@ the lazy path-length regularization (every `loss.pl_every` steps), the discrimin
 R1 penalty on reals (every `loss.r1_every` steps). A lazy term is scaled by its interval, and Adam's learning rate
 and betas of the regularized network by interval / (interval + 1), as the paper does, so that the regularized runs
 match the unregularized schedule. The running mean of the path lengths is a tensor of the checkpoint
-(`loss.pl_mean`); the tracked mean of w is a buffer of G (and of G_ema). The sample grid and the evaluation's
-sampler are the noise family's.
+(`loss.pl_mean`); the tracked mean of w is a buffer of G (and of G_ema). With `train.augment` ada, D sees every
+image through core.ada's pipeline, whose probability p moves after each D step by the signs of D's logits on the
+reals (p and those signs are checkpoint tensors too). The sample grid and the evaluation's sampler are the noise
+family's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core import checkpoint
+from core.ada import AdaptiveAugment
 from core.augment import make_augment
 from core.config import RunConfig
 from core.datasets import Dataset
@@ -50,6 +53,7 @@ class Models:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     augment: Augment | None  # DiffAugment, applied to every input of D
+    ada: AdaptiveAugment | None  # adaptive augmentation of every input of D (train.augment ada)
     num_classes: int  # the classes G and D are conditioned on; 0 when unconditional
     pl_mean: torch.Tensor  # () the running mean of the path lengths
     # The lazy regularizers' last values, reported with the step's stats when they ran on it.
@@ -62,7 +66,8 @@ class Models:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {PL_MEAN: self.pl_mean}
+        """What a checkpoint keeps beside the modules: the path-length mean, and ADA's p and sign sums."""
+        return {PL_MEAN: self.pl_mean} | (self.ada.tensors() if self.ada is not None else {})
 
 
 def _lazy_adam(params: Any, *, lr: float, betas: tuple[float, float], every: int, on: bool) -> torch.optim.Adam:
@@ -85,16 +90,22 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
     betas = (cfg.train.beta1, cfg.train.beta2)
     loss = cfg.loss
     pl_mean = torch.zeros((), device=device)
+    ada = None
+    if cfg.train.augment == "ada":
+        ada = AdaptiveAugment(target=cfg.train.ada_target, batch_size=cfg.train.batch_size, device=device)
     if latest is not None:
         saved = checkpoint.read_tensor(latest, PL_MEAN)
         if saved is not None:
             pl_mean.copy_(saved)
+        if ada is not None:
+            ada.restore(latest)
     return Models(
         G=G,
         D=D,
         opt_g=_lazy_adam(G.parameters(), lr=cfg.train.lr_g, betas=betas, every=loss.pl_every, on=loss.pl_weight > 0),
         opt_d=_lazy_adam(D.parameters(), lr=cfg.train.lr_d, betas=betas, every=loss.r1_every, on=loss.r1_gamma > 0),
         augment=make_augment(cfg.train.diffaugment),
+        ada=ada,
         num_classes=data.num_classes if cfg.model.conditional else 0,
         pl_mean=pl_mean,
     )
@@ -143,6 +154,10 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if at.want_stats:
         stats["grad_norm_d"] = grad_norm(m.D)
     m.opt_d.step()
+    if m.ada is not None:  # steer the augmentation probability by how sure D is of the reals
+        m.ada.observe(logits_real)
+        m.ada.adjust(at.step)
+        stats["ada_p"] = m.ada.p.detach().clone()
 
     # Lazy R1: the gradient of D at the reals, on the same real batch.
     if loss.r1_gamma > 0 and at.step % loss.r1_every == 0:
@@ -205,6 +220,9 @@ def r1_penalty(m: Models, real: torch.Tensor, labels: torch.Tensor | None, *, au
 
 
 def _d_input(m: Models, x: torch.Tensor) -> torch.Tensor:
+    """What D sees of a batch: DiffAugment's or ADA's augmentation of it, or the batch."""
+    if m.ada is not None:
+        return m.ada(x)
     return m.augment(x) if m.augment is not None else x
 
 
