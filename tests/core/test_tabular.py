@@ -112,3 +112,14 @@ def test_the_builtin_tables_have_their_class_as_a_categorical_column():
         columns = infer_columns(table)
         assert len(table["target"]) == rows and set(table["target"]) == classes
         assert columns[-1].kind == "categorical" and {c.kind for c in columns[:-1]} <= {"continuous", "discrete"}
+
+
+def test_constant_and_empty_columns_round_trip():
+    """A column with one value, and one whose every cell is missing, encode and decode like any other."""
+    table = read_csv(b"k,n,e,c\n" + b"".join(f"7,{i},,same\n".encode() for i in range(30)))
+    columns = infer_columns(table)
+    assert [c.kind for c in columns] == ["discrete", "discrete", "categorical", "categorical"]
+    real = typed(table, columns)
+    tf = TableTransformer.fit(real, columns, seed=0)
+    assert write_csv(tf.decode(tf.encode(real, seed=0)), columns) == write_csv(real, columns)
+    assert summarize(real["k"], columns[0])["distinct"] == 1 and summarize(real["e"], columns[2])["missing"] == 30
