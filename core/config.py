@@ -61,6 +61,14 @@ BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
         "num_images": 178,
         "description": "scikit-learn's wine table: 178 rows, 13 measurements and the cultivar",
     },
+    "digits-printed": {
+        "kind": "images",
+        "channels": 1,
+        "num_classes": 10,
+        "num_images": 1797,
+        "pairing": "unpaired",  # two domains, A and B, with no pairs between them: unpaired translation (cyclegan)
+        "description": "unpaired: handwritten digits (A) and printed digits drawn with Pillow's font (B)",
+    },
     "digits-edges": {
         "kind": "images",
         "channels": 1,
@@ -80,12 +88,15 @@ ARCH_IMAGE_SIZES: dict[str, tuple[int, ...]] = {
     "resnet": (32, 64),
     "ctgan": (),
     "pix2pix": (32, 64, 128, 256),
+    "cyclegan": (32, 64, 128, 256),
     "stylegan2": (16, 32, 64, 128, 256, 512, 1024),
 }
 
 # Architectures that translate an input image into an output image (trained on paired data) instead of sampling
 # from latents: their runs make no generations from noise.
-TRANSLATION_ARCHS = ("pix2pix",)
+TRANSLATION_ARCHS = ("pix2pix", "cyclegan")
+# What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
+ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
 
 
 class _Strict(BaseModel):
@@ -93,11 +104,12 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["mlp", "dcgan", "resnet", "ctgan", "pix2pix", "stylegan2"] = Field(
+    arch: Literal["mlp", "dcgan", "resnet", "ctgan", "pix2pix", "cyclegan", "stylegan2"] = Field(
         "dcgan",
         description=(
             "Network family: mlp for 2-D data, dcgan or resnet (SNGAN-style) for images, pix2pix (a U-Net generator "
-            "and a PatchGAN discriminator, Isola et al. 2017) for paired image-to-image translation, stylegan2 (the "
+            "and a PatchGAN discriminator, Isola et al. 2017) for paired image-to-image translation, cyclegan (two "
+            "ResNet generators and two PatchGANs, Zhu et al. 2017) for unpaired translation, stylegan2 (the "
             "style-based generator and residual discriminator of Karras et al. 2020) for images, ctgan (Xu et al. "
             "2019) for table rows."
         ),
@@ -159,6 +171,12 @@ class ModelConfig(_Strict):
             "stylegan2: style-mixing regularization: the fraction of training fakes made from two latents, the "
             "second one's w taking over the layers after a random cutoff. 0 turns it off."
         ),
+    )
+    res_blocks: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="cyclegan: residual blocks of each ResNet generator; unset = the paper's 9 at 256 px, 6 below.",
     )
     patch_layers: int | None = Field(
         None,
@@ -227,6 +245,17 @@ class LossConfig(_Strict):
             "not ignore z within a class. 0 turns it off."
         ),
     )
+    cycle_weight: float = Field(
+        10.0, ge=0, description="cyclegan: weight λ of the cycle-consistency L1 terms |G_BA(G_AB(a)) - a| and back."
+    )
+    identity_weight: float = Field(
+        0.5,
+        ge=0,
+        description=(
+            "cyclegan: weight of the identity L1 terms |G_AB(b) - b| and |G_BA(a) - a|, as a fraction of "
+            "loss.cycle_weight (0.5, as Zhu et al.'s code); needs domains with the same channels. 0 turns it off."
+        ),
+    )
     l1_weight: float = Field(
         100.0,
         ge=0,
@@ -255,7 +284,22 @@ class TrainConfig(_Strict):
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1.")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2.")
     n_critic: int = Field(1, ge=1, le=20, description="Discriminator steps per generator step.")
-    lr_schedule: Literal["constant", "linear"] = Field("constant", description="Linear decays both rates to 0.")
+    lr_schedule: Literal["constant", "linear", "hold-then-linear"] = Field(
+        "constant",
+        description=(
+            "linear decays every rate to 0 over the run; hold-then-linear keeps them for the first half and then "
+            "decays them linearly to 0, as CycleGAN trains."
+        ),
+    )
+    pool_size: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description=(
+            "cyclegan: the history of generated images each discriminator also judges (Shrivastava et al. 2017): "
+            "half of its fakes come from the last this many. 0 turns it off."
+        ),
+    )
     ema: float | None = Field(
         None, gt=0, lt=1, description="Decay of an EMA copy of the generator; grids and samples use it when set."
     )
@@ -269,17 +313,6 @@ class TrainConfig(_Strict):
         ),
     )
     diffaugment: str = Field("", description="DiffAugment policy: comma-separated color, translation, cutout.")
-    augment: Literal["none", "ada"] = Field(
-        "none",
-        description=(
-            "ada: adaptive discriminator augmentation (Karras et al. 2020b) on every image D sees: flips, quarter "
-            "turns, integer translation, scaling, brightness, contrast, saturation and cutout, each applied with a "
-            "probability p that rises while D is too sure of the reals (stylegan2 runs)."
-        ),
-    )
-    ada_target: float = Field(
-        0.6, gt=0, lt=1, description="ADA: the E[sign(D(real))] that p steers toward; lower augments more."
-    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto picks bf16 where the hardware runs it fast (CUDA, AVX512-BF16 CPUs), else fp32."
     )
@@ -393,13 +426,15 @@ class RunConfig(_Strict):
         info = BUILTIN_DATASETS.get(self.dataset)
         kind = info["kind"] if info else "images"
         arch = self.model.arch
-        paired = info is not None and info.get("pairing") == "paired"
+        pairing = info.get("pairing") if info is not None else None
         if arch in TRANSLATION_ARCHS:
             self._check_translation(info)
-        elif paired:
+        elif pairing == "paired":
             raise ValueError(
                 f"model.arch: {self.dataset} pairs each input image with a target image; train it with pix2pix"
             )
+        elif pairing == "unpaired":
+            raise ValueError(f"model.arch: {self.dataset} holds two unpaired image domains; train it with cyclegan")
         if kind == "table" and arch != "ctgan":
             raise ValueError(f"model.arch: {self.dataset} is a table; only the ctgan architecture fits it, not {arch}")
         if arch == "ctgan" and kind != "table":
@@ -425,12 +460,6 @@ class RunConfig(_Strict):
                 for name in names:
                     if getattr(values, name) != type(values).model_fields[name].default:
                         raise ValueError(f"{section}.{name}: only the stylegan2 architecture has it, not {arch}")
-        if self.train.augment == "ada" and arch != "stylegan2":
-            raise ValueError(f"train.augment: ada is available for stylegan2 runs so far, not {arch}")
-        if self.train.augment == "ada" and self.train.diffaugment.strip():
-            raise ValueError("train.augment: ada and DiffAugment (train.diffaugment) both augment D's inputs; pick one")
-        if self.train.augment != "ada" and self.train.ada_target != TrainConfig.model_fields["ada_target"].default:
-            raise ValueError("train.ada_target: set train.augment to ada for a target to steer by")
         if self.train.ema is not None and self.train.ema_kimg is not None:
             raise ValueError("train.ema_kimg: set the EMA generator's decay (train.ema) or its half-life, not both")
         if self.model.d_depth > 1 and arch != "dcgan":
@@ -503,37 +532,42 @@ class RunConfig(_Strict):
                 raise ValueError(f"{field_path}: {reason}")
 
     def _check_translation(self, info: dict[str, Any] | None) -> None:
-        """What a pix2pix run needs: paired data, an image size the U-Net builds, and none of the noise family's
-        conditioning, packing or stabilizers that assume a latent input or a D on single images."""
+        """What a translation run needs: paired (pix2pix) or unpaired (cyclegan) data, an image size its networks
+        build, and none of the noise family's conditioning, packing or stabilizers that assume a latent input."""
         m, loss, train = self.model, self.loss, self.train
+        pairing = ARCH_PAIRING[m.arch]
+        builtin = {"paired": "digits-edges", "unpaired": "digits-printed"}[pairing]
         if info is None:
             raise ValueError(
-                f"dataset: {m.arch} trains on paired images; uploaded paired datasets are not supported yet, "
-                "so use the built-in digits-edges"
+                f"dataset: {m.arch} trains on {pairing} images; uploaded {pairing} datasets are not supported yet, "
+                f"so use the built-in {builtin}"
             )
-        if info.get("pairing") != "paired":
+        if info.get("pairing") != pairing:
+            needs = "translates inputs into targets" if pairing == "paired" else "translates between two domains"
             raise ValueError(
-                f"model.arch: {m.arch} translates inputs into targets and needs a paired dataset (digits-edges); "
-                f"{self.dataset} is not paired"
+                f"model.arch: {m.arch} {needs} and needs an {pairing} dataset ({builtin}); "
+                f"{self.dataset} is not {pairing}"
             )
         refused = [
             ("model.conditional", m.conditional, "the input image is the condition; set conditional to false"),
             ("model.clusters", m.clusters > 0, "the input image is the condition; set clusters to 0"),
             ("model.pack", m.pack > 1, "the PatchGAN judges each (input, output) pair on its own; set pack to 1"),
             ("model.minibatch_std", m.minibatch_std, "the PatchGAN has no minibatch-std feature; set it to false"),
-            ("train.n_critic", train.n_critic > 1, "pix2pix alternates one D and one G update; set n_critic to 1"),
+            ("train.n_critic", train.n_critic > 1, f"{m.arch} alternates one D and one G update; set n_critic to 1"),
             ("train.diffaugment", bool(train.diffaugment.strip()), "DiffAugment would move outputs off their inputs"),
             ("loss.feature_matching", loss.feature_matching > 0, "the PatchGAN exposes no feature layer; set it to 0"),
-            ("loss.mode_seeking", loss.mode_seeking > 0, "pix2pix has no latents to seek modes with; set it to 0"),
+            ("loss.mode_seeking", loss.mode_seeking > 0, f"{m.arch} has no latents to seek modes with; set it to 0"),
             ("loss.top_k", loss.top_k < 1, "top-k ranks whole samples, the PatchGAN scores patches; set it to 1"),
         ]
         for field_path, bad, reason in refused:
             if bad:
                 raise ValueError(f"{field_path}: {reason}")
         if loss.kind not in ("minimax", "nonsaturating", "lsgan", "hinge"):
-            raise ValueError(
-                f"loss.kind: pix2pix trains with minimax, nonsaturating (the paper's), lsgan or hinge, not {loss.kind}"
-            )
+            raise ValueError(f"loss.kind: {m.arch} trains with minimax, nonsaturating, lsgan or hinge, not {loss.kind}")
+        if m.arch == "cyclegan" and self.schedule.eval_every > 0:
+            raise ValueError("schedule.eval_every: cyclegan's evaluation is not available yet; set eval_every to 0")
+        if m.arch == "cyclegan" and train.compile:
+            raise ValueError("train.compile: cyclegan runs its generators uncompiled; set compile to false")
         size, layers = m.image_size, m.patch_layers
         if layers is not None and size // 2**layers < 3:
             most = max(n for n in range(1, 7) if size // 2**n >= 3)
@@ -653,6 +687,21 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "breast-cancer": TABLE_DEFAULTS,
     "wine": TABLE_DEFAULTS,
+    # digits-printed: CycleGAN as Zhu et al. train it (LSGAN, cycle weight 10, identity 0.5, a pool of 50, Adam 2e-4
+    # with beta1 0.5 held for the first half, then decayed to 0), narrowed for 32 px digits on a CPU.
+    "digits-printed": {
+        "model": {"arch": "cyclegan", "image_size": 32, "width": 16, "res_blocks": 4},
+        "loss": {"kind": "lsgan", "cycle_weight": 10.0, "identity_weight": 0.5},
+        "train": {
+            "steps": 3000,
+            "batch_size": 8,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "lr_schedule": "hold-then-linear",
+            "pool_size": 50,
+        },
+        "schedule": {"sample_every": 500, "checkpoint_every": 1000},
+    },
     "_uploaded": {
         "model": {"arch": "dcgan", "image_size": 32},
         "train": {"steps": 5000, "batch_size": 64},

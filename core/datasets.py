@@ -10,6 +10,7 @@ Built-ins:
 - `breast-cancer`, `wine`: scikit-learn's tables (core/tabular/data.py), their class as the categorical column
   `target`, 20 % of the rows held out of training.
 - `digits-edges`: paired (core/paired.py): each digit's Sobel edges as the input, the digit as the target.
+- `digits-printed`: unpaired (core/unpaired.py): handwritten digits (A) and digits printed with Pillow's font (B).
 
 Uploaded datasets (ids `ds_...`) are read through `core.uploads.read_images`, center-cropped and resized to the
 run's image size once, and cached next to the dataset as `cache_{size}px.npz`.
@@ -115,6 +116,10 @@ def load_dataset(name: str, *, image_size: int, dataset_dir: Path | str | None =
         from core.paired import digits_edges
 
         return digits_edges(image_size)
+    if name == "digits-printed":
+        from core.unpaired import digits_printed
+
+        return digits_printed(image_size)
     if BUILTIN_DATASETS.get(name, {}).get("kind") == "table":
         from core.tabular.data import builtin_dataset
 

@@ -1,5 +1,6 @@
 """Networks of image-to-image translation, architecture only: pix2pix's U-Net generator and PatchGAN discriminator
-(Isola et al. 2017, appendix 6.1).
+(Isola et al. 2017, appendix 6.1), and CycleGAN's ResNet generator (Zhu et al. 2017, appendix 7.2, after Johnson et
+al. 2016).
 
 U-Net: an encoder of 4x4 stride-2 convolutions halves the image down to 1x1 (log2(size) of them: 8 at 256 px, 5
 at 32 px), channels `width` x 1, 2, 4, 8, 8, ... (capped at 8x); BatchNorm on every encoder layer but the first
@@ -8,10 +9,16 @@ dropout 0.5 on its three innermost layers (the generator's only noise) and ReLU,
 layer's output with the decoder's at the same size (the skips); a last transposed convolution maps to the output
 channels, then tanh. Dropout is on in training only: in eval mode a translation is deterministic.
 
-PatchGAN: judges the input and the output (or target) concatenated on channels: `layers` 4x4 stride-2
-convolutions, then one 4x4 stride-1 convolution and a 4x4 stride-1 convolution to one logit per patch. Each logit
-sees a 16, 34, 70 or 142 px patch for 1, 2, 3 or 4 layers (3 is the paper's 70x70 PatchGAN). BatchNorm on all but
-the first layer, LeakyReLU 0.2; with spectral norm on every convolution instead of BatchNorm.
+PatchGAN: judges its images concatenated on channels (pix2pix: the input and the output or target; CycleGAN: one
+image): `layers` 4x4 stride-2 convolutions, then one 4x4 stride-1 convolution and a 4x4 stride-1 convolution to one
+logit per patch. Each logit sees a 16, 34, 70 or 142 px patch for 1, 2, 3 or 4 layers (3 is the papers' 70x70
+PatchGAN). BatchNorm (pix2pix) or InstanceNorm (CycleGAN) on all but the first layer, LeakyReLU 0.2; with spectral
+norm on every convolution instead of a normalisation.
+
+ResNet generator: c7s1-w (7x7 convolution, InstanceNorm, ReLU, reflection padding), two 3x3 stride-2 convolutions
+to 2w and 4w channels, `blocks` residual blocks of two 3x3 convolutions at 4w channels (reflection padding,
+InstanceNorm, ReLU between), two 3x3 fractionally strided convolutions back to w channels, and c7s1 to the output
+channels with tanh. The paper uses 6 blocks at 128 px and 9 at 256 px.
 """
 
 from __future__ import annotations
@@ -72,11 +79,12 @@ class UNetGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """D(x, y): an input (B, C_in, S, S) and an output or target (B, C_out, S, S) -> logits (B, 1, P, P), one per
-    patch (P = S / 2^layers - 2)."""
+    """D(*images): images (B, C_i, S, S) whose channels add up to `in_channels` (pix2pix: an input and an output
+    or target) -> logits (B, 1, P, P), one per patch (P = S / 2^layers - 2)."""
 
-    def __init__(self, *, in_channels: int, layers: int, width: int, sn: bool = False) -> None:
+    def __init__(self, *, in_channels: int, layers: int, width: int, sn: bool = False, norm: str = "batch") -> None:
         super().__init__()
+        norm_layer = nn.BatchNorm2d if norm == "batch" else nn.InstanceNorm2d
 
         def conv(cin: int, cout: int, stride: int, *, bias: bool) -> nn.Module:
             c = nn.Conv2d(cin, cout, 4, stride, 1, bias=bias or sn)
@@ -88,10 +96,58 @@ class PatchDiscriminator(nn.Module):
             cin, cout = cout, width * min(2**n, MAX_MULT)
             blocks.append(conv(cin, cout, 2 if n < layers else 1, bias=False))
             if not sn:
-                blocks.append(nn.BatchNorm2d(cout))
+                blocks.append(norm_layer(cout))
             blocks.append(nn.LeakyReLU(0.2))
         blocks.append(conv(cout, 1, 1, bias=True))
         self.net = nn.Sequential(*blocks)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([x, y], dim=1))  # (B, C_in + C_out, S, S) -> (B, 1, P, P)
+    def forward(self, *images: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat(images, dim=1))  # (B, in_channels, S, S) -> (B, 1, P, P)
+
+
+def resnet_blocks(image_size: int, blocks: int | None) -> int:
+    """The ResNet generator's residual blocks: as given, else the paper's 9 at 256 px and 6 below."""
+    return blocks if blocks is not None else (9 if image_size >= 256 else 6)
+
+
+class ResidualBlock(nn.Module):
+    """x + (reflection pad, 3x3 conv, InstanceNorm, ReLU, reflection pad, 3x3 conv, InstanceNorm)(x)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """G(x): images (B, C_in, S, S) in [-1, 1] -> (B, C_out, S, S) in [-1, 1]; S a multiple of 4."""
+
+    def __init__(self, *, in_channels: int, out_channels: int, width: int, blocks: int) -> None:
+        super().__init__()
+        w = width
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, w, 7),
+            nn.InstanceNorm2d(w),
+            nn.ReLU(),
+        ]
+        for cin, cout in ((w, 2 * w), (2 * w, 4 * w)):  # S -> S/2 -> S/4
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.InstanceNorm2d(cout), nn.ReLU()]
+        layers += [ResidualBlock(4 * w) for _ in range(blocks)]
+        for cin, cout in ((4 * w, 2 * w), (2 * w, w)):  # S/4 -> S/2 -> S
+            layers += [nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(cout), nn.ReLU()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, out_channels, 7), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, C_in, S, S) -> (B, C_out, S, S)

@@ -75,7 +75,7 @@ def train(
 
         # Train one step at this step's learning rates, then update the EMA generator.
         done = (step - 1) / total
-        _set_learning_rates(optimizers, 1.0 - done if cfg.train.lr_schedule == "linear" else 1.0)
+        _set_learning_rates(optimizers, _lr_scale(cfg.train.lr_schedule, done))
         at = Step(step, done, want_stats, run.device, next_batch=run.next_batch, autocast=run.autocast)
         losses, stats = family.train_step(models, cfg, at)
         if ema is not None:
@@ -251,6 +251,16 @@ def _resume(run: Run, models: Models, ema: Ema | None) -> Loop:
     layout.atomic_write_text(run.out_dir / layout.CONFIG, run.cfg.model_dump_json(indent=2))
     layout.atomic_write_text(run.out_dir / layout.RUN_INFO, json.dumps(run.info, indent=2))
     return loop
+
+
+def _lr_scale(schedule: str, done: float) -> float:
+    """The learning rates' factor at `done` (0..1) of the run: 1 (constant), 1 - done (linear), or 1 for the
+    first half and then linearly to 0 (hold-then-linear)."""
+    if schedule == "linear":
+        return 1.0 - done
+    if schedule == "hold-then-linear":
+        return min(1.0, 2.0 * (1.0 - done))
+    return 1.0
 
 
 def _set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], scale: float) -> None:

@@ -6,7 +6,8 @@ shares: seeding, data order, precision, EMA, the learning-rate schedule, exact-r
 grids and checkpoints on their cadence, divergence and stop checks. It hands a family's `train_step` a `Step`.
 
 Families: `noise` (latents → images or 2-D points: unconditional, class-conditional, cluster-conditioned),
-`pix2pix` (paired image-to-image translation), `stylegan2` (the style-based generator: latents → images).
+`pix2pix` (paired image-to-image translation),
+`cyclegan` (unpaired translation), `stylegan2` (the style-based generator: latents → images).
 `ctgan` (table rows from latents and a conditional vector; core/tabular holds the tables).
 `family_of(arch)` maps `model.arch` to its family. A family module has the functions of `Family`, and its `build`
 returns an object with the attributes of `Models`. A family whose samples core.metrics.Evaluator cannot judge (a
@@ -85,9 +86,9 @@ class Family(Protocol):
 
 def family_of(arch: str) -> Family:
     """The family that trains `model.arch`."""
-    from core.families import noise, pix2pix
+    from core.families import cyclegan, noise, pix2pix
 
-    families: dict[str, Any] = {"mlp": noise, "dcgan": noise, "resnet": noise, "pix2pix": pix2pix}
+    families: dict[str, Any] = {"mlp": noise, "dcgan": noise, "resnet": noise, "pix2pix": pix2pix, "cyclegan": cyclegan}
     from core.families import stylegan2
 
     families["stylegan2"] = stylegan2

@@ -1,0 +1,312 @@
+"""The CycleGAN family (Zhu et al. 2017): unpaired translation between image domains A and B. Two ResNet generators,
+G_AB and G_BA, and two PatchGAN discriminators, D_A (real A against G_BA's outputs) and D_B (real B against G_AB's).
+The generators minimise the adversarial terms (`loss.kind`, lsgan in the paper, as core.losses computes it) plus
+`loss.cycle_weight` × (|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|) plus `loss.identity_weight` × cycle_weight ×
+(|G_AB(b) - b| + |G_BA(a) - a|). Each discriminator judges its fakes through a history pool of `train.pool_size`
+generated images (Shrivastava et al. 2017). One Adam optimizer updates both generators, one both discriminators;
+the paper's schedule (rates held, then decayed linearly) is `train.lr_schedule` hold-then-linear.
+
+The loop draws domain A's batch in its data order (`Step.next_batch`); domain B's batch is drawn uniformly from
+the torch generator, so a checkpoint's RNG state resumes it. The pools are checkpoint tensors (`pool.a`, `pool.b`
+and their fill counts). `G` is one module holding both generators (`G.ab`, `G.ba`), so the loop's EMA copy, grids
+and checkpoints cover both; `D` holds `D.a` and `D.b`. The grid shows held-out A | A→B | A→B→A, then B | B→A |
+B→A→B; `sampler` translates the held-out B images into A (the direction the label preservation of digits-printed
+is measured on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from core import checkpoint, grids
+from core.config import RunConfig
+from core.families import Step, StepStats
+from core.losses import discriminator_loss, generator_loss
+from core.networks_translation import PatchDiscriminator, ResnetGenerator, patch_layers, resnet_blocks
+from core.unpaired import UnpairedDataset
+
+EventFn = Callable[[str, dict[str, Any]], None]
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+GRID_IMAGES, GRID_TRIPLES_PER_ROW = 8, 4  # held-out images of each domain in the grid, and triples a row
+SAMPLE_BATCH = 256
+
+
+class CycleGenerators(nn.Module):
+    """G_AB (`ab`) and G_BA (`ba`); calling it translates A into B."""
+
+    def __init__(self, ab: nn.Module, ba: nn.Module) -> None:
+        super().__init__()
+        self.ab, self.ba = ab, ba
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ab(x)  # (B, C_A, H, W) -> (B, C_B, H, W)
+
+
+class CycleDiscriminators(nn.Module):
+    """D_A (`a`: real A against G_BA's outputs) and D_B (`b`: real B against G_AB's)."""
+
+    def __init__(self, a: nn.Module, b: nn.Module) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+
+class ImagePool:
+    """The last `size` generated images (Shrivastava et al. 2017, as CycleGAN uses it): until full, each query's
+    images go in and come back; then each image comes back with probability 1/2, or else swaps with a random stored
+    image, which comes back instead. Every query draws the same random numbers however full the pool is."""
+
+    def __init__(self, size: int, shape: tuple[int, ...], device: torch.device) -> None:
+        self.images = torch.zeros(size, *shape, device=device)  # (P, C, H, W)
+        self.count = 0
+
+    def query(self, fakes: torch.Tensor) -> torch.Tensor:
+        """What D judges of a detached batch of fakes (B, C, H, W): a batch of the same shape."""
+        size = self.images.shape[0]
+        if size == 0:
+            return fakes
+        coins, picks = torch.rand(fakes.shape[0]), torch.randint(size, (fakes.shape[0],))  # (B,), (B,)
+        out = fakes.clone()
+        for i in range(fakes.shape[0]):
+            if self.count < size:
+                self.images[self.count] = fakes[i]
+                self.count += 1
+            elif coins[i] > 0.5:
+                j = int(picks[i])
+                out[i] = self.images[j]
+                self.images[j] = fakes[i]
+        return out
+
+    def state(self, name: str) -> dict[str, torch.Tensor]:
+        return {name: self.images, f"{name}.count": torch.tensor([self.count], dtype=torch.int64)}
+
+    def load(self, images: torch.Tensor, count: torch.Tensor) -> None:
+        if images.shape != self.images.shape:
+            raise ValueError("train.pool_size: the checkpoint's history pool does not match this run's")
+        self.images.copy_(images)
+        self.count = int(count[0])
+
+
+@dataclass
+class Models:
+    """A CycleGAN's two generators (in G) and two discriminators (in D), their optimizers, the history pools and
+    the unpaired data the step takes domain B from."""
+
+    G: CycleGenerators
+    D: CycleDiscriminators
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    pool_a: ImagePool  # G_BA's outputs, for D_A
+    pool_b: ImagePool  # G_AB's outputs, for D_B
+    data: UnpairedDataset
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The history pools, which a resumed run continues from."""
+        return self.pool_a.state("pool.a") | self.pool_b.state("pool.b")
+
+
+def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
+    """Check that the data is unpaired, build both generators and discriminators with their optimizers on
+    `device`, and the history pools (restored from the newest checkpoint `latest` when resuming)."""
+    if not isinstance(data, UnpairedDataset):
+        raise ValueError(f"model.arch: cyclegan needs an unpaired dataset (digits-printed); {cfg.dataset} is not")
+    m, ca, cb = cfg.model, data.channels, data.b_channels
+    if cfg.loss.identity_weight > 0 and ca != cb:
+        raise ValueError(
+            f"loss.identity_weight: the identity terms need domains with the same channels, not {ca} and {cb}; set 0"
+        )
+    width, blocks = m.g_width or m.width, resnet_blocks(m.image_size, m.res_blocks)
+    G = CycleGenerators(
+        ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks),
+        ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks),
+    )
+    layers = patch_layers(m.image_size, m.patch_layers)
+    D = CycleDiscriminators(
+        PatchDiscriminator(in_channels=ca, layers=layers, width=m.width, sn=m.spectral_norm, norm="instance"),
+        PatchDiscriminator(in_channels=cb, layers=layers, width=m.width, sn=m.spectral_norm, norm="instance"),
+    )
+    G = G.to(device, memory_format=torch.channels_last)
+    D = D.to(device, memory_format=torch.channels_last)
+    size, pool = m.image_size, cfg.train.pool_size
+    pool_a, pool_b = ImagePool(pool, (ca, size, size), device), ImagePool(pool, (cb, size, size), device)
+    if latest is not None:
+        for name, p in (("pool.a", pool_a), ("pool.b", pool_b)):
+            images, count = checkpoint.read_tensor(latest, name), checkpoint.read_tensor(latest, f"{name}.count")
+            if images is None or count is None:
+                raise ValueError(f"{latest.name} holds no history pool; it was not written by a cyclegan run")
+            p.load(images, count)
+    betas = (cfg.train.beta1, cfg.train.beta2)
+    return Models(
+        G=G,
+        D=D,
+        opt_g=torch.optim.Adam(G.parameters(), lr=cfg.train.lr_g, betas=betas),
+        opt_d=torch.optim.Adam(D.parameters(), lr=cfg.train.lr_d, betas=betas),
+        pool_a=pool_a,
+        pool_b=pool_b,
+        data=data,
+    )
+
+
+def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]:
+    """One step, in the paper's order: a G update (both generators: adversarial, cycle and identity terms), then a
+    D update (both discriminators: real images against fakes through the pools). Returns `{"loss_d", "loss_g"}`
+    and the step's stats."""
+    noise_std = cfg.loss.instance_noise * (1.0 - at.done)  # instance noise anneals to zero over the run
+    _, real_a, _ = at.next_batch()  # (B, C_A, H, W)
+    picks = torch.randint(m.data.b_size, (real_a.shape[0],))
+    real_b = m.data.domain_b(picks).contiguous(memory_format=torch.channels_last)  # (B, C_B, H, W)
+    cycle_weight = cfg.loss.cycle_weight
+    identity_weight = cfg.loss.identity_weight * cycle_weight
+
+    # Train the generators.
+    m.D.requires_grad_(False)
+    with at.autocast():
+        fake_b = m.G.ab(real_a)  # (B, C_B, H, W)
+        fake_a = m.G.ba(real_b)  # (B, C_A, H, W)
+        rec_a, rec_b = m.G.ba(fake_b), m.G.ab(fake_a)
+        adv_ab, stats_ab = generator_loss(cfg.loss, D=_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
+        adv_ba, stats_ba = generator_loss(cfg.loss, D=_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
+    cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
+    loss_g = adv_ab + adv_ba + cycle_weight * cycle
+    stats: StepStats = {"loss_g_adv": (adv_ab + adv_ba).detach(), "loss_g_cycle": cycle.detach()}
+    if identity_weight > 0:
+        with at.autocast():
+            same_b, same_a = m.G.ab(real_b), m.G.ba(real_a)
+        identity = _l1(same_b, real_b) + _l1(same_a, real_a)
+        loss_g = loss_g + identity_weight * identity
+        stats["loss_g_identity"] = identity.detach()
+    m.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    grad_norm_g = _grad_norm(m.G) if at.want_stats else None
+    m.opt_g.step()
+
+    # Train the discriminators on real images against fakes, half of them from the history once it is full.
+    m.D.requires_grad_(True)
+    judged_a, judged_b = m.pool_a.query(fake_a.detach()), m.pool_b.query(fake_b.detach())
+    with at.autocast():
+        loss_da, stats_da = discriminator_loss(
+            cfg.loss, D=_judge(m.D.a), real=real_a, fake=judged_a, labels=None, fake_labels=None, noise_std=noise_std
+        )
+        loss_db, stats_db = discriminator_loss(
+            cfg.loss, D=_judge(m.D.b), real=real_b, fake=judged_b, labels=None, fake_labels=None, noise_std=noise_std
+        )
+    loss_d = loss_da + loss_db
+    m.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    grad_norm_d = _grad_norm(m.D) if at.want_stats else None
+    m.opt_d.step()
+
+    stats |= {
+        "loss_d": loss_d.detach(),
+        "loss_g": loss_g.detach(),
+        "d_real_a": stats_da["d_real"],
+        "d_fake_a": stats_da["d_fake"],
+        "d_real_b": stats_db["d_real"],
+        "d_fake_b": stats_db["d_fake"],
+    }
+    if grad_norm_d is not None and grad_norm_g is not None:
+        stats |= {"grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
+    if cfg.loss.instance_noise > 0:
+        stats["instance_noise"] = noise_std
+    del stats_ab, stats_ba
+    return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+
+def _l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (x.float() - y.float()).abs().mean()
+
+
+def _judge(D: Callable[..., Any]) -> Any:
+    """A PatchGAN as core.losses calls a discriminator: x (B, C, H, W) -> (patch logits (B·P·P,), None, None)."""
+
+    def judge(x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, None, None]:
+        return D(x).flatten(), None, None  # (B, 1, P, P) -> (B·P·P,)
+
+    return judge
+
+
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    """The L2 norm of all of a module's gradients together."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+@dataclass(frozen=True)
+class GridInputs:
+    """The held-out images a run's sample grids translate: domain A's (N, C_A, H, W) and domain B's."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+
+
+def grid_inputs(cfg: RunConfig, data: UnpairedDataset, m: Models, device: torch.device) -> GridInputs:
+    """The first GRID_IMAGES held-out images of each domain."""
+    assert data.held_a is not None and data.held_b is not None
+    return GridInputs(a=data.held_a[:GRID_IMAGES].to(device), b=data.held_b[:GRID_IMAGES].to(device))
+
+
+@torch.no_grad()
+def sample_grid(
+    G: nn.Module, inputs: GridInputs, data: UnpairedDataset, *, autocast: Autocast
+) -> tuple[Image.Image, torch.Tensor]:
+    """Rows of A | A→B | A→B→A triples, then rows of B | B→A | B→A→B, GRID_TRIPLES_PER_ROW a row; and the
+    translations (A→B, then B→A)."""
+    was_training = G.training
+    G.eval()
+    with autocast():
+        ab = G.ab(inputs.a).float()  # (N, C_B, H, W)
+        aba = G.ba(ab).float()
+        ba = G.ba(inputs.b).float()  # (N, C_A, H, W)
+        bab = G.ab(ba).float()
+    G.train(was_training)
+    c = max(inputs.a.shape[1], inputs.b.shape[1])
+    rows = [[inputs.a.float(), ab, aba], [inputs.b.float(), ba, bab]]
+    triples = torch.cat([torch.stack([_with_channels(x, c) for x in row], dim=1) for row in rows])  # (2N, 3, ...)
+    image = grids.image_grid(triples.flatten(0, 1), nrow=3 * GRID_TRIPLES_PER_ROW)
+    translations = torch.cat([ab, ba]) if ab.shape[1:] == ba.shape[1:] else ba
+    return image, translations
+
+
+def _with_channels(x: torch.Tensor, c: int) -> torch.Tensor:
+    """Images (N, C', H, W) shown with c channels: grey repeated into colour."""
+    return x if x.shape[1] == c else x.expand(-1, c, -1, -1)
+
+
+def sampler(
+    G: nn.Module, cfg: RunConfig, m: Models, *, device: torch.device, autocast: Autocast
+) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]:
+    """sample_fn(n) -> (G_BA's translations of the first n held-out B images, their labels or None), G in eval
+    mode."""
+    source, labels = m.data.held_b, m.data.held_b_labels
+    assert source is not None
+
+    @torch.no_grad()
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        was_training = G.training
+        G.eval()
+        outs = []
+        for start in range(0, min(n, len(source)), SAMPLE_BATCH):
+            x = source[start : min(n, start + SAMPLE_BATCH)].to(device)  # (b, C_B, H, W)
+            with autocast():
+                outs.append(G.ba(x.contiguous(memory_format=torch.channels_last)).float())
+        G.train(was_training)
+        out = torch.cat(outs)  # (n', C_A, H, W)
+        return out, labels[: len(out)] if labels is not None else None
+
+    return sample
