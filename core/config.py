@@ -313,6 +313,17 @@ class TrainConfig(_Strict):
         ),
     )
     diffaugment: str = Field("", description="DiffAugment policy: comma-separated color, translation, cutout.")
+    augment: Literal["none", "ada"] = Field(
+        "none",
+        description=(
+            "ada: adaptive discriminator augmentation (Karras et al. 2020b) on every image D sees: flips, quarter "
+            "turns, integer translation, scaling, brightness, contrast, saturation and cutout, each applied with a "
+            "probability p that rises while D is too sure of the reals (stylegan2 runs)."
+        ),
+    )
+    ada_target: float = Field(
+        0.6, gt=0, lt=1, description="ADA: the E[sign(D(real))] that p steers toward; lower augments more."
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto picks bf16 where the hardware runs it fast (CUDA, AVX512-BF16 CPUs), else fp32."
     )
@@ -460,6 +471,12 @@ class RunConfig(_Strict):
                 for name in names:
                     if getattr(values, name) != type(values).model_fields[name].default:
                         raise ValueError(f"{section}.{name}: only the stylegan2 architecture has it, not {arch}")
+        if self.train.augment == "ada" and arch != "stylegan2":
+            raise ValueError(f"train.augment: ada is available for stylegan2 runs so far, not {arch}")
+        if self.train.augment == "ada" and self.train.diffaugment.strip():
+            raise ValueError("train.augment: ada and DiffAugment (train.diffaugment) both augment D's inputs; pick one")
+        if self.train.augment != "ada" and self.train.ada_target != TrainConfig.model_fields["ada_target"].default:
+            raise ValueError("train.ada_target: set train.augment to ada for a target to steer by")
         if self.train.ema is not None and self.train.ema_kimg is not None:
             raise ValueError("train.ema_kimg: set the EMA generator's decay (train.ema) or its half-life, not both")
         if self.model.d_depth > 1 and arch != "dcgan":
