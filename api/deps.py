@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from store.artifacts import Storage, get_storage
 from store.datasets import owned_dataset
 from store.db import get_sessionmaker
 from store.jobs import JobKind, owned_job
@@ -28,6 +29,8 @@ def get_db() -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# The artifact storage (store/artifacts.py): the data folder, or object storage.
+StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
 def get_current_user(

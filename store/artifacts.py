@@ -21,6 +21,7 @@ import io
 import os
 import re
 import shutil
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
@@ -360,3 +361,63 @@ def get_storage() -> Storage:
     """This process's storage, built from the settings (one per process: a forked child builds its own, since
     connection pools must not cross a fork)."""
     return _storage_of_process(os.getpid())
+
+
+def put_folder(storage: Storage, *, prefix: str, folder: Path) -> list[str]:
+    """Store every file under a local folder at `prefix` + its relative path (files a key cannot name, such as
+    temp files, are left out); returns the keys."""
+    check_prefix(prefix)
+    keys = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = prefix + path.relative_to(folder).as_posix()
+        if _KEY.match(key):
+            storage.put_file(key, path)
+            keys.append(key)
+    return keys
+
+
+def fetch_folder(storage: Storage, *, prefix: str, folder: Path) -> int:
+    """Copy every object under `prefix` into a local folder by its relative key, skipping files already there
+    with the same size; returns how many objects there are (0: none under that prefix)."""
+    entries = storage.list(check_prefix(prefix))
+    for entry in entries:
+        path = folder / entry.key[len(prefix) :]
+        if not (path.is_file() and path.stat().st_size == entry.size):
+            storage.download(entry.key, path)
+    return len(entries)
+
+
+def fetch_cached(storage: Storage, *, key: str, cache: Path, max_bytes: int) -> Path:
+    """The object as a file in a local cache keyed by its key ({cache}/{key}): downloaded unless a file of the
+    same size is there; then the cache is trimmed to `max_bytes`, least recently used first, never this file.
+    Objects are written once under their key (checkpoints by step, datasets by content hash), so a file of the
+    right size is the object."""
+    path = cache / check_key(key)
+    size = storage.size(key)
+    if size is None:
+        raise ArtifactNotFound(key)
+    if not (path.is_file() and path.stat().st_size == size):
+        storage.download(key, path)
+    else:  # recently used: its access time, set here (mounts may not record reads); its mtime stays the version
+        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+    trim_cache(cache, max_bytes=max_bytes, keep=path)
+    return path
+
+
+def trim_cache(cache: Path, *, max_bytes: int, keep: Path | None = None) -> None:
+    """Remove the least recently used files (by access time) of a cache folder until it holds at most
+    `max_bytes`."""
+    files = []
+    for path in cache.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file():
+                stat = path.stat()
+                files.append((stat.st_atime, stat.st_size, path))
+    total = sum(size for _, size, _ in files)
+    for _, size, path in sorted(files):
+        if total <= max_bytes:
+            break
+        if path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size

@@ -134,24 +134,27 @@ class Service:
             [sys.executable, "-m", "ganforge", "migrate"], env=self.env, check=True, cwd=ROOT, capture_output=True
         )
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`python -m ganforge ARGS` with the service's environment (and `env` on top), logging to logs/NAME.log."""
         with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
             return subprocess.Popen(
                 [sys.executable, "-m", "ganforge", *args],
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so a test can kill the worker and its children
             )
 
-    def start_api(self) -> None:
-        self.api = self._spawn("api", "api", "--port", str(self.port))
+    def start_api(self, env: dict[str, str] | None = None) -> None:
+        self.api = self.spawn("api", "api", "--port", str(self.port), env=env)
         self.wait_ready()
 
-    def start_worker(self, queue: str = "train", name: str | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, queue: str = "train", name: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         name = name or queue
-        process = self._spawn(f"worker-{name}", "worker", "--queues", queue, "--name", name)
+        process = self.spawn(f"worker-{name}", "worker", "--queues", queue, "--name", name, env=env)
         self.workers[name] = process
         return process
 

@@ -29,9 +29,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from core.device import pick_device
 from store import layout
+from store.artifacts import ArtifactNotFound, Storage, fetch_folder, get_storage
 from store.db import get_sessionmaker
 from store.jobs import JobKind, claim_job, finish_job
-from store.settings import get_settings
+from store.settings import Settings, get_settings
+from worker.artifacts import fetch_checkpoint, fetch_dataset
 from worker.celery_app import app, worker_name
 
 log = logging.getLogger("ganforge.worker.generations")
@@ -87,16 +89,20 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_checkpoint(run_dir: Path, request: dict[str, Any]) -> tuple[int, Path]:
-    """The checkpoint the request names. `latest` was resolved when the request was made; if training has
-    pruned that file since, the newest one is taken instead."""
+def resolve_checkpoint(storage: Storage, settings: Settings, run_id: str, request: dict[str, Any]) -> tuple[int, Path]:
+    """The checkpoint the request names, as a local file (fetched into the cache from object storage). `latest`
+    was resolved when the request was made; if training has pruned that file since, the newest one is taken
+    instead."""
     step = int(request["checkpoint_step"])
-    path = layout.checkpoint_path(run_dir, step)
-    if path.is_file():
-        return step, path
-    steps = layout.checkpoint_steps(run_dir)
-    if request.get("step") == "latest" and steps:
-        return steps[-1], layout.checkpoint_path(run_dir, steps[-1])
+    keys = [e.key for e in storage.list(f"{layout.run_prefix(run_id)}checkpoints/")]
+    steps = layout.steps_of(keys, "checkpoints")
+    if step not in steps and request.get("step") == "latest" and steps:
+        step = steps[-1]
+    if step in steps:
+        try:
+            return step, fetch_checkpoint(storage, settings, run_id=run_id, step=step)
+        except ArtifactNotFound:  # pruned since we listed
+            pass
     raise ValueError(
         f"The checkpoint at step {step} no longer exists: the run keeps only its most recent checkpoints "
         f"(now {', '.join(map(str, steps)) or 'none'})"
@@ -162,30 +168,47 @@ def _run_job(job_id: str, kind: JobKind, work: Callable[[Job], Done]) -> None:
     if claimed is None:
         return
     run_id, request = claimed
-    data_dir = get_settings().data_dir
+    settings = get_settings()
+    storage = get_storage()
+    data_dir = settings.data_dir
     out_dir = layout.job_dir(data_dir, run_id, job_id)
     started = time.perf_counter()
     try:
-        step, path = resolve_checkpoint(layout.run_dir(data_dir, run_id), request)
+        step, path = resolve_checkpoint(storage, settings, run_id, request)
         request["checkpoint_step"] = step
         job = Job(
             id=job_id, run_id=run_id, request=request, step=step, checkpoint=path, out_dir=out_dir, data_dir=data_dir
         )
         done = work(job)
+        # The result files (not the input a score job was given) go to the storage before the job says so.
+        prefix = layout.job_prefix(run_id, job_id)
+        for file in sorted(p for p in out_dir.iterdir() if p.is_file()) if out_dir.is_dir() else []:
+            storage.put_file(prefix + file.name, file)
     except Exception as error:  # every failure ends the job; none stops the worker
         log.warning("%s job %s failed", kind, job_id, exc_info=True)
         if not _finish(job_id, status="failed", error=readable(error)):
-            _discard(data_dir, run_id, out_dir)
+            _discard(settings, storage, run_id, out_dir)
+        elif not settings.artifacts_are_local:
+            _remove_local(data_dir, run_id, out_dir)
         return
-    relative = done.result.relative_to(data_dir).as_posix()
+    relative = layout.key_of(data_dir, done.result)  # the result's key in the storage
     if not _finish(job_id, status="succeeded", result_path=relative, media_type=done.media_type, request=request):
-        _discard(data_dir, run_id, out_dir)
+        _discard(settings, storage, run_id, out_dir)
         return
+    if not settings.artifacts_are_local:
+        _remove_local(data_dir, run_id, out_dir)
     log.info("%s job %s: %d items in %.3f s", kind, job_id, done.count, time.perf_counter() - started)
 
 
-def _discard(data_dir: Path, run_id: str, out_dir: Path) -> None:
-    """Remove the files of a job whose row is gone, and the run folder if that is all it held."""
+def _discard(settings: Settings, storage: Storage, run_id: str, out_dir: Path) -> None:
+    """Remove the files of a job whose row is gone, here and in the storage."""
+    if not settings.artifacts_are_local:
+        storage.delete_prefix(layout.job_prefix(run_id, out_dir.name))
+    _remove_local(settings.data_dir, run_id, out_dir)
+
+
+def _remove_local(data_dir: Path, run_id: str, out_dir: Path) -> None:
+    """Remove a job's local folder, and the run folder if that is all it held."""
     shutil.rmtree(out_dir, ignore_errors=True)
     for folder in (out_dir.parent, layout.run_dir(data_dir, run_id)):
         try:
@@ -231,11 +254,17 @@ def _score(job: Job) -> Done:
 
     request = job.request
     scorer = cached("scorer", run_id=job.run_id, step=job.step, ema=request["ema"], path=job.checkpoint)
+    settings, storage = get_settings(), get_storage()
     if request["source"] == "upload":
         images_dir = job.out_dir / "input"
+        if not settings.artifacts_are_local:  # the API stored the normalised upload with the job's files
+            fetch_folder(storage, prefix=layout.job_prefix(job.run_id, job.id) + "input/", folder=images_dir)
         names: list[str] | None = json.loads((images_dir / "names.json").read_text()) or None
-    else:
+    elif settings.artifacts_are_local:
         images_dir = layout.dataset_dir(job.data_dir, request["content_hash"])
+        names = None
+    else:
+        images_dir = fetch_dataset(storage, settings, request["content_hash"])
         names = None
     images, labels, classes = uploads.read_images(images_dir)  # (N, S, S, C) uint8
     x = scoring.prepare_images(

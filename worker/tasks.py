@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session
 from core.config import DATASET_ID_PATTERN, RunConfig
 from core.train import TrainingDiverged, train  # imported before the pool forks: children start warm
 from store import layout
+from store.artifacts import Storage, get_storage
 from store.db import get_sessionmaker
 from store.models import Dataset, Run
 from store.queue import enqueue_run
 from store.reports import add_event, write_reports
 from store.runs import acquire_lease, finish_run, heartbeat, release_lease
-from store.settings import get_settings
+from store.settings import Settings, get_settings
+from worker.artifacts import RunUploader, fetch_checkpoints, fetch_dataset
 from worker.celery_app import app, worker_name
 
 log = logging.getLogger("ganforge.worker")
@@ -158,13 +160,16 @@ class RunReporter:
         return True
 
 
-def _dataset_dir(session: Session, cfg: RunConfig, data_dir: Path) -> Path | None:
+def _dataset_dir(session: Session, cfg: RunConfig, settings: Settings, storage: Storage) -> Path | None:
+    """The folder of the run's uploaded dataset: in the data folder, or fetched from the storage into the cache."""
     if not DATASET_ID_PATTERN.match(cfg.dataset):
         return None
     dataset = session.get(Dataset, cfg.dataset)
     if dataset is None:
         raise ValueError(f"dataset: dataset {cfg.dataset} was deleted")
-    return layout.dataset_dir(data_dir, dataset.content_hash)
+    if settings.artifacts_are_local:
+        return layout.dataset_dir(settings.data_dir, dataset.content_hash)
+    return fetch_dataset(storage, settings, dataset.content_hash)
 
 
 def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) -> None:
@@ -205,6 +210,7 @@ def train_run(run_id: str) -> None:
     """Train one run to its end. Idempotent: a run finished, canceled, gone or live elsewhere is left alone."""
     _stop_on_first_sigterm()
     settings = get_settings()
+    storage = get_storage()
     worker = worker_name()
     stale_after = timedelta(seconds=settings.heartbeat_timeout_seconds)
     with get_sessionmaker()() as session:
@@ -224,7 +230,7 @@ def train_run(run_id: str) -> None:
         add_event(session=session, run_id=run_id, kind="status", data={"status": "running", "worker": worker})
         try:
             cfg = RunConfig.model_validate(run.config)
-            dataset_dir = _dataset_dir(session, cfg, settings.data_dir)
+            dataset_dir = _dataset_dir(session, cfg, settings, storage)
         except ValueError as exc:
             finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=str(exc))
             session.commit()
@@ -232,6 +238,18 @@ def train_run(run_id: str) -> None:
         session.commit()
 
     run_dir = layout.run_dir(settings.data_dir, run_id)
+    uploader = None
+    if not settings.artifacts_are_local:
+        # The local folder is scratch: start from the checkpoints in the storage, whichever host wrote them.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        try:
+            fetch_checkpoints(storage, run_id=run_id, run_dir=run_dir)
+            uploader = RunUploader(storage=storage, run_id=run_id, run_dir=run_dir)
+        except Exception as exc:
+            log.error("run %s: could not fetch its checkpoints:\n%s", run_id, traceback.format_exc())
+            reason = f"Could not fetch the run's checkpoints from the artifact storage: {type(exc).__name__}: {exc}"
+            _finish(run_id=run_id, worker=worker, status="failed", error=reason)
+            return
     limit = settings.train_time_limit_seconds
     reporter = RunReporter(run_id=run_id, worker=worker, run_dir=run_dir, time_limit=limit)
     status, error = "succeeded", None
@@ -256,6 +274,17 @@ def train_run(run_id: str) -> None:
         status, error = "failed", f"Training failed: {type(exc).__name__}: {exc}"
     finally:
         reporter.close()
+    if uploader is not None:  # the artifacts are in the storage before the final status says so
+        not_stored = uploader.close()
+        if not_stored is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif not reporter.lost and not (status == "canceled" and SHUTDOWN.is_set()):
+            log.error("run %s: artifacts not stored: %s", run_id, not_stored)
+            status = "failed"
+            error = (
+                f"The run's artifacts could not be copied to the artifact storage ({not_stored}); "
+                "resume it to continue from its last stored checkpoint"
+            )
 
     if reporter.lost:
         # Deleted, or taken over after our heartbeat went stale: nothing of ours to finish.
@@ -263,6 +292,8 @@ def train_run(run_id: str) -> None:
             gone = session.get(Run, run_id) is None
         if gone:
             shutil.rmtree(run_dir, ignore_errors=True)
+            if uploader is not None:  # what we copied after the API deleted the run's artifacts
+                storage.delete_prefix(layout.run_prefix(run_id))
         return
     if status == "canceled" and SHUTDOWN.is_set() and not reporter.canceled:
         _release(run_id=run_id, worker=worker)

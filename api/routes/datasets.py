@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, SessionDep, SettingsDep, find_owned_dataset
+from api.artifacts import serve_artifact
+from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
 from api.responses import binary, error, validation_errors
 from api.schemas import DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile
@@ -27,6 +27,7 @@ from api.uploads import archive_limits, receive_upload
 from core import uploads
 from core.config import BUILTIN_DATASETS, RunConfig
 from store import layout
+from store.artifacts import Storage, put_folder
 from store.datasets import create_dataset, dataset_with_content, owned_dataset
 from store.models import ACTIVE_STATUSES, Dataset, Run, User
 
@@ -85,7 +86,12 @@ def check_dataset_for_run(session: Session, user: User, cfg: RunConfig) -> None:
     },
 )
 async def upload(
-    request: Request, response: Response, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    storage: StorageDep,
 ) -> DatasetUploaded:
     """Upload a ZIP of images (multipart fields `file` and `name`): one folder per class, or flat."""
     datasets_dir = layout.datasets_dir(settings.data_dir)
@@ -105,8 +111,10 @@ async def upload(
             raise unprocessable("file", str(exc)) from exc
         upload_path.unlink()
         dataset, existing = await run_in_threadpool(
-            _store, session=session, user=user, prepared=prepared, name=name, datasets_dir=datasets_dir
+            _store, session=session, user=user, prepared=prepared, name=name, datasets_dir=datasets_dir, storage=storage
         )
+        if not settings.artifacts_are_local:  # kept in the storage, where workers fetch it
+            await run_in_threadpool(uploads.remove_stored, datasets_dir, prepared.content_hash)
     finally:
         upload_path.unlink(missing_ok=True)
         if prepared is not None:
@@ -149,21 +157,23 @@ def get(dataset_id: str, session: SessionDep, user: CurrentUser) -> DatasetPubli
     response_class=Response,
     responses=binary("image/png", description="A grid of up to 64 images."),
 )
-def preview(dataset_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> Response:
+def preview(
+    dataset_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep, storage: StorageDep
+) -> Response:
     """A PNG grid of up to 64 of the dataset's images (a few of each class)."""
     if dataset_id in BUILTIN_DATASETS:
         if BUILTIN_DATASETS[dataset_id]["kind"] != "images":
             raise HTTPException(status_code=404, detail=f"{dataset_id} is 2-D point data; it has no image preview")
         return Response(_builtin_preview(dataset_id), media_type="image/png")
     dataset = find_owned_dataset(session, user, dataset_id)
-    path = layout.dataset_dir(settings.data_dir, dataset.content_hash) / "preview.png"
-    if not path.is_file():
-        raise HTTPException(status_code=404, detail="Dataset files are missing")
-    return FileResponse(path, media_type="image/png")
+    key = layout.dataset_prefix(dataset.content_hash) + "preview.png"
+    return serve_artifact(storage, settings, key, media_type="image/png", missing="Dataset files are missing")
 
 
 @router.delete("/{dataset_id}", status_code=204, responses={409: error("Built-in, or in use by a run.")})
-def delete(dataset_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> Response:
+def delete(
+    dataset_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep, storage: StorageDep
+) -> Response:
     """Delete an uploaded dataset (not while a queued or running run uses it); built-ins cannot be deleted."""
     if dataset_id in BUILTIN_DATASETS:
         raise HTTPException(status_code=409, detail=f"{dataset_id} is a built-in dataset and cannot be deleted")
@@ -190,17 +200,21 @@ def delete(dataset_id: str, session: SessionDep, user: CurrentUser, settings: Se
         others = session.execute(select(func.count()).where(Dataset.content_hash == content_hash)).scalar_one()
         if others == 0:
             uploads.remove_stored(datasets_dir, content_hash)
+            storage.delete_prefix(layout.dataset_prefix(content_hash))
     return Response(status_code=204)
 
 
 def _store(
-    *, session: Session, user: User, prepared: uploads.Prepared, name: str, datasets_dir: Path
+    *, session: Session, user: User, prepared: uploads.Prepared, name: str, datasets_dir: Path, storage: Storage
 ) -> tuple[Dataset, bool]:
-    """Place the prepared files under their hash and add the user's row, under the storage lock, so that a
-    concurrent delete of the same content cannot remove the files under a new row. (dataset, existed)."""
+    """Place the prepared files under their hash, in the artifact storage too, and add the user's row, under the
+    storage lock, so that a concurrent delete of the same content cannot remove the files under a new row.
+    (dataset, existed)."""
     with uploads.storage_lock(datasets_dir):
         existing = dataset_with_content(session=session, owner_id=user.id, content_hash=prepared.content_hash)
         created = uploads.place(prepared, datasets_dir)
+        local = layout.dataset_dir(datasets_dir.parent, prepared.content_hash)
+        put_folder(storage, prefix=layout.dataset_prefix(prepared.content_hash), folder=local)
         if existing is not None:
             return existing, True
         dataset = create_dataset(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from api.deps import OwnedGeneration, OwnedRun, SessionDep, SettingsDep
+from api.deps import OwnedGeneration, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
 from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
 from api.responses import binary
@@ -31,7 +31,12 @@ def conditional_classes(metadata: dict[str, str]) -> int:
 
 @router.post("/runs/{run_id}/generations", status_code=202, response_model=GenerationPublic)
 def create_generation(
-    run: OwnedRun, body: GenerationCreate, session: SessionDep, settings: SettingsDep, response: Response
+    run: OwnedRun,
+    body: GenerationCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    response: Response,
 ) -> GenerationPublic:
     """Queue a sampling job against one of the run's checkpoints (works while the run trains)."""
     limit = settings.max_generation_n
@@ -42,7 +47,7 @@ def create_generation(
             "interpolate.steps",
             f"interpolate.steps: n × steps = {body.n * body.interpolate.steps} samples, over the limit of {limit}",
         )
-    step, metadata = resolve_step(run, settings, body.step)
+    step, metadata = resolve_step(run, storage, body.step)
     num_classes = conditional_classes(metadata)
     if body.labels is not None:
         if num_classes == 0:
@@ -93,10 +98,11 @@ def get_generation(job: OwnedGeneration) -> GenerationPublic:
         description="png: one grid; zip: one PNG per sample (+ labels.csv); npz: samples and labels arrays.",
     ),
 )
-def generation_result(job: OwnedGeneration, settings: SettingsDep) -> FileResponse:
+def generation_result(job: OwnedGeneration, settings: SettingsDep, storage: StorageDep) -> Response:
     """The result file: png grid, zip of PNGs with labels.csv, or npz of float32 samples (streamed)."""
-    path = result_file(settings, job)
-    return FileResponse(path, media_type=job.media_type, filename=f"{job.id}.{job.request['format']}")
+    filename = f"{job.id}.{job.request['format']}"
+    media_type = job.media_type or "application/octet-stream"
+    return result_file(storage, settings, job, media_type=media_type, filename=filename)
 
 
 @router.get(
@@ -104,15 +110,17 @@ def generation_result(job: OwnedGeneration, settings: SettingsDep) -> FileRespon
     response_class=FileResponse,
     responses=binary("image/gif", description="An animated GIF of the latent walks."),
 )
-def generation_animation(job: OwnedGeneration, settings: SettingsDep) -> FileResponse:
+def generation_animation(job: OwnedGeneration, settings: SettingsDep, storage: StorageDep) -> Response:
     """The animated GIF of a generation's latent walks (interpolate only)."""
     if not job.request.get("interpolate"):
         raise HTTPException(status_code=404, detail="No animation: this generation has no interpolate")
-    return FileResponse(result_file(settings, job, "animation.gif"), media_type="image/gif")
+    return result_file(storage, settings, job, "animation.gif", media_type="image/gif")
 
 
 @router.delete("/generations/{generation_id}", status_code=204)
-def delete_generation(job: OwnedGeneration, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_generation(
+    job: OwnedGeneration, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> Response:
     """Delete a generation and its files (a running one is dropped when it finishes)."""
-    delete_job(session, settings, job)
+    delete_job(session, settings, storage, job)
     return Response(status_code=204)

@@ -14,7 +14,8 @@ from fastapi.responses import FileResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep
+from api.artifacts import serve_artifact
+from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
 from api.responses import binary
 from api.routes.datasets import check_dataset_for_run
@@ -29,6 +30,7 @@ from api.schemas import (
 )
 from core.config import RunConfig
 from store import layout
+from store.artifacts import Storage
 from store.models import Run
 from store.queue import enqueue_run
 from store.runs import create_run, request_cancel, requeue_run, run_for_key
@@ -121,11 +123,11 @@ def cancel(run: OwnedRun, session: SessionDep) -> RunPublic:
 
 
 @router.post("/{run_id}/resume", status_code=202, response_model=RunPublic)
-def resume(run: OwnedRun, body: RunResume, session: SessionDep, settings: SettingsDep) -> RunPublic:
+def resume(run: OwnedRun, body: RunResume, session: SessionDep, storage: StorageDep) -> RunPublic:
     """Continue a finished, failed or canceled run from its last checkpoint."""
     if run.status in ("queued", "running"):
         raise HTTPException(status_code=409, detail=f"Run is {run.status}; only a finished run can be resumed")
-    steps = layout.checkpoint_steps(layout.run_dir(settings.data_dir, run.id))
+    steps = _checkpoint_steps(storage, run.id)
     last = steps[-1] if steps else 0
     if body.steps is not None:
         total = last + body.steps
@@ -140,18 +142,27 @@ def resume(run: OwnedRun, body: RunResume, session: SessionDep, settings: Settin
 
 
 @router.delete("/{run_id}", status_code=204)
-def delete(run: OwnedRun, session: SessionDep, settings: SettingsDep) -> Response:
+def delete(run: OwnedRun, session: SessionDep, settings: SettingsDep, storage: StorageDep) -> Response:
     """Delete a run and its artifacts; a running run is canceled first."""
     session.delete(run)
     session.commit()
+    storage.delete_prefix(layout.run_prefix(run.id))
     shutil.rmtree(layout.run_dir(settings.data_dir, run.id), ignore_errors=True)
     return Response(status_code=204)
 
 
+def _sample_steps(storage: Storage, run_id: str) -> list[int]:
+    return layout.steps_of([e.key for e in storage.list(f"{layout.run_prefix(run_id)}samples/")], "samples")
+
+
+def _checkpoint_steps(storage: Storage, run_id: str) -> list[int]:
+    return layout.steps_of([e.key for e in storage.list(f"{layout.run_prefix(run_id)}checkpoints/")], "checkpoints")
+
+
 @router.get("/{run_id}/samples", response_model=SamplesPublic)
-def list_samples(run: OwnedRun, settings: SettingsDep) -> SamplesPublic:
+def list_samples(run: OwnedRun, storage: StorageDep) -> SamplesPublic:
     """The sample grids written during training from one fixed latent batch, oldest first."""
-    steps = layout.sample_steps(layout.run_dir(settings.data_dir, run.id))
+    steps = _sample_steps(storage, run.id)
     return SamplesPublic(items=[SamplePublic(step=s, url=f"/runs/{run.id}/samples/{s}.png") for s in steps])
 
 
@@ -159,38 +170,39 @@ _PNG = binary("image/png", description="A PNG image.")
 
 
 @router.get("/{run_id}/samples/latest.png", response_class=FileResponse, responses=_PNG)
-def latest_sample(run: OwnedRun, settings: SettingsDep) -> FileResponse:
+def latest_sample(run: OwnedRun, settings: SettingsDep, storage: StorageDep) -> Response:
     """The newest sample grid."""
-    run_dir = layout.run_dir(settings.data_dir, run.id)
-    steps = layout.sample_steps(run_dir)
+    steps = _sample_steps(storage, run.id)
     if not steps:
         raise HTTPException(status_code=404, detail="No sample grid yet")
-    return FileResponse(layout.sample_path(run_dir, steps[-1]), media_type="image/png")
+    key = layout.sample_key(run.id, steps[-1])
+    return serve_artifact(storage, settings, key, media_type="image/png", missing="No sample grid yet")
 
 
 @router.get("/{run_id}/samples/{step}.png", response_class=FileResponse, responses=_PNG)
-def sample(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
+def sample(run: OwnedRun, step: int, settings: SettingsDep, storage: StorageDep) -> Response:
     """The sample grid written at this step."""
-    path = layout.sample_path(layout.run_dir(settings.data_dir, run.id), step)
-    if step < 0 or not path.is_file():
+    if step < 0:
         raise HTTPException(status_code=404, detail="Sample not found")
-    return FileResponse(path, media_type="image/png")
+    key = layout.sample_key(run.id, step)
+    return serve_artifact(storage, settings, key, media_type="image/png", missing="Sample not found")
 
 
 @router.get("/{run_id}/checkpoints", response_model=CheckpointsPublic)
-def list_checkpoints(run: OwnedRun, settings: SettingsDep) -> CheckpointsPublic:
+def list_checkpoints(run: OwnedRun, storage: StorageDep) -> CheckpointsPublic:
     """The kept checkpoints, oldest first."""
-    run_dir = layout.run_dir(settings.data_dir, run.id)
     best = (run.environment or {}).get("best_step")
-    items = []
-    for step in layout.checkpoint_steps(run_dir):
-        try:
-            size = layout.checkpoint_path(run_dir, step).stat().st_size
-        except FileNotFoundError:  # pruned while we listed
-            continue
-        items.append(
-            CheckpointPublic(step=step, url=f"/runs/{run.id}/checkpoints/{step}", size_bytes=size, best=step == best)
+    entries = storage.list(f"{layout.run_prefix(run.id)}checkpoints/")
+    sizes = {e.key: e.size for e in entries}
+    items = [
+        CheckpointPublic(
+            step=step,
+            url=f"/runs/{run.id}/checkpoints/{step}",
+            size_bytes=sizes[layout.checkpoint_key(run.id, step)],
+            best=step == best,
         )
+        for step in layout.steps_of(list(sizes), "checkpoints")
+    ]
     return CheckpointsPublic(items=items)
 
 
@@ -202,9 +214,15 @@ _SAFETENSORS = binary("application/octet-stream", description="A safetensors fil
     response_class=FileResponse,
     responses=_SAFETENSORS,
 )
-def checkpoint(run: OwnedRun, step: int, settings: SettingsDep) -> FileResponse:
+def checkpoint(run: OwnedRun, step: int, settings: SettingsDep, storage: StorageDep) -> Response:
     """Download a checkpoint: safetensors weights, with the JSON config and step in its metadata."""
-    path = layout.checkpoint_path(layout.run_dir(settings.data_dir, run.id), step)
-    if step < 0 or not path.is_file():
+    if step < 0:
         raise HTTPException(status_code=404, detail="Checkpoint not found")
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{run.id}-{step:08d}.safetensors")
+    return serve_artifact(
+        storage,
+        settings,
+        layout.checkpoint_key(run.id, step),
+        media_type="application/octet-stream",
+        missing="Checkpoint not found",
+        filename=f"{run.id}-{step:08d}.safetensors",
+    )

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentUser, OwnedRun, OwnedScore, SessionDep, SettingsDep, find_owned_dataset
+from api.deps import CurrentUser, OwnedRun, OwnedScore, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
 from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
 from api.responses import BINARY_SCHEMA, binary
@@ -25,6 +25,7 @@ from api.schemas import ScoreCreate, ScoreOptions, ScorePublic
 from api.uploads import archive_limits, receive_upload
 from core import uploads
 from store import layout
+from store.artifacts import Storage, put_folder
 from store.jobs import create_job, new_job_id
 from store.models import Generation, Run, User
 from store.settings import Settings
@@ -75,10 +76,11 @@ def _check_scorable(metadata: dict[str, str]) -> None:
 
 
 def create_score_from_upload(
-    *, run: Run, options: ScoreOptions, upload: Path, session: Session, settings: Settings
+    *, run: Run, options: ScoreOptions, upload: Path, session: Session, settings: Settings, storage: Storage
 ) -> Generation:
-    """Check and normalise the uploaded ZIP into the job's folder, then record the job. Sync: run in a thread."""
-    step, metadata = resolve_step(run, settings, options.step)
+    """Check and normalise the uploaded ZIP into the job's folder and store it with the job's artifacts, then
+    record the job. Sync: run in a thread."""
+    step, metadata = resolve_step(run, storage, options.step)
     _check_scorable(metadata)
     job_id = new_job_id("score")
     job_dir = layout.job_dir(settings.data_dir, run.id, job_id)
@@ -94,6 +96,7 @@ def create_score_from_upload(
             )
         prepared.tmp_dir.rename(job_dir / "input")
         (job_dir / "input" / "names.json").write_text(json.dumps(prepared.names))
+        put_folder(storage, prefix=layout.job_prefix(run.id, job_id) + "input/", folder=job_dir / "input")
         request = {
             **options.model_dump(mode="json"),
             "source": "upload",
@@ -106,15 +109,18 @@ def create_score_from_upload(
         )
         session.commit()
     except BaseException:
+        storage.delete_prefix(layout.job_prefix(run.id, job_id))
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
+    if not settings.artifacts_are_local:
+        shutil.rmtree(job_dir, ignore_errors=True)  # kept in the storage, where the worker fetches it
     return job
 
 
 def create_score_from_dataset(
-    *, run: Run, body: ScoreCreate, user: User, session: Session, settings: Settings
+    *, run: Run, body: ScoreCreate, user: User, session: Session, settings: Settings, storage: Storage
 ) -> Generation:
-    step, metadata = resolve_step(run, settings, body.step)
+    step, metadata = resolve_step(run, storage, body.step)
     _check_scorable(metadata)
     dataset = find_owned_dataset(session, user, body.dataset)
     if dataset.num_images > settings.max_generation_n:
@@ -140,6 +146,7 @@ async def create_score(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    storage: StorageDep,
     response: Response,
 ) -> ScorePublic:
     """Queue anomaly scoring of images (a multipart ZIP as `file`, or JSON {"dataset": id}) against a checkpoint."""
@@ -157,7 +164,13 @@ async def create_score(
             except ValidationError as error:
                 raise _validation_422(error) from None
             job = await run_in_threadpool(
-                create_score_from_upload, run=run, options=options, upload=path, session=session, settings=settings
+                create_score_from_upload,
+                run=run,
+                options=options,
+                upload=path,
+                session=session,
+                settings=settings,
+                storage=storage,
             )
         finally:
             with contextlib.suppress(OSError):
@@ -168,7 +181,13 @@ async def create_score(
         except ValidationError as error:
             raise _validation_422(error) from None
         job = await run_in_threadpool(
-            create_score_from_dataset, run=run, body=body, user=user, session=session, settings=settings
+            create_score_from_dataset,
+            run=run,
+            body=body,
+            user=user,
+            session=session,
+            settings=settings,
+            storage=storage,
         )
     else:
         raise HTTPException(
@@ -187,9 +206,9 @@ def get_score(job: OwnedScore) -> ScorePublic:
 
 
 @router.delete("/scores/{score_id}", status_code=204)
-def delete_score(job: OwnedScore, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_score(job: OwnedScore, session: SessionDep, settings: SettingsDep, storage: StorageDep) -> Response:
     """Delete an anomaly scoring job, its uploaded images and its results."""
-    delete_job(session, settings, job)
+    delete_job(session, settings, storage, job)
     return Response(status_code=204)
 
 
@@ -204,12 +223,12 @@ def delete_score(job: OwnedScore, session: SessionDep, settings: SettingsDep) ->
     },
 )
 def score_result(
-    job: OwnedScore, settings: SettingsDep, accept: Annotated[str | None, Header()] = None
-) -> FileResponse:
+    job: OwnedScore, settings: SettingsDep, storage: StorageDep, accept: Annotated[str | None, Header()] = None
+) -> Response:
     """The scores as JSON {"items": [{index, name, label, discriminator, residual, feature, anogan}]}, or CSV."""
     if accept is not None and "text/csv" in accept:
-        return FileResponse(result_file(settings, job, "scores.csv"), media_type="text/csv")
-    return FileResponse(result_file(settings, job), media_type="application/json")
+        return result_file(storage, settings, job, "scores.csv", media_type="text/csv")
+    return result_file(storage, settings, job, media_type="application/json")
 
 
 @router.get(
@@ -217,6 +236,6 @@ def score_result(
     response_class=FileResponse,
     responses=binary("text/csv", description="One row per image."),
 )
-def score_result_csv(job: OwnedScore, settings: SettingsDep) -> FileResponse:
+def score_result_csv(job: OwnedScore, settings: SettingsDep, storage: StorageDep) -> Response:
     """The scores as CSV: index,name,label,discriminator,residual,feature,anogan,class."""
-    return FileResponse(result_file(settings, job, "scores.csv"), media_type="text/csv", filename=f"{job.id}.csv")
+    return result_file(storage, settings, job, "scores.csv", media_type="text/csv", filename=f"{job.id}.csv")

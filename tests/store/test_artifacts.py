@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ganforge.services import SeaweedFS
-from store.artifacts import ArtifactNotFound, FileStorage, S3Storage, Storage, storage_from_url
+from store.artifacts import ArtifactNotFound, FileStorage, S3Storage, Storage, fetch_cached, storage_from_url
 from tests.conftest import S3_ENV
 
 
@@ -170,3 +170,24 @@ def test_file_url_and_bad_urls(tmp_path: Path) -> None:
     ):
         with pytest.raises(ValueError, match=reason):
             storage_from_url(url)
+
+
+def test_the_cache_fetches_once_and_stays_within_its_bytes(storage: Storage, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for step in (1, 2, 3):
+        storage.put_bytes(f"runs/run_c/checkpoints/{step:08d}.safetensors", bytes([step]) * 1000)
+    first = fetch_cached(storage, key="runs/run_c/checkpoints/00000001.safetensors", cache=cache, max_bytes=2500)
+    assert first == cache / "runs/run_c/checkpoints/00000001.safetensors"
+    assert first.read_bytes() == b"\x01" * 1000
+    os.utime(first, (1, first.stat().st_mtime))  # long unused
+    mtime = first.stat().st_mtime_ns
+    fetch_cached(storage, key="runs/run_c/checkpoints/00000002.safetensors", cache=cache, max_bytes=2500)
+    again = fetch_cached(storage, key="runs/run_c/checkpoints/00000001.safetensors", cache=cache, max_bytes=2500)
+    assert again.stat().st_mtime_ns == mtime  # not downloaded again (the loaded-network cache keys on mtime) ...
+    assert again.stat().st_atime > 1  # ... only marked as used
+    os.utime(cache / "runs/run_c/checkpoints/00000002.safetensors", (1, 1))
+    fetch_cached(storage, key="runs/run_c/checkpoints/00000003.safetensors", cache=cache, max_bytes=2500)
+    # The least recently used file went to make room.
+    assert sorted(p.name for p in cache.rglob("*.safetensors")) == ["00000001.safetensors", "00000003.safetensors"]
+    with pytest.raises(ArtifactNotFound):
+        fetch_cached(storage, key="runs/run_c/checkpoints/00000009.safetensors", cache=cache, max_bytes=2500)
