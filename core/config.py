@@ -581,8 +581,6 @@ class RunConfig(_Strict):
                 raise ValueError(f"{field_path}: {reason}")
         if loss.kind not in ("minimax", "nonsaturating", "lsgan", "hinge"):
             raise ValueError(f"loss.kind: {m.arch} trains with minimax, nonsaturating, lsgan or hinge, not {loss.kind}")
-        if m.arch == "cyclegan" and self.schedule.eval_every > 0:
-            raise ValueError("schedule.eval_every: cyclegan's evaluation is not available yet; set eval_every to 0")
         if m.arch == "cyclegan" and train.compile:
             raise ValueError("train.compile: cyclegan runs its generators uncompiled; set compile to false")
         size, layers = m.image_size, m.patch_layers
@@ -717,7 +715,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
             "lr_schedule": "hold-then-linear",
             "pool_size": 50,
         },
-        "schedule": {"sample_every": 500, "checkpoint_every": 1000},
+        "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 500},
     },
     "_uploaded": {
         "model": {"arch": "dcgan", "image_size": 32},

@@ -310,3 +310,11 @@ def sampler(
         return out, labels[: len(out)] if labels is not None else None
 
     return sample
+
+
+def evaluator(data: UnpairedDataset, cfg: RunConfig, device: torch.device) -> Any:
+    """The B→A translation metrics on the held-out B images (core.metrics.unpaired), in place of the noise
+    family's."""
+    from core.metrics.unpaired import UnpairedEvaluator
+
+    return UnpairedEvaluator(data, n_samples=cfg.schedule.eval_samples, device=device)
