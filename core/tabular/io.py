@@ -1,4 +1,4 @@
-"""Tables in and out: CSV text (the csv module, every cell a string) and the built-in tables.
+"""Tables in and out: CSV text (the csv module, every cell a string), Parquet (pyarrow), and the built-in tables.
 
 Built-ins, from what scikit-learn ships (nothing is downloaded): `breast-cancer` (569 rows, 30 continuous
 measurements and the diagnosis, malignant or benign) and `wine` (178 rows, 13 continuous measurements and the
@@ -49,6 +49,70 @@ def write_csv(table: Table, columns: list[Column]) -> bytes:
     for i in range(n):
         writer.writerow([col[i] for col in cells])
     return out.getvalue().encode()
+
+
+def read_parquet(data: bytes) -> Table:
+    """A Parquet file as a table: numbers as float64 with NaN for nulls, everything else as strings with None for
+    nulls (booleans as true/false, dates and times in ISO 8601); a ValueError says what is wrong."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        arrow = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"file: not a readable Parquet file ({exc})") from exc
+    if arrow.num_columns == 0 or arrow.num_rows == 0:
+        raise ValueError("file: the Parquet file has no columns or no rows")
+    table: Table = {}
+    for name, column in zip(arrow.column_names, arrow.columns, strict=True):
+        kind = column.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            values = column.to_pylist()
+            table[str(name)] = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        elif pa.types.is_boolean(kind):
+            table[str(name)] = np.array([None if v is None else str(v).lower() for v in column.to_pylist()], object)
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            table[str(name)] = np.array([None if v is None else v.isoformat() for v in column.to_pylist()], object)
+        else:
+            table[str(name)] = np.array([None if v is None else str(v) for v in column.to_pylist()], dtype=object)
+    return table
+
+
+def write_parquet(table: Table, columns: list[Column]) -> bytes:
+    """A typed table as Parquet bytes: continuous as float64, discrete as int64, datetimes as timestamps (dates as
+    dates), categories as strings; missing values are nulls."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from core.tabular.columns import EPOCH
+
+    arrays = []
+    for c in columns:
+        values = table[c.name].tolist()
+        missing = [v is None or (isinstance(v, float) and np.isnan(v)) for v in values]
+        if c.kind == "continuous":
+            arrays.append(pa.array([None if m else float(v) for v, m in zip(values, missing, strict=True)]))
+        elif c.kind == "discrete":
+            ints = [None if m else round(float(v)) for v, m in zip(values, missing, strict=True)]
+            arrays.append(pa.array(ints, pa.int64()))
+        elif c.kind == "datetime":
+            stamps = [
+                None if m else EPOCH + dt.timedelta(seconds=round(float(v)))
+                for v, m in zip(values, missing, strict=True)
+            ]
+            if c.date_only:
+                arrays.append(pa.array([None if s is None else s.date() for s in stamps], pa.date32()))
+            else:
+                arrays.append(
+                    pa.array([None if s is None else s.replace(tzinfo=None) for s in stamps], pa.timestamp("s"))
+                )
+        else:
+            arrays.append(pa.array([None if m else str(v) for v, m in zip(values, missing, strict=True)], pa.string()))
+    out = pa.BufferOutputStream()
+    pq.write_table(pa.table(arrays, names=[c.name for c in columns]), out)
+    return bytes(out.getvalue().to_pybytes())
 
 
 def builtin_table(name: str) -> Table:

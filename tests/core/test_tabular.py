@@ -123,3 +123,17 @@ def test_constant_and_empty_columns_round_trip():
     tf = TableTransformer.fit(real, columns, seed=0)
     assert write_csv(tf.decode(tf.encode(real, seed=0)), columns) == write_csv(real, columns)
     assert summarize(real["k"], columns[0])["distinct"] == 1 and summarize(real["e"], columns[2])["missing"] == 30
+
+
+def test_parquet_round_trips_a_typed_table_and_refuses_what_is_not_parquet():
+    from core.tabular.io import read_parquet, write_parquet
+
+    table = read_csv(_mixed_table(50))
+    columns = infer_columns(table)
+    real = typed(table, columns)
+    data = write_parquet(real, columns)
+    back = read_parquet(data)
+    assert [c.kind for c in infer_columns(back)] == [c.kind for c in columns]
+    assert write_csv(typed(back, columns), columns) == write_csv(real, columns)
+    with pytest.raises(ValueError, match="file: not a readable Parquet file"):
+        read_parquet(b"a,b\n1,2\n")
