@@ -1,5 +1,6 @@
-"""pix2pix through the service: a run posted to the real API trains on the real worker with its grids, metrics and
-checkpoints; a generation from it fails saying why; impossible translation configs are 422s naming the field."""
+"""pix2pix and cyclegan through the service: a run posted to the real API trains on the real worker with its grids,
+metrics and checkpoints; a generation from it fails saying why; impossible translation configs are 422s naming the
+field."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ PIX2PIX = {
     "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 2, "eval_samples": 64},
 }
 
+CYCLEGAN = {
+    "dataset": "digits-printed",
+    "model": {"width": 4, "res_blocks": 1},
+    "train": {"steps": 4, "batch_size": 4, "pool_size": 3},
+    "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 2, "eval_samples": 64},
+}
+
 
 def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
@@ -31,11 +39,20 @@ def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[
     raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
 
 
-def test_a_pix2pix_run_trains_and_refuses_generations(postgres_service: Service) -> None:
-    with postgres_service.client(postgres_service.new_user_token("pix2pix")) as client:
-        response = client.post("/runs", json=PIX2PIX)
+@pytest.mark.parametrize(
+    ("body", "metrics"),
+    [
+        pytest.param(PIX2PIX, ("l1", "psnr", "ssim", "sharpness", "digit_accuracy"), id="pix2pix"),
+        pytest.param(CYCLEGAN, ("label_preservation", "fd_digits"), id="cyclegan"),
+    ],
+)
+def test_a_translation_run_trains_and_refuses_generations(
+    postgres_service: Service, body: dict[str, Any], metrics: tuple[str, ...]
+) -> None:
+    with postgres_service.client(postgres_service.new_user_token("translation")) as client:
+        response = client.post("/runs", json=body)
         assert response.status_code == 201, response.text
-        assert response.json()["config"]["model"]["arch"] == "pix2pix"
+        arch = response.json()["config"]["model"]["arch"]
         run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
         assert run["status"] == "succeeded", run["error"]
         run_id = run["id"]
@@ -43,14 +60,14 @@ def test_a_pix2pix_run_trains_and_refuses_generations(postgres_service: Service)
         assert client.get(f"/runs/{run_id}/samples/latest.png").status_code == 200
         assert [c["step"] for c in client.get(f"/runs/{run_id}/checkpoints").json()["items"]][-1] == 4
         series = client.get(f"/runs/{run_id}/metrics").json()["series"]
-        for name in ("l1", "psnr", "ssim", "sharpness", "digit_accuracy"):
+        for name in metrics:
             assert [step for step, _ in series[name]] == [2, 4], name
 
         response = client.post(f"/runs/{run_id}/generations", json={"n": 4})
         assert response.status_code == 202, response.text
         job = _wait_for_job(client, f"/generations/{response.json()['id']}")
         assert job["status"] == "failed"
-        assert "pix2pix, which translates input images and does not sample from latents" in job["error"]
+        assert f"{arch}, which translates input images and does not sample from latents" in job["error"]
 
 
 @pytest.mark.parametrize(
@@ -59,6 +76,8 @@ def test_a_pix2pix_run_trains_and_refuses_generations(postgres_service: Service)
         pytest.param({"dataset": "digits", "model": {"arch": "pix2pix"}}, "model.arch", id="unpaired"),
         pytest.param({"dataset": "digits-edges", "model": {"pack": 2}}, "model.pack", id="pack"),
         pytest.param({"dataset": "digits-edges", "loss": {"kind": "wgan"}}, "loss.kind", id="wgan"),
+        pytest.param({"dataset": "digits-printed", "model": {"arch": "dcgan"}}, "model.arch", id="printed-dcgan"),
+        pytest.param({"dataset": "digits-printed", "train": {"compile": True}}, "train.compile", id="cyc-compile"),
     ],
 )
 def test_impossible_pix2pix_runs_are_422_naming_the_field(
