@@ -12,7 +12,9 @@ checkpoint saves, so a resumed run augments identically.
 
 The heuristic r_t = E[sign(D(x_real))] over `INTERVAL` steps moves p by ±(batch · INTERVAL) / (1000 · `KIMG`) toward
 the target (`train.ada_target`, 0.6): p can go from 0 to 1 within 500k images. p and the sign sums are tensors of the
-checkpoint (`augment.p`, `augment.signs`) and p is reported as the stat `ada_p`.
+checkpoint (`augment.p`, `augment.signs`) and p is reported as the stat `ada_p`. The stylegan2 family calls `observe`
+with its D's logits on the reals; the noise family's `core.losses.discriminator_loss` calls it on any augmentation
+that has it.
 """
 
 from __future__ import annotations

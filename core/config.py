@@ -318,7 +318,7 @@ class TrainConfig(_Strict):
         description=(
             "ada: adaptive discriminator augmentation (Karras et al. 2020b) on every image D sees: flips, quarter "
             "turns, integer translation, scaling, brightness, contrast, saturation and cutout, each applied with a "
-            "probability p that rises while D is too sure of the reals (stylegan2 runs)."
+            "probability p that rises while D is too sure of the reals (dcgan, resnet and stylegan2 runs)."
         ),
     )
     ada_target: float = Field(
@@ -471,8 +471,8 @@ class RunConfig(_Strict):
                 for name in names:
                     if getattr(values, name) != type(values).model_fields[name].default:
                         raise ValueError(f"{section}.{name}: only the stylegan2 architecture has it, not {arch}")
-        if self.train.augment == "ada" and arch != "stylegan2":
-            raise ValueError(f"train.augment: ada is available for stylegan2 runs so far, not {arch}")
+        if self.train.augment == "ada" and arch not in ("dcgan", "resnet", "stylegan2"):
+            raise ValueError(f"train.augment: ada augments images for dcgan, resnet and stylegan2 runs, not {arch}")
         if self.train.augment == "ada" and self.train.diffaugment.strip():
             raise ValueError("train.augment: ada and DiffAugment (train.diffaugment) both augment D's inputs; pick one")
         if self.train.augment != "ada" and self.train.ada_target != TrainConfig.model_fields["ada_target"].default:

@@ -73,6 +73,9 @@ def discriminator_loss(
     l_fake, _, aux_fake = D(x_fake, fake_labels)
     l_real, l_fake = l_real.float(), l_fake.float()  # (B',)
     stats: Stats = {}
+    observe = getattr(augment, "observe", None)
+    if observe is not None:  # an adaptive augmentation (core.ada) steers by D's logits on the reals it augmented
+        observe(l_real)
 
     # The adversarial term.
     real_target = 1.0 - cfg.label_smoothing

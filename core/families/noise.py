@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from core import checkpoint, grids
+from core.ada import AdaptiveAugment
 from core.augment import make_augment
 from core.clusters import cluster_cdf, cluster_counts, cluster_images
 from core.config import RunConfig
@@ -46,6 +47,7 @@ class Models:
     augment: Augment | None  # DiffAugment, applied to every input of D
     num_classes: int  # the classes G and D are conditioned on; 0 when unconditional
     clusters: torch.Tensor | None  # (N,) each real sample's cluster id, in a cluster-conditioned run
+    ada: AdaptiveAugment | None = None  # adaptive augmentation of D's inputs (train.augment ada), also `augment`
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
@@ -55,8 +57,9 @@ class Models:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint keeps beside the modules and optimizers: the real samples' cluster ids."""
-        return {"data.clusters": self.clusters} if self.clusters is not None else {}
+        """What a checkpoint keeps beside the modules and optimizers: the real samples' cluster ids, ADA's state."""
+        kept = {"data.clusters": self.clusters} if self.clusters is not None else {}
+        return kept | (self.ada.tensors() if self.ada is not None else {})
 
 
 def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
@@ -89,6 +92,11 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         G.set_cluster_frequencies(cluster_cdf(ids, k, groups))
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
     betas = (cfg.train.beta1, cfg.train.beta2)
+    ada = None
+    if cfg.train.augment == "ada":
+        ada = AdaptiveAugment(target=cfg.train.ada_target, batch_size=cfg.train.batch_size, device=device)
+        if latest is not None:
+            ada.restore(latest)
     return Models(
         G=G,
         D=D,
@@ -96,9 +104,10 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         opt_d=torch.optim.Adam(D.parameters(), lr=cfg.train.lr_d, betas=betas),
         g_fn=torch.compile(G) if cfg.train.compile else G,
         d_fn=torch.compile(D) if cfg.train.compile else D,
-        augment=make_augment(cfg.train.diffaugment),
+        augment=ada or make_augment(cfg.train.diffaugment),
         num_classes=data.num_classes if cfg.model.conditional else 0,
         clusters=ids,
+        ada=ada,
     )
 
 
@@ -112,6 +121,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     m.D.requires_grad_(True)
     for _ in range(cfg.train.n_critic):
         d = _discriminator_step(m, cfg, at, noise_std)
+    if m.ada is not None:  # move the augmentation probability by the signs D's steps saw on the reals
+        m.ada.adjust(at.step)
 
     # Train the generator, on a fresh fake batch when D took several steps.
     m.D.requires_grad_(False)
@@ -146,6 +157,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         stats |= {"grad_norm_d": d.grad_norm, "grad_norm_g": grad_norm_g}
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
+    if m.ada is not None:
+        stats["ada_p"] = m.ada.p.detach().clone()
     return {"loss_d": d.loss, "loss_g": loss_g}, stats
 
 

@@ -12,11 +12,7 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from core import ada as ada_module
 from core import generate, scoring
-from core.ada import INTERVAL as ADA_INTERVAL
-from core.ada import KIMG as ADA_KIMG
-from core.ada import AdaptiveAugment, ada_augment
 from core.checkpoint import load_generator
 from core.config import RunConfig
 from core.datasets import load_dataset
@@ -196,38 +192,6 @@ def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, au
     assert [key for key in a if not torch.equal(a[key], b[key])] == []
 
 
-def test_ada_pipeline_is_the_identity_at_p_0_and_differentiable(monkeypatch):
-    torch.manual_seed(0)
-    x = torch.rand(6, 3, 16, 16, requires_grad=True)
-    assert torch.allclose(ada_augment(x, torch.tensor(0.0)), x, atol=1e-5)
-    y = ada_augment(x, torch.tensor(1.0))
-    assert y.shape == x.shape and not torch.allclose(y, x, atol=1e-2)
-    y.sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
-    # Flips, quarter turns and whole-pixel shifts land on pixel centres: with scaling and colour changes off, every
-    # output pixel is one of the input's values (or cutout's 0).
-    for name in ("SCALE_STD", "BRIGHTNESS_STD", "CONTRAST_STD"):
-        monkeypatch.setattr(ada_module, name, 0.0)
-    levels = torch.randint(0, 4, (8, 1, 8, 8)).float()
-    moved = ada_augment(levels, torch.tensor(1.0))
-    assert not torch.equal(moved, levels)
-    assert torch.allclose(moved, moved.round(), atol=1e-4) and set(moved.round().unique().tolist()) <= {0, 1, 2, 3}
-
-
-def test_ada_moves_p_by_the_sign_of_d_on_reals_every_interval():
-    ada = AdaptiveAugment(target=0.6, batch_size=8, device=torch.device("cpu"))
-    step_size = 8 * ADA_INTERVAL / (1000 * ADA_KIMG)
-    for step in range(1, 2 * ADA_INTERVAL + 1):
-        ada.observe(torch.ones(8))  # D sure of every real: r_t = 1 > 0.6
-        ada.adjust(step)
-        expected = step_size * (step // ADA_INTERVAL)
-        assert float(ada.p) == pytest.approx(expected)
-    for step in range(1, 100):
-        ada.observe(-torch.ones(8))
-        ada.adjust(step)
-    assert float(ada.p) == 0.0  # p never leaves [0, 1]
-
-
 def test_the_ema_half_life_sets_the_decay():
     cfg = _cfg()
     assert cfg.train.ema is None and cfg.train.ema_kimg == 10.0
@@ -272,7 +236,6 @@ def test_api_defaults_on_digits():
         pytest.param({"model": {"arch": "dcgan", "mixing_prob": 0.5}}, "model.mixing_prob", id="dcgan-mixing"),
         pytest.param({"loss": {"pl_weight": 1.0}}, "loss.pl_weight", id="dcgan-pl"),
         pytest.param({"train": {"ema": 0.9, "ema_kimg": 5}}, "train.ema_kimg", id="two-emas"),
-        pytest.param({"train": {"augment": "ada"}}, "train.augment", id="ada-dcgan"),
         pytest.param(
             {"model": {"arch": "stylegan2"}, "train": {"augment": "ada", "diffaugment": "color"}},
             "train.augment",
