@@ -11,7 +11,7 @@ the torch generator, so a checkpoint's RNG state resumes it. The pools are check
 and their fill counts). `G` is one module holding both generators (`G.ab`, `G.ba`), so the loop's EMA copy, grids
 and checkpoints cover both; `D` holds `D.a` and `D.b`. The grid shows held-out A | A→B | A→B→A, then B | B→A |
 B→A→B; `sampler` translates the held-out B images into A (the direction the label preservation of digits-printed
-is measured on).
+is measured on), and also gives both cycles for the evaluator.
 """
 
 from __future__ import annotations
@@ -288,28 +288,56 @@ def _with_channels(x: torch.Tensor, c: int) -> torch.Tensor:
     return x if x.shape[1] == c else x.expand(-1, c, -1, -1)
 
 
-def sampler(
-    G: nn.Module, cfg: RunConfig, m: Models, *, device: torch.device, autocast: Autocast
-) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]:
-    """sample_fn(n) -> (G_BA's translations of the first n held-out B images, their labels or None), G in eval
-    mode."""
-    source, labels = m.data.held_b, m.data.held_b_labels
-    assert source is not None
+@dataclass
+class Translations:
+    """What the loop's evaluation draws from: calling it with n translates the first n held-out B images into A
+    (`sample_fn(n) -> (translations, their labels or None)`); `cycles(n)` gives both directions and both cycles of
+    the first n held-out images of each domain, for the evaluator's cycle and domain-B metrics. G in eval mode."""
 
-    @torch.no_grad()
-    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        was_training = G.training
-        G.eval()
-        outs = []
-        for start in range(0, min(n, len(source)), SAMPLE_BATCH):
-            x = source[start : min(n, start + SAMPLE_BATCH)].to(device)  # (b, C_B, H, W)
-            with autocast():
-                outs.append(G.ba(x.contiguous(memory_format=torch.channels_last)).float())
-        G.train(was_training)
-        out = torch.cat(outs)  # (n', C_A, H, W)
+    G: nn.Module  # CycleGenerators, or its EMA copy
+    data: UnpairedDataset
+    device: torch.device
+    autocast: Autocast
+
+    def __call__(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        assert self.data.held_b is not None
+        out = self._translate("ba", self.data.held_b[:n])  # (n', C_A, H, W)
+        labels = self.data.held_b_labels
         return out, labels[: len(out)] if labels is not None else None
 
-    return sample
+    def cycles(self, n: int) -> dict[str, torch.Tensor]:
+        """{"a", "ab", "aba", "b", "ba", "bab"}: the held-out images of each domain (n', C, H, W) on the CPU, their
+        translations and their translations back."""
+        assert self.data.held_a is not None and self.data.held_b is not None
+        a, b = self.data.held_a[:n], self.data.held_b[:n]
+        ab, ba = self._translate("ab", a), self._translate("ba", b)
+        return {
+            "a": a.float().cpu(),
+            "ab": ab,
+            "aba": self._translate("ba", ab),
+            "b": b.float().cpu(),
+            "ba": ba,
+            "bab": self._translate("ab", ba),
+        }
+
+    @torch.no_grad()
+    def _translate(self, direction: str, x: torch.Tensor) -> torch.Tensor:
+        """G_AB or G_BA of images (N, C, H, W), in batches: (N, C', H, W) float32 on the CPU."""
+        G = getattr(self.G, direction)
+        was_training = self.G.training
+        self.G.eval()
+        outs = []
+        for start in range(0, len(x), SAMPLE_BATCH):
+            xb = x[start : start + SAMPLE_BATCH].to(self.device).contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                outs.append(G(xb).float().cpu())
+        self.G.train(was_training)
+        return torch.cat(outs)
+
+
+def sampler(G: nn.Module, cfg: RunConfig, m: Models, *, device: torch.device, autocast: Autocast) -> Translations:
+    """The evaluation's sample_fn: G_BA's translations of the held-out B images (see `Translations`)."""
+    return Translations(G=G, data=m.data, device=device, autocast=autocast)
 
 
 def evaluator(data: UnpairedDataset, cfg: RunConfig, device: torch.device) -> Any:

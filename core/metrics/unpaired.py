@@ -1,13 +1,18 @@
-"""Metrics of unpaired translation into domain A: a generator's translations of held-out B images.
+"""Metrics of unpaired translation between domains A and B, on held-out images of each.
 
     ev = UnpairedEvaluator(dataset, n_samples=500, device=device)   # a core.unpaired.UnpairedDataset
-    values = ev(sample_fn)     # sample_fn(n) -> (B→A translations of the first n held-out B images, their labels)
+    values = ev(sample_fn)
 
-Reported when domain A is digits (digits-printed), on the digits classifier: `label_preservation` (the share of
-translations the classifier reads as their source image's label) and `fd_digits` (the Fréchet distance of the
-translations' classifier features to those of domain A's training images), with `n_fake`. Primary:
-`label_preservation` (max). `floor`: the same for domain A's own held-out images (their labels, and real against
-real). Other data: nothing yet, and `skipped` says why.
+`sample_fn(n)` gives the B→A translations of the first n held-out B images and their labels; when it also has
+`cycles(n)` (core.families.cyclegan.Translations), that gives both directions and both cycles
+(`{"a", "ab", "aba", "b", "ba", "bab"}`), and the evaluator adds `cycle_error_a` and `cycle_error_b` (mean
+|A→B→A - A| and |B→A→B - B|, in the [-1, 1] pixel scale) and, on digits, `fd_digits_b`.
+
+On digits-printed, with the digits classifier: `label_preservation` (the share of B→A translations the classifier
+reads as their source image's label), `fd_digits` (the Fréchet distance of the B→A translations' classifier
+features to those of domain A's training images) and `fd_digits_b` (A→B translations to domain B's training
+images, on the same features), with `n_fake`. Primary: `label_preservation` (max); without the classifier,
+`cycle_error_a` (min). `floor`: the held-out real images of each domain (their labels, and real against real).
 """
 
 from __future__ import annotations
@@ -25,27 +30,31 @@ BATCH = 256
 
 
 class UnpairedEvaluator:
-    """The B→A translation metrics of an unpaired dataset's held-out B images; see the module docstring."""
+    """The translation metrics of an unpaired dataset's held-out images; see the module docstring."""
 
     def __init__(self, dataset: Any, n_samples: int = 500, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        self.n_samples = min(n_samples, int(dataset.held_b.shape[0]))
-        self.primary: tuple[str, str] = ("label_preservation", "max")
+        self.n_samples = min(n_samples, int(dataset.held_a.shape[0]), int(dataset.held_b.shape[0]))
+        self.labels_b = dataset.held_b_labels
         self.skipped: dict[str, str] = {}
-        self.floor: dict[str, float] = {}
+        self.floor: dict[str, float] = {"cycle_error_a": 0.0, "cycle_error_b": 0.0}
         self.classifier: clf.DigitsClassifier | None = None
-        if not (dataset.name == "digits-printed" and dataset.channels == 1):
-            reason = "the digits classifier reads only digits in domain A"
-            self.skipped = {"label_preservation": reason, "fd_digits": reason}
+        self.ref: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}  # domain -> (sum, outer-product sum, N)
+        if not (dataset.name == "digits-printed" and dataset.channels == 1 and dataset.b_channels == 1):
+            self.primary: tuple[str, str] = ("cycle_error_a", "min")
+            reason = "the digits classifier reads only digits in both domains"
+            self.skipped = {"label_preservation": reason, "fd_digits": reason, "fd_digits_b": reason}
             return
+        self.primary = ("label_preservation", "max")
         self.classifier = clf.load_digits_classifier(device=self.device)
-        ref, _ = self._features(dataset.store)  # (N, 128) of domain A's training images
-        total = ref.double()
-        self.ref_sum, self.ref_cov_sum, self.n_real = total.sum(0), total.T @ total, int(ref.shape[0])
-        held, preds = self._features(dataset.held_a)
-        self.floor = {
+        for domain, train in (("a", dataset.store), ("b", dataset.other)):
+            total = self._features(train)[0].double()  # (N, 128)
+            self.ref[domain] = (total.sum(0), total.T @ total, int(total.shape[0]))
+        held_a, preds = self._features(dataset.held_a)
+        self.floor |= {
             "label_preservation": float((preds == dataset.held_a_labels.cpu()).double().mean()),
-            "fd_digits": fid(self.ref_sum, self.ref_cov_sum, self.n_real, held),
+            "fd_digits": fid(*self.ref["a"], held_a),
+            "fd_digits_b": fid(*self.ref["b"], self._features(dataset.held_b)[0]),
         }
 
     @torch.no_grad()
@@ -54,22 +63,31 @@ class UnpairedEvaluator:
         assert self.classifier is not None
         feats, preds = [], []
         for start in range(0, x.shape[0], BATCH):
-            f, logits = self.classifier.features_and_logits(x[start : start + BATCH].to(self.device))
+            f, logits = self.classifier.features_and_logits(x[start : start + BATCH].to(self.device).clamp(-1, 1))
             feats.append(f.float().cpu())
             preds.append(logits.argmax(1).cpu())
         return torch.cat(feats), torch.cat(preds)
 
     def __call__(self, sample_fn: SampleFn) -> dict[str, float]:
-        """Translate the held-out B images with sample_fn and measure the translations."""
-        if self.classifier is None:
-            return {}
+        """Translate the held-out images with sample_fn and measure the translations."""
+        cycles = getattr(sample_fn, "cycles", None)
         with torch.no_grad():
-            out, labels = sample_fn(self.n_samples)
-        out = out.detach().float().cpu()  # (M, C_A, H, W)
-        if not torch.isfinite(out).all():
+            if cycles is not None:
+                sets = {k: v.detach().float().cpu() for k, v in cycles(self.n_samples).items()}
+            else:
+                sets = {"ba": sample_fn(self.n_samples)[0].detach().float().cpu()}
+        if not all(torch.isfinite(x).all() for x in sets.values()):
             raise ValueError("eval: the generator produced non-finite outputs")
-        feats, preds = self._features(out.clamp(-1, 1))
-        values = {"n_fake": float(out.shape[0]), "fd_digits": fid(self.ref_sum, self.ref_cov_sum, self.n_real, feats)}
-        if labels is not None:
-            values["label_preservation"] = float((preds == labels.cpu()).double().mean())
+        ba = sets["ba"]  # (M, C_A, H, W)
+        values = {"n_fake": float(ba.shape[0])}
+        if "aba" in sets:
+            values["cycle_error_a"] = float((sets["aba"] - sets["a"]).abs().mean())
+            values["cycle_error_b"] = float((sets["bab"] - sets["b"]).abs().mean())
+        if self.classifier is None:
+            return values
+        feats, preds = self._features(ba)
+        values["fd_digits"] = fid(*self.ref["a"], feats)
+        values["label_preservation"] = float((preds == self.labels_b[: len(preds)].cpu()).double().mean())
+        if "ab" in sets:
+            values["fd_digits_b"] = fid(*self.ref["b"], self._features(sets["ab"])[0])
         return values

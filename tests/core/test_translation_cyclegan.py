@@ -128,10 +128,12 @@ def test_cyclegan_trains_a_few_steps_with_its_grid_and_halves_then_decays_its_ra
     )
     assert stats[1]["lr_g"] == pytest.approx(2e-4) and stats[4]["lr_g"] == pytest.approx(1e-4)  # done 0.75
     metrics = {(d["step"], d["name"]): d["value"] for kind, d in events if kind == "metric"}
-    assert {(2, "label_preservation"), (2, "fd_digits"), (4, "label_preservation")} <= metrics.keys()
+    for name in ("label_preservation", "fd_digits", "fd_digits_b", "cycle_error_a", "cycle_error_b"):
+        assert (2, name) in metrics and (4, name) in metrics, name
     assert metrics[(4, "n_fake")] == 64
     env = next(d for kind, d in events if kind == "environment")
     assert env["primary_metric"] == ["label_preservation", "max"] and env["metric_floor"]["label_preservation"] > 0.9
+    assert env["metric_floor"]["fd_digits_b"] < metrics[(4, "fd_digits_b")]  # real printed digits against real
     tensors = load_file(str(tmp_path / "checkpoints" / "00000004.safetensors"))
     assert {"pool.a", "pool.a.count", "pool.b", "pool.b.count"} <= tensors.keys()
     assert tensors["pool.a"].shape == (3, 1, 32, 32) and int(tensors["pool.b.count"][0]) == 3
