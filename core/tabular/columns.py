@@ -162,7 +162,7 @@ def _override(column: Column, values: np.ndarray, kind: str) -> Column:
         xs = [float(x) for x in numbers if x is not None]
         if kind == "discrete" and not all(x.is_integer() for x in xs):
             raise ValueError(f"columns.{name}: some values have decimals, so the column cannot be discrete")
-        return Column(name, kind, decimals=_decimals(xs, present) if kind == "continuous" else 0)
+        return Column(name, kind, decimals=_decimals(xs, present) if kind == "continuous" else 0)  # type: ignore[arg-type]
     if kind == "datetime":
         if not present or any(_datetime(v) is None for v in present):
             raise ValueError(f"columns.{name}: not every value is an ISO 8601 date or time")

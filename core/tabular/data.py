@@ -45,7 +45,7 @@ class TableDataset(Dataset):
         """This dataset with its tensors on `device`."""
         return dataclasses.replace(self, store=self.store.to(device))
 
-    def info(self) -> dict[str, Any]:  # type: ignore[override]
+    def info(self) -> dict[str, Any]:
         """What a checkpoint records about the data: a Dataset's facts, the transformer's state and the target."""
         assert self.transformer is not None
         return super().info() | {"table": self.transformer.state(), "target": self.target}
