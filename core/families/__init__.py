@@ -86,15 +86,17 @@ class Family(Protocol):
 
 def family_of(arch: str) -> Family:
     """The family that trains `model.arch`."""
-    from core.families import cyclegan, noise, pix2pix
+    from core.families import ctgan, cyclegan, noise, pix2pix, stylegan2
 
-    families: dict[str, Any] = {"mlp": noise, "dcgan": noise, "resnet": noise, "pix2pix": pix2pix, "cyclegan": cyclegan}
-    from core.families import stylegan2
-
-    families["stylegan2"] = stylegan2
-    from core.families import ctgan
-
-    families["ctgan"] = ctgan
+    families: dict[str, Any] = {
+        "mlp": noise,
+        "dcgan": noise,
+        "resnet": noise,
+        "pix2pix": pix2pix,
+        "cyclegan": cyclegan,
+        "stylegan2": stylegan2,
+        "ctgan": ctgan,
+    }
     if arch not in families:
         raise ValueError(f"model.arch: no family trains {arch!r}")
     return families[arch]  # type: ignore[no-any-return]
