@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,8 +221,10 @@ def generate_walks(
     truncation: float | None = None,
     labels: list[int] | None = None,
     device: str | torch.device = "cpu",
+    space: Literal["z", "w"] = "z",
 ) -> Samples:
-    """`n` latent walks of `steps` points each; a walk keeps one label. Samples are (n * steps, ...), row-major."""
+    """`n` latent walks of `steps` points each; a walk keeps one label. Samples are (n * steps, ...), row-major.
+    `space` w walks between the ends' (truncated) w instead of their z, for a style-based generator."""
     walk_labels = _request_labels(n, labels, num_classes=num_classes, seed=seed)  # one per walk
     if not 2 <= steps <= MAX_INTERPOLATION_STEPS:
         raise ValueError(f"interpolate.steps must be between 2 and {MAX_INTERPOLATION_STEPS}, not {steps}")
@@ -232,9 +235,89 @@ def generate_walks(
     if clustered:  # a cluster-conditioned generator: each walk stays in the cluster of its first latent
         walk_labels = generator.clusters_of(ends[:n]).cpu()  # type: ignore[operator]
     y = None if walk_labels is None else walk_labels.repeat_interleave(steps)  # (n * steps,)
-    samples = run_generator(generator, z, y, device=device, truncation=truncation if in_w else None)
+    if space == "w":
+        if not in_w:
+            raise ValueError("interpolate.space: w needs a style-based generator (stylegan2); use z")
+        w_ends = map_latents(generator, ends, None if walk_labels is None else walk_labels.repeat(2), truncation)
+        w = interpolate_latents(w_ends[:n], w_ends[n:], steps=steps, mode=mode)  # (n * steps, W)
+        samples = synthesize(generator, w[:, None].expand(-1, int(generator.num_ws), -1), device=device)
+    else:
+        samples = run_generator(generator, z, y, device=device, truncation=truncation if in_w else None)
     shown = None if y is None or clustered else y.numpy().astype(np.int64)  # clusters are not class labels
     return Samples(samples=samples, labels=shown, rows=n)
+
+
+def map_latents(
+    generator: torch.nn.Module, z: torch.Tensor, labels: torch.Tensor | None, truncation: float | None
+) -> torch.Tensor:
+    """A style-based generator's w (N, W) for latents z (N, Z) and labels (N,), pulled toward w_avg by ψ."""
+    with torch.inference_mode():
+        device = next(generator.parameters()).device
+        w = generator.mapping(z.to(device), None if labels is None else labels.to(device))  # type: ignore[operator]
+        return generator.truncate(w, truncation).float().cpu()  # type: ignore[operator, no-any-return]
+
+
+def synthesize(generator: torch.nn.Module, ws: torch.Tensor, *, device: str | torch.device = "cpu") -> np.ndarray:
+    """A style-based generator's images for one w per layer, ws (N, num_ws, W), in batches: (N, C, H, W) float32."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, ws.shape[0], BATCH_SIZE):
+            out.append(generator.synthesis(ws[start : start + BATCH_SIZE].to(device)).float().cpu())  # type: ignore[operator]
+    return torch.cat(out).numpy()
+
+
+def parse_layers(layers: str, num_ws: int) -> list[int]:
+    """'0-3' -> [0, 1, 2, 3], '5' -> [5]: the synthesis layers (0 = the coarsest) a style-mixing column sets."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", layers)
+    if match is None:
+        raise ValueError(f"style_mix.layers: write a layer or a range such as '0-3', not {layers!r}")
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    if not first <= last < num_ws:
+        raise ValueError(f"style_mix.layers: this generator has layers 0 to {num_ws - 1}; {layers!r} is outside")
+    return list(range(first, last + 1))
+
+
+def style_mix(
+    generator: torch.nn.Module,
+    *,
+    z_dim: int,
+    num_classes: int,
+    row_seeds: list[int],
+    col_seeds: list[int],
+    layers: str,
+    truncation: float | None = None,
+    labels: list[int] | None = None,
+    device: str | torch.device = "cpu",
+) -> Samples:
+    """The style-mixing grid of a style-based generator (Karras et al. 2019, fig. 3): a blank corner, the column
+    seeds' images along the top, the row seeds' down the left, and in each cell the row's w with the `layers` taken
+    from the column's. A seed's latent is the one a one-sample generation with that seed draws. One label (the
+    first given, else drawn from the first row seed) conditions every image. Samples are row-major,
+    (len(row_seeds) + 1) rows of (len(col_seeds) + 1)."""
+    if not truncates_in_w(generator):
+        raise ValueError("style_mix: style mixing needs a style-based generator (stylegan2)")
+    if not row_seeds or not col_seeds:
+        raise ValueError("style_mix: give at least one row seed and one column seed")
+    num_ws = int(generator.num_ws)  # type: ignore[arg-type]
+    chosen = parse_layers(layers, num_ws)
+    seeds = [*row_seeds, *col_seeds]
+    z = torch.cat([sample_latents(1, z_dim, seed=s) for s in seeds])  # (R + C, Z)
+    label = _request_labels(1, labels[:1] if labels else None, num_classes=num_classes, seed=row_seeds[0])
+    y = None if label is None else label.repeat(len(seeds))  # (R + C,)
+    w = map_latents(generator, z, y, truncation)  # (R + C, W)
+    rows, cols = w[: len(row_seeds)], w[len(row_seeds) :]
+    mixed = rows[:, None, None].expand(-1, len(col_seeds), num_ws, -1).clone()  # (R, C, L, W)
+    mixed[:, :, chosen] = cols[None, :, None]
+    ws = torch.cat([w[:, None].expand(-1, num_ws, -1), mixed.flatten(0, 1)])  # (R + C + R·C, L, W)
+    images = synthesize(generator, ws, device=device)  # (R + C + R·C, C, H, W)
+    r, c = len(row_seeds), len(col_seeds)
+    grid = np.full(((r + 1) * (c + 1), *images.shape[1:]), -1.0, dtype=np.float32)
+    grid[1 : c + 1] = images[r : r + c]  # the column seeds along the top
+    for i in range(r):
+        start = (i + 1) * (c + 1)
+        grid[start] = images[i]  # the row seed
+        grid[start + 1 : start + c + 1] = images[r + c + i * c : r + c + (i + 1) * c]
+    return Samples(samples=grid, labels=None, rows=r + 1)
 
 
 # Pictures.

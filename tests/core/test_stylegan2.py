@@ -96,6 +96,31 @@ def test_eval_mode_is_deterministic_and_truncation_pulls_toward_the_mean():
     assert not torch.allclose(G(z, truncation=0.5), mean_image, atol=1e-3)
 
 
+def test_style_mixing_grid_and_walks_in_w():
+    torch.manual_seed(0)
+    G = StyleGenerator(z_dim=16, w_dim=16, mapping_layers=2, image_size=16, channels=1, width=8, num_classes=10).eval()
+    G.mapping.w_avg.copy_(torch.randn(16))
+    common = {"z_dim": 16, "num_classes": 10, "labels": [4], "truncation": 0.8}
+    grid = generate.style_mix(G, row_seeds=[1, 2], col_seeds=[3, 4, 5], layers="0-5", **common)
+    assert grid.samples.shape == (12, 1, 16, 16) and grid.rows == 3
+    assert (grid.samples[0] == -1).all()  # the blank corner
+    alone = generate.generate(G, n=1, seed=3, **common).samples[0]
+    assert np.allclose(grid.samples[1], alone, atol=1e-5)  # a column seed's image, as a one-sample generation
+    assert np.allclose(grid.samples[5], grid.samples[1], atol=1e-5)  # every layer from column 3: its image
+    coarse = generate.style_mix(G, row_seeds=[1], col_seeds=[3], layers="0-1", **common)
+    assert not np.allclose(coarse.samples[3], coarse.samples[1], atol=1e-3)
+    assert generate.parse_layers(" 2 - 4 ", 6) == [2, 3, 4]
+    for bad in ("x", "3-1", "0-6"):
+        with pytest.raises(ValueError, match=r"style_mix\.layers"):
+            generate.style_mix(G, row_seeds=[1], col_seeds=[2], layers=bad, **common)
+
+    walk = generate.generate_walks(G, n=2, steps=4, mode="lerp", seed=9, space="w", **common)
+    assert walk.samples.shape == (8, 1, 16, 16)
+    ends = generate.generate_walks(G, n=2, steps=4, mode="lerp", seed=9, space="z", **common)
+    assert np.allclose(walk.samples[[0, 3, 4, 7]], ends.samples[[0, 3, 4, 7]], atol=1e-5)  # same ends, other paths
+    assert not np.allclose(walk.samples[1], ends.samples[1], atol=1e-4)
+
+
 def test_style_mixing_uses_two_latents_after_a_cutoff():
     torch.manual_seed(0)
     G = StyleGenerator(z_dim=16, w_dim=16, mapping_layers=2, image_size=16, channels=1, width=8, num_classes=0)
