@@ -256,6 +256,14 @@ class LossConfig(_Strict):
             "loss.cycle_weight (0.5, as Zhu et al.'s code); needs domains with the same channels. 0 turns it off."
         ),
     )
+    adversarial_weight: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "pix2pix and cyclegan: weight of the adversarial terms in the generators' loss; 0 trains them on their "
+            "L1 terms alone (pix2pix's L1-only ablation), while the discriminators still train and report."
+        ),
+    )
     l1_weight: float = Field(
         100.0,
         ge=0,

@@ -1,6 +1,6 @@
 """The CycleGAN family (Zhu et al. 2017): unpaired translation between image domains A and B. Two ResNet generators,
 G_AB and G_BA, and two PatchGAN discriminators, D_A (real A against G_BA's outputs) and D_B (real B against G_AB's).
-The generators minimise the adversarial terms (`loss.kind`, lsgan in the paper, as core.losses computes it) plus
+The generators minimise the adversarial terms (`loss.kind`, lsgan in the paper, weighed as pix2pix's are) plus
 `loss.cycle_weight` × (|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|) plus `loss.identity_weight` × cycle_weight ×
 (|G_AB(b) - b| + |G_BA(a) - a|). Each discriminator judges its fakes through a history pool of `train.pool_size`
 generated images (Shrivastava et al. 2017). One Adam optimizer updates both generators, one both discriminators;
@@ -29,6 +29,7 @@ from torch import nn
 from core import checkpoint, grids
 from core.config import RunConfig
 from core.families import Step, StepStats
+from core.families.pix2pix import adversarial_scale
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import PatchDiscriminator, ResnetGenerator, patch_layers, resnet_blocks
 from core.unpaired import UnpairedDataset
@@ -181,7 +182,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         adv_ab, stats_ab = generator_loss(cfg.loss, D=_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
         adv_ba, stats_ba = generator_loss(cfg.loss, D=_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
     cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
-    loss_g = adv_ab + adv_ba + cycle_weight * cycle
+    loss_g = adversarial_scale(cfg) * (adv_ab + adv_ba) + cycle_weight * cycle
     stats: StepStats = {"loss_g_adv": (adv_ab + adv_ba).detach(), "loss_g_cycle": cycle.detach()}
     if identity_weight > 0:
         with at.autocast():

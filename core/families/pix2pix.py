@@ -1,7 +1,8 @@
 """The pix2pix family (Isola et al. 2017): paired image-to-image translation. A U-Net generator maps an input image
 (B, C_in, H, W) to an output (B, C, H, W), with dropout as its only noise; a PatchGAN discriminator judges
 (input, target) pairs as real and (input, output) pairs as fake, patch by patch. G minimises the adversarial loss
-(`loss.kind`; the paper's is nonsaturating) plus `loss.l1_weight` times the L1 distance of its output to the target.
+(`loss.kind`; the paper's is nonsaturating; weighed by `loss.adversarial_weight`, 0 for the paper's L1-only
+ablation) plus `loss.l1_weight` times the L1 distance of its output to the target.
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -115,7 +116,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     with at.autocast():
         loss_adv, stats_g = generator_loss(cfg.loss, D=judge, fake=fake, fake_labels=None, noise_std=noise_std)
     l1 = (fake.float() - target.float()).abs().mean()
-    loss_g = loss_adv + cfg.loss.l1_weight * l1
+    loss_g = adversarial_scale(cfg) * loss_adv + cfg.loss.l1_weight * l1
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     grad_norm_g = _grad_norm(m.G) if at.want_stats else None
@@ -128,6 +129,12 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+
+def adversarial_scale(cfg: RunConfig) -> float:
+    """The factor of core.losses' generator term in a translation generator's loss: `loss.adversarial_weight`, and
+    2 for lsgan, whose generator term the papers' code takes as (D - 1)² where core.losses takes ½ (D - 1)²."""
+    return cfg.loss.adversarial_weight * (2.0 if cfg.loss.kind == "lsgan" else 1.0)
 
 
 def _judge(D: Callable[..., Any], source: torch.Tensor) -> Any:

@@ -153,6 +153,14 @@ def test_a_pix2pix_checkpoint_makes_no_generations(tmp_path):
         checkpoint.load_generator(tmp_path / "checkpoints" / "00000001.safetensors")
 
 
+def test_adversarial_weight_zero_trains_the_unet_on_l1_alone(tmp_path):
+    cfg = _cfg(train={"steps": 2}, loss={"adversarial_weight": 0.0}, schedule={"checkpoint_every": 100})
+    events = _run(tmp_path, cfg)
+    stats = [d["values"] for kind, d in events if kind == "stats"]
+    assert stats[-1]["loss_g"] == pytest.approx(100.0 * stats[-1]["loss_g_l1"], rel=1e-6)
+    assert stats[-1]["loss_d"] > 0
+
+
 def test_the_pix2pix_family_refuses_unpaired_data():
     cfg = _cfg()
     digits = load_dataset("digits", image_size=32)
