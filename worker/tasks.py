@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 from core.config import DATASET_ID_PATTERN, RunConfig
 from core.train import TrainingDiverged, train  # imported before the pool forks: children start warm
 from store import layout
-from store.artifacts import Storage, get_storage
+from store.artifacts import get_storage
 from store.db import get_sessionmaker
 from store.models import Dataset, Run
 from store.queue import enqueue_run
 from store.reports import add_event, write_reports
 from store.runs import acquire_lease, finish_run, heartbeat, release_lease
-from store.settings import Settings, get_settings
+from store.settings import get_settings
 from worker.artifacts import RunUploader, fetch_checkpoints, fetch_dataset
 from worker.celery_app import app, worker_name
 
@@ -160,16 +160,14 @@ class RunReporter:
         return True
 
 
-def _dataset_dir(session: Session, cfg: RunConfig, settings: Settings, storage: Storage) -> Path | None:
-    """The folder of the run's uploaded dataset: in the data folder, or fetched from the storage into the cache."""
+def _dataset_hash(session: Session, cfg: RunConfig) -> str | None:
+    """The content hash of the run's uploaded dataset; None for a built-in."""
     if not DATASET_ID_PATTERN.match(cfg.dataset):
         return None
     dataset = session.get(Dataset, cfg.dataset)
     if dataset is None:
         raise ValueError(f"dataset: dataset {cfg.dataset} was deleted")
-    if settings.artifacts_are_local:
-        return layout.dataset_dir(settings.data_dir, dataset.content_hash)
-    return fetch_dataset(storage, settings, dataset.content_hash)
+    return dataset.content_hash
 
 
 def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) -> None:
@@ -230,7 +228,7 @@ def train_run(run_id: str) -> None:
         add_event(session=session, run_id=run_id, kind="status", data={"status": "running", "worker": worker})
         try:
             cfg = RunConfig.model_validate(run.config)
-            dataset_dir = _dataset_dir(session, cfg, settings, storage)
+            content_hash = _dataset_hash(session, cfg)
         except ValueError as exc:
             finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=str(exc))
             session.commit()
@@ -238,20 +236,29 @@ def train_run(run_id: str) -> None:
         session.commit()
 
     run_dir = layout.run_dir(settings.data_dir, run_id)
+    limit = settings.train_time_limit_seconds
+    # Started before any download, so that the run's heartbeat goes on while its files are fetched.
+    reporter = RunReporter(run_id=run_id, worker=worker, run_dir=run_dir, time_limit=limit)
     uploader = None
-    if not settings.artifacts_are_local:
-        # The local folder is scratch: start from the checkpoints in the storage, whichever host wrote them.
+    if settings.artifacts_are_local:
+        dataset_dir = layout.dataset_dir(settings.data_dir, content_hash) if content_hash else None
+    else:
+        # The local folder is scratch: start from the checkpoints in the storage, whichever host wrote them, and
+        # the dataset in the local cache. Fetched after the lease is committed: no transaction waits on a download.
         shutil.rmtree(run_dir, ignore_errors=True)
         try:
+            dataset_dir = fetch_dataset(storage, settings, content_hash) if content_hash else None
             fetch_checkpoints(storage, run_id=run_id, run_dir=run_dir)
             uploader = RunUploader(storage=storage, run_id=run_id, run_dir=run_dir)
         except Exception as exc:
-            log.error("run %s: could not fetch its checkpoints:\n%s", run_id, traceback.format_exc())
-            reason = f"Could not fetch the run's checkpoints from the artifact storage: {type(exc).__name__}: {exc}"
-            _finish(run_id=run_id, worker=worker, status="failed", error=reason)
+            log.error("run %s: could not fetch its artifacts:\n%s", run_id, traceback.format_exc())
+            reason = f"Could not fetch the run's files from the artifact storage: {type(exc).__name__}: {exc}"
+            if isinstance(exc, ValueError):
+                reason = str(exc)
+            reporter.close()
+            if not reporter.lost:
+                _finish(run_id=run_id, worker=worker, status="failed", error=reason)
             return
-    limit = settings.train_time_limit_seconds
-    reporter = RunReporter(run_id=run_id, worker=worker, run_dir=run_dir, time_limit=limit)
     status, error = "succeeded", None
     try:
         result = train(

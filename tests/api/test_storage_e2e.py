@@ -170,6 +170,16 @@ def test_uploaded_datasets_and_scores_go_through_object_storage(s3_service: tupl
         assert client.delete(f"/runs/{run['id']}").status_code == 204
         assert client.delete(f"/datasets/{dataset['id']}").status_code == 204
         assert storage.list(f"datasets/{content_hash}/") == []
+
+        # A dataset whose files went missing from the storage fails its run saying so.
+        upload = client.post("/datasets", files={"file": ("e.zip", digits_zip(5), "application/zip")})
+        assert upload.status_code == 201, upload.text
+        missing = next(e.key.split("/")[1] for e in storage.list("datasets/"))
+        storage.delete_prefix(f"datasets/{missing}/")
+        run = client.post("/runs", json={**config, "dataset": upload.json()["id"]}).json()
+        run = wait_for_status(client, run["id"], ("succeeded", "failed"))
+        assert run["status"] == "failed"
+        assert run["error"] == f"dataset: the files of dataset {missing[:12]}… are missing from the artifact storage"
     assert local_files(service.workdir / "api-data") == []
 
 

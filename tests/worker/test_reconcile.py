@@ -10,23 +10,32 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from ganforge.services import start_redis, stop
 from store.db import make_engine
 from store.jobs import claim_job, create_job, fail_lost_jobs, find_jobs_to_resend, finish_job
 from store.models import Base, Generation, Run, User, utcnow
 from store.queue import get_app
 from store.runs import create_run, find_lost_runs
 from store.settings import get_settings
+from tests.conftest import free_port
 
 
 @pytest.fixture
-def broker(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The settings and the Celery app pointed at this test run's Redis db."""
-    monkeypatch.setenv("GANFORGE_BROKER_URL", redis_url)
+def broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The settings and the Celery app pointed at a Redis server of this test's own: the session's Redis db has
+    the running services' workers on it, which would take the test's messages."""
+    port = free_port()
+    server = start_redis(directory=tmp_path / "redis", port=port, appendonly=False)
+    url = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setenv("GANFORGE_BROKER_URL", url)
     get_settings.cache_clear()
     get_app.cache_clear()
-    yield redis_url
-    get_settings.cache_clear()
-    get_app.cache_clear()
+    try:
+        yield url
+    finally:
+        get_settings.cache_clear()
+        get_app.cache_clear()
+        stop(server)
 
 
 def test_a_sent_message_is_read_back_waiting_in_its_queue(broker: str) -> None:
@@ -37,7 +46,7 @@ def test_a_sent_message_is_read_back_waiting_in_its_queue(broker: str) -> None:
     assert enqueue_run("run_0123456789abcdef")
     assert enqueue_job("gen_0123456789abcdef", "generate")
     try:
-        # The Redis db is this test run's: earlier tests may have left messages of their own in `unacked`.
+        # Checked by membership: a Redis server may hold messages of its own in `unacked`.
         runs_waiting, runs_unacked = ids_on_broker(settings.train_queue)
         jobs_waiting, jobs_unacked = ids_on_broker(settings.generate_queue)
         assert "run_0123456789abcdef" in runs_waiting and "run_0123456789abcdef" not in runs_unacked
