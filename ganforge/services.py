@@ -8,6 +8,7 @@ servers as production.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -115,6 +116,8 @@ class SeaweedFS:
     process: subprocess.Popen[bytes]
     endpoint_url: str
     directory: Path
+    # Unix sockets weed makes in /tmp beside its gRPC ports (no flag moves them); removed by stop_seaweedfs.
+    sockets: list[Path]
 
 
 def start_seaweedfs(*, directory: Path, s3_port: int = 0, timeout: float = 60.0) -> SeaweedFS:
@@ -124,7 +127,11 @@ def start_seaweedfs(*, directory: Path, s3_port: int = 0, timeout: float = 60.0)
     directory = directory.resolve()
     (directory / "data").mkdir(parents=True, exist_ok=True)
     s3_port = s3_port or _free_port()
-    ports = {name: _free_port() for name in ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc")}
+    names = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3.grpc")
+    ports = {name: _free_port() for name in names}
+    sockets = [
+        Path(f"/tmp/seaweedfs-{name.split('.')[0]}-grpc-{ports[name]}.sock") for name in names if name.endswith(".grpc")
+    ]
     args = [
         weed_executable(),
         "server",
@@ -143,15 +150,18 @@ def start_seaweedfs(*, directory: Path, s3_port: int = 0, timeout: float = 60.0)
         f"-filer.localSocket={directory / 'filer.sock'}",
         "-s3",
         f"-s3.port={s3_port}",
-        f"-s3.port.grpc={_free_port()}",
+        f"-s3.port.grpc={ports['s3.grpc']}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         f"-s3.localSocket={directory / 's3.sock'}",
     ]
     log = directory / "weed.log"
+    env = dict(os.environ)
+    if len(str(directory)) <= 60:  # the master's gRPC socket goes to TMPDIR; a unix socket path is short
+        env["TMPDIR"] = str(directory)
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
     endpoint = f"http://127.0.0.1:{s3_port}"
     deadline = time.monotonic() + timeout
@@ -159,10 +169,17 @@ def start_seaweedfs(*, directory: Path, s3_port: int = 0, timeout: float = 60.0)
         if process.poll() is not None:
             raise RuntimeError(f"weed server exited with {process.returncode}; see {log}")
         if _s3_answers(endpoint):
-            return SeaweedFS(process=process, endpoint_url=endpoint, directory=directory)
+            return SeaweedFS(process=process, endpoint_url=endpoint, directory=directory, sockets=sockets)
         time.sleep(0.2)
     stop(process)
     raise RuntimeError(f"SeaweedFS's S3 gateway did not answer within {timeout:g} s; see {log}")
+
+
+def stop_seaweedfs(server: SeaweedFS) -> None:
+    """Stop SeaweedFS and remove the sockets it left in /tmp."""
+    stop(server.process)
+    for path in server.sockets:
+        path.unlink(missing_ok=True)
 
 
 def _s3_answers(endpoint: str) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ganforge.services import SeaweedFS, start_redis, start_seaweedfs, stop
+from ganforge.services import SeaweedFS, start_redis, start_seaweedfs, stop, stop_seaweedfs
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "gf_test_admin_" + uuid.uuid4().hex
@@ -100,7 +100,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     that ask for it; any credentials are accepted."""
     server = start_seaweedfs(directory=tmp_path_factory.mktemp("seaweedfs"))
     yield server
-    stop(server.process)
+    stop_seaweedfs(server)
 
 
 # Any credentials do for SeaweedFS without an S3 config; boto3 still wants some to sign with.
