@@ -179,8 +179,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         fake_b = m.G.ab(real_a)  # (B, C_B, H, W)
         fake_a = m.G.ba(real_b)  # (B, C_A, H, W)
         rec_a, rec_b = m.G.ba(fake_b), m.G.ab(fake_a)
-        adv_ab, stats_ab = generator_loss(cfg.loss, D=_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
-        adv_ba, stats_ba = generator_loss(cfg.loss, D=_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
+        adv_ab, _ = generator_loss(cfg.loss, D=_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
+        adv_ba, _ = generator_loss(cfg.loss, D=_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
     cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
     loss_g = adversarial_scale(cfg) * (adv_ab + adv_ba) + cycle_weight * cycle
     stats: StepStats = {"loss_g_adv": (adv_ab + adv_ba).detach(), "loss_g_cycle": cycle.detach()}
@@ -223,7 +223,6 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         stats |= {"grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
-    del stats_ab, stats_ba
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
 
 
