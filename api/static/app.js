@@ -635,7 +635,7 @@ async function runPage(runId) {
 
 const LAUNCH_FIELDS = [
   ["Run", [["name", "text", "Name"], ["seed", "number", "Seed"], ["preset", "select", "Preset", ["", "dcgan", "wgan-gp", "sngan-hinge"]]]],
-  ["Model", [["model.arch", "select", "Architecture", ["mlp", "dcgan", "resnet"]], ["model.image_size", "number", "Image size (px)"],
+  ["Model", [["model.arch", "select", "Architecture", ["mlp", "dcgan", "resnet", "stylegan2", "pix2pix", "cyclegan", "ctgan"]], ["model.image_size", "number", "Image size (px)"],
     ["model.z_dim", "number", "Latent size (z_dim)"], ["model.width", "number", "Width"], ["model.conditional", "checkbox", "Conditional"]]],
   ["Loss", [["loss.kind", "select", "Objective", ["minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge"]]]],
   ["Training", [["train.steps", "number", "Steps"], ["train.batch_size", "number", "Batch size"], ["train.lr_g", "number", "LR generator"],
