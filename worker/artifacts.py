@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from core.layout import CHECKPOINTS, CONFIG, RUN_INFO
 from store import layout
@@ -73,6 +74,18 @@ class RunUploader:
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"uploader-{run_id}", daemon=True)
         self._thread.start()
+
+    def holds(self, kind: str, data: dict[str, Any]) -> bool:
+        """False while the file a `sample` or `checkpoint` event announces is written here but not yet copied to
+        the storage (a file pruned before it was copied counts as held: nothing will come)."""
+        if kind == "sample":
+            key, path = layout.sample_key(self.run_id, data["step"]), layout.sample_path(self.run_dir, data["step"])
+        elif kind == "checkpoint":
+            step = data["step"]
+            key, path = layout.checkpoint_key(self.run_id, step), layout.checkpoint_path(self.run_dir, step)
+        else:
+            return True
+        return key in self._sent or not path.exists()
 
     def _loop(self) -> None:
         while not self._closing.wait(self.interval):

@@ -101,6 +101,9 @@ class RunReporter:
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._progress: dict[str, Any] | None = None
         self._closing = threading.Event()
+        # With object storage: the thread that copies the run's files there. An event announcing a sample grid
+        # or a checkpoint waits (with the events after it) until the storage holds that file.
+        self.uploader: RunUploader | None = None
         self._thread = threading.Thread(target=self._loop, name=f"reporter-{run_id}", daemon=True)
         self._thread.start()
 
@@ -121,7 +124,7 @@ class RunReporter:
         self._closing.set()
         self._thread.join()
         for _ in range(attempts):
-            if self._flush():
+            if self._flush(final=True):
                 return
             time.sleep(1.0)
         log.error("run %s: gave up writing %d reports", self.run_id, len(self._pending))
@@ -130,10 +133,16 @@ class RunReporter:
         while not self._closing.wait(self.interval):
             self._flush()
 
-    def _flush(self) -> bool:
+    def _flush(self, *, final: bool = False) -> bool:
         with self._lock:
             pending, self._pending = self._pending, []
             progress = self._progress
+        held: list[tuple[str, dict[str, Any]]] = []
+        if self.uploader is not None and not final:
+            for i, (kind, data) in enumerate(pending):
+                if not self.uploader.holds(kind, data):
+                    pending, held = pending[:i], pending[i:]
+                    break
         if self.run_info is not None and self.run_info.exists():
             try:
                 pending.insert(0, ("environment", json.loads(self.run_info.read_text())))
@@ -149,8 +158,11 @@ class RunReporter:
         except Exception as exc:
             log.warning("run %s: could not write progress (%s); will retry", self.run_id, exc)
             with self._lock:
-                self._pending = pending + self._pending
+                self._pending = pending + held + self._pending
             return False
+        if held:
+            with self._lock:
+                self._pending = held + self._pending
         if not ours:
             self.lost = True
             self.stop.set()
@@ -249,7 +261,7 @@ def train_run(run_id: str) -> None:
         try:
             dataset_dir = fetch_dataset(storage, settings, content_hash) if content_hash else None
             fetch_checkpoints(storage, run_id=run_id, run_dir=run_dir)
-            uploader = RunUploader(storage=storage, run_id=run_id, run_dir=run_dir)
+            uploader = reporter.uploader = RunUploader(storage=storage, run_id=run_id, run_dir=run_dir)
         except Exception as exc:
             log.error("run %s: could not fetch its artifacts:\n%s", run_id, traceback.format_exc())
             reason = f"Could not fetch the run's files from the artifact storage: {type(exc).__name__}: {exc}"
@@ -280,9 +292,10 @@ def train_run(run_id: str) -> None:
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         status, error = "failed", f"Training failed: {type(exc).__name__}: {exc}"
     finally:
+        # The artifacts are in the storage before the events announce them and the final status is written.
+        not_stored = uploader.close() if uploader is not None else None
         reporter.close()
-    if uploader is not None:  # the artifacts are in the storage before the final status says so
-        not_stored = uploader.close()
+    if uploader is not None:
         if not_stored is None:
             shutil.rmtree(run_dir, ignore_errors=True)
         elif not reporter.lost and not (status == "canceled" and SHUTDOWN.is_set()):

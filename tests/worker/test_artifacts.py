@@ -65,3 +65,21 @@ def test_closing_reports_a_storage_that_stays_away(tmp_path: Path) -> None:
     uploader = RunUploader(storage=FileStorage(blocker), run_id="run_u", run_dir=run_dir, interval=3600)
     error = uploader.close(attempts=1)
     assert error is not None and error.startswith(("NotADirectoryError", "FileExistsError"))
+
+
+def test_an_event_is_held_until_its_file_is_stored(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path / "store")
+    run_dir = tmp_path / "local"
+    uploader = RunUploader(storage=storage, run_id="run_u", run_dir=run_dir, interval=3600)
+    try:
+        write(run_dir / "samples/00000002.png", b"png")
+        write(run_dir / "checkpoints/00000002.safetensors", b"ckpt")
+        assert not uploader.holds("sample", {"step": 2, "path": "..."})
+        assert not uploader.holds("checkpoint", {"step": 2, "path": "...", "size_bytes": 4})
+        assert uploader.holds("progress", {"step": 2})
+        uploader.sync()
+        assert uploader.holds("sample", {"step": 2, "path": "..."})
+        assert uploader.holds("checkpoint", {"step": 2, "path": "...", "size_bytes": 4})
+        assert uploader.holds("checkpoint", {"step": 1, "path": "...", "size_bytes": 4})  # pruned before copied
+    finally:
+        assert uploader.close() is None
