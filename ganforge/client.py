@@ -340,7 +340,9 @@ class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]
     _resources = (Runs, Generations, Datasets, Tokens)
 
     def _connect(self, headers: dict[str, str], timeout: float, transport: httpx.BaseTransport | None) -> None:
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport, follow_redirects=True
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request; raise the matching GanforgeError for a transport failure or an error status."""
@@ -577,7 +579,9 @@ class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGeneration
     _resources = (AsyncRuns, AsyncGenerations, AsyncDatasets, AsyncTokens)
 
     def _connect(self, headers: dict[str, str], timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport, follow_redirects=True
+        )
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from safetensors import safe_open
 
+from ganforge.client import Ganforge
 from ganforge.services import SeaweedFS, start_redis, stop
 from store.artifacts import S3Storage, storage_from_url
 from tests.api.test_generations import digits_zip, wait_for_job
@@ -208,6 +209,9 @@ def test_presigned_downloads(s3_service: tuple[Service, S3Storage]) -> None:
         assert httpx.get(response.headers["location"]).content == storage.read_bytes(
             f"runs/{run['id']}/samples/00000020.png"
         )
+        # The Python client follows the redirect (httpx drops the Authorization header on the way to S3).
+        with Ganforge(url=base, token=headers["Authorization"].removeprefix("Bearer ")) as sdk:
+            assert sdk.runs.sample(run["id"], 20) == storage.read_bytes(f"runs/{run['id']}/samples/00000020.png")
         assert httpx.get(f"{base}/runs/{run['id']}/samples/40.png", headers=headers).status_code == 404
         assert httpx.get(f"{base}/runs/{run['id']}/samples/20.png").status_code == 401
     finally:
