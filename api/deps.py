@@ -15,9 +15,9 @@ from store.artifacts import Storage, get_storage
 from store.datasets import owned_dataset
 from store.db import get_sessionmaker
 from store.jobs import JobKind, owned_job
-from store.models import Dataset, Generation, Run, User
+from store.models import Dataset, Generation, Run, User, utcnow
 from store.settings import Settings, get_settings
-from store.tokens import hash_token, user_for_token
+from store.tokens import hash_token, token_refusal, touch_last_used, user_for_token
 
 bearer = HTTPBearer(auto_error=False, description="A token from GANFORGE_ADMIN_TOKEN or POST /tokens.")
 
@@ -41,6 +41,10 @@ def get_current_user(
     user = user_for_token(session=session, token=credentials.credentials)
     if user is None or not hmac.compare_digest(user.token_hash, hash_token(credentials.credentials)):
         raise HTTPException(status_code=401, detail="Invalid token", headers={"WWW-Authenticate": "Bearer"})
+    now = utcnow()
+    if (refusal := token_refusal(user, now=now)) is not None:  # revoked or expired
+        raise HTTPException(status_code=401, detail=refusal, headers={"WWW-Authenticate": "Bearer"})
+    touch_last_used(session=session, user=user, now=now)
     # Give the connection back to the pool before the next dependency waits for a thread. A request that holds
     # a connection while it waits for one of the threadpool's 40 threads, whose holders all wait for a
     # connection, deadlocks the API until the pool's 30 s timeout (64 clients did it: bench/load.py).

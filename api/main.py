@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors
 from api.limits import LimitsMiddleware
-from api.routes import dashboard, datasets, docs, generations, health, metrics, runs, scores, tokens
+from api.routes import dashboard, datasets, docs, generations, health, me, metrics, runs, scores, tokens
 from store.db import get_sessionmaker
 from store.settings import Settings, get_settings
 from store.tokens import ensure_admin
+
+
+def _bootstrap_admin(admin_token: str | None) -> str | None:
+    """ensure_admin, committed. API processes started together (`--workers N`) race here: the loser's insert
+    or update fails on the unique bootstrap mark (or SQLite's write lock), and its retry finds the winner's row."""
+    for attempt in range(5):
+        with get_sessionmaker()() as session:
+            try:
+                token = ensure_admin(session=session, admin_token=admin_token)
+                session.commit()
+                return token
+            except (IntegrityError, OperationalError):
+                session.rollback()
+                if attempt == 4:
+                    raise
+        time.sleep(0.2 * (attempt + 1))
+    return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,9 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        with get_sessionmaker()() as session:
-            token = ensure_admin(session=session, admin_token=settings.admin_token)
-            session.commit()
+        token = _bootstrap_admin(settings.admin_token)
         if token is not None:
             print(f"ganforge: generated the admin token (shown once, only its hash is stored): {token}", flush=True)
         yield
@@ -39,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(tokens.router)
+    app.include_router(me.router)
     app.include_router(runs.router)
     app.include_router(metrics.router)
     app.include_router(datasets.router)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import BUILTIN_DATASETS
-from store.models import Dataset, Generation, Run
+from store.models import Dataset, Generation, Run, User
 
 # Runs.
 
@@ -108,13 +108,67 @@ class TokenCreate(BaseModel):
 
     name: str = Field(..., min_length=1, max_length=200)
     admin: bool = Field(False, description="Give the new token admin rights.")
+    expires_at: datetime | None = Field(
+        None, description="When the token stops working (ISO 8601; UTC when no zone is given). Default: never."
+    )
+    expires_in_days: int | None = Field(
+        None, ge=1, le=36500, description="Or: the token stops working this many days from now."
+    )
 
 
-class TokenPublic(BaseModel):
+class TokenInfo(BaseModel):
+    """A token as listed: never its secret or its hash. A token is the identity that owns runs and datasets."""
+
     id: int
     name: str
     is_admin: bool
+    bootstrap: bool = Field(description="The admin token from GANFORGE_ADMIN_TOKEN (or generated at first start).")
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = Field(description="Recorded at most once a minute.")
+    revoked_at: datetime | None = Field(description="Revoked tokens stay listed; what they own stays.")
+
+    @classmethod
+    def of(cls, user: User) -> TokenInfo:
+        return cls(
+            id=user.id,
+            name=user.name,
+            is_admin=user.is_admin,
+            bootstrap=bool(user.bootstrap),
+            created_at=user.created_at,
+            expires_at=user.expires_at,
+            last_used_at=user.last_used_at,
+            revoked_at=user.revoked_at,
+        )
+
+
+class TokenPublic(TokenInfo):
     token: str = Field(description="Shown once; only its hash is stored.")
+
+
+class TokensPublic(BaseModel):
+    items: list[TokenInfo]
+
+
+class UsagePublic(BaseModel):
+    runs: dict[str, int] = Field(description="Runs by status; every status is present.")
+    datasets: int = Field(description="Uploaded datasets.")
+    dataset_bytes: int = Field(description="Stored bytes of the uploaded datasets.")
+    jobs_in_flight: dict[str, int] = Field(description="Queued or running jobs by kind: generate, score.")
+
+
+class MePublic(BaseModel):
+    """The caller's token and what it holds."""
+
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+    expires_at: datetime | None
+    usage: UsagePublic
+    quotas: dict[str, int | None] | None = Field(
+        None, description="The caller's quotas; null while the server enforces none (quotas are not built yet)."
+    )
 
 
 # Datasets.

@@ -63,13 +63,25 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
+    """A token and the identity it stands for: runs, datasets and jobs are owned by it."""
+
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("bootstrap", name="uq_users_bootstrap"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A token past expires_at or with revoked_at set answers 401; its row stays, so its runs stay too.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Written at most once a minute per token (store/tokens.py: touch_last_used).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # True on the one admin that ensure_admin made (GANFORGE_ADMIN_TOKEN, or the generated token), NULL on every
+    # other row: the unique constraint allows one True and any number of NULLs, so API processes starting at
+    # once cannot make two.
+    bootstrap: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class Run(Base):

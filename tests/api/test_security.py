@@ -64,6 +64,7 @@ def owned(postgres_service: Service) -> Iterator[Owned]:
             "generation_id": generation["id"],
             "score_id": score.json()["id"],
             "dataset_id": dataset["id"],
+            "token_id": str(client.get("/me").json()["id"]),
             "step": "4",
         }
         _wait_job(client, f"/generations/{generation['id']}")
