@@ -170,10 +170,13 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Token:
+    """A token just created: `token` is its secret, shown only this once."""
+
     name: str
     token: str
     id: str | None
     raw: dict[str, Any] = field(repr=False)
+    expires_at: datetime | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Token:
@@ -181,6 +184,81 @@ class Token:
             name=str(data.get("name") or ""),
             token=str(data["token"]),
             id=str(data["id"]) if data.get("id") is not None else None,
+            raw=data,
+            expires_at=_time(data.get("expires_at")),
+        )
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as `GET /tokens` lists it: never its secret."""
+
+    id: int
+    name: str
+    is_admin: bool
+    bootstrap: bool
+    created_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TokenInfo:
+        return cls(
+            id=int(data["id"]),
+            name=str(data.get("name") or ""),
+            is_admin=bool(data.get("is_admin", False)),
+            bootstrap=bool(data.get("bootstrap", False)),
+            created_at=_time(data.get("created_at")),
+            expires_at=_time(data.get("expires_at")),
+            last_used_at=_time(data.get("last_used_at")),
+            revoked_at=_time(data.get("revoked_at")),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a user holds: runs by status, uploaded datasets and their bytes, jobs queued or running by kind."""
+
+    runs: dict[str, int]
+    datasets: int
+    dataset_bytes: int
+    jobs_in_flight: dict[str, int]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Usage:
+        data = data or {}
+        return cls(
+            runs={str(k): int(v) for k, v in (data.get("runs") or {}).items()},
+            datasets=int(data.get("datasets") or 0),
+            dataset_bytes=int(data.get("dataset_bytes") or 0),
+            jobs_in_flight={str(k): int(v) for k, v in (data.get("jobs_in_flight") or {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class Me:
+    """The caller (`GET /me`): their token and their usage; `quotas` is None while the server enforces none."""
+
+    id: int
+    name: str
+    is_admin: bool
+    expires_at: datetime | None
+    usage: Usage
+    quotas: dict[str, Any] | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Me:
+        return cls(
+            id=int(data["id"]),
+            name=str(data.get("name") or ""),
+            is_admin=bool(data.get("is_admin", False)),
+            expires_at=_time(data.get("expires_at")),
+            usage=Usage.from_json(data.get("usage")),
+            quotas=data.get("quotas"),
             raw=data,
         )
 

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, Literal, Protocol, TypeAlias, TypeVar
 
@@ -30,10 +31,12 @@ from ganforge._models import (
     Event,
     Generation,
     ImageFormat,
+    Me,
     Run,
     RunPage,
     Sample,
     Token,
+    TokenInfo,
 )
 
 T = TypeVar("T")
@@ -482,7 +485,7 @@ def wait_generation(handle: HoldsGeneration, *, timeout: float | None, poll_inte
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Datasets and tokens.
+# Datasets, tokens and the caller.
 
 
 @contextlib.contextmanager
@@ -518,6 +521,25 @@ def delete_dataset(dataset_id: str) -> Request[None]:
     return Request("DELETE", f"/datasets/{dataset_id}", _nothing)
 
 
-def create_token(name: str, *, admin: bool) -> Request[Token]:
+def create_token(
+    name: str, *, admin: bool, expires_at: datetime | None = None, expires_in_days: int | None = None
+) -> Request[Token]:
     body: dict[str, Any] = {"name": name, "admin": True} if admin else {"name": name}
+    if expires_at is not None:
+        body["expires_at"] = expires_at.isoformat()
+    if expires_in_days is not None:
+        body["expires_in_days"] = expires_in_days
     return Request("POST", "/tokens", _json_as(Token.from_json), json=body)
+
+
+def list_tokens() -> Request[builtins.list[TokenInfo]]:
+    """Every token for an admin, the caller's own for a user; never a secret."""
+    return Request("GET", "/tokens", lambda r: [TokenInfo.from_json(item) for item in _items(r)])
+
+
+def revoke_token(token_id: int | str) -> Request[None]:
+    return Request("DELETE", f"/tokens/{token_id}", _nothing)
+
+
+def me() -> Request[Me]:
+    return Request("GET", "/me", _json_as(Me.from_json))

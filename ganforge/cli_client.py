@@ -1,4 +1,4 @@
-"""The client half of the `ganforge` command line: runs, samples, generate, datasets, tokens.
+"""The client half of the `ganforge` command line: runs, samples, generate, datasets, tokens, me.
 
 Every command talks to a server over HTTP with `ganforge.client.Ganforge`. The server's URL and token come
 from `--url`/`--token` or `GANFORGE_URL`/`GANFORGE_TOKEN`. People get tables, scripts get `--json`; any
@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, cast
 
@@ -32,7 +33,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 runs_app = typer.Typer(help="Training runs.", no_args_is_help=True)
 samples_app = typer.Typer(help="Sample grids written during training.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Uploaded and built-in datasets.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens (admins only).", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="API tokens: admins create them; everyone lists and revokes their own, admins any.", no_args_is_help=True
+)
 checkpoints_app = typer.Typer(help="Checkpoints of a run.", no_args_is_help=True)
 
 
@@ -44,6 +47,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(datasets_app, name="datasets")
     app.add_typer(tokens_app, name="tokens")
     app.command("generate")(generate)
+    app.command("me")(me)
 
 
 @contextmanager
@@ -525,15 +529,67 @@ def datasets_delete(
 def tokens_create(
     name: str,
     admin: Annotated[bool, typer.Option("--admin", help="Give the new token admin rights.")] = False,
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", help="The token stops working after this many days.")
+    ] = None,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a user token (admins only); it is shown once."""
     with _connect(url, token) as client:
-        created = client.tokens.create(name, admin=admin)
+        created = client.tokens.create(name, admin=admin, expires_in_days=expires_in_days)
     if json_out:
         _print_json(created.raw)
     else:
         console.print(f"token for [bold]{escape(created.name)}[/bold] (shown once):")
         console.print(created.token, highlight=False, soft_wrap=True)
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@tokens_app.command("list")
+def tokens_list(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Tokens (all of them for an admin, your own for a user); never their secrets."""
+    with _connect(url, token) as client:
+        tokens = client.tokens.list()
+    table = Table("ID", "NAME", "ADMIN", "CREATED", "EXPIRES", "LAST USED", "REVOKED")
+    for t in tokens:
+        admin = ("bootstrap" if t.bootstrap else "yes") if t.is_admin else ""
+        table.add_row(
+            str(t.id),
+            escape(t.name),
+            admin,
+            _when(t.created_at),
+            _when(t.expires_at),
+            _when(t.last_used_at),
+            _when(t.revoked_at),
+        )
+    _output(json_out, [t.raw for t in tokens], table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Revoke a token at once (yours, or any for an admin); what it owns stays."""
+    with _connect(url, token) as client:
+        client.tokens.revoke(token_id)
+    _output(json_out, {"id": token_id, "revoked": True}, f"token [bold]{token_id}[/bold] revoked")
+
+
+def me(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Who your token is, and your usage: runs by status, datasets, jobs in flight."""
+    with _connect(url, token) as client:
+        who = client.me()
+    usage = who.usage
+    runs = ", ".join(f"{status} {count}" for status, count in usage.runs.items())
+    jobs = ", ".join(f"{kind} {count}" for kind, count in usage.jobs_in_flight.items())
+    lines = [
+        f"[bold]{escape(who.name)}[/bold] (token {who.id}{', admin' if who.is_admin else ''}), "
+        f"expires: {_when(who.expires_at) if who.expires_at else 'never'}",
+        f"runs: {runs}",
+        f"datasets: {usage.datasets} ({usage.dataset_bytes} bytes)",
+        f"jobs in flight: {jobs}",
+    ]
+    _output(json_out, who.raw, "\n".join(lines))

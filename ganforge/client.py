@@ -26,6 +26,7 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
@@ -50,11 +51,14 @@ from ganforge._models import (
     Dataset,
     Event,
     Generation,
+    Me,
     Progress,
     Run,
     RunPage,
     Sample,
     Token,
+    TokenInfo,
+    Usage,
 )
 from ganforge._models import ImageFormat as ImageFormat
 from ganforge._requests import DEFAULT_URL as DEFAULT_URL
@@ -73,14 +77,17 @@ __all__ = [
     "Generation",
     "GenerationHandle",
     "JobFailed",
+    "Me",
     "NotFound",
     "Progress",
     "Run",
     "RunPage",
     "Sample",
     "Token",
+    "TokenInfo",
     "TransportError",
     "Unauthorized",
+    "Usage",
     "ValidationError",
     "WaitTimeout",
 ]
@@ -324,14 +331,32 @@ class Datasets:
 
 
 class Tokens:
-    """API tokens (admins only)."""
+    """API tokens: admins create them; everyone lists and revokes their own, admins any."""
 
     def __init__(self, client: Ganforge) -> None:
         self._c = client
 
-    def create(self, name: str, *, admin: bool = False) -> Token:
-        """A new token (an admin's when `admin`); the secret is in `.token` and is shown only this once."""
-        return self._c._send(api.create_token(name, admin=admin))
+    def create(
+        self,
+        name: str,
+        *,
+        admin: bool = False,
+        expires_at: datetime | None = None,
+        expires_in_days: int | None = None,
+    ) -> Token:
+        """A new token (an admin's when `admin`; admins only), optionally expiring; the secret is in `.token`
+        and is shown only this once."""
+        return self._c._send(
+            api.create_token(name, admin=admin, expires_at=expires_at, expires_in_days=expires_in_days)
+        )
+
+    def list(self) -> builtins.list[TokenInfo]:
+        """Every token for an admin, your own for a user, oldest first; never a secret."""
+        return self._c._send(api.list_tokens())
+
+    def revoke(self, token_id: int | str) -> None:
+        """Revoke a token at once (its next request is Unauthorized); it stays listed, with `revoked_at`."""
+        self._c._send(api.revoke_token(token_id))
 
 
 class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]):
@@ -415,6 +440,10 @@ class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]
     def download(self, url: str) -> bytes:
         """The bytes behind a URL the server returned (such as a sample's `url`), with this client's token."""
         return self._send(api.download(url))
+
+    def me(self) -> Me:
+        """Who this client's token is, and its usage (runs by status, datasets and their bytes, jobs in flight)."""
+        return self._send(api.me())
 
     def healthz(self) -> bool:
         return self._send(api.healthz())
@@ -569,8 +598,23 @@ class AsyncTokens:
     def __init__(self, client: AsyncGanforge) -> None:
         self._c = client
 
-    async def create(self, name: str, *, admin: bool = False) -> Token:
-        return await self._c._send(api.create_token(name, admin=admin))
+    async def create(
+        self,
+        name: str,
+        *,
+        admin: bool = False,
+        expires_at: datetime | None = None,
+        expires_in_days: int | None = None,
+    ) -> Token:
+        return await self._c._send(
+            api.create_token(name, admin=admin, expires_at=expires_at, expires_in_days=expires_in_days)
+        )
+
+    async def list(self) -> builtins.list[TokenInfo]:
+        return await self._c._send(api.list_tokens())
+
+    async def revoke(self, token_id: int | str) -> None:
+        await self._c._send(api.revoke_token(token_id))
 
 
 class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGenerations, AsyncDatasets, AsyncTokens]):
@@ -648,6 +692,9 @@ class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGeneration
 
     async def download(self, url: str) -> bytes:
         return await self._send(api.download(url))
+
+    async def me(self) -> Me:
+        return await self._send(api.me())
 
     async def healthz(self) -> bool:
         return await self._send(api.healthz())

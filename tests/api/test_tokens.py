@@ -1,10 +1,11 @@
 """The token lifecycle on the real service: listing (never a secret), revoking (401 on the next request),
-expiry, last use, `GET /me`, and the bootstrap admin token (rotated by changing GANFORGE_ADMIN_TOKEN, made
-once by API processes started together)."""
+expiry, last use, `GET /me`, the bootstrap admin token (rotated by changing GANFORGE_ADMIN_TOKEN, made once by
+API processes started together), and the same through the client and the command line."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -12,11 +13,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from ganforge.cli import app
+from ganforge.client import AsyncGanforge, Ganforge, Unauthorized
 from tests.conftest import Service
 from tests.utils.zips import class_folders_zip
 
@@ -258,3 +263,63 @@ def test_api_processes_started_together_generate_one_admin(fresh_service: Servic
     assert len(tokens) == 1, log
     assert _me(service, tokens[0]).json()["is_admin"] is True
     assert _sql(service, "SELECT count(*) FROM users") == [(1,)]
+
+
+# The client and the command line.
+
+
+def test_client_lists_and_revokes_tokens_and_reads_me(postgres_service: Service) -> None:
+    service = postgres_service
+    with Ganforge(service.url, service.admin_token) as admin:
+        created = admin.tokens.create("via-client", expires_in_days=7)
+        assert created.token and created.expires_at is not None
+        listed = {t.id: t for t in admin.tokens.list()}
+        assert created.id is not None and listed[int(created.id)].name == "via-client"
+    with Ganforge(service.url, created.token) as user:
+        me = user.me()
+        assert (me.id, me.name, me.is_admin, me.quotas) == (int(created.id), "via-client", False, None)
+        assert me.usage.runs["queued"] == 0 and me.usage.jobs_in_flight == {"generate": 0, "score": 0}
+        assert [t.id for t in user.tokens.list()] == [me.id]
+        user.tokens.revoke(me.id)
+        with pytest.raises(Unauthorized) as info:
+            user.me()
+        assert info.value.detail == "Token revoked"
+
+
+def test_async_client_lists_and_revokes(postgres_service: Service) -> None:
+    service = postgres_service
+
+    async def main() -> None:
+        async with AsyncGanforge(service.url, service.admin_token) as admin:
+            created = await admin.tokens.create("via-async")
+            assert created.id is not None
+            assert int(created.id) in [t.id for t in await admin.tokens.list()]
+            await admin.tokens.revoke(created.id)
+            assert (await admin.me()).is_admin
+        async with AsyncGanforge(service.url, created.token) as user:
+            with pytest.raises(Unauthorized):
+                await user.me()
+
+    anyio.run(main)
+
+
+def test_cli_lists_and_revokes_tokens(postgres_service: Service) -> None:
+    service = postgres_service
+    admin_env = {"GANFORGE_URL": service.url, "GANFORGE_TOKEN": service.admin_token}
+    result = CliRunner().invoke(app, ["tokens", "create", "via-cli", "--expires-in-days", "2", "--json"], env=admin_env)
+    assert result.exit_code == 0, result.stderr
+    created = json.loads(result.stdout)
+    user_env = {"GANFORGE_URL": service.url, "GANFORGE_TOKEN": created["token"]}
+    result = CliRunner().invoke(app, ["tokens", "list", "--json"], env=user_env)
+    assert result.exit_code == 0 and [t["id"] for t in json.loads(result.stdout)] == [created["id"]]
+    assert created["token"] not in result.stdout
+    result = CliRunner().invoke(app, ["me"], env=user_env)
+    assert result.exit_code == 0 and "via-cli" in result.stdout and "datasets: 0" in result.stdout
+    result = CliRunner().invoke(app, ["tokens", "list"], env=admin_env)
+    assert result.exit_code == 0 and "via-cli" in result.stdout
+    result = CliRunner().invoke(app, ["tokens", "list", "--json"], env=admin_env)
+    assert [t["name"] for t in json.loads(result.stdout) if t["bootstrap"]] == ["admin"]
+    result = CliRunner().invoke(app, ["tokens", "revoke", str(created["id"])], env=admin_env)
+    assert result.exit_code == 0 and f"token {created['id']} revoked" in result.stdout
+    result = CliRunner().invoke(app, ["me"], env=user_env)
+    assert result.exit_code == 1 and "401: Token revoked" in result.stderr
