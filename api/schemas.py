@@ -179,11 +179,24 @@ class SkippedFile(BaseModel):
     reason: str
 
 
+class TableColumn(BaseModel):
+    """One column of a table: its type (inferred, or as overridden), its share of missing cells and statistics."""
+
+    name: str
+    kind: str = Field(description="continuous, discrete, categorical, boolean or datetime")
+    inferred: str = Field(description="The type inferred from the values, before any override.")
+    missing_share: float = Field(description="The share of rows whose cell is missing.")
+    stats: dict[str, Any] = Field(description="count, missing, distinct; min/q25/median/q75/max/mean/std or top.")
+
+
 class DatasetPublic(BaseModel):
-    id: str = Field(description="A dataset id (ds_...) or a built-in dataset's name; runs use it as `dataset`.")
+    id: str = Field(
+        description="A dataset id (ds_... images, tbl_... a table) or a built-in dataset's name; runs use it as "
+        "`dataset`."
+    )
     name: str
     builtin: bool
-    kind: str = Field("images", description="images, or points (2-D data)")
+    kind: str = Field("images", description="images, points (2-D data) or table")
     num_images: int | None
     classes: list[str] = Field(description="Class names (the upload's folders); empty when unlabeled.")
     num_classes: int
@@ -193,9 +206,15 @@ class DatasetPublic(BaseModel):
         default_factory=dict, description="Images per class, original sizes, modes and formats, skipped files."
     )
     created_at: datetime | None = None
+    num_rows: int | None = Field(default=None, description="Tables: how many rows.")
+    columns: list[TableColumn] | None = Field(default=None, description="Tables: each column's type and statistics.")
+    target: str | None = Field(default=None, description="Tables: the column machine-learning efficacy predicts.")
 
     @classmethod
     def from_row(cls, dataset: Dataset) -> DatasetPublic:
+        stats = dataset.stats or {}
+        if stats.get("kind") == "table":
+            return cls.table(dataset.id, dataset.name, stats, builtin=False, created_at=dataset.created_at)
         return cls(
             id=dataset.id,
             name=dataset.name,
@@ -228,6 +247,29 @@ class DatasetPublic(BaseModel):
             stats={"description": info["description"]},
         )
 
+    @classmethod
+    def table(
+        cls, dataset_id: str, name: str, stats: dict[str, Any], *, builtin: bool, created_at: datetime | None = None
+    ) -> DatasetPublic:
+        """A table dataset from its stats (store/datasets.py: table_stats): columns and target shown on their own."""
+        rest = {k: v for k, v in stats.items() if k not in ("columns", "target", "overrides", "kind")}
+        return cls(
+            id=dataset_id,
+            name=name,
+            builtin=builtin,
+            kind="table",
+            num_images=stats.get("rows"),
+            classes=[],
+            num_classes=0,
+            image_size=None,
+            channels=None,
+            stats=rest,
+            created_at=created_at,
+            num_rows=stats.get("rows"),
+            columns=[TableColumn(**c) for c in stats.get("columns", [])],
+            target=stats.get("target"),
+        )
+
 
 class DatasetUploaded(DatasetPublic):
     skipped: list[SkippedFile] = Field(description="Files of the archive that were not images or not readable.")
@@ -236,6 +278,17 @@ class DatasetUploaded(DatasetPublic):
 
 class DatasetsPublic(BaseModel):
     items: list[DatasetPublic]
+
+
+class DatasetPatch(BaseModel):
+    """PATCH /datasets/{id} on a table: column types to override and the target column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: dict[str, Literal["continuous", "discrete", "categorical", "boolean", "datetime"] | None] | None = Field(
+        None, description="Column name -> type; null for a column puts its inferred type back. Others are kept."
+    )
+    target: str | None = Field(None, description="The target column; \"\" clears it. Omitted: unchanged.")
 
 
 # Generations and scores.
@@ -266,9 +319,16 @@ class GenerationCreate(BaseModel):
         max_length=10_000,
         description="Classes to generate, cycled over the n samples (conditional runs only).",
     )
-    format: Literal["png", "zip", "npz"] = Field(
-        "png",
-        description="png: one grid; zip: one PNG per sample in class folders plus labels.csv; npz: float32 samples.",
+    format: Literal["png", "zip", "npz", "csv", "parquet"] | None = Field(
+        None,
+        description="png: one grid; zip: one PNG per sample in class folders plus labels.csv; npz: float32 samples; "
+        "csv or parquet: table rows (ctgan runs). Default: png, or csv for a table.",
+    )
+    conditions: dict[str, str | int | float | bool | None] | None = Field(
+        None,
+        max_length=100,
+        description="Tables: {column: value} that every row must have (categorical, boolean or discrete columns); "
+        "the job's `made` says how many rows it could make.",
     )
     interpolate: InterpolateRequest | None = Field(
         None, description="n latent walks of `steps` points: a grid with one walk per row, and an animated GIF."
@@ -306,6 +366,9 @@ class GenerationPublic(JobPublic):
     result_url: str | None = Field(description="Where the result is, once the generation has succeeded.")
     animation_url: str | None = Field(None, description="The animated GIF of latent walks (interpolate only).")
     media_type: str | None
+    made: int | None = Field(
+        None, description="Tables: how many rows were made (fewer than n when conditions were too rare to meet)."
+    )
 
     @classmethod
     def from_job(cls, job: Generation) -> GenerationPublic:
@@ -316,6 +379,7 @@ class GenerationPublic(JobPublic):
             result_url=f"/generations/{job.id}/result" if done else None,
             animation_url=f"/generations/{job.id}/animation.gif" if done and walks else None,
             media_type=job.media_type,
+            made=job.request.get("made"),
         )
 
 

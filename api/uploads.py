@@ -1,4 +1,4 @@
-"""Archive uploads (POST /datasets, POST /runs/{id}/scores), received as a stream.
+"""Uploads (POST /datasets: a ZIP of images or a table; POST /runs/{id}/scores: a ZIP), received as a stream.
 
 The request body is parsed here rather than by Starlette's form parser, which spools every file part to the
 system temp folder, with no size cap of its own, before the route runs: the `file` part goes straight to a
@@ -105,13 +105,16 @@ class _Form:
                 self.error = (self.part, f"{self.part}: at most {MAX_FIELD_CHARS} characters")
 
 
-async def receive_upload(request: Request, path: Path, *, max_bytes: int, fields: tuple[str, ...]) -> Received:
+async def receive_upload(
+    request: Request, path: Path, *, max_bytes: int, fields: tuple[str, ...], what: str = "the ZIP archive"
+) -> Received:
     """Stream the multipart body: the `file` part into `path`, counted against `max_bytes` (413 beyond), and
-    the text fields into memory. `fields` names the fields a client should send, for the error messages."""
+    the text fields into memory. `fields` names the fields a client should send and `what` the file, for the
+    error messages."""
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         named = ", ".join(("file", *fields[:-1])) + f" and {fields[-1]}" if fields else "file"
-        raise unprocessable("file", f"file: send the ZIP archive as multipart/form-data with the fields {named}")
+        raise unprocessable("file", f"file: send {what} as multipart/form-data with the fields {named}")
     form = _Form()
     callbacks: Any = {
         "on_part_begin": form.on_part_begin,
@@ -139,7 +142,7 @@ async def receive_upload(request: Request, path: Path, *, max_bytes: int, fields
         if form.pending:
             await run_in_threadpool(out.write, b"".join(form.pending))
     if form.files == 0:
-        raise unprocessable("file", "file: missing; send the ZIP archive as the multipart field file")
+        raise unprocessable("file", f"file: missing; send {what} as the multipart field file")
     values: dict[str, str] = {}
     for name, raw in form.fields.items():
         try:

@@ -79,8 +79,12 @@ BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Uploaded datasets are referenced by their id (see POST /datasets).
-DATASET_ID_PATTERN = re.compile(r"^ds_[0-9a-f]{8,64}$")
+# Uploaded datasets are referenced by their id (see POST /datasets): `ds_...` for images, `tbl_...` for tables, so
+# that a config names its data's kind and resolves alone (on the API, the worker and from a checkpoint).
+DATASET_ID_PATTERN = re.compile(r"^(ds|tbl)_[0-9a-f]{8,64}$")
+TABLE_ID_PATTERN = re.compile(r"^tbl_[0-9a-f]{8,64}$")
+# The column types a table's columns can take (core/tabular/columns.py infers them).
+ColumnKind = Literal["continuous", "discrete", "categorical", "boolean", "datetime"]
 
 ARCH_IMAGE_SIZES: dict[str, tuple[int, ...]] = {
     "mlp": (),
@@ -358,6 +362,16 @@ class ScheduleConfig(_Strict):
     )
 
 
+class TableSource(_Strict):
+    """How an uploaded table is read: its column type overrides and target, as the dataset held them when the run
+    was created (PATCH /datasets/{id} sets them)."""
+
+    columns: dict[str, ColumnKind] = Field(
+        default_factory=dict, description="Column types that replace the inferred ones, by column name."
+    )
+    target: str | None = Field(None, description="The column that machine-learning efficacy predicts; null: none.")
+
+
 class RunConfig(_Strict):
     name: str = Field("", max_length=200, description="A name for people; not unique.")
     dataset: str = Field(
@@ -371,6 +385,11 @@ class RunConfig(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)  # type: ignore[arg-type]
     train: TrainConfig = Field(default_factory=TrainConfig)  # type: ignore[arg-type]
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)  # type: ignore[arg-type]
+    table: TableSource | None = Field(
+        None,
+        description="An uploaded table's column types and target, filled in from the dataset when the run is "
+        "created; null for other datasets.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -385,7 +404,8 @@ class RunConfig(_Strict):
             raise ValueError(
                 f"dataset: unknown dataset {dataset!r}; use one of {', '.join(BUILTIN_DATASETS)} or a dataset id"
             )
-        layered = copy.deepcopy(DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["_uploaded"]))
+        uploaded = "_uploaded_table" if TABLE_ID_PATTERN.match(dataset) else "_uploaded"
+        layered = copy.deepcopy(DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS[uploaded]))
         preset = data.get("preset")
         # An architecture's own recipe (ARCH_DEFAULTS) goes over the dataset's, beneath the preset and the user's.
         picked = [src.get("model", {}).get("arch") for src in (data, PRESETS.get(preset or "", {}))]
@@ -443,7 +463,7 @@ class RunConfig(_Strict):
     def _check_combinations(self) -> RunConfig:
         """Reject combinations that cannot train, with the field and the reason."""
         info = BUILTIN_DATASETS.get(self.dataset)
-        kind = info["kind"] if info else "images"
+        kind = self.data_kind
         arch = self.model.arch
         pairing = info.get("pairing") if info is not None else None
         if arch in TRANSLATION_ARCHS:
@@ -457,10 +477,12 @@ class RunConfig(_Strict):
         if kind == "table" and arch != "ctgan":
             raise ValueError(f"model.arch: {self.dataset} is a table; only the ctgan architecture fits it, not {arch}")
         if arch == "ctgan" and kind != "table":
-            what = "2-D point data" if kind == "points" else "an image dataset (tables cannot be uploaded yet)"
+            what = "2-D point data" if kind == "points" else "an image dataset"
             raise ValueError(f"model.arch: ctgan synthesizes table rows, and {self.dataset} is {what}")
         if arch == "ctgan":
             self._check_ctgan()
+        if self.table is not None and not TABLE_ID_PATTERN.match(self.dataset):
+            raise ValueError(f"table: {self.dataset} is not an uploaded table; set table only for a tbl_ dataset")
         if kind == "points" and arch != "mlp":
             raise ValueError(f"model.arch: {self.dataset} is 2-D point data; only the mlp architecture fits it")
         if kind == "images" and arch == "mlp":
@@ -614,9 +636,11 @@ class RunConfig(_Strict):
 
     @property
     def data_kind(self) -> str:
-        """'points' for 2-D data, 'table' for tables, 'images' otherwise."""
+        """'points' for 2-D data, 'table' for tables (built-in or `tbl_` uploads), 'images' otherwise."""
         info = BUILTIN_DATASETS.get(self.dataset)
-        return info["kind"] if info else "images"
+        if info is not None:
+            return str(info["kind"])
+        return "table" if TABLE_ID_PATTERN.match(self.dataset) else "images"
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> None:
@@ -729,6 +753,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "model": {"arch": "dcgan", "image_size": 32},
         "train": {"steps": 5000, "batch_size": 64},
     },
+    "_uploaded_table": TABLE_DEFAULTS,
 }
 
 # What an architecture brings beneath the preset and the user's fields when it is chosen over a dataset's default.

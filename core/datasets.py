@@ -8,7 +8,7 @@ Built-ins:
 - `stacked-digits`: three random digits in the R, G and B channels, labelled 100 * r + 10 * g + b: 1,000 modes,
   built from the digits as Stacked MNIST is built from MNIST (Metz et al. 2017; Lin et al. 2018).
 - `breast-cancer`, `wine`: scikit-learn's tables (core/tabular/data.py), their class as the categorical column
-  `target`, 20 % of the rows held out of training.
+  `target`, 20 % of the rows held out of training. Uploaded tables (`tbl_...`, core/tabular/upload.py) likewise.
 - `digits-edges`: paired (core/paired.py): each digit's Sobel edges as the input, the digit as the target.
 - `digits-printed`: unpaired (core/unpaired.py): handwritten digits (A) and digits printed with Pillow's font (B).
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.config import BUILTIN_DATASETS, DATASET_ID_PATTERN
+from core.config import BUILTIN_DATASETS, DATASET_ID_PATTERN, TABLE_ID_PATTERN, TableSource
 from core.layout import atomic_write
 
 POINTS_PER_DATASET = 100_000  # the fixed sample that a 2-D run draws its batches from
@@ -104,8 +104,11 @@ class Dataset:
         }
 
 
-def load_dataset(name: str, *, image_size: int, dataset_dir: Path | str | None = None) -> Dataset:
-    """Load a built-in dataset by name, or an uploaded one (`ds_...`) from `dataset_dir`, on the CPU."""
+def load_dataset(
+    name: str, *, image_size: int, dataset_dir: Path | str | None = None, table: TableSource | None = None
+) -> Dataset:
+    """Load a built-in dataset by name, or an uploaded one (`ds_...` images, `tbl_...` a table read with `table`'s
+    column types and target) from `dataset_dir`, on the CPU."""
     if name in ("ring8", "grid25"):
         return _gaussian_mixture(name)
     if name == "digits":
@@ -127,6 +130,12 @@ def load_dataset(name: str, *, image_size: int, dataset_dir: Path | str | None =
     if DATASET_ID_PATTERN.match(name):
         if dataset_dir is None:
             raise ValueError(f"dataset: {name} is an uploaded dataset but no dataset folder was given")
+        if TABLE_ID_PATTERN.match(name):
+            from core.tabular.data import table_dataset
+            from core.tabular.upload import read_stored
+
+            source = table or TableSource()
+            return table_dataset(name, read_stored(Path(dataset_dir)), overrides=source.columns, target=source.target)
         return _uploaded(name, Path(dataset_dir), image_size)
     raise ValueError(f"dataset: unknown dataset {name!r}; use one of {', '.join(BUILTIN_DATASETS)} or a dataset id")
 

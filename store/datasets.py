@@ -1,5 +1,9 @@
 """Uploaded datasets: their rows (the files live content-addressed in `store.layout.dataset_dir`).
 
+A table's row keeps what describes it in `stats` (core/tabular/upload.py makes it): `{"kind": "table", "source",
+"rows", "columns": [{"name", "kind", "inferred", "missing_share", "stats"}], "overrides": {column: kind},
+"target": column | None}`; its id starts with `tbl_`, an image dataset's with `ds_`.
+
 Keyword-only; none commits.
 """
 
@@ -11,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.config import DATASET_ID_PATTERN
-from store.models import Dataset, new_id
+from store.models import ACTIVE_STATUSES, Dataset, Run, new_id
 
 
 def owned_dataset(*, session: Session, dataset_id: str, owner_id: int) -> Dataset | None:
@@ -42,7 +46,7 @@ def create_dataset(
     stats: dict[str, Any],
 ) -> Dataset:
     dataset = Dataset(
-        id=new_id("ds"),
+        id=new_id("tbl" if stats.get("kind") == "table" else "ds"),
         owner_id=owner_id,
         name=name,
         content_hash=content_hash,
@@ -54,3 +58,28 @@ def create_dataset(
     )
     session.add(dataset)
     return dataset
+
+
+def is_table(dataset: Dataset) -> bool:
+    return bool((dataset.stats or {}).get("kind") == "table")
+
+
+def set_table_columns(
+    *, dataset: Dataset, columns: list[dict[str, Any]], overrides: dict[str, str], target: str | None
+) -> None:
+    """A table's column types and statistics as overridden, and its target (a new dict: JSON columns change only
+    when assigned)."""
+    dataset.stats = {**(dataset.stats or {}), "columns": columns, "overrides": overrides, "target": target}
+
+
+def active_run_using(*, session: Session, dataset_id: str, owner_id: int) -> Run | None:
+    """A queued or running run of the owner's that trains on this dataset, if any."""
+    return session.execute(
+        select(Run)
+        .where(
+            Run.owner_id == owner_id,
+            Run.status.in_(ACTIVE_STATUSES),
+            Run.config["dataset"].as_string() == dataset_id,
+        )
+        .limit(1)
+    ).scalar_one_or_none()

@@ -28,6 +28,7 @@ import torch
 from celery.exceptions import SoftTimeLimitExceeded
 
 from core.device import pick_device
+from core.layout import atomic_write
 from store import layout
 from store.artifacts import ArtifactNotFound, Storage, fetch_folder, get_storage
 from store.db import get_sessionmaker
@@ -46,13 +47,17 @@ SMALL_JOB_SAMPLES = 512
 # A job that runs longer than this is stopped and failed (anomaly scoring of a large archive is the long one).
 SOFT_TIME_LIMIT = 30 * 60
 
+# Table rows (ctgan runs): the formats and their media types.
+TABLE_MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 cache_stats = {"hits": 0, "misses": 0}
 
 
 def cached(kind: str, *, run_id: str, step: int, ema: bool, path: Path) -> Any:
     """The loaded network(s) of a checkpoint, from the cache when that file was loaded before: `kind`
-    "generator" gives load_generator's (generator, cfg, data_info), "scorer" a core.scoring.Scorer (G and D)."""
+    "generator" gives load_generator's (generator, cfg, data_info), "table" a ctgan TableGenerator, "scorer" a
+    core.scoring.Scorer (G and D)."""
     from core import checkpoint, scoring  # torch-heavy; imported in the worker child, not at module import
 
     key = (kind, run_id, step, ema, path.stat().st_mtime_ns)
@@ -65,6 +70,10 @@ def cached(kind: str, *, run_id: str, step: int, ema: bool, path: Path) -> Any:
     try:
         if kind == "generator":
             value: Any = checkpoint.load_generator(path, ema=ema, device=device)
+        elif kind == "table":
+            from core.families.ctgan import load_table_generator
+
+            value = load_table_generator(path, ema=ema, device=device)
         else:
             value = scoring.load_scorer(path, ema=ema, device=device)
     except ValueError:
@@ -221,6 +230,8 @@ def _generate(job: Job) -> Done:
     from core import generate as gen
 
     request = job.request
+    if request["format"] in TABLE_MEDIA_TYPES:
+        return _generate_rows(job)
     generator, cfg, data_info = cached(
         "generator", run_id=job.run_id, step=job.step, ema=request["ema"], path=job.checkpoint
     )
@@ -247,6 +258,26 @@ def _generate(job: Job) -> Done:
     fmt = request["format"]
     written = gen.WRITERS[fmt](result, job.out_dir / f"result.{fmt}")
     return Done(result=written, media_type=gen.MEDIA_TYPES[fmt], count=len(result.samples))
+
+
+def _generate_rows(job: Job) -> Done:
+    """Table rows from a ctgan checkpoint, in the table's own columns, as CSV or Parquet; the request records how
+    many rows were made (`made`: fewer than n when its conditions were too rare to meet)."""
+    from core.families.ctgan import sample_rows
+    from core.tabular.io import write_csv, write_parquet
+
+    request = job.request
+    tg = cached("table", run_id=job.run_id, step=job.step, ema=request["ema"], path=job.checkpoint)
+    with torch_threads(1 if request["n"] <= SMALL_JOB_SAMPLES else None):
+        rows, made = sample_rows(tg, request["n"], seed=request["seed"], conditions=request.get("conditions"))
+    fmt = request["format"]
+    writer = write_csv if fmt == "csv" else write_parquet
+    path = job.out_dir / f"result.{fmt}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as out:
+        out.write(writer(rows, tg.transformer.columns))
+    request["made"] = made
+    return Done(result=path, media_type=TABLE_MEDIA_TYPES[fmt], count=made)
 
 
 def _score(job: Job) -> Done:

@@ -1,7 +1,10 @@
-"""Datasets: upload a ZIP of images, list, inspect, preview and delete; the built-ins are listed beside them.
+"""Datasets: upload a ZIP of images or a table (CSV or Parquet), list, inspect, change a table's column types,
+preview and delete; the built-ins are listed beside them.
 
-The upload streams to a file inside the data folder with a byte cap (api/uploads.py), then `core.uploads`
-checks and normalises the archive.
+The upload streams to a file inside the data folder with a byte cap (api/uploads.py); its first bytes say what it
+is (a ZIP starts with PK, Parquet with PAR1, anything else is read as a CSV); then `core.uploads` checks and
+normalises an archive, `core.tabular.upload` a table, off the request thread. Both are stored content-addressed,
+in the artifact storage too, where workers fetch them.
 """
 
 from __future__ import annotations
@@ -22,14 +25,22 @@ from api.artifacts import serve_artifact
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
 from api.responses import binary, error, validation_errors
-from api.schemas import DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile
+from api.schemas import DatasetPatch, DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile
 from api.uploads import archive_limits, receive_upload
 from core import uploads
-from core.config import BUILTIN_DATASETS, RunConfig
+from core.config import BUILTIN_DATASETS, RunConfig, TableSource
+from core.tabular import upload as tables
 from store import layout
 from store.artifacts import Storage, put_folder
-from store.datasets import create_dataset, dataset_with_content, owned_dataset
-from store.models import ACTIVE_STATUSES, Dataset, Run, User
+from store.datasets import (
+    active_run_using,
+    create_dataset,
+    dataset_with_content,
+    is_table,
+    owned_dataset,
+    set_table_columns,
+)
+from store.models import Dataset, User
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -45,9 +56,11 @@ UPLOAD_BODY: dict[str, Any] = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "A ZIP of PNG, JPEG, WebP, BMP or GIF images, in class folders or flat.",
+                            "description": "A ZIP of PNG, JPEG, WebP, BMP or GIF images, in class folders or flat; "
+                            "or a table: a CSV (UTF-8, a header row) or a Parquet file.",
                         },
                         "name": {"type": "string", "maxLength": 200, "description": "Default: the file's name."},
+                        "target": {"type": "string", "maxLength": 200, "description": "Tables: the target column."},
                     },
                 }
             }
@@ -56,19 +69,30 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def check_dataset_for_run(session: Session, user: User, cfg: RunConfig) -> None:
-    """Called by POST /runs: an uploaded dataset must exist and be the user's; conditional runs need labels."""
+def check_dataset_for_run(session: Session, user: User, cfg: RunConfig) -> RunConfig:
+    """Called by POST /runs: an uploaded dataset must exist and be the user's; conditional runs need labels. The
+    config to store: for an uploaded table, with its column types and target (`table`) as the dataset holds them."""
     if cfg.dataset in BUILTIN_DATASETS:
-        return
+        return cfg
     dataset = owned_dataset(session=session, dataset_id=cfg.dataset, owner_id=user.id)
     if dataset is None:
         raise unprocessable("dataset", f"dataset: no dataset {cfg.dataset}; upload one with POST /datasets")
+    if is_table(dataset):
+        source = TableSource(columns=dataset.stats.get("overrides") or {}, target=dataset.stats.get("target"))
+        if cfg.table is not None and cfg.table != source:
+            raise unprocessable(
+                "table",
+                f"table: differs from dataset {cfg.dataset}'s column types and target; leave it out (the run takes "
+                "the dataset's) and change them with PATCH /datasets/{id}",
+            )
+        return cfg.model_copy(update={"table": source})
     if cfg.model.conditional and len(dataset.classes) < 2:
         raise unprocessable(
             "model.conditional",
             f"model.conditional: dataset {cfg.dataset} has no labels (upload images in one folder per class), "
             "so a run on it cannot be conditional",
         )
+    return cfg
 
 
 @router.post(
@@ -79,10 +103,13 @@ def check_dataset_for_run(session: Session, user: User, cfg: RunConfig) -> None:
     responses={
         200: {
             "model": DatasetUploaded,
-            "description": "You had already uploaded these images: that dataset is returned.",
+            "description": "You had already uploaded these images (or this table): that dataset is returned.",
         },
         413: error("The upload is over GANFORGE_MAX_UPLOAD_BYTES."),
-        422: validation_errors("Not a ZIP, an unsafe or oversized archive, or no readable image."),
+        422: validation_errors(
+            "An unsafe or oversized archive, or no readable image; a table that is not a readable CSV or Parquet "
+            "file, has ragged rows, an over-long cell, too few rows or a constant column."
+        ),
     },
 )
 async def upload(
@@ -93,16 +120,48 @@ async def upload(
     settings: SettingsDep,
     storage: StorageDep,
 ) -> DatasetUploaded:
-    """Upload a ZIP of images (multipart fields `file` and `name`): one folder per class, or flat."""
+    """Upload a ZIP of images (one folder per class, or flat) or a table (CSV or Parquet): multipart fields `file`,
+    `name` and, for a table, `target`."""
     datasets_dir = layout.datasets_dir(settings.data_dir)
     made_dir = not datasets_dir.exists()
     datasets_dir.mkdir(parents=True, exist_ok=True)
     await run_in_threadpool(uploads.sweep_stale, datasets_dir)
     upload_path = datasets_dir / f".upload-{uuid.uuid4().hex}.zip"
     prepared: uploads.Prepared | None = None
+    table: tables.PreparedTable | None = None
     try:
-        received = await receive_upload(request, upload_path, max_bytes=settings.max_upload_bytes, fields=("name",))
+        received = await receive_upload(
+            request,
+            upload_path,
+            max_bytes=settings.max_upload_bytes,
+            fields=("name", "target"),
+            what="the ZIP of images or the table (CSV or Parquet)",
+        )
         name = received.fields.get("name") or Path(received.filename).stem or "upload"
+        with upload_path.open("rb") as head:
+            source = tables.sniff(head.read(4))
+        if source == "csv" and received.filename.lower().endswith(".zip"):  # its name says what was meant
+            raise unprocessable("file", "file: not a ZIP archive")
+        if source != "zip":
+            table = await _prepare_table(upload_path, source, datasets_dir, received.fields.get("target") or None)
+            upload_path.unlink()
+            dataset, existing = await run_in_threadpool(
+                _store_table,
+                session=session,
+                user=user,
+                table=table,
+                name=name,
+                target=received.fields.get("target") or None,
+                datasets_dir=datasets_dir,
+                storage=storage,
+            )
+            if not settings.artifacts_are_local:
+                await run_in_threadpool(uploads.remove_stored, datasets_dir, table.content_hash)
+            response.headers["Location"] = f"/datasets/{dataset.id}"
+            response.status_code = 200 if existing else 201
+            return DatasetUploaded(**DatasetPublic.from_row(dataset).model_dump(), skipped=[], existing=existing)
+        if received.fields.get("target"):
+            raise unprocessable("target", "target: only a table (CSV or Parquet) has a target column")
         try:
             prepared = await run_in_threadpool(
                 uploads.prepare, upload_path, datasets_dir=datasets_dir, limits=archive_limits(settings)
@@ -119,6 +178,8 @@ async def upload(
         upload_path.unlink(missing_ok=True)
         if prepared is not None:
             shutil.rmtree(prepared.tmp_dir, ignore_errors=True)
+        if table is not None:
+            shutil.rmtree(table.tmp_dir, ignore_errors=True)
         if made_dir:
             with contextlib.suppress(OSError):
                 datasets_dir.rmdir()  # only if empty: this upload failed and nothing else is stored
@@ -146,23 +207,87 @@ def list_datasets(session: SessionDep, user: CurrentUser) -> DatasetsPublic:
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
 def get(dataset_id: str, session: SessionDep, user: CurrentUser) -> DatasetPublic:
-    """A dataset with its statistics: images per class, original sizes, channels."""
+    """A dataset with its statistics: images per class, original sizes, channels; a table's columns (type,
+    missing share, statistics) and target."""
     if dataset_id in BUILTIN_DATASETS:
+        if BUILTIN_DATASETS[dataset_id]["kind"] == "table":
+            info = BUILTIN_DATASETS[dataset_id]
+            stats = {**_builtin_table_stats(dataset_id), "description": info["description"]}
+            return DatasetPublic.table(dataset_id, dataset_id, stats, builtin=True)
         return DatasetPublic.builtin_dataset(dataset_id)
     return DatasetPublic.from_row(find_owned_dataset(session, user, dataset_id))
+
+
+@router.patch(
+    "/{dataset_id}",
+    response_model=DatasetPublic,
+    responses={
+        404: error("No such dataset of yours."),
+        409: error("A built-in, or in use by a queued or running run."),
+        422: validation_errors("Not a table, an unknown column, or a type the column's values do not allow."),
+    },
+)
+def patch(
+    dataset_id: str, body: DatasetPatch, session: SessionDep, user: CurrentUser, storage: StorageDep
+) -> DatasetPublic:
+    """Change a table's column types ({"columns": {name: type}}; null puts the inferred type back) or its target
+    column ("" clears it); not while a queued or running run uses the table."""
+    if dataset_id in BUILTIN_DATASETS:
+        raise HTTPException(status_code=409, detail=f"{dataset_id} is a built-in dataset and cannot be changed")
+    dataset = find_owned_dataset(session, user, dataset_id)
+    if not is_table(dataset):
+        raise unprocessable("columns", f"columns: {dataset.id} holds images; only a table's columns have types")
+    run = active_run_using(session=session, dataset_id=dataset.id, owner_id=user.id)
+    if run is not None:
+        raise HTTPException(
+            status_code=409,
+            detail=f"Dataset is used by run {run.id}, which is {run.status}; cancel it or wait for it to finish",
+        )
+    stats = dataset.stats
+    overrides = dict(stats.get("overrides") or {})
+    for column, kind in (body.columns or {}).items():
+        if kind is None:
+            overrides.pop(column, None)
+        else:
+            overrides[column] = kind
+    target = stats.get("target")
+    if "target" in body.model_fields_set:
+        target = body.target or None
+    names = [c["name"] for c in stats["columns"]]
+    if target is not None and target not in names:
+        raise unprocessable("target", f"target: no column {target!r}; the table has {', '.join(names)}")
+    key = layout.dataset_prefix(dataset.content_hash) + f"table.{stats['source']}"
+    data = storage.read_bytes(key)
+    try:
+        table = tables.read_upload(data, stats["source"])
+        columns = tables.check_columns(table, overrides)
+    except ValueError as exc:  # "columns.<name>: reason"
+        message = str(exc)
+        raise unprocessable(message.split(": ", 1)[0], message) from exc
+    inferred = tables.check_columns(table)
+    # Overrides that match the inferred type are dropped: they change nothing.
+    overrides = {c.name: c.kind for c, g in zip(columns, inferred, strict=True) if c.kind != g.kind}
+    set_table_columns(
+        dataset=dataset, columns=tables.describe(table, columns, inferred), overrides=overrides, target=target
+    )
+    session.commit()
+    return DatasetPublic.from_row(dataset)
 
 
 @router.get(
     "/{dataset_id}/preview.png",
     response_class=Response,
-    responses=binary("image/png", description="A grid of up to 64 images."),
+    responses=binary("image/png", description="A grid of up to 64 images, or a table's per-column histograms."),
 )
 def preview(
     dataset_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep, storage: StorageDep
 ) -> Response:
-    """A PNG grid of up to 64 of the dataset's images (a few of each class)."""
+    """A PNG grid of up to 64 of the dataset's images (a few of each class), or a table's per-column histograms."""
     if dataset_id in BUILTIN_DATASETS:
-        if BUILTIN_DATASETS[dataset_id]["kind"] != "images":
+        kind = BUILTIN_DATASETS[dataset_id]["kind"]
+        if kind == "table":
+            return Response(_builtin_table_preview(dataset_id), media_type="image/png")
+        if kind != "images":
             raise HTTPException(status_code=404, detail=f"{dataset_id} is 2-D point data; it has no image preview")
         return Response(_builtin_preview(dataset_id), media_type="image/png")
     dataset = find_owned_dataset(session, user, dataset_id)
@@ -178,15 +303,7 @@ def delete(
     if dataset_id in BUILTIN_DATASETS:
         raise HTTPException(status_code=409, detail=f"{dataset_id} is a built-in dataset and cannot be deleted")
     dataset = find_owned_dataset(session, user, dataset_id)
-    in_use = session.execute(
-        select(Run.id, Run.status)
-        .where(
-            Run.owner_id == user.id,
-            Run.status.in_(ACTIVE_STATUSES),
-            Run.config["dataset"].as_string() == dataset.id,
-        )
-        .limit(1)
-    ).first()
+    in_use = active_run_using(session=session, dataset_id=dataset.id, owner_id=user.id)
     if in_use is not None:
         raise HTTPException(
             status_code=409,
@@ -236,6 +353,87 @@ def _store(
                 uploads.remove_stored(datasets_dir, prepared.content_hash)
             raise
         return dataset, False
+
+
+async def _prepare_table(path: Path, source: str, datasets_dir: Path, target: str | None) -> tables.PreparedTable:
+    """Check the uploaded table off the request thread; 422 naming the problem (nothing is left behind)."""
+    try:
+        table = await run_in_threadpool(tables.prepare_table, path, source=source, datasets_dir=datasets_dir)
+    except ValueError as exc:  # its messages are about the file: "file: reason"
+        raise unprocessable("file", str(exc)) from exc
+    names = [c.name for c in table.columns]
+    if target is not None and target not in names:
+        shutil.rmtree(table.tmp_dir, ignore_errors=True)
+        raise unprocessable("target", f"target: no column {target!r}; the table has {', '.join(names)}")
+    return table
+
+
+def _store_table(
+    *,
+    session: Session,
+    user: User,
+    table: tables.PreparedTable,
+    name: str,
+    target: str | None,
+    datasets_dir: Path,
+    storage: Storage,
+) -> tuple[Dataset, bool]:
+    """As `_store`, for a table: its files under its hash, in the artifact storage too, and the user's row whose
+    stats describe it (store/datasets.py). (dataset, existed)."""
+    with uploads.storage_lock(datasets_dir):
+        existing = dataset_with_content(session=session, owner_id=user.id, content_hash=table.content_hash)
+        local = layout.dataset_dir(datasets_dir.parent, table.content_hash)
+        created = not local.exists()
+        if created:
+            table.tmp_dir.rename(local)
+        else:
+            shutil.rmtree(table.tmp_dir, ignore_errors=True)
+        put_folder(storage, prefix=layout.dataset_prefix(table.content_hash), folder=local)
+        if existing is not None:
+            return existing, True
+        dataset = create_dataset(
+            session=session,
+            owner_id=user.id,
+            name=name,
+            content_hash=table.content_hash,
+            num_images=table.rows,
+            classes=[],
+            image_size=0,
+            channels=0,
+            stats={**table.stats, "overrides": {}, "target": target},
+        )
+        try:
+            session.commit()
+        except BaseException:
+            session.rollback()
+            if created:
+                uploads.remove_stored(datasets_dir, table.content_hash)
+            raise
+        return dataset, False
+
+
+@lru_cache(maxsize=4)
+def _builtin_table_data(name: str) -> tuple[Any, Any]:
+    """A built-in table as read, and its inferred columns."""
+    from core.tabular.columns import infer_columns
+    from core.tabular.io import builtin_table
+
+    table = builtin_table(name)
+    return table, infer_columns(table)
+
+
+def _builtin_table_stats(name: str) -> dict[str, Any]:
+    """What a table dataset's row would hold, for a built-in table: rows, columns and the `target` column."""
+    from core.tabular.io import TARGET
+
+    table, columns = _builtin_table_data(name)
+    return {"kind": "table", "rows": len(table[TARGET]), "columns": tables.describe(table, columns), "target": TARGET}
+
+
+@lru_cache(maxsize=2)
+def _builtin_table_preview(name: str) -> bytes:
+    table, columns = _builtin_table_data(name)
+    return tables.preview_png(table, columns)
 
 
 @lru_cache(maxsize=2)

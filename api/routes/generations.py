@@ -29,6 +29,29 @@ def conditional_classes(metadata: dict[str, str]) -> int:
     return int(checkpoint_data(metadata).get("num_classes") or 0)
 
 
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def check_table_request(body: GenerationCreate, *, table: bool) -> str:
+    """The request's format (its default: csv for a table run, else png); 422 for a field that does not fit the
+    run's kind of data."""
+    if table:
+        if body.format is not None and body.format not in TABLE_FORMATS:
+            raise unprocessable(
+                "format", f"format: this run makes table rows, written as csv or parquet, not {body.format}"
+            )
+        image_fields = {"truncation": body.truncation, "labels": body.labels, "interpolate": body.interpolate}
+        for field, value in image_fields.items():
+            if value is not None:
+                raise unprocessable(field, f"{field}: a table run takes conditions instead; it has no {field}")
+        return body.format or "csv"
+    if body.format in TABLE_FORMATS:
+        raise unprocessable("format", f"format: {body.format} holds table rows; this run makes images or points")
+    if body.conditions is not None:
+        raise unprocessable("conditions", "conditions: only table (ctgan) runs take conditions; use labels")
+    return body.format or "png"
+
+
 @router.post("/runs/{run_id}/generations", status_code=202, response_model=GenerationPublic)
 def create_generation(
     run: OwnedRun,
@@ -48,6 +71,7 @@ def create_generation(
             f"interpolate.steps: n × steps = {body.n * body.interpolate.steps} samples, over the limit of {limit}",
         )
     step, metadata = resolve_step(run, storage, body.step)
+    fmt = check_table_request(body, table=checkpoint_data(metadata).get("kind") == "table")
     num_classes = conditional_classes(metadata)
     if body.labels is not None:
         if num_classes == 0:
@@ -62,7 +86,7 @@ def create_generation(
         run_id=run.id,
         owner_id=run.owner_id,
         kind="generate",
-        request={**body.model_dump(mode="json"), "checkpoint_step": step},
+        request={**body.model_dump(mode="json"), "format": fmt, "checkpoint_step": step},
     )
     session.commit()
     send(session, job)
@@ -95,11 +119,14 @@ def get_generation(job: OwnedGeneration) -> GenerationPublic:
         "image/png",
         "application/zip",
         "application/octet-stream",
-        description="png: one grid; zip: one PNG per sample (+ labels.csv); npz: samples and labels arrays.",
+        "text/csv",
+        "application/vnd.apache.parquet",
+        description="png: one grid; zip: one PNG per sample (+ labels.csv); npz: samples and labels arrays; csv or "
+        "parquet: table rows.",
     ),
 )
 def generation_result(job: OwnedGeneration, settings: SettingsDep, storage: StorageDep) -> Response:
-    """The result file: png grid, zip of PNGs with labels.csv, or npz of float32 samples (streamed)."""
+    """The result file: png grid, zip of PNGs with labels.csv, npz of float32 samples, or csv/parquet rows."""
     filename = f"{job.id}.{job.request['format']}"
     media_type = job.media_type or "application/octet-stream"
     return result_file(storage, settings, job, media_type=media_type, filename=filename)

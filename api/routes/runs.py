@@ -51,7 +51,7 @@ def create(
     """Start a training run. The smallest body is {"dataset": "ring8"}; every other field has a default."""
     existing = run_for_key(session=session, owner_id=user.id, idempotency_key=idempotency_key)
     if existing is None:
-        check_dataset_for_run(session, user, config)
+        config = check_dataset_for_run(session, user, config)
         run = create_run(
             session=session,
             owner_id=user.id,

@@ -172,12 +172,18 @@ def test_malformed_requests_name_the_problem(limited_client: httpx.Client) -> No
     response = limited_client.post("/datasets", json={"file": "x"})
     assert (response.status_code, response.json()["detail"]) == (
         422,
-        _invalid("file", "file: send the ZIP archive as multipart/form-data with the fields file and name"),
+        _invalid(
+            "file",
+            "file: send the ZIP of images or the table (CSV or Parquet) as multipart/form-data with the fields file, "
+            "name and target",
+        ),
     )
     response = limited_client.post("/datasets", data={"name": "no file"}, files={"other": ("a.txt", b"x")})
     assert (response.status_code, response.json()["detail"]) == (
         422,
-        _invalid("file", "file: missing; send the ZIP archive as the multipart field file"),
+        _invalid(
+            "file", "file: missing; send the ZIP of images or the table (CSV or Parquet) as the multipart field file"
+        ),
     )
 
 

@@ -147,7 +147,9 @@ def test_route_checks_answer_the_list_form(postgres_service: Service) -> None:
         assert _errors(response) == _invalid("file", "file: not a ZIP archive")
         response = client.post("/datasets", json={"file": "x"})
         assert _errors(response) == _invalid(
-            "file", "file: send the ZIP archive as multipart/form-data with the fields file and name"
+            "file",
+            "file: send the ZIP of images or the table (CSV or Parquet) as multipart/form-data with the fields file, "
+            "name and target",
         )
 
         response = client.get("/runs", params={"cursor": "nonsense"})

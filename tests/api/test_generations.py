@@ -206,7 +206,11 @@ def _field_error(response: httpx.Response) -> tuple[list[str], str]:
         ),
         pytest.param("digits", {"n": 0}, ["body", "n"], "Input should be greater than or equal to 1", id="n=0"),
         pytest.param(
-            "digits", {"format": "gif"}, ["body", "format"], "Input should be 'png', 'zip' or 'npz'", id="format"
+            "digits",
+            {"format": "gif"},
+            ["body", "format"],
+            "Input should be 'png', 'zip', 'npz', 'csv' or 'parquet'",
+            id="format",
         ),
     ],
 )

@@ -1,6 +1,6 @@
 """ctgan through the service: a run on a built-in table posted to the real API trains on the real worker with its
-histogram picture, table metrics and checkpoints; a generation from it fails saying why; an image architecture on a
-table, or ctgan on images, is a 422 naming the field."""
+histogram picture, table metrics and checkpoints; a generation from it gives CSV rows with its conditions; an image
+architecture on a table, or ctgan on images, is a 422 naming the field."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[
     raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
 
 
-def test_a_ctgan_run_on_a_builtin_table_trains_and_refuses_generations(postgres_service: Service) -> None:
+def test_a_ctgan_run_on_a_builtin_table_trains_and_generates_rows(postgres_service: Service) -> None:
     with postgres_service.client(postgres_service.new_user_token("ctgan")) as client:
         wine = client.get("/datasets/wine").json()
         assert (wine["kind"], wine["num_images"], wine["builtin"]) == ("table", 178, True)
@@ -49,11 +49,13 @@ def test_a_ctgan_run_on_a_builtin_table_trains_and_refuses_generations(postgres_
         for name in ("column_shapes", "column_pair_trends", "quality_score", "dcr_ratio", "ml_efficacy"):
             assert [step for step, _ in series[name]] == [2, 4], name
 
-        response = client.post(f"/runs/{run_id}/generations", json={"n": 4})
+        response = client.post(f"/runs/{run_id}/generations", json={"n": 4, "conditions": {"target": "class_1"}})
         assert response.status_code == 202, response.text
         job = _wait_for_job(client, f"/generations/{response.json()['id']}")
-        assert job["status"] == "failed"
-        assert "this run trains ctgan, which synthesizes table rows" in job["error"]
+        assert job["status"] == "succeeded", job["error"]
+        lines = client.get(job["result_url"]).text.splitlines()
+        assert lines[0].endswith(",target") and len(lines) == job["made"] + 1
+        assert all(line.endswith(",class_1") for line in lines[1:])
 
 
 @pytest.mark.parametrize(
