@@ -1,5 +1,5 @@
 // ganforge dashboard: a hash-routed single page on the JSON API, no build step, no third-party code.
-// Pages: #/signin, #/runs, #/runs/{id}, #/launch, #/datasets. The token lives in localStorage and goes in an
+// Pages: #/signin, #/runs, #/runs/{id}, #/launch, #/datasets, #/tokens. The token lives in localStorage and goes in an
 // Authorization header on every call; images are fetched with it and shown through blob URLs.
 "use strict";
 
@@ -215,6 +215,7 @@ async function render() {
     else if (page === "runs") await runsPage();
     else if (page === "launch") await launchPage();
     else if (page === "datasets") await datasetsPage();
+    else if (page === "tokens") await tokensPage();
     else location.hash = "#/runs";
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) view.append(errorBox(err));
@@ -855,6 +856,81 @@ async function datasetsPage() {
       submit.disabled = false;
     }
   });
+  await refresh();
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Tokens: who you are and your usage (GET /me), the tokens you may see, revoking; admins also create them.
+
+async function tokensPage() {
+  document.title = "Tokens · ganforge";
+  const me = await api("/me");
+  const usage = me.usage;
+  const runs = Object.entries(usage.runs).map(([status, n]) => `${n} ${status}`).join(" · ");
+  const jobs = Object.entries(usage.jobs_in_flight).map(([kind, n]) => `${n} ${kind}`).join(" · ");
+  const tbody = h("tbody");
+  const created = h("div");
+  view.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Tokens")),
+    h("section", { class: "panel", id: "me" },
+      h("h2", {}, me.name, " ", me.is_admin ? h("span", { class: "badge" }, "admin") : null),
+      h("div", { class: "muted small" }, `token ${me.id} · expires ${me.expires_at ? fmtTime(me.expires_at) : "never"}`),
+      h("p", {}, `Runs: ${runs}`), h("p", {}, `Datasets: ${usage.datasets} (${fmtBytes(usage.dataset_bytes)})`),
+      h("p", {}, `Jobs in flight: ${jobs}`)),
+    h("div", { class: "panel table-wrap" },
+      h("table", { id: "tokens-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "ID"), h("th", {}, "Name"), h("th", {}, "Admin"),
+          h("th", { class: "hide-narrow" }, "Created"), h("th", {}, "Expires"), h("th", { class: "hide-narrow" }, "Last used"),
+          h("th", {}, "Revoked"), h("th", {}, ""))),
+        tbody)));
+
+  async function refresh() {
+    const listed = await api("/tokens");
+    put(tbody, ...listed.items.map((t) => h("tr", { "data-token-id": t.id },
+      h("td", { class: "mono" }, String(t.id)), h("td", {}, t.name),
+      h("td", {}, t.is_admin ? (t.bootstrap ? "bootstrap" : "yes") : ""),
+      h("td", { class: "hide-narrow small" }, fmtTime(t.created_at)), h("td", { class: "small" }, fmtTime(t.expires_at)),
+      h("td", { class: "hide-narrow small" }, fmtTime(t.last_used_at)), h("td", { class: "small" }, fmtTime(t.revoked_at)),
+      h("td", {}, t.revoked_at ? null : h("button", { class: "danger small", type: "button", onclick: async () => {
+        if (!confirm(`Revoke token ${t.id} (${t.name})? Its next request is refused.`)) return;
+        try { await api(`/tokens/${t.id}`, { method: "DELETE" }); } catch (err) { alert(err.message); return; }
+        if (t.id === me.id) signOut("Signed out: you revoked your own token."); else await refresh();
+      } }, "Revoke")))));
+  }
+
+  if (me.is_admin) {
+    const name = h("input", { id: "tok-name", name: "name", type: "text", required: true, placeholder: "ada" });
+    const days = h("input", { id: "tok-days", name: "expires_in_days", type: "number", min: 1, placeholder: "never" });
+    const admin = h("input", { id: "tok-admin", name: "admin", type: "checkbox" });
+    const error = h("div");
+    const form = h("form", { class: "panel", id: "token-form" },
+      h("h2", {}, "Create a token"),
+      h("div", { class: "form-grid" },
+        h("div", { class: "field" }, h("label", { for: "tok-name" }, "Name"), name,
+          h("div", { class: "field-error", "data-error-for": "name" })),
+        h("div", { class: "field" }, h("label", { for: "tok-days" }, "Expires in days"), days,
+          h("div", { class: "field-error", "data-error-for": "expires_in_days" })),
+        h("div", { class: "field" }, h("label", { for: "tok-admin" }, admin, " admin"))),
+      h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit" }, "Create")),
+      error, created);
+    view.append(form);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      put(error); put(created);
+      showFieldErrors(form, error, []);
+      const body = { name: name.value.trim(), admin: admin.checked };
+      if (days.value) body.expires_in_days = Number(days.value);
+      try {
+        const made = await api("/tokens", { method: "POST", json: body });
+        form.reset();
+        put(created, h("div", { class: "note" }, `Token for ${made.name} (shown once): `, h("code", { id: "new-token" }, made.token)));
+        await refresh();
+      } catch (err) {
+        if (err.status === 422) showFieldErrors(form, error, fieldErrors(err.detail));
+        else error.append(errorBox(err));
+      }
+    });
+  }
   await refresh();
 }
 
