@@ -54,3 +54,31 @@ def test_autogenerate_finds_no_difference(empty_database: str) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_0002_marks_the_first_admin_of_an_older_database_as_the_bootstrap_admin(empty_database: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", empty_database.replace("%", "%%"))
+    command.upgrade(config, "0001")
+    engine = sa.create_engine(empty_database, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            for name, is_admin in (("admin", True), ("bob", False), ("admin", True)):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO users (name, token_hash, is_admin, created_at) VALUES (:name, :hash, :admin, :at)"
+                    ),
+                    {"name": name, "hash": uuid.uuid4().hex, "admin": is_admin, "at": "2026-01-01 00:00:00+00:00"},
+                )
+        migrate(empty_database)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, bootstrap FROM users ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    assert [bool(bootstrap) for _id, bootstrap in rows] == [True, False, False]
+    command.downgrade(config, "0001")  # and back
+    command.upgrade(config, "head")
