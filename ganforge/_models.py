@@ -11,6 +11,7 @@ from typing import Any, Literal
 RUN_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 GENERATION_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 ImageFormat = Literal["png", "zip", "npz"]
+TableFormat = Literal["csv", "parquet"]  # rows of a ctgan run
 
 
 def _time(value: Any) -> datetime | None:
@@ -124,6 +125,7 @@ class Generation:
     error: str | None
     result_url: str | None
     raw: dict[str, Any] = field(repr=False)
+    made: int | None = None  # tables: how many rows were made (fewer than n when conditions were rare)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Generation:
@@ -134,6 +136,7 @@ class Generation:
             error=data.get("error"),
             result_url=data.get("result_url"),
             raw=data,
+            made=data.get("made"),
         )
 
     @property

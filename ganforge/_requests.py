@@ -35,6 +35,7 @@ from ganforge._models import (
     Run,
     RunPage,
     Sample,
+    TableFormat,
     Token,
     TokenInfo,
 )
@@ -442,8 +443,9 @@ def create_generation(
     ema: bool,
     truncation: float | None,
     labels: builtins.list[int] | None,
-    format: ImageFormat,
+    format: ImageFormat | TableFormat | None,
     interpolate: int | None,
+    conditions: dict[str, Any] | None = None,
 ) -> Request[Generation]:
     body = {
         "n": n,
@@ -454,6 +456,7 @@ def create_generation(
         "labels": labels,
         "format": format,
         "interpolate": {"steps": interpolate} if interpolate else None,
+        "conditions": conditions,
     }
     return Request("POST", f"/runs/{run_id}/generations", _generation, json=body)
 
@@ -490,11 +493,13 @@ def wait_generation(handle: HoldsGeneration, *, timeout: float | None, poll_inte
 
 @contextlib.contextmanager
 def upload_dataset(file: str | os.PathLike[str] | bytes, *, name: str | None) -> Iterator[Request[Dataset]]:
-    """The multipart upload of a ZIP; a file on disk is streamed from a handle open while the request is."""
+    """The multipart upload of a ZIP of images or a table (CSV or Parquet: the server tells them apart by their
+    first bytes); a file on disk is streamed from a handle open while the request is."""
     if isinstance(file, bytes):
         data = {"name": name if name is not None else "dataset"}
+        suffix = "zip" if file.startswith(b"PK") else "parquet" if file.startswith(b"PAR1") else "csv"
         yield Request(
-            "POST", "/datasets", _dataset, files={"file": ("dataset.zip", file, "application/zip")}, data=data
+            "POST", "/datasets", _dataset, files={"file": (f"dataset.{suffix}", file, "application/zip")}, data=data
         )
         return
     path = Path(file)

@@ -21,7 +21,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from ganforge.client import DEFAULT_URL, APIError, Ganforge, GanforgeError, ImageFormat, Run, TransportError
+from ganforge.client import (
+    DEFAULT_URL,
+    APIError,
+    Ganforge,
+    GanforgeError,
+    ImageFormat,
+    Run,
+    TableFormat,
+    TransportError,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -430,13 +439,21 @@ def generate(
     n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the latent batch.")] = 0,
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="out.png (one grid), out.zip (one PNG each) or out.npz (arrays).")
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="out.png (one grid), out.zip (one PNG each) or out.npz (arrays); out.csv or out.parquet (table rows).",
+        ),
     ] = Path("out.png"),
     step: Annotated[str, typer.Option(help="Checkpoint step, or 'latest'.")] = "latest",
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run has one.")] = True,
     truncation: Annotated[float | None, typer.Option(help="Truncation of the latents.")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma-separated class labels (conditional runs).")] = None,
     interpolate: Annotated[int | None, typer.Option(help="Interpolate between latents in this many steps.")] = None,
+    condition: Annotated[
+        list[str] | None, typer.Option(help="Tables: column=value that every row must have; repeat for more.")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 600.0,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
@@ -444,8 +461,11 @@ def generate(
 ) -> None:
     """Sample from a run's checkpoint; the output's suffix picks the format."""
     fmt = output.suffix.lower().lstrip(".")
-    if fmt not in ("png", "zip", "npz"):
-        _fail(f"-o {output}: the suffix must be .png, .zip or .npz")
+    if fmt not in ("png", "zip", "npz", "csv", "parquet"):
+        _fail(f"-o {output}: the suffix must be .png, .zip, .npz, .csv or .parquet")
+    if any("=" not in c for c in condition or []):
+        _fail("--condition: column=value")
+    conditions = dict(c.split("=", 1) for c in condition) if condition else None
     if step != "latest" and not step.isdigit():
         _fail(f"--step {step}: a step number or 'latest'")
     try:
@@ -461,8 +481,9 @@ def generate(
             ema=ema,
             truncation=truncation,
             labels=label_list,
-            format=cast(ImageFormat, fmt),
+            format=cast(ImageFormat | TableFormat, fmt),
             interpolate=interpolate,
+            conditions=conditions,
         )
         with err_console.status(f"generation {handle.id}: waiting for a worker"):
             data = handle.result(timeout=timeout)
@@ -476,7 +497,10 @@ def generate(
 
 @datasets_app.command("upload")
 def datasets_upload(
-    file: Annotated[Path, typer.Argument(help="A ZIP of images, one folder per class (folders optional).")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="A ZIP of images, one folder per class (folders optional), or a CSV or Parquet table."),
+    ],
     name: Annotated[str | None, typer.Option(help="A name (default: the file's stem).")] = None,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,

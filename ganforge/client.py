@@ -61,6 +61,7 @@ from ganforge._models import (
     Usage,
 )
 from ganforge._models import ImageFormat as ImageFormat
+from ganforge._models import TableFormat as TableFormat
 from ganforge._requests import DEFAULT_URL as DEFAULT_URL
 from ganforge._requests import Request
 
@@ -156,10 +157,12 @@ class _CreatesGenerations(Generic[HandleT]):
         ema: bool = True,
         truncation: float | None = None,
         labels: list[int] | None = None,
-        format: ImageFormat = "png",
+        format: ImageFormat | TableFormat | None = None,
         interpolate: int | None = None,
+        conditions: dict[str, Any] | None = None,
     ) -> HandleT:
-        """Queue a generation from one of the run's checkpoints; `.result()` on the handle waits for the bytes."""
+        """Queue a generation from one of the run's checkpoints; `.result()` on the handle waits for the bytes.
+        `format` defaults to png, or csv for a table (ctgan) run; `conditions` ({column: value}) are for tables."""
         request = api.create_generation(
             run_id,
             n=n,
@@ -170,6 +173,7 @@ class _CreatesGenerations(Generic[HandleT]):
             labels=labels,
             format=format,
             interpolate=interpolate,
+            conditions=conditions,
         )
         return self._submit(request)
 

@@ -5,6 +5,7 @@ classes, whether it exists) before anything is queued."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import FileResponse
@@ -15,6 +16,7 @@ from api.errors import unprocessable
 from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
 from api.responses import binary
 from api.schemas import GenerationCreate, GenerationPublic, GenerationsPublic
+from core.tabular.transformer import TableTransformer
 from store.jobs import create_job
 from store.models import Generation
 
@@ -32,10 +34,11 @@ def conditional_classes(metadata: dict[str, str]) -> int:
 TABLE_FORMATS = ("csv", "parquet")
 
 
-def check_table_request(body: GenerationCreate, *, table: bool) -> str:
+def check_table_request(body: GenerationCreate, *, table: dict[str, Any] | None) -> str:
     """The request's format (its default: csv for a table run, else png); 422 for a field that does not fit the
-    run's kind of data."""
-    if table:
+    run's kind of data, or a condition the table cannot meet (`table`: the checkpoint's transformer state, None
+    for a run on images or points)."""
+    if table is not None:
         if body.format is not None and body.format not in TABLE_FORMATS:
             raise unprocessable(
                 "format", f"format: this run makes table rows, written as csv or parquet, not {body.format}"
@@ -44,6 +47,12 @@ def check_table_request(body: GenerationCreate, *, table: bool) -> str:
         for field, value in image_fields.items():
             if value is not None:
                 raise unprocessable(field, f"{field}: a table run takes conditions instead; it has no {field}")
+        if body.conditions:
+            try:
+                TableTransformer.from_state(table).condition_values(body.conditions)
+            except ValueError as exc:  # "conditions.<column>: reason"
+                message = str(exc)
+                raise unprocessable(message.split(": ", 1)[0], message) from exc
         return body.format or "csv"
     if body.format in TABLE_FORMATS:
         raise unprocessable("format", f"format: {body.format} holds table rows; this run makes images or points")
@@ -71,7 +80,8 @@ def create_generation(
             f"interpolate.steps: n × steps = {body.n * body.interpolate.steps} samples, over the limit of {limit}",
         )
     step, metadata = resolve_step(run, storage, body.step)
-    fmt = check_table_request(body, table=checkpoint_data(metadata).get("kind") == "table")
+    data = json.loads(metadata.get("data") or "{}")
+    fmt = check_table_request(body, table=data.get("table") if data.get("kind") == "table" else None)
     num_classes = conditional_classes(metadata)
     if body.labels is not None:
         if num_classes == 0:

@@ -508,40 +508,14 @@ def _same(value: Any, wanted: Any) -> bool:
 def _conditions(
     tf: TableTransformer, conditions: dict[str, Any], space: CondSpace
 ) -> tuple[dict[str, Any], tuple[int, int] | None]:
-    """The conditions as typed values to check, and the (conditioned column, category) of the first categorical
-    one; a ValueError names a condition that cannot be met."""
-    by_name = {c.name: (i, c) for i, c in enumerate(tf.columns)}
-    wanted: dict[str, Any] = {}
-    fixed: tuple[int, int] | None = None
-    for name, value in conditions.items():
-        if name not in by_name:
-            raise ValueError(f"conditions.{name}: no such column; the table has {', '.join(by_name)}")
-        index, column = by_name[name]
-        code = tf.codes[index]
-        if column.kind in ("categorical", "boolean"):
-            text = None if value is None else str(value)
-            if text is None and not code["missing"]:
-                raise ValueError(f"conditions.{name}: the column has no missing values to ask for")
-            if text is not None and text not in code["categories"]:
-                shown = ", ".join(code["categories"][:20])
-                raise ValueError(f"conditions.{name}: {text!r} is not one of its categories ({shown})")
-            wanted[name] = text
-            if fixed is None:
-                j = next(k for k, s in enumerate(space.spans) if s.column == index)
-                fixed = (j, len(code["categories"]) if text is None else code["categories"].index(text))
-        elif column.kind == "discrete":
-            try:
-                number = float(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"conditions.{name}: {value!r} is not an integer") from exc
-            if not number.is_integer() or not code["lo"] <= number <= code["hi"]:
-                raise ValueError(
-                    f"conditions.{name}: {value!r} is not an integer within {code['lo']:g}..{code['hi']:g}"
-                )
-            wanted[name] = number
-        else:
-            raise ValueError(
-                f"conditions.{name}: a {column.kind} column cannot be fixed to one value; condition on categorical, "
-                "boolean or discrete columns"
-            )
-    return wanted, fixed
+    """The conditions as typed values to check (TableTransformer.condition_values, which names a condition that
+    cannot be met), and the (conditioned column, category) of the first categorical one."""
+    wanted = tf.condition_values(conditions)
+    index_of = {c.name: i for i, c in enumerate(tf.columns)}
+    for name, text in wanted.items():
+        index = index_of[name]
+        if tf.columns[index].kind in ("categorical", "boolean"):
+            categories = tf.codes[index]["categories"]
+            j = next(k for k, s in enumerate(space.spans) if s.column == index)
+            return wanted, (j, len(categories) if text is None else categories.index(text))
+    return wanted, None

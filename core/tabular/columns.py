@@ -30,6 +30,9 @@ BOOLEAN_SPELLINGS = [{"true", "false"}, {"yes", "no"}, {"t", "f"}, {"y", "n"}, {
 MAX_DECIMALS = 6  # a continuous column is written with at most this many decimals
 TOP_CATEGORIES = 20  # a categorical column's summary lists this many of its most frequent values
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# How a table is split for training (core/tabular/data.py), here so that torch-free code (uploads) can check it.
+HOLDOUT = 0.2  # the fraction of a table's rows kept out of training
+MIN_ROWS = 10  # fewer training rows than this cannot train
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,9 @@ import numpy as np
 import torch
 
 from core.datasets import DATA_SEED, Dataset
-from core.tabular.columns import Column, Table, infer_columns, typed
+from core.tabular.columns import HOLDOUT, MIN_ROWS, Column, Table, infer_columns, typed
 from core.tabular.io import TARGET, builtin_table
 from core.tabular.transformer import TableTransformer
-
-HOLDOUT = 0.2  # the fraction of a table's rows kept out of training
-MIN_ROWS = 10  # fewer training rows than this cannot train
 
 
 @dataclass

@@ -89,6 +89,42 @@ class TableTransformer:
             raise ValueError(f"table transformer state version {state.get('version')!r} is not {STATE_VERSION}")
         return cls([Column.from_json(c) for c in state["columns"]], state["codes"])
 
+    def condition_values(self, conditions: dict[str, Any]) -> dict[str, Any]:
+        """Sampling conditions ({column: value}) as the typed values rows must hold: a category's text (None for
+        the missing state) or a discrete column's number; a ValueError ("conditions.<column>: ...") names one that
+        cannot be met."""
+        by_name = {c.name: (i, c) for i, c in enumerate(self.columns)}
+        wanted: dict[str, Any] = {}
+        for name, value in conditions.items():
+            if name not in by_name:
+                raise ValueError(f"conditions.{name}: no such column; the table has {', '.join(by_name)}")
+            index, column = by_name[name]
+            code = self.codes[index]
+            if column.kind in ("categorical", "boolean"):
+                text = None if value is None else str(value)
+                if text is None and not code["missing"]:
+                    raise ValueError(f"conditions.{name}: the column has no missing values to ask for")
+                if text is not None and text not in code["categories"]:
+                    shown = ", ".join(code["categories"][:20])
+                    raise ValueError(f"conditions.{name}: {text!r} is not one of its categories ({shown})")
+                wanted[name] = text
+            elif column.kind == "discrete":
+                try:
+                    number = float(value)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"conditions.{name}: {value!r} is not an integer") from exc
+                if not number.is_integer() or not code["lo"] <= number <= code["hi"]:
+                    raise ValueError(
+                        f"conditions.{name}: {value!r} is not an integer within {code['lo']:g}..{code['hi']:g}"
+                    )
+                wanted[name] = number
+            else:
+                raise ValueError(
+                    f"conditions.{name}: a {column.kind} column cannot be fixed to one value; condition on "
+                    "categorical, boolean or discrete columns"
+                )
+        return wanted
+
     @property
     def category_spans(self) -> list[Span]:
         """The one-hot spans of categorical and boolean columns: what the conditional vector chooses from."""

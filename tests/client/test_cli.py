@@ -84,7 +84,7 @@ def test_generate_npz(env: dict[str, str], finished_run_id: str, tmp_path: Path)
     assert code == 0, err
     assert np.load(io.BytesIO(out_path.read_bytes()))["samples"].shape == (20, 2)
     code, _, err = ganforge(env, "generate", finished_run_id, "-o", str(tmp_path / "out.gif"))
-    assert code == 1 and "the suffix must be .png, .zip or .npz" in err
+    assert code == 1 and "the suffix must be .png, .zip, .npz, .csv or .parquet" in err
 
 
 def test_unknown_run_exits_1_with_the_servers_detail(env: dict[str, str]) -> None:

@@ -44,13 +44,17 @@ def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse(
     cfg = RunConfig.model_validate({"dataset": "breast-cancer"})
     assert (cfg.model.arch, cfg.model.pack, cfg.loss.kind, cfg.train.batch_size) == ("ctgan", 10, "wgan-gp", 500)
     assert cfg.data_kind == "table"
+    uploaded = RunConfig.model_validate({"dataset": "tbl_0123abcd", "table": {"columns": {"n": "categorical"}}})
+    assert (uploaded.model.arch, uploaded.model.pack, uploaded.data_kind) == ("ctgan", 10, "table")
     for preset in ("wgan-gp", "sngan-hinge"):
         assert RunConfig.model_validate({"dataset": "wine", "preset": preset}).model.arch == "ctgan"
     refused = [
         ({"dataset": "wine", "model": {"arch": "dcgan"}}, "model.arch: wine is a table; only the ctgan architecture"),
         ({"dataset": "wine", "preset": "dcgan"}, "model.arch: wine is a table"),
         ({"dataset": "digits", "model": {"arch": "ctgan"}}, "model.arch: ctgan synthesizes table rows, and digits is"),
-        ({"dataset": "ds_0123abcd", "model": {"arch": "ctgan"}}, "tables cannot be uploaded yet"),
+        ({"dataset": "ds_0123abcd", "model": {"arch": "ctgan"}}, "and ds_0123abcd is an image dataset"),
+        ({"dataset": "tbl_0123abcd", "model": {"arch": "dcgan"}}, "model.arch: tbl_0123abcd is a table"),
+        ({"dataset": "ds_0123abcd", "table": {"target": "y"}}, "table: ds_0123abcd is not an uploaded table"),
         ({"dataset": "ring8", "model": {"arch": "ctgan"}}, "ring8 is 2-D point data"),
         ({"dataset": "wine", "model": {"conditional": True}}, "model.conditional: ctgan conditions on every"),
         ({"dataset": "wine", "train": {"diffaugment": "color"}}, "train.diffaugment: DiffAugment works on images"),
