@@ -280,6 +280,14 @@ class DatasetsPublic(BaseModel):
     items: list[DatasetPublic]
 
 
+class TableRowsPublic(BaseModel):
+    """The first rows of a table, as read (CSV cells as text, Parquet numbers as numbers; missing cells null)."""
+
+    columns: list[str]
+    rows: list[list[str | float | None]]
+    num_rows: int = Field(description="How many rows the table has in all.")
+
+
 class DatasetPatch(BaseModel):
     """PATCH /datasets/{id} on a table: column types to override and the target column."""
 

@@ -14,9 +14,9 @@ import shutil
 import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -25,11 +25,12 @@ from api.artifacts import serve_artifact
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
 from api.responses import binary, error, validation_errors
-from api.schemas import DatasetPatch, DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile
+from api.schemas import DatasetPatch, DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile, TableRowsPublic
 from api.uploads import archive_limits, receive_upload
 from core import uploads
 from core.config import BUILTIN_DATASETS, RunConfig, TableSource
 from core.tabular import upload as tables
+from core.tabular.columns import is_missing
 from store import layout
 from store.artifacts import Storage, put_folder
 from store.datasets import (
@@ -293,6 +294,40 @@ def preview(
     dataset = find_owned_dataset(session, user, dataset_id)
     key = layout.dataset_prefix(dataset.content_hash) + "preview.png"
     return serve_artifact(storage, settings, key, media_type="image/png", missing="Dataset files are missing")
+
+
+@router.get("/{dataset_id}/rows", response_model=TableRowsPublic, responses={404: error("No such table of yours.")})
+def rows(
+    dataset_id: str,
+    session: SessionDep,
+    user: CurrentUser,
+    storage: StorageDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> TableRowsPublic:
+    """The first `limit` rows of a table (built-in or uploaded), as read."""
+    if dataset_id in BUILTIN_DATASETS:
+        if BUILTIN_DATASETS[dataset_id]["kind"] != "table":
+            raise HTTPException(status_code=404, detail=f"{dataset_id} is not a table; it has no rows")
+        table = _builtin_table_data(dataset_id)[0]
+    else:
+        dataset = find_owned_dataset(session, user, dataset_id)
+        if not is_table(dataset):
+            raise HTTPException(status_code=404, detail=f"{dataset_id} holds images; it has no rows")
+        source = dataset.stats["source"]
+        table = tables.read_upload(
+            storage.read_bytes(layout.dataset_prefix(dataset.content_hash) + f"table.{source}"), source
+        )
+    names = list(table)
+    n = len(table[names[0]])
+    cells = [[_cell(v) for v in table[name][:limit].tolist()] for name in names]
+    return TableRowsPublic(columns=names, rows=[list(row) for row in zip(*cells, strict=True)], num_rows=n)
+
+
+def _cell(value: Any) -> str | float | None:
+    """A cell as JSON: missing cells (empty, NA, NaN, None, ...: core.tabular.columns.is_missing) as null."""
+    if is_missing(value):
+        return None
+    return value if isinstance(value, str | float) else str(value)
 
 
 @router.delete("/{dataset_id}", status_code=204, responses={409: error("Built-in, or in use by a run.")})

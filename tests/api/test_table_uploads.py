@@ -100,6 +100,9 @@ def test_a_csv_upload_is_a_table_dataset_with_its_columns(client: httpx.Client) 
     assert client.get(f"/datasets/{dataset['id']}").json()["columns"] == dataset["columns"]
     preview = client.get(f"/datasets/{dataset['id']}/preview.png")
     assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
+    rows = client.get(f"/datasets/{dataset['id']}/rows", params={"limit": 8}).json()
+    assert rows["columns"] == ["age", "colour", "count", "member"] and rows["num_rows"] == 60
+    assert rows["rows"][0] == ["20.0", "red", "0", "no"] and rows["rows"][7][0] is None and len(rows["rows"]) == 8
     again = _upload(client, table_csv(), name="again")
     assert (again.status_code, again.json()["id"], again.json()["existing"]) == (200, dataset["id"], True)
 
@@ -112,6 +115,8 @@ def test_builtin_tables_show_columns_and_histograms(client: httpx.Client) -> Non
     wine = client.get("/datasets/wine").json()
     assert (wine["kind"], wine["num_rows"], wine["target"]) == ("table", 178, "target")
     assert {"name": "target", "kind": "categorical"}.items() <= wine["columns"][-1].items()
+    rows = client.get("/datasets/wine/rows", params={"limit": 2}).json()
+    assert rows["columns"][-1] == "target" and len(rows["rows"]) == 2 and rows["num_rows"] == 178
     preview = client.get("/datasets/wine/preview.png")
     assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
 
