@@ -296,7 +296,7 @@ class DatasetPatch(BaseModel):
     columns: dict[str, Literal["continuous", "discrete", "categorical", "boolean", "datetime"] | None] | None = Field(
         None, description="Column name -> type; null for a column puts its inferred type back. Others are kept."
     )
-    target: str | None = Field(None, description="The target column; \"\" clears it. Omitted: unchanged.")
+    target: str | None = Field(None, description='The target column; "" clears it. Omitted: unchanged.')
 
 
 # Generations and scores.

@@ -74,7 +74,12 @@ def owned(postgres_service: Service) -> Iterator[Owned]:
 # Path parameters that are not an owned object: what to put in them.
 NOT_OWNED = {"name": "x"}
 # A body that passes validation, so that only ownership can refuse the request.
-BODIES = {"/runs/{run_id}/generations": {"n": 1}, "/runs/{run_id}/resume": {"steps": 1}}
+# A valid body for the routes that take one, so that ownership, not the body, decides the answer.
+BODIES = {
+    ("POST", "/runs/{run_id}/generations"): {"n": 1},
+    ("POST", "/runs/{run_id}/resume"): {"steps": 1},
+    ("PATCH", "/datasets/{dataset_id}"): {"target": None},
+}
 
 
 def _id_routes(schema: dict) -> list[tuple[str, str]]:
@@ -103,7 +108,7 @@ def test_every_id_route_answers_another_users_id_with_404(owned: Owned) -> None:
             missing = [p for p in params if p not in owned.ids and p not in NOT_OWNED]
             assert not missing, f"{method} {path}: add an object for {missing} to the `owned` fixture"
             url = path.format(**owned.ids, **NOT_OWNED)
-            body = BODIES.get(path)
+            body = BODIES.get((method, path))
             response = stranger.request(method, url, json=body, timeout=30)
             assert response.status_code == 404, (method, path, response.status_code, response.text[:200])
             assert response.json()["detail"].endswith("not found"), (method, path, response.json())
