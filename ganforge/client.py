@@ -121,14 +121,23 @@ class _Client(Generic[TransportT, RunsT, GenerationsT, DatasetsT, TokensT]):
     ) -> None:
         self.url = (url or os.environ.get("GANFORGE_URL") or DEFAULT_URL).rstrip("/")
         token = token if token is not None else os.environ.get("GANFORGE_TOKEN")
-        self._connect({"Authorization": f"Bearer {token}"} if token else {}, timeout, transport)
+        # Redirects are followed so that downloads work from presigned storage URLs (httpx drops the bearer
+        # token on the way to another origin).
+        self._connect(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=True,
+        )
         runs, generations, datasets, tokens = self._resources
         self.runs = runs(self)
         self.generations = generations(self)
         self.datasets = datasets(self)
         self.tokens = tokens(self)
 
-    def _connect(self, headers: dict[str, str], timeout: float, transport: TransportT | None) -> None:
+    def _connect(self, **options: Any) -> None:
+        """Open `self._http` with these httpx client options."""
         raise NotImplementedError
 
 
@@ -178,6 +187,25 @@ class _CreatesGenerations(Generic[HandleT]):
         return self._submit(request)
 
     def _submit(self, request: Request[Generation]) -> HandleT:
+        raise NotImplementedError
+
+
+class _CreatesTokens(Generic[T]):
+    """`create` of both clients' tokens: the signature and the request, once; `_submit` sends it."""
+
+    def create(
+        self,
+        name: str,
+        *,
+        admin: bool = False,
+        expires_at: datetime | None = None,
+        expires_in_days: int | None = None,
+    ) -> T:
+        """A new token (an admin's when `admin`; admins only), optionally expiring; the secret is in `.token`
+        and is shown only this once."""
+        return self._submit(api.create_token(name, admin=admin, expires_at=expires_at, expires_in_days=expires_in_days))
+
+    def _submit(self, request: Request[Token]) -> T:
         raise NotImplementedError
 
 
@@ -334,25 +362,14 @@ class Datasets:
         self._c._send(api.delete_dataset(dataset_id))
 
 
-class Tokens:
+class Tokens(_CreatesTokens[Token]):
     """API tokens: admins create them; everyone lists and revokes their own, admins any."""
 
     def __init__(self, client: Ganforge) -> None:
         self._c = client
 
-    def create(
-        self,
-        name: str,
-        *,
-        admin: bool = False,
-        expires_at: datetime | None = None,
-        expires_in_days: int | None = None,
-    ) -> Token:
-        """A new token (an admin's when `admin`; admins only), optionally expiring; the secret is in `.token`
-        and is shown only this once."""
-        return self._c._send(
-            api.create_token(name, admin=admin, expires_at=expires_at, expires_in_days=expires_in_days)
-        )
+    def _submit(self, request: Request[Token]) -> Token:
+        return self._c._send(request)
 
     def list(self) -> builtins.list[TokenInfo]:
         """Every token for an admin, your own for a user, oldest first; never a secret."""
@@ -368,10 +385,8 @@ class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]
 
     _resources = (Runs, Generations, Datasets, Tokens)
 
-    def _connect(self, headers: dict[str, str], timeout: float, transport: httpx.BaseTransport | None) -> None:
-        self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport, follow_redirects=True
-        )
+    def _connect(self, **options: Any) -> None:
+        self._http = httpx.Client(**options)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request; raise the matching GanforgeError for a transport failure or an error status."""
@@ -598,21 +613,14 @@ class AsyncDatasets:
         await self._c._send(api.delete_dataset(dataset_id))
 
 
-class AsyncTokens:
+class AsyncTokens(_CreatesTokens[Coroutine[Any, Any, Token]]):
+    """`create` returns a coroutine: `await client.tokens.create(...)`."""
+
     def __init__(self, client: AsyncGanforge) -> None:
         self._c = client
 
-    async def create(
-        self,
-        name: str,
-        *,
-        admin: bool = False,
-        expires_at: datetime | None = None,
-        expires_in_days: int | None = None,
-    ) -> Token:
-        return await self._c._send(
-            api.create_token(name, admin=admin, expires_at=expires_at, expires_in_days=expires_in_days)
-        )
+    async def _submit(self, request: Request[Token]) -> Token:
+        return await self._c._send(request)
 
     async def list(self) -> builtins.list[TokenInfo]:
         return await self._c._send(api.list_tokens())
@@ -626,10 +634,8 @@ class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGeneration
 
     _resources = (AsyncRuns, AsyncGenerations, AsyncDatasets, AsyncTokens)
 
-    def _connect(self, headers: dict[str, str], timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport, follow_redirects=True
-        )
+    def _connect(self, **options: Any) -> None:
+        self._http = httpx.AsyncClient(**options)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

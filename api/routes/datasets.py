@@ -10,8 +10,10 @@ in the artifact storage too, where workers fetch them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -143,38 +145,29 @@ async def upload(
             source = tables.sniff(head.read(4))
         if source == "csv" and received.filename.lower().endswith(".zip"):  # its name says what was meant
             raise unprocessable("file", "file: not a ZIP archive")
+        store: Callable[..., tuple[Dataset, bool]]  # takes session, user, name, datasets_dir, storage
         if source != "zip":
-            table = await _prepare_table(upload_path, source, datasets_dir, received.fields.get("target") or None)
-            upload_path.unlink()
-            dataset, existing = await run_in_threadpool(
-                _store_table,
-                session=session,
-                user=user,
-                table=table,
-                name=name,
-                target=received.fields.get("target") or None,
-                datasets_dir=datasets_dir,
-                storage=storage,
-            )
-            if not settings.artifacts_are_local:
-                await run_in_threadpool(uploads.remove_stored, datasets_dir, table.content_hash)
-            response.headers["Location"] = f"/datasets/{dataset.id}"
-            response.status_code = 200 if existing else 201
-            return DatasetUploaded(**DatasetPublic.from_row(dataset).model_dump(), skipped=[], existing=existing)
-        if received.fields.get("target"):
-            raise unprocessable("target", "target: only a table (CSV or Parquet) has a target column")
-        try:
-            prepared = await run_in_threadpool(
-                uploads.prepare, upload_path, datasets_dir=datasets_dir, limits=archive_limits(settings)
-            )
-        except uploads.UploadError as exc:  # its messages are about the archive: "file: reason"
-            raise unprocessable("file", str(exc)) from exc
+            target = received.fields.get("target") or None
+            table = await _prepare_table(upload_path, source, datasets_dir, target)
+            content_hash = table.content_hash
+            store = functools.partial(_store_table, table=table, target=target)
+        else:
+            if received.fields.get("target"):
+                raise unprocessable("target", "target: only a table (CSV or Parquet) has a target column")
+            try:
+                prepared = await run_in_threadpool(
+                    uploads.prepare, upload_path, datasets_dir=datasets_dir, limits=archive_limits(settings)
+                )
+            except uploads.UploadError as exc:  # its messages are about the archive: "file: reason"
+                raise unprocessable("file", str(exc)) from exc
+            content_hash = prepared.content_hash
+            store = functools.partial(_store_images, prepared=prepared)
         upload_path.unlink()
         dataset, existing = await run_in_threadpool(
-            _store, session=session, user=user, prepared=prepared, name=name, datasets_dir=datasets_dir, storage=storage
+            store, session=session, user=user, name=name, datasets_dir=datasets_dir, storage=storage
         )
         if not settings.artifacts_are_local:  # kept in the storage, where workers fetch it
-            await run_in_threadpool(uploads.remove_stored, datasets_dir, prepared.content_hash)
+            await run_in_threadpool(uploads.remove_stored, datasets_dir, content_hash)
     finally:
         upload_path.unlink(missing_ok=True)
         if prepared is not None:
@@ -188,7 +181,7 @@ async def upload(
     if existing:
         response.status_code = 200
     public = DatasetPublic.from_row(dataset)
-    skipped = [SkippedFile(**s) for s in prepared.skipped]
+    skipped = [SkippedFile(**s) for s in prepared.skipped] if prepared is not None else []
     return DatasetUploaded(**public.model_dump(), skipped=skipped, existing=existing)
 
 
@@ -357,37 +350,58 @@ def delete(
 
 
 def _store(
-    *, session: Session, user: User, prepared: uploads.Prepared, name: str, datasets_dir: Path, storage: Storage
+    *,
+    session: Session,
+    user: User,
+    content_hash: str,
+    place: Callable[[], bool],
+    row: dict[str, Any],
+    datasets_dir: Path,
+    storage: Storage,
 ) -> tuple[Dataset, bool]:
-    """Place the prepared files under their hash, in the artifact storage too, and add the user's row, under the
-    storage lock, so that a concurrent delete of the same content cannot remove the files under a new row.
+    """Place an upload's prepared files under their hash (`place`: False when that content is already there), in
+    the artifact storage too, and add the user's row (`row`: create_dataset's other fields), under the storage
+    lock, so that a concurrent delete of the same content cannot remove the files under a new row.
     (dataset, existed)."""
     with uploads.storage_lock(datasets_dir):
-        existing = dataset_with_content(session=session, owner_id=user.id, content_hash=prepared.content_hash)
-        created = uploads.place(prepared, datasets_dir)
-        local = layout.dataset_dir(datasets_dir.parent, prepared.content_hash)
-        put_folder(storage, prefix=layout.dataset_prefix(prepared.content_hash), folder=local)
+        existing = dataset_with_content(session=session, owner_id=user.id, content_hash=content_hash)
+        created = place()
+        local = layout.dataset_dir(datasets_dir.parent, content_hash)
+        put_folder(storage, prefix=layout.dataset_prefix(content_hash), folder=local)
         if existing is not None:
             return existing, True
-        dataset = create_dataset(
-            session=session,
-            owner_id=user.id,
-            name=name,
-            content_hash=prepared.content_hash,
-            num_images=prepared.num_images,
-            classes=prepared.classes,
-            image_size=prepared.image_size,
-            channels=prepared.channels,
-            stats={**prepared.stats, "skipped": prepared.skipped},
-        )
+        dataset = create_dataset(session=session, owner_id=user.id, content_hash=content_hash, **row)
         try:
             session.commit()
         except BaseException:
             session.rollback()
             if created:
-                uploads.remove_stored(datasets_dir, prepared.content_hash)
+                uploads.remove_stored(datasets_dir, content_hash)
             raise
         return dataset, False
+
+
+def _store_images(
+    *, session: Session, user: User, prepared: uploads.Prepared, name: str, datasets_dir: Path, storage: Storage
+) -> tuple[Dataset, bool]:
+    """`_store` for a ZIP of images."""
+    row = {
+        "name": name,
+        "num_images": prepared.num_images,
+        "classes": prepared.classes,
+        "image_size": prepared.image_size,
+        "channels": prepared.channels,
+        "stats": {**prepared.stats, "skipped": prepared.skipped},
+    }
+    return _store(
+        session=session,
+        user=user,
+        content_hash=prepared.content_hash,
+        place=lambda: uploads.place(prepared, datasets_dir),
+        row=row,
+        datasets_dir=datasets_dir,
+        storage=storage,
+    )
 
 
 async def _prepare_table(path: Path, source: str, datasets_dir: Path, target: str | None) -> tables.PreparedTable:
@@ -413,38 +427,27 @@ def _store_table(
     datasets_dir: Path,
     storage: Storage,
 ) -> tuple[Dataset, bool]:
-    """As `_store`, for a table: its files under its hash, in the artifact storage too, and the user's row whose
-    stats describe it (store/datasets.py). (dataset, existed)."""
-    with uploads.storage_lock(datasets_dir):
-        existing = dataset_with_content(session=session, owner_id=user.id, content_hash=table.content_hash)
+    """`_store` for a table: the row's stats describe it (store/datasets.py)."""
+
+    def place() -> bool:  # as core.uploads.place does for an archive
         local = layout.dataset_dir(datasets_dir.parent, table.content_hash)
-        created = not local.exists()
-        if created:
-            table.tmp_dir.rename(local)
-        else:
+        if local.exists():
             shutil.rmtree(table.tmp_dir, ignore_errors=True)
-        put_folder(storage, prefix=layout.dataset_prefix(table.content_hash), folder=local)
-        if existing is not None:
-            return existing, True
-        dataset = create_dataset(
-            session=session,
-            owner_id=user.id,
-            name=name,
-            content_hash=table.content_hash,
-            num_images=table.rows,
-            classes=[],
-            image_size=0,
-            channels=0,
-            stats={**table.stats, "overrides": {}, "target": target},
-        )
-        try:
-            session.commit()
-        except BaseException:
-            session.rollback()
-            if created:
-                uploads.remove_stored(datasets_dir, table.content_hash)
-            raise
-        return dataset, False
+            return False
+        table.tmp_dir.rename(local)
+        return True
+
+    stats = {**table.stats, "overrides": {}, "target": target}
+    row = {"name": name, "num_images": table.rows, "classes": [], "image_size": 0, "channels": 0, "stats": stats}
+    return _store(
+        session=session,
+        user=user,
+        content_hash=table.content_hash,
+        place=place,
+        row=row,
+        datasets_dir=datasets_dir,
+        storage=storage,
+    )
 
 
 @lru_cache(maxsize=4)

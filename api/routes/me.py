@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, SessionDep, StorageDep
-from api.schemas import MePublic, UsagePublic
+from api.schemas import MePublic, TokenInfo, UsagePublic
 from store.layout import dataset_prefix
 from store.tokens import usage
 
@@ -19,12 +19,9 @@ def me(session: SessionDep, user: CurrentUser, storage: StorageDep) -> MePublic:
     session.commit()  # give the connection back before the storage is listed
     # A dataset is a handful of files: one listing each.
     dataset_bytes = sum(entry.size for h in held.dataset_hashes for entry in storage.list(dataset_prefix(h)))
+    token = TokenInfo.of(user).model_dump(include=set(MePublic.model_fields))  # the token as GET /tokens has it
     return MePublic(
-        id=user.id,
-        name=user.name,
-        is_admin=user.is_admin,
-        created_at=user.created_at,
-        expires_at=user.expires_at,
+        **token,
         usage=UsagePublic(
             runs=held.runs,
             datasets=len(held.dataset_hashes),

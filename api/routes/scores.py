@@ -5,9 +5,11 @@ worker on the `generate` queue. An uploaded archive takes the same streamed, cap
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -151,11 +153,13 @@ async def create_score(
 ) -> ScorePublic:
     """Queue anomaly scoring of images (a multipart ZIP as `file`, or JSON {"dataset": id}) against a checkpoint."""
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        tmp = layout.tmp_dir(settings.data_dir)
-        tmp.mkdir(parents=True, exist_ok=True)
-        path = tmp / f".upload-{uuid.uuid4().hex}.zip"
-        try:
+    path: Path | None = None
+    create: Callable[..., Generation]  # records the job from what was sent; takes run, session, settings, storage
+    try:
+        if content_type.startswith("multipart/form-data"):
+            tmp = layout.tmp_dir(settings.data_dir)
+            tmp.mkdir(parents=True, exist_ok=True)
+            path = tmp / f".upload-{uuid.uuid4().hex}.zip"
             received = await receive_upload(
                 request, path, max_bytes=settings.max_upload_bytes, fields=tuple(ScoreOptions.model_fields)
             )
@@ -163,37 +167,23 @@ async def create_score(
                 options = ScoreOptions.model_validate(received.fields)
             except ValidationError as error:
                 raise _validation_422(error) from None
-            job = await run_in_threadpool(
-                create_score_from_upload,
-                run=run,
-                options=options,
-                upload=path,
-                session=session,
-                settings=settings,
-                storage=storage,
+            create = functools.partial(create_score_from_upload, options=options, upload=path)
+        elif content_type.startswith("application/json"):
+            try:
+                body = ScoreCreate.model_validate_json(await request.body())
+            except ValidationError as error:
+                raise _validation_422(error) from None
+            create = functools.partial(create_score_from_dataset, body=body, user=user)
+        else:
+            raise HTTPException(
+                status_code=415,
+                detail='Send a ZIP of images as multipart/form-data (field `file`), or JSON {"dataset": id}',
             )
-        finally:
+        job = await run_in_threadpool(create, run=run, session=session, settings=settings, storage=storage)
+    finally:
+        if path is not None:
             with contextlib.suppress(OSError):
                 path.unlink()
-    elif content_type.startswith("application/json"):
-        try:
-            body = ScoreCreate.model_validate_json(await request.body())
-        except ValidationError as error:
-            raise _validation_422(error) from None
-        job = await run_in_threadpool(
-            create_score_from_dataset,
-            run=run,
-            body=body,
-            user=user,
-            session=session,
-            settings=settings,
-            storage=storage,
-        )
-    else:
-        raise HTTPException(
-            status_code=415,
-            detail='Send a ZIP of images as multipart/form-data (field `file`), or JSON {"dataset": id}',
-        )
     await run_in_threadpool(send, session, job)
     response.headers["Location"] = f"/scores/{job.id}"
     return ScorePublic.from_job(job)
