@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from core.config import RunConfig
-from core.train import train
+from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events, tensors_that_differ
 
 N, K = 6, 3
-
-
-def _run(out_dir, cfg: RunConfig, stop_at: int | None = None) -> list[tuple[str, dict]]:
-    events: list[tuple[str, dict]] = []
-    calls = []
-
-    def should_stop() -> bool:
-        calls.append(1)
-        return len(calls) == stop_at
-
-    train(cfg, out_dir=out_dir, on_event=lambda kind, data: events.append((kind, data)), should_stop=should_stop)
-    return events
 
 
 @pytest.mark.parametrize(
@@ -76,20 +62,8 @@ def test_resuming_gives_the_same_losses_and_weights_bit_for_bit(tmp_path, body: 
     body = body | {"train": body["train"] | {"steps": N, "precision": "fp32", "device": "cpu"}}
     body["schedule"] = {"sample_every": 2, "checkpoint_every": 100}
     cfg = RunConfig.model_validate(body)
-    straight = _run(tmp_path / "a", cfg)
-    first = _run(tmp_path / "b", cfg, stop_at=K)
+    _, first, _ = assert_resume_matches(tmp_path, cfg, N, K)
     assert [d["step"] for k, d in first if k == "checkpoint"] == [K]
-    rest = _run(tmp_path / "b", cfg)
-
-    a = load_file(str(tmp_path / "a" / "checkpoints" / f"{N:08d}.safetensors"))
-    b = load_file(str(tmp_path / "b" / "checkpoints" / f"{N:08d}.safetensors"))
-    assert a.keys() == b.keys()
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
-    losses_a = {d["step"]: d["losses"] for k, d in straight if k == "progress"}
-    losses_b = {d["step"]: d["losses"] for k, d in rest if k == "progress"}
-    assert losses_b[N] == losses_a[N]
-    png = "00000006.png"
-    assert (tmp_path / "a" / "samples" / png).read_bytes() == (tmp_path / "b" / "samples" / png).read_bytes()
 
 
 def test_evaluating_during_a_run_does_not_change_its_training(tmp_path):
@@ -104,9 +78,7 @@ def test_evaluating_during_a_run_does_not_change_its_training(tmp_path):
     evaluated = RunConfig.model_validate(
         body | {"schedule": {"checkpoint_every": 100, "eval_every": 2, "eval_samples": 64}}
     )
-    _run(tmp_path / "a", quiet)
-    events = _run(tmp_path / "b", evaluated)
+    run_events(tmp_path / "a", quiet)
+    events = run_events(tmp_path / "b", evaluated)
     assert [d["step"] for k, d in events if k == "metric" and d["name"] == "fid_digits"] == [2, 4, 6]
-    a = load_file(str(tmp_path / "a" / "checkpoints" / f"{N:08d}.safetensors"))
-    b = load_file(str(tmp_path / "b" / "checkpoints" / f"{N:08d}.safetensors"))
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert tensors_that_differ(checkpoint_tensors(tmp_path / "a", N), checkpoint_tensors(tmp_path / "b", N)) == []

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
-from safetensors.torch import load_file
 
 from core import checkpoint
 from core.config import RunConfig
@@ -18,7 +17,7 @@ from core.tabular.columns import Column
 from core.tabular.data import builtin_dataset, table_dataset
 from core.tabular.io import read_csv, write_csv
 from core.tabular.metrics import dcr_ratio, ks_complement, ml_efficacy, quality, tv_complement
-from core.train import train
+from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events, tensors_that_differ
 
 N, K = 6, 3
 TINY = {
@@ -26,18 +25,6 @@ TINY = {
     "model": {"width": 16, "z_dim": 8, "pack": 2},
     "train": {"steps": N, "batch_size": 20, "ema": 0.9, "precision": "fp32", "device": "cpu"},
 }
-
-
-def _run(out_dir, cfg: RunConfig, stop_at: int | None = None) -> list[tuple[str, dict]]:
-    events: list[tuple[str, dict]] = []
-    calls = []
-
-    def should_stop() -> bool:
-        calls.append(1)
-        return len(calls) == stop_at
-
-    train(cfg, out_dir=out_dir, on_event=lambda kind, data: events.append((kind, data)), should_stop=should_stop)
-    return events
 
 
 def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse():
@@ -69,20 +56,14 @@ def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse(
 def test_resuming_a_ctgan_run_gives_the_same_weights_bit_for_bit_and_evaluation_leaves_it_alone(tmp_path):
     body = TINY | {"schedule": {"sample_every": 2, "checkpoint_every": 100, "eval_every": 3, "eval_samples": 64}}
     cfg = RunConfig.model_validate(body)
-    straight = _run(tmp_path / "a", cfg)
-    first = _run(tmp_path / "b", cfg, stop_at=K)
+    straight, first, _ = assert_resume_matches(tmp_path, cfg, N, K)
     assert [d["step"] for k, d in first if k == "checkpoint"] == [K]
-    _run(tmp_path / "b", cfg)
     quiet = RunConfig.model_validate(TINY | {"schedule": {"sample_every": 2, "checkpoint_every": 100}})
-    _run(tmp_path / "c", quiet)
+    run_events(tmp_path / "c", quiet)
 
-    name = f"{N:08d}.safetensors"
-    a, b, c = (load_file(str(tmp_path / x / "checkpoints" / name)) for x in "abc")
-    assert any(k.startswith("G_ema.") for k in a) and a.keys() == b.keys()
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
-    assert [k for k in a if not torch.equal(a[k], c[k])] == []  # evaluating did not change the training
-    png = f"{N:08d}.png"
-    assert (tmp_path / "a" / "samples" / png).read_bytes() == (tmp_path / "b" / "samples" / png).read_bytes()
+    a, c = checkpoint_tensors(tmp_path / "a", N), checkpoint_tensors(tmp_path / "c", N)
+    assert any(k.startswith("G_ema.") for k in a)
+    assert tensors_that_differ(a, c) == []  # evaluating did not change the training
     metrics = {d["name"] for k, d in straight if k == "metric" and d["step"] == 3}
     assert {"column_shapes", "column_pair_trends", "quality_score", "dcr_ratio", "ml_efficacy"} <= metrics
     env = next(d for k, d in straight if k == "environment" and "metric_floor" in d)
@@ -90,7 +71,7 @@ def test_resuming_a_ctgan_run_gives_the_same_weights_bit_for_bit_and_evaluation_
     assert env["metric_floor"]["ml_efficacy"] > 0.9  # wine's cultivar from its measurements, on real rows
 
     # Sampling from the checkpoint: the same seed, the same rows, in the table's own columns and categories.
-    path = tmp_path / "a" / "checkpoints" / name
+    path = tmp_path / "a" / "checkpoints" / f"{N:08d}.safetensors"
     tg = load_table_generator(path)
     rows, made = sample_rows(tg, 50, seed=3)
     again, _ = sample_rows(tg, 50, seed=3)

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
-from safetensors.torch import load_file
 
 from core import checkpoint
 from core.config import RunConfig
@@ -16,6 +15,7 @@ from core.families import family_of
 from core.networks_translation import PatchDiscriminator, UNetGenerator, patch_layers
 from core.paired import PairedDataset, edge_map, sobel_magnitude
 from core.train import train
+from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events
 
 TINY = {
     "dataset": "digits-edges",
@@ -141,7 +141,7 @@ def test_pix2pix_trains_a_few_steps_with_its_grid_metrics_and_checkpoint(tmp_pat
     assert env[0]["primary_metric"] == ["l1", "min"] and env[0]["metric_floor"]["digit_accuracy"] > 0.9
     stats = [d["values"] for kind, d in events if kind == "stats"]
     assert {"loss_d", "loss_g", "loss_g_adv", "loss_g_l1", "d_real", "d_fake"} <= stats[0].keys()
-    tensors = load_file(str(tmp_path / "checkpoints" / "00000004.safetensors"))
+    tensors = checkpoint_tensors(tmp_path, 4)
     assert any(k.startswith("G.down.") for k in tensors) and any(k.startswith("G_ema.up.") for k in tensors)
     assert any(k.startswith("D.net.") for k in tensors) and any(k.startswith("opt_d.state.") for k in tensors)
 
@@ -155,7 +155,7 @@ def test_a_pix2pix_checkpoint_makes_no_generations(tmp_path):
 
 def test_adversarial_weight_zero_trains_the_unet_on_l1_alone(tmp_path):
     cfg = _cfg(train={"steps": 2}, loss={"adversarial_weight": 0.0}, schedule={"checkpoint_every": 100})
-    events = _run(tmp_path, cfg)
+    events = run_events(tmp_path, cfg)
     stats = [d["values"] for kind, d in events if kind == "stats"]
     assert stats[-1]["loss_g"] == pytest.approx(100.0 * stats[-1]["loss_g_l1"], rel=1e-6)
     assert stats[-1]["loss_d"] > 0
@@ -171,18 +171,6 @@ def test_the_pix2pix_family_refuses_unpaired_data():
 N, K = 6, 3
 
 
-def _run(out_dir, cfg: RunConfig, stop_at: int | None = None) -> list[tuple[str, dict]]:
-    events: list[tuple[str, dict]] = []
-    calls = []
-
-    def should_stop() -> bool:
-        calls.append(1)
-        return len(calls) == stop_at
-
-    train(cfg, out_dir=out_dir, on_event=lambda kind, data: events.append((kind, data)), should_stop=should_stop)
-    return events
-
-
 @pytest.mark.parametrize(
     "over",
     [
@@ -196,23 +184,11 @@ def _run(out_dir, cfg: RunConfig, stop_at: int | None = None) -> list[tuple[str,
 def test_pix2pix_resumes_bit_for_bit(tmp_path, over: dict):
     over = over | {"train": {"steps": N} | over.get("train", {})}
     cfg = _cfg(**over, schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64})
-    straight = _run(tmp_path / "a", cfg)
-    first = _run(tmp_path / "b", cfg, stop_at=K)
+    straight, first, rest = assert_resume_matches(tmp_path, cfg, N, K)
     assert [d["step"] for k, d in first if k == "checkpoint"][-1] == K  # after the best evaluation's own
-    rest = _run(tmp_path / "b", cfg)
-
-    a = load_file(str(tmp_path / "a" / "checkpoints" / f"{N:08d}.safetensors"))
-    b = load_file(str(tmp_path / "b" / "checkpoints" / f"{N:08d}.safetensors"))
-    assert a.keys() == b.keys()
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
-    losses_a = {d["step"]: d["losses"] for k, d in straight if k == "progress"}
-    losses_b = {d["step"]: d["losses"] for k, d in rest if k == "progress"}
-    assert losses_b[N] == losses_a[N]
     metrics_a = {(d["step"], d["name"]): d["value"] for k, d in straight if k == "metric"}
     metrics_b = {(d["step"], d["name"]): d["value"] for k, d in rest if k == "metric"}
     assert metrics_b[(N, "l1")] == metrics_a[(N, "l1")]
-    png = f"{N:08d}.png"
-    assert (tmp_path / "a" / "samples" / png).read_bytes() == (tmp_path / "b" / "samples" / png).read_bytes()
 
 
 def test_the_data_order_of_a_paired_run_covers_only_the_training_pairs():

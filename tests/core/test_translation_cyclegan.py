@@ -7,15 +7,14 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
-from safetensors.torch import load_file
 
 from core import checkpoint
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families.cyclegan import ImagePool
 from core.networks_translation import PatchDiscriminator, ResnetGenerator, resnet_blocks
-from core.train import train
 from core.unpaired import UnpairedDataset, printed_digits
+from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events
 
 TINY = {
     "dataset": "digits-printed",
@@ -27,18 +26,6 @@ TINY = {
 def _cfg(**over: dict) -> RunConfig:
     body = {key: (TINY[key] | over.get(key, {})) if isinstance(TINY[key], dict) else TINY[key] for key in TINY}
     return RunConfig.model_validate(body | {k: v for k, v in over.items() if k not in body})
-
-
-def _run(out_dir, cfg: RunConfig, stop_at: int | None = None) -> list[tuple[str, dict]]:
-    events: list[tuple[str, dict]] = []
-    calls = []
-
-    def should_stop() -> bool:
-        calls.append(1)
-        return len(calls) == stop_at
-
-    train(cfg, out_dir=out_dir, on_event=lambda kind, data: events.append((kind, data)), should_stop=should_stop)
-    return events
 
 
 def test_printed_digits_are_white_on_black_balanced_and_fixed_by_their_seed():
@@ -118,7 +105,7 @@ def test_cyclegan_trains_a_few_steps_with_its_grid_and_halves_then_decays_its_ra
         train={"steps": 4, "lr_schedule": "hold-then-linear"},
         schedule={"sample_every": 2, "eval_every": 2, "eval_samples": 64},
     )
-    events = _run(tmp_path, cfg)
+    events = run_events(tmp_path, cfg)
     with Image.open(tmp_path / "samples" / "00000004.png") as grid:
         size = grid.size
     assert size == (12 * 34 + 2, 4 * 34 + 2)  # 2 rows of A triples and 2 of B triples, 4 triples a row, at 32 px
@@ -134,7 +121,7 @@ def test_cyclegan_trains_a_few_steps_with_its_grid_and_halves_then_decays_its_ra
     env = next(d for kind, d in events if kind == "environment")
     assert env["primary_metric"] == ["label_preservation", "max"] and env["metric_floor"]["label_preservation"] > 0.9
     assert env["metric_floor"]["fd_digits_b"] < metrics[(4, "fd_digits_b")]  # real printed digits against real
-    tensors = load_file(str(tmp_path / "checkpoints" / "00000004.safetensors"))
+    tensors = checkpoint_tensors(tmp_path, 4)
     assert {"pool.a", "pool.a.count", "pool.b", "pool.b.count"} <= tensors.keys()
     assert tensors["pool.a"].shape == (3, 1, 32, 32) and int(tensors["pool.b.count"][0]) == 3
     assert any(k.startswith("G.ab.") for k in tensors) and any(k.startswith("D.b.") for k in tensors)
@@ -149,16 +136,5 @@ def test_cyclegan_resumes_bit_for_bit_with_its_history_pools(tmp_path):
         loss={"instance_noise": 0.1},
         schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64},
     )
-    straight = _run(tmp_path / "a", cfg)
-    first = _run(tmp_path / "b", cfg, stop_at=k)
+    _, first, _ = assert_resume_matches(tmp_path, cfg, n, k)
     assert [d["step"] for kind, d in first if kind == "checkpoint"][-1] == k
-    rest = _run(tmp_path / "b", cfg)
-    a = load_file(str(tmp_path / "a" / "checkpoints" / f"{n:08d}.safetensors"))
-    b = load_file(str(tmp_path / "b" / "checkpoints" / f"{n:08d}.safetensors"))
-    assert a.keys() == b.keys()
-    assert [key for key in a if not torch.equal(a[key], b[key])] == []
-    losses_a = {d["step"]: d["losses"] for kind, d in straight if kind == "progress"}
-    losses_b = {d["step"]: d["losses"] for kind, d in rest if kind == "progress"}
-    assert losses_b[n] == losses_a[n]
-    png = f"{n:08d}.png"
-    assert (tmp_path / "a" / "samples" / png).read_bytes() == (tmp_path / "b" / "samples" / png).read_bytes()
