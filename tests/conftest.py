@@ -23,6 +23,9 @@ import pytest
 
 from ganforge.services import SeaweedFS, start_redis, start_seaweedfs, stop, stop_seaweedfs
 
+# The shared helpers assert like tests do: rewrite their asserts so that a failing one shows its values.
+pytest.register_assert_rewrite("tests.utils")
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "gf_test_admin_" + uuid.uuid4().hex
 

@@ -4,15 +4,12 @@ checkpoints, and generations from it (truncated toward its mean w, and latent wa
 from __future__ import annotations
 
 import io
-import time
-from typing import Any
 
-import httpx
 import numpy as np
 from PIL import Image
 
 from tests.conftest import Service
-from tests.utils.runs import wait_for_status
+from tests.utils.runs import assert_trained_to, post_and_finish, wait_for_job
 
 STYLEGAN2 = {
     "dataset": "digits",
@@ -23,34 +20,18 @@ STYLEGAN2 = {
 }
 
 
-def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = client.get(url).json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
-
-
 def test_a_stylegan2_run_trains_and_generates(postgres_service: Service) -> None:
     with postgres_service.client(postgres_service.new_user_token("stylegan2")) as client:
-        response = client.post("/runs", json=STYLEGAN2)
-        assert response.status_code == 201, response.text
-        config = response.json()["config"]
+        posted, run = post_and_finish(client, STYLEGAN2)
+        config = posted["config"]
         assert config["model"]["arch"] == "stylegan2" and config["train"]["ema_kimg"] == 10.0
-        run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
-        assert run["status"] == "succeeded", run["error"]
         run_id = run["id"]
-
-        assert client.get(f"/runs/{run_id}/samples/latest.png").status_code == 200
-        assert [c["step"] for c in client.get(f"/runs/{run_id}/checkpoints").json()["items"]][-1] == 4
+        assert_trained_to(client, run_id, 4)
 
         request = {"n": 4, "seed": 5, "truncation": 0.5, "labels": [3], "format": "npz"}
         response = client.post(f"/runs/{run_id}/generations", json=request)
         assert response.status_code == 202, response.text
-        job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+        job = wait_for_job(client, f"/generations/{response.json()['id']}")
         assert job["status"] == "succeeded", job["error"]
         samples = np.load(io.BytesIO(client.get(job["result_url"]).content))["samples"]
         assert samples.shape == (4, 1, 16, 16) and np.isfinite(samples).all()
@@ -58,6 +39,6 @@ def test_a_stylegan2_run_trains_and_generates(postgres_service: Service) -> None
         walk = {"n": 2, "interpolate": {"steps": 3}, "format": "png"}
         response = client.post(f"/runs/{run_id}/generations", json=walk)
         assert response.status_code == 202, response.text
-        job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+        job = wait_for_job(client, f"/generations/{response.json()['id']}")
         assert job["status"] == "succeeded", job["error"]
         assert Image.open(io.BytesIO(client.get(job["result_url"]).content)).format == "PNG"

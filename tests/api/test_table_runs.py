@@ -4,14 +4,12 @@ architecture on a table, or ctgan on images, is a 422 naming the field."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import Service
-from tests.utils.runs import wait_for_status
+from tests.utils.runs import assert_trained_to, post_and_finish, wait_for_job
 
 CTGAN = {
     "dataset": "wine",
@@ -21,37 +19,19 @@ CTGAN = {
 }
 
 
-def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = client.get(url).json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
-
-
 def test_a_ctgan_run_on_a_builtin_table_trains_and_generates_rows(postgres_service: Service) -> None:
     with postgres_service.client(postgres_service.new_user_token("ctgan")) as client:
         wine = client.get("/datasets/wine").json()
         assert (wine["kind"], wine["num_images"], wine["builtin"]) == ("table", 178, True)
-        response = client.post("/runs", json=CTGAN)
-        assert response.status_code == 201, response.text
-        assert response.json()["config"]["model"]["arch"] == "ctgan"
-        run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
-        assert run["status"] == "succeeded", run["error"]
+        posted, run = post_and_finish(client, CTGAN)
+        assert posted["config"]["model"]["arch"] == "ctgan"
         run_id = run["id"]
-
-        assert client.get(f"/runs/{run_id}/samples/latest.png").status_code == 200
-        assert [c["step"] for c in client.get(f"/runs/{run_id}/checkpoints").json()["items"]][-1] == 4
-        series = client.get(f"/runs/{run_id}/metrics").json()["series"]
-        for name in ("column_shapes", "column_pair_trends", "quality_score", "dcr_ratio", "ml_efficacy"):
-            assert [step for step, _ in series[name]] == [2, 4], name
+        table_metrics = ("column_shapes", "column_pair_trends", "quality_score", "dcr_ratio", "ml_efficacy")
+        assert_trained_to(client, run_id, 4, table_metrics, evaluated_at=(2, 4))
 
         response = client.post(f"/runs/{run_id}/generations", json={"n": 4, "conditions": {"target": "class_1"}})
         assert response.status_code == 202, response.text
-        job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+        job = wait_for_job(client, f"/generations/{response.json()['id']}")
         assert job["status"] == "succeeded", job["error"]
         lines = client.get(job["result_url"]).text.splitlines()
         assert lines[0].endswith(",target") and len(lines) == job["made"] + 1

@@ -6,19 +6,16 @@ Parquet, honouring their conditions, the same rows for the same seed."""
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select
 
 from ganforge.client import Ganforge
-from store.models import Dataset
 from tests.conftest import Service
-from tests.utils.runs import wait_for_status
+from tests.utils.datasets import dataset_rows, tree
+from tests.utils.runs import post_and_finish, wait_for_job, wait_for_status
 
 TINY = {
     "model": {"width": 16, "z_dim": 8, "pack": 2},
@@ -55,19 +52,6 @@ def client(api_only: Service) -> Iterator[httpx.Client]:
 
 def _upload(client: httpx.Client, data: bytes, filename: str = "people.csv", **fields: str) -> httpx.Response:
     return client.post("/datasets", files={"file": (filename, data, "text/csv")}, data=fields)
-
-
-def _tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
-
-
-def _dataset_rows(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(Dataset)).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def _parquet() -> bytes:
@@ -171,7 +155,7 @@ BAD_TABLES = [
 def test_bad_tables_are_refused_naming_the_problem_and_leave_nothing(
     api_only: Service, client: httpx.Client, postgres_url: str, data: bytes, filename: str, detail: Any
 ) -> None:
-    before, rows = _tree(api_only.data_dir), _dataset_rows(postgres_url)
+    before, rows = tree(api_only.data_dir), dataset_rows(postgres_url)
     fields = {"target": "nope"} if detail and detail[0]["loc"] == ["body", "target"] else {}
     response = _upload(client, data, filename, **fields)
     assert response.status_code == 422, response.text
@@ -179,8 +163,8 @@ def test_bad_tables_are_refused_naming_the_problem_and_leave_nothing(
         assert response.json()["detail"][0]["msg"].startswith("file: not a readable Parquet file")
     else:
         assert response.json()["detail"] == detail
-    assert _tree(api_only.data_dir) == before
-    assert _dataset_rows(postgres_url) == rows
+    assert tree(api_only.data_dir) == before
+    assert dataset_rows(postgres_url) == rows
 
 
 def test_patch_overrides_column_types_through_inference(client: httpx.Client) -> None:
@@ -231,21 +215,10 @@ def test_runs_on_an_uploaded_table_pick_ctgan_and_refuse_image_architectures(cli
     assert client.patch(f"/datasets/{dataset_id}", json={"target": None}).status_code == 200
 
 
-def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = client.get(url).json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
-
-
 def _generate(client: httpx.Client, run_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     response = client.post(f"/runs/{run_id}/generations", json=body)
     assert response.status_code == 202, response.text
-    job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+    job = wait_for_job(client, f"/generations/{response.json()['id']}")
     assert job["status"] == "succeeded", job["error"]
     return job, client.get(job["result_url"]).content
 
@@ -257,10 +230,7 @@ def test_a_ctgan_run_on_an_uploaded_csv_trains_and_generates_rows(postgres_servi
             dataset_id = gf.datasets.upload(table_csv(), name="people").id
         client.patch(f"/datasets/{dataset_id}", json={"target": "member"})
         client.patch(f"/datasets/{dataset_id}", json={"columns": {"count": "categorical"}})
-        response = client.post("/runs", json={"dataset": dataset_id, **TINY})
-        assert response.status_code == 201, response.text
-        run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
-        assert run["status"] == "succeeded", run["error"]
+        _, run = post_and_finish(client, {"dataset": dataset_id, **TINY})
         assert "quality_score" in run["latest_metrics"] and "ml_efficacy" in run["latest_metrics"]
 
         body = {"n": 12, "seed": 5, "conditions": {"colour": "blue", "count": "3"}}

@@ -4,14 +4,12 @@ field."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import Service
-from tests.utils.runs import wait_for_status
+from tests.utils.runs import assert_trained_to, post_and_finish, wait_for_job
 
 PIX2PIX = {
     "dataset": "digits-edges",
@@ -28,17 +26,6 @@ CYCLEGAN = {
 }
 
 
-def _wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = client.get(url).json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
-
-
 @pytest.mark.parametrize(
     ("body", "metrics"),
     [
@@ -50,22 +37,14 @@ def test_a_translation_run_trains_and_refuses_generations(
     postgres_service: Service, body: dict[str, Any], metrics: tuple[str, ...]
 ) -> None:
     with postgres_service.client(postgres_service.new_user_token("translation")) as client:
-        response = client.post("/runs", json=body)
-        assert response.status_code == 201, response.text
-        arch = response.json()["config"]["model"]["arch"]
-        run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
-        assert run["status"] == "succeeded", run["error"]
+        posted, run = post_and_finish(client, body)
+        arch = posted["config"]["model"]["arch"]
         run_id = run["id"]
-
-        assert client.get(f"/runs/{run_id}/samples/latest.png").status_code == 200
-        assert [c["step"] for c in client.get(f"/runs/{run_id}/checkpoints").json()["items"]][-1] == 4
-        series = client.get(f"/runs/{run_id}/metrics").json()["series"]
-        for name in metrics:
-            assert [step for step, _ in series[name]] == [2, 4], name
+        assert_trained_to(client, run_id, 4, metrics, evaluated_at=(2, 4))
 
         response = client.post(f"/runs/{run_id}/generations", json={"n": 4})
         assert response.status_code == 202, response.text
-        job = _wait_for_job(client, f"/generations/{response.json()['id']}")
+        job = wait_for_job(client, f"/generations/{response.json()['id']}")
         assert job["status"] == "failed"
         assert f"{arch}, which translates input images and does not sample from latents" in job["error"]
 

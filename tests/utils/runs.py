@@ -22,3 +22,38 @@ def wait_for_status(
             return run
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not reach {statuses} within {timeout} s; last seen: {run}")
+
+
+def wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll a generation or score until it is succeeded or failed."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
+
+
+def post_and_finish(client: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """POST /runs with `body` (a 201) and wait for the run to succeed. Returns the posted run and the finished one."""
+    response = client.post("/runs", json=body)
+    assert response.status_code == 201, response.text
+    run = wait_for_status(client, response.json()["id"], ("succeeded", "failed"))
+    assert run["status"] == "succeeded", run["error"]
+    return response.json(), run
+
+
+def assert_trained_to(
+    client: httpx.Client, run_id: str, step: int, metrics: tuple[str, ...] = (), evaluated_at: tuple[int, ...] = ()
+) -> None:
+    """A finished run has a latest grid, its last checkpoint at `step`, and each of `metrics` evaluated at the
+    steps `evaluated_at`, and only at those."""
+    assert client.get(f"/runs/{run_id}/samples/latest.png").status_code == 200
+    assert [c["step"] for c in client.get(f"/runs/{run_id}/checkpoints").json()["items"]][-1] == step
+    series = client.get(f"/runs/{run_id}/metrics").json()["series"]
+    for name in metrics:
+        assert [s for s, _ in series[name]] == list(evaluated_at), name
