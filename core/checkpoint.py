@@ -208,13 +208,9 @@ def load_training_state(
     return int(meta["step"]), (json.loads(meta["best"]) if meta.get("best") else None)
 
 
-def load_generator(
-    path: Path | str, *, ema: bool = True, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, RunConfig, dict[str, Any]]:
-    """The generator of a checkpoint in eval mode (its EMA copy when `ema` and present), its config and data info."""
-    from core.networks import build_generator
-
-    path = Path(path)
+def read_generator_state(path: Path, *, ema: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A checkpoint's generator weights (its EMA copy when `ema` and present), without their prefix, and its
+    metadata; raises ValueError when the file is not a ganforge checkpoint."""
     with safe_open(str(path), framework="pt", device="cpu") as f:
         meta = f.metadata() or {}
         if meta.get("format") != FORMAT:
@@ -222,6 +218,17 @@ def load_generator(
         keys = list(f.keys())
         prefix = "G_ema." if ema and any(k.startswith("G_ema.") for k in keys) else "G."
         state = {k[len(prefix) :]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+    return state, meta
+
+
+def load_generator(
+    path: Path | str, *, ema: bool = True, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, RunConfig, dict[str, Any]]:
+    """The generator of a checkpoint in eval mode (its EMA copy when `ema` and present), its config and data info."""
+    from core.networks import build_generator
+
+    path = Path(path)
+    state, meta = read_generator_state(path, ema=ema)
     cfg = RunConfig.model_validate_json(meta["config"])
     if cfg.model.arch == "ctgan":
         raise ValueError(

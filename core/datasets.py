@@ -18,9 +18,11 @@ run's image size once, and cached next to the dataset as `cache_{size}px.npz`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
@@ -92,6 +94,16 @@ class Dataset:
             mode_std=self.mode_std,
             class_names=self.class_names,
             triples=move(self.triples),
+        )
+
+    def _moved(self, device: torch.device | str, *tensors: str) -> Self:
+        """A copy of this dataset (of its own class) with `store`, `labels`, `triples` and the optional tensor
+        fields named in `tensors` on `device`."""
+        moved = {name: getattr(self, name) for name in ("labels", "triples", *tensors)}
+        return dataclasses.replace(
+            self,
+            store=self.store.to(device),
+            **{name: t.to(device) if t is not None else None for name, t in moved.items()},
         )
 
     def info(self) -> dict[str, int | str]:

@@ -13,7 +13,6 @@ reading of the outputs measures them on digits it was not trained on either.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -46,17 +45,7 @@ class PairedDataset(Dataset):
 
     def to(self, device: torch.device | str) -> PairedDataset:
         """This dataset with its tensors on `device`."""
-        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
-        return dataclasses.replace(
-            self,
-            store=self.store.to(device),
-            labels=move(self.labels),
-            triples=move(self.triples),
-            source=move(self.source),
-            held_source=move(self.held_source),
-            held_target=move(self.held_target),
-            held_labels=move(self.held_labels),
-        )
+        return self._moved(device, "source", "held_source", "held_target", "held_labels")
 
     def info(self) -> dict[str, int | str]:
         """What a checkpoint records about the data: a Dataset's facts, the pairing and the inputs' channels."""

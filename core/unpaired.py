@@ -15,7 +15,6 @@ fixed seed.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,19 +60,7 @@ class UnpairedDataset(Dataset):
 
     def to(self, device: torch.device | str) -> UnpairedDataset:
         """This dataset with its tensors on `device`."""
-        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
-        return dataclasses.replace(
-            self,
-            store=self.store.to(device),
-            labels=move(self.labels),
-            triples=move(self.triples),
-            other=move(self.other),
-            other_labels=move(self.other_labels),
-            held_a=move(self.held_a),
-            held_a_labels=move(self.held_a_labels),
-            held_b=move(self.held_b),
-            held_b_labels=move(self.held_b_labels),
-        )
+        return self._moved(device, "other", "other_labels", "held_a", "held_a_labels", "held_b", "held_b_labels")
 
     def info(self) -> dict[str, int | str]:
         """What a checkpoint records about the data: a Dataset's facts (of domain A), the pairing and B's channels."""

@@ -18,7 +18,7 @@ Evaluator's `floor`, `primary` and `__call__(sample_fn) -> {name: value}`, calle
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -82,6 +82,25 @@ class Family(Protocol):
     def sampler(
         self, G: nn.Module, cfg: Any, m: Any, *, device: torch.device, autocast: Autocast
     ) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]: ...
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """`module` in eval mode inside the block (sample grids, samplers), back in the mode it was in after it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    """The L2 norm of all of a module's gradients together, as every family reports it."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def family_of(arch: str) -> Family:

@@ -35,7 +35,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from core.config import RunConfig
 from core.datasets import Dataset
-from core.families import Step, StepStats
+from core.families import Step, StepStats, eval_mode, grad_norm
 from core.losses import discriminator_loss, generator_loss, top_k
 from core.tabular.columns import Table
 from core.tabular.data import TableDataset
@@ -301,7 +301,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
             )
         m.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        grad_norm_d = _grad_norm(m.D) if at.want_stats else None
+        grad_norm_d = grad_norm(m.D) if at.want_stats else None
         m.opt_d.step()
         if cfg.loss.kind == "wgan":  # weight clipping keeps the critic Lipschitz
             with torch.no_grad():
@@ -328,7 +328,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     loss_g = loss_g + loss_cond
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
-    grad_norm_g = _grad_norm(m.G) if at.want_stats else None
+    grad_norm_g = grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
 
     stats: StepStats = {**stats_d, **stats_g, "loss_g": loss_g.detach(), "loss_cond": loss_cond.detach()}
@@ -346,13 +346,6 @@ def conditional_loss(raw: torch.Tensor, space: CondSpace, col: torch.Tensor, cat
         ce = F.cross_entropy(raw[:, s.start : s.start + s.width], cat.clamp_max(s.width - 1), reduction="none")
         total = total + (ce * chosen).sum()
     return total / raw.shape[0]
-
-
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 # Sample pictures, evaluation and sampling.
@@ -381,13 +374,11 @@ def sample_grid(
     G: nn.Module, inputs: GridInputs, data: TableDataset, *, autocast: Autocast
 ) -> tuple[Image.Image, torch.Tensor]:
     """Per-column histograms of the training rows and of G's rows from the fixed inputs, and those rows (N, D)."""
-    was_training = G.training
-    G.eval()
-    devices = [inputs.z.device] if inputs.z.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), autocast():  # the Gumbel draws leave the training's RNG alone
-        torch.manual_seed(GRID_SEED)
-        rows = activate(G(inputs.z, inputs.cond).float(), inputs.spans, hard=True).float()  # (N, D)
-    G.train(was_training)
+    with eval_mode(G):
+        devices = [inputs.z.device] if inputs.z.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), autocast():  # the Gumbel draws leave the training's RNG alone
+            torch.manual_seed(GRID_SEED)
+            rows = activate(G(inputs.z, inputs.cond).float(), inputs.spans, hard=True).float()  # (N, D)
     assert data.transformer is not None
     fake = data.transformer.decode(rows.cpu().numpy())
     return histograms(data.rows, fake, data.columns), rows
@@ -400,16 +391,14 @@ def sampler(
 
     @torch.no_grad()
     def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        was_training = G.training
-        G.eval()
-        outs = []
-        for start in range(0, n, SAMPLE_BATCH):
-            b = min(SAMPLE_BATCH, n - start)
-            z = torch.randn(b, cfg.model.z_dim, device=device)
-            cond = m.cond.draw(b, log_freq=False)[0] if m.cond.width else torch.zeros(b, 0, device=device)
-            with autocast():
-                outs.append(activate(G(z, cond).float(), m.spans, hard=True).float())
-        G.train(was_training)
+        with eval_mode(G):
+            outs = []
+            for start in range(0, n, SAMPLE_BATCH):
+                b = min(SAMPLE_BATCH, n - start)
+                z = torch.randn(b, cfg.model.z_dim, device=device)
+                cond = m.cond.draw(b, log_freq=False)[0] if m.cond.width else torch.zeros(b, 0, device=device)
+                with autocast():
+                    outs.append(activate(G(z, cond).float(), m.spans, hard=True).float())
         return torch.cat(outs), None
 
     return sample
@@ -435,16 +424,10 @@ class TableGenerator:
 
 def load_table_generator(path: Path | str, *, ema: bool = True, device: str | torch.device = "cpu") -> TableGenerator:
     """The generator of a ctgan checkpoint (its EMA copy when `ema` and present)."""
-    from core.checkpoint import FORMAT
+    from core.checkpoint import read_generator_state
 
     path = Path(path)
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path.name} is not a ganforge checkpoint (format {meta.get('format')!r})")
-        keys = list(f.keys())
-        prefix = "G_ema." if ema and any(k.startswith("G_ema.") for k in keys) else "G."
-        state = {k[len(prefix) :]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+    state, meta = read_generator_state(path, ema=ema)
     cfg = RunConfig.model_validate_json(meta["config"])
     if cfg.model.arch != "ctgan":
         raise ValueError(f"{path.name} is a {cfg.model.arch} checkpoint, not a ctgan one")

@@ -28,8 +28,8 @@ from torch import nn
 
 from core import checkpoint, grids
 from core.config import RunConfig
-from core.families import Step, StepStats
-from core.families.pix2pix import adversarial_scale
+from core.families import Step, StepStats, eval_mode, grad_norm
+from core.families.pix2pix import adversarial_scale, patch_judge
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import PatchDiscriminator, ResnetGenerator, patch_layers, resnet_blocks
 from core.unpaired import UnpairedDataset
@@ -179,8 +179,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         fake_b = m.G.ab(real_a)  # (B, C_B, H, W)
         fake_a = m.G.ba(real_b)  # (B, C_A, H, W)
         rec_a, rec_b = m.G.ba(fake_b), m.G.ab(fake_a)
-        adv_ab, _ = generator_loss(cfg.loss, D=_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
-        adv_ba, _ = generator_loss(cfg.loss, D=_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
+        adv_ab, _ = generator_loss(cfg.loss, D=patch_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
+        adv_ba, _ = generator_loss(cfg.loss, D=patch_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
     cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
     loss_g = adversarial_scale(cfg) * (adv_ab + adv_ba) + cycle_weight * cycle
     stats: StepStats = {"loss_g_adv": (adv_ab + adv_ba).detach(), "loss_g_cycle": cycle.detach()}
@@ -192,7 +192,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         stats["loss_g_identity"] = identity.detach()
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
-    grad_norm_g = _grad_norm(m.G) if at.want_stats else None
+    grad_norm_g = grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
 
     # Train the discriminators on real images against fakes, half of them from the history once it is full.
@@ -200,15 +200,27 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     judged_a, judged_b = m.pool_a.query(fake_a.detach()), m.pool_b.query(fake_b.detach())
     with at.autocast():
         loss_da, stats_da = discriminator_loss(
-            cfg.loss, D=_judge(m.D.a), real=real_a, fake=judged_a, labels=None, fake_labels=None, noise_std=noise_std
+            cfg.loss,
+            D=patch_judge(m.D.a),
+            real=real_a,
+            fake=judged_a,
+            labels=None,
+            fake_labels=None,
+            noise_std=noise_std,
         )
         loss_db, stats_db = discriminator_loss(
-            cfg.loss, D=_judge(m.D.b), real=real_b, fake=judged_b, labels=None, fake_labels=None, noise_std=noise_std
+            cfg.loss,
+            D=patch_judge(m.D.b),
+            real=real_b,
+            fake=judged_b,
+            labels=None,
+            fake_labels=None,
+            noise_std=noise_std,
         )
     loss_d = loss_da + loss_db
     m.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
-    grad_norm_d = _grad_norm(m.D) if at.want_stats else None
+    grad_norm_d = grad_norm(m.D) if at.want_stats else None
     m.opt_d.step()
 
     stats |= {
@@ -228,23 +240,6 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
 def _l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x.float() - y.float()).abs().mean()
-
-
-def _judge(D: Callable[..., Any]) -> Any:
-    """A PatchGAN as core.losses calls a discriminator: x (B, C, H, W) -> (patch logits (B·P·P,), None, None)."""
-
-    def judge(x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, None, None]:
-        return D(x).flatten(), None, None  # (B, 1, P, P) -> (B·P·P,)
-
-    return judge
-
-
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of a module's gradients together."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 @dataclass(frozen=True)
@@ -267,14 +262,11 @@ def sample_grid(
 ) -> tuple[Image.Image, torch.Tensor]:
     """Rows of A | A→B | A→B→A triples, then rows of B | B→A | B→A→B, GRID_TRIPLES_PER_ROW a row; and the
     translations (A→B, then B→A)."""
-    was_training = G.training
-    G.eval()
-    with autocast():
+    with eval_mode(G), autocast():
         ab = G.ab(inputs.a).float()  # (N, C_B, H, W)
         aba = G.ba(ab).float()
         ba = G.ba(inputs.b).float()  # (N, C_A, H, W)
         bab = G.ab(ba).float()
-    G.train(was_training)
     c = max(inputs.a.shape[1], inputs.b.shape[1])
     rows = [[inputs.a.float(), ab, aba], [inputs.b.float(), ba, bab]]
     triples = torch.cat([torch.stack([_with_channels(x, c) for x in row], dim=1) for row in rows])  # (2N, 3, ...)
@@ -324,14 +316,12 @@ class Translations:
     def _translate(self, direction: str, x: torch.Tensor) -> torch.Tensor:
         """G_AB or G_BA of images (N, C, H, W), in batches: (N, C', H, W) float32 on the CPU."""
         G = getattr(self.G, direction)
-        was_training = self.G.training
-        self.G.eval()
-        outs = []
-        for start in range(0, len(x), SAMPLE_BATCH):
-            xb = x[start : start + SAMPLE_BATCH].to(self.device).contiguous(memory_format=torch.channels_last)
-            with self.autocast():
-                outs.append(G(xb).float().cpu())
-        self.G.train(was_training)
+        with eval_mode(self.G):
+            outs = []
+            for start in range(0, len(x), SAMPLE_BATCH):
+                xb = x[start : start + SAMPLE_BATCH].to(self.device).contiguous(memory_format=torch.channels_last)
+                with self.autocast():
+                    outs.append(G(xb).float().cpu())
         return torch.cat(outs)
 
 

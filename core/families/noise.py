@@ -26,7 +26,7 @@ from core.augment import make_augment
 from core.clusters import cluster_cdf, cluster_counts, cluster_images
 from core.config import RunConfig
 from core.datasets import Dataset
-from core.families import Step, StepStats
+from core.families import Step, StepStats, eval_mode, grad_norm
 from core.losses import Augment, Stats, discriminator_loss, generator_loss, mode_seeking_ratio, paired, top_k
 from core.networks import build_discriminator, build_generator
 
@@ -149,7 +149,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         loss_g = loss_g + cfg.loss.mode_seeking / (ratio + 1e-5)
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
-    grad_norm_g = _grad_norm(m.G) if at.want_stats else None
+    grad_norm_g = grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
 
     stats: StepStats = {**d.stats, **stats_g}
@@ -199,7 +199,7 @@ def _discriminator_step(m: Models, cfg: RunConfig, at: Step, noise_std: float) -
         )
     m.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
-    grad_norm_d = _grad_norm(m.D) if at.want_stats else None
+    grad_norm_d = grad_norm(m.D) if at.want_stats else None
     m.opt_d.step()
     if cfg.loss.kind == "wgan":  # weight clipping keeps the critic Lipschitz
         with torch.no_grad():
@@ -217,14 +217,6 @@ def _latents(m: Models, cfg: RunConfig, at: Step) -> tuple[torch.Tensor, torch.T
     if m.clusters is not None:
         fake_labels = m.G.clusters_of(z)
     return z, paired(fake_labels) if cfg.loss.mode_seeking else fake_labels
-
-
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of a module's gradients together."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 @dataclass(frozen=True)
@@ -256,11 +248,8 @@ def sample_grid(
 ) -> tuple[Image.Image, torch.Tensor]:
     """A grid of G's samples from the fixed inputs (a scatter plot over the real modes for 2-D data), and the
     samples themselves (N, C, H, W) or (N, 2)."""
-    was_training = G.training
-    G.eval()
-    with autocast():
+    with eval_mode(G), autocast():
         out = G(inputs.z, inputs.labels).float().detach()  # (N, C, H, W) or (N, 2)
-    G.train(was_training)
     if data.kind == "points":
         return grids.scatter_plot(out, modes=data.modes), out
     return grids.image_grid(out, nrow=inputs.nrow), out
@@ -273,18 +262,16 @@ def sampler(
 
     @torch.no_grad()
     def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        was_training = G.training
-        G.eval()
-        outs, labs = [], []
-        for start in range(0, n, 500):
-            b = min(500, n - start)
-            z = torch.randn(b, cfg.model.z_dim, device=device)
-            labels = torch.randint(m.num_classes, (b,), device=device) if m.num_classes else None
-            with autocast():
-                outs.append(G(z, labels).float())
-            if labels is not None:
-                labs.append(labels)
-        G.train(was_training)
+        with eval_mode(G):
+            outs, labs = [], []
+            for start in range(0, n, 500):
+                b = min(500, n - start)
+                z = torch.randn(b, cfg.model.z_dim, device=device)
+                labels = torch.randint(m.num_classes, (b,), device=device) if m.num_classes else None
+                with autocast():
+                    outs.append(G(z, labels).float())
+                if labels is not None:
+                    labs.append(labels)
         return torch.cat(outs), (torch.cat(labs) if labs else None)
 
     return sample

@@ -14,6 +14,7 @@ held-out inputs in order, and `evaluator` compares those outputs with their targ
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import nn
 
 from core import grids
 from core.config import RunConfig
-from core.families import Step, StepStats
+from core.families import Step, StepStats, eval_mode, grad_norm
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import PatchDiscriminator, UNetGenerator, patch_layers
 from core.paired import PairedDataset
@@ -96,7 +97,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     noise_std = cfg.loss.instance_noise * (1.0 - at.done)  # instance noise anneals to zero over the run
     indices, target, _ = at.next_batch()  # (B, C, H, W)
     source = m.data.inputs(indices).contiguous(memory_format=torch.channels_last)  # (B, C_in, H, W)
-    judge = _judge(m.d_fn, source)
+    judge = patch_judge(functools.partial(m.d_fn, source))  # D conditioned on the batch's inputs
     with at.autocast():
         fake = m.g_fn(source)  # (B, C, H, W)
 
@@ -108,7 +109,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         )
     m.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
-    grad_norm_d = _grad_norm(m.D) if at.want_stats else None
+    grad_norm_d = grad_norm(m.D) if at.want_stats else None
     m.opt_d.step()
 
     # Train the generator: fool D and stay near the target.
@@ -119,7 +120,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     loss_g = adversarial_scale(cfg) * loss_adv + cfg.loss.l1_weight * l1
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
-    grad_norm_g = _grad_norm(m.G) if at.want_stats else None
+    grad_norm_g = grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
 
     # The L1 term as `loss_g_l1`: the name `l1` is the evaluation's, on held-out pairs.
@@ -137,22 +138,14 @@ def adversarial_scale(cfg: RunConfig) -> float:
     return cfg.loss.adversarial_weight * (2.0 if cfg.loss.kind == "lsgan" else 1.0)
 
 
-def _judge(D: Callable[..., Any], source: torch.Tensor) -> Any:
-    """D conditioned on the batch's inputs, as core.losses calls a discriminator: x (B, C, H, W) -> (patch
-    logits (B·P·P,), no features, no class logits)."""
+def patch_judge(D: Callable[..., Any]) -> Any:
+    """A PatchGAN D(x) as core.losses calls a discriminator: x (B, C, H, W) -> (patch logits (B·P·P,), no
+    features, no class logits)."""
 
     def judge(x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, None, None]:
-        return D(source, x).flatten(), None, None  # (B, 1, P, P) -> (B·P·P,)
+        return D(x).flatten(), None, None  # (B, 1, P, P) -> (B·P·P,)
 
     return judge
-
-
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of a module's gradients together."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 @dataclass(frozen=True)
@@ -174,11 +167,8 @@ def sample_grid(
     G: nn.Module, inputs: GridInputs, data: PairedDataset, *, autocast: Autocast
 ) -> tuple[Image.Image, torch.Tensor]:
     """input | output | target for each grid pair, GRID_PAIRS_PER_ROW pairs a row, and the outputs (N, C, H, W)."""
-    was_training = G.training
-    G.eval()
-    with autocast():
+    with eval_mode(G), autocast():
         out = G(inputs.source.contiguous(memory_format=torch.channels_last)).float().detach()  # (N, C, H, W)
-    G.train(was_training)
     c = out.shape[1]
     triples = torch.stack([_with_channels(inputs.source.float(), c), out, inputs.target.float()], dim=1)  # (N, 3, ...)
     return grids.image_grid(triples.flatten(0, 1), nrow=3 * GRID_PAIRS_PER_ROW), out
@@ -200,14 +190,12 @@ def sampler(
 
     @torch.no_grad()
     def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        was_training = G.training
-        G.eval()
-        outs = []
-        for start in range(0, min(n, len(source)), SAMPLE_BATCH):
-            x = source[start : min(n, start + SAMPLE_BATCH)].to(device)  # (b, C_in, H, W)
-            with autocast():
-                outs.append(G(x.contiguous(memory_format=torch.channels_last)).float())
-        G.train(was_training)
+        with eval_mode(G):
+            outs = []
+            for start in range(0, min(n, len(source)), SAMPLE_BATCH):
+                x = source[start : min(n, start + SAMPLE_BATCH)].to(device)  # (b, C_in, H, W)
+                with autocast():
+                    outs.append(G(x.contiguous(memory_format=torch.channels_last)).float())
         out = torch.cat(outs)  # (n', C, H, W)
         return out, labels[: len(out)] if labels is not None else None
 

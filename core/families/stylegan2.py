@@ -32,7 +32,7 @@ from core.ada import AdaptiveAugment
 from core.augment import make_augment
 from core.config import RunConfig
 from core.datasets import Dataset
-from core.families import Step, StepStats, noise
+from core.families import Step, StepStats, grad_norm, noise
 from core.losses import Augment
 from core.networks_stylegan2 import StyleDiscriminator, StyleGenerator, build_discriminator, build_generator
 
@@ -231,14 +231,6 @@ def _latents(m: Models, cfg: RunConfig, n: int, device: torch.device) -> tuple[t
     z = torch.randn(n, cfg.model.z_dim, device=device)  # (n, Z)
     labels = torch.randint(m.num_classes, (n,), device=device) if m.num_classes else None
     return z, labels
-
-
-def grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of a module's gradients together."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 # The sample grid and the sampler: the noise family's, which need only G(z, labels) and the number of classes.
