@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine, func, select
 
 from core.config import BUILTIN_DATASETS
-from store.models import Dataset
 from tests.conftest import Service
 from tests.utils import zips
+from tests.utils.datasets import dataset_rows, tree
 from tests.utils.runs import wait_for_status
 
 UPLOAD_CAP = 2 << 20
@@ -53,19 +51,6 @@ def _invalid(field: str, message: str) -> list[dict[str, object]]:
 
 def _upload(client: httpx.Client, data: bytes, name: str = "pets") -> httpx.Response:
     return client.post("/datasets", files={"file": ("pets.zip", data, "application/zip")}, data={"name": name})
-
-
-def _tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
-
-
-def _dataset_rows(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(Dataset)).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def _multipart(data: bytes, boundary: str = "gfboundary") -> tuple[bytes, str]:
@@ -140,11 +125,11 @@ def test_bad_uploads_are_refused_and_leave_nothing(
     status: int,
     detail: object,
 ) -> None:
-    before, rows = _tree(limited.data_dir), _dataset_rows(postgres_url)
+    before, rows = tree(limited.data_dir), dataset_rows(postgres_url)
     response = _upload(limited_client, build())
     assert (response.status_code, response.json()["detail"]) == (status, detail)
-    assert _tree(limited.data_dir) == before
-    assert _dataset_rows(postgres_url) == rows
+    assert tree(limited.data_dir) == before
+    assert dataset_rows(postgres_url) == rows
     assert [d for d in limited_client.get("/datasets").json()["items"] if not d["builtin"]] == []
 
 
@@ -152,7 +137,7 @@ def test_a_streamed_upload_over_the_cap_is_cut_off_and_leaves_nothing(
     limited: Service, limited_client: httpx.Client, postgres_url: str
 ) -> None:
     """Without a Content-Length the cap is enforced while the body streams in; the partial file goes away."""
-    before, rows = _tree(limited.data_dir), _dataset_rows(postgres_url)
+    before, rows = tree(limited.data_dir), dataset_rows(postgres_url)
     body, content_type = _multipart(b"PK" + b"\0" * (3 * UPLOAD_CAP))
 
     def chunks() -> Iterator[bytes]:
@@ -164,8 +149,8 @@ def test_a_streamed_upload_over_the_cap_is_cut_off_and_leaves_nothing(
         413,
         f"Request body too large: the limit is {UPLOAD_CAP} bytes",
     )
-    assert _tree(limited.data_dir) == before
-    assert _dataset_rows(postgres_url) == rows
+    assert tree(limited.data_dir) == before
+    assert dataset_rows(postgres_url) == rows
 
 
 def test_malformed_requests_name_the_problem(limited_client: httpx.Client) -> None:

@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from tests.conftest import Service
-from tests.utils.runs import wait_for_status
+from tests.utils.runs import wait_for_job, wait_for_status
 from tests.utils.zips import build_zip, image_bytes
 
 RING8 = {
@@ -35,20 +35,6 @@ DIGITS = {
     "train": {"steps": 4, "batch_size": 16},
     "schedule": {"sample_every": 2, "checkpoint_every": 2},
 }
-
-
-def wait_for_job(client: httpx.Client, url: str, timeout: float = 120) -> dict[str, Any]:
-    """Poll a generation or score until it is succeeded or failed."""
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        response = client.get(url)
-        assert response.status_code == 200, response.text
-        job = response.json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not finish within {timeout} s; last seen: {job}")
 
 
 def generate(client: httpx.Client, run_id: str, **body: Any) -> tuple[dict[str, Any], httpx.Response]:

@@ -16,9 +16,9 @@ from safetensors import safe_open
 from ganforge.client import Ganforge
 from ganforge.services import SeaweedFS, start_redis, stop
 from store.artifacts import S3Storage, storage_from_url
-from tests.api.test_generations import digits_zip, wait_for_job
+from tests.api.test_generations import digits_zip
 from tests.conftest import S3_ENV, Service, free_port
-from tests.utils.runs import wait_for_status
+from tests.utils.runs import wait_for_job, wait_for_status
 
 RING8 = {
     "dataset": "ring8",
