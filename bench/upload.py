@@ -28,6 +28,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from tests.utils.runs import wait_for_http
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -78,13 +80,7 @@ def bench_upload(megabytes: int, size: int) -> None:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_for_http(f"{url}/healthz")
         proc = psutil.Process(api.pid)
         headers = {"Authorization": f"Bearer {token}"}
         httpx.get(f"{url}/datasets", headers=headers)  # warm the route

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,11 @@ import pytest
 
 from ganforge.services import SeaweedFS, start_redis, start_seaweedfs, stop, stop_seaweedfs
 
-# The shared helpers assert like tests do: rewrite their asserts so that a failing one shows its values.
+# The shared helpers assert like tests do: rewrite their asserts so that a failing one shows its values. This comes
+# before the helpers are imported.
 pytest.register_assert_rewrite("tests.utils")
+
+from tests.utils.runs import wait_for_http  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "gf_test_admin_" + uuid.uuid4().hex
@@ -185,17 +187,14 @@ class Service:
                     process.wait()
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def alive() -> None:
             if self.api is not None and self.api.poll() is not None:
                 raise RuntimeError(f"API exited:\n{self.log('api')}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"API not ready within {timeout} s:\n{self.log('api')}")
+
+        try:
+            wait_for_http(f"{self.url}/readyz", timeout=timeout, alive=alive)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}:\n{self.log('api')}") from None
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"

@@ -198,24 +198,12 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     # Train the discriminators on real images against fakes, half of them from the history once it is full.
     m.D.requires_grad_(True)
     judged_a, judged_b = m.pool_a.query(fake_a.detach()), m.pool_b.query(fake_b.detach())
-    with at.autocast():
-        loss_da, stats_da = discriminator_loss(
-            cfg.loss,
-            D=patch_judge(m.D.a),
-            real=real_a,
-            fake=judged_a,
-            labels=None,
-            fake_labels=None,
-            noise_std=noise_std,
-        )
-        loss_db, stats_db = discriminator_loss(
-            cfg.loss,
-            D=patch_judge(m.D.b),
-            real=real_b,
-            fake=judged_b,
-            labels=None,
-            fake_labels=None,
-            noise_std=noise_std,
+    with at.autocast():  # domain A's discriminator, then B's (the order their instance noise is drawn in)
+        (loss_da, stats_da), (loss_db, stats_db) = (
+            discriminator_loss(
+                cfg.loss, D=patch_judge(D), real=real, fake=fake, labels=None, fake_labels=None, noise_std=noise_std
+            )
+            for D, real, fake in ((m.D.a, real_a, judged_a), (m.D.b, real_b, judged_b))
         )
     loss_d = loss_da + loss_db
     m.opt_d.zero_grad(set_to_none=True)

@@ -4,7 +4,6 @@ dataset upload produces reaches the client through the storage."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from ganforge.services import SeaweedFS, start_redis, stop
 from store.artifacts import S3Storage, storage_from_url
 from tests.api.test_generations import digits_zip
 from tests.conftest import S3_ENV, Service, free_port
-from tests.utils.runs import wait_for_job, wait_for_status
+from tests.utils.runs import wait_for_http, wait_for_job, wait_for_status
 
 RING8 = {
     "dataset": "ring8",
@@ -195,13 +194,7 @@ def test_presigned_downloads(s3_service: tuple[Service, S3Storage]) -> None:
     api = service.spawn("api-presign", "api", "--port", str(port), env={"GANFORGE_S3_PRESIGN": "true"})
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_for_http(f"{base}/readyz")
         headers = {"Authorization": client.headers["Authorization"]}
         response = httpx.get(f"{base}/runs/{run['id']}/samples/20.png", headers=headers)
         assert response.status_code == 307

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+
+def wait_for_http(url: str, *, timeout: float = 60, alive: Callable[[], None] | None = None) -> None:
+    """Poll `url` until it answers 200; `alive()` may raise to stop early (the server process exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None:
+            alive()
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
 
 
 def wait_for_status(
