@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import AdminUser, CurrentUser, SessionDep
 from api.errors import unprocessable
@@ -14,6 +15,9 @@ from store.models import User, utcnow
 from store.tokens import create_user, list_tokens, revoke_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
+
+# Token ids are SQL integer keys: bounded as the column is, so that an id past it is a 422, not a database error.
+TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id, from GET /tokens.")]
 
 
 @router.post("", status_code=201, response_model=TokenPublic)
@@ -42,7 +46,7 @@ def list_(session: SessionDep, user: CurrentUser) -> TokensPublic:
 
 
 @router.delete("/{token_id}", status_code=204, responses={404: error("No such token, or not yours.")})
-def revoke(token_id: int, session: SessionDep, user: CurrentUser) -> None:
+def revoke(token_id: TokenId, session: SessionDep, user: CurrentUser) -> None:
     """Revoke a token at once: its next request answers 401. Yours, or any for an admin; it stays listed."""
     target = session.get(User, token_id)
     if target is None or (target.id != user.id and not user.is_admin):

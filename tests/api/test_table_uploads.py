@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from ganforge.client import Ganforge
-from tests.conftest import Service
+from ganforge.services import start_redis, stop
+from tests.conftest import Service, free_port
 from tests.utils.datasets import dataset_rows, tree
 from tests.utils.runs import post_and_finish, wait_for_job, wait_for_status
 
@@ -34,14 +35,21 @@ def table_csv(rows: int = 60) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def api_only(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The API alone: the uploads and PATCH checks need no worker."""
+def api_only(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The API alone, on a Redis server of its own: the uploads and PATCH checks need no worker, and a queued run
+    must stay queued (the session's Redis db has other services' workers on it, which would take the run)."""
+    workdir = tmp_path_factory.mktemp("svc-tables")
+    port = free_port()
+    redis = start_redis(directory=workdir / "redis", port=port, appendonly=False)
     service = Service(
-        database_url=postgres_url, broker_url=redis_url, workdir=tmp_path_factory.mktemp("svc-tables"), extra_env={}
+        database_url=postgres_url, broker_url=f"redis://127.0.0.1:{port}/0", workdir=workdir, extra_env={}
     )
-    service.start_api()
-    yield service
-    service.stop()
+    try:
+        service.start_api()
+        yield service
+    finally:
+        service.stop()
+        stop(redis)
 
 
 @pytest.fixture
