@@ -11,6 +11,9 @@ from fastapi import HTTPException
 
 # (method, status) → count, for GET /metrics.
 REQUEST_COUNTS: Counter[tuple[str, int]] = Counter()
+# The method is the client's to choose: any other than these is counted as "other", so that a client cannot grow
+# the counter (and the /metrics page) without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -63,7 +66,8 @@ class LimitsMiddleware:
         except _BodyTooLarge:
             await _reject(send, limit)
             status_code = 413
-        REQUEST_COUNTS[(scope["method"], status_code)] += 1
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        REQUEST_COUNTS[(method, status_code)] += 1
 
 
 class _BodyTooLarge(HTTPException):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -42,10 +44,28 @@ def _check_broker(url: str) -> str | None:
     return None
 
 
+READY_CACHE_SECONDS = 1.0
+# The last answer and when it was made: a load balancer polling every few hundred milliseconds from many hosts
+# must not open a broker connection per probe. One lock, so that concurrent probes after expiry check once.
+_ready_lock = threading.Lock()
+_ready: tuple[float, list[str]] | None = None
+
+
+def _readiness(broker_url: str) -> list[str]:
+    global _ready
+    with _ready_lock:
+        now = time.monotonic()
+        if _ready is None or now - _ready[0] >= READY_CACHE_SECONDS:
+            problems = [p for p in (_check_database(), _check_broker(broker_url)) if p]
+            _ready = (time.monotonic(), problems)
+        return _ready[1]
+
+
 @router.get("/readyz", responses={503: error("The database or the broker does not answer.")})
 def readyz(settings: SettingsDep) -> Any:
-    """200 when the database and the broker answer, else 503 naming which one does not."""
-    problems = [p for p in (_check_database(), _check_broker(settings.broker_url)) if p]
+    """200 when the database and the broker answer, else 503 naming which one does not (the answer is cached for
+    a second)."""
+    problems = _readiness(settings.broker_url)
     if problems:
         return JSONResponse(status_code=503, content={"detail": "not ready: " + "; ".join(problems)})
     return {"status": "ready"}

@@ -62,22 +62,24 @@ def metrics(
     return MetricsPublic(series=series)
 
 
-def _read_events(run_id: str, after: int, initial: bool) -> tuple[list[Event], str | None]:
-    """Events after `after`, and the run's status (None when the run is gone)."""
+def _read_events(run_id: str, after: int, skip_progress_before: int) -> tuple[list[Event], str | None]:
+    """Events after `after` without the progress ticks older than `skip_progress_before`, and the run's status
+    (None when the run is gone)."""
     with get_sessionmaker()() as session:
         status = session.execute(select(Run.status).where(Run.id == run_id)).scalar_one_or_none()
-        events = list(
-            session.execute(
-                select(Event).where(Event.run_id == run_id, Event.id > after).order_by(Event.id).limit(BATCH)
-            ).scalars()
-        )
-        if initial:
-            # A first connection gets the history without every past progress tick: only the newest one.
-            last_progress = session.execute(
-                select(func.max(Event.id)).where(Event.run_id == run_id, Event.kind == "progress")
-            ).scalar_one_or_none()
-            events = [e for e in events if e.kind != "progress" or e.id == last_progress]
+        query = select(Event).where(Event.run_id == run_id, Event.id > after)
+        if skip_progress_before:
+            query = query.where((Event.kind != "progress") | (Event.id >= skip_progress_before))
+        events = list(session.execute(query.order_by(Event.id).limit(BATCH)).scalars())
         return events, status
+
+
+def _last_progress_id(run_id: str) -> int:
+    with get_sessionmaker()() as session:
+        last = session.execute(
+            select(func.max(Event.id)).where(Event.run_id == run_id, Event.kind == "progress")
+        ).scalar_one_or_none()
+        return int(last or 0)
 
 
 def _format(event: Event) -> str:
@@ -106,12 +108,13 @@ async def events(
 
     async def stream() -> AsyncIterator[str]:
         cursor = after
-        initial = last_event_id is None
+        # A first connection gets the history without its past progress ticks, only the newest one, however many
+        # batches the history takes; a reconnection (Last-Event-ID) gets everything after its cursor.
+        skip_before = 0 if last_event_id is not None else await anyio.to_thread.run_sync(_last_progress_id, run_id)
         idle = 0.0
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
-            batch, status = await anyio.to_thread.run_sync(_read_events, run_id, cursor, initial)
-            initial = False
+            batch, status = await anyio.to_thread.run_sync(_read_events, run_id, cursor, skip_before)
             for event in batch:
                 cursor = event.id
                 yield _format(event)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import httpx
+import sqlalchemy as sa
 
+from store.models import Event
+from tests.conftest import Service
 from tests.utils.runs import wait_for_status
 
 RING8 = {"dataset": "ring8", "train": {"steps": 400}, "schedule": {"sample_every": 200, "checkpoint_every": 200}}
@@ -66,3 +69,25 @@ def test_metrics_series_as_json_and_csv(user_client: httpx.Client) -> None:
     lines = csv.text.strip().splitlines()
     assert lines[0] == "step,name,value" and len(lines) > 2
     assert run["environment"].get("torch"), run["environment"]
+
+
+def test_a_first_connection_skips_old_progress_ticks_however_long_the_history(
+    service: Service, user_client: httpx.Client
+) -> None:
+    """The replay of a finished run carries one progress tick, the newest, even when its history is longer than
+    one batch of the stream's reads (500 events)."""
+    run = user_client.post("/runs", json={**RING8, "train": {"steps": 20}}).json()
+    assert wait_for_status(user_client, run["id"], ("succeeded", "failed"))["status"] == "succeeded"
+    engine = sa.create_engine(service.env["GANFORGE_DATABASE_URL"], poolclass=sa.NullPool)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(Event), [{"run_id": run["id"], "kind": "progress", "data": {"step": i}} for i in range(1200)]
+        )
+    engine.dispose()
+    events = read_events(user_client, run["id"])
+    progress = [e for e in events if e["event"] == "progress"]
+    assert [e["data"] for e in progress] == [{"step": 1199}]
+    assert events[-1]["event"] == "progress"  # inserted after the final status, so last; the stream still ended
+    # A reconnection gets everything after its cursor, old ticks included.
+    rest = read_events(user_client, run["id"], last_event_id=events[0]["id"])
+    assert sum(e["event"] == "progress" for e in rest) >= 1200
