@@ -91,3 +91,14 @@ def test_a_first_connection_skips_old_progress_ticks_however_long_the_history(
     # A reconnection gets everything after its cursor, old ticks included.
     rest = read_events(user_client, run["id"], last_event_id=events[0]["id"])
     assert sum(e["event"] == "progress" for e in rest) >= 1200
+
+
+def test_prometheus_page_counts_requests_by_known_method(service: Service) -> None:
+    """A method the client makes up is counted as "other": the page cannot be grown by clients."""
+    with httpx.Client(base_url=service.url) as client:
+        for method in ("BREW", "PROPFIND"):
+            assert client.request(method, "/healthz").status_code == 405
+        page = client.get("/metrics").text
+    assert 'method="other",status="405"' in page
+    assert "BREW" not in page and "PROPFIND" not in page
+    assert "ganforge_runs{" in page
