@@ -427,3 +427,31 @@ class ScorePublic(JobPublic):
             result_url=f"/scores/{job.id}/result" if done else None,
             csv_url=f"/scores/{job.id}/result.csv" if done else None,
         )
+
+
+# Workers.
+
+
+class DevicePublic(BaseModel):
+    kind: Literal["cuda", "cpu"]
+    name: str
+    memory_gb: float | None = Field(description="GPU memory, or the host's memory for a CPU")
+    cores: int | None = Field(None, description="CPU cores (a CPU device only)")
+
+
+class WorkerPublic(BaseModel):
+    id: str = Field(description="The worker's Celery node name")
+    host: str
+    pid: int
+    status: Literal["live", "lost"] = Field(description="lost: no heartbeat for GANFORGE_WORKER_LOST_AFTER_INTERVALS")
+    devices: list[DevicePublic] = Field(description="Its GPUs, or its CPU when it has none")
+    slots: int = Field(description="The largest train.world_size it runs: its GPUs, or its CPU cores")
+    queues: list[str]
+    current_job: str | None = Field(description="The run or job id it is working on")
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class WorkersPublic(BaseModel):
+    items: list[WorkerPublic]

@@ -341,6 +341,16 @@ class TrainConfig(_Strict):
     )
     compile: bool = Field(False, description="Wrap the networks in torch.compile.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when there is one.")
+    world_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "Processes that train the run together on one host (torch.distributed DistributedDataParallel: one per "
+            "GPU with NCCL, or CPU processes with gloo). batch_size stays the global batch: each process takes "
+            "batch_size / world_size of it. mlp, dcgan and resnet runs without ADA or compile."
+        ),
+    )
 
     @property
     def ema_decay(self) -> float | None:
@@ -359,6 +369,23 @@ class ScheduleConfig(_Strict):
     stop_on_divergence: bool = Field(
         False,
         description="On a non-finite loss, end the run stopped at its last good checkpoint instead of failed.",
+    )
+
+
+QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class PlacementConfig(_Strict):
+    """Which workers may train the run (store/workers.py: route_run)."""
+
+    queue: str | None = Field(
+        None, pattern=QUEUE_PATTERN, description="The worker queue to send the run to, e.g. gpu-a100."
+    )
+    min_gpu_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description="Send the run to a queue served by a live worker whose GPUs each have at least this much memory.",
     )
 
 
@@ -389,6 +416,10 @@ class RunConfig(_Strict):
         None,
         description="An uploaded table's column types and target, filled in from the dataset when the run is "
         "created; null for other datasets.",
+    )
+    placement: PlacementConfig | None = Field(
+        None,
+        description='Where the run trains: {"queue": "gpu-a100"} or {"min_gpu_memory_gb": 40}; null: the train queue.',
     )
 
     @model_validator(mode="before")
@@ -462,6 +493,7 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:
         """Reject combinations that cannot train, with the field and the reason."""
+        self._check_world_size()
         info = BUILTIN_DATASETS.get(self.dataset)
         kind = self.data_kind
         arch = self.model.arch
@@ -633,6 +665,29 @@ class RunConfig(_Strict):
         for field_path, bad, reason in refused:
             if bad:
                 raise ValueError(f"{field_path}: {reason}")
+
+    def _check_world_size(self) -> None:
+        """Data-parallel training covers the noise family (core/train.py: the ranks), on an even split of the batch."""
+        n, t = self.train.world_size, self.train
+        if n == 1:
+            return
+        if self.model.arch not in ("mlp", "dcgan", "resnet"):
+            raise ValueError(
+                f"train.world_size: data-parallel training covers mlp, dcgan and resnet, not {self.model.arch}"
+            )
+        if t.augment == "ada":
+            raise ValueError("train.world_size: ADA steers one augmentation probability per process; use 1 process")
+        if t.compile:
+            raise ValueError("train.world_size: compile is not combined with data-parallel training; set compile false")
+        if t.batch_size % n:
+            raise ValueError(f"train.batch_size: {t.batch_size} does not split evenly over world_size {n} processes")
+        per_rank = t.batch_size // n
+        if self.model.pack > 1 and per_rank % self.model.pack:
+            raise ValueError(
+                f"model.pack: each process's batch ({per_rank}) must be a multiple of pack ({self.model.pack})"
+            )
+        if self.loss.mode_seeking and per_rank % 2:
+            raise ValueError(f"loss.mode_seeking: each process's batch ({per_rank}) must be even")
 
     @property
     def data_kind(self) -> str:

@@ -59,7 +59,9 @@ def api(
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated queues: train, generate.")] = "train",
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues: train, generate, or a queue runs are placed on (gpu-a100).")
+    ] = "train",
     name: Annotated[str | None, typer.Option(help="Worker node name (default: queue@host-pid).")] = None,
 ) -> None:
     """Start a Celery worker: one process per device for training, a separate one for generations."""
@@ -79,7 +81,7 @@ def worker(
         "--without-mingle",
         f"--hostname={name or queue_names[0]}-{os.getpid()}@%h",
     ]
-    if "train" in queue_names:
+    if set(resolved) - {settings.generate_queue}:  # a training worker: train, or a queue runs are placed on
         argv.append("--max-tasks-per-child=1")  # GPU memory comes back to the system after each run
     celery_app.worker_main(argv=argv)
 

@@ -112,6 +112,9 @@ class Run(Base):
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The Celery queue it is sent to, resolved from its placement when it is created or resumed
+    # (store/workers.py: route_run); the reconciler sends it there again.
+    queue: Mapped[str] = mapped_column(String(100), default="train", server_default="train")
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # What the run was trained with: library versions, device, precision (reproducibility).
     environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -180,3 +183,25 @@ class Generation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Worker(Base):
+    """A worker process as it reports itself (store/workers.py): registered at its start, heartbeated while it
+    lives, removed when it shuts down cleanly. A row whose heartbeat is old belongs to a lost worker."""
+
+    __tablename__ = "workers"
+
+    # The Celery node name (`queue-pid@host`), unique per worker process.
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    # [{"kind": "cuda" | "cpu", "name", "memory_gb", "cores" (cpu)}]: its GPUs, or its CPU when it has none.
+    devices: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The largest train.world_size it runs: its GPU count, or its CPU core count.
+    slots: Mapped[int] = mapped_column(Integer, default=1)
+    queues: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The run or job id it is working on, set and cleared around each task.
+    current_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    version: Mapped[str] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

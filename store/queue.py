@@ -58,15 +58,16 @@ def get_app() -> Celery:
     return make_app(get_settings())
 
 
-def enqueue_run(run_id: str) -> bool:
-    """Send a run to the training queue. False when the broker does not take it; the reconciler retries."""
+def enqueue_run(run_id: str, queue: str | None = None) -> bool:
+    """Send a run to `queue`: the run's own (`Run.queue`, resolved from its placement by store/workers.py), or the
+    training queue. False when the broker does not take it; the reconciler retries."""
     try:
         settings = get_settings()
         limit = settings.train_time_limit_seconds
         get_app().send_task(
             "ganforge.train_run",
             args=[run_id],
-            queue=settings.train_queue,
+            queue=queue or settings.train_queue,
             time_limit=limit + HARD_LIMIT_GRACE_SECONDS if limit else None,
         )
     except Exception:  # the broker is down: SQL still says queued, and the reconciler will send it again

@@ -29,13 +29,20 @@ def run_for_key(*, session: Session, owner_id: int, idempotency_key: str | None)
 
 
 def create_run(
-    *, session: Session, owner_id: int, config: dict[str, Any], name: str, idempotency_key: str | None
+    *,
+    session: Session,
+    owner_id: int,
+    config: dict[str, Any],
+    name: str,
+    idempotency_key: str | None,
+    queue: str = "train",
 ) -> Run:
     run = Run(
         id=new_id("run"),
         owner_id=owner_id,
         name=name,
         status="queued",
+        queue=queue,
         config=config,
         idempotency_key=idempotency_key,
         total_steps=int(config["train"]["steps"]),
@@ -140,8 +147,11 @@ def request_cancel(*, session: Session, run: Run) -> None:
         run.cancel_requested = True
 
 
-def requeue_run(*, session: Session, run: Run, total_steps: int | None) -> None:
-    """Put a finished or canceled run back in the queue to continue from its last checkpoint."""
+def requeue_run(*, session: Session, run: Run, total_steps: int | None, queue: str | None = None) -> None:
+    """Put a finished or canceled run back in the queue (`queue`, when given: its placement resolved again) to
+    continue from its last checkpoint."""
+    if queue is not None:
+        run.queue = queue
     config = dict(run.config)
     if total_steps is not None:
         config["train"] = {**config["train"], "steps": total_steps}
@@ -201,3 +211,8 @@ def find_lost_runs(
         known = on_broker[0] | on_broker[1]
         resend += [run_id for run_id in queued if run_id not in known]
     return resend
+
+
+def run_queues(*, session: Session) -> set[str]:
+    """The queues that queued and running runs are sent to (the reconciler reads them on the broker)."""
+    return set(session.execute(select(Run.queue).where(Run.status.in_(ACTIVE_STATUSES)).distinct()).scalars())

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # How often each worker looks for runs (training workers) or jobs (generate workers) lost by the broker or by a
     # dead worker (worker/reconcile.py).
     reconcile_interval_seconds: float = 30.0
+    # How often each worker renews its row in the workers table (GET /workers), and after how many missed
+    # intervals it is shown as lost. The API and every worker must agree on both.
+    worker_heartbeat_interval_seconds: float = 10.0
+    worker_lost_after_intervals: float = 3.0
     # Longest one attempt of a run may train, in seconds (unset: no limit). At this soft limit the run stops at
     # its next step with a checkpoint and fails saying so; Celery's hard limit, 5 minutes later, kills the task.
     train_time_limit_seconds: float | None = None

@@ -10,7 +10,15 @@ import socket
 import sys
 import threading
 
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from store.queue import get_app
 from store.settings import get_settings
@@ -32,14 +40,28 @@ def consumed_queues() -> set[str]:
     return {q.name for q in consume_from.values()} if consume_from else set()
 
 
+def trains(queues: set[str]) -> bool:
+    """A worker trains runs when it consumes any queue besides the generate queue: the train queue, or a queue that
+    runs are placed on (gpu-a100, ...)."""
+    return bool(queues - {settings.generate_queue})
+
+
 _training_worker = threading.Event()
+
+
+@worker_init.connect
+def _set_registry_id(sender: object = None, **_kwargs: object) -> None:
+    """The worker's id in the registry is its Celery node name; its pool children inherit it."""
+    from worker import registry
+
+    registry.WORKER_ID = str(getattr(sender, "hostname", None) or worker_name())
 
 
 @worker_init.connect
 def _warm_up_training_worker(**_kwargs: object) -> None:
     """A training worker imports, before its pool forks, what each fresh pool child would otherwise import on its
     first run (max-tasks-per-child=1, see worker/tasks.py: warm_up)."""
-    if settings.train_queue in consumed_queues():
+    if trains(consumed_queues()):
         _training_worker.set()
         from worker.tasks import warm_up
 
@@ -71,9 +93,43 @@ def _start_reconciler(**_kwargs: object) -> None:
     from worker.reconcile import start_reconciler
 
     queues = consumed_queues()
-    runs, jobs = settings.train_queue in queues, settings.generate_queue in queues
+    runs, jobs = trains(queues), settings.generate_queue in queues
     if runs or jobs:
         start_reconciler(runs=runs, jobs=jobs, interval=settings.reconcile_interval_seconds)
+
+
+@worker_ready.connect
+def _join_registry(**_kwargs: object) -> None:
+    """Register this worker (host, devices, queues) and keep its heartbeat in SQL (GET /workers)."""
+    from worker import registry
+
+    if registry.WORKER_ID is not None:
+        registry.start_registry(worker_id=registry.WORKER_ID, queues=sorted(consumed_queues()))
+
+
+@worker_shutdown.connect
+def _leave_registry(**_kwargs: object) -> None:
+    """A clean shutdown removes the worker's row; a killed worker's stays and is shown as lost."""
+    from worker import registry
+
+    if registry.WORKER_ID is not None:
+        registry.leave_registry(registry.WORKER_ID)
+
+
+@task_prerun.connect
+def _mark_current_job(args: tuple[object, ...] | None = None, **_kwargs: object) -> None:
+    """The run or job id a task was given is the worker's current job while the task runs."""
+    from worker import registry
+
+    if args:
+        registry.mark_current_job(str(args[0]))
+
+
+@task_postrun.connect
+def _clear_current_job(**_kwargs: object) -> None:
+    from worker import registry
+
+    registry.mark_current_job(None)
 
 
 @worker_shutting_down.connect

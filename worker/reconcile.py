@@ -25,11 +25,13 @@ import threading
 import time
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from store.db import get_sessionmaker
 from store.jobs import fail_lost_jobs, find_jobs_to_resend
-from store.models import utcnow
+from store.models import Run, utcnow
 from store.queue import UNACKED_KEY, enqueue_job, enqueue_run, get_app
-from store.runs import find_lost_runs
+from store.runs import find_lost_runs, run_queues
 from store.settings import Settings, get_settings
 from worker.generations import SOFT_TIME_LIMIT
 
@@ -56,8 +58,8 @@ def _task_ids(payload: bytes | str) -> set[str]:
         return set()
 
 
-def ids_on_broker(queue: str) -> tuple[set[str], set[str]] | None:
-    """Ids waiting in `queue`, and those delivered and not yet acknowledged on any queue; None if unknown.
+def ids_on_broker(*queues: str) -> tuple[set[str], set[str]] | None:
+    """Ids waiting in any of `queues`, and those delivered and not yet acknowledged on any queue; None if unknown.
 
     The queue is one Redis list named as the queue and the unacknowledged messages one hash (store/queue.py
     configures kombu's Redis transport so: one priority step, a fixed unacked key).
@@ -66,20 +68,24 @@ def ids_on_broker(queue: str) -> tuple[set[str], set[str]] | None:
         with get_app().connection_for_read() as conn:
             client = conn.default_channel.client
             waiting: set[str] = set()
-            for payload in client.lrange(queue, 0, -1):
-                waiting |= _task_ids(payload)
+            for queue in queues:
+                for payload in client.lrange(queue, 0, -1):
+                    waiting |= _task_ids(payload)
             unacked: set[str] = set()
             for payload in client.hvals(UNACKED_KEY):
                 unacked |= _task_ids(payload)
             return waiting, unacked
     except Exception as exc:
-        log.warning("cannot read the broker's queue %s: %s", queue, exc)
+        log.warning("cannot read the broker's queues %s: %s", ", ".join(queues), exc)
         return None
 
 
 def reconcile_runs(settings: Settings) -> list[str]:
-    """Fail the runs out of attempts, commit, then send the lost ones again. Returns the ids sent."""
-    on_broker = ids_on_broker(settings.train_queue)
+    """Fail the runs out of attempts, commit, then send the lost ones again, each to its own queue (its placement).
+    Returns the ids sent."""
+    with get_sessionmaker()() as session:
+        queues = run_queues(session=session) | {settings.train_queue}
+    on_broker = ids_on_broker(*sorted(queues))
     with get_sessionmaker()() as session:
         resend = find_lost_runs(
             session=session,
@@ -89,8 +95,9 @@ def reconcile_runs(settings: Settings) -> list[str]:
             max_attempts=settings.max_attempts,
         )
         session.commit()
+        queue_of = dict(session.execute(select(Run.id, Run.queue).where(Run.id.in_(resend))).tuples().all())
     for run_id in resend:
-        enqueue_run(run_id)
+        enqueue_run(run_id, queue_of.get(run_id))
     if resend:
         log.warning("reconciler sent %d run(s) again: %s", len(resend), ", ".join(resend))
     return resend

@@ -196,7 +196,7 @@ def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) 
     log.error("run %s: gave up writing final status %s; the reconciler will take it", run_id, status)
 
 
-def _release(*, run_id: str, worker: str) -> None:
+def _release(*, run_id: str, worker: str, queue: str) -> None:
     """Our worker is shutting down: put the run back in the queue, to resume from the checkpoint just written."""
     for attempt in range(10):
         try:
@@ -212,7 +212,7 @@ def _release(*, run_id: str, worker: str) -> None:
         return
     if released:
         log.warning("run %s: worker shutting down; the run is queued again from its last checkpoint", run_id)
-        enqueue_run(run_id)
+        enqueue_run(run_id, queue)
 
 
 @app.task(name="ganforge.train_run", acks_late=True)
@@ -238,6 +238,7 @@ def train_run(run_id: str) -> None:
             session.commit()
             return
         add_event(session=session, run_id=run_id, kind="status", data={"status": "running", "worker": worker})
+        queue = run.queue
         try:
             cfg = RunConfig.model_validate(run.config)
             content_hash = _dataset_hash(session, cfg)
@@ -316,6 +317,6 @@ def train_run(run_id: str) -> None:
                 storage.delete_prefix(layout.run_prefix(run_id))
         return
     if status == "canceled" and SHUTDOWN.is_set() and not reporter.canceled:
-        _release(run_id=run_id, worker=worker)
+        _release(run_id=run_id, worker=worker, queue=queue)
         return
     _finish(run_id=run_id, worker=worker, status=status, error=error)

@@ -6,13 +6,14 @@ import base64
 import binascii
 import json
 import shutil
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from api.artifacts import serve_artifact
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
@@ -34,6 +35,8 @@ from store.artifacts import Storage
 from store.models import Run
 from store.queue import enqueue_run
 from store.runs import create_run, request_cancel, requeue_run, run_for_key
+from store.settings import Settings
+from store.workers import PlacementError, route_run
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -45,6 +48,7 @@ def create(
     config: RunConfig,
     session: SessionDep,
     user: CurrentUser,
+    settings: SettingsDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> RunPublic:
@@ -52,12 +56,14 @@ def create(
     existing = run_for_key(session=session, owner_id=user.id, idempotency_key=idempotency_key)
     if existing is None:
         config = check_dataset_for_run(session, user, config)
+        queue = _route(session, settings, config.model_dump(mode="json"))
         run = create_run(
             session=session,
             owner_id=user.id,
             config=config.model_dump(mode="json"),
             name=config.name,
             idempotency_key=idempotency_key,
+            queue=queue,
         )
         try:
             session.commit()
@@ -69,9 +75,28 @@ def create(
     if existing is not None:
         response.headers["Location"] = f"/runs/{existing.id}"
         return RunPublic.from_run(existing)
-    enqueue_run(run.id)
+    enqueue_run(run.id, run.queue)
     response.headers["Location"] = f"/runs/{run.id}"
     return RunPublic.from_run(run)
+
+
+def _route(session: Session, settings: Settings, config: dict[str, Any]) -> str:
+    """The queue a run goes to by its placement and world size; 422 naming the largest available when no live
+    worker can take it."""
+    try:
+        return route_run(
+            session=session,
+            placement=config.get("placement"),
+            world_size=int(config["train"].get("world_size", 1)),
+            default_queue=settings.train_queue,
+            generate_queue=settings.generate_queue,
+            lost_after=timedelta(
+                seconds=settings.worker_heartbeat_interval_seconds * settings.worker_lost_after_intervals
+            ),
+        )
+    except PlacementError as exc:
+        field = str(exc).split(":", 1)[0]
+        raise unprocessable(field, str(exc)) from None
 
 
 def _encode_cursor(run: Run) -> str:
@@ -123,7 +148,9 @@ def cancel(run: OwnedRun, session: SessionDep) -> RunPublic:
 
 
 @router.post("/{run_id}/resume", status_code=202, response_model=RunPublic)
-def resume(run: OwnedRun, body: RunResume, session: SessionDep, storage: StorageDep) -> RunPublic:
+def resume(
+    run: OwnedRun, body: RunResume, session: SessionDep, storage: StorageDep, settings: SettingsDep
+) -> RunPublic:
     """Continue a finished, failed or canceled run from its last checkpoint."""
     if run.status in ("queued", "running"):
         raise HTTPException(status_code=409, detail=f"Run is {run.status}; only a finished run can be resumed")
@@ -135,9 +162,9 @@ def resume(run: OwnedRun, body: RunResume, session: SessionDep, storage: Storage
         total = int(run.config["train"]["steps"])
     else:
         raise unprocessable("steps", "steps: the run has trained all its steps; say how many more to train")
-    requeue_run(session=session, run=run, total_steps=total)
+    requeue_run(session=session, run=run, total_steps=total, queue=_route(session, settings, run.config))
     session.commit()
-    enqueue_run(run.id)
+    enqueue_run(run.id, run.queue)
     return RunPublic.from_run(run)
 
 

@@ -1,5 +1,5 @@
 // ganforge dashboard: a hash-routed single page on the JSON API, no build step, no third-party code.
-// Pages: #/signin, #/runs, #/runs/{id}, #/launch, #/datasets, #/tokens. The token lives in localStorage and goes in an
+// Pages: #/signin, #/runs, #/runs/{id}, #/launch, #/datasets, #/tokens, #/workers. The token lives in localStorage and goes in an
 // Authorization header on every call; images are fetched with it and shown through blob URLs.
 "use strict";
 
@@ -216,6 +216,7 @@ async function render() {
     else if (page === "launch") await launchPage();
     else if (page === "datasets") await datasetsPage();
     else if (page === "tokens") await tokensPage();
+    else if (page === "workers") await workersPage();
     else location.hash = "#/runs";
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) view.append(errorBox(err));
@@ -932,6 +933,52 @@ async function tokensPage() {
     });
   }
   await refresh();
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Workers (admins): every registered worker, live or lost, its host, devices, queues and current run or job.
+
+async function workersPage() {
+  document.title = "Workers · ganforge";
+  const tbody = h("tbody");
+  const note = h("p", { class: "muted small" });
+  view.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Workers")),
+    h("div", { class: "panel table-wrap" },
+      h("table", { id: "workers-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Worker"), h("th", {}, "Status"), h("th", {}, "Host"),
+          h("th", {}, "Devices"), h("th", {}, "Queues"), h("th", {}, "Current job"),
+          h("th", { class: "hide-narrow" }, "Version"), h("th", { class: "hide-narrow" }, "Started"),
+          h("th", {}, "Last heartbeat"))),
+        tbody)),
+    note);
+
+  const device = (d) => d.kind === "cuda"
+    ? `${d.name} (${d.memory_gb} GB)`
+    : `CPU ${d.name}, ${d.cores} cores${d.memory_gb ? `, ${d.memory_gb} GB` : ""}`;
+  async function refresh() {
+    let listed;
+    try { listed = await api("/workers"); } catch (err) {
+      if (err.status === 403) { put(tbody); put(note, "Only admins see the workers."); return; }
+      throw err;
+    }
+    put(note, listed.items.length ? "" : "No worker has registered: start one with `ganforge worker` (docs/deploy.md).");
+    put(tbody, ...listed.items.map((w) => h("tr", { "data-worker-id": w.id, class: w.status },
+      h("td", { class: "mono small" }, w.id),
+      h("td", {}, h("span", { class: w.status === "live" ? "badge succeeded" : "badge failed" }, w.status)),
+      h("td", {}, w.host),
+      h("td", { class: "small" }, w.devices.map(device).join("; ")),
+      h("td", { class: "mono small" }, w.queues.join(", ")),
+      h("td", { class: "mono small" }, w.current_job
+        ? (w.current_job.startsWith("run_") ? h("a", { href: `#/runs/${w.current_job}` }, w.current_job) : w.current_job)
+        : ""),
+      h("td", { class: "hide-narrow small" }, w.version),
+      h("td", { class: "hide-narrow small" }, fmtTime(w.started_at)),
+      h("td", { class: "small" }, fmtTime(w.heartbeat_at)))));
+  }
+  await refresh();
+  const timer = setInterval(() => refresh().catch(() => {}), 5000);
+  cleanups.push(() => clearInterval(timer));
 }
 
 render();
