@@ -191,12 +191,16 @@ class TableColumn(BaseModel):
 
 class DatasetPublic(BaseModel):
     id: str = Field(
-        description="A dataset id (ds_... images, tbl_... a table) or a built-in dataset's name; runs use it as "
-        "`dataset`."
+        description="A dataset id (ds_... images, tbl_... a table, paired_... or unpaired_... images for "
+        "translation) or a built-in dataset's name; runs use it as `dataset`."
     )
     name: str
     builtin: bool
-    kind: str = Field("images", description="images, points (2-D data) or table")
+    kind: str = Field(
+        "images",
+        description="images, points (2-D data), table, or paired (inputs and targets, for pix2pix) or unpaired "
+        "(two image domains, for cyclegan)",
+    )
     num_images: int | None
     classes: list[str] = Field(description="Class names (the upload's folders); empty when unlabeled.")
     num_classes: int
@@ -219,7 +223,7 @@ class DatasetPublic(BaseModel):
             id=dataset.id,
             name=dataset.name,
             builtin=False,
-            kind="images",
+            kind=str(stats.get("kind") or "images"),
             num_images=dataset.num_images,
             classes=list(dataset.classes),
             num_classes=len(dataset.classes),
@@ -238,7 +242,7 @@ class DatasetPublic(BaseModel):
             id=name,
             name=name,
             builtin=True,
-            kind=info["kind"],
+            kind=info.get("pairing") or info["kind"],
             num_images=info["num_images"],
             classes=classes,
             num_classes=info["num_classes"],

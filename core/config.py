@@ -81,10 +81,20 @@ BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
 
 # Uploaded datasets are referenced by their id (see POST /datasets): `ds_...` for images, `tbl_...` for tables, so
 # that a config names its data's kind and resolves alone (on the API, the worker and from a checkpoint).
-DATASET_ID_PATTERN = re.compile(r"^(ds|tbl)_[0-9a-f]{8,64}$")
+DATASET_ID_PATTERN = re.compile(r"^(ds|tbl|paired|unpaired)_[0-9a-f]{8,64}$")
 TABLE_ID_PATTERN = re.compile(r"^tbl_[0-9a-f]{8,64}$")
+# Uploaded translation datasets: `paired_...` (A/ and B/ folders, or side-by-side AB images) for pix2pix,
+# `unpaired_...` (trainA/ and trainB/) for cyclegan (core/uploads.py).
+UPLOADED_PAIRING_PATTERN = re.compile(r"^(paired|unpaired)_[0-9a-f]{8,64}$")
 # The column types a table's columns can take (core/tabular/columns.py infers them).
 ColumnKind = Literal["continuous", "discrete", "categorical", "boolean", "datetime"]
+
+
+def uploaded_pairing(dataset: str) -> str | None:
+    """The pairing ("paired" or "unpaired") of an uploaded translation dataset's id, else None."""
+    match = UPLOADED_PAIRING_PATTERN.match(dataset)
+    return match.group(1) if match else None
+
 
 ARCH_IMAGE_SIZES: dict[str, tuple[int, ...]] = {
     "mlp": (),
@@ -436,6 +446,8 @@ class RunConfig(_Strict):
                 f"dataset: unknown dataset {dataset!r}; use one of {', '.join(BUILTIN_DATASETS)} or a dataset id"
             )
         uploaded = "_uploaded_table" if TABLE_ID_PATTERN.match(dataset) else "_uploaded"
+        if (uploaded_pairs := uploaded_pairing(dataset)) is not None:
+            uploaded = f"_uploaded_{uploaded_pairs}"
         layered = copy.deepcopy(DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS[uploaded]))
         preset = data.get("preset")
         # An architecture's own recipe (ARCH_DEFAULTS) goes over the dataset's, beneath the preset and the user's.
@@ -497,7 +509,7 @@ class RunConfig(_Strict):
         info = BUILTIN_DATASETS.get(self.dataset)
         kind = self.data_kind
         arch = self.model.arch
-        pairing = info.get("pairing") if info is not None else None
+        pairing = info.get("pairing") if info is not None else uploaded_pairing(self.dataset)
         if arch in TRANSLATION_ARCHS:
             self._check_translation(info)
         elif pairing == "paired":
@@ -616,16 +628,15 @@ class RunConfig(_Strict):
         m, loss, train = self.model, self.loss, self.train
         pairing = ARCH_PAIRING[m.arch]
         builtin = {"paired": "digits-edges", "unpaired": "digits-printed"}[pairing]
-        if info is None:
-            raise ValueError(
-                f"dataset: {m.arch} trains on {pairing} images; uploaded {pairing} datasets are not supported yet, "
-                f"so use the built-in {builtin}"
-            )
-        if info.get("pairing") != pairing:
+        has = info.get("pairing") if info is not None else uploaded_pairing(self.dataset)
+        if has != pairing:
             needs = "translates inputs into targets" if pairing == "paired" else "translates between two domains"
+            upload = "A/ and B/ folders" if pairing == "paired" else "trainA/ and trainB/ folders"
+            kinds = {"table": "a table", "points": "2-D point data", "images": "an image dataset without pairs"}
+            kind = has or kinds[self.data_kind]
             raise ValueError(
-                f"model.arch: {m.arch} {needs} and needs an {pairing} dataset ({builtin}); "
-                f"{self.dataset} is not {pairing}"
+                f"model.arch: {m.arch} {needs} and needs a{'n' if pairing == 'unpaired' else ''} {pairing} dataset "
+                f"({builtin}, or an upload of {upload}); {self.dataset} is {kind}"
             )
         refused = [
             ("model.conditional", m.conditional, "the input image is the condition; set conditional to false"),
@@ -809,6 +820,26 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "train": {"steps": 5000, "batch_size": 64},
     },
     "_uploaded_table": TABLE_DEFAULTS,
+    # Uploaded translation datasets: digits-edges' and digits-printed's recipes at 64 px.
+    "_uploaded_paired": {
+        "model": {"arch": "pix2pix", "image_size": 64, "width": 32},
+        "loss": {"kind": "nonsaturating", "l1_weight": 100.0},
+        "train": {"steps": 3000, "batch_size": 16, "beta1": 0.5, "beta2": 0.999},
+        "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 512},
+    },
+    "_uploaded_unpaired": {
+        "model": {"arch": "cyclegan", "image_size": 64, "width": 16},
+        "loss": {"kind": "lsgan", "cycle_weight": 10.0, "identity_weight": 0.5},
+        "train": {
+            "steps": 3000,
+            "batch_size": 8,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "lr_schedule": "hold-then-linear",
+            "pool_size": 50,
+        },
+        "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 500},
+    },
 }
 
 # What an architecture brings beneath the preset and the user's fields when it is chosen over a dataset's default.

@@ -12,6 +12,7 @@ Built-ins:
 - `digits-edges`: paired (core/paired.py): each digit's Sobel edges as the input, the digit as the target.
 - `digits-printed`: unpaired (core/unpaired.py): handwritten digits (A) and digits printed with Pillow's font (B).
 
+Uploaded translation datasets (`paired_...`, `unpaired_...`) are read by core/paired.py and core/unpaired.py.
 Uploaded datasets (ids `ds_...`) are read through `core.uploads.read_images`, center-cropped and resized to the
 run's image size once, and cached next to the dataset as `cache_{size}px.npz`.
 """
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.config import BUILTIN_DATASETS, DATASET_ID_PATTERN, TABLE_ID_PATTERN, TableSource
+from core.config import BUILTIN_DATASETS, DATASET_ID_PATTERN, TABLE_ID_PATTERN, TableSource, uploaded_pairing
 from core.layout import atomic_write
 
 POINTS_PER_DATASET = 100_000  # the fixed sample that a 2-D run draws its batches from
@@ -142,6 +143,11 @@ def load_dataset(
     if DATASET_ID_PATTERN.match(name):
         if dataset_dir is None:
             raise ValueError(f"dataset: {name} is an uploaded dataset but no dataset folder was given")
+        if (pairing := uploaded_pairing(name)) is not None:
+            from core.paired import uploaded_pairs
+            from core.unpaired import uploaded_domains
+
+            return (uploaded_pairs if pairing == "paired" else uploaded_domains)(name, Path(dataset_dir), image_size)
         if TABLE_ID_PATTERN.match(name):
             from core.tabular.data import table_dataset
             from core.tabular.upload import read_stored

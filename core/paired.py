@@ -9,24 +9,30 @@ with Pillow BILINEAR) is the target; its input is the Sobel gradient magnitude o
 so the flat background has none), divided by its maximum and mapped to [-1, 1]. The held-out pairs are the digits'
 20 % split that the shipped digits classifier was checked on (core/metrics/digits_data.py), so the classifier's
 reading of the outputs measures them on digits it was not trained on either.
+
+Uploaded (`paired_...`, core/uploads.py: A/ and B/ folders or side-by-side AB images): the inputs are A, the targets
+B, both resized to the run's size as uploaded images are (`center_crop_resize`); the held-out pairs are the ones the
+upload set aside (`held_out` in its index.json).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.datasets import Dataset, digit_bank
+from core.datasets import Dataset, center_crop_resize, digit_bank
 
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
 @dataclass
 class PairedDataset(Dataset):
-    """Targets in `store` (N, C, H, W), inputs in `source` (N, C_in, H, W), both float32 in [-1, 1]; the held-out
-    pairs in `held_source`, `held_target` and their labels in `held_labels`."""
+    """Targets in `store` (N, C, H, W), inputs in `source` (N, C_in, H, W), both float32 in [-1, 1] (uint8 for an
+    upload); the held-out pairs (float32) in `held_source`, `held_target` and their labels in `held_labels`."""
 
     source: torch.Tensor | None = None
     held_source: torch.Tensor | None = None
@@ -41,7 +47,8 @@ class PairedDataset(Dataset):
     def inputs(self, indices: torch.Tensor) -> torch.Tensor:
         """The inputs (B, C_in, H, W) of the training pairs at `indices` (B,), as `batch` gives their targets."""
         assert self.source is not None
-        return self.source[indices.to(self.source.device, non_blocking=True)]
+        x = self.source[indices.to(self.source.device, non_blocking=True)]
+        return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
 
     def to(self, device: torch.device | str) -> PairedDataset:
         """This dataset with its tensors on `device`."""
@@ -90,3 +97,31 @@ def digits_edges(image_size: int) -> PairedDataset:
         held_target=images[held_idx].contiguous(),
         held_labels=labels[held_idx],
     )
+
+
+def uploaded_pairs(name: str, dataset_dir: Path, image_size: int) -> PairedDataset:
+    """An uploaded paired dataset at `image_size`: its training pairs kept as uint8, its held-out pairs as float32."""
+    from core import uploads
+
+    source, target, held = uploads.read_pairs(dataset_dir)  # (N, S, S, C_A), (N, S, S, C_B) uint8, (H,)
+    x, y = (resized_upload(images, image_size) for images in (source, target))  # (N, C, S', S') uint8
+    train = torch.from_numpy(np.setdiff1d(np.arange(len(target)), held))
+    held_idx = torch.from_numpy(held)
+    return PairedDataset(
+        name=name,
+        kind="images",
+        store=y[train].contiguous(),
+        labels=None,
+        num_classes=0,
+        channels=int(y.shape[1]),
+        image_size=image_size,
+        source=x[train].contiguous(),
+        held_source=x[held_idx].float() / 127.5 - 1.0,
+        held_target=y[held_idx].float() / 127.5 - 1.0,
+    )
+
+
+def resized_upload(images: np.ndarray, size: int) -> torch.Tensor:
+    """Uploaded images (N, S, S, C) uint8 at the run's size, as a (N, C, size, size) uint8 tensor."""
+    out = np.stack([center_crop_resize(im, size) for im in images])  # (N, size, size, C)
+    return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2).contiguous()

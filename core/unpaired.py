@@ -11,17 +11,22 @@ its held-out split held out). Domain B is printed digits drawn with Pillow's bui
 offset by -3 to 3 px on each axis, rotated by -10 to 10 degrees (BILINEAR), then resized with BILINEAR to the run's
 size when it is not 32 px. B holds PRINTED_TRAIN + PRINTED_HELD_OUT digits, each digit equally often, drawn from a
 fixed seed.
+
+Uploaded (`unpaired_...`, core/uploads.py: trainA/ and trainB/, testA/ and testB/ held out when given): resized to
+the run's size as uploaded images are; no labels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from core.datasets import DATA_SEED, Dataset, digit_bank
+from core.paired import resized_upload
 
 PRINTED_SIZE = 32  # the side printed digits are drawn at
 PRINTED_TRAIN, PRINTED_HELD_OUT = 2000, 500
@@ -33,8 +38,8 @@ MAX_ROTATION = 10.0  # degrees
 @dataclass
 class UnpairedDataset(Dataset):
     """Domain A's training images in `store` (N, C, H, W), domain B's in `other` (M, C_B, H, W), both float32 in
-    [-1, 1]; the held-out images of each domain and their labels in `held_a`, `held_b`, `held_a_labels`,
-    `held_b_labels`."""
+    [-1, 1] (uint8 for an upload); the held-out images of each domain and their labels in `held_a`, `held_b`,
+    `held_a_labels`, `held_b_labels`."""
 
     other: torch.Tensor | None = None
     other_labels: torch.Tensor | None = None
@@ -56,7 +61,8 @@ class UnpairedDataset(Dataset):
     def domain_b(self, indices: torch.Tensor) -> torch.Tensor:
         """Domain B's training images (B, C_B, H, W) at `indices` (B,)."""
         assert self.other is not None
-        return self.other[indices.to(self.other.device, non_blocking=True)]
+        x = self.other[indices.to(self.other.device, non_blocking=True)]
+        return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
 
     def to(self, device: torch.device | str) -> UnpairedDataset:
         """This dataset with its tensors on `device`."""
@@ -121,4 +127,25 @@ def digits_printed(image_size: int) -> UnpairedDataset:
         held_a_labels=digit_labels[held_idx],
         held_b=printed[PRINTED_TRAIN:].contiguous(),
         held_b_labels=printed_labels[PRINTED_TRAIN:],
+    )
+
+
+def uploaded_domains(name: str, dataset_dir: Path, image_size: int) -> UnpairedDataset:
+    """An uploaded unpaired dataset at `image_size`: its training images kept as uint8, its held-out ones float32."""
+    from core import uploads
+
+    a, b, held_a, held_b = uploads.read_domains(dataset_dir)  # (N, S, S, C_A), (M, S, S, C_B) uint8, indices
+    x, y = resized_upload(a, image_size), resized_upload(b, image_size)  # (N, C_A, S', S'), (M, C_B, S', S') uint8
+    train_a, train_b = (torch.from_numpy(np.setdiff1d(np.arange(len(v)), h)) for v, h in ((a, held_a), (b, held_b)))
+    return UnpairedDataset(
+        name=name,
+        kind="images",
+        store=x[train_a].contiguous(),
+        labels=None,
+        num_classes=0,
+        channels=int(x.shape[1]),
+        image_size=image_size,
+        other=y[train_b].contiguous(),
+        held_a=x[torch.from_numpy(held_a)].float() / 127.5 - 1.0,
+        held_b=y[torch.from_numpy(held_b)].float() / 127.5 - 1.0,
     )

@@ -25,6 +25,19 @@ Storage, content-addressed, `{data_dir}/datasets/{content_hash}/`:
 images uploaded twice, even re-zipped, are stored once. Everything is written into a temporary folder beside
 the final one and renamed into place; a failure leaves nothing behind.
 
+Translation layouts (`prepare(..., layout=...)`; "auto" picks unpaired for trainA/ and trainB/ folders, paired
+for exactly the folders A/ and B/, else images):
+- "paired": A/ (inputs) and B/ (targets) whose files share names (the path below A/ or B/ without the extension);
+  a file without a partner is an error naming it. "AB": pix2pix's side-by-side images, each twice as wide as tall,
+  the input on the left half and the target on the right (any folders: train/, val/, test/ are read alike).
+  Stored as `source.npy` (inputs) and `images.npy` (targets), each side with its own channels.
+- "unpaired": CycleGAN's trainA/ and trainB/ (and testA/, testB/, which become the held-out images) as
+  `images.npy` (domain A) and `images_b.npy` (domain B), both in colour when either is.
+Every side is stored at one side S (the most common short side of all images, capped), center-cropped. index.json
+adds `pairing`, `layout`, `source_channels` or `num_b` and `b_channels`, and the held-out indices: `held_out`
+(pairs, or domain A's images) and `held_out_b`: HELD_OUT_SHARE of them, at least HELD_OUT_MIN, from a fixed seed,
+unless testA/ and testB/ say which. `read_pairs` and `read_domains` read them back.
+
 Errors: `UploadError` (a `ValueError`) with a sentence naming the problem; the API answers it with 422.
 """
 
@@ -61,6 +74,15 @@ CONTENT_HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RATIO_MIN_BYTES = 1 << 20
 NPY_HEADER_BYTES = 256  # images.npy's header is padded to this length, so it can be written last
 MAX_REPORTED_SKIPS = 200
+# The layouts an archive can have (see the module docstring); "auto" tells them by their folders.
+LAYOUTS = ("auto", "images", "paired", "AB", "unpaired")
+UNPAIRED_FOLDERS = ("trainA", "trainB", "testA", "testB")
+PAIRED_HELP = "a paired archive holds folders A/ (inputs) and B/ (targets) whose files share names"
+UNPAIRED_HELP = "an unpaired archive holds folders trainA/ and trainB/ (and optionally testA/ and testB/)"
+# Translation uploads hold out HELD_OUT_SHARE of their pairs (or of each domain's images), at least HELD_OUT_MIN,
+# for evaluation, and so need at least MIN_TRANSLATION_ITEMS.
+HELD_OUT_SHARE, HELD_OUT_MIN, MIN_TRANSLATION_ITEMS = 0.1, 8, 16
+SPLIT_SEED = 20_240_000
 
 
 class UploadError(ValueError):
@@ -102,6 +124,11 @@ class _Candidate:
     size: tuple[int, int] = (0, 0)
     mode: str = ""
     format: str = ""
+
+
+# A member of a translation archive and its crop: the whole image (None), or the "left" or "right" half of a
+# side-by-side AB image.
+_Part = tuple[_Candidate, str | None]
 
 
 def dataset_dir_for(data_dir: Path, content_hash: str) -> Path:
@@ -188,12 +215,16 @@ def sweep_stale(datasets_dir: Path, *, max_age_seconds: float = 6 * 3600) -> lis
     return removed
 
 
-def prepare(zip_path: Path, *, datasets_dir: Path, limits: Limits | None = None) -> Prepared:
+def prepare(zip_path: Path, *, datasets_dir: Path, limits: Limits | None = None, layout: str = "images") -> Prepared:
     """Check and normalise the archive at `zip_path` into a new temporary folder inside `datasets_dir`.
 
+    `layout` (LAYOUTS): "images" (class folders or flat), "paired" (A/ and B/), "AB" (side-by-side pairs),
+    "unpaired" (trainA/ and trainB/), or "auto" (unpaired or paired when the folders say so, else images).
     Raises UploadError when the archive is refused; the temporary folder is then gone already.
     """
     limits = limits or Limits()
+    if layout not in LAYOUTS:
+        raise UploadError(f"layout: {layout!r} is not a layout; use one of {', '.join(LAYOUTS)}")
     # Check every member from the central directory before decompressing anything.
     _check_directory_size(zip_path, limits)
     try:
@@ -204,7 +235,11 @@ def prepare(zip_path: Path, *, datasets_dir: Path, limits: Limits | None = None)
         infos = archive.infolist()
         _check_members(infos, limits)
         skipped: list[dict[str, str]] = []
-        candidates, classes = _layout(infos, skipped)
+        files = _image_files(infos, skipped)
+        chosen = _pick_layout(files, layout)
+        if chosen != "images":
+            return _prepare_translation(archive, files, chosen, skipped, datasets_dir=datasets_dir, limits=limits)
+        candidates, classes = _classes(files, skipped)
         if not candidates:
             raise UploadError(_no_images_message(skipped))
 
@@ -347,6 +382,340 @@ def preview_png(images: np.ndarray, labels: np.ndarray | None, *, n: int = 64, c
     return out.getvalue()
 
 
+def read_pairs(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A paired upload at its stored size: inputs uint8 (N, S, S, C_A), targets uint8 (N, S, S, C_B) and the
+    indices of the held-out pairs (H,) int64."""
+    index = _translation_index(dataset_dir, "paired")
+    n, side = index["num_images"], index["image_size"]
+    source = _load_stored(dataset_dir, "source.npy", (n, side, side, index["source_channels"]))
+    target = _load_stored(dataset_dir, "images.npy", (n, side, side, index["channels"]))
+    return source, target, np.array(index["held_out"], dtype=np.int64)
+
+
+def read_domains(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An unpaired upload at its stored size: domain A uint8 (N, S, S, C_A), domain B uint8 (M, S, S, C_B), and the
+    indices of each domain's held-out images (int64)."""
+    index = _translation_index(dataset_dir, "unpaired")
+    side = index["image_size"]
+    a = _load_stored(dataset_dir, "images.npy", (index["num_images"], side, side, index["channels"]))
+    b = _load_stored(dataset_dir, "images_b.npy", (index["num_b"], side, side, index["b_channels"]))
+    held_a, held_b = (np.array(index[key], dtype=np.int64) for key in ("held_out", "held_out_b"))
+    return a, b, held_a, held_b
+
+
+def _translation_index(dataset_dir: Path, pairing: str) -> dict[str, Any]:
+    dataset_dir = Path(dataset_dir)
+    if not (dataset_dir / "index.json").is_file():
+        raise ValueError(f"the uploaded dataset is missing from {dataset_dir}; was it deleted?")
+    index = read_index(dataset_dir)
+    if index.get("pairing") != pairing:
+        raise ValueError(f"{dataset_dir} does not hold a {pairing} dataset")
+    return index
+
+
+def _load_stored(dataset_dir: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    array: np.ndarray = np.load(Path(dataset_dir) / name, allow_pickle=False)
+    if array.dtype != np.uint8 or array.shape != shape:
+        raise ValueError(f"{dataset_dir}/{name} is {array.dtype} {array.shape}, expected uint8 {shape}")
+    return array
+
+
+def _pick_layout(files: list[tuple[zipfile.ZipInfo, list[str]]], layout: str) -> str:
+    """The layout to read: the one asked for (checked against the folders), or under "auto" the one the folders
+    show: trainA/ and trainB/ → unpaired, exactly A/ and B/ → paired, anything else → images."""
+    folders = {dirs[0] for _, dirs in files if dirs}
+    if layout == "auto":
+        if {"trainA", "trainB"} <= folders:
+            return "unpaired"
+        return "paired" if folders == {"A", "B"} else "images"
+    needed = {"paired": ("A", "B"), "unpaired": ("trainA", "trainB")}.get(layout, ())
+    missing = [f"{name}/" for name in needed if name not in folders]
+    if missing:
+        what = PAIRED_HELP if layout == "paired" else UNPAIRED_HELP
+        raise UploadError(f"file: {' and '.join(missing)} missing; {what}")
+    return layout
+
+
+def _shown(info: zipfile.ZipInfo, dirs: list[str]) -> str:
+    """A member's name below the wrapper folders, as the user sees their layout: `A/7.png`."""
+    return "/".join([*dirs, info.filename.replace("\\", "/").rstrip("/").split("/")[-1]])[:200]
+
+
+def _pairs(
+    files: list[tuple[zipfile.ZipInfo, list[str]]], skipped: list[dict[str, str]]
+) -> list[tuple[_Candidate, _Candidate]]:
+    """The (A, B) members of a paired archive, matched by their path below A/ and B/ without the extension, in
+    name order; UploadError naming a file without a partner."""
+    sides: dict[str, dict[str, zipfile.ZipInfo]] = {"A": {}, "B": {}}
+    shown: dict[int, str] = {}
+    for info, dirs in files:
+        if not dirs or dirs[0] not in sides:
+            skipped.append({"name": info.filename, "reason": "not in A/ or B/ (the archive is paired)"})
+            continue
+        name = _shown(info, dirs)
+        key = str(Path(*dirs[1:], Path(name).stem)) if len(dirs) > 1 else Path(name).stem
+        if key in sides[dirs[0]]:
+            other = _shown(sides[dirs[0]][key], dirs)
+            raise UploadError(f"file: {other} and {name} share a name; a paired archive matches A/ and B/ by name")
+        sides[dirs[0]][key] = info
+        shown[id(info)] = name
+    unmatched = [
+        (shown[id(info)], other)
+        for side, other in (("A", "B"), ("B", "A"))
+        for key, info in sorted(sides[side].items())
+        if key not in sides[other]
+    ]
+    if unmatched:
+        name, other = unmatched[0]
+        more = f" (and {len(unmatched) - 1} more files without a partner)" if len(unmatched) > 1 else ""
+        raise UploadError(f"file: {name} has no partner in {other}/{more}; {PAIRED_HELP}")
+    return [
+        (_Candidate(info=sides["A"][k], label=-1), _Candidate(info=sides["B"][k], label=-1)) for k in sorted(sides["A"])
+    ]
+
+
+def _read_header(
+    archive: zipfile.ZipFile, cand: _Candidate, limits: Limits, budget: list[int], skipped: list[dict[str, str]]
+) -> bool:
+    """Fill in a candidate's size, mode and format from its header; False (and a skipped entry) when unreadable."""
+    data = _read_member(archive, cand.info, limits, budget)
+    if data is None:
+        skipped.append({"name": cand.info.filename, "reason": "corrupt archive member"})
+        return False
+    try:
+        with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as im:
+            cand.size, cand.mode, cand.format = im.size, im.mode, str(im.format)
+    except Exception as exc:  # Pillow raises many kinds on hostile input
+        skipped.append({"name": cand.info.filename, "reason": _image_reason(exc)})
+        return False
+    if cand.size[0] * cand.size[1] > limits.max_image_pixels:
+        reason = f"image too large: {cand.size[0]}×{cand.size[1]} pixels, the limit is {limits.max_image_pixels}"
+        skipped.append({"name": cand.info.filename, "reason": reason})
+        return False
+    return True
+
+
+def _held_out(n: int, what: str) -> list[int]:
+    """The indices held out of n items for evaluation: HELD_OUT_SHARE of them, at least HELD_OUT_MIN, drawn from
+    a fixed seed (the same archive gives the same split); UploadError below MIN_TRANSLATION_ITEMS."""
+    if n < MIN_TRANSLATION_ITEMS:
+        raise UploadError(
+            f"file: {n} readable {what}; at least {MIN_TRANSLATION_ITEMS} are needed ({HELD_OUT_MIN} or more are held "
+            "out of training for evaluation)"
+        )
+    count = max(HELD_OUT_MIN, round(n * HELD_OUT_SHARE))
+    return sorted(int(i) for i in np.random.default_rng(SPLIT_SEED).permutation(n)[:count])
+
+
+class _NpyWriter:
+    """images.npy-style uint8 arrays appended image by image, their header written last, their bytes hashed."""
+
+    def __init__(self, path: Path) -> None:
+        self.out = path.open("wb")
+        self.out.write(b"\0" * NPY_HEADER_BYTES)
+        self.digest = hashlib.sha256()
+        self.count = 0
+        self.shape: tuple[int, ...] = ()
+
+    def add(self, array: np.ndarray) -> None:
+        raw = array.tobytes()
+        self.out.write(raw)
+        self.digest.update(raw)
+        self.count += 1
+        self.shape = array.shape
+
+    def close(self) -> tuple[int, ...]:
+        shape = (self.count, *self.shape)
+        self.out.seek(0)
+        self.out.write(_npy_header(shape))
+        self.out.close()
+        return shape
+
+
+def _prepare_translation(
+    archive: zipfile.ZipFile,
+    files: list[tuple[zipfile.ZipInfo, list[str]]],
+    layout: str,
+    skipped: list[dict[str, str]],
+    *,
+    datasets_dir: Path,
+    limits: Limits,
+) -> Prepared:
+    """Read a paired ("paired": A/ and B/; "AB": side-by-side images) or unpaired ("unpaired": trainA/, trainB/ and
+    optionally testA/, testB/) archive into a new temporary folder; see the module docstring."""
+    budget = [0]
+    if layout == "paired":
+        pairs = []
+        for a, b in _pairs(files, skipped):
+            readable = [_read_header(archive, c, limits, budget, skipped) for c in (a, b)]
+            if all(readable):
+                pairs.append((a, b))
+            elif any(readable):
+                partner = a if readable[0] else b
+                skipped.append({"name": partner.info.filename, "reason": "its partner is unreadable"})
+        groups: dict[str, list[_Part]] = {
+            "source": [(a, None) for a, _ in pairs],
+            "target": [(b, None) for _, b in pairs],
+        }
+    elif layout == "AB":
+        whole = [_Candidate(info=info, label=-1) for info, _ in sorted(files, key=lambda f: _shown(*f))]
+        whole = [c for c in whole if _read_header(archive, c, limits, budget, skipped)]
+        for cand in whole:
+            w, h = cand.size
+            if abs(w - 2 * h) > 1:
+                raise UploadError(
+                    f"file: {cand.info.filename[:200]} is {w}×{h} px; a side-by-side (layout AB) archive holds images "
+                    "twice as wide as tall, the input on the left and the target on the right"
+                )
+        groups = {"source": [(c, "left") for c in whole], "target": [(c, "right") for c in whole]}
+    else:
+        domains: dict[str, list[_Part]] = {name: [] for name in UNPAIRED_FOLDERS}
+        for info, dirs in sorted(files, key=lambda f: _shown(*f)):
+            if not dirs or dirs[0] not in domains:
+                skipped.append({"name": info.filename, "reason": "not in trainA/, trainB/, testA/ or testB/"})
+                continue
+            cand = _Candidate(info=info, label=-1)
+            if _read_header(archive, cand, limits, budget, skipped):
+                domains[dirs[0]].append((cand, None))
+        groups = {"a": domains["trainA"] + domains["testA"], "b": domains["trainB"] + domains["testB"]}
+    for name, members in groups.items():
+        if not members:
+            folder = {"source": "A/", "target": "B/", "a": "trainA/", "b": "trainB/"}[name]
+            where = "the archive" if layout == "AB" else folder
+            raise UploadError(_no_images_message(skipped).replace("the archive", where, 1))
+
+    def short_side(cand: _Candidate, crop: str | None) -> int:
+        w, h = cand.size
+        return min(w // 2 if crop else w, h)
+
+    parts = [part for group in groups.values() for part in group]
+    short_sides = Counter(short_side(*part) for part in parts)
+    side = min(limits.max_side, max(short_sides.most_common(), key=lambda kv: (kv[1], kv[0]))[0])
+    channels = {name: 1 if all(c.mode in GRAY_MODES for c, _ in members) else 3 for name, members in groups.items()}
+    if layout == "unpaired":  # both domains in colour when either is, as CycleGAN reads them: its identity terms
+        channels = dict.fromkeys(channels, max(channels.values()))  # compare an image with its own translation
+
+    def fitted(part: _Part, group: str) -> np.ndarray:
+        cand, crop = part
+        data = _read_member(archive, cand.info, limits, None)
+        if data is None:
+            raise OSError("corrupt archive member")
+        img = _decode(data, side=side, channels=channels[group])
+        if crop is not None:
+            half = img.size[0] // 2
+            img = img.crop(
+                (0, 0, half, img.size[1]) if crop == "left" else (img.size[0] - half, 0, img.size[0], img.size[1])
+            )
+        return _fit(img, side=side, channels=channels[group])  # (S, S, C) uint8
+
+    tmp_dir = datasets_dir / f".tmp-{uuid.uuid4().hex}"
+    tmp_dir.mkdir(parents=True)
+    try:
+        if layout in ("paired", "AB"):
+            source, target = _NpyWriter(tmp_dir / "source.npy"), _NpyWriter(tmp_dir / "images.npy")
+            names: list[str] = []
+            for part_a, part_b in zip(groups["source"], groups["target"], strict=True):
+                try:
+                    x, y = fitted(part_a, "source"), fitted(part_b, "target")
+                except Exception as exc:
+                    skipped.append({"name": part_a[0].info.filename, "reason": _image_reason(exc)})
+                    continue
+                source.add(x)
+                target.add(y)
+                names.append(part_a[0].info.filename)
+            shapes = {"source": source.close(), "target": target.close()}
+            n = shapes["target"][0]
+            held = {"held_out": _held_out(n, "pairs")}
+            index: dict[str, Any] = {
+                "pairing": "paired",
+                "layout": layout,
+                "num_images": n,
+                "channels": channels["target"],
+                "source_channels": channels["source"],
+            }
+            digests = [source.digest.digest(), target.digest.digest()]
+            preview = _interleaved(tmp_dir / "source.npy", tmp_dir / "images.npy", pairs=True)
+        else:
+            kept: dict[str, list[str]] = {}
+            shapes, digests, held = {}, [], {}
+            for group, file, key, test in (
+                ("a", "images.npy", "held_out", "testA"),
+                ("b", "images_b.npy", "held_out_b", "testB"),
+            ):
+                writer, kept[group], tested = _NpyWriter(tmp_dir / file), [], []
+                test_names = {c.info.filename for c, _ in domains[test]}
+                for part in groups[group]:
+                    try:
+                        writer.add(fitted(part, group))
+                    except Exception as exc:
+                        skipped.append({"name": part[0].info.filename, "reason": _image_reason(exc)})
+                        continue
+                    kept[group].append(part[0].info.filename)
+                    tested.append(part[0].info.filename in test_names)
+                shapes[group] = writer.close()
+                digests.append(writer.digest.digest())
+                if any(tested) and not all(tested):
+                    held[key] = [i for i, t in enumerate(tested) if t]  # testA/ or testB/ is the holdout
+                else:
+                    held[key] = _held_out(len(tested), f"images in {'trainA/' if group == 'a' else 'trainB/'}")
+            n = shapes["a"][0]
+            names = kept["a"]
+            index = {
+                "pairing": "unpaired",
+                "layout": layout,
+                "num_images": n,
+                "num_b": shapes["b"][0],
+                "channels": channels["a"],
+                "b_channels": channels["b"],
+            }
+            preview = _interleaved(tmp_dir / "images.npy", tmp_dir / "images_b.npy", pairs=False)
+        index = {"format": FORMAT, **index, "image_size": side, "classes": [], "images_per_class": {"": n}, **held}
+        digest = hashlib.sha256(json.dumps({k: v for k, v in index.items()}, sort_keys=True).encode())
+        for part_digest in digests:
+            digest.update(part_digest)
+        (tmp_dir / "index.json").write_text(json.dumps(index, indent=1))
+        (tmp_dir / "preview.png").write_bytes(preview)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    stats = {
+        "kind": index["pairing"],
+        "layout": layout,
+        "stored_size": side,
+        "channels": index["channels"],
+        "held_out": len(held["held_out"]),
+        "num_skipped": len(skipped),
+    }
+    if layout == "unpaired":
+        stats |= {"num_b": index["num_b"], "b_channels": index["b_channels"], "held_out_b": len(held["held_out_b"])}
+    else:
+        stats["source_channels"] = index["source_channels"]
+    if len(skipped) > MAX_REPORTED_SKIPS:
+        skipped = [*skipped[:MAX_REPORTED_SKIPS], {"name": "…", "reason": f"and {len(skipped) - 200} more"}]
+    return Prepared(
+        tmp_dir=tmp_dir,
+        content_hash=digest.hexdigest(),
+        num_images=n,
+        image_size=side,
+        channels=index["channels"],
+        classes=[],
+        stats=stats,
+        skipped=skipped,
+        names=names,
+    )
+
+
+def _interleaved(first: Path, second: Path, *, pairs: bool) -> bytes:
+    """A preview of a translation upload: up to 32 (input, target) pairs side by side (`pairs`), or 32 images of
+    domain A followed by 32 of domain B; grey shown as colour when the other side has colour."""
+    a = np.load(first, mmap_mode="r", allow_pickle=False)[:32]  # (n, S, S, C_A)
+    b = np.load(second, mmap_mode="r", allow_pickle=False)[:32]
+    c = max(a.shape[3], b.shape[3])
+    a, b = (np.repeat(x, c // x.shape[3], axis=3) for x in (a, b))
+    images = np.stack([a, b], axis=1).reshape(-1, *a.shape[1:]) if pairs else np.concatenate([a, b])
+    return preview_png(images, None, n=len(images))
+
+
 def _check_directory_size(zip_path: Path, limits: Limits) -> None:
     """Count the central directory's entries ourselves, stopping past the cap, before zipfile parses it."""
     size = zip_path.stat().st_size
@@ -432,8 +801,10 @@ def _check_members(infos: list[zipfile.ZipInfo], limits: Limits) -> None:
             )
 
 
-def _layout(infos: list[zipfile.ZipInfo], skipped: list[dict[str, str]]) -> tuple[list[_Candidate], list[str]]:
-    """Pick the image members and their classes: the top folder below any wrapper folder they all share."""
+def _image_files(
+    infos: list[zipfile.ZipInfo], skipped: list[dict[str, str]]
+) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """The image members, each with its folders below any wrapper folder that every image shares."""
     files: list[tuple[zipfile.ZipInfo, list[str]]] = []
     for info in infos:
         parts = [p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")]
@@ -455,6 +826,13 @@ def _layout(infos: list[zipfile.ZipInfo], skipped: list[dict[str, str]]) -> tupl
     # Strip wrapper folders shared by every image.
     while files and all(dirs for _, dirs in files) and len({dirs[0] for _, dirs in files}) == 1:
         files = [(info, dirs[1:]) for info, dirs in files]
+    return files
+
+
+def _classes(
+    files: list[tuple[zipfile.ZipInfo, list[str]]], skipped: list[dict[str, str]]
+) -> tuple[list[_Candidate], list[str]]:
+    """The candidates and their classes: the top folder of each image (below the wrappers)."""
     folders = sorted({dirs[0] for _, dirs in files if dirs})
     if len(folders) < 2:
         # Flat, or a single folder: unlabeled. Images below the single folder still count.
@@ -514,6 +892,12 @@ def _read_member(
 
 def _normalise(data: bytes, *, side: int, channels: int) -> np.ndarray:
     """Decode one image and return it as uint8 (side, side, channels): alpha on white, center crop, Lanczos."""
+    return _fit(_decode(data, side=side, channels=channels), side=side, channels=channels)
+
+
+def _decode(data: bytes, *, side: int, channels: int) -> Image.Image:
+    """Decode one image upright, in mode L (channels 1) or RGB, transparency composited on white. A JPEG is
+    decoded at a reduced scale when that stays at least `side` on each axis."""
     with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as im:
         if im.format == "JPEG":
             im.draft(None, (side, side))  # let libjpeg decode at a reduced scale, never below `side`
@@ -526,17 +910,21 @@ def _normalise(data: bytes, *, side: int, channels: int) -> np.ndarray:
         if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in img.info:
             rgba = img.convert("RGBA")
             img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        img = img.convert("L" if channels == 1 else "RGB")
-        w, h = img.size
-        short = min(w, h)
-        left, top = (w - short) // 2, (h - short) // 2
-        box = (left, top, left + short, top + short)
-        if short != side:
-            # Crop and resize in one go; reducing_gap first shrinks by an integer factor (fast, box filter).
-            img = img.resize((side, side), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
-        elif (w, h) != (short, short):
-            img = img.crop(box)
-        array = np.asarray(img, dtype=np.uint8)  # (S, S) or (S, S, 3)
+        return img.convert("L" if channels == 1 else "RGB")
+
+
+def _fit(img: Image.Image, *, side: int, channels: int) -> np.ndarray:
+    """An image of mode L or RGB center-cropped to a square and resized (Lanczos) to uint8 (side, side, channels)."""
+    w, h = img.size
+    short = min(w, h)
+    left, top = (w - short) // 2, (h - short) // 2
+    box = (left, top, left + short, top + short)
+    if short != side:
+        # Crop and resize in one go; reducing_gap first shrinks by an integer factor (fast, box filter).
+        img = img.resize((side, side), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    elif (w, h) != (short, short):
+        img = img.crop(box)
+    array = np.asarray(img, dtype=np.uint8)  # (S, S) or (S, S, 3)
     return array.reshape(side, side, channels)
 
 

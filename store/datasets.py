@@ -2,7 +2,8 @@
 
 A table's row keeps what describes it in `stats` (core/tabular/upload.py makes it): `{"kind": "table", "source",
 "rows", "columns": [{"name", "kind", "inferred", "missing_share", "stats"}], "overrides": {column: kind},
-"target": column | None}`; its id starts with `tbl_`, an image dataset's with `ds_`.
+"target": column | None}`; its id starts with `tbl_`, an image dataset's with `ds_`, a translation upload's with
+`paired_` or `unpaired_` (its stats' `kind`, with `layout`, `held_out` and the other side's channels).
 
 Keyword-only; none commits.
 """
@@ -16,6 +17,10 @@ from sqlalchemy.orm import Session
 
 from core.config import DATASET_ID_PATTERN
 from store.models import ACTIVE_STATUSES, Dataset, Run, new_id
+
+# A dataset's id says its kind, so that a run's config resolves alone (core.config.DATASET_ID_PATTERN): `ds_` images,
+# `tbl_` a table, `paired_` and `unpaired_` images for translation (their stats' `kind`).
+ID_PREFIXES = {"table": "tbl", "paired": "paired", "unpaired": "unpaired"}
 
 
 def owned_dataset(*, session: Session, dataset_id: str, owner_id: int) -> Dataset | None:
@@ -46,7 +51,7 @@ def create_dataset(
     stats: dict[str, Any],
 ) -> Dataset:
     dataset = Dataset(
-        id=new_id("tbl" if stats.get("kind") == "table" else "ds"),
+        id=new_id(ID_PREFIXES.get(str(stats.get("kind")), "ds")),
         owner_id=owner_id,
         name=name,
         content_hash=content_hash,

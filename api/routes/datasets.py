@@ -64,6 +64,15 @@ UPLOAD_BODY: dict[str, Any] = {
                         },
                         "name": {"type": "string", "maxLength": 200, "description": "Default: the file's name."},
                         "target": {"type": "string", "maxLength": 200, "description": "Tables: the target column."},
+                        "layout": {
+                            "type": "string",
+                            "enum": list(uploads.LAYOUTS),
+                            "default": "auto",
+                            "description": "ZIPs: images (class folders or flat), paired (A/ inputs and B/ targets "
+                            "sharing file names), AB (side-by-side pairs: each image twice as wide as tall, input "
+                            "left), unpaired (trainA/ and trainB/, testA/ and testB/ held out); auto: unpaired for "
+                            "trainA/ and trainB/, paired for exactly A/ and B/, else images.",
+                        },
                     },
                 }
             }
@@ -123,8 +132,8 @@ async def upload(
     settings: SettingsDep,
     storage: StorageDep,
 ) -> DatasetUploaded:
-    """Upload a ZIP of images (one folder per class, or flat) or a table (CSV or Parquet): multipart fields `file`,
-    `name` and, for a table, `target`."""
+    """Upload a ZIP of images (one folder per class, or flat; or paired or unpaired images for translation, see
+    `layout`) or a table (CSV or Parquet): multipart fields `file`, `name`, `layout` and, for a table, `target`."""
     datasets_dir = layout.datasets_dir(settings.data_dir)
     made_dir = not datasets_dir.exists()
     datasets_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +146,7 @@ async def upload(
             request,
             upload_path,
             max_bytes=settings.max_upload_bytes,
-            fields=("name", "target"),
+            fields=("name", "target", "layout"),
             what="the ZIP of images or the table (CSV or Parquet)",
         )
         name = received.fields.get("name") or Path(received.filename).stem or "upload"
@@ -147,6 +156,8 @@ async def upload(
             raise unprocessable("file", "file: not a ZIP archive")
         store: Callable[..., tuple[Dataset, bool]]  # takes session, user, name, datasets_dir, storage
         if source != "zip":
+            if received.fields.get("layout"):
+                raise unprocessable("layout", "layout: only a ZIP of images has a layout; this is a table")
             target = received.fields.get("target") or None
             table = await _prepare_table(upload_path, source, datasets_dir, target)
             content_hash = table.content_hash
@@ -154,12 +165,18 @@ async def upload(
         else:
             if received.fields.get("target"):
                 raise unprocessable("target", "target: only a table (CSV or Parquet) has a target column")
+            arrangement = received.fields.get("layout") or "auto"
             try:
                 prepared = await run_in_threadpool(
-                    uploads.prepare, upload_path, datasets_dir=datasets_dir, limits=archive_limits(settings)
+                    uploads.prepare,
+                    upload_path,
+                    datasets_dir=datasets_dir,
+                    limits=archive_limits(settings),
+                    layout=arrangement,
                 )
-            except uploads.UploadError as exc:  # its messages are about the archive: "file: reason"
-                raise unprocessable("file", str(exc)) from exc
+            except uploads.UploadError as exc:  # its messages are about the archive or its layout: "file: reason"
+                message = str(exc)
+                raise unprocessable("layout" if message.startswith("layout:") else "file", message) from exc
             content_hash = prepared.content_hash
             store = functools.partial(_store_images, prepared=prepared)
         upload_path.unlink()
