@@ -77,6 +77,14 @@ BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
         "pairing": "paired",  # each sample is an (input, target) pair: image-to-image translation (pix2pix)
         "description": "paired: the Sobel edges of each digit (input) and the digit (target), 20 % held out",
     },
+    "photos": {
+        "kind": "images",
+        "channels": 3,
+        "num_classes": 0,
+        "num_images": None,
+        "description": "random patches of scikit-learn's two sample photographs (china.jpg, flower.jpg) for "
+        "super-resolution; the left 256 columns of each photo are held out for evaluation",
+    },
 }
 
 # Uploaded datasets are referenced by their id (see POST /datasets): `ds_...` for images, `tbl_...` for tables, so
@@ -103,12 +111,22 @@ ARCH_IMAGE_SIZES: dict[str, tuple[int, ...]] = {
     "ctgan": (),
     "pix2pix": (32, 64, 128, 256),
     "cyclegan": (32, 64, 128, 256),
+    "srgan": (32, 48, 64, 96, 128, 192, 256),
     "stylegan2": (16, 32, 64, 128, 256, 512, 1024),
 }
 
 # Architectures that translate an input image into an output image (trained on paired data) instead of sampling
-# from latents: their runs make no generations from noise.
-TRANSLATION_ARCHS = ("pix2pix", "cyclegan")
+# from latents: their runs make no generations from noise. srgan's input is the low-resolution image.
+TRANSLATION_ARCHS = ("pix2pix", "cyclegan", "srgan")
+# srgan's upsampling factors: one x2 sub-pixel stage each, and the smallest low-resolution input it trains on.
+SR_SCALES = (2, 4, 8)
+SR_MIN_INPUT = 8
+# The fields only srgan reads, by section: any other architecture refuses them set, and drops them as defaults.
+SR_ONLY_FIELDS = {
+    "model": ("scale",),
+    "loss": ("content", "feature_net", "feature_weight"),
+    "train": ("pretrain_steps",),
+}
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
 ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
 
@@ -118,12 +136,14 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["mlp", "dcgan", "resnet", "ctgan", "pix2pix", "cyclegan", "stylegan2"] = Field(
+    arch: Literal["mlp", "dcgan", "resnet", "ctgan", "pix2pix", "cyclegan", "srgan", "stylegan2"] = Field(
         "dcgan",
         description=(
             "Network family: mlp for 2-D data, dcgan or resnet (SNGAN-style) for images, pix2pix (a U-Net generator "
             "and a PatchGAN discriminator, Isola et al. 2017) for paired image-to-image translation, cyclegan (two "
-            "ResNet generators and two PatchGANs, Zhu et al. 2017) for unpaired translation, stylegan2 (the "
+            "ResNet generators and two PatchGANs, Zhu et al. 2017) for unpaired translation, srgan (an SRResNet "
+            "generator and the strided-convolution discriminator of Ledig et al. 2017) for super-resolution of any "
+            "image dataset, stylegan2 (the "
             "style-based generator and residual discriminator of Karras et al. 2020) for images, ctgan (Xu et al. "
             "2019) for table rows."
         ),
@@ -190,7 +210,20 @@ class ModelConfig(_Strict):
         None,
         ge=1,
         le=16,
-        description="cyclegan: residual blocks of each ResNet generator; unset = the paper's 9 at 256 px, 6 below.",
+        description=(
+            "cyclegan: residual blocks of each ResNet generator; unset = the paper's 9 at 256 px, 6 below. srgan: "
+            "residual blocks of the SRResNet generator; unset = the recommended 8 (the paper has 16)."
+        ),
+    )
+    scale: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description=(
+            "srgan: the upsampling factor, 2, 4 or 8 (one x2 sub-pixel stage each). The high-resolution image is "
+            "model.image_size px; its low-resolution input, image_size / scale px, is made from it by Pillow's "
+            "bicubic downscaling."
+        ),
     )
     patch_layers: int | None = Field(
         None,
@@ -274,8 +307,9 @@ class LossConfig(_Strict):
         1.0,
         ge=0,
         description=(
-            "pix2pix and cyclegan: weight of the adversarial terms in the generators' loss; 0 trains them on their "
-            "L1 terms alone (pix2pix's L1-only ablation), while the discriminators still train and report."
+            "pix2pix, cyclegan and srgan: weight of the adversarial terms in the generators' loss (srgan: 1e-3, as "
+            "Ledig et al.); 0 trains them on their L1 (srgan: content) terms alone (pix2pix's L1-only ablation), "
+            "while the discriminators still train and report."
         ),
     )
     l1_weight: float = Field(
@@ -284,6 +318,31 @@ class LossConfig(_Strict):
         description=(
             "pix2pix: weight of the L1 distance between the output and the target in the generator's loss, beside "
             "the adversarial term (100 in Isola et al. 2017). Families without targets ignore it."
+        ),
+    )
+    content: Literal["mse", "l1"] = Field(
+        "mse",
+        description=(
+            "srgan: the pixel content loss between the super-resolved and the high-resolution image: mse (Ledig et "
+            "al.'s SRResNet) or l1. The pretraining phase (train.pretrain_steps) trains on it alone."
+        ),
+    )
+    feature_net: Literal["discriminator", "digits", "vgg19", "none"] = Field(
+        "discriminator",
+        description=(
+            "srgan: the network whose feature maps the feature (perceptual) loss compares, beside the pixel loss: "
+            "discriminator (the run's own discriminator's convolutional features, no download), digits (the "
+            "shipped digits classifier's second convolutional block, for 1-channel data), vgg19 (the paper's "
+            "VGG54: VGG-19's fourth convolution of the fifth block, read from torchvision's vgg19-dcbb9e9d.pth at "
+            "the path GANFORGE_VGG19_WEIGHTS names; nothing is downloaded), or none."
+        ),
+    )
+    feature_weight: float = Field(
+        0.01,
+        ge=0,
+        description=(
+            "srgan: weight of the feature loss (the mean squared difference of the feature maps of the "
+            "super-resolved and the high-resolution image) in the generator's loss after pretraining."
         ),
     )
     top_k: float = Field(
@@ -320,6 +379,16 @@ class TrainConfig(_Strict):
         description=(
             "cyclegan: the history of generated images each discriminator also judges (Shrivastava et al. 2017): "
             "half of its fakes come from the last this many. 0 turns it off."
+        ),
+    )
+    pretrain_steps: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "srgan: the first this many of train.steps train the generator on the pixel content loss alone (the "
+            "SRResNet that Ledig et al. initialise SRGAN from); the discriminator, the feature and the adversarial "
+            "terms start after them."
         ),
     )
     ema: float | None = Field(
@@ -413,8 +482,8 @@ class RunConfig(_Strict):
     name: str = Field("", max_length=200, description="A name for people; not unique.")
     dataset: str = Field(
         ...,
-        description="A built-in dataset (ring8, grid25, digits, stacked-digits, digits-edges, breast-cancer, wine) "
-        "or a dataset id.",
+        description="A built-in dataset (ring8, grid25, digits, stacked-digits, digits-edges, digits-printed, photos, "
+        "breast-cancer, wine) or a dataset id.",
     )
     preset: str | None = Field(None, description="A named configuration applied before your own fields.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of every random number generator in the run.")
@@ -470,6 +539,14 @@ class RunConfig(_Strict):
         def defaulted(key: str) -> bool:
             return isinstance(model, dict) and not any(isinstance(m, dict) and key in m for m in chosen)
 
+        # srgan's own fields, from a dataset that defaults to srgan (photos), give way to another architecture.
+        if isinstance(model, dict) and model.get("arch") != "srgan":
+            for section, names in SR_ONLY_FIELDS.items():
+                layer = layered.get(section)
+                picks = [src.get(section) for src in (data, PRESETS.get(preset or "", {}))]
+                for name in names:
+                    if isinstance(layer, dict) and not any(isinstance(p, dict) and name in p for p in picks):
+                        layer.pop(name, None)
         if isinstance(loss, dict) and loss.get("kind") == "wgan" and defaulted("spectral_norm"):
             model["spectral_norm"] = False
         # Default cluster conditioning gives way to class labels (conditional) and to packing, which exclude it.
@@ -510,7 +587,9 @@ class RunConfig(_Strict):
         kind = self.data_kind
         arch = self.model.arch
         pairing = info.get("pairing") if info is not None else uploaded_pairing(self.dataset)
-        if arch in TRANSLATION_ARCHS:
+        if arch == "srgan":
+            self._check_srgan(info)
+        elif arch in TRANSLATION_ARCHS:
             self._check_translation(info)
         elif pairing == "paired":
             raise ValueError(
@@ -545,6 +624,12 @@ class RunConfig(_Strict):
                 for name in names:
                     if getattr(values, name) != type(values).model_fields[name].default:
                         raise ValueError(f"{section}.{name}: only the stylegan2 architecture has it, not {arch}")
+        if arch != "srgan":
+            for section, names in SR_ONLY_FIELDS.items():
+                values = getattr(self, section)
+                for name in names:
+                    if getattr(values, name) != type(values).model_fields[name].default:
+                        raise ValueError(f"{section}.{name}: only the srgan architecture has it, not {arch}")
         if self.train.augment == "ada" and arch not in ("dcgan", "resnet", "stylegan2"):
             raise ValueError(f"train.augment: ada augments images for dcgan, resnet and stylegan2 runs, not {arch}")
         if self.train.augment == "ada" and self.train.diffaugment.strip():
@@ -661,6 +746,52 @@ class RunConfig(_Strict):
             most = max(n for n in range(1, 7) if size // 2**n >= 3)
             raise ValueError(f"model.patch_layers: at {size} px the PatchGAN has room for at most {most}, not {layers}")
 
+    def _check_srgan(self, info: dict[str, Any] | None) -> None:
+        """What an srgan run needs: single images (each one's low-resolution input is made from it), a scale of
+        one x2 stage per factor of two whose inputs keep at least SR_MIN_INPUT px, a feature network that reads
+        the data, and none of the noise family's conditioning, packing or latent-based stabilizers."""
+        m, loss, train = self.model, self.loss, self.train
+        kind = self.data_kind
+        if kind != "images":
+            what = "2-D point data" if kind == "points" else "a table"
+            raise ValueError(f"model.arch: srgan super-resolves images, and {self.dataset} is {what}")
+        pairing = info.get("pairing") if info is not None else None
+        if pairing is not None:
+            raise ValueError(
+                f"model.arch: srgan makes each low-resolution input from its own image, and {self.dataset} is "
+                f"{pairing} translation data; use photos, digits or an uploaded image dataset"
+            )
+        if m.scale not in SR_SCALES:
+            raise ValueError(f"model.scale: srgan upsamples by 2, 4 or 8 (one x2 sub-pixel stage each), not {m.scale}")
+        if m.image_size // m.scale < SR_MIN_INPUT:
+            raise ValueError(
+                f"model.scale: x{m.scale} at {m.image_size} px makes {m.image_size // m.scale} px low-resolution "
+                f"inputs; srgan needs image_size / scale >= {SR_MIN_INPUT}, so lower the scale or raise image_size"
+            )
+        if loss.feature_net == "digits" and info is not None and info["channels"] != 1:
+            raise ValueError(
+                f"loss.feature_net: the digits classifier reads 1-channel images, and {self.dataset} has "
+                f"{info['channels']} channels; use discriminator (or vgg19 with its weights file)"
+            )
+        refused = [
+            ("model.conditional", m.conditional, "the low-resolution image is the condition; set it to false"),
+            ("model.clusters", m.clusters > 0, "the low-resolution image is the condition; set clusters to 0"),
+            ("model.pack", m.pack > 1, "the srgan discriminator judges each image on its own; set pack to 1"),
+            ("model.minibatch_std", m.minibatch_std, "the srgan discriminator has no minibatch-std feature"),
+            ("model.spectral_norm", m.spectral_norm, "the srgan discriminator normalises with BatchNorm, as the paper"),
+            ("train.n_critic", train.n_critic > 1, "srgan alternates one D and one G update; set n_critic to 1"),
+            ("train.diffaugment", bool(train.diffaugment.strip()), "DiffAugment would move outputs off their inputs"),
+            ("train.compile", train.compile, "srgan runs its networks uncompiled; set compile to false"),
+            ("loss.feature_matching", loss.feature_matching > 0, "srgan's feature term is loss.feature_weight"),
+            ("loss.mode_seeking", loss.mode_seeking > 0, "srgan has no latents to seek modes with; set it to 0"),
+            ("loss.top_k", loss.top_k < 1, "top-k ranks samples from latents; set it to 1"),
+        ]
+        for field_path, bad, reason in refused:
+            if bad:
+                raise ValueError(f"{field_path}: {reason}")
+        if loss.kind not in ("minimax", "nonsaturating", "lsgan", "hinge"):
+            raise ValueError(f"loss.kind: srgan trains with minimax, nonsaturating, lsgan or hinge, not {loss.kind}")
+
     def _check_ctgan(self) -> None:
         """What a ctgan run cannot use: its conditional vector replaces class labels and clusters, and the noise
         family's image and latent-pair stabilizers have nothing to act on."""
@@ -764,6 +895,42 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 1000},
 }
 
+# srgan: Ledig et al.'s losses (the pixel MSE alone while pretraining, then with the feature term and the adversarial
+# term at 1e-3; Adam 1e-4 with beta1 0.9), narrowed for a CPU: width 32 and 8 residual blocks where the paper has 64
+# and 16, x4 from 16 px to 64 px. docs/benchmarks.md holds the measurements on photos.
+SRGAN_RECIPE: dict[str, Any] = {
+    "model": {
+        "arch": "srgan",
+        "width": 32,
+        "g_width": 32,
+        "res_blocks": 8,
+        "scale": 4,
+        "spectral_norm": False,
+        "minibatch_std": False,
+        "clusters": 0,
+        "cluster_channels": False,
+    },
+    "loss": {
+        "kind": "nonsaturating",
+        "adversarial_weight": 1e-3,
+        "content": "mse",
+        "feature_net": "discriminator",
+        "feature_weight": 0.01,
+    },
+    "train": {
+        "steps": 3000,
+        "pretrain_steps": 2000,
+        "batch_size": 16,
+        "lr_g": 1e-4,
+        "lr_d": 1e-4,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "ema": None,
+        "ema_kimg": None,
+    },
+    "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 256},
+}
+
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "ring8": _points_defaults(width=128, steps=16000),
     "grid25": _points_defaults(width=256, steps=15000),  # 25 modes need a wider MLP
@@ -815,6 +982,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         },
         "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 500},
     },
+    "photos": copy.deepcopy(SRGAN_RECIPE) | {"model": SRGAN_RECIPE["model"] | {"image_size": 64}},
     "_uploaded": {
         "model": {"arch": "dcgan", "image_size": 32},
         "train": {"steps": 5000, "batch_size": 64},
@@ -848,6 +1016,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 # class labels only). Width 16 (16, 32, 64 channels at 16, 8, 4 px) keeps a CPU step near 0.2 s at batch 64; width
 # 64 took 2 s. Set width 32 at 1024 px for the paper's config F.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "srgan": SRGAN_RECIPE,
     "stylegan2": {
         "model": {
             "width": 16,

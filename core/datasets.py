@@ -11,6 +11,7 @@ Built-ins:
   `target`, 20 % of the rows held out of training. Uploaded tables (`tbl_...`, core/tabular/upload.py) likewise.
 - `digits-edges`: paired (core/paired.py): each digit's Sobel edges as the input, the digit as the target.
 - `digits-printed`: unpaired (core/unpaired.py): handwritten digits (A) and digits printed with Pillow's font (B).
+- `photos`: patches of scikit-learn's two sample photographs, for super-resolution (core/superres.py).
 
 Uploaded translation datasets (`paired_...`, `unpaired_...`) are read by core/paired.py and core/unpaired.py.
 Uploaded datasets (ids `ds_...`) are read through `core.uploads.read_images`, center-cropped and resized to the
@@ -136,6 +137,10 @@ def load_dataset(
         from core.unpaired import digits_printed
 
         return digits_printed(image_size)
+    if name == "photos":
+        from core.superres import photos
+
+        return photos(image_size)
     if BUILTIN_DATASETS.get(name, {}).get("kind") == "table":
         from core.tabular.data import builtin_dataset
 

@@ -210,9 +210,10 @@ def _set_up(
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    data = load_dataset(cfg.dataset, image_size=cfg.model.image_size, dataset_dir=dataset_dir, table=cfg.table).to(
-        device
-    )
+    data = load_dataset(cfg.dataset, image_size=cfg.model.image_size, dataset_dir=dataset_dir, table=cfg.table)
+    if hasattr(family, "split_data"):  # a family that holds part of any dataset out for its evaluation (srgan)
+        data = family.split_data(data, cfg)
+    data = data.to(device)
     order = DataOrder(len(data), seed=cfg.seed)
     latest = checkpoint.latest_checkpoint(out_dir)
     models = family.build(cfg, data, device=device, latest=latest, emit=emit)

@@ -7,12 +7,15 @@ grids and checkpoints on their cadence, divergence and stop checks. It hands a f
 
 Families: `noise` (latents → images or 2-D points: unconditional, class-conditional, cluster-conditioned),
 `pix2pix` (paired image-to-image translation),
-`cyclegan` (unpaired translation), `stylegan2` (the style-based generator: latents → images).
+`cyclegan` (unpaired translation), `srgan` (super-resolution),
+`stylegan2` (the style-based generator: latents → images).
 `ctgan` (table rows from latents and a conditional vector; core/tabular holds the tables).
 `family_of(arch)` maps `model.arch` to its family. A family module has the functions of `Family`, and its `build`
 returns an object with the attributes of `Models`. A family whose samples core.metrics.Evaluator cannot judge (a
 translation is judged against its target) also provides `evaluator(data, cfg, device)`: an object with the
-Evaluator's `floor`, `primary` and `__call__(sample_fn) -> {name: value}`, called with the family's sampler.
+Evaluator's `floor`, `primary` and `__call__(sample_fn) -> {name: value}`, called with the family's sampler. A
+family that evaluates on a held-out part of any dataset also provides `split_data(data, cfg) -> Dataset`, which the
+loop calls on the loaded data before anything else sees it.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
 
 def family_of(arch: str) -> Family:
     """The family that trains `model.arch`."""
-    from core.families import ctgan, cyclegan, noise, pix2pix, stylegan2
+    from core.families import ctgan, cyclegan, noise, pix2pix, srgan, stylegan2
 
     families: dict[str, Any] = {
         "mlp": noise,
@@ -113,6 +116,7 @@ def family_of(arch: str) -> Family:
         "resnet": noise,
         "pix2pix": pix2pix,
         "cyclegan": cyclegan,
+        "srgan": srgan,
         "stylegan2": stylegan2,
         "ctgan": ctgan,
     }

@@ -1,0 +1,280 @@
+"""The SRGAN family (Ledig et al. 2017): super-resolution by `model.scale` (2, 4 or 8). An SRResNet generator maps
+a low-resolution image (B, C, S / scale, S / scale) to a high-resolution one (B, C, S, S); the paper's discriminator
+judges high-resolution images as real or super-resolved.
+
+G's loss: the pixel content loss (`loss.content`: mse, or l1) to the high-resolution image; after the first
+`train.pretrain_steps` steps (the SRResNet pretraining, on the pixel loss alone, in which D does not train) also
+`loss.feature_weight` times the feature loss, the mean squared difference of the feature maps of the
+super-resolved and the high-resolution image in `loss.feature_net` (the discriminator's eight convolutional
+blocks, averaged; the shipped digits classifier's second block; or VGG-19's phi_5,4 from a weights file), and
+`loss.adversarial_weight` (1e-3) times the adversarial term (`loss.kind`, through core.losses). The phase follows
+from the step number alone, so a resumed run continues in the phase it stopped in.
+
+The loop draws the high-resolution batch in its data order (`Step.next_batch`); the family makes its
+low-resolution inputs with Pillow's bicubic downscaling (core.superres). The data are an SRDataset of any image
+dataset (the loop's `split_data` hook holds a split out); the sample grid shows held-out images as low-res (enlarged
+by pixel repetition) | bicubic | SR | HR; `sampler` super-resolves the held-out inputs in order, and `evaluator`
+compares the outputs with the high-resolution images, beside the bicubic baseline (core.metrics.superres).
+
+`generator(cfg, info)` builds the generator a checkpoint stores (`G.*`, `G_ema.*`), as translation jobs load it: in
+eval mode, G(x) maps (B, C, h, w) in [-1, 1] to (B, C, scale·h, scale·w) in [-1, 1], deterministically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from core import grids
+from core.config import RunConfig
+from core.datasets import Dataset
+from core.families import Step, StepStats, eval_mode, grad_norm
+from core.families.pix2pix import adversarial_scale
+from core.losses import discriminator_loss, generator_loss
+from core.metrics.classifier import DigitsClassifier
+from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features, vgg19_weights_path
+from core.superres import SRDataset, bicubic_upscale, downscale, sr_dataset
+
+EventFn = Callable[[str, dict[str, Any]], None]
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+GRID_IMAGES, GRID_PER_ROW = 8, 2  # held-out images in the sample grid, and (low-res | bicubic | SR | HR)s a row
+SAMPLE_BATCH = 64
+DEFAULT_BLOCKS = 8
+
+
+@dataclass
+class Models:
+    """An SRGAN's networks and optimizers, the frozen network of its feature loss (None for the discriminator's own
+    features or none), and the data."""
+
+    G: nn.Module  # SRResNet
+    D: nn.Module  # SRDiscriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    features: nn.Module | None
+    data: SRDataset
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+
+def generator(cfg: RunConfig, info: dict[str, Any]) -> SRResNet:
+    """The SRResNet of a run from its config and data facts (a checkpoint's `data`): width model.g_width (else
+    model.width), model.res_blocks blocks (else 8), the data's channels. Translation jobs load it (core.translate)."""
+    m = cfg.model
+    blocks = m.res_blocks or DEFAULT_BLOCKS
+    return SRResNet(channels=int(info["channels"]), width=m.g_width or m.width, blocks=blocks, scale=m.scale)
+
+
+def split_data(data: Dataset, cfg: RunConfig) -> SRDataset:
+    """The loop's hook before training: the data with a held-out split and the held-out inputs (core.superres)."""
+    return sr_dataset(data, cfg.model.scale)
+
+
+def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
+    """Build the SRResNet, the discriminator, their Adam optimizers and the feature network on `device`."""
+    if not isinstance(data, SRDataset):
+        raise ValueError(f"model.arch: srgan needs image data with a held-out split; {cfg.dataset} has none")
+    if cfg.model.image_size // cfg.model.scale < 1:
+        raise ValueError(f"model.scale: x{cfg.model.scale} leaves nothing of {cfg.model.image_size} px images")
+    G = generator(cfg, data.info()).to(device, memory_format=torch.channels_last)
+    D = SRDiscriminator(channels=data.channels, width=cfg.model.width, image_size=cfg.model.image_size)
+    D = D.to(device, memory_format=torch.channels_last)
+    features: nn.Module | None = None
+    if cfg.loss.feature_net == "digits":
+        if data.channels != 1:
+            raise ValueError(
+                f"loss.feature_net: the digits classifier reads 1-channel images, and {cfg.dataset} has "
+                f"{data.channels} channels; use discriminator"
+            )
+        from core.metrics.classifier import load_digits_classifier  # loads the shipped weights file
+
+        features = _DigitsFeatures(load_digits_classifier(device=device))
+    elif cfg.loss.feature_net == "vgg19":
+        features = load_vgg19_features(vgg19_weights_path(), device=device)
+    betas = (cfg.train.beta1, cfg.train.beta2)
+    return Models(
+        G=G,
+        D=D,
+        opt_g=torch.optim.Adam(G.parameters(), lr=cfg.train.lr_g, betas=betas),
+        opt_d=torch.optim.Adam(D.parameters(), lr=cfg.train.lr_d, betas=betas),
+        features=features,
+        data=data,
+    )
+
+
+class _DigitsFeatures(nn.Module):
+    """The shipped digits classifier's second convolutional block (after its ReLU, before pooling): (B, 1, H, W) in
+    [-1, 1] -> (B, 64, 16, 16) at the classifier's native 32 px."""
+
+    def __init__(self, classifier: DigitsClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.blocks[:7](self.classifier.prepare(x))  # type: ignore[no-any-return]
+
+
+def pixel_loss(cfg: RunConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """The pixel content loss (loss.content) of outputs against their high-resolution images, in fp32."""
+    diff = sr.float() - hr.float()
+    return diff.square().mean() if cfg.loss.content == "mse" else diff.abs().mean()
+
+
+def feature_distance(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
+    """The mean over layers of the mean squared difference of two lists of feature maps, in fp32."""
+    terms = [F.mse_loss(f.float(), r.float()) for f, r in zip(fake, real, strict=True)]
+    return torch.stack(terms).mean()
+
+
+def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]:
+    """One step: while pretraining, a G update on the pixel loss alone; after it, a D update on high-resolution
+    against super-resolved images, then a G update on the pixel, feature and adversarial terms. Returns
+    `{"loss_d", "loss_g"}` (loss_d is 0 while D waits) and the step's stats."""
+    _, hr, _ = at.next_batch()  # (B, C, S, S)
+    lr = downscale(hr, cfg.model.scale).contiguous(memory_format=torch.channels_last)  # (B, C, S/r, S/r)
+    with at.autocast():
+        sr = m.G(lr)  # (B, C, S, S)
+    pixel = pixel_loss(cfg, sr, hr)
+    pretraining = at.step <= cfg.train.pretrain_steps
+    stats: StepStats = {"loss_g_pixel": pixel.detach(), "pretraining": float(pretraining)}
+
+    if pretraining:  # the SRResNet: the pixel loss alone, D untouched
+        loss_g, loss_d = pixel, torch.zeros((), device=at.device)
+        m.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        grad_norm_g = grad_norm(m.G) if at.want_stats else None
+        m.opt_g.step()
+        stats |= {"loss_d": loss_d, "loss_g": loss_g.detach()}
+        if grad_norm_g is not None:
+            stats["grad_norm_g"] = grad_norm_g
+        return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+    noise_std = cfg.loss.instance_noise * (1.0 - at.done)  # instance noise anneals to zero over the run
+
+    # Train the discriminator.
+    m.D.requires_grad_(True)
+    with at.autocast():
+        loss_d, stats_d = discriminator_loss(
+            cfg.loss, D=m.D, real=hr, fake=sr.detach(), labels=None, fake_labels=None, noise_std=noise_std
+        )
+    m.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    grad_norm_d = grad_norm(m.D) if at.want_stats else None
+    m.opt_d.step()
+
+    # Train the generator: stay near the high-resolution image, in pixels and in features, and fool D.
+    m.D.requires_grad_(False)
+    with at.autocast():
+        judged = m.D(sr)  # (logits (B,), features, None)
+
+        def judge_fn(x: torch.Tensor, labels: torch.Tensor | None) -> Any:
+            # core.losses passes sr itself when there is no instance noise: reuse the pass already made.
+            return judged if x is sr else m.D(x)
+
+        judge: Any = judge_fn  # core.losses calls D(x, labels)
+
+        loss_adv, stats_g = generator_loss(cfg.loss, D=judge, fake=sr, fake_labels=None, noise_std=noise_std)
+        feature = torch.zeros((), device=at.device)
+        if cfg.loss.feature_net == "discriminator":
+            with torch.no_grad():
+                real_features = m.D(hr)[1]
+            feature = feature_distance(judged[1], real_features)
+        elif m.features is not None:
+            with torch.no_grad():
+                real_map = m.features(hr)
+            feature = feature_distance([m.features(sr)], [real_map])
+    loss_g = pixel + cfg.loss.feature_weight * feature + adversarial_scale(cfg) * loss_adv
+    m.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    grad_norm_g = grad_norm(m.G) if at.want_stats else None
+    m.opt_g.step()
+
+    stats |= {**stats_d, **stats_g, "loss_g_feature": feature.detach(), "loss_g": loss_g.detach()}
+    if grad_norm_d is not None and grad_norm_g is not None:
+        stats |= {"grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
+    if cfg.loss.instance_noise > 0:
+        stats["instance_noise"] = noise_std
+    return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+
+@dataclass(frozen=True)
+class GridInputs:
+    """The held-out images a run's sample grids show: inputs (N, C, s, s), their bicubic upscaling and the
+    high-resolution images (N, C, S, S)."""
+
+    low: torch.Tensor
+    bicubic: torch.Tensor
+    high: torch.Tensor
+
+
+def grid_inputs(cfg: RunConfig, data: SRDataset, m: Models, device: torch.device) -> GridInputs:
+    """The first GRID_IMAGES held-out images."""
+    assert data.held is not None and data.held_low is not None
+    low = data.held_low[:GRID_IMAGES]
+    return GridInputs(
+        low=low.to(device),
+        bicubic=bicubic_upscale(low, cfg.model.scale).to(device),
+        high=data.held[:GRID_IMAGES].to(device),
+    )
+
+
+@torch.no_grad()
+def sample_grid(
+    G: nn.Module, inputs: GridInputs, data: SRDataset, *, autocast: Autocast
+) -> tuple[Image.Image, torch.Tensor]:
+    """low-res (enlarged by pixel repetition) | bicubic | SR | HR for each grid image, GRID_PER_ROW images a row,
+    and the outputs (N, C, S, S)."""
+    with eval_mode(G), autocast():
+        out = G(inputs.low.contiguous(memory_format=torch.channels_last)).float().detach()  # (N, C, S, S)
+    low = F.interpolate(inputs.low.float(), size=out.shape[-1], mode="nearest")  # (N, C, S, S)
+    rows = torch.stack([low, inputs.bicubic.float(), out, inputs.high.float()], dim=1)  # (N, 4, C, S, S)
+    return grids.image_grid(rows.flatten(0, 1), nrow=4 * GRID_PER_ROW), out
+
+
+def sampler(
+    G: nn.Module, cfg: RunConfig, m: Models, *, device: torch.device, autocast: Autocast
+) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]:
+    """sample_fn(n) -> (G's outputs for the first n held-out inputs, None), G in eval mode."""
+    low = m.data.held_low
+    assert low is not None
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return super_resolve(G, low[:n], device=device, autocast=autocast), None
+
+    return sample
+
+
+@torch.no_grad()
+def super_resolve(G: nn.Module, low: torch.Tensor, *, device: torch.device, autocast: Autocast) -> torch.Tensor:
+    """G's outputs (N, C, scale·h, scale·w) in fp32 for inputs (N, C, h, w), SAMPLE_BATCH at a time, G in eval
+    mode."""
+    with eval_mode(G):
+        outs = []
+        for start in range(0, len(low), SAMPLE_BATCH):
+            x = low[start : start + SAMPLE_BATCH].to(device)  # (b, C, h, w)
+            with autocast():
+                outs.append(G(x.contiguous(memory_format=torch.channels_last)).float())
+    return torch.cat(outs)
+
+
+def evaluator(data: SRDataset, cfg: RunConfig, device: torch.device) -> Any:
+    """The super-resolution metrics on the held-out images (core.metrics.superres), in place of the noise family's."""
+    from core.metrics.superres import SREvaluator
+
+    return SREvaluator(data, n_samples=cfg.schedule.eval_samples, device=device)

@@ -1,0 +1,229 @@
+"""srgan through core: the networks' shapes, the photos data and the low-resolution inputs, the config's defaults and
+refusals, a few steps through core.train.train across the pretraining phase with its grid and metrics, exact
+resume, the generator a translation job loads, and the feature networks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pydantic import ValidationError
+
+from core import checkpoint, networks_sr
+from core.config import RunConfig
+from core.datasets import load_dataset
+from core.families import srgan
+from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features
+from core.superres import PHOTO_HELD_COLUMNS, SRDataset, bicubic_upscale, downscale, held_out_count, sr_dataset
+from core.train import train
+from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events
+
+TINY = {
+    "dataset": "photos",
+    "model": {"image_size": 32, "width": 4, "g_width": 4, "res_blocks": 1, "scale": 4},
+    "train": {"batch_size": 4, "device": "cpu", "precision": "fp32"},
+}
+
+
+def _cfg(**over: dict) -> RunConfig:
+    body = {key: (TINY[key] | over.get(key, {})) if isinstance(TINY[key], dict) else TINY[key] for key in TINY}
+    return RunConfig.model_validate(body | {k: v for k, v in over.items() if k not in body})
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_srresnet_upsamples_any_input_by_its_scale_deterministically_in_eval_mode(scale):
+    G = SRResNet(channels=3, width=4, blocks=1, scale=scale)
+    out = G(torch.randn(2, 3, 8, 12))
+    assert out.shape == (2, 3, 8 * scale, 12 * scale) and out.abs().max() <= 1
+    G.eval()
+    x = torch.randn(3, 3, 8, 8)
+    assert torch.equal(G(x), G(x))
+    assert torch.allclose(G(x[:1]), G(x)[:1], atol=1e-6)  # running BatchNorm statistics: no batch dependence
+
+
+@pytest.mark.parametrize(("size", "deepest"), [(32, 2), (96, 6), (256, 16)])
+def test_the_discriminator_gives_a_logit_and_its_eight_blocks(size, deepest):
+    D = SRDiscriminator(channels=1, width=4, image_size=size)
+    logits, features, aux = D(torch.randn(2, 1, size, size))
+    assert logits.shape == (2,) and aux is None and len(features) == 8
+    assert features[-1].shape == (2, 32, deepest, deepest)
+    assert D.head[1].in_features == 32 * min(deepest, 6) ** 2  # pooled to the paper's 6 x 6 at most
+
+
+def test_photos_are_patches_with_a_held_out_region_training_never_touches():
+    ds = load_dataset("photos", image_size=32)
+    assert isinstance(ds, SRDataset) and (ds.channels, ds.image_size, len(ds)) == (3, 32, 16384)
+    assert ds.base is not None and ds.base.positions is not None and ds.held is not None
+    assert int(ds.base.positions[:, 2].min()) >= PHOTO_HELD_COLUMNS  # training patches start right of the region
+    x, labels = ds.batch(torch.tensor([0, 1, 16383]))
+    assert x.shape == (3, 3, 32, 32) and labels is None and x.min() >= -1 and x.max() <= 1
+    assert torch.equal(x, load_dataset("photos", image_size=32).batch(torch.tensor([0, 1, 16383]))[0])
+    assert ds.held.shape == (256, 3, 32, 32)
+    # Every held-out patch is a crop of the left 256 columns of one photo.
+    from sklearn.datasets import load_sample_images
+
+    photos = torch.from_numpy(np.stack(load_sample_images().images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    for patch in ds.held[:4]:
+        rows = photos[:, :, :, :PHOTO_HELD_COLUMNS].unfold(3, 32, 1)  # (2, 3, 427, 225, 32): every 32 px row piece
+        starts = (rows == patch[:, 0, None, None, :]).all(-1).all(1).nonzero().tolist()  # (photo, top, left)s
+        assert any(torch.equal(photos[p, :, t : t + 32, c : c + 32], patch) for p, t, c in starts)
+
+
+def test_any_image_dataset_holds_out_a_share_for_super_resolution():
+    digits = load_dataset("digits", image_size=32)
+    ds = sr_dataset(digits, 2)
+    assert ds.held is not None and ds.held_low is not None and ds.train_idx is not None
+    assert ds.held.shape == (180, 1, 32, 32) and ds.held_low.shape == (180, 1, 16, 16) and len(ds) == 1797 - 180
+    held_flat = ds.held.flatten(1)
+    train_flat = digits.store[ds.train_idx].flatten(1)
+    assert not any(bool((train_flat == h).all(1).any()) for h in held_flat[:20])
+    assert ds.info()["scale"] == 2
+    assert [held_out_count(n) for n in (10, 16, 100, 10_000)] == [0, 8, 10, 256]
+
+
+def test_low_resolution_inputs_are_pillow_bicubic_of_the_8_bit_image():
+    hr = torch.rand(2, 3, 32, 32) * 2 - 1
+    low = downscale(hr, 4)
+    assert low.shape == (2, 3, 8, 8)
+    levels = ((hr[1] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    expected = np.array(Image.fromarray(levels).resize((8, 8), Image.Resampling.BICUBIC))
+    assert torch.equal(((low[1] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(expected))
+    assert bicubic_upscale(low, 4).shape == (2, 3, 32, 32)
+
+
+def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
+    cfg = RunConfig.model_validate({"dataset": "photos"})
+    assert (cfg.model.arch, cfg.model.scale, cfg.model.image_size, cfg.loss.adversarial_weight) == (
+        "srgan",
+        4,
+        64,
+        1e-3,
+    )
+    assert (cfg.loss.content, cfg.loss.feature_net, cfg.train.pretrain_steps > 0) == ("mse", "discriminator", True)
+    assert (cfg.train.lr_g, cfg.train.beta1, cfg.schedule.eval_every > 0) == (1e-4, 0.9, True)
+    dcgan = RunConfig.model_validate({"dataset": "photos", "model": {"arch": "dcgan"}})
+    assert (dcgan.model.scale, dcgan.train.pretrain_steps, dcgan.loss.feature_net) == (4, 0, "discriminator")
+    on_digits = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "srgan", "scale": 2}})
+    assert (on_digits.model.image_size, on_digits.model.clusters, on_digits.train.ema) == (32, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param({"dataset": "photos", "model": {"scale": 3}}, "model.scale", id="scale-3"),
+        pytest.param({"dataset": "photos", "model": {"image_size": 32, "scale": 8}}, "model.scale", id="4px-input"),
+        pytest.param({"dataset": "photos", "model": {"image_size": 40}}, "model.image_size", id="40px"),
+        pytest.param({"dataset": "wine", "model": {"arch": "srgan"}}, "model.arch", id="table"),
+        pytest.param({"dataset": "ring8", "model": {"arch": "srgan"}}, "model.arch", id="points"),
+        pytest.param({"dataset": "digits-edges", "model": {"arch": "srgan"}}, "model.arch", id="paired"),
+        pytest.param({"dataset": "digits-printed", "model": {"arch": "srgan"}}, "model.arch", id="unpaired"),
+        pytest.param({"dataset": "photos", "loss": {"feature_net": "digits"}}, "loss.feature_net", id="digits-rgb"),
+        pytest.param({"dataset": "photos", "loss": {"kind": "wgan-gp"}}, "loss.kind", id="wgan-gp"),
+        pytest.param({"dataset": "photos", "model": {"conditional": True}}, "model.conditional", id="conditional"),
+        pytest.param({"dataset": "photos", "model": {"spectral_norm": True}}, "model.spectral_norm", id="sn"),
+        pytest.param({"dataset": "photos", "train": {"compile": True}}, "train.compile", id="compile"),
+        pytest.param({"dataset": "digits", "model": {"scale": 2}}, "model.scale", id="scale-on-dcgan"),
+        pytest.param({"dataset": "digits", "train": {"pretrain_steps": 5}}, "train.pretrain_steps", id="pretrain"),
+        pytest.param({"dataset": "digits", "loss": {"content": "l1"}}, "loss.content", id="content-on-dcgan"),
+    ],
+)
+def test_impossible_srgan_configs_name_their_field(body, field):
+    with pytest.raises(ValidationError, match=rf"{field}: "):
+        RunConfig.model_validate(body)
+
+
+def test_srgan_pretrains_then_trains_adversarially_with_its_grid_and_metrics(tmp_path):
+    cfg = _cfg(
+        train={"steps": 4, "pretrain_steps": 2},
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64},
+    )
+    events = run_events(tmp_path, cfg)
+    with Image.open(tmp_path / "samples" / "00000004.png") as grid:
+        size = grid.size
+    assert size == (8 * 34 + 2, 4 * 34 + 2)  # 4 rows of 2 (low-res | bicubic | SR | HR) at 32 px, 2 px apart
+    metrics = {(d["step"], d["name"]): d["value"] for kind, d in events if kind == "metric"}
+    for name in ("psnr", "ssim", "sharpness", "psnr_bicubic", "ssim_bicubic", "sharpness_bicubic", "psnr_gain"):
+        assert (2, name) in metrics and (4, name) in metrics
+    assert metrics[(2, "psnr_bicubic")] == metrics[(4, "psnr_bicubic")] and metrics[(4, "n_fake")] == 64
+    env = [d for kind, d in events if kind == "environment"]
+    assert env[0]["primary_metric"] == ["psnr", "max"]
+    stats = {d["step"]: d["values"] for kind, d in events if kind == "stats"}
+    assert stats[1]["pretraining"] == 1.0 and stats[1]["loss_d"] == 0.0
+    assert stats[1]["loss_g"] == stats[1]["loss_g_pixel"]
+    assert stats[4]["pretraining"] == 0.0 and stats[4]["loss_d"] > 0
+    assert {"loss_g_adv", "loss_g_feature", "d_real", "d_fake", "grad_norm_d"} <= stats[4].keys()
+    tensors = checkpoint_tensors(tmp_path, 4)
+    assert any(k.startswith("G.upsample.") for k in tensors) and any(k.startswith("D.blocks.") for k in tensors)
+
+
+def test_the_generator_of_a_checkpoint_upsamples_for_translation_and_makes_no_generations(tmp_path):
+    cfg = _cfg(model={"scale": 2}, train={"steps": 2, "pretrain_steps": 1}, schedule={"checkpoint_every": 2})
+    train(cfg, out_dir=tmp_path)
+    path = tmp_path / "checkpoints" / "00000002.safetensors"
+    state, meta = checkpoint.read_generator_state(path)
+    G = srgan.generator(cfg, json.loads(meta["data"]))
+    G.load_state_dict(state)
+    G.eval()
+    x = torch.rand(3, 3, 10, 14) * 2 - 1
+    out = G(x)
+    assert out.shape == (3, 3, 20, 28) and torch.equal(out, G(x)) and not G.training
+    with pytest.raises(ValueError, match="srgan, which translates input images and does not sample from latents"):
+        checkpoint.load_generator(path)
+
+
+N, K = 6, 2
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        pytest.param({}, id="mse-discriminator-features"),
+        pytest.param({"loss": {"content": "l1", "kind": "lsgan", "instance_noise": 0.1}}, id="l1-lsgan-noise"),
+    ],
+)
+def test_srgan_resumes_bit_for_bit_across_the_pretraining(tmp_path, over: dict):
+    cfg = _cfg(
+        **over,
+        train={"steps": N, "pretrain_steps": 3},
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64},
+    )
+    straight, _, rest = assert_resume_matches(tmp_path, cfg, N, K)  # stopped in the pretraining, resumed past it
+    metrics_a = {(d["step"], d["name"]): d["value"] for k, d in straight if k == "metric"}
+    metrics_b = {(d["step"], d["name"]): d["value"] for k, d in rest if k == "metric"}
+    assert metrics_b[(N, "psnr")] == metrics_a[(N, "psnr")]
+
+
+def test_the_digits_classifier_serves_as_the_feature_network_on_digits(tmp_path):
+    cfg = RunConfig.model_validate(
+        {
+            "dataset": "digits",
+            "model": {"arch": "srgan", "width": 4, "g_width": 4, "res_blocks": 1, "scale": 2},
+            "loss": {"feature_net": "digits"},
+            "train": {"steps": 2, "pretrain_steps": 1, "batch_size": 4, "device": "cpu", "precision": "fp32"},
+            "schedule": {"checkpoint_every": 100},
+        }
+    )
+    stats = [d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"]
+    assert stats[-1]["loss_g_feature"] > 0
+
+
+def test_vgg19_features_need_the_weights_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(networks_sr.VGG19_ENV_VAR, raising=False)
+    cfg = _cfg(loss={"feature_net": "vgg19"}, train={"steps": 1})
+    with pytest.raises(ValueError, match=r"loss\.feature_net: vgg19 needs torchvision's vgg19-dcbb9e9d\.pth"):
+        train(cfg, out_dir=tmp_path / "run")
+    wrong = tmp_path / "vgg19.pth"
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, wrong)
+    with pytest.raises(ValueError, match="which does not begin with the dcbb9e9d"):
+        load_vgg19_features(wrong)
+    import hashlib
+
+    monkeypatch.setattr(networks_sr, "VGG19_SHA256_PREFIX", hashlib.sha256(wrong.read_bytes()).hexdigest()[:8])
+    with pytest.raises(ValueError, match="does not hold VGG-19's convolutional weights"):
+        load_vgg19_features(wrong)
+    net = networks_sr.VGG19Features()
+    assert net(torch.zeros(1, 1, 32, 32)).shape == (1, 512, 2, 2)
+    assert sorted({k.split(".")[1] for k in net.state_dict()}, key=int)[-1] == "34"  # conv5_4, torchvision's index
