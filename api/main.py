@@ -13,7 +13,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors
 from api.limits import LimitsMiddleware
-from api.routes import dashboard, datasets, docs, generations, health, me, metrics, runs, scores, tokens, workers
+from api.routes import (
+    dashboard,
+    datasets,
+    docs,
+    generations,
+    health,
+    me,
+    metrics,
+    runs,
+    scores,
+    tokens,
+    translations,
+    workers,
+)
 from store.db import get_sessionmaker
 from store.settings import Settings, get_settings
 from store.tokens import ensure_admin
@@ -62,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(generations.router)
     app.include_router(scores.router)
+    app.include_router(translations.router)
     app.include_router(workers.router)
     app.include_router(docs.router)
     app.include_router(dashboard.router)

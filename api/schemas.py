@@ -459,3 +459,40 @@ class WorkerPublic(BaseModel):
 
 class WorkersPublic(BaseModel):
     items: list[WorkerPublic]
+
+
+# Translations.
+
+
+class TranslationOptions(BaseModel):
+    """How to translate: the form fields of POST /runs/{id}/translations besides the images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    direction: Literal["AtoB", "BtoA"] = Field(
+        "AtoB", description="cyclegan runs: domain A into B, or B into A. pix2pix and srgan runs translate AtoB only."
+    )
+    step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
+    ema: bool = Field(True, description="Translate with the EMA generator when the run keeps one.")
+
+
+class TranslationPublic(JobPublic):
+    result_url: str | None = Field(
+        description="Once succeeded: a ZIP of PNGs named as the inputs, or an .npz when the input was one."
+    )
+    pairs_url: str | None = Field(description="Once succeeded: a PNG of the first 16 input → output pairs.")
+    media_type: str | None
+
+    @classmethod
+    def from_job(cls, job: Generation) -> TranslationPublic:
+        done = job.status == "succeeded"
+        return cls(
+            **job_fields(job),
+            result_url=f"/translations/{job.id}/result" if done else None,
+            pairs_url=f"/translations/{job.id}/pairs.png" if done else None,
+            media_type=job.media_type,
+        )
+
+
+class TranslationsPublic(BaseModel):
+    items: list[TranslationPublic]

@@ -382,6 +382,59 @@ def preview_png(images: np.ndarray, labels: np.ndarray | None, *, n: int = 64, c
     return out.getvalue()
 
 
+def is_npz(zip_path: Path) -> bool:
+    """Whether a ZIP archive is an .npz: it holds members and every one is a .npy file."""
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            names = [i.filename for i in archive.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+    return bool(names) and all(name.endswith(".npy") for name in names)
+
+
+def read_npz_images(zip_path: Path, *, limits: Limits, max_images: int) -> np.ndarray:
+    """The images of an uploaded .npz (its array `samples`, as generations write it, or `images`, or its only
+    array): float (N, C, H, W) in [-1, 1] with C 1 or 3, as float32. The archive gets the same checks as any upload
+    and the array is read without pickles; UploadError names what is wrong."""
+    _check_directory_size(zip_path, limits)
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise UploadError(f"file: not a valid .npz archive ({exc})") from exc
+    with archive:
+        infos = archive.infolist()
+        _check_members(infos, limits)
+        arrays = {i.filename[: -len(".npy")]: i for i in infos if i.filename.endswith(".npy")}
+        name = next((k for k in ("samples", "images") if k in arrays), None)
+        if name is None and len(arrays) != 1:
+            raise UploadError(
+                f"file: the .npz holds the arrays {', '.join(sorted(arrays))[:200]}; name the images samples or images"
+            )
+        info = arrays[name or next(iter(arrays))]
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+            raise UploadError(f"file: {info.filename[:200]} is encrypted or compressed with other than deflate")
+        data = _read_member(archive, info, limits, [0])
+    if data is None:
+        raise UploadError(f"file: {info.filename[:200]} is corrupt")
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # object arrays (pickles), a bad header, truncated data
+        raise UploadError(f"file: {info.filename[:200]} is not a readable .npy array ({str(exc)[:200]})") from exc
+    if array.ndim != 4 or array.shape[1] not in (1, 3) or array.shape[0] == 0:
+        raise UploadError(f"file: the images must be (N, C, H, W) with C 1 or 3, not {tuple(array.shape)}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise UploadError(f"file: the images must be floats in [-1, 1], not {array.dtype}")
+    n, _, h, w = array.shape
+    if n > max_images:
+        raise UploadError(f"file: at most {max_images} images per job, not {n}")
+    if h * w > limits.max_image_pixels:
+        raise UploadError(f"file: images of {w}×{h} pixels are over the limit of {limits.max_image_pixels}")
+    images = array.astype(np.float32)
+    if not np.isfinite(images).all() or images.min() < -1.001 or images.max() > 1.001:
+        raise UploadError("file: the images must be finite floats in [-1, 1], as generations give them")
+    return images
+
+
 def read_pairs(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A paired upload at its stored size: inputs uint8 (N, S, S, C_A), targets uint8 (N, S, S, C_B) and the
     indices of the held-out pairs (H,) int64."""

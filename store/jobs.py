@@ -1,4 +1,5 @@
-"""Short jobs against a run's checkpoint: generations (kind "generate") and anomaly scores (kind "score").
+"""Short jobs against a run's checkpoint: generations (kind "generate"), anomaly scores (kind "score") and
+translations of a user's images (kind "translate").
 
 One model for both: a row of the generations table holding the request, moved queued → running → succeeded |
 failed by the functions here. A job runs on the `generate` queue; its files live in `store.layout.job_dir`.
@@ -16,13 +17,13 @@ from sqlalchemy.orm import Session
 
 from store.models import ACTIVE_STATUSES, Generation, new_id, utcnow
 
-JobKind = Literal["generate", "score"]
-# Ids read gen_… and score_…, so that a log line says which kind it names.
-ID_PREFIXES: dict[str, str] = {"generate": "gen", "score": "score"}
+JobKind = Literal["generate", "score", "translate"]
+# Ids read gen_…, score_… and tr_…, so that a log line says which kind it names.
+ID_PREFIXES: dict[str, str] = {"generate": "gen", "score": "score", "translate": "tr"}
 
 
 def new_job_id(kind: JobKind) -> str:
-    """An id for a job whose files are written before its row (an uploaded archive to score)."""
+    """An id for a job whose files are written before its row (an uploaded archive to score or translate)."""
     return new_id(ID_PREFIXES[kind])
 
 

@@ -1,11 +1,11 @@
 """Short jobs on the `generate` queue: sampling from a checkpoint (generations) and anomaly scores.
 
-Both are jobs of store/jobs.py and run the same way (`_run_job`): claim the job by its id, and do nothing when
-it is gone or already finished, so a re-delivered message is harmless; resolve the checkpoint; do the work;
-write the result (files are written to a temp name and renamed into place) and mark the job succeeded. Any
-error ends the job `failed` with a sentence a user can read, and the task returns normally, so one bad request
-never blocks the queue. They read checkpoints that the trainer renames into place, so they work while the run
-is still training. Jobs whose worker died are failed by the reconciler (worker/reconcile.py).
+Both are jobs of store/jobs.py and run the same way (`run_job`, which worker/translations.py shares): claim the job
+by its id, and do nothing when it is gone or already finished, so a re-delivered message is harmless; resolve the
+checkpoint; do the work; write the result (files are written to a temp name and renamed into place) and mark the
+job succeeded. Any error ends the job `failed` with a sentence a user can read, and the task returns normally, so
+one bad request never blocks the queue. They read checkpoints that the trainer renames into place, so they work
+while the run is still training. Jobs whose worker died are failed by the reconciler (worker/reconcile.py).
 
 Loaded networks stay in an LRU cache in the worker process, keyed by (kind, run, step, ema, checkpoint mtime):
 repeated requests against one checkpoint skip loading it.
@@ -57,7 +57,7 @@ cache_stats = {"hits": 0, "misses": 0}
 def cached(kind: str, *, run_id: str, step: int, ema: bool, path: Path) -> Any:
     """The loaded network(s) of a checkpoint, from the cache when that file was loaded before: `kind`
     "generator" gives load_generator's (generator, cfg, data_info), "table" a ctgan TableGenerator, "scorer" a
-    core.scoring.Scorer (G and D)."""
+    core.scoring.Scorer (G and D), "translator" a core.translate.Translator."""
     from core import checkpoint, scoring  # torch-heavy; imported in the worker child, not at module import
 
     key = (kind, run_id, step, ema, path.stat().st_mtime_ns)
@@ -70,6 +70,10 @@ def cached(kind: str, *, run_id: str, step: int, ema: bool, path: Path) -> Any:
     try:
         if kind == "generator":
             value: Any = checkpoint.load_generator(path, ema=ema, device=device)
+        elif kind == "translator":
+            from core.translate import load_translator
+
+            value = load_translator(path, ema=ema, device=device)
         elif kind == "table":
             from core.families.ctgan import load_table_generator
 
@@ -170,7 +174,7 @@ def _finish(job_id: str, **values: Any) -> bool:
         return finished
 
 
-def _run_job(job_id: str, kind: JobKind, work: Callable[[Job], Done]) -> None:
+def run_job(job_id: str, kind: JobKind, work: Callable[[Job], Done]) -> None:
     """Claim the job, resolve its checkpoint, do the work and record how it ended. A job whose row is gone by
     then (its run or the job was deleted meanwhile) leaves no files behind."""
     claimed = _claim(job_id, kind)
@@ -330,10 +334,10 @@ def _score(job: Job) -> Done:
 @app.task(name="ganforge.generate", soft_time_limit=SOFT_TIME_LIMIT, time_limit=SOFT_TIME_LIMIT + 60)
 def generate(generation_id: str) -> None:
     """Sample from a run's checkpoint as the generation's request says, and write the result file."""
-    _run_job(generation_id, "generate", _generate)
+    run_job(generation_id, "generate", _generate)
 
 
 @app.task(name="ganforge.score", soft_time_limit=SOFT_TIME_LIMIT, time_limit=SOFT_TIME_LIMIT + 60)
 def score(score_id: str) -> None:
     """Score the request's images against a run's checkpoint (discriminator and AnoGAN) into JSON and CSV."""
-    _run_job(score_id, "score", _score)
+    run_job(score_id, "score", _score)

@@ -130,11 +130,7 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         raise ValueError(
             f"loss.identity_weight: the identity terms need domains with the same channels, not {ca} and {cb}; set 0"
         )
-    width, blocks = m.g_width or m.width, resnet_blocks(m.image_size, m.res_blocks)
-    G = CycleGenerators(
-        ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks),
-        ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks),
-    )
+    G = generator(cfg, data.info())
     layers = patch_layers(m.image_size, m.patch_layers)
     D = CycleDiscriminators(
         PatchDiscriminator(in_channels=ca, layers=layers, width=m.width, sn=m.spectral_norm, norm="instance"),
@@ -159,6 +155,19 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         pool_a=pool_a,
         pool_b=pool_b,
         data=data,
+    )
+
+
+def generator(cfg: RunConfig, info: dict[str, Any]) -> CycleGenerators:
+    """Both generators of a run with this config and data facts (an UnpairedDataset's `info()`, a checkpoint's
+    `data`): domain A has `channels`, B `b_channels`. Translations load a checkpoint's G into it
+    (core/translate.py)."""
+    m = cfg.model
+    ca, cb = int(info["channels"]), int(info["b_channels"])
+    width, blocks = m.g_width or m.width, resnet_blocks(m.image_size, m.res_blocks)
+    return CycleGenerators(
+        ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks),
+        ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks),
     )
 
 

@@ -65,12 +65,7 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     if not isinstance(data, PairedDataset):
         raise ValueError(f"model.arch: pix2pix needs a paired dataset (digits-edges); {cfg.dataset} is not paired")
     m = cfg.model
-    G = UNetGenerator(
-        in_channels=data.source_channels,
-        out_channels=data.channels,
-        image_size=m.image_size,
-        width=m.g_width or m.width,
-    )
+    G = generator(cfg, data.info())
     D = PatchDiscriminator(
         in_channels=data.source_channels + data.channels,
         layers=patch_layers(m.image_size, m.patch_layers),
@@ -88,6 +83,18 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         g_fn=torch.compile(G) if cfg.train.compile else G,
         d_fn=torch.compile(D) if cfg.train.compile else D,
         data=data,
+    )
+
+
+def generator(cfg: RunConfig, info: dict[str, Any]) -> nn.Module:
+    """The U-Net of a run with this config and data facts (a PairedDataset's `info()`, a checkpoint's `data`):
+    `source_channels` in, `channels` out. Translations load a checkpoint's G into it (core/translate.py)."""
+    m = cfg.model
+    return UNetGenerator(
+        in_channels=int(info["source_channels"]),
+        out_channels=int(info["channels"]),
+        image_size=m.image_size,
+        width=m.g_width or m.width,
     )
 
 

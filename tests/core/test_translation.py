@@ -98,7 +98,7 @@ def test_digits_edges_defaults_are_pix2pix_as_the_paper_trains_it():
     ("body", "field"),
     [
         pytest.param({"dataset": "digits", "model": {"arch": "pix2pix"}}, "model.arch", id="unpaired-builtin"),
-        pytest.param({"dataset": "ds_0123456789abcdef", "model": {"arch": "pix2pix"}}, "dataset", id="upload"),
+        pytest.param({"dataset": "ds_0123456789abcdef", "model": {"arch": "pix2pix"}}, "model.arch", id="upload"),
         pytest.param({"dataset": "digits-edges", "model": {"arch": "dcgan"}}, "model.arch", id="paired-noise-arch"),
         pytest.param({"dataset": "digits-edges", "preset": "dcgan"}, "model.arch", id="noise-preset"),
         pytest.param({"dataset": "digits-edges", "model": {"conditional": True}}, "model.conditional", id="cond"),

@@ -88,7 +88,7 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it():
         pytest.param({"dataset": "digits-edges", "model": {"arch": "cyclegan"}}, "model.arch", id="paired"),
         pytest.param({"dataset": "digits-printed", "model": {"arch": "pix2pix"}}, "model.arch", id="pix2pix"),
         pytest.param({"dataset": "digits-printed", "model": {"arch": "dcgan"}}, "model.arch", id="noise-arch"),
-        pytest.param({"dataset": "ds_0123456789abcdef", "model": {"arch": "cyclegan"}}, "dataset", id="upload"),
+        pytest.param({"dataset": "ds_0123456789abcdef", "model": {"arch": "cyclegan"}}, "model.arch", id="upload"),
         pytest.param({"dataset": "digits-printed", "model": {"pack": 2}}, "model.pack", id="pack"),
         pytest.param({"dataset": "digits-printed", "model": {"image_size": 16}}, "model.image_size", id="16px"),
         pytest.param({"dataset": "digits-printed", "loss": {"kind": "wgan-gp"}}, "loss.kind", id="wgan-gp"),

@@ -1,0 +1,250 @@
+"""Translations: a pix2pix, cyclegan or srgan run applied to the user's own images, as a job on the `generate` queue.
+The upload (a ZIP of images, or an .npz) takes the same streamed, capped path and archive checks as a dataset
+upload (api/uploads.py); it is normalised into the job's folder before the job is queued (worker/translations.py
+runs it)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
+from api.errors import unprocessable
+from api.jobs import delete_job, resolve_step, result_file, send
+from api.responses import BINARY_SCHEMA, binary, error, validation_errors
+from api.schemas import TranslationOptions, TranslationPublic, TranslationsPublic
+from api.uploads import archive_limits, receive_upload
+from core import uploads
+from store import layout
+from store.artifacts import Storage, put_folder
+from store.jobs import create_job, new_job_id, owned_job
+from store.models import Generation, Run
+from store.settings import Settings
+
+router = APIRouter(tags=["translations"])
+
+# What translates an input image; any other architecture samples from noise (or makes table rows).
+TRANSLATING_ARCHS = ("pix2pix", "cyclegan", "srgan")
+
+TRANSLATION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            **BINARY_SCHEMA,
+                            "description": "A ZIP of PNG, JPEG, WebP, BMP or GIF images, or an .npz whose array "
+                            "`samples` (or `images`) is float (N, C, H, W) in [-1, 1].",
+                        },
+                        "direction": {"type": "string", "enum": ["AtoB", "BtoA"], "default": "AtoB"},
+                        "step": {"type": "string", "default": "latest"},
+                        "ema": {"type": "boolean", "default": True},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def get_owned_translation(session: SessionDep, user: CurrentUser, translation_id: str) -> Generation:
+    """The translation job with this id if it belongs to the user; another user's is as good as absent."""
+    job = owned_job(session=session, job_id=translation_id, owner_id=user.id, kind="translate")
+    if job is None:
+        raise HTTPException(status_code=404, detail="Translation not found")
+    session.commit()  # give the connection back before the route waits for a thread (api/deps.py)
+    return job
+
+
+OwnedTranslation = Annotated[Generation, Depends(get_owned_translation)]
+
+
+def check_translatable(run: Run, options: TranslationOptions) -> None:
+    """409 for a run that does not translate images; 422 for a direction it does not have."""
+    arch = str(run.config.get("model", {}).get("arch"))
+    if arch not in TRANSLATING_ARCHS:
+        raise HTTPException(
+            status_code=409,
+            detail=f"Translations need a pix2pix, cyclegan or srgan run; this run trains {arch}, which does not "
+            "translate images (use POST /runs/{id}/generations)",
+        )
+    if options.direction == "BtoA" and arch != "cyclegan":
+        raise unprocessable(
+            "direction", f"direction: a {arch} run translates one way (AtoB); only cyclegan runs also go BtoA"
+        )
+
+
+def create_translation(
+    *, run: Run, options: TranslationOptions, upload: Path, session: Session, settings: Settings, storage: Storage
+) -> Generation:
+    """Check and normalise the upload into the job's `input/` folder, store it with the job's artifacts, and record
+    the job. Sync: run in a thread."""
+    step, _ = resolve_step(run, storage, options.step)
+    job_id = new_job_id("translate")
+    job_dir = layout.job_dir(settings.data_dir, run.id, job_id)
+    job_dir.mkdir(parents=True)
+    # Images are stored at up to the run's own size, so a 256 px run is not fed 128 px inputs scaled up.
+    limits = archive_limits(settings)
+    limits = dataclasses.replace(limits, max_side=max(limits.max_side, int(run.config["model"]["image_size"])))
+    try:
+        if uploads.is_npz(upload):
+            source = "npz"
+            try:
+                images = uploads.read_npz_images(upload, limits=limits, max_images=settings.max_generation_n)
+            except uploads.UploadError as exc:
+                raise unprocessable("file", str(exc)) from None
+            (job_dir / "input").mkdir()
+            np.save(job_dir / "input" / "inputs.npy", images, allow_pickle=False)
+            count = len(images)
+        else:
+            source = "zip"
+            try:
+                prepared = uploads.prepare(upload, datasets_dir=job_dir, limits=limits)
+            except uploads.UploadError as exc:
+                raise unprocessable("file", str(exc)) from None
+            count = prepared.num_images
+            if count > settings.max_generation_n:
+                raise unprocessable(
+                    "file", f"file: at most {settings.max_generation_n} images per translation, not {count}"
+                )
+            prepared.tmp_dir.rename(job_dir / "input")
+            (job_dir / "input" / "names.json").write_text(json.dumps(prepared.names))
+        put_folder(storage, prefix=layout.job_prefix(run.id, job_id) + "input/", folder=job_dir / "input")
+        request = {**options.model_dump(mode="json"), "source": source, "num_images": count, "checkpoint_step": step}
+        job = create_job(
+            session=session, run_id=run.id, owner_id=run.owner_id, kind="translate", request=request, job_id=job_id
+        )
+        session.commit()
+    except BaseException:
+        storage.delete_prefix(layout.job_prefix(run.id, job_id))
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    if not settings.artifacts_are_local:
+        shutil.rmtree(job_dir, ignore_errors=True)  # kept in the storage, where the worker fetches it
+    return job
+
+
+@router.post(
+    "/runs/{run_id}/translations",
+    status_code=202,
+    response_model=TranslationPublic,
+    openapi_extra=TRANSLATION_BODY,
+    responses={
+        409: error("The run does not translate images (a noise or table run), or has no checkpoint yet."),
+        413: error("The upload is over GANFORGE_MAX_UPLOAD_BYTES."),
+        422: validation_errors("An unsafe archive, no readable image, a bad .npz, or a direction the run lacks."),
+    },
+)
+async def create(
+    run: OwnedRun, request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep, response: Response
+) -> TranslationPublic:
+    """Queue a translation of your images (multipart: `file` a ZIP of images or an .npz; `direction` AtoB or BtoA
+    for cyclegan; `step`; `ema`) by one of the run's checkpoints."""
+    tmp = layout.tmp_dir(settings.data_dir)
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / f".upload-{uuid.uuid4().hex}.zip"
+    try:
+        received = await receive_upload(
+            request,
+            path,
+            max_bytes=settings.max_upload_bytes,
+            fields=tuple(TranslationOptions.model_fields),
+            what="a ZIP of images or an .npz",
+        )
+        try:
+            options = TranslationOptions.model_validate(received.fields)
+        except ValidationError as exc:
+            raise HTTPException(
+                status_code=422,
+                detail=[
+                    {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
+                    for e in exc.errors(include_url=False, include_input=False)
+                ],
+            ) from None
+        check_translatable(run, options)
+        job = await run_in_threadpool(
+            create_translation,
+            run=run,
+            options=options,
+            upload=path,
+            session=session,
+            settings=settings,
+            storage=storage,
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    await run_in_threadpool(send, session, job)
+    response.headers["Location"] = f"/translations/{job.id}"
+    return TranslationPublic.from_job(job)
+
+
+@router.get("/runs/{run_id}/translations", response_model=TranslationsPublic)
+def list_translations(run: OwnedRun, session: SessionDep) -> TranslationsPublic:
+    """The run's translations, newest first (the latest 100)."""
+    rows = session.execute(
+        select(Generation)
+        .where(Generation.run_id == run.id, Generation.kind == "translate")
+        .order_by(Generation.created_at.desc(), Generation.id)
+        .limit(100)
+    ).scalars()
+    return TranslationsPublic(items=[TranslationPublic.from_job(job) for job in rows])
+
+
+@router.get("/translations/{translation_id}", response_model=TranslationPublic)
+def get_translation(job: OwnedTranslation) -> TranslationPublic:
+    """A translation's status, and its result_url and pairs_url once it has succeeded."""
+    return TranslationPublic.from_job(job)
+
+
+@router.get(
+    "/translations/{translation_id}/result",
+    response_class=FileResponse,
+    responses=binary(
+        "application/zip",
+        "application/octet-stream",
+        description="A ZIP of PNGs named as the inputs (photos/cat.jpg → photos/cat.png), or an .npz whose `samples` "
+        "are float32 (N, C, H, W) in [-1, 1] when the input was an .npz.",
+    ),
+)
+def translation_result(job: OwnedTranslation, settings: SettingsDep, storage: StorageDep) -> Response:
+    """The translated images: a ZIP of PNGs named as the inputs, or an .npz when the input was one."""
+    filename = f"{job.id}.{job.request['source']}"
+    media_type = job.media_type or "application/octet-stream"
+    return result_file(storage, settings, job, media_type=media_type, filename=filename)
+
+
+@router.get(
+    "/translations/{translation_id}/pairs.png",
+    response_class=FileResponse,
+    responses=binary("image/png", description="The first 16 input → output pairs, four pairs a row."),
+)
+def translation_pairs(job: OwnedTranslation, settings: SettingsDep, storage: StorageDep) -> Response:
+    """A PNG of the first 16 input → output pairs (input left, output right)."""
+    return result_file(storage, settings, job, "pairs.png", media_type="image/png")
+
+
+@router.delete("/translations/{translation_id}", status_code=204)
+def delete_translation(
+    job: OwnedTranslation, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> Response:
+    """Delete a translation, its uploaded images and its results (a running one is dropped when it finishes)."""
+    delete_job(session, settings, storage, job)
+    return Response(status_code=204)
