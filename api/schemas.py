@@ -4,7 +4,7 @@ per resource."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -127,6 +127,9 @@ class TokenInfo(BaseModel):
     expires_at: datetime | None
     last_used_at: datetime | None = Field(description="Recorded at most once a minute.")
     revoked_at: datetime | None = Field(description="Revoked tokens stay listed; what they own stays.")
+    quotas: dict[str, int] = Field(
+        default_factory=dict, description="Quotas an admin set for this token (PATCH /tokens/{id}) over the server's."
+    )
 
     @classmethod
     def of(cls, user: User) -> TokenInfo:
@@ -139,6 +142,7 @@ class TokenInfo(BaseModel):
             expires_at=user.expires_at,
             last_used_at=user.last_used_at,
             revoked_at=user.revoked_at,
+            quotas=user.quotas or {},
         )
 
 
@@ -157,6 +161,30 @@ class UsagePublic(BaseModel):
     jobs_in_flight: dict[str, int] = Field(description="Queued or running jobs by kind: generate, score.")
 
 
+class QuotaPublic(BaseModel):
+    limit: int = Field(description="The quota: the server's GANFORGE_QUOTA_*, or the number an admin set.")
+    used: int
+
+
+class QuotasUpdate(BaseModel):
+    """Quotas of one token that replace the server's (null: the server's again); absent ones stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    running_runs: int | None = Field(None, ge=0, le=1_000_000)
+    queued_runs: int | None = Field(None, ge=0, le=1_000_000)
+    datasets: int | None = Field(None, ge=0, le=1_000_000)
+    dataset_bytes: int | None = Field(None, ge=0, le=10**15)
+    artifact_bytes: int | None = Field(None, ge=0, le=10**15)
+    jobs_in_flight: int | None = Field(None, ge=0, le=1_000_000)
+
+
+class TokenUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quotas: QuotasUpdate
+
+
 class MePublic(BaseModel):
     """The caller's token and what it holds."""
 
@@ -166,8 +194,10 @@ class MePublic(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     usage: UsagePublic
-    quotas: dict[str, int | None] | None = Field(
-        None, description="The caller's quotas; null while the server enforces none (quotas are not built yet)."
+    quotas: dict[str, QuotaPublic] | None = Field(
+        None,
+        description="Each quota (running_runs, queued_runs, datasets, dataset_bytes, artifact_bytes, jobs_in_flight) "
+        "with its number and the caller's use of it; null for an admin, who has none.",
     )
 
 
@@ -311,6 +341,39 @@ class InterpolateRequest(BaseModel):
 
     steps: int = Field(8, ge=2, le=64, description="Points along each walk, both ends included.")
     mode: Literal["lerp", "slerp"] = Field("lerp", description="Straight lines, or great circles (slerp).")
+    space: Literal["z", "w"] = Field(
+        "z",
+        description="Walk between the ends' latents z, or between their w (style-based runs, model.arch stylegan2, "
+        "only): a walk in W is what the mapping network made smooth.",
+    )
+
+
+# Bounds of a style-mixing grid: (rows + 1) × (columns + 1) images.
+MAX_STYLE_MIX_SEEDS = 16
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class StyleMixRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    row_seeds: list[Seed] = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_STYLE_MIX_SEEDS,
+        description="Seeds of the rows' sources (down the left): each cell keeps its row's w outside `layers`.",
+    )
+    col_seeds: list[Seed] = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_STYLE_MIX_SEEDS,
+        description="Seeds of the columns' sources (along the top): each cell takes its column's w at `layers`.",
+    )
+    layers: str = Field(
+        "0-3",
+        max_length=20,
+        description="The synthesis layers the column sets, as '0-3' or '5' (0 = the coarsest, 4×4; a run of side "
+        "S has 2·log2(S) − 2 layers): coarse layers carry pose and shape, fine ones colour and texture.",
+    )
 
 
 class GenerationCreate(BaseModel):
@@ -323,7 +386,12 @@ class GenerationCreate(BaseModel):
     step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
     ema: bool = Field(True, description="Sample from the EMA generator when the run keeps one.")
     truncation: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="ψ: latent coordinates beyond ±ψ are resampled (truncation trick)."
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="ψ, the truncation trick: style-based runs (stylegan2) pull each w toward the run's mean w, "
+        "w_avg + ψ·(w − w_avg) (ψ < 1: typical, less varied images; 1: none); other runs resample every latent "
+        "coordinate beyond ±ψ (BigGAN's trick; smaller ψ, less variety).",
     )
     labels: list[int] | None = Field(
         None,
@@ -344,6 +412,11 @@ class GenerationCreate(BaseModel):
     )
     interpolate: InterpolateRequest | None = Field(
         None, description="n latent walks of `steps` points: a grid with one walk per row, and an animated GIF."
+    )
+    style_mix: StyleMixRequest | None = Field(
+        None,
+        description="Style-based runs (stylegan2): the style-mixing grid (png), the column sources along the top, "
+        "the row sources down the left, and in each cell the row's w with `layers` from the column's; n is ignored.",
     )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from PIL import Image
 
 from core.grids import image_grid, png_bytes, scatter_plot
 from core.layout import atomic_write, atomic_write_bytes
+from core.style_layers import parse_layers
 
 # Forward passes run in batches of this size. It is fixed (not derived from the device or free memory) so
 # that the same request always runs the same batches and so gives the same bits.
@@ -264,17 +264,6 @@ def synthesize(generator: torch.nn.Module, ws: torch.Tensor, *, device: str | to
         for start in range(0, ws.shape[0], BATCH_SIZE):
             out.append(generator.synthesis(ws[start : start + BATCH_SIZE].to(device)).float().cpu())  # type: ignore[operator]
     return torch.cat(out).numpy()
-
-
-def parse_layers(layers: str, num_ws: int) -> list[int]:
-    """'0-3' -> [0, 1, 2, 3], '5' -> [5]: the synthesis layers (0 = the coarsest) a style-mixing column sets."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", layers)
-    if match is None:
-        raise ValueError(f"style_mix.layers: write a layer or a range such as '0-3', not {layers!r}")
-    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-    if not first <= last < num_ws:
-        raise ValueError(f"style_mix.layers: this generator has layers 0 to {num_ws - 1}; {layers!r} is outside")
-    return list(range(first, last + 1))
 
 
 def style_mix(

@@ -167,11 +167,14 @@ class StyleLayer(nn.Module):
         # The noise eval mode uses, so that a latent always gives the same image.
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """`noise` (B or 1, 1, H, W) replaces the layer's own (projection optimises it per image)."""
         if self.up:
             x = upsample(x)  # (B, C_in, 2H, 2W)
         x = self.conv(x, w)  # (B, C_out, H, W)
-        if self.training:
+        if noise is not None:
+            noise = noise.to(x.dtype)
+        elif self.training:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         else:
             noise = self.noise_const.to(x.dtype)  # (1, 1, H, W)
@@ -250,14 +253,16 @@ class StyleGenerator(nn.Module):
             return w
         return self.mapping.w_avg.to(w.dtype).lerp(w, psi)
 
-    def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
-        """ws (B, num_ws, W), one w per layer -> images (B, C, H, W)."""
+    def synthesis(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """ws (B, num_ws, W), one w per layer -> images (B, C, H, W); `noise`, one map (B, 1, r, r) per style layer
+        in the order of `self.layers`, replaces the layers' own."""
+        maps: list[torch.Tensor | None] = list(noise) if noise is not None else [None] * len(self.layers)
         x = self.const.to(ws.dtype).expand(ws.shape[0], -1, -1, -1)  # (B, C4, 4, 4)
-        x = self.layers[0](x, ws[:, 0])
+        x = self.layers[0](x, ws[:, 0], maps[0])
         image = self.to_rgb[0](x, ws[:, 1])  # (B, C, 4, 4)
         for i, to_rgb in enumerate(self.to_rgb[1:]):
-            x = self.layers[2 * i + 1](x, ws[:, 2 * i + 1])  # (B, C_r, r, r)
-            x = self.layers[2 * i + 2](x, ws[:, 2 * i + 2])
+            x = self.layers[2 * i + 1](x, ws[:, 2 * i + 1], maps[2 * i + 1])  # (B, C_r, r, r)
+            x = self.layers[2 * i + 2](x, ws[:, 2 * i + 2], maps[2 * i + 2])
             image = upsample(image) + to_rgb(x, ws[:, 2 * i + 3])  # (B, C, r, r)
         return image
 

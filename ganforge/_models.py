@@ -204,6 +204,8 @@ class TokenInfo:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    # The quotas an admin set for this token over the server's (PATCH /tokens/{id}).
+    quotas: dict[str, int]
     raw: dict[str, Any] = field(repr=False)
 
     @classmethod
@@ -217,6 +219,7 @@ class TokenInfo:
             expires_at=_time(data.get("expires_at")),
             last_used_at=_time(data.get("last_used_at")),
             revoked_at=_time(data.get("revoked_at")),
+            quotas={str(k): int(v) for k, v in (data.get("quotas") or {}).items()},
             raw=data,
         )
 
@@ -243,7 +246,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class Me:
-    """The caller (`GET /me`): their token and their usage; `quotas` is None while the server enforces none."""
+    """The caller (`GET /me`): their token, their usage and `quotas`, each quota's `{"limit", "used"}` (None for an
+    admin, who has none)."""
 
     id: int
     name: str

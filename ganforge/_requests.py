@@ -546,5 +546,10 @@ def revoke_token(token_id: int | str) -> Request[None]:
     return Request("DELETE", f"/tokens/{token_id}", _nothing)
 
 
+def set_token_quotas(token_id: int | str, quotas: dict[str, int | None]) -> Request[TokenInfo]:
+    """Admins: the token's own quotas (a number replaces the server's, None puts it back)."""
+    return Request("PATCH", f"/tokens/{token_id}", _json_as(TokenInfo.from_json), json={"quotas": quotas})
+
+
 def me() -> Request[Me]:
     return Request("GET", "/me", _json_as(Me.from_json))

@@ -602,6 +602,30 @@ def tokens_revoke(token_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = No
     _output(json_out, {"id": token_id, "revoked": True}, f"token [bold]{token_id}[/bold] revoked")
 
 
+@tokens_app.command("quotas")
+def tokens_quotas(
+    token_id: int,
+    quotas: Annotated[
+        list[str], typer.Argument(help="NAME=N to set a quota for this token, NAME= to put the server's back.")
+    ],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Set a user token's own quotas (admins only), e.g. `queued_runs=50 datasets=`: running_runs, queued_runs,
+    datasets, dataset_bytes, artifact_bytes, jobs_in_flight."""
+    changes: dict[str, int | None] = {}
+    for item in quotas:
+        name, sep, value = item.partition("=")
+        if not sep or (value and not value.isdigit()):
+            raise typer.BadParameter(f"{item!r}: write NAME=N, or NAME= to put the server's number back")
+        changes[name] = int(value) if value else None
+    with _connect(url, token) as client:
+        updated = client.tokens.set_quotas(token_id, **changes)
+    own = ", ".join(f"{k} {v}" for k, v in updated.quotas.items()) or "the server's, every one"
+    _output(json_out, updated.raw, f"token [bold]{token_id}[/bold] quotas: {own}")
+
+
 def me(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
     """Who your token is, and your usage: runs by status, datasets, jobs in flight."""
     with _connect(url, token) as client:
@@ -616,4 +640,6 @@ def me(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, json_out: JsonOpt = Fa
         f"datasets: {usage.datasets} ({usage.dataset_bytes} bytes)",
         f"jobs in flight: {jobs}",
     ]
+    for name, quota in (who.quotas or {}).items():
+        lines.append(f"quota {name}: {quota['used']} of {quota['limit']}")
     _output(json_out, who.raw, "\n".join(lines))

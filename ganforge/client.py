@@ -379,6 +379,10 @@ class Tokens(_CreatesTokens[Token]):
         """Revoke a token at once (its next request is Unauthorized); it stays listed, with `revoked_at`."""
         self._c._send(api.revoke_token(token_id))
 
+    def set_quotas(self, token_id: int | str, **quotas: int | None) -> TokenInfo:
+        """Admins: give a user's token its own quotas (`queued_runs=50`); None puts the server's number back."""
+        return self._c._send(api.set_token_quotas(token_id, quotas))
+
 
 class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]):
     """A client of one ganforge server. Use it as a context manager, or call close()."""
@@ -627,6 +631,9 @@ class AsyncTokens(_CreatesTokens[Coroutine[Any, Any, Token]]):
 
     async def revoke(self, token_id: int | str) -> None:
         await self._c._send(api.revoke_token(token_id))
+
+    async def set_quotas(self, token_id: int | str, **quotas: int | None) -> TokenInfo:
+        return await self._c._send(api.set_token_quotas(token_id, quotas))
 
 
 class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGenerations, AsyncDatasets, AsyncTokens]):

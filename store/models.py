@@ -82,6 +82,9 @@ class User(Base):
     # other row: the unique constraint allows one True and any number of NULLs, so API processes starting at
     # once cannot make two.
     bootstrap: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # Quotas an admin set for this token, {quota name: number} (PATCH /tokens/{id}); the others are the server's
+    # (store/quotas.py). NULL: the server's, every one.
+    quotas: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
 
 
 class Run(Base):

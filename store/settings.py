@@ -64,6 +64,31 @@ class Settings(BaseSettings):
     max_member_ratio: float = 200.0
     max_image_pixels: int = 40_000_000
     dataset_max_side: int = 128
+    # Limits on what a run may ask for, sized for one GPU box: checked at POST /runs (422 naming the field and the
+    # limit) and again by the worker before it trains (store/limits.py).
+    max_steps: int = 1_000_000
+    max_batch_size: int = 1024
+    max_image_size: int = 512
+    # model.width and model.g_width, every architecture.
+    max_width: int = 512
+    # Sample grids one run may write (train.steps / schedule.sample_every).
+    max_sample_grids: int = 2000
+    # A run's disk budget: schedule.keep_checkpoints checkpoints of the size its networks give (core/footprint.py).
+    max_run_bytes: int = 50_000_000_000
+    # Whether a worker with a GPU trains a run that asks for train.device "cpu" (it would hold the GPU's slot).
+    allow_cpu_on_gpu: bool = False
+    # Quotas per user (store/quotas.py); an admin sets other numbers for one token with PATCH /tokens/{id}. Admin
+    # tokens have none. Runs training at once: a worker that takes a run beyond it gives it back to the queue.
+    quota_running_runs: int = 2
+    # Runs waiting in the queue (POST /runs answers 429 over it).
+    quota_queued_runs: int = 10
+    # Uploaded datasets, and the bytes of their stored files (POST /datasets answers 403 over them).
+    quota_datasets: int = 20
+    quota_dataset_bytes: int = 20_000_000_000
+    # Bytes of the checkpoints a user's runs keep (POST /runs answers 403 over it).
+    quota_artifact_bytes: int = 200_000_000_000
+    # Generation and score jobs queued or running (429 over it).
+    quota_jobs_in_flight: int = 4
     # CORS origins allowed to call the API from a browser; empty = CORS off.
     cors_origins: list[str] = []
 

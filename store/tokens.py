@@ -177,3 +177,15 @@ def usage(*, session: Session, user_id: int) -> Usage:
     ).tuples():
         jobs[kind] = count
     return Usage(runs=runs, dataset_hashes=hashes, jobs_in_flight=jobs)
+
+
+def set_quotas(*, user: User, changes: dict[str, int | None]) -> None:
+    """Set the token's own quotas: a number replaces the server's, None puts the server's back (store/quotas.py).
+    A new dict: a JSON column changes only when assigned."""
+    quotas = dict(user.quotas or {})
+    for name, value in changes.items():
+        if value is None:
+            quotas.pop(name, None)
+        else:
+            quotas[name] = value
+    user.quotas = quotas or None

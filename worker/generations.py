@@ -250,10 +250,20 @@ def _generate(job: Job) -> Done:
         "labels": request.get("labels"),
         "device": pick_device("auto"),
     }
+    mix = request.get("style_mix")
     with torch_threads(1 if total <= SMALL_JOB_SAMPLES else None):
-        if interpolate:
+        if mix:
+            del common["n"], common["seed"]
+            result = gen.style_mix(
+                generator, row_seeds=mix["row_seeds"], col_seeds=mix["col_seeds"], layers=mix["layers"], **common
+            )
+        elif interpolate:
             result = gen.generate_walks(
-                generator, steps=interpolate["steps"], mode=interpolate.get("mode", "lerp"), **common
+                generator,
+                steps=interpolate["steps"],
+                mode=interpolate.get("mode", "lerp"),
+                space=interpolate.get("space", "z"),
+                **common,
             )
         else:
             result = gen.generate(generator, **common)

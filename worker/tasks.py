@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
 from celery.signals import worker_process_init
 from sqlalchemy.orm import Session
 
@@ -21,8 +22,10 @@ from core.train import TrainingDiverged, train  # imported before the pool forks
 from store import layout
 from store.artifacts import get_storage
 from store.db import get_sessionmaker
+from store.limits import check_run_limits
 from store.models import Dataset, Run
 from store.queue import enqueue_run
+from store.quotas import defer_over_running_quota
 from store.reports import add_event, write_reports
 from store.runs import acquire_lease, finish_run, heartbeat, release_lease
 from store.settings import get_settings
@@ -237,10 +240,15 @@ def train_run(run_id: str) -> None:
             finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=gave_up)
             session.commit()
             return
+        if defer_over_running_quota(session=session, run=run, settings=settings):
+            session.commit()  # queued again: its owner's other runs fill their quota; the reconciler sends it again
+            log.info("run %s: its owner has running_runs runs training; back to the queue", run_id)
+            return
         add_event(session=session, run_id=run_id, kind="status", data={"status": "running", "worker": worker})
         queue = run.queue
         try:
             cfg = RunConfig.model_validate(run.config)
+            check_run_limits(session=session, cfg=cfg, settings=settings, on_gpu=torch.cuda.is_available())
             content_hash = _dataset_hash(session, cfg)
         except ValueError as exc:
             finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=str(exc))

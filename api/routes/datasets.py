@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from api.artifacts import serve_artifact
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
+from api.quotas import STORAGE_FULL, refuse_over_quota
 from api.responses import binary, error, validation_errors
 from api.schemas import DatasetPatch, DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile, TableRowsPublic
 from api.uploads import archive_limits, receive_upload
@@ -44,6 +45,8 @@ from store.datasets import (
     set_table_columns,
 )
 from store.models import Dataset, User
+from store.quotas import check_new_dataset
+from store.settings import Settings
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -117,6 +120,7 @@ def check_dataset_for_run(session: Session, user: User, cfg: RunConfig) -> RunCo
             "model": DatasetUploaded,
             "description": "You had already uploaded these images (or this table): that dataset is returned.",
         },
+        **STORAGE_FULL,
         413: error("The upload is over GANFORGE_MAX_UPLOAD_BYTES."),
         422: validation_errors(
             "An unsafe or oversized archive, or no readable image; a table that is not a readable CSV or Parquet "
@@ -134,6 +138,10 @@ async def upload(
 ) -> DatasetUploaded:
     """Upload a ZIP of images (one folder per class, or flat; or paired or unpaired images for translation, see
     `layout`) or a table (CSV or Parquet): multipart fields `file`, `name`, `layout` and, for a table, `target`."""
+    # Over the datasets quota, or with the bytes quota already used, nothing is received.
+    refusal = await run_in_threadpool(check_new_dataset, session=session, storage=storage, user=user, settings=settings)
+    refuse_over_quota(refusal)
+    await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     datasets_dir = layout.datasets_dir(settings.data_dir)
     made_dir = not datasets_dir.exists()
     datasets_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +189,13 @@ async def upload(
             store = functools.partial(_store_images, prepared=prepared)
         upload_path.unlink()
         dataset, existing = await run_in_threadpool(
-            store, session=session, user=user, name=name, datasets_dir=datasets_dir, storage=storage
+            store,
+            session=session,
+            user=user,
+            name=name,
+            datasets_dir=datasets_dir,
+            storage=storage,
+            settings=settings,
         )
         if not settings.artifacts_are_local:  # kept in the storage, where workers fetch it
             await run_in_threadpool(uploads.remove_stored, datasets_dir, content_hash)
@@ -375,13 +389,21 @@ def _store(
     row: dict[str, Any],
     datasets_dir: Path,
     storage: Storage,
+    settings: Settings,
+    prepared_dir: Path,
 ) -> tuple[Dataset, bool]:
-    """Place an upload's prepared files under their hash (`place`: False when that content is already there), in
-    the artifact storage too, and add the user's row (`row`: create_dataset's other fields), under the storage
-    lock, so that a concurrent delete of the same content cannot remove the files under a new row.
-    (dataset, existed)."""
+    """Place an upload's prepared files (in `prepared_dir`) under their hash (`place`: False when that content is
+    already there), in the artifact storage too, and add the user's row (`row`: create_dataset's other fields),
+    under the storage lock, so that a concurrent delete of the same content cannot remove the files under a new
+    row. A new dataset over the user's quotas is refused before anything is placed (403). (dataset, existed)."""
     with uploads.storage_lock(datasets_dir):
         existing = dataset_with_content(session=session, owner_id=user.id, content_hash=content_hash)
+        if existing is None:
+            size = sum(f.stat().st_size for f in prepared_dir.rglob("*") if f.is_file())
+            refusal = check_new_dataset(
+                session=session, storage=storage, user=user, settings=settings, adding_bytes=size
+            )
+            refuse_over_quota(refusal)
         created = place()
         local = layout.dataset_dir(datasets_dir.parent, content_hash)
         put_folder(storage, prefix=layout.dataset_prefix(content_hash), folder=local)
@@ -399,7 +421,14 @@ def _store(
 
 
 def _store_images(
-    *, session: Session, user: User, prepared: uploads.Prepared, name: str, datasets_dir: Path, storage: Storage
+    *,
+    session: Session,
+    user: User,
+    prepared: uploads.Prepared,
+    name: str,
+    datasets_dir: Path,
+    storage: Storage,
+    settings: Settings,
 ) -> tuple[Dataset, bool]:
     """`_store` for a ZIP of images."""
     row = {
@@ -418,6 +447,8 @@ def _store_images(
         row=row,
         datasets_dir=datasets_dir,
         storage=storage,
+        settings=settings,
+        prepared_dir=prepared.tmp_dir,
     )
 
 
@@ -443,6 +474,7 @@ def _store_table(
     target: str | None,
     datasets_dir: Path,
     storage: Storage,
+    settings: Settings,
 ) -> tuple[Dataset, bool]:
     """`_store` for a table: the row's stats describe it (store/datasets.py)."""
 
@@ -464,6 +496,8 @@ def _store_table(
         row=row,
         datasets_dir=datasets_dir,
         storage=storage,
+        settings=settings,
+        prepared_dir=table.tmp_dir,
     )
 
 

@@ -11,16 +11,20 @@ from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from api.deps import OwnedGeneration, OwnedRun, SessionDep, SettingsDep, StorageDep
+from api.deps import CurrentUser, OwnedGeneration, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
 from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
+from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import binary
+from api.routing import ReleasingRoute
 from api.schemas import GenerationCreate, GenerationPublic, GenerationsPublic
+from core.style_layers import num_ws, parse_layers
 from core.tabular.transformer import TableTransformer
 from store.jobs import create_job
 from store.models import Generation
+from store.quotas import check_new_job
 
-router = APIRouter(tags=["generations"])
+router = APIRouter(tags=["generations"], route_class=ReleasingRoute)
 
 
 def conditional_classes(metadata: dict[str, str]) -> int:
@@ -61,9 +65,41 @@ def check_table_request(body: GenerationCreate, *, table: dict[str, Any] | None)
     return body.format or "png"
 
 
-@router.post("/runs/{run_id}/generations", status_code=202, response_model=GenerationPublic)
+def check_style_request(body: GenerationCreate, *, metadata: dict[str, str]) -> None:
+    """422 for a request that uses W space (style_mix, interpolate.space w) on a run without one, or layers outside
+    the checkpoint's generator."""
+    config = json.loads(metadata.get("config") or "{}")
+    arch = config.get("model", {}).get("arch", "dcgan")
+    style_based = arch == "stylegan2"
+    if body.interpolate is not None and body.interpolate.space == "w" and not style_based:
+        raise unprocessable(
+            "interpolate.space",
+            f"interpolate.space: w is the space of a style-based generator (model.arch stylegan2); this run is "
+            f"{arch}, so its walks go through z",
+        )
+    mix = body.style_mix
+    if mix is None:
+        return
+    if not style_based:
+        raise unprocessable(
+            "style_mix",
+            f"style_mix: style mixing needs a style-based generator (model.arch stylegan2); this run is {arch}",
+        )
+    if body.interpolate is not None:
+        raise unprocessable("style_mix", "style_mix: ask for a style-mixing grid or for latent walks, not both")
+    if body.format not in (None, "png"):
+        raise unprocessable("format", f"format: a style-mixing grid is one png picture, not {body.format}")
+    image_size = int(checkpoint_data(metadata).get("image_size") or config["model"]["image_size"])
+    try:
+        parse_layers(mix.layers, num_ws(image_size))
+    except ValueError as exc:
+        raise unprocessable("style_mix.layers", str(exc)) from None
+
+
+@router.post("/runs/{run_id}/generations", status_code=202, response_model=GenerationPublic, responses=QUEUE_FULL)
 def create_generation(
     run: OwnedRun,
+    user: CurrentUser,
     body: GenerationCreate,
     session: SessionDep,
     settings: SettingsDep,
@@ -82,6 +118,7 @@ def create_generation(
     step, metadata = resolve_step(run, storage, body.step)
     data = json.loads(metadata.get("data") or "{}")
     fmt = check_table_request(body, table=data.get("table") if data.get("kind") == "table" else None)
+    check_style_request(body, metadata=metadata)
     num_classes = conditional_classes(metadata)
     if body.labels is not None:
         if num_classes == 0:
@@ -91,6 +128,7 @@ def create_generation(
                 raise unprocessable(
                     "labels", f"labels: {label} is out of range; this run has classes 0 to {num_classes - 1}"
                 )
+    refuse_over_quota(check_new_job(session=session, user=user, settings=settings))
     job = create_job(
         session=session,
         run_id=run.id,
@@ -117,7 +155,7 @@ def list_generations(run: OwnedRun, session: SessionDep) -> GenerationsPublic:
 
 
 @router.get("/generations/{generation_id}", response_model=GenerationPublic)
-def get_generation(job: OwnedGeneration) -> GenerationPublic:
+async def get_generation(job: OwnedGeneration) -> GenerationPublic:  # no I/O: answered on the event loop
     """A generation's status, and its result_url once it has succeeded."""
     return GenerationPublic.from_job(job)
 

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from api.artifacts import serve_artifact
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
-from api.errors import unprocessable
+from api.errors import unprocessable, validation_error
+from api.quotas import QUEUE_FULL, STORAGE_FULL, refuse_over_quota
 from api.responses import binary
 from api.routes.datasets import check_dataset_for_run
 from api.schemas import (
@@ -32,8 +33,10 @@ from api.schemas import (
 from core.config import RunConfig
 from store import layout
 from store.artifacts import Storage
+from store.limits import data_facts, run_limit_problems
 from store.models import Run
 from store.queue import enqueue_run
+from store.quotas import check_new_run
 from store.runs import create_run, request_cancel, requeue_run, run_for_key
 from store.settings import Settings
 from store.workers import PlacementError, route_run
@@ -43,7 +46,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 RunStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
 
-@router.post("", status_code=201, response_model=RunPublic)
+@router.post("", status_code=201, response_model=RunPublic, responses={**QUEUE_FULL, **STORAGE_FULL})
 def create(
     config: RunConfig,
     session: SessionDep,
@@ -56,6 +59,8 @@ def create(
     existing = run_for_key(session=session, owner_id=user.id, idempotency_key=idempotency_key)
     if existing is None:
         config = check_dataset_for_run(session, user, config)
+        refuse_over_limits(session, settings, config)
+        refuse_over_quota(check_new_run(session=session, user=user, settings=settings))
         queue = _route(session, settings, config.model_dump(mode="json"))
         run = create_run(
             session=session,
@@ -97,6 +102,13 @@ def _route(session: Session, settings: Settings, config: dict[str, Any]) -> str:
     except PlacementError as exc:
         field = str(exc).split(":", 1)[0]
         raise unprocessable(field, str(exc)) from None
+
+
+def refuse_over_limits(session: Session, settings: Settings, config: RunConfig) -> None:
+    """422 naming each field over this server's limits (store/limits.py), with the limit."""
+    problems = run_limit_problems(config, settings, data_facts(session=session, cfg=config))
+    if problems:
+        raise HTTPException(status_code=422, detail=[validation_error(field, message) for field, message in problems])
 
 
 def _encode_cursor(run: Run) -> str:
@@ -147,9 +159,9 @@ def cancel(run: OwnedRun, session: SessionDep) -> RunPublic:
     return RunPublic.from_run(run)
 
 
-@router.post("/{run_id}/resume", status_code=202, response_model=RunPublic)
+@router.post("/{run_id}/resume", status_code=202, response_model=RunPublic, responses={**QUEUE_FULL, **STORAGE_FULL})
 def resume(
-    run: OwnedRun, body: RunResume, session: SessionDep, storage: StorageDep, settings: SettingsDep
+    run: OwnedRun, body: RunResume, session: SessionDep, storage: StorageDep, settings: SettingsDep, user: CurrentUser
 ) -> RunPublic:
     """Continue a finished, failed or canceled run from its last checkpoint."""
     if run.status in ("queued", "running"):
@@ -162,6 +174,12 @@ def resume(
         total = int(run.config["train"]["steps"])
     else:
         raise unprocessable("steps", "steps: the run has trained all its steps; say how many more to train")
+    if total > settings.max_steps:
+        raise unprocessable(
+            "steps",
+            f"steps: {total} steps in all is over this server's limit of {settings.max_steps} (GANFORGE_MAX_STEPS)",
+        )
+    refuse_over_quota(check_new_run(session=session, user=user, settings=settings))
     requeue_run(session=session, run=run, total_steps=total, queue=_route(session, settings, run.config))
     session.commit()
     enqueue_run(run.id, run.queue)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentUser, OwnedRun, OwnedScore, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
 from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
+from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary
 from api.schemas import ScoreCreate, ScoreOptions, ScorePublic
 from api.uploads import archive_limits, receive_upload
@@ -30,6 +31,7 @@ from store import layout
 from store.artifacts import Storage, put_folder
 from store.jobs import create_job, new_job_id
 from store.models import Generation, Run, User
+from store.quotas import check_new_job
 from store.settings import Settings
 
 router = APIRouter(tags=["scores"])
@@ -141,7 +143,13 @@ def create_score_from_dataset(
     return job
 
 
-@router.post("/runs/{run_id}/scores", status_code=202, response_model=ScorePublic, openapi_extra=SCORE_BODY)
+@router.post(
+    "/runs/{run_id}/scores",
+    status_code=202,
+    response_model=ScorePublic,
+    openapi_extra=SCORE_BODY,
+    responses=QUEUE_FULL,
+)
 async def create_score(
     run: OwnedRun,
     user: CurrentUser,
@@ -152,6 +160,9 @@ async def create_score(
     response: Response,
 ) -> ScorePublic:
     """Queue anomaly scoring of images (a multipart ZIP as `file`, or JSON {"dataset": id}) against a checkpoint."""
+    # Over the jobs quota, nothing is received.
+    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings))
+    await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     content_type = request.headers.get("content-type", "")
     path: Path | None = None
     create: Callable[..., Generation]  # records the job from what was sent; takes run, session, settings, storage

@@ -9,10 +9,10 @@ from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import AdminUser, CurrentUser, SessionDep
 from api.errors import unprocessable
-from api.responses import error
-from api.schemas import TokenCreate, TokenInfo, TokenPublic, TokensPublic
+from api.responses import error, validation_errors
+from api.schemas import TokenCreate, TokenInfo, TokenPublic, TokensPublic, TokenUpdate
 from store.models import User, utcnow
-from store.tokens import create_user, list_tokens, revoke_token
+from store.tokens import create_user, list_tokens, revoke_token, set_quotas
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 
@@ -53,3 +53,24 @@ def revoke(token_id: TokenId, session: SessionDep, user: CurrentUser) -> None:
         raise HTTPException(status_code=404, detail="Token not found")
     revoke_token(session=session, user=target, now=utcnow())
     session.commit()
+
+
+@router.patch(
+    "/{token_id}",
+    response_model=TokenInfo,
+    responses={
+        404: error("No such token."),
+        422: validation_errors("An unknown quota, or a token that is an admin's."),
+    },
+)
+def update(token_id: TokenId, body: TokenUpdate, session: SessionDep, _admin: AdminUser) -> TokenInfo:
+    """Set one token's quotas (admins only): {"quotas": {name: number}} replaces the server's number for that
+    token, null puts the server's back; quotas left out stay as they are. Admin tokens have no quotas."""
+    target = session.get(User, token_id)
+    if target is None:
+        raise HTTPException(status_code=404, detail="Token not found")
+    if target.is_admin:
+        raise unprocessable("quotas", "quotas: admin tokens have no quotas; set them on a user's token")
+    set_quotas(user=target, changes=body.quotas.model_dump(exclude_unset=True))
+    session.commit()
+    return TokenInfo.of(target)

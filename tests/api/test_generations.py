@@ -193,6 +193,21 @@ def _field_error(response: httpx.Response) -> tuple[list[str], str]:
         pytest.param("digits", {"n": 0}, ["body", "n"], "Input should be greater than or equal to 1", id="n=0"),
         pytest.param(
             "digits",
+            {"style_mix": {"row_seeds": [1], "col_seeds": [2]}},
+            ["body", "style_mix"],
+            "style_mix: style mixing needs a style-based generator (model.arch stylegan2); this run is dcgan",
+            id="style-mix-on-dcgan",
+        ),
+        pytest.param(
+            "digits",
+            {"interpolate": {"steps": 3, "space": "w"}},
+            ["body", "interpolate", "space"],
+            "interpolate.space: w is the space of a style-based generator (model.arch stylegan2); this run is "
+            "dcgan, so its walks go through z",
+            id="walk-in-w-on-dcgan",
+        ),
+        pytest.param(
+            "digits",
             {"format": "gif"},
             ["body", "format"],
             "Input should be 'png', 'zip', 'npz', 'csv' or 'parquet'",

@@ -164,13 +164,21 @@ def test_me_counts_what_the_caller_holds(service: Service) -> None:
     created = _create(service, "counted")
     with service.client(created["token"]) as user:
         me = user.get("/me").json()
-        assert {k: me[k] for k in ("id", "name", "is_admin", "expires_at", "quotas")} == {
+        assert {k: me[k] for k in ("id", "name", "is_admin", "expires_at")} == {
             "id": created["id"],
             "name": "counted",
             "is_admin": False,
             "expires_at": None,
-            "quotas": None,
         }
+        limits = {  # the server's defaults (store/settings.py)
+            "running_runs": 2,
+            "queued_runs": 10,
+            "datasets": 20,
+            "dataset_bytes": 20_000_000_000,
+            "artifact_bytes": 200_000_000_000,
+            "jobs_in_flight": 4,
+        }
+        assert me["quotas"] == {name: {"limit": n, "used": 0} for name, n in limits.items()}
         assert me["usage"] == {
             "runs": {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "canceled": 0},
             "datasets": 0,
@@ -277,7 +285,8 @@ def test_client_lists_and_revokes_tokens_and_reads_me(postgres_service: Service)
         assert created.id is not None and listed[int(created.id)].name == "via-client"
     with Ganforge(service.url, created.token) as user:
         me = user.me()
-        assert (me.id, me.name, me.is_admin, me.quotas) == (int(created.id), "via-client", False, None)
+        assert (me.id, me.name, me.is_admin) == (int(created.id), "via-client", False)
+        assert me.quotas is not None and me.quotas["queued_runs"] == {"limit": 10, "used": 0}
         assert me.usage.runs["queued"] == 0 and me.usage.jobs_in_flight == {"generate": 0, "score": 0}
         assert [t.id for t in user.tokens.list()] == [me.id]
         user.tokens.revoke(me.id)
