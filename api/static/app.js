@@ -492,14 +492,17 @@ async function runPage(runId) {
   // Generate form.
   const genStep = h("select", { id: "gen-step", name: "step" }, h("option", { value: "latest" }, "latest"));
   const genResult = h("div", { class: "result", id: "gen-result" });
+  const tableRun = run.config.model?.arch === "ctgan";  // rows as CSV or Parquet, with conditions
   const genForm = h("form", { id: "generate-form" },
     h("div", { class: "form-grid" },
-      h("div", { class: "field" }, h("label", { for: "gen-n" }, "Samples (n)"), h("input", { id: "gen-n", name: "n", type: "number", min: 1, value: 64 })),
+      h("div", { class: "field" }, h("label", { for: "gen-n" }, tableRun ? "Rows (n)" : "Samples (n)"), h("input", { id: "gen-n", name: "n", type: "number", min: 1, value: tableRun ? 100 : 64 })),
       h("div", { class: "field" }, h("label", { for: "gen-seed" }, "Seed"), h("input", { id: "gen-seed", name: "seed", type: "number", min: 0, value: 1 })),
       h("div", { class: "field" }, h("label", { for: "gen-step" }, "Checkpoint"), genStep),
-      h("div", { class: "field" }, h("label", { for: "gen-format" }, "Format"), h("select", { id: "gen-format", name: "format" }, ["png", "zip", "npz"].map((f) => h("option", { value: f }, f)))),
-      h("div", { class: "field" }, h("label", { for: "gen-interp" }, "Interpolation steps (blank: none)"), h("input", { id: "gen-interp", name: "interpolate", type: "number", min: 2 })),
-      h("div", { class: "field" }, h("label", { for: "gen-trunc" }, "Truncation (blank: none)"), h("input", { id: "gen-trunc", name: "truncation", type: "number", step: "any", min: 0 })),
+      h("div", { class: "field" }, h("label", { for: "gen-format" }, "Format"), h("select", { id: "gen-format", name: "format" }, (tableRun ? ["csv", "parquet"] : ["png", "zip", "npz"]).map((f) => h("option", { value: f }, f)))),
+      tableRun ? h("div", { class: "field" }, h("label", { for: "gen-conditions" }, "Conditions (column=value, comma-separated; blank: none)"),
+        h("input", { id: "gen-conditions", name: "conditions", type: "text", placeholder: "target=benign" })) : null,
+      tableRun ? null : h("div", { class: "field" }, h("label", { for: "gen-interp" }, "Interpolation steps (blank: none)"), h("input", { id: "gen-interp", name: "interpolate", type: "number", min: 2 })),
+      tableRun ? null : h("div", { class: "field" }, h("label", { for: "gen-trunc" }, "Truncation (blank: none)"), h("input", { id: "gen-trunc", name: "truncation", type: "number", step: "any", min: 0 })),
       run.config.model?.conditional ? h("div", { class: "field" }, h("label", { for: "gen-labels" }, "Labels (comma-separated; blank: cycle)"),
         h("input", { id: "gen-labels", name: "labels", type: "text", placeholder: "0,1,2" })) : null,
       h("div", { class: "field" }, h("label", {}, "EMA generator"), h("label", { class: "row" }, h("input", { id: "gen-ema", name: "ema", type: "checkbox", checked: true }), "use it when present"))),
@@ -511,9 +514,16 @@ async function runPage(runId) {
     const f = genForm.elements;
     const body = {
       n: Number(f.n.value), seed: Number(f.seed.value), step: f.step.value === "latest" ? "latest" : Number(f.step.value),
-      ema: f.ema.checked, truncation: f.truncation.value === "" ? null : Number(f.truncation.value), format: f.format.value,
+      ema: f.ema.checked, format: f.format.value,
     };
-    if (f.interpolate.value.trim()) body.interpolate = { steps: Number(f.interpolate.value) };
+    if (!tableRun) body.truncation = f.truncation.value === "" ? null : Number(f.truncation.value);
+    if (!tableRun && f.interpolate.value.trim()) body.interpolate = { steps: Number(f.interpolate.value) };
+    if (tableRun && f.conditions.value.trim()) {
+      body.conditions = Object.fromEntries(f.conditions.value.split(",").filter((c) => c.trim()).map((c) => {
+        const at = c.indexOf("=");
+        return at < 0 ? [c.trim(), ""] : [c.slice(0, at).trim(), c.slice(at + 1).trim()];
+      }));
+    }
     if (f.labels && f.labels.value.trim()) body.labels = f.labels.value.split(",").map((x) => Number(x.trim()));
     const submit = document.getElementById("gen-submit");
     submit.disabled = true;
@@ -530,8 +540,10 @@ async function runPage(runId) {
       const resultPath = gen.result_url || `/generations/${gen.id}/result`;
       const url = await blobUrl(resultPath);
       const name = `${runId}-seed${body.seed}.${body.format}`;
-      put(genResult, 
+      put(genResult,
         body.format === "png" ? h("img", { src: url, alt: "generated samples", id: "gen-image" }) : null,
+        body.format === "csv" ? await csvPreview(url) : null,
+        gen.made != null && gen.made < body.n ? h("p", { class: "note" }, `Made ${gen.made} of ${body.n} rows: the conditions are rare in what the model makes.`) : null,
         h("p", {}, h("a", { href: url, download: name, id: "gen-download" }, `Download ${name}`)));
     } catch (err) {
       put(genResult, errorBox(err.status === 404 && /Not Found/.test(err.message) ? "This server has no generations route yet." : err));
@@ -632,13 +644,36 @@ async function runPage(runId) {
   startLive();
 }
 
+// The first rows of a generated CSV as a table (cells split on commas outside quotes).
+async function csvPreview(url, limit = 10) {
+  const text = await (await fetch(url)).text();
+  const split = (line) => {
+    const cells = [];
+    let cell = "", quoted = false;
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i];
+      if (quoted && c === '"' && line[i + 1] === '"') { cell += '"'; i++; }
+      else if (c === '"') quoted = !quoted;
+      else if (c === "," && !quoted) { cells.push(cell); cell = ""; }
+      else cell += c;
+    }
+    return [...cells, cell];
+  };
+  const lines = text.split("\n").filter((l) => l);
+  const [head, ...rows] = lines.map(split);
+  return h("div", { class: "table-wrap" }, h("table", { id: "gen-rows" },
+    h("thead", {}, h("tr", {}, (head || []).map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows.slice(0, limit).map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))))));
+}
+
 // ----------------------------------------------------------------------------------------------------------
 // Launch form
 
 const LAUNCH_FIELDS = [
   ["Run", [["name", "text", "Name"], ["seed", "number", "Seed"], ["preset", "select", "Preset", ["", "dcgan", "wgan-gp", "sngan-hinge"]]]],
   ["Model", [["model.arch", "select", "Architecture", ["mlp", "dcgan", "resnet", "stylegan2", "pix2pix", "cyclegan", "ctgan"]], ["model.image_size", "number", "Image size (px)"],
-    ["model.z_dim", "number", "Latent size (z_dim)"], ["model.width", "number", "Width"], ["model.conditional", "checkbox", "Conditional"]]],
+    ["model.z_dim", "number", "Latent size (z_dim)"], ["model.width", "number", "Width"], ["model.depth", "number", "Layers (depth)"],
+    ["model.pack", "number", "Pack (rows judged together)"], ["model.conditional", "checkbox", "Conditional"]]],
   ["Loss", [["loss.kind", "select", "Objective", ["minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge"]]]],
   ["Training", [["train.steps", "number", "Steps"], ["train.batch_size", "number", "Batch size"], ["train.lr_g", "number", "LR generator"],
     ["train.lr_d", "number", "LR discriminator"], ["train.n_critic", "number", "D steps per G step"], ["train.ema", "number", "EMA decay (blank: off)"],
@@ -646,6 +681,11 @@ const LAUNCH_FIELDS = [
   ["Schedule", [["schedule.sample_every", "number", "Sample every"], ["schedule.checkpoint_every", "number", "Checkpoint every"],
     ["schedule.eval_every", "number", "Evaluate every (0: never)"]]],
 ];
+
+// Fields that mean nothing for one kind of data are hidden while a dataset of that kind is chosen: a table trains
+// ctgan (rows, not pixels or class labels); images and points never take ctgan.
+const TABLE_ONLY = new Set(["model.depth", "model.pack"]);
+const NOT_FOR_TABLES = new Set(["model.image_size", "model.conditional"]);
 
 function getPath(obj, path) { return path.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj); }
 function setPath(obj, path, value) {
@@ -670,12 +710,12 @@ async function launchPage() {
   try {
     const listed = await api("/datasets");
     const items = Array.isArray(listed) ? listed : listed.items;
-    if (items && items.length) datasets = items.map((d) => ({ id: d.id || d.name, name: d.name, builtin: !!d.builtin }));
+    if (items && items.length) datasets = items.map((d) => ({ id: d.id || d.name, name: d.name, builtin: !!d.builtin, kind: d.kind }));
   } catch (err) { if (err.status !== 404) throw err; }
 
   const formError = h("div", { id: "form-error" });
   const datasetSelect = h("select", { id: "f-dataset", name: "dataset" },
-    datasets.map((d) => h("option", { value: d.id }, d.builtin ? d.id : `${d.name} (${d.id})`)));
+    datasets.map((d) => h("option", { value: d.id }, d.builtin ? d.id : `${d.name} (${d.id})${d.kind === "table" ? " · table" : ""}`)));
   const inputs = {};
   const extra = h("textarea", { id: "f-extra", name: "extra", rows: 3, spellcheck: "false", placeholder: "{}" });
   const fieldsets = LAUNCH_FIELDS.map(([legend, fields]) => h("fieldset", {}, h("legend", {}, legend),
@@ -706,13 +746,32 @@ async function launchPage() {
   view.append(h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Launch a run"),
     h("div", { class: "muted small" }, "Defaults are each dataset's recommended configuration."))), form);
 
+  const tableNote = h("p", { class: "muted small", id: "table-note", hidden: true },
+    "A table trains ctgan: synthetic rows in the table's own columns, judged by quality, efficacy and privacy.");
+  fieldsets[0].after(tableNote);
+  function isTable() {
+    const ds = datasetSelect.value;
+    const listed = datasets.find((d) => d.id === ds);
+    return ds.startsWith("tbl_") || (listed && listed.kind === "table") || getPath(defaults.datasets[ds] || {}, "model.arch") === "ctgan";
+  }
+  function showKind() {
+    const table = isTable();
+    tableNote.hidden = !table;
+    for (const [path, input] of Object.entries(inputs)) {
+      const hide = table ? NOT_FOR_TABLES.has(path) : TABLE_ONLY.has(path);
+      input.closest(".field").hidden = hide;
+      input.disabled = hide;
+    }
+    for (const option of inputs["model.arch"].options) option.hidden = table !== (option.value === "ctgan");
+  }
   function baseline() {
     const ds = datasetSelect.value;
-    const base = defaults.datasets[ds] || defaults.datasets._uploaded;
+    const base = defaults.datasets[ds] || (ds.startsWith("tbl_") ? defaults.datasets._uploaded_table : null) || defaults.datasets._uploaded;
     const preset = inputs.preset.value;
     return preset ? deepMerge(base, defaults.presets[preset] || {}) : base;
   }
   function fill() {
+    showKind();
     const base = baseline();
     for (const [path, input] of Object.entries(inputs)) {
       if (path === "preset" || path === "name") continue;
@@ -741,6 +800,7 @@ async function launchPage() {
     const base = baseline();
     const body = { dataset: datasetSelect.value };
     for (const [path, input] of Object.entries(inputs)) {
+      if (input.disabled) continue;
       const value = read(input);
       if (path === "name") { if (value) body.name = value; continue; }
       if (path === "preset") { if (value) body.preset = value; continue; }
@@ -784,13 +844,13 @@ async function datasetsPage() {
   document.title = "Datasets · ganforge";
   const cards = h("div", { class: "cards", id: "dataset-cards" });
   const uploadError = h("div");
-  const fileInput = h("input", { id: "ds-file", name: "file", type: "file", accept: ".zip,application/zip", required: true });
+  const fileInput = h("input", { id: "ds-file", name: "file", type: "file", accept: ".zip,.csv,.parquet,application/zip,text/csv", required: true });
   const nameInput = h("input", { id: "ds-name", name: "name", type: "text", placeholder: "my-faces" });
   const form = h("form", { class: "panel", id: "upload-form" },
     h("h2", {}, "Upload a dataset"),
-    h("p", { class: "muted small" }, "A ZIP of images; put each class in its own folder (folders are optional)."),
+    h("p", { class: "muted small" }, "A ZIP of images (put each class in its own folder; folders are optional), or a table: a CSV with a header row, or a Parquet file."),
     h("div", { class: "form-grid" },
-      h("div", { class: "field" }, h("label", { for: "ds-file" }, "ZIP file"), fileInput,
+      h("div", { class: "field" }, h("label", { for: "ds-file" }, "ZIP, CSV or Parquet file"), fileInput,
         h("div", { class: "field-error", "data-error-for": "file" })),
       h("div", { class: "field" }, h("label", { for: "ds-name" }, "Name"), nameInput,
         h("div", { class: "field-error", "data-error-for": "name" }))),
@@ -822,7 +882,12 @@ async function datasetsPage() {
         media,
         h("h3", {}, d.name, " ", d.builtin ? h("span", { class: "badge" }, "built-in") : null),
         d.builtin ? null : h("div", { class: "muted small mono" }, id),
-        h("div", { class: "muted small" }, [
+        d.kind === "table" ? h("div", { class: "muted small" }, [
+          d.num_images != null ? `${d.num_images} rows` : null,
+          d.columns && d.columns.length ? `${d.columns.length} columns` : null,
+          d.target ? `target: ${d.target}` : null,
+          d.builtin ? description : null,
+        ].filter(Boolean).join(" · ")) : h("div", { class: "muted small" }, [
           d.num_images != null ? `${d.num_images} images` : null,
           d.image_size ? `${d.image_size} px` : null,
           d.channels != null ? `${d.channels} ch` : null,
@@ -840,10 +905,10 @@ async function datasetsPage() {
     ev.preventDefault();
     put(uploadError);
     showFieldErrors(form, uploadError, []);
-    if (!fileInput.files.length) { uploadError.append(errorBox("Choose a ZIP file first.")); return; }
+    if (!fileInput.files.length) { uploadError.append(errorBox("Choose a ZIP, CSV or Parquet file first.")); return; }
     const data = new FormData();
     data.append("file", fileInput.files[0]);
-    data.append("name", nameInput.value.trim() || fileInput.files[0].name.replace(/\.zip$/i, ""));
+    data.append("name", nameInput.value.trim() || fileInput.files[0].name.replace(/\.(zip|csv|parquet)$/i, ""));
     const submit = document.getElementById("ds-submit");
     submit.disabled = true;
     try {

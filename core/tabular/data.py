@@ -103,7 +103,7 @@ def table_dataset(
 
 
 def builtin_dataset(name: str) -> TableDataset:
-    """breast-cancer or wine, with their class as the categorical target column."""
+    """breast-cancer, wine or mixed, with their class as the categorical target column."""
     return table_dataset(name, builtin_table(name), target=TARGET, state=json.loads(_builtin_state(name)))
 
 

@@ -3,6 +3,10 @@
 Built-ins, from what scikit-learn ships (nothing is downloaded): `breast-cancer` (569 rows, 30 continuous
 measurements and the diagnosis, malignant or benign) and `wine` (178 rows, 13 continuous measurements and the
 cultivar, class_0 to class_2). Their class is a categorical column named `target`.
+
+`mixed` is made here, from a fixed seed, with a known structure (`mixed_table`): 5,000 rows of mixed types, as a
+census or customer table has them: categoricals, integers, a skewed continuous column, a zero-inflated one (about
+85 % zeros), a boolean, and a binary `target` that depends on several of them through a logistic model.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 
 from core.tabular.columns import Column, Table, format_value
 
-BUILTIN_TABLES = ("breast-cancer", "wine")
+BUILTIN_TABLES = ("breast-cancer", "wine", "mixed")
 TARGET = "target"  # the built-ins' class column
 
 
@@ -115,10 +119,77 @@ def write_parquet(table: Table, columns: list[Column]) -> bytes:
     return bytes(out.getvalue().to_pybytes())
 
 
+MIXED_ROWS = 5000
+MIXED_SEED = 20190701  # the seed of the `mixed` table (every draw comes from one generator under it)
+
+
+def mixed_table(n: int = MIXED_ROWS, seed: int = MIXED_SEED) -> Table:
+    """A mixed-type table with a known structure, the same for the same n and seed:
+
+    - `region` (5 categories, 30 % to 10 %), `education` (5 ordered levels, 15 % primary to 3 % doctorate),
+      `employment` (private, public, self-employed, unemployed; more self-employed with more education);
+    - `age`: integers from 18 to 90, 18 + a gamma(4, 6) draw;
+    - `hours_per_week`: integers, 0 for the unemployed, else 40 for half the rows and N(38, 10) in [1, 80] otherwise;
+    - `income`: log-normal, log income = 9.6 + 0.25 · education level + a concave age curve + 0.01 · (hours − 40)
+      + N(0, 0.4), lower by 1.2 for the unemployed (2 decimals);
+    - `capital_gain`: zero-inflated: non-zero with probability σ(−2.4 + 0.45 · education level + 0.02 · (age − 40)),
+      then log-normal (8 + 0.3 · level, 1); 2 decimals;
+    - `owns_home`: a boolean, σ(−0.5 + 0.05 · (age − 35) + 0.8 · (log income − 10.2));
+    - `target`: `churned` or `stayed`, logistic in education, a non-zero capital gain, log income, age, region and
+      self-employment (a logistic regression on the real rows reaches an AUC near 0.8)."""
+    rng = np.random.default_rng(seed)
+
+    def sigmoid(x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-x))
+
+    regions = np.array(["north", "south", "east", "west", "central"], dtype=object)
+    region = regions[rng.choice(5, n, p=[0.3, 0.25, 0.2, 0.15, 0.1])]
+    levels = np.array(["primary", "secondary", "bachelor", "master", "doctorate"], dtype=object)
+    level = rng.choice(5, n, p=[0.15, 0.45, 0.25, 0.12, 0.03])
+    jobs = np.array(["private", "public", "self-employed", "unemployed"], dtype=object)
+    job_p = np.stack([np.array([0.62, 0.18, 0.08, 0.12]) + k * np.array([-0.03, 0.02, 0.04, -0.03]) for k in level])
+    job = (rng.random(n)[:, None] > np.cumsum(job_p / job_p.sum(1, keepdims=True), 1)[:, :-1]).sum(1)
+    age = np.clip(18 + np.round(rng.gamma(4.0, 6.0, n)), 18, 90)
+    hours = np.where(rng.random(n) < 0.5, 40.0, np.clip(np.round(rng.normal(38, 10, n)), 1, 80))
+    hours = np.where(job == 3, 0.0, hours)
+    a = (age - 18) / 10
+    log_income = 9.6 + 0.25 * level + 0.35 * a - 0.06 * a**2 + 0.01 * (hours - 40) + rng.normal(0, 0.4, n)
+    log_income = log_income - 1.2 * (job == 3)
+    income = np.round(np.exp(log_income), 2)
+    gains = rng.random(n) < sigmoid(-2.4 + 0.45 * level + 0.02 * (age - 40))
+    capital_gain = np.where(gains, np.round(np.exp(rng.normal(8 + 0.3 * level, 1.0, n)), 2), 0.0)
+    owns = rng.random(n) < sigmoid(-0.5 + 0.05 * (age - 35) + 0.8 * (log_income - 10.2))
+    logit = (
+        -0.6
+        + 0.5 * (level - 1.5)
+        + 1.0 * gains
+        + 0.8 * (log_income - 10.2)
+        - 0.03 * (age - 40)
+        + 0.5 * (region == "east")
+        - 0.4 * (region == "central")
+        + 0.7 * (job == 2)
+    )
+    target = np.where(rng.random(n) < sigmoid(logit), "churned", "stayed").astype(object)
+    return {
+        "age": age.astype(np.float64),
+        "region": region,
+        "education": levels[level],
+        "employment": jobs[job],
+        "hours_per_week": hours.astype(np.float64),
+        "income": income,
+        "capital_gain": capital_gain,
+        "owns_home": np.where(owns, "yes", "no").astype(object),
+        TARGET: target,
+    }
+
+
 def builtin_table(name: str) -> Table:
-    """A built-in table: scikit-learn's features as numbers and the class, by name, as the `target` column."""
+    """A built-in table: scikit-learn's features as numbers and the class, by name, as the `target` column; or
+    the `mixed` table made by `mixed_table`."""
     from sklearn.datasets import load_breast_cancer, load_wine
 
+    if name == "mixed":
+        return mixed_table()
     loaders = {"breast-cancer": load_breast_cancer, "wine": load_wine}
     if name not in loaders:
         raise ValueError(f"dataset: {name!r} is not a built-in table; use one of {', '.join(BUILTIN_TABLES)}")

@@ -114,6 +114,24 @@ def test_the_builtin_tables_have_their_class_as_a_categorical_column():
         assert columns[-1].kind == "categorical" and {c.kind for c in columns[:-1]} <= {"continuous", "discrete"}
 
 
+def test_the_mixed_table_is_made_alike_from_its_seed_with_the_types_it_promises():
+    table, again = builtin_table("mixed"), builtin_table("mixed")
+    assert all(np.array_equal(table[k], again[k]) for k in table) and len(table["target"]) == 5000
+    kinds = {c.name: c.kind for c in infer_columns(table)}
+    assert kinds == {
+        "age": "discrete",
+        "region": "categorical",
+        "education": "categorical",
+        "employment": "categorical",
+        "hours_per_week": "discrete",
+        "income": "continuous",
+        "capital_gain": "continuous",
+        "owns_home": "boolean",
+        "target": "categorical",
+    }
+    assert 0.75 < (table["capital_gain"] == 0).mean() < 0.9 and set(table["target"]) == {"churned", "stayed"}
+
+
 def test_constant_and_empty_columns_round_trip():
     """A column with one value, and one whose every cell is missing, encode and decode like any other."""
     table = read_csv(b"k,n,e,c\n" + b"".join(f"7,{i},,same\n".encode() for i in range(30)))
