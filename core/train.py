@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core import checkpoint, grids, layout
+from core import checkpoint, distributed, grids, layout
 from core.collapse import COLLAPSE_DIVERSITY, DIVERSITY_SAMPLES, RECENT_REPORTS, collapse_suspected, spread
 from core.config import RunConfig
 from core.datasets import DataOrder, Dataset, load_dataset
@@ -50,6 +50,7 @@ class TrainResult:
     precision: str
     checkpoint: str | None  # path of the newest checkpoint
     message: str | None = None  # what happened, when diverged
+    replica_checks: int = 0  # data-parallel: steps after which every rank's weights were compared and the same
 
 
 def train(
@@ -61,12 +62,23 @@ def train(
     dataset_dir: Path | str | None = None,
 ) -> TrainResult:
     """Train the GAN that `cfg` describes into `out_dir`, resuming from its newest checkpoint if there is one."""
+    rank = distributed.current()
+    if cfg.train.world_size > 1 and rank is None:  # spawn the ranks, which come back here (core/distributed.py)
+        return distributed.launch(
+            cfg, out_dir=Path(out_dir), on_event=on_event, should_stop=should_stop, dataset_dir=dataset_dir
+        )
     family = family_of(cfg.model.arch)
     run, models, ema = _set_up(family, cfg, Path(out_dir), on_event or _no_events, dataset_dir)
     loop = _resume(run, models, ema)
+    step_cfg = cfg  # what the family's step sees: in a rank, its slice of the global batch
+    if rank is not None:
+        distributed.wrap_models(models, run.device)
+        per_rank = cfg.train.model_copy(update={"batch_size": cfg.train.batch_size // rank.world_size})
+        step_cfg = cfg.model_copy(update={"train": per_rank})
     total, start_step, status, message = cfg.train.steps, loop.step, "completed", None
     stats_every = max(10, total // 500)  # at most ~500 stats events a run, and never a sync every step
     optimizers = models.optimizers()
+    replica_checks = 0  # steps after which the ranks' weights were compared (and were the same)
 
     while loop.step < total:
         loop.step += 1
@@ -76,14 +88,21 @@ def train(
         # Train one step at this step's learning rates, then update the EMA generator.
         done = (step - 1) / total
         _set_learning_rates(optimizers, _lr_scale(cfg.train.lr_schedule, done))
+        if rank is not None:
+            distributed.seed_step(cfg.seed, step, rank)
         at = Step(step, done, want_stats, run.device, next_batch=run.next_batch, autocast=run.autocast)
-        losses, stats = family.train_step(models, cfg, at)
+        losses, stats = family.train_step(models, step_cfg, at)
         if ema is not None:
             ema.update(step)
 
-        # Decide which reports fall on this step.
+        # Decide which reports fall on this step (every rank the same: the losses and the stop flag are agreed).
         now = time.monotonic()
         stop = should_stop is not None and bool(should_stop())
+        if rank is not None:
+            check = run.device.type == "cpu" or want_stats
+            weights = distributed.fingerprint(list(models.modules().values())) if check else None
+            losses, stop = distributed.agree(losses, stop, weights, step=step, device=run.device)
+            replica_checks += check
         last = step == total or stop
         progress_due = now - loop.reported[0] >= 1.0 or last
         sample_due = step % cfg.schedule.sample_every == 0 or last
@@ -103,6 +122,8 @@ def train(
             _report_progress(run, loop, losses, now)
         if want_stats:
             _report_stats(run, loop, stats, optimizers)
+        if not run.lead:  # files, evaluations and checkpoints are rank 0's
+            sample_due = eval_due = ckpt_due = False
         if sample_due:
             _write_sample(family, run, loop, sampled)
         if eval_due:
@@ -126,6 +147,7 @@ def train(
         precision=run.precision,
         checkpoint=str(loop.last_ckpt) if loop.last_ckpt else None,
         message=message,
+        replica_checks=replica_checks,
     )
 
 
@@ -148,6 +170,8 @@ class Run:
     info: dict[str, Any]
     grid: Any  # the family's fixed inputs of the sample grid
     real_spread: float  # the real data's spread, which the collapse watch compares the grid samples' with
+    shard: tuple[int, int] = (0, 1)  # (rank, world size): this process's slice of each global batch
+    lead: bool = True  # this process writes the files and emits the events (rank 0, or the only process)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """The run's precision for a forward pass: bf16 autocast, or nothing."""
@@ -156,6 +180,9 @@ class Run:
     def next_batch(self) -> Batch:
         """The next real batch in the run's data order; images channels-last, as the networks are."""
         indices = self.order.next(self.cfg.train.batch_size)
+        rank, world_size = self.shard
+        if world_size > 1:  # every rank draws the same global batch and takes its own disjoint slice
+            indices = indices.chunk(world_size)[rank]
         x, labels = self.data.batch(indices)  # (B, C, H, W) or (B, 2)
         if self.data.kind == "images":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -206,6 +233,9 @@ def _set_up(
     """Pick the device and the precision, seed every generator, load the data, and build the networks, the EMA
     generator and the sample grid's inputs."""
     device = pick_device(cfg.train.device)
+    rank = distributed.current()
+    if rank is not None and device.type == "cuda":  # one GPU per rank
+        device = torch.device("cuda", rank.rank)
     precision = pick_precision(cfg.train.precision, device, arch=cfg.model.arch)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -217,7 +247,12 @@ def _set_up(
     order = DataOrder(len(data), seed=cfg.seed)
     latest = checkpoint.latest_checkpoint(out_dir)
     models = family.build(cfg, data, device=device, latest=latest, emit=emit)
+    if rank is not None:  # before the EMA copy, so that it is converted too
+        distributed.sync_batchnorm(models, device)
     ema = Ema(models.G, cfg.train.ema_decay) if cfg.train.ema_decay else None
+    info = run_info(device, precision, cfg.seed)
+    if rank is not None:
+        info |= {"world_size": rank.world_size, "backend": rank.backend}
     run = Run(
         cfg=cfg,
         out_dir=out_dir,
@@ -226,9 +261,11 @@ def _set_up(
         precision=precision,
         data=data,
         order=order,
-        info=run_info(device, precision, cfg.seed),
+        info=info,
         grid=family.grid_inputs(cfg, data, models, device),
         real_spread=spread(data.batch(torch.arange(min(len(data), DIVERSITY_SAMPLES)))[0]),
+        shard=(rank.rank, rank.world_size) if rank is not None else (0, 1),
+        lead=rank is None or rank.lead,
     )
     return run, models, ema
 
@@ -250,6 +287,8 @@ def _resume(run: Run, models: Models, ema: Ema | None) -> Loop:
         if best is not None and layout.checkpoint_path(run.out_dir, int(best["step"])).exists():
             loop.best_metric, loop.best_value, loop.best_step = best["metric"], best["value"], best["step"]
     loop.reported = (time.monotonic(), loop.step)
+    if not run.lead:
+        return loop
     run.out_dir.mkdir(parents=True, exist_ok=True)
     layout.atomic_write_text(run.out_dir / layout.CONFIG, run.cfg.model_dump_json(indent=2))
     layout.atomic_write_text(run.out_dir / layout.RUN_INFO, json.dumps(run.info, indent=2))
@@ -285,7 +324,8 @@ def _check_finite(run: Run, loop: Loop, losses: dict[str, torch.Tensor]) -> str 
     if not run.cfg.schedule.stop_on_divergence:
         raise TrainingDiverged(f"training diverged at step {step}: {name} is {value}{kept}")
     back = loop.best_step if loop.best_step is not None else (int(loop.last_ckpt.stem) if loop.last_ckpt else 0)
-    loop.last_ckpt = checkpoint.remove_checkpoints_after(run.out_dir, back)
+    if run.lead:
+        loop.last_ckpt = checkpoint.remove_checkpoints_after(run.out_dir, back)
     which = "best" if loop.best_step is not None else "last good"
     message = (
         f"training diverged at step {step}: {name} is {value}; rolled back to the {which} checkpoint (step {back})"

@@ -1,0 +1,281 @@
+"""Data-parallel training on one host: `train.world_size` processes (ranks) train one run together.
+
+`launch` (called by `core.train.train` when world_size > 1) starts the ranks with torch.multiprocessing, each of
+which calls `train` again inside a process group: NCCL with one GPU per rank on CUDA, gloo on the CPU, rendezvous
+on a free loopback port. The calling process relays rank 0's events to `on_event`, asks the ranks to stop when
+`should_stop()` says so, and returns rank 0's result; a rank's ValueError or TrainingDiverged is raised again here
+with its message.
+
+Inside a rank (`current()` is not None) the loop (core/train.py) differs in a few places:
+- G and D are wrapped in `GanDDP` (DistributedDataParallel), so each backward pass averages the gradients over the
+  ranks: every rank holds the same weights after every optimizer step. The networks the loop keeps (`Models.G`,
+  `Models.D`, the EMA copy) stay the plain modules; only the family's `g_fn`/`d_fn` call through the wrappers.
+- A GAN step calls D in G's step with D's parameters frozen, and G under no_grad when D takes several steps: a DDP
+  forward whose parameters get no gradient would leave its reducer waiting ("Expected to have finished reduction in
+  the prior iteration"), so `GanDDP` calls the plain module whenever no parameter of it can receive a gradient,
+  instead of find_unused_parameters (an extra graph traversal every step) or no_sync.
+- The global batch stays `train.batch_size`: every rank draws the same global batch from the one data order and
+  takes its own disjoint slice (batch_size / world_size samples); the family's step sees the per-rank batch size.
+  Its losses are means over the slice, so the averaged gradients are those of the global batch's mean loss.
+- The ranks' random numbers (latents, fake labels, augmentations) come from `torch.manual_seed` of (seed, step,
+  rank) at every step, so a resume with the same world size draws exactly what the interrupted run would have.
+  A resume with another world size continues from the same weights, optimizer state and data order, but slices
+  the batch and draws the latents differently: it is not bit-exact.
+- BatchNorm: on CUDA it becomes SyncBatchNorm (statistics over the global batch). PyTorch's SyncBatchNorm runs on
+  GPUs only, so on the CPU each rank normalizes with its own slice's statistics and DDP broadcasts rank 0's
+  running statistics at each forward (broadcast_buffers).
+- Each step the ranks gather one small tensor: the losses (averaged, so that the divergence check and the
+  reports agree on every rank), the stop flag (so that every rank stops at the same step) and a fingerprint of
+  the weights (every step on the CPU, at the reporting steps on a GPU), which must be the same on every rank:
+  ReplicasDiverged otherwise. `TrainResult.replica_checks` counts the steps so compared.
+- Only rank 0 writes files (config, run info, grids, checkpoints) and emits events; it alone evaluates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import queue
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.multiprocessing.spawn import ProcessException
+from torch.nn.parallel import DistributedDataParallel
+
+if TYPE_CHECKING:
+    from core.config import RunConfig
+    from core.train import TrainResult
+
+EventFn = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in a data-parallel run."""
+
+    rank: int
+    world_size: int
+    backend: str  # "nccl" | "gloo"
+    stop: Any  # a multiprocessing Event the launching process sets to stop the run
+
+    @property
+    def lead(self) -> bool:
+        return self.rank == 0
+
+
+_current: Rank | None = None
+
+
+def current() -> Rank | None:
+    """This process's rank in a data-parallel run; None in a single-process run."""
+    return _current
+
+
+class GanDDP(DistributedDataParallel):
+    """DistributedDataParallel for one network of a GAN: a forward pass in which none of the module's parameters can
+    receive a gradient (D in G's step, G under no_grad) goes to the plain module, so that the reducer only ever
+    waits for the backward passes that reach it."""
+
+    def forward(self, *inputs: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled() or not any(p.requires_grad for p in self.module.parameters()):
+            return self.module(*inputs, **kwargs)
+        return super().forward(*inputs, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def wrap_models(models: Any, device: torch.device) -> None:
+    """Make the family's step call G and D (`g_fn`, `d_fn`) through DistributedDataParallel on `device`; the loop
+    keeps the plain modules (`models.G`, `models.D`) for grids, evaluation and checkpoints."""
+    ids = [device.index] if device.type == "cuda" else None
+    # broadcast_buffers (the default): rank 0's BatchNorm statistics at each forward pass.
+    models.g_fn, models.d_fn = GanDDP(models.G, device_ids=ids), GanDDP(models.D, device_ids=ids)
+
+
+def sync_batchnorm(models: Any, device: torch.device) -> None:
+    """BatchNorm over the global batch on CUDA: G's and D's BatchNorm layers become SyncBatchNorm, keeping their
+    parameters (so the optimizers built on them still hold them). Nothing on the CPU, where PyTorch has no
+    SyncBatchNorm."""
+    if device.type == "cuda":
+        convert = nn.SyncBatchNorm.convert_sync_batchnorm
+        models.G, models.D = convert(models.G), convert(models.D)  # type: ignore[no-untyped-call]
+
+
+def seed_step(seed: int, step: int, rank: Rank) -> None:
+    """Seed torch for one step of one rank: a function of (seed, step, rank) only, so that a resume draws the same."""
+    torch.manual_seed((seed * 1_000_003 + step) * rank.world_size + rank.rank)
+
+
+class ReplicasDiverged(RuntimeError):
+    """The ranks' weights differ after a step: their gradients were not averaged the same way (a bug, never data)."""
+
+
+@torch.no_grad()
+def fingerprint(modules: list[nn.Module]) -> torch.Tensor:
+    """A float64 scalar that differs between two ranks whose weights differ: the parameters' sums and norms,
+    weighted by their position."""
+    params = [p.detach().double() for m in modules for p in m.parameters()]
+    per_param = torch.stack([torch.stack([p.sum(), p.norm()]) for p in params])  # (P, 2)
+    position = torch.arange(1, len(params) + 1, dtype=torch.float64, device=per_param.device)
+    return (per_param * position[:, None]).sum()
+
+
+def agree(
+    losses: dict[str, torch.Tensor], stop: bool, weights: torch.Tensor | None, *, step: int, device: torch.device
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """Gather every rank's losses, stop flag and weight fingerprint (`weights`, or None when not checked this step)
+    in one collective; return the losses' mean over the ranks and whether any rank stops. ReplicasDiverged when the
+    fingerprints differ."""
+    names = sorted(losses)
+    mine = [losses[n].detach().double().reshape(()).to(device) for n in names]
+    check = weights if weights is not None else torch.zeros((), dtype=torch.float64, device=device)
+    mine += [torch.tensor(float(stop), dtype=torch.float64, device=device), check.to(device)]
+    vector = torch.stack(mine)  # (L + 2,)
+    gathered = [torch.empty_like(vector) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, vector)
+    every = torch.stack(gathered)  # (R, L + 2)
+    if weights is not None and not bool((every[:, -1] == every[0, -1]).all()):
+        raise ReplicasDiverged(f"the data-parallel ranks' weights differ after step {step}: {every[:, -1].tolist()}")
+    means = every[:, :-2].mean(dim=0).float()
+    return {n: means[i] for i, n in enumerate(names)}, bool(every[:, -2].max() > 0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch(
+    cfg: RunConfig,
+    *,
+    out_dir: Path,
+    on_event: EventFn | None,
+    should_stop: Callable[[], bool] | None,
+    dataset_dir: Path | str | None,
+) -> TrainResult:
+    """Train `cfg` in `cfg.train.world_size` spawned processes on this host and return rank 0's result."""
+    from core.train import TrainingDiverged, TrainResult
+
+    # Ranks fork from a server process that has imported the trainer once (on the CPU and with CUDA alike: it
+    # touches no GPU), instead of each importing torch anew; later launches from this process reuse it.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["core.train"])
+    events: Any = ctx.Queue()
+    stop = ctx.Event()
+    port = free_port()
+    world = cfg.train.world_size
+    args = (
+        world,
+        port,
+        cfg.model_dump(mode="json"),
+        str(out_dir),
+        str(dataset_dir) if dataset_dir else None,
+        events,
+        stop,
+    )
+    start = mp.start_processes  # type: ignore[attr-defined]
+    processes = start(_rank_main, args=args, nprocs=world, join=False, start_method="forkserver")  # type: ignore[no-untyped-call]
+    result: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    failure: Exception | None = None
+
+    def take(kind: str, data: dict[str, Any]) -> None:
+        nonlocal result, error
+        if kind == "_result":
+            result = data
+        elif kind == "_error":
+            error = error or data  # the first rank's error: the others' may only follow from it
+        elif on_event is not None:
+            on_event(kind, data)
+
+    try:
+        done = False
+        while not done:
+            with contextlib.suppress(queue.Empty):
+                take(*events.get(timeout=0.2))
+            if should_stop is not None and not stop.is_set() and should_stop():
+                stop.set()
+            try:
+                done = processes.join(timeout=0)
+            except ProcessException as exc:  # a rank failed; join has terminated the others
+                failure, done = exc, True
+        with contextlib.suppress(queue.Empty):  # what the ranks sent before they exited
+            while True:
+                take(*events.get(timeout=0.5))
+    finally:
+        for process in processes.processes:
+            if process.is_alive():
+                process.kill()
+        events.close()
+    if error is not None:
+        kind = TrainingDiverged if error["type"] == "TrainingDiverged" else ValueError
+        if error["type"] not in ("TrainingDiverged", "ValueError"):
+            raise RuntimeError(f"a training process failed: {error['type']}: {error['message']}")
+        raise kind(error["message"])
+    if failure is not None or result is None:
+        raise RuntimeError(f"the training processes ended without a result: {failure}")
+    return TrainResult(**result)
+
+
+def _die_with_parent() -> None:
+    """A rank dies with the process that launched it (a killed worker leaves no rank training)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _rank_main(
+    rank: int,
+    world: int,
+    port: int,
+    cfg_json: dict[str, Any],
+    out_dir: str,
+    dataset_dir: str | None,
+    events: Any,
+    stop: Any,
+) -> None:
+    """One rank: join the process group, train, and (rank 0) send the events and the result to the launcher."""
+    global _current
+    _die_with_parent()
+    from core.config import RunConfig
+    from core.device import pick_device
+    from core.train import train
+
+    cfg = RunConfig.model_validate(cfg_json)
+    cuda = pick_device(cfg.train.device).type == "cuda"
+    if cuda:
+        if torch.cuda.device_count() < world:
+            raise ValueError(
+                f"train.world_size: {world} processes need {world} GPUs; this host has {torch.cuda.device_count()}"
+            )
+        torch.cuda.set_device(rank)
+    backend = "nccl" if cuda else "gloo"
+    # The host's threads shared between the ranks (torchrun sets OMP_NUM_THREADS=1 for the same reason).
+    torch.set_num_threads(max(1, torch.get_num_threads() // world))
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    _current = Rank(rank=rank, world_size=world, backend=backend, stop=stop)
+
+    def emit(kind: str, data: dict[str, Any]) -> None:
+        if rank == 0:
+            events.put((kind, data))
+
+    try:
+        result = train(cfg, out_dir=Path(out_dir), on_event=emit, should_stop=stop.is_set, dataset_dir=dataset_dir)
+        if rank == 0:
+            events.put(("_result", vars(result)))
+    except Exception as exc:
+        events.put(("_error", {"type": type(exc).__name__, "message": str(exc)}))
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+        events.close()
+        events.join_thread()
