@@ -131,7 +131,7 @@ SR_SCALES = (2, 4, 8)
 SR_MIN_INPUT = 8
 # The fields only srgan reads, by section: any other architecture refuses them set, and drops them as defaults.
 SR_ONLY_FIELDS = {
-    "model": ("scale",),
+    "model": ("scale", "bicubic_skip"),
     "loss": ("content", "feature_net", "feature_weight"),
     "train": ("pretrain_steps",),
 }
@@ -231,6 +231,13 @@ class ModelConfig(_Strict):
             "srgan: the upsampling factor, 2, 4 or 8 (one x2 sub-pixel stage each). The high-resolution image is "
             "model.image_size px; its low-resolution input, image_size / scale px, is made from it by Pillow's "
             "bicubic downscaling."
+        ),
+    )
+    bicubic_skip: bool = Field(
+        False,
+        description=(
+            "srgan: add the generator's output to the bicubic upsampling of its input (the global residual of VDSR, "
+            "Kim et al. 2016; not in Ledig et al.'s SRResNet), so that it learns only what bicubic misses."
         ),
     )
     patch_layers: int | None = Field(
@@ -763,7 +770,7 @@ class RunConfig(_Strict):
         if kind != "images":
             what = "2-D point data" if kind == "points" else "a table"
             raise ValueError(f"model.arch: srgan super-resolves images, and {self.dataset} is {what}")
-        pairing = info.get("pairing") if info is not None else None
+        pairing = info.get("pairing") if info is not None else uploaded_pairing(self.dataset)
         if pairing is not None:
             raise ValueError(
                 f"model.arch: srgan makes each low-resolution input from its own image, and {self.dataset} is "

@@ -6,8 +6,11 @@ PReLU, 3x3 convolution, BatchNorm, plus the block's input); a 3x3 convolution an
 convolution's output (the long skip); then one upsampling stage per factor of two of `scale` (a 3x3 convolution to
 4·width channels, a sub-pixel shuffle that trades them for twice the height and width, PReLU); a 9x9 convolution to
 the image's channels and tanh, so that outputs are in [-1, 1] as every image in ganforge is. The paper has width 64
-and 16 blocks. Fully convolutional: a low-resolution input of any size h x w comes out scale·h x scale·w; BatchNorm
-uses its running statistics in eval mode, so a translation is then deterministic.
+and 16 blocks. With `bicubic_skip` (not in the paper: the global residual of VDSR, Kim et al. 2016) the last
+convolution has no tanh and its output is added to the input's bicubic upsampling, so the network learns only what
+bicubic misses and starts as bicubic (the last convolution starts at zero); eval-mode outputs are then clamped to
+[-1, 1]. Fully convolutional: a low-resolution input of any size h x w comes out scale·h x scale·w; BatchNorm uses
+its running statistics in eval mode, so a translation is then deterministic.
 
 Discriminator: a 3x3 convolution to `width` channels and LeakyReLU 0.2, then seven 3x3 convolutions with BatchNorm
 and LeakyReLU 0.2, alternately of stride 2 and 1, doubling the channels every second one (width x 1, 2, 2, 4, 4, 8,
@@ -33,6 +36,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 VGG19_ENV_VAR = "GANFORGE_VGG19_WEIGHTS"
@@ -65,12 +69,12 @@ class ResidualBlock(nn.Module):
 class SRResNet(nn.Module):
     """G(x): low-resolution images (B, C, h, w) in [-1, 1] -> (B, C, scale·h, scale·w) in [-1, 1]."""
 
-    def __init__(self, *, channels: int, width: int, blocks: int, scale: int) -> None:
+    def __init__(self, *, channels: int, width: int, blocks: int, scale: int, bicubic_skip: bool = False) -> None:
         super().__init__()
         stages = int(math.log2(scale))
         if 2**stages != scale or stages < 1:
             raise ValueError(f"model.scale: SRResNet upsamples by a power of two (2, 4, 8), not {scale}")
-        self.scale = scale
+        self.scale, self.bicubic_skip = scale, bicubic_skip
         self.head = nn.Sequential(nn.Conv2d(channels, width, 9, padding=4), nn.PReLU(width))
         self.body = nn.Sequential(
             *[ResidualBlock(width) for _ in range(blocks)],
@@ -81,12 +85,20 @@ class SRResNet(nn.Module):
         for _ in range(stages):
             upsample += [nn.Conv2d(width, 4 * width, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(width)]
         self.upsample = nn.Sequential(*upsample)
-        self.tail = nn.Sequential(nn.Conv2d(width, channels, 9, padding=4), nn.Tanh())
+        last = nn.Conv2d(width, channels, 9, padding=4)
+        if bicubic_skip:  # start as bicubic exactly
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.tail = nn.Sequential(last) if bicubic_skip else nn.Sequential(last, nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)  # (B, W, h, w)
         h = h + self.body(h)  # the long skip
-        return self.tail(self.upsample(h))  # (B, W, scale·h, scale·w) -> (B, C, scale·h, scale·w)
+        out = self.tail(self.upsample(h))  # (B, W, scale·h, scale·w) -> (B, C, scale·h, scale·w)
+        if not self.bicubic_skip:
+            return out  # type: ignore[no-any-return]
+        out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return out if self.training else out.clamp(-1, 1)
 
 
 class SRDiscriminator(nn.Module):

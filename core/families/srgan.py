@@ -78,7 +78,8 @@ def generator(cfg: RunConfig, info: dict[str, Any]) -> SRResNet:
     model.width), model.res_blocks blocks (else 8), the data's channels. Translation jobs load it (core.translate)."""
     m = cfg.model
     blocks = m.res_blocks or DEFAULT_BLOCKS
-    return SRResNet(channels=int(info["channels"]), width=m.g_width or m.width, blocks=blocks, scale=m.scale)
+    width, channels = m.g_width or m.width, int(info["channels"])
+    return SRResNet(channels=channels, width=width, blocks=blocks, scale=m.scale, bicubic_skip=m.bicubic_skip)
 
 
 def split_data(data: Dataset, cfg: RunConfig) -> SRDataset:

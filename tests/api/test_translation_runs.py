@@ -1,6 +1,6 @@
-"""pix2pix and cyclegan through the service: a run posted to the real API trains on the real worker with its grids,
-metrics and checkpoints; a generation from it fails saying why; impossible translation configs are 422s naming the
-field."""
+"""pix2pix, cyclegan and srgan through the service: a run posted to the real API trains on the real worker with its
+grids, metrics and checkpoints; a generation from it fails saying why; impossible translation configs are 422s naming
+the field."""
 
 from __future__ import annotations
 
@@ -25,12 +25,20 @@ CYCLEGAN = {
     "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 2, "eval_samples": 64},
 }
 
+SRGAN = {
+    "dataset": "photos",
+    "model": {"image_size": 32, "width": 4, "g_width": 4, "res_blocks": 1},
+    "train": {"steps": 4, "pretrain_steps": 2, "batch_size": 4},
+    "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 2, "eval_samples": 64},
+}
+
 
 @pytest.mark.parametrize(
     ("body", "metrics"),
     [
         pytest.param(PIX2PIX, ("l1", "psnr", "ssim", "sharpness", "digit_accuracy"), id="pix2pix"),
         pytest.param(CYCLEGAN, ("label_preservation", "fd_digits"), id="cyclegan"),
+        pytest.param(SRGAN, ("psnr", "ssim", "sharpness", "psnr_bicubic", "ssim_bicubic"), id="srgan"),
     ],
 )
 def test_a_translation_run_trains_and_refuses_generations(
@@ -57,6 +65,8 @@ def test_a_translation_run_trains_and_refuses_generations(
         pytest.param({"dataset": "digits-edges", "loss": {"kind": "wgan"}}, "loss.kind", id="wgan"),
         pytest.param({"dataset": "digits-printed", "model": {"arch": "dcgan"}}, "model.arch", id="printed-dcgan"),
         pytest.param({"dataset": "digits-printed", "train": {"compile": True}}, "train.compile", id="cyc-compile"),
+        pytest.param({"dataset": "photos", "model": {"image_size": 32, "scale": 8}}, "model.scale", id="sr-4px"),
+        pytest.param({"dataset": "wine", "model": {"arch": "srgan"}}, "model.arch", id="sr-table"),
     ],
 )
 def test_impossible_pix2pix_runs_are_422_naming_the_field(

@@ -44,6 +44,13 @@ def test_srresnet_upsamples_any_input_by_its_scale_deterministically_in_eval_mod
     assert torch.allclose(G(x[:1]), G(x)[:1], atol=1e-6)  # running BatchNorm statistics: no batch dependence
 
 
+def test_the_bicubic_skip_starts_as_bicubic_upsampling():
+    G = SRResNet(channels=1, width=4, blocks=1, scale=2, bicubic_skip=True).eval()
+    x = torch.rand(2, 1, 8, 8) * 2 - 1
+    expected = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
+    assert torch.equal(G(x), expected)
+
+
 @pytest.mark.parametrize(("size", "deepest"), [(32, 2), (96, 6), (256, 16)])
 def test_the_discriminator_gives_a_logit_and_its_eight_blocks(size, deepest):
     D = SRDiscriminator(channels=1, width=4, image_size=size)
@@ -120,6 +127,7 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param({"dataset": "ring8", "model": {"arch": "srgan"}}, "model.arch", id="points"),
         pytest.param({"dataset": "digits-edges", "model": {"arch": "srgan"}}, "model.arch", id="paired"),
         pytest.param({"dataset": "digits-printed", "model": {"arch": "srgan"}}, "model.arch", id="unpaired"),
+        pytest.param({"dataset": "paired_0123456789abcdef", "model": {"arch": "srgan"}}, "model.arch", id="upload-ab"),
         pytest.param({"dataset": "photos", "loss": {"feature_net": "digits"}}, "loss.feature_net", id="digits-rgb"),
         pytest.param({"dataset": "photos", "loss": {"kind": "wgan-gp"}}, "loss.kind", id="wgan-gp"),
         pytest.param({"dataset": "photos", "model": {"conditional": True}}, "model.conditional", id="conditional"),
