@@ -145,6 +145,35 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class Translation:
+    """A translation job (POST /runs/{id}/translations): a run's model applied to uploaded images."""
+
+    id: str
+    run_id: str
+    status: str
+    error: str | None
+    result_url: str | None
+    pairs_url: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Translation:
+        return cls(
+            id=str(data["id"]),
+            run_id=str(data.get("run_id") or ""),
+            status=str(data.get("status") or ""),
+            error=data.get("error"),
+            result_url=data.get("result_url"),
+            pairs_url=data.get("pairs_url"),
+            raw=data,
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.status in GENERATION_TERMINAL
+
+
+@dataclass(frozen=True)
 class Dataset:
     id: str
     name: str

@@ -38,6 +38,7 @@ from ganforge._models import (
     TableFormat,
     Token,
     TokenInfo,
+    Translation,
 )
 
 T = TypeVar("T")
@@ -190,6 +191,7 @@ def _json_as(from_json: Callable[[Any], T]) -> Callable[[httpx.Response], T]:
 _run = _json_as(Run.from_json)
 _generation = _json_as(Generation.from_json)
 _dataset = _json_as(Dataset.from_json)
+_translation = _json_as(Translation.from_json)
 
 
 def _metric_series(response: httpx.Response) -> dict[str, builtins.list[tuple[int, float]]]:
@@ -485,6 +487,69 @@ def wait_generation(handle: HoldsGeneration, *, timeout: float | None, poll_inte
     if generation.status != "succeeded":
         raise JobFailed(generation.id, generation.error or generation.status)
     return generation
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Translations.
+
+
+@contextlib.contextmanager
+def upload_translation(
+    run_id: str,
+    file: str | os.PathLike[str] | bytes,
+    *,
+    direction: Literal["AtoB", "BtoA"],
+    step: int | Literal["latest"],
+    ema: bool,
+) -> Iterator[Request[Translation]]:
+    """The multipart upload of a ZIP of images or an .npz to translate; a file on disk is streamed from a handle
+    open while the request is."""
+    data = {"direction": direction, "step": str(step), "ema": "true" if ema else "false"}
+    path = f"/runs/{run_id}/translations"
+    if isinstance(file, bytes):  # the server tells an .npz from a ZIP of images by its members
+        yield Request("POST", path, _translation, files={"file": ("images.zip", file, "application/zip")}, data=data)
+        return
+    local = Path(file)
+    with local.open("rb") as handle:
+        yield Request("POST", path, _translation, files={"file": (local.name, handle, "application/zip")}, data=data)
+
+
+def get_translation(translation_id: str) -> Request[Translation]:
+    return Request("GET", f"/translations/{translation_id}", _translation)
+
+
+def list_translations(run_id: str) -> Request[builtins.list[Translation]]:
+    return Request("GET", f"/runs/{run_id}/translations", lambda r: [Translation.from_json(item) for item in _items(r)])
+
+
+def translation_result(translation_id: str) -> Request[bytes]:
+    return Request("GET", f"/translations/{translation_id}/result", _content)
+
+
+def translation_pairs(translation_id: str) -> Request[bytes]:
+    return Request("GET", f"/translations/{translation_id}/pairs.png", _content)
+
+
+def delete_translation(translation_id: str) -> Request[None]:
+    return Request("DELETE", f"/translations/{translation_id}", _nothing)
+
+
+class HoldsTranslation(Protocol):
+    translation: Translation
+
+
+def wait_translation(handle: HoldsTranslation, *, timeout: float | None, poll_interval: float) -> Steps[Translation]:
+    """Poll until `handle.translation` is done, keeping it up to date; JobFailed if it failed, WaitTimeout after
+    `timeout` seconds."""
+    deadline = Deadline(timeout)
+    while not handle.translation.done:
+        deadline.check(f"translation {handle.translation.id} is still {handle.translation.status}")
+        yield Sleep(poll_interval)
+        handle.translation = yield get_translation(handle.translation.id)
+    translation = handle.translation
+    if translation.status != "succeeded":
+        raise JobFailed(translation.id, translation.error or translation.status)
+    return translation
 
 
 # ---------------------------------------------------------------------------------------------------------------

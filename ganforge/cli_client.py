@@ -1,4 +1,4 @@
-"""The client half of the `ganforge` command line: runs, samples, generate, datasets, tokens, me.
+"""The client half of the `ganforge` command line: runs, samples, generate, translate, datasets, tokens, me.
 
 Every command talks to a server over HTTP with `ganforge.client.Ganforge`. The server's URL and token come
 from `--url`/`--token` or `GANFORGE_URL`/`GANFORGE_TOKEN`. People get tables, scripts get `--json`; any
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, Literal, NoReturn, cast
 
 import typer
 from rich.console import Console, RenderableType
@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(datasets_app, name="datasets")
     app.add_typer(tokens_app, name="tokens")
     app.command("generate")(generate)
+    app.command("translate")(translate)
     app.command("me")(me)
 
 
@@ -492,6 +493,46 @@ def generate(
         json_out,
         {"generation": handle.generation.raw, "path": str(output), "size_bytes": len(data)},
         f"wrote {output} ({len(data)} bytes) from generation {handle.id}",
+    )
+
+
+def translate(
+    run_id: str,
+    input: Annotated[
+        Path,
+        typer.Argument(help="A ZIP of images (or an .npz of float images in [-1, 1]).", exists=True, dir_okay=False),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to write the result: a ZIP of PNGs (an .npz for an .npz).")
+    ] = Path("out.zip"),
+    direction: Annotated[str, typer.Option(help="AtoB, or BtoA (cyclegan runs).")] = "AtoB",
+    step: Annotated[str, typer.Option(help="Checkpoint step, or 'latest'.")] = "latest",
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run has one.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 600.0,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Translate your images with a pix2pix, cyclegan or srgan run: the outputs are named as the inputs."""
+    if direction not in ("AtoB", "BtoA"):
+        _fail(f"--direction {direction}: AtoB or BtoA")
+    if step != "latest" and not step.isdigit():
+        _fail(f"--step {step}: a step number or 'latest'")
+    with _connect(url, token) as client:
+        handle = client.translations.create(
+            run_id,
+            input,
+            direction=cast(Literal["AtoB", "BtoA"], direction),
+            step="latest" if step == "latest" else int(step),
+            ema=ema,
+        )
+        with err_console.status(f"translation {handle.id}: waiting for a worker"):
+            data = handle.result(timeout=timeout)
+    output.write_bytes(data)
+    _output(
+        json_out,
+        {"translation": handle.translation.raw, "path": str(output), "size_bytes": len(data)},
+        f"wrote {output} ({len(data)} bytes) from translation {handle.id}",
     )
 
 

@@ -58,6 +58,7 @@ from ganforge._models import (
     Sample,
     Token,
     TokenInfo,
+    Translation,
     Usage,
 )
 from ganforge._models import ImageFormat as ImageFormat
@@ -86,6 +87,8 @@ __all__ = [
     "Sample",
     "Token",
     "TokenInfo",
+    "Translation",
+    "TranslationHandle",
     "TransportError",
     "Unauthorized",
     "Usage",
@@ -337,6 +340,64 @@ class Generations(_CreatesGenerations[GenerationHandle]):
         return self._c._send(api.generation_result(generation_id))
 
 
+class TranslationHandle:
+    """A queued translation: `result()` waits for it and returns the bytes (a ZIP of PNGs, or an .npz)."""
+
+    def __init__(self, client: Ganforge, translation: Translation) -> None:
+        self._c = client
+        self.translation = translation
+
+    @property
+    def id(self) -> str:
+        return self.translation.id
+
+    def wait(self, *, timeout: float | None = 600.0, poll_interval: float = 0.5) -> Translation:
+        """Poll until done; JobFailed if it failed, WaitTimeout after `timeout` seconds."""
+        return self._c._run(api.wait_translation(self, timeout=timeout, poll_interval=poll_interval))
+
+    def result(self, *, timeout: float | None = 600.0) -> bytes:
+        self.wait(timeout=timeout)
+        return self._c.translations.result(self.id)
+
+
+class Translations:
+    """A pix2pix, cyclegan or srgan run applied to your images: POST /runs/{id}/translations and /translations/{id}."""
+
+    def __init__(self, client: Ganforge) -> None:
+        self._c = client
+
+    def create(
+        self,
+        run_id: str,
+        file: str | os.PathLike[str] | bytes,
+        *,
+        direction: Literal["AtoB", "BtoA"] = "AtoB",
+        step: int | Literal["latest"] = "latest",
+        ema: bool = True,
+    ) -> TranslationHandle:
+        """Queue a translation of a ZIP of images (or an .npz) by one of the run's checkpoints; `direction` BtoA is
+        for cyclegan runs. `.result()` on the handle waits for the bytes."""
+        with api.upload_translation(run_id, file, direction=direction, step=step, ema=ema) as request:
+            return TranslationHandle(self._c, self._c._send(request))
+
+    def get(self, translation_id: str) -> Translation:
+        return self._c._send(api.get_translation(translation_id))
+
+    def list(self, run_id: str) -> builtins.list[Translation]:
+        """The run's translations, newest first."""
+        return self._c._send(api.list_translations(run_id))
+
+    def result(self, translation_id: str) -> bytes:
+        return self._c._send(api.translation_result(translation_id))
+
+    def pairs(self, translation_id: str) -> bytes:
+        """A PNG of the first 16 input → output pairs."""
+        return self._c._send(api.translation_pairs(translation_id))
+
+    def delete(self, translation_id: str) -> None:
+        self._c._send(api.delete_translation(translation_id))
+
+
 class Datasets:
     """Uploaded and built-in datasets."""
 
@@ -463,6 +524,11 @@ class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]
     def download(self, url: str) -> bytes:
         """The bytes behind a URL the server returned (such as a sample's `url`), with this client's token."""
         return self._send(api.download(url))
+
+    @property
+    def translations(self) -> Translations:
+        """Translation jobs (pix2pix, cyclegan and srgan runs)."""
+        return Translations(self)
 
     def me(self) -> Me:
         """Who this client's token is, and its usage (runs by status, datasets and their bytes, jobs in flight)."""
@@ -596,6 +662,55 @@ class AsyncGenerations(_CreatesGenerations[Coroutine[Any, Any, AsyncGenerationHa
         return await self._c._send(api.generation_result(generation_id))
 
 
+class AsyncTranslationHandle:
+    def __init__(self, client: AsyncGanforge, translation: Translation) -> None:
+        self._c = client
+        self.translation = translation
+
+    @property
+    def id(self) -> str:
+        return self.translation.id
+
+    async def wait(self, *, timeout: float | None = 600.0, poll_interval: float = 0.5) -> Translation:
+        return await self._c._run(api.wait_translation(self, timeout=timeout, poll_interval=poll_interval))
+
+    async def result(self, *, timeout: float | None = 600.0) -> bytes:
+        await self.wait(timeout=timeout)
+        return await self._c.translations.result(self.id)
+
+
+class AsyncTranslations:
+    def __init__(self, client: AsyncGanforge) -> None:
+        self._c = client
+
+    async def create(
+        self,
+        run_id: str,
+        file: str | os.PathLike[str] | bytes,
+        *,
+        direction: Literal["AtoB", "BtoA"] = "AtoB",
+        step: int | Literal["latest"] = "latest",
+        ema: bool = True,
+    ) -> AsyncTranslationHandle:
+        with api.upload_translation(run_id, file, direction=direction, step=step, ema=ema) as request:
+            return AsyncTranslationHandle(self._c, await self._c._send(request))
+
+    async def get(self, translation_id: str) -> Translation:
+        return await self._c._send(api.get_translation(translation_id))
+
+    async def list(self, run_id: str) -> builtins.list[Translation]:
+        return await self._c._send(api.list_translations(run_id))
+
+    async def result(self, translation_id: str) -> bytes:
+        return await self._c._send(api.translation_result(translation_id))
+
+    async def pairs(self, translation_id: str) -> bytes:
+        return await self._c._send(api.translation_pairs(translation_id))
+
+    async def delete(self, translation_id: str) -> None:
+        await self._c._send(api.delete_translation(translation_id))
+
+
 class AsyncDatasets:
     def __init__(self, client: AsyncGanforge) -> None:
         self._c = client
@@ -709,6 +824,11 @@ class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGeneration
 
     async def download(self, url: str) -> bytes:
         return await self._send(api.download(url))
+
+    @property
+    def translations(self) -> AsyncTranslations:
+        """Translation jobs (pix2pix, cyclegan and srgan runs)."""
+        return AsyncTranslations(self)
 
     async def me(self) -> Me:
         return await self._send(api.me())
