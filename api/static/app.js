@@ -508,7 +508,60 @@ async function runPage(runId) {
       h("div", { class: "field" }, h("label", {}, "EMA generator"), h("label", { class: "row" }, h("input", { id: "gen-ema", name: "ema", type: "checkbox", checked: true }), "use it when present"))),
     h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "gen-submit" }, "Generate")),
     genResult);
-  genPanel.append(h("h2", {}, "Generate samples"), genForm);
+  // A translation run (pix2pix, cyclegan, srgan) translates uploaded images instead: its newest finished
+  // translation is shown as input → output pairs.
+  const translationRun = ["pix2pix", "cyclegan", "srgan"].includes(run.config.model?.arch);
+  const trResult = h("div", { class: "result", id: "tr-result" });
+  const trForm = h("form", { id: "translate-form" },
+    h("div", { class: "form-grid" },
+      h("div", { class: "field" }, h("label", { for: "tr-file" }, "Images (a ZIP, or an .npz)"), h("input", { id: "tr-file", name: "file", type: "file", accept: ".zip,.npz", required: true })),
+      h("div", { class: "field" }, h("label", { for: "gen-step" }, "Checkpoint"), genStep),
+      run.config.model?.arch === "cyclegan" ? h("div", { class: "field" }, h("label", { for: "tr-direction" }, "Direction"),
+        h("select", { id: "tr-direction", name: "direction" }, h("option", { value: "AtoB" }, "A → B"), h("option", { value: "BtoA" }, "B → A"))) : null),
+    h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "tr-submit" }, "Translate")),
+    trResult);
+  async function showTranslation(job) {
+    const pairs = await blobUrl(job.pairs_url);
+    const name = `${job.id}.${job.request.source}`;
+    put(trResult,
+      h("p", { class: "muted small" }, `Translation ${job.id} (step ${job.request.checkpoint_step}, ${job.request.num_images} images): input → output`),
+      h("img", { src: pairs, alt: "input → output pairs", id: "tr-pairs", style: "width:100%;image-rendering:pixelated" }),
+      h("p", {}, h("button", { type: "button", class: "small", id: "tr-download", onclick: () => downloadFile(job.result_url, name).catch((e) => alert(e.message)) }, `Download ${name}`)));
+  }
+  trForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = trForm.elements;
+    const data = new FormData();
+    data.append("file", f.file.files[0]);
+    data.append("step", f.step.value);
+    if (f.direction) data.append("direction", f.direction.value);
+    const submit = document.getElementById("tr-submit");
+    submit.disabled = true;
+    put(trResult, h("p", { class: "muted" }, "Uploading…"));
+    try {
+      let job = await api(`/runs/${runId}/translations`, { method: "POST", body: data });
+      while (!TERMINAL.has(job.status)) {
+        put(trResult, h("p", { class: "muted" }, `Translation ${job.id}: ${job.status}…`));
+        await new Promise((r) => setTimeout(r, 700));
+        if (abort.signal.aborted) return;
+        job = await api(`/translations/${job.id}`);
+      }
+      if (job.status !== "succeeded") throw new Error(`Translation ${job.status}: ${job.error || "no reason given"}`);
+      await showTranslation(job);
+    } catch (err) {
+      put(trResult, errorBox(err));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  async function loadTranslations() {
+    const data = await api(`/runs/${runId}/translations`);
+    const done = data.items.find((t) => t.status === "succeeded");
+    if (done) await showTranslation(done);
+    else put(trResult, h("p", { class: "muted small" }, "No translation yet: upload a ZIP of images to translate them."));
+  }
+  if (translationRun) genPanel.append(h("h2", {}, "Translate images"), trForm);
+  else genPanel.append(h("h2", {}, "Generate samples"), genForm);
   genForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = genForm.elements;
@@ -553,7 +606,7 @@ async function runPage(runId) {
   });
 
   drawHead();
-  await Promise.all([loadMetrics(), loadSamples(), loadCheckpoints()]);
+  await Promise.all([loadMetrics(), loadSamples(), loadCheckpoints(), translationRun ? loadTranslations().catch(() => {}) : null]);
 
   // Live updates: the event stream, reconnecting with Last-Event-ID; polling when the stream is not there.
   let polling = false;
