@@ -21,6 +21,7 @@ from api.routes import (
     health,
     me,
     metrics,
+    projections,
     runs,
     scores,
     tokens,
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(generations.router)
     app.include_router(scores.router)
     app.include_router(translations.router)
+    app.include_router(projections.router)
     app.include_router(workers.router)
     app.include_router(docs.router)
     app.include_router(dashboard.router)

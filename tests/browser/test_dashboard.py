@@ -246,7 +246,7 @@ def test_datasets_page_uploads_and_previews(visit: Visit, svc: Service, tmp_path
     not_a_zip.write_bytes(b"these are notes, not an archive")
     page.set_input_files("#ds-file", str(not_a_zip))
     page.click("#ds-submit")
-    playwright_sync.expect(page.locator('[data-error-for="file"]')).to_have_text("not a ZIP archive")
+    playwright_sync.expect(page.locator('[data-error-for="file"]')).to_have_text("not a ZIP archive", timeout=60_000)
     page.set_input_files("#ds-file", str(archive))
     page.fill("#ds-name", "squares")
     page.click("#ds-submit")
@@ -261,6 +261,26 @@ def test_datasets_page_uploads_and_previews(visit: Visit, svc: Service, tmp_path
         timeout=60_000,
     )
     visit.shot("datasets")
+
+    # A CSV is a table: its card counts rows and columns, and the launch form picks ctgan with a table's fields.
+    people = tmp_path / "people.csv"
+    people.write_text("age,colour\n" + "".join(f"{20 + i % 30},{('red', 'blue')[i % 2]}\n" for i in range(40)))
+    page.set_input_files("#ds-file", str(people))
+    page.fill("#ds-name", "")
+    page.click("#ds-submit")
+    table_card = page.locator(".card", has=page.locator("h3", has_text="people"))
+    playwright_sync.expect(table_card).to_contain_text("40 rows · 2 columns", timeout=60_000)
+    table_id = table_card.get_attribute("data-dataset-id")
+    assert table_id is not None and table_id.startswith("tbl_")
+    page.click("nav a[data-nav=launch]")
+    page.wait_for_selector("#launch-form")
+    page.select_option("#f-dataset", table_id)
+    assert page.input_value("#f-model-arch") == "ctgan" and page.input_value("#f-model-pack") == "10"
+    playwright_sync.expect(page.locator("#table-note")).to_be_visible()
+    playwright_sync.expect(page.locator('[data-field="model.image_size"]')).to_be_hidden()
+    page.select_option("#f-dataset", "ring8")
+    playwright_sync.expect(page.locator('[data-field="model.pack"]')).to_be_hidden()
+    playwright_sync.expect(page.locator('[data-field="model.image_size"]')).to_be_visible()
 
 
 def test_docs_render_offline_and_try_it_out_works(visit: Visit, svc: Service) -> None:
