@@ -569,3 +569,29 @@ class TranslationPublic(JobPublic):
 
 class TranslationsPublic(BaseModel):
     items: list[TranslationPublic]
+
+
+class ProjectionOptions(BaseModel):
+    """How to project: the form fields of POST /runs/{id}/projections besides the images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(300, ge=1, le=2000, description="Optimisation steps per image (the paper uses 1,000).")
+    space: Literal["w", "w+"] = Field(
+        "w", description="One w for every layer (w), or one w per layer (w+: closer reconstructions, less editable)."
+    )
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the starting noise maps and of w's perturbation.")
+    step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
+    ema: bool = Field(True, description="Project into the EMA generator when the run keeps one.")
+
+
+class ProjectionPublic(JobPublic):
+    result_url: str | None = Field(
+        description="Once succeeded: a ZIP of the reconstructions as PNGs named as the inputs, latents.npz (ws, w, "
+        "the noise maps, the distances) and projection.json."
+    )
+
+    @classmethod
+    def from_job(cls, job: Generation) -> ProjectionPublic:
+        done = job.status == "succeeded"
+        return cls(**job_fields(job), result_url=f"/projections/{job.id}/result" if done else None)

@@ -128,7 +128,8 @@ def train(
             _write_sample(family, run, loop, sampled)
         if eval_due:
             sample_fn = family.sampler(sampled, cfg, models, device=run.device, autocast=run.autocast)
-            ckpt_due = _evaluate(run, loop, sample_fn) or ckpt_due  # a new best gets a checkpoint of its own
+            path = _path_sampler(family, run, models, sampled)
+            ckpt_due = _evaluate(run, loop, sample_fn, path) or ckpt_due  # a new best gets a checkpoint of its own
         if ckpt_due:
             _save_checkpoint(run, loop, models, ema)
         if stop:
@@ -391,15 +392,25 @@ def _write_sample(family: Family, run: Run, loop: Loop, G: nn.Module) -> None:
         run.emit("warning", {"step": step, "message": message})
 
 
-def _evaluate(run: Run, loop: Loop, sample_fn: Callable[[int], Any]) -> bool:
+def _path_sampler(family: Any, run: Run, models: Models, sampled: nn.Module) -> Any:
+    """What the image Evaluator walks for the perceptual path length (core.metrics.ppl.PathSampler): the sampled
+    generator of a family that noise → image; None for points and for families with an evaluator of their own."""
+    if hasattr(family, "evaluator") or run.data.kind != "images":
+        return None
+    from core.metrics.ppl import PathSampler
+
+    return PathSampler(sampled, z_dim=run.cfg.model.z_dim, num_classes=int(getattr(models, "num_classes", 0) or 0))
+
+
+def _evaluate(run: Run, loop: Loop, sample_fn: Callable[[int], Any], path: Any = None) -> bool:
     """Evaluate without disturbing the training's random streams and report the metrics; True at a new best by
-    the evaluator's primary metric."""
+    the evaluator's primary metric. `path`: the generator to measure path lengths on (`_path_sampler`)."""
     with _preserved_rng(run.device):  # building the evaluator draws random numbers too (its classifier)
         if loop.evaluator is None:
             loop.evaluator = _make_evaluator(run.data, run.cfg, run.device)
             floor, primary = loop.evaluator.floor, list(loop.evaluator.primary)
             run.emit("environment", {"metric_floor": floor, "primary_metric": primary})
-        values = loop.evaluator(sample_fn)
+        values = loop.evaluator(sample_fn) if path is None else loop.evaluator(sample_fn, path)
     for name, value in values.items():
         run.emit("metric", {"step": loop.step, "name": name, "value": float(value)})
     primary, direction = loop.evaluator.primary

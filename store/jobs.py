@@ -1,5 +1,6 @@
-"""Short jobs against a run's checkpoint: generations (kind "generate"), anomaly scores (kind "score") and
-translations of a user's images (kind "translate").
+"""Short jobs against a run's checkpoint: generations (kind "generate"), anomaly scores (kind "score"),
+translations of a user's images (kind "translate") and projections of a user's images into a style-based generator
+(kind "project").
 
 One model for both: a row of the generations table holding the request, moved queued → running → succeeded |
 failed by the functions here. A job runs on the `generate` queue; its files live in `store.layout.job_dir`.
@@ -17,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from store.models import ACTIVE_STATUSES, Generation, new_id, utcnow
 
-JobKind = Literal["generate", "score", "translate"]
-# Ids read gen_…, score_… and tr_…, so that a log line says which kind it names.
-ID_PREFIXES: dict[str, str] = {"generate": "gen", "score": "score", "translate": "tr"}
+JobKind = Literal["generate", "score", "translate", "project"]
+# Ids read gen_…, score_…, tr_… and proj_…, so that a log line says which kind it names.
+ID_PREFIXES: dict[str, str] = {"generate": "gen", "score": "score", "translate": "tr", "project": "proj"}
 
 
 def new_job_id(kind: JobKind) -> str:

@@ -26,7 +26,7 @@ from store.settings import get_settings
 settings = get_settings()
 
 app = get_app()
-app.conf.update(include=["worker.tasks", "worker.generations", "worker.translations"])
+app.conf.update(include=["worker.tasks", "worker.generations", "worker.translations", "worker.projections"])
 
 
 def worker_name() -> str:

@@ -8,7 +8,8 @@ evaluation. What it reports depends on the data:
   `density_digits`, `coverage_digits` (k = 5); `classes` covered
   of 10 and `kl_classes` (predicted-label histogram to the real label distribution); `swd` (×1e3, mean over
   the Laplacian pyramid, and `swd_{res}` per level); `label_accuracy` when the samples carry labels.
-  Primary: `fid_digits` (min).
+  Primary: `fid_digits` (min). With a generator to walk (`path`), `ppl_w_digits` (style-based) or
+  `ppl_z_digits` (others): the perceptual path length on the classifier's features (ppl.py).
 - stacked-digits: the same feature metrics on the three channels' features side by side (384-d), `modes`
   covered of 1,000 and `kl_modes` to uniform (each channel classified), `swd`. Primary: `fid_digits` (min).
 - other image data: `swd` only, since no feature network fits it. Primary: `swd` (min).
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -64,6 +66,7 @@ from core.metrics.inception import (
 )
 from core.metrics.inception_net import FIDInceptionV3
 from core.metrics.modes import label_metrics, mode_metrics, stacked_mode_ids
+from core.metrics.ppl import PathSampler, path_length
 from core.metrics.swd import swd
 
 METRICS_VERSION = "1"
@@ -321,8 +324,10 @@ class Evaluator:
             out["inception_score"], out["inception_score_std"] = inception_score(logits)
         return out
 
-    def __call__(self, sample_fn: SampleFn) -> dict[str, float]:
-        """Draw n_samples from sample_fn and compute every metric against the cached reference."""
+    def __call__(self, sample_fn: SampleFn, path: PathSampler | None = None) -> dict[str, float]:
+        """Draw n_samples from sample_fn and compute every metric against the cached reference; with `path` (the
+        generator behind sample_fn) and the digits classifier, also the perceptual path length over n_samples
+        end-point pairs of a fixed seed."""
         with torch.no_grad():
             samples, labels = sample_fn(self.n_samples)
         samples = samples.detach().float().cpu()
@@ -331,7 +336,21 @@ class Evaluator:
             raise ValueError(f"eval: samples have shape {tuple(samples.shape[1:])}, the data {expected}")
         if not torch.isfinite(samples).all():
             raise ValueError("eval: the generator produced non-finite samples")
-        return self._metrics(samples, _cpu(labels))
+        values = self._metrics(samples, _cpu(labels))
+        if path is not None and self.classifier is not None:
+            values[f"ppl_{path.space}_digits"] = path_length(
+                path, self._unit_features, n=self.n_samples, seed=0, device=self.device
+            )
+        return values
+
+    def _unit_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) → the classifier's features of each channel at unit length, side by side and scaled
+        by 1/sqrt(C): (B, 128·C), so that a squared distance is the mean of the channels' ones."""
+        assert self.classifier is not None
+        b, c, h, w = x.shape
+        f, _ = self.classifier.features_and_logits(x.reshape(b * c, 1, h, w).to(self.device))  # (B·C, 128)
+        unit: torch.Tensor = f / f.norm(dim=1, keepdim=True).clamp_min(1e-10)
+        return unit.reshape(b, c * clf.FEATURE_DIM) / math.sqrt(c)
 
 
 def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -380,7 +399,10 @@ def evaluate_checkpoint(
             out.append(generator(zb, lb).float().cpu())
         return torch.cat(out), labels
 
-    values = ev(sample_fn)
+    walk = None
+    if data_info.get("kind") == "images":
+        walk = PathSampler(generator, z_dim=z_dim, num_classes=num_classes if conditional else 0)
+    values = ev(sample_fn, walk)
     with safe_open(str(path), framework="pt") as f:
         step = (f.metadata() or {}).get("step")
     return {

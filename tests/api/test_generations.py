@@ -224,6 +224,15 @@ def test_bad_requests_answer_422_naming_the_field(
     assert trained.client.get(f"/runs/{run_id}/generations").json()["items"] == before  # nothing queued
 
 
+def test_a_projection_of_a_run_without_w_space_is_409(trained: Trained) -> None:
+    archive = build_zip({"a.png": image_bytes(size=16, mode="L")})
+    response = trained.client.post(
+        f"/runs/{trained.digits}/projections", files={"file": ("a.zip", archive, "application/zip")}
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["detail"].startswith("Projection needs a style-based run (model.arch stylegan2)")
+
+
 def test_unknown_step_is_404(trained: Trained) -> None:
     response = trained.client.post(f"/runs/{trained.digits}/generations", json={"step": 3})
     assert response.status_code == 404

@@ -1,10 +1,13 @@
 """stylegan2 through the service: a run posted to the real API trains on the real worker with its grids and
 checkpoints; generations from it (truncated toward its mean w, latent walks in Z and in W, the style-mixing grid)
-succeed, and requests that do not fit it are 422s naming the field. One tiny run serves every test here."""
+succeed, a projection of real digits gives latents and reconstructions named as the inputs, and requests that do
+not fit the run are 422s naming the field. One tiny run serves every test here."""
 
 from __future__ import annotations
 
 import io
+import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +19,7 @@ from PIL import Image
 
 from tests.conftest import Service
 from tests.utils.runs import assert_trained_to, post_and_finish, wait_for_job
+from tests.utils.zips import build_zip
 
 STYLEGAN2 = {
     "dataset": "digits",
@@ -148,3 +152,80 @@ def test_bad_style_requests_are_422_naming_the_field(
     error = response.json()["detail"][0]
     assert (error["loc"], error["msg"]) == (loc, message)
     assert trained.client.get(f"/runs/{trained.run_id}/generations").json()["items"] == before  # nothing queued
+
+
+# Projection.
+
+
+def digits_zip(names_and_sizes: dict[str, int]) -> bytes:
+    """Real digits (scikit-learn's, 8×8) scaled up to the given sides, as PNGs under the given names."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().images  # (1797, 8, 8) in 0..16
+    members = {}
+    for i, (name, side) in enumerate(names_and_sizes.items()):
+        pixels = (digits[1000 + i] * 255 / 16).astype(np.uint8)
+        image = Image.fromarray(pixels, mode="L").resize((side, side), Image.Resampling.BILINEAR)
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        members[name] = out.getvalue()
+    return build_zip(members)
+
+
+def test_a_projection_gives_latents_and_reconstructions_named_as_the_inputs(trained: Trained) -> None:
+    client = trained.client
+    archive = digits_zip({"held/one.png": 16, "held/two.png": 24, "three.png": 16})
+    response = client.post(
+        f"/runs/{trained.run_id}/projections",
+        files={"file": ("digits.zip", archive, "application/zip")},
+        data={"steps": "4", "space": "w+", "seed": "2"},
+    )
+    assert response.status_code == 202, response.text
+    assert response.headers["Location"] == f"/projections/{response.json()['id']}"
+    job = wait_for_job(client, response.headers["Location"])
+    assert job["status"] == "succeeded", job["error"]
+    assert job["request"]["distance"] == "pixel+discriminator+digits" and job["request"]["checkpoint_step"] == 4
+    result = client.get(job["result_url"])
+    assert result.status_code == 200 and result.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(result.content)) as zipped:
+        files = ["held/one.png", "held/two.png", "three.png"]
+        assert sorted(zipped.namelist()) == sorted([*files, "latents.npz", "projection.json"])
+        for name in files:
+            image = Image.open(io.BytesIO(zipped.read(name)))
+            assert (image.size, image.mode) == ((SIZE, SIZE), "L")
+        latents = np.load(io.BytesIO(zipped.read("latents.npz")), allow_pickle=False)
+        order = list(latents["names"])
+        assert sorted(order) == sorted(files)
+        assert latents["ws"].shape == (3, 6, 8) and np.isfinite(latents["ws"]).all()
+        assert "w" not in latents  # w+ gives one w per layer
+        assert [latents[f"noise_{i}"].shape for i in range(5)] == [(3, 1, r, r) for r in (4, 8, 8, 16, 16)]
+        summary = json.loads(zipped.read("projection.json"))
+    assert (summary["space"], summary["steps"], summary["seed"]) == ("w+", 4, 2)
+
+    assert client.delete(response.headers["Location"]).status_code == 204
+    assert client.get(response.headers["Location"]).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "message"),
+    [
+        pytest.param(
+            {"small.png": 8},
+            {},
+            "file: images must be at least the run's size, 16×16 px; the smallest is 8×8",
+            id="small",
+        ),
+        pytest.param({"a.png": 16}, {"steps": "0"}, "Input should be greater than or equal to 1", id="steps=0"),
+        pytest.param({"a.png": 16}, {"space": "z"}, "Input should be 'w' or 'w+'", id="space"),
+    ],
+)
+def test_bad_projection_requests_are_422(
+    trained: Trained, files: dict[str, int], data: dict[str, str], message: str
+) -> None:
+    response = trained.client.post(
+        f"/runs/{trained.run_id}/projections",
+        files={"file": ("digits.zip", digits_zip(files), "application/zip")},
+        data=data,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["msg"] == message

@@ -151,5 +151,6 @@ def test_evaluate_checkpoint_of_a_conditional_digits_run(tmp_path: Path) -> None
     out = evaluate_checkpoint(path, dataset="digits", n_samples=64, device="cpu", cache_dir=tmp_path / "cache")
     assert out["primary"] == {"name": "fid_digits", "direction": "min"}
     assert "label_accuracy" in out["metrics"] and math.isfinite(out["metrics"]["fid_digits"])
+    assert out["metrics"]["ppl_z_digits"] > 0  # a dcgan walks its path in Z
     with pytest.raises(ValueError, match="the checkpoint generates images but ring8 holds points"):
         evaluate_checkpoint(path, dataset="ring8", n_samples=64, device="cpu", cache_dir=tmp_path / "cache")

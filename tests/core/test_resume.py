@@ -81,4 +81,5 @@ def test_evaluating_during_a_run_does_not_change_its_training(tmp_path):
     run_events(tmp_path / "a", quiet)
     events = run_events(tmp_path / "b", evaluated)
     assert [d["step"] for k, d in events if k == "metric" and d["name"] == "fid_digits"] == [2, 4, 6]
+    assert [d["step"] for k, d in events if k == "metric" and d["name"] == "ppl_z_digits"] == [2, 4, 6]
     assert tensors_that_differ(checkpoint_tensors(tmp_path / "a", N), checkpoint_tensors(tmp_path / "b", N)) == []

@@ -1,0 +1,77 @@
+"""Perceptual path length (core.metrics.ppl): finite, positive and deterministic for a seed, in W for a
+style-based generator and in Z otherwise, zero for a generator that ignores its latent, and reported by the
+Evaluator on digits as ppl_w_digits."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.datasets import load_dataset
+from core.metrics import Evaluator
+from core.metrics.classifier import load_digits_classifier
+from core.metrics.ppl import PathSampler, path_length, slerp
+from core.networks_stylegan2 import StyleGenerator
+
+CLASSIFIER = load_digits_classifier()
+
+
+def unit_features(x: torch.Tensor) -> torch.Tensor:
+    f, _ = CLASSIFIER.features_and_logits(x)
+    return f / f.norm(dim=1, keepdim=True)
+
+
+def style_generator() -> StyleGenerator:
+    torch.manual_seed(0)
+    return StyleGenerator(z_dim=8, w_dim=8, mapping_layers=2, image_size=16, channels=1, width=4, num_classes=10)
+
+
+class PixelGenerator(nn.Module):
+    """z (B, 8) -> (B, 1, 16, 16) through one linear layer; `scale` 0 ignores z."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.net = nn.Linear(8, 256)
+        self.bias = nn.Parameter(torch.randn(256))
+        self.scale = scale
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.tanh(self.scale * self.net(z) + self.bias).view(-1, 1, 16, 16)
+
+
+def test_path_length_is_finite_positive_and_deterministic() -> None:
+    style = PathSampler(style_generator(), z_dim=8, num_classes=10)
+    plain = PathSampler(PixelGenerator(), z_dim=8)
+    assert (style.space, plain.space) == ("w", "z")
+    for path in (style, plain):
+        value = path_length(path, unit_features, n=64, seed=3)
+        assert math.isfinite(value) and value > 0
+        assert path_length(path, unit_features, n=64, seed=3) == value
+        assert path_length(path, unit_features, n=64, seed=4) != value
+    assert style.generator.training  # measured in eval mode, handed back as it was
+    assert path_length(PathSampler(PixelGenerator(scale=0.0), z_dim=8), unit_features, n=16) == 0.0
+
+
+def test_slerp_keeps_the_ends_and_the_norms() -> None:
+    a, b = torch.randn(4, 8), torch.randn(4, 8) * 2
+    torch.testing.assert_close(slerp(a, b, 0.0), a)
+    torch.testing.assert_close(slerp(a, b, 1.0), b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(slerp(a, b, 0.5).norm(dim=1), (a.norm(dim=1) + b.norm(dim=1)) / 2)
+
+
+def test_the_evaluator_reports_ppl_in_w_on_digits(tmp_path: Path) -> None:
+    ev = Evaluator(load_dataset("digits", image_size=16), n_samples=32, device="cpu", cache_dir=tmp_path)
+    G = style_generator().eval()
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        labels = torch.arange(n) % 10
+        with torch.no_grad():
+            return G(torch.randn(n, 8), labels), labels
+
+    values = ev(sample, PathSampler(G, z_dim=8, num_classes=10))
+    assert math.isfinite(values["ppl_w_digits"]) and values["ppl_w_digits"] > 0
+    assert "ppl_w_digits" not in ev(sample)  # without a generator to walk, no path length
