@@ -188,7 +188,9 @@ def defer_over_running_quota(*, session: Session, run: Run, settings: Settings) 
     """Called by a worker that has just taken `run`: when its owner already has `running_runs` other runs
     training, give the run back to the queue as it was (the attempt does not count) and return True; the
     reconciler sends it again while it waits. False: train it."""
-    owner = session.get(User, run.owner_id)
+    # The owner's row, locked until the caller commits: two workers taking two of one user's runs at once count
+    # each other's (on SQLite the lease's UPDATE already holds the database's one write lock).
+    owner = session.get(User, run.owner_id, with_for_update=True)
     limits = quota_limits(owner, settings) if owner is not None else None
     if limits is None:
         return False

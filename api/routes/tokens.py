@@ -59,16 +59,19 @@ def revoke(token_id: TokenId, session: SessionDep, user: CurrentUser) -> None:
     "/{token_id}",
     response_model=TokenInfo,
     responses={
-        404: error("No such token."),
+        403: error("Your own token: only an admin sets quotas."),
+        404: error("No such token, or not yours."),
         422: validation_errors("An unknown quota, or a token that is an admin's."),
     },
 )
-def update(token_id: TokenId, body: TokenUpdate, session: SessionDep, _admin: AdminUser) -> TokenInfo:
+def update(token_id: TokenId, body: TokenUpdate, session: SessionDep, user: CurrentUser) -> TokenInfo:
     """Set one token's quotas (admins only): {"quotas": {name: number}} replaces the server's number for that
     token, null puts the server's back; quotas left out stay as they are. Admin tokens have no quotas."""
     target = session.get(User, token_id)
-    if target is None:
+    if target is None or (target.id != user.id and not user.is_admin):
         raise HTTPException(status_code=404, detail="Token not found")
+    if not user.is_admin:
+        raise HTTPException(status_code=403, detail="Admin token required")
     if target.is_admin:
         raise unprocessable("quotas", "quotas: admin tokens have no quotas; set them on a user's token")
     set_quotas(user=target, changes=body.quotas.model_dump(exclude_unset=True))

@@ -6,6 +6,7 @@ with a lower limit than the API, fail a run queued under the higher one, and tra
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -66,12 +67,27 @@ def limited(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="module")
-def workers(limited: Service) -> Service:
+def workers(limited: Service) -> Iterator[Service]:
     """Two training workers with a lower step limit than the API, reconciling every second."""
     env = {"GANFORGE_MAX_STEPS": str(WORKER_MAX_STEPS), "GANFORGE_RECONCILE_INTERVAL_SECONDS": "1"}
-    limited.start_worker("train", name="train-a", env=env)
-    limited.start_worker("train", name="train-b", env=env)
-    return limited
+    names = ("train-a", "train-b")
+    for name in names:
+        limited.start_worker("train", name=name, env=env)
+    yield limited
+    for name in names:  # nothing of theirs to keep: no graceful shutdown to wait for
+        limited.kill_worker(name)
+
+
+def _wait_for_idle_workers(service: Service, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with service.client() as admin:
+        while time.monotonic() < deadline:
+            items = admin.get("/workers").json()["items"]
+            idle = [w for w in items if "train" in w["queues"] and w["status"] == "live" and not w["current_job"]]
+            if len(idle) >= count:
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"{count} idle training workers did not register within {timeout} s")
 
 
 def _sql(service: Service, statement: str, **params: object) -> list[tuple[Any, ...]]:
@@ -214,8 +230,9 @@ def test_over_the_queue_quota_is_a_429_and_an_admin_raises_it(limited: Service) 
         assert admin.patch("/tokens/1", json={"quotas": {"queued_runs": 1}}).status_code == 422
         assert admin.patch(f"/tokens/{user_id}", json={"quotas": {"runs": 1}}).status_code == 422
         assert admin.patch("/tokens/999999", json={"quotas": {"queued_runs": 1}}).status_code == 404
-    with limited.client(user.headers["Authorization"].split()[1]) as again:
+    with limited.client(user.headers["Authorization"].split()[1]) as again:  # only an admin sets quotas
         assert again.patch(f"/tokens/{user_id}", json={"quotas": {"queued_runs": 50}}).status_code == 403
+        assert again.patch("/tokens/1", json={"quotas": {"queued_runs": 50}}).status_code == 404  # not theirs
 
 
 def _stored(service: Service) -> set[str]:
@@ -264,6 +281,7 @@ def test_the_worker_fails_a_run_over_its_own_lower_limit(workers: Service) -> No
 
 def test_one_users_runs_train_one_at_a_time_and_jobs_and_checkpoints_have_quotas(workers: Service) -> None:
     user_id, user = _user(workers, "running")
+    _wait_for_idle_workers(workers, 2)
     with user:
         ids = [user.post("/runs", json=TINY).json()["id"] for _ in range(2)]
         runs = [wait_for_status(user, run_id, ("succeeded", "failed"), timeout=120) for run_id in ids]
@@ -274,6 +292,8 @@ def test_one_users_runs_train_one_at_a_time_and_jobs_and_checkpoints_have_quotas
         )
         assert spans[1][0] >= spans[0][1], spans
         assert [r["attempts"] for r in runs] == [1, 1]
+        logs = workers.log("worker-train-a") + workers.log("worker-train-b")
+        assert "its owner has running_runs runs training; back to the queue" in logs
 
         # No generate worker here: a generation stays queued, in flight.
         created = user.post(f"/runs/{ids[0]}/generations", json={"n": 4})

@@ -79,6 +79,7 @@ BODIES = {
     ("POST", "/runs/{run_id}/generations"): {"n": 1},
     ("POST", "/runs/{run_id}/resume"): {"steps": 1},
     ("PATCH", "/datasets/{dataset_id}"): {"target": None},
+    ("PATCH", "/tokens/{token_id}"): {"quotas": {"queued_runs": 1}},
 }
 
 
