@@ -1,7 +1,7 @@
 """Tables through the real API: a CSV (or Parquet) upload becomes a `tbl_` dataset with its columns described; bad
 tables are refused naming the problem and leave nothing behind; PATCH overrides column types through core's
-inference; a tiny ctgan run on an uploaded CSV trains on the real worker and its generations give rows as CSV or
-Parquet, honouring their conditions, the same rows for the same seed."""
+inference; a tiny ctgan run on an uploaded CSV trains on the real worker, resumes through the API, and its
+generations give rows as CSV or Parquet, honouring their conditions, the same rows for the same seed."""
 
 from __future__ import annotations
 
@@ -240,6 +240,11 @@ def test_a_ctgan_run_on_an_uploaded_csv_trains_and_generates_rows(postgres_servi
         client.patch(f"/datasets/{dataset_id}", json={"columns": {"count": "categorical"}})
         _, run = post_and_finish(client, {"dataset": dataset_id, **TINY})
         assert "quality_score" in run["latest_metrics"] and "ml_efficacy" in run["latest_metrics"]
+        # Resumed through the API, the run reads its uploaded table again and trains on from its last checkpoint.
+        assert client.post(f"/runs/{run['id']}/resume", json={"steps": 2}).status_code == 202
+        resumed = wait_for_status(client, run["id"], ("succeeded", "failed"))
+        assert resumed["status"] == "succeeded", resumed["error"]
+        assert [c["step"] for c in client.get(f"/runs/{run['id']}/checkpoints").json()["items"]][-1] == 6
 
         body = {"n": 12, "seed": 5, "conditions": {"colour": "blue", "count": "3"}}
         job, data = _generate(client, run["id"], body)
