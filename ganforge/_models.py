@@ -174,6 +174,33 @@ class Translation:
 
 
 @dataclass(frozen=True)
+class Projection:
+    """A projection job (POST /runs/{id}/projections): uploaded images projected into a stylegan2 run's W space."""
+
+    id: str
+    run_id: str
+    status: str
+    error: str | None
+    result_url: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Projection:
+        return cls(
+            id=str(data["id"]),
+            run_id=str(data.get("run_id") or ""),
+            status=str(data.get("status") or ""),
+            error=data.get("error"),
+            result_url=data.get("result_url"),
+            raw=data,
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.status in GENERATION_TERMINAL
+
+
+@dataclass(frozen=True)
 class Dataset:
     id: str
     name: str

@@ -32,6 +32,7 @@ from ganforge._models import (
     Generation,
     ImageFormat,
     Me,
+    Projection,
     Run,
     RunPage,
     Sample,
@@ -192,6 +193,7 @@ _run = _json_as(Run.from_json)
 _generation = _json_as(Generation.from_json)
 _dataset = _json_as(Dataset.from_json)
 _translation = _json_as(Translation.from_json)
+_projection = _json_as(Projection.from_json)
 
 
 def _metric_series(response: httpx.Response) -> dict[str, builtins.list[tuple[int, float]]]:
@@ -550,6 +552,69 @@ def wait_translation(handle: HoldsTranslation, *, timeout: float | None, poll_in
     if translation.status != "succeeded":
         raise JobFailed(translation.id, translation.error or translation.status)
     return translation
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Projections.
+
+
+@contextlib.contextmanager
+def upload_projection(
+    run_id: str,
+    file: str | os.PathLike[str] | bytes,
+    *,
+    steps: int,
+    space: Literal["w", "w+"],
+    seed: int,
+    step: int | Literal["latest"],
+    ema: bool,
+) -> Iterator[Request[Projection]]:
+    """The multipart upload of a ZIP of images to project; a file on disk is streamed from a handle open while the
+    request is."""
+    data = {
+        "steps": str(steps),
+        "space": space,
+        "seed": str(seed),
+        "step": str(step),
+        "ema": "true" if ema else "false",
+    }
+    path = f"/runs/{run_id}/projections"
+    if isinstance(file, bytes):
+        yield Request("POST", path, _projection, files={"file": ("images.zip", file, "application/zip")}, data=data)
+        return
+    local = Path(file)
+    with local.open("rb") as handle:
+        yield Request("POST", path, _projection, files={"file": (local.name, handle, "application/zip")}, data=data)
+
+
+def get_projection(projection_id: str) -> Request[Projection]:
+    return Request("GET", f"/projections/{projection_id}", _projection)
+
+
+def projection_result(projection_id: str) -> Request[bytes]:
+    return Request("GET", f"/projections/{projection_id}/result", _content)
+
+
+def delete_projection(projection_id: str) -> Request[None]:
+    return Request("DELETE", f"/projections/{projection_id}", _nothing)
+
+
+class HoldsProjection(Protocol):
+    projection: Projection
+
+
+def wait_projection(handle: HoldsProjection, *, timeout: float | None, poll_interval: float) -> Steps[Projection]:
+    """Poll until `handle.projection` is done, keeping it up to date; JobFailed if it failed, WaitTimeout after
+    `timeout` seconds."""
+    deadline = Deadline(timeout)
+    while not handle.projection.done:
+        deadline.check(f"projection {handle.projection.id} is still {handle.projection.status}")
+        yield Sleep(poll_interval)
+        handle.projection = yield get_projection(handle.projection.id)
+    projection = handle.projection
+    if projection.status != "succeeded":
+        raise JobFailed(projection.id, projection.error or projection.status)
+    return projection
 
 
 # ---------------------------------------------------------------------------------------------------------------

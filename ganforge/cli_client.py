@@ -1,4 +1,5 @@
-"""The client half of the `ganforge` command line: runs, samples, generate, translate, datasets, tokens, me.
+"""The client half of the `ganforge` command line: runs, samples, generate, translate, project, datasets, tokens,
+me.
 
 Every command talks to a server over HTTP with `ganforge.client.Ganforge`. The server's URL and token come
 from `--url`/`--token` or `GANFORGE_URL`/`GANFORGE_TOKEN`. People get tables, scripts get `--json`; any
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tokens_app, name="tokens")
     app.command("generate")(generate)
     app.command("translate")(translate)
+    app.command("project")(project)
     app.command("me")(me)
 
 
@@ -533,6 +535,50 @@ def translate(
         json_out,
         {"translation": handle.translation.raw, "path": str(output), "size_bytes": len(data)},
         f"wrote {output} ({len(data)} bytes) from translation {handle.id}",
+    )
+
+
+def project(
+    run_id: str,
+    input: Annotated[
+        Path, typer.Argument(help="A ZIP of images at the run's size or larger.", exists=True, dir_okay=False)
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="Where to write the ZIP of reconstructions and latents."),
+    ] = Path("projection.zip"),
+    steps: Annotated[int, typer.Option(help="Optimisation steps per image.")] = 300,
+    space: Annotated[str, typer.Option(help="w (one w for every layer) or w+ (one per layer).")] = "w",
+    seed: Annotated[int, typer.Option(help="Seed of the starting noise maps and of w's perturbation.")] = 0,
+    step: Annotated[str, typer.Option(help="Checkpoint step, or 'latest'.")] = "latest",
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run has one.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 1800.0,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Project your images into a stylegan2 run's W space: each image's latent and its reconstruction."""
+    if space not in ("w", "w+"):
+        _fail(f"--space {space}: w or w+")
+    if step != "latest" and not step.isdigit():
+        _fail(f"--step {step}: a step number or 'latest'")
+    with _connect(url, token) as client:
+        handle = client.projections.create(
+            run_id,
+            input,
+            steps=steps,
+            space=cast(Literal["w", "w+"], space),
+            seed=seed,
+            step="latest" if step == "latest" else int(step),
+            ema=ema,
+        )
+        with err_console.status(f"projection {handle.id}: waiting for a worker"):
+            data = handle.result(timeout=timeout)
+    output.write_bytes(data)
+    _output(
+        json_out,
+        {"projection": handle.projection.raw, "path": str(output), "size_bytes": len(data)},
+        f"wrote {output} ({len(data)} bytes) from projection {handle.id}",
     )
 
 

@@ -53,6 +53,7 @@ from ganforge._models import (
     Generation,
     Me,
     Progress,
+    Projection,
     Run,
     RunPage,
     Sample,
@@ -82,6 +83,8 @@ __all__ = [
     "Me",
     "NotFound",
     "Progress",
+    "Projection",
+    "ProjectionHandle",
     "Run",
     "RunPage",
     "Sample",
@@ -398,6 +401,59 @@ class Translations:
         self._c._send(api.delete_translation(translation_id))
 
 
+class ProjectionHandle:
+    """A queued projection: `result()` waits for it and returns the ZIP (reconstructions, latents.npz,
+    projection.json)."""
+
+    def __init__(self, client: Ganforge, projection: Projection) -> None:
+        self._c = client
+        self.projection = projection
+
+    @property
+    def id(self) -> str:
+        return self.projection.id
+
+    def wait(self, *, timeout: float | None = 600.0, poll_interval: float = 0.5) -> Projection:
+        """Poll until done; JobFailed if it failed, WaitTimeout after `timeout` seconds."""
+        return self._c._run(api.wait_projection(self, timeout=timeout, poll_interval=poll_interval))
+
+    def result(self, *, timeout: float | None = 600.0) -> bytes:
+        self.wait(timeout=timeout)
+        return self._c.projections.result(self.id)
+
+
+class Projections:
+    """Your images projected into a stylegan2 run's W space: POST /runs/{id}/projections and /projections/{id}."""
+
+    def __init__(self, client: Ganforge) -> None:
+        self._c = client
+
+    def create(
+        self,
+        run_id: str,
+        file: str | os.PathLike[str] | bytes,
+        *,
+        steps: int = 300,
+        space: Literal["w", "w+"] = "w",
+        seed: int = 0,
+        step: int | Literal["latest"] = "latest",
+        ema: bool = True,
+    ) -> ProjectionHandle:
+        """Queue a projection of a ZIP of images (at the run's size or larger) into one of the run's checkpoints;
+        `.result()` on the handle waits for the ZIP of reconstructions named as the inputs and latents.npz."""
+        with api.upload_projection(run_id, file, steps=steps, space=space, seed=seed, step=step, ema=ema) as request:
+            return ProjectionHandle(self._c, self._c._send(request))
+
+    def get(self, projection_id: str) -> Projection:
+        return self._c._send(api.get_projection(projection_id))
+
+    def result(self, projection_id: str) -> bytes:
+        return self._c._send(api.projection_result(projection_id))
+
+    def delete(self, projection_id: str) -> None:
+        self._c._send(api.delete_projection(projection_id))
+
+
 class Datasets:
     """Uploaded and built-in datasets."""
 
@@ -529,6 +585,11 @@ class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]
     def translations(self) -> Translations:
         """Translation jobs (pix2pix, cyclegan and srgan runs)."""
         return Translations(self)
+
+    @property
+    def projections(self) -> Projections:
+        """Projection jobs (stylegan2 runs): your images' latents and reconstructions."""
+        return Projections(self)
 
     def me(self) -> Me:
         """Who this client's token is, and its usage (runs by status, datasets and their bytes, jobs in flight)."""
@@ -711,6 +772,51 @@ class AsyncTranslations:
         await self._c._send(api.delete_translation(translation_id))
 
 
+class AsyncProjectionHandle:
+    def __init__(self, client: AsyncGanforge, projection: Projection) -> None:
+        self._c = client
+        self.projection = projection
+
+    @property
+    def id(self) -> str:
+        return self.projection.id
+
+    async def wait(self, *, timeout: float | None = 600.0, poll_interval: float = 0.5) -> Projection:
+        return await self._c._run(api.wait_projection(self, timeout=timeout, poll_interval=poll_interval))
+
+    async def result(self, *, timeout: float | None = 600.0) -> bytes:
+        await self.wait(timeout=timeout)
+        return await self._c.projections.result(self.id)
+
+
+class AsyncProjections:
+    def __init__(self, client: AsyncGanforge) -> None:
+        self._c = client
+
+    async def create(
+        self,
+        run_id: str,
+        file: str | os.PathLike[str] | bytes,
+        *,
+        steps: int = 300,
+        space: Literal["w", "w+"] = "w",
+        seed: int = 0,
+        step: int | Literal["latest"] = "latest",
+        ema: bool = True,
+    ) -> AsyncProjectionHandle:
+        with api.upload_projection(run_id, file, steps=steps, space=space, seed=seed, step=step, ema=ema) as request:
+            return AsyncProjectionHandle(self._c, await self._c._send(request))
+
+    async def get(self, projection_id: str) -> Projection:
+        return await self._c._send(api.get_projection(projection_id))
+
+    async def result(self, projection_id: str) -> bytes:
+        return await self._c._send(api.projection_result(projection_id))
+
+    async def delete(self, projection_id: str) -> None:
+        await self._c._send(api.delete_projection(projection_id))
+
+
 class AsyncDatasets:
     def __init__(self, client: AsyncGanforge) -> None:
         self._c = client
@@ -829,6 +935,11 @@ class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGeneration
     def translations(self) -> AsyncTranslations:
         """Translation jobs (pix2pix, cyclegan and srgan runs)."""
         return AsyncTranslations(self)
+
+    @property
+    def projections(self) -> AsyncProjections:
+        """Projection jobs (stylegan2 runs): your images' latents and reconstructions."""
+        return AsyncProjections(self)
 
     async def me(self) -> Me:
         return await self._send(api.me())

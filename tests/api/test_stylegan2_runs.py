@@ -10,13 +10,17 @@ import json
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from ganforge.cli import app
+from ganforge.client import Ganforge
 from tests.conftest import Service
 from tests.utils.runs import assert_trained_to, post_and_finish, wait_for_job
 from tests.utils.zips import build_zip
@@ -34,6 +38,8 @@ PAD = 2  # core.grids.image_grid's padding
 
 @dataclass
 class Trained:
+    service: Service
+    token: str
     client: httpx.Client
     run_id: str
     posted: dict[str, Any]
@@ -41,9 +47,10 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def trained(postgres_service: Service) -> Iterator[Trained]:
-    with postgres_service.client(postgres_service.new_user_token("stylegan2")) as client:
+    token = postgres_service.new_user_token("stylegan2")
+    with postgres_service.client(token) as client:
         posted, run = post_and_finish(client, STYLEGAN2)
-        yield Trained(client=client, run_id=run["id"], posted=posted)
+        yield Trained(service=postgres_service, token=token, client=client, run_id=run["id"], posted=posted)
 
 
 def generate(trained: Trained, body: dict[str, Any]) -> bytes:
@@ -202,6 +209,10 @@ def test_a_projection_gives_latents_and_reconstructions_named_as_the_inputs(trai
         summary = json.loads(zipped.read("projection.json"))
     assert (summary["space"], summary["steps"], summary["seed"]) == ("w+", 4, 2)
 
+    with trained.service.client(trained.service.new_user_token("stranger")) as stranger:
+        for method in ("GET", "DELETE"):
+            answer = stranger.request(method, response.headers["Location"])
+            assert (answer.status_code, answer.json()["detail"]) == (404, "Projection not found")
     assert client.delete(response.headers["Location"]).status_code == 204
     assert client.get(response.headers["Location"]).status_code == 404
 
@@ -229,3 +240,23 @@ def test_bad_projection_requests_are_422(
     )
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["msg"] == message
+
+
+def test_the_client_and_the_cli_project(trained: Trained, tmp_path: Path) -> None:
+    archive = tmp_path / "in.zip"
+    archive.write_bytes(digits_zip({"seven.png": 16}))
+    with Ganforge(trained.service.url, token=trained.token) as client:
+        handle = client.projections.create(trained.run_id, archive, steps=2, seed=1)
+        with zipfile.ZipFile(io.BytesIO(handle.result(timeout=120))) as zipped:
+            assert sorted(zipped.namelist()) == ["latents.npz", "projection.json", "seven.png"]
+        assert handle.projection.status == "succeeded"
+
+    out = tmp_path / "out.zip"
+    env = {"GANFORGE_URL": trained.service.url, "GANFORGE_TOKEN": trained.token}
+    args = ["project", trained.run_id, str(archive), "-o", str(out), "--steps", "2", "--space", "w"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.stderr
+    latents = np.load(io.BytesIO(zipfile.ZipFile(out).read("latents.npz")), allow_pickle=False)
+    assert latents["w"].shape == (1, 8) and list(latents["names"]) == ["seven.png"]
+    bad = CliRunner().invoke(app, [*args[:-2], "--space", "z"], env=env)
+    assert bad.exit_code == 1 and "--space z: w or w+" in bad.stderr
