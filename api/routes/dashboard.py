@@ -41,10 +41,13 @@ def index() -> FileResponse:
 @router.get("/ui/config-defaults.json")
 def config_defaults() -> dict[str, Any]:
     """Each built-in dataset's resolved default config ("_uploaded" for image dataset ids, "_uploaded_table" for
-    table ids), and the presets."""
+    table ids, "_uploaded_paired" and "_uploaded_unpaired" for translation uploads), and the presets."""
     datasets = {name: RunConfig.model_validate({"dataset": name}).model_dump(mode="json") for name in BUILTIN_DATASETS}
     datasets["_uploaded"] = RunConfig.model_validate({"dataset": "ds_00000000"}).model_dump(mode="json")
     datasets["_uploaded_table"] = RunConfig.model_validate({"dataset": "tbl_00000000"}).model_dump(mode="json")
+    for pairing in ("paired", "unpaired"):
+        config = RunConfig.model_validate({"dataset": f"{pairing}_00000000"})
+        datasets[f"_uploaded_{pairing}"] = config.model_dump(mode="json")
     return {"datasets": datasets, "presets": PRESETS}
 
 

@@ -819,7 +819,9 @@ async function launchPage() {
   }
   function baseline() {
     const ds = datasetSelect.value;
-    const base = defaults.datasets[ds] || (ds.startsWith("tbl_") ? defaults.datasets._uploaded_table : null) || defaults.datasets._uploaded;
+    const pairing = (ds.match(/^(paired|unpaired)_/) || [])[1];
+    const base = defaults.datasets[ds] || (ds.startsWith("tbl_") ? defaults.datasets._uploaded_table : null)
+      || (pairing ? defaults.datasets[`_uploaded_${pairing}`] : null) || defaults.datasets._uploaded;
     const preset = inputs.preset.value;
     return preset ? deepMerge(base, defaults.presets[preset] || {}) : base;
   }
