@@ -19,11 +19,12 @@ import sqlalchemy as sa
 
 from tests.conftest import ROOT, Service, free_port
 from tests.utils.runs import wait_for_status
-from tests.utils.zips import class_folders_zip
+from tests.utils.zips import build_zip, class_folders_zip, image_bytes
 
+# A style-based run, so that every kind of job can be made from it (projections need a W space).
 TINY = {
     "dataset": "digits",
-    "model": {"image_size": 16, "width": 8},
+    "model": {"arch": "stylegan2", "image_size": 16, "width": 4, "z_dim": 8, "w_dim": 8, "mapping_layers": 2},
     "train": {"steps": 4, "batch_size": 16},
     "schedule": {"sample_every": 2, "checkpoint_every": 2},
 }
@@ -59,10 +60,18 @@ def owned(postgres_service: Service) -> Iterator[Owned]:
         generation = client.post(f"/runs/{run['id']}/generations", json={"n": 4}).json()
         score = client.post(f"/runs/{run['id']}/scores", json={"dataset": dataset["id"]})
         assert score.status_code == 202, score.text
+        image = {"a.png": image_bytes(size=16, mode="L")}
+        projection = client.post(
+            f"/runs/{run['id']}/projections",
+            files={"file": ("a.zip", build_zip(image), "application/zip")},
+            data={"steps": "1"},
+        )
+        assert projection.status_code == 202, projection.text
         ids = {
             "run_id": run["id"],
             "generation_id": generation["id"],
             "score_id": score.json()["id"],
+            "projection_id": projection.json()["id"],
             "dataset_id": dataset["id"],
             "token_id": str(client.get("/me").json()["id"]),
             "step": "4",
