@@ -4,11 +4,13 @@ runs, jobs and datasets (another user's answers 404, as if absent)."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException
+import anyio
+from fastapi import Depends, HTTPException, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from store.artifacts import Storage, get_storage
@@ -22,20 +24,42 @@ from store.tokens import hash_token, token_refusal, touch_last_used, user_for_to
 bearer = HTTPBearer(auto_error=False, description="A token from GANFORGE_ADMIN_TOKEN or POST /tokens.")
 
 
-def get_db() -> Iterator[Session]:
-    with get_sessionmaker()() as session:
+# Closing a session that still holds a connection (a route that read without committing) talks to the database,
+# so it happens in a thread, under a limiter of its own: it must never wait behind requests that wait for the
+# connection it is about to give back.
+_CLOSE_LIMITER = anyio.CapacityLimiter(64)
+
+
+async def get_db() -> AsyncIterator[Session]:
+    """A session for the request. Opening one does no I/O, so this runs on the event loop: a synchronous
+    dependency would cost the request two hops through the thread pool, in and out."""
+    session = get_sessionmaker()()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await anyio.to_thread.run_sync(session.close, limiter=_CLOSE_LIMITER)
+        else:
+            session.close()
+
+
+async def settings_dependency() -> Settings:
+    return get_settings()
+
+
+async def storage_dependency() -> Storage:
+    return get_storage()
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
 # The artifact storage (store/artifacts.py): the data folder, or object storage.
-StorageDep = Annotated[Storage, Depends(get_storage)]
+StorageDep = Annotated[Storage, Depends(storage_dependency)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def get_current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> User:
+def authenticate(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:
+    """The user of a valid, unrevoked, unexpired bearer token; 401 otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(status_code=401, detail="Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     user = user_for_token(session=session, token=credentials.credentials)
@@ -45,9 +69,14 @@ def get_current_user(
     if (refusal := token_refusal(user, now=now)) is not None:  # revoked or expired
         raise HTTPException(status_code=401, detail=refusal, headers={"WWW-Authenticate": "Bearer"})
     touch_last_used(session=session, user=user, now=now)
-    # Give the connection back to the pool before the next dependency waits for a thread. A request that holds
-    # a connection while it waits for one of the threadpool's 40 threads, whose holders all wait for a
-    # connection, deadlocks the API until the pool's 30 s timeout (64 clients did it: bench/load.py).
+    return user
+
+
+def get_current_user(session: SessionDep, credentials: Credentials) -> User:
+    user = authenticate(session, credentials)
+    # Give the connection back to the pool before the route waits for a thread. A request that holds a
+    # connection while it waits for one of the thread pool's threads, whose holders all wait for a connection,
+    # deadlocks the API (64 clients did it: bench/load.py, bench/read_path.py).
     session.commit()
     return user
 
@@ -64,35 +93,77 @@ def get_admin(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_admin)]
 
 
-def get_owned_run(session: SessionDep, user: CurrentUser, run_id: str) -> Run:
-    """The run with this id if it belongs to the user; another user's run is as good as absent."""
+def owned_run(session: Session, user: User, run_id: str) -> Run:
+    """The user's run with this id; 404 otherwise (another user's run is as good as absent)."""
     run = session.get(Run, run_id)
     if run is None or run.owner_id != user.id:
         raise HTTPException(status_code=404, detail="Run not found")
-    session.commit()  # give the connection back before the route waits for a thread (see get_current_user)
     return run
+
+
+def get_owned_run(session: SessionDep, credentials: Credentials, run_id: str) -> Run:
+    """The run with this id if it belongs to the signed-in user; another user's run is as good as absent.
+    Authentication and the run's row are read in one hop through the thread pool, and the connection goes
+    back before the route runs (see get_current_user)."""
+    try:
+        return owned_run(session, authenticate(session, credentials), run_id)
+    finally:
+        session.commit()
 
 
 OwnedRun = Annotated[Run, Depends(get_owned_run)]
 
 
-def _owned_job(session: Session, user: User, job_id: str, kind: JobKind) -> Generation:
+# What a read route hands read_json: (session, signed-in user) → the answer's model.
+Build = Callable[[Session, User], BaseModel]
+
+
+def _read(credentials: HTTPAuthorizationCredentials | None, build: Build) -> bytes:
+    with get_sessionmaker()() as session:
+        model = build(session, authenticate(session, credentials))
+        session.commit()  # the last-use time, when it was due
+    return model.__pydantic_serializer__.to_json(model)
+
+
+async def read_json(credentials: HTTPAuthorizationCredentials | None, build: Build) -> Response:
+    """The answer of a read route that clients poll, in one hop through the thread pool: authenticate, read,
+    build the model and serialize it, with the session closed before the thread is given back. The dependency
+    route (a session dependency, the user's, the row's, the route's thread and the answer's validation) costs
+    several hops and most of the time of a request that reads two rows (bench/read_path.py)."""
+    body = await anyio.to_thread.run_sync(_read, credentials, build)
+    return Response(body, media_type="application/json")
+
+
+def owned(session: Session, user: User, job_id: str, kind: JobKind) -> Generation:
+    """The user's job of this kind with this id; 404 otherwise."""
     job = owned_job(session=session, job_id=job_id, owner_id=user.id, kind=kind)
     if job is None:
         raise HTTPException(status_code=404, detail="Generation not found" if kind == "generate" else "Score not found")
-    session.commit()  # give the connection back before the route waits for a thread (see get_current_user)
     return job
 
 
-def get_owned_generation(session: SessionDep, user: CurrentUser, generation_id: str) -> Generation:
-    return _owned_job(session, user, generation_id, "generate")
+def owned_generation(session: Session, user: User, generation_id: str) -> Generation:
+    return owned(session, user, generation_id, "generate")
+
+
+def _owned_job(
+    session: Session, credentials: HTTPAuthorizationCredentials | None, job_id: str, kind: JobKind
+) -> Generation:
+    try:
+        return owned(session, authenticate(session, credentials), job_id, kind)
+    finally:
+        session.commit()  # give the connection back before the route waits for a thread (see get_current_user)
+
+
+def get_owned_generation(session: SessionDep, credentials: Credentials, generation_id: str) -> Generation:
+    return _owned_job(session, credentials, generation_id, "generate")
 
 
 OwnedGeneration = Annotated[Generation, Depends(get_owned_generation)]
 
 
-def get_owned_score(session: SessionDep, user: CurrentUser, score_id: str) -> Generation:
-    return _owned_job(session, user, score_id, "score")
+def get_owned_score(session: SessionDep, credentials: Credentials, score_id: str) -> Generation:
+    return _owned_job(session, credentials, score_id, "score")
 
 
 OwnedScore = Annotated[Generation, Depends(get_owned_score)]

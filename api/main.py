@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -55,6 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Synchronous routes and dependencies run in anyio's thread pool: no more threads than database
+        # connections (store/db.py), so that a thread that needs a connection never waits for one.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_pool_size
         token = _bootstrap_admin(settings.admin_token)
         if token is not None:
             print(f"ganforge: generated the admin token (shown once, only its hash is stored): {token}", flush=True)

@@ -11,10 +11,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.settings import get_settings
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the settings each backend needs to be shared by the API and the worker."""
+def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> Engine:
+    """An engine with the settings each backend needs to be shared by the API and the worker. The pool opens
+    connections as they are needed and keeps `pool_size` of them: connections beyond it (the overflow) are closed
+    when given back, which under load is a connection opened and closed per request."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -25,12 +32,13 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
 @lru_cache
 def get_engine() -> Engine:
-    return make_engine(get_settings().database_url)
+    settings = get_settings()
+    return make_engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
 
 @lru_cache

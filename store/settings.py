@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     quota_artifact_bytes: int = 200_000_000_000
     # Generation and score jobs queued or running (429 over it).
     quota_jobs_in_flight: int = 4
+    # Database connections kept open per process, and the API's threads for synchronous routes and dependencies:
+    # one number, so that a thread never waits for a connection (api/main.py). The overflow serves the event
+    # stream's reads and session closes beyond it.
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
     # CORS origins allowed to call the API from a browser; empty = CORS off.
     cors_origins: list[str] = []
 

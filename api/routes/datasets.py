@@ -28,6 +28,7 @@ from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, find_owne
 from api.errors import unprocessable
 from api.quotas import STORAGE_FULL, refuse_over_quota
 from api.responses import binary, error, validation_errors
+from api.routing import ReleasingRoute
 from api.schemas import DatasetPatch, DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile, TableRowsPublic
 from api.uploads import archive_limits, receive_upload
 from core import uploads
@@ -48,7 +49,7 @@ from store.models import Dataset, User
 from store.quotas import check_new_dataset
 from store.settings import Settings
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=ReleasingRoute)
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {

@@ -11,7 +11,17 @@ from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from api.deps import CurrentUser, OwnedGeneration, OwnedRun, SessionDep, SettingsDep, StorageDep
+from api.deps import (
+    Credentials,
+    CurrentUser,
+    OwnedGeneration,
+    OwnedRun,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    owned_generation,
+    read_json,
+)
 from api.errors import unprocessable
 from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
 from api.quotas import QUEUE_FULL, refuse_over_quota
@@ -155,9 +165,11 @@ def list_generations(run: OwnedRun, session: SessionDep) -> GenerationsPublic:
 
 
 @router.get("/generations/{generation_id}", response_model=GenerationPublic)
-async def get_generation(job: OwnedGeneration) -> GenerationPublic:  # no I/O: answered on the event loop
+async def get_generation(generation_id: str, credentials: Credentials) -> Response:
     """A generation's status, and its result_url once it has succeeded."""
-    return GenerationPublic.from_job(job)
+    return await read_json(
+        credentials, lambda session, user: GenerationPublic.from_job(owned_generation(session, user, generation_id))
+    )
 
 
 @router.get(

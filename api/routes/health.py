@@ -14,10 +14,11 @@ from sqlalchemy import func, select, text
 from api.deps import SettingsDep
 from api.limits import REQUEST_COUNTS
 from api.responses import error
+from api.routing import ReleasingRoute
 from store.db import get_sessionmaker
 from store.models import RUN_STATUSES, Run
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=ReleasingRoute)
 
 
 @router.get("/healthz")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
+from api.routing import ReleasingRoute
 from api.schemas import MePublic, QuotaPublic, TokenInfo, UsagePublic
 from store.quotas import QUOTAS, artifact_bytes, dataset_bytes, quota_limits
 from store.tokens import usage
 
-router = APIRouter(prefix="/me", tags=["tokens"])
+router = APIRouter(prefix="/me", tags=["tokens"], route_class=ReleasingRoute)
 
 
 @router.get("", response_model=MePublic)

@@ -19,11 +19,12 @@ from sqlalchemy import func, select
 
 from api.deps import OwnedRun, SessionDep
 from api.responses import text
+from api.routing import ReleasingRoute
 from api.schemas import MetricsPublic
 from store.db import get_sessionmaker
 from store.models import FINAL_STATUSES, Event, Metric, Run
 
-router = APIRouter(prefix="/runs", tags=["metrics"])
+router = APIRouter(prefix="/runs", tags=["metrics"], route_class=ReleasingRoute)
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0

@@ -23,6 +23,7 @@ from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
 from api.jobs import delete_job, resolve_step, result_file, send
 from api.responses import BINARY_SCHEMA, binary, error, validation_errors
+from api.routing import ReleasingRoute
 from api.schemas import ProjectionOptions, ProjectionPublic
 from api.uploads import archive_limits, receive_upload
 from core import uploads
@@ -32,7 +33,7 @@ from store.jobs import create_job, new_job_id, owned_job
 from store.models import Generation, Run
 from store.settings import Settings
 
-router = APIRouter(tags=["projections"])
+router = APIRouter(tags=["projections"], route_class=ReleasingRoute)
 
 # Each image costs `steps` forward and backward passes of G and D: far more than a sample, so fewer per job.
 MAX_PROJECTION_IMAGES = 256

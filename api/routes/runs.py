@@ -16,11 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.artifacts import serve_artifact
-from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
+from api.deps import Credentials, CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep, owned_run, read_json
 from api.errors import unprocessable, validation_error
 from api.quotas import QUEUE_FULL, STORAGE_FULL, refuse_over_quota
 from api.responses import binary
 from api.routes.datasets import check_dataset_for_run
+from api.routing import ReleasingRoute
 from api.schemas import (
     CheckpointPublic,
     CheckpointsPublic,
@@ -34,14 +35,14 @@ from core.config import RunConfig
 from store import layout
 from store.artifacts import Storage
 from store.limits import data_facts, run_limit_problems
-from store.models import Run
+from store.models import Run, User
 from store.queue import enqueue_run
 from store.quotas import check_new_run
 from store.runs import create_run, request_cancel, requeue_run, run_for_key
 from store.settings import Settings
 from store.workers import PlacementError, route_run
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], route_class=ReleasingRoute)
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
@@ -125,29 +126,33 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 @router.get("", response_model=RunsPublic)
-def list_runs(
-    session: SessionDep,
-    user: CurrentUser,
+async def list_runs(
+    credentials: Credentials,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
-) -> RunsPublic:
+) -> Response:
     """Your runs, newest first, a page at a time."""
-    query = select(Run).where(Run.owner_id == user.id)
-    if status is not None:
-        query = query.where(Run.status == status)
-    if cursor is not None:
-        created, run_id = _decode_cursor(cursor)
-        query = query.where(or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id)))
-    runs = list(session.execute(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)).scalars())
-    next_cursor = _encode_cursor(runs[limit - 1]) if len(runs) > limit else None
-    return RunsPublic(items=[RunPublic.from_run(r) for r in runs[:limit]], next_cursor=next_cursor)
+    after = _decode_cursor(cursor) if cursor is not None else None
+
+    def page(session: Session, user: User) -> RunsPublic:
+        query = select(Run).where(Run.owner_id == user.id)
+        if status is not None:
+            query = query.where(Run.status == status)
+        if after is not None:
+            created, run_id = after
+            query = query.where(or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id)))
+        runs = list(session.execute(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)).scalars())
+        next_cursor = _encode_cursor(runs[limit - 1]) if len(runs) > limit else None
+        return RunsPublic(items=[RunPublic.from_run(r) for r in runs[:limit]], next_cursor=next_cursor)
+
+    return await read_json(credentials, page)
 
 
 @router.get("/{run_id}", response_model=RunPublic)
-def get(run: OwnedRun) -> RunPublic:
+async def get(run_id: str, credentials: Credentials) -> Response:
     """One run: status, progress, latest metrics and error."""
-    return RunPublic.from_run(run)
+    return await read_json(credentials, lambda session, user: RunPublic.from_run(owned_run(session, user, run_id)))
 
 
 @router.post("/{run_id}/cancel", status_code=202, response_model=RunPublic)

@@ -24,6 +24,7 @@ from api.errors import unprocessable
 from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
 from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary
+from api.routing import ReleasingRoute
 from api.schemas import ScoreCreate, ScoreOptions, ScorePublic
 from api.uploads import archive_limits, receive_upload
 from core import uploads
@@ -34,7 +35,7 @@ from store.models import Generation, Run, User
 from store.quotas import check_new_job
 from store.settings import Settings
 
-router = APIRouter(tags=["scores"])
+router = APIRouter(tags=["scores"], route_class=ReleasingRoute)
 
 SCORE_BODY: dict[str, Any] = {
     "requestBody": {

@@ -10,11 +10,12 @@ from fastapi import APIRouter, HTTPException, Path
 from api.deps import AdminUser, CurrentUser, SessionDep
 from api.errors import unprocessable
 from api.responses import error, validation_errors
+from api.routing import ReleasingRoute
 from api.schemas import TokenCreate, TokenInfo, TokenPublic, TokensPublic, TokenUpdate
 from store.models import User, utcnow
 from store.tokens import create_user, list_tokens, revoke_token, set_quotas
 
-router = APIRouter(prefix="/tokens", tags=["tokens"])
+router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=ReleasingRoute)
 
 # Token ids are SQL integer keys: bounded as the column is, so that an id past it is a 422, not a database error.
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id, from GET /tokens.")]

@@ -25,6 +25,7 @@ from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
 from api.jobs import delete_job, resolve_step, result_file, send
 from api.responses import BINARY_SCHEMA, binary, error, validation_errors
+from api.routing import ReleasingRoute
 from api.schemas import TranslationOptions, TranslationPublic, TranslationsPublic
 from api.uploads import archive_limits, receive_upload
 from core import uploads
@@ -34,7 +35,7 @@ from store.jobs import create_job, new_job_id, owned_job
 from store.models import Generation, Run
 from store.settings import Settings
 
-router = APIRouter(tags=["translations"])
+router = APIRouter(tags=["translations"], route_class=ReleasingRoute)
 
 # What translates an input image; any other architecture samples from noise (or makes table rows).
 TRANSLATING_ARCHS = ("pix2pix", "cyclegan", "srgan")

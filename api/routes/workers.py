@@ -7,11 +7,12 @@ from datetime import timedelta
 from fastapi import APIRouter
 
 from api.deps import AdminUser, SessionDep, SettingsDep
+from api.routing import ReleasingRoute
 from api.schemas import DevicePublic, WorkerPublic, WorkersPublic
 from store.models import utcnow
 from store.workers import is_live, list_workers
 
-router = APIRouter(prefix="/workers", tags=["workers"])
+router = APIRouter(prefix="/workers", tags=["workers"], route_class=ReleasingRoute)
 
 
 @router.get("", response_model=WorkersPublic)
