@@ -1,7 +1,7 @@
 """Data-parallel training on one host: `train.world_size` processes (ranks) train one run together.
 
-`launch` (called by `core.train.train` when world_size > 1) starts the ranks with torch.multiprocessing, each of
-which calls `train` again inside a process group: NCCL with one GPU per rank on CUDA, gloo on the CPU, rendezvous
+`launch` (called by `core.train.train` when world_size > 1) starts the ranks as child processes, each of which
+calls `train` again inside a process group: NCCL with one GPU per rank on CUDA, gloo on the CPU, rendezvous
 on a free loopback port. The calling process relays rank 0's events to `on_event`, asks the ranks to stop when
 `should_stop()` says so, and returns rank 0's result; a rank's ValueError or TrainingDiverged is raised again here
 with its message.
@@ -35,10 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
+import os
 import queue
 import signal
 import socket
+import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
-from torch.multiprocessing.spawn import ProcessException
 from torch.nn.parallel import DistributedDataParallel
 
 if TYPE_CHECKING:
@@ -65,7 +67,6 @@ class Rank:
     rank: int
     world_size: int
     backend: str  # "nccl" | "gloo"
-    stop: Any  # a multiprocessing Event the launching process sets to stop the run
 
     @property
     def lead(self) -> bool:
@@ -161,121 +162,163 @@ def launch(
     should_stop: Callable[[], bool] | None,
     dataset_dir: Path | str | None,
 ) -> TrainResult:
-    """Train `cfg` in `cfg.train.world_size` spawned processes on this host and return rank 0's result."""
+    """Train `cfg` in `cfg.train.world_size` processes on this host and return rank 0's result.
+
+    The ranks are fresh interpreters (`python -m core.distributed`, safe with CUDA, and free of the restrictions a
+    task queue's pool puts on multiprocessing), children of this process: each reads its part from stdin and writes
+    JSON lines to a pipe of its own (rank 0 its events and result; any rank its error). This process asks rank 0 to
+    stop with SIGUSR1; the ranks agree on it at the next step."""
     from core.train import TrainingDiverged, TrainResult
 
-    # Ranks fork from a server process that has imported the trainer once (on the CPU and with CUDA alike: it
-    # touches no GPU), instead of each importing torch anew; later launches from this process reuse it.
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["core.train"])
-    events: Any = ctx.Queue()
-    stop = ctx.Event()
-    port = free_port()
     world = cfg.train.world_size
-    args = (
-        world,
-        port,
-        cfg.model_dump(mode="json"),
-        str(out_dir),
-        str(dataset_dir) if dataset_dir else None,
-        events,
-        stop,
-    )
-    start = mp.start_processes  # type: ignore[attr-defined]
-    processes = start(_rank_main, args=args, nprocs=world, join=False, start_method="forkserver")  # type: ignore[no-untyped-call]
-    result: dict[str, Any] | None = None
-    error: dict[str, str] | None = None
-    failure: Exception | None = None
-
-    def take(kind: str, data: dict[str, Any]) -> None:
-        nonlocal result, error
-        if kind == "_result":
-            result = data
-        elif kind == "_error":
-            error = error or data  # the first rank's error: the others' may only follow from it
-        elif on_event is not None:
-            on_event(kind, data)
-
+    port = free_port()
+    spec = {
+        "cfg": cfg.model_dump(mode="json"),
+        "out_dir": str(out_dir),
+        "dataset_dir": dataset_dir and str(dataset_dir),
+    }
+    lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
+    ranks: list[subprocess.Popen[bytes]] = []
+    readers: list[threading.Thread] = []
     try:
-        done = False
-        while not done:
+        for rank in range(world):
+            read_fd, write_fd = os.pipe()
+            env = {
+                **os.environ,
+                "GANFORGE_RANK": str(rank),
+                "GANFORGE_WORLD_SIZE": str(world),
+                "GANFORGE_RANK_PORT": str(port),
+                "GANFORGE_RANK_PARENT": str(os.getpid()),
+                "GANFORGE_RANK_PIPE": str(write_fd),
+            }
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core.distributed"], stdin=subprocess.PIPE, env=env, pass_fds=(write_fd,)
+            )
+            os.close(write_fd)
+            ranks.append(process)
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(spec).encode())
+            process.stdin.close()
+            reader = threading.Thread(target=_read_lines, args=(read_fd, rank, lines), daemon=True)
+            reader.start()
+            readers.append(reader)
+
+        result: dict[str, Any] | None = None
+        error: dict[str, str] | None = None
+        asked_to_stop = failed = False
+        open_pipes = world
+        while open_pipes:  # a rank closes its pipe when it is done (or the system does, when it died)
             with contextlib.suppress(queue.Empty):
-                take(*events.get(timeout=0.2))
-            if should_stop is not None and not stop.is_set() and should_stop():
-                stop.set()
-            try:
-                done = processes.join(timeout=0)
-            except ProcessException as exc:  # a rank failed; join has terminated the others
-                failure, done = exc, True
-        with contextlib.suppress(queue.Empty):  # what the ranks sent before they exited
-            while True:
-                take(*events.get(timeout=0.5))
+                rank, line = lines.get(timeout=0.2)
+                if line is None:
+                    open_pipes -= 1
+                else:
+                    kind, data = json.loads(line)
+                    if kind == "_result":
+                        result = data
+                    elif kind == "_error":
+                        error = error or data  # the first rank's: the others' may only follow from it
+                    elif on_event is not None:
+                        on_event(kind, data)
+            if should_stop is not None and not asked_to_stop and should_stop():
+                asked_to_stop = True
+                with contextlib.suppress(ProcessLookupError):
+                    ranks[0].send_signal(signal.SIGUSR1)
+            if not failed and any(p.poll() not in (None, 0) for p in ranks):
+                failed = True  # the others would wait for it in their next collective
+                for p in ranks:
+                    if p.poll() is None:
+                        p.kill()
     finally:
-        for process in processes.processes:
-            if process.is_alive():
-                process.kill()
-        events.close()
+        for p in ranks:  # what is left of a rank after it closed its pipe is the interpreter's teardown
+            if p.poll() is None:
+                p.kill()
+            p.wait()
     if error is not None:
-        kind = TrainingDiverged if error["type"] == "TrainingDiverged" else ValueError
-        if error["type"] not in ("TrainingDiverged", "ValueError"):
-            raise RuntimeError(f"a training process failed: {error['type']}: {error['message']}")
-        raise kind(error["message"])
-    if failure is not None or result is None:
-        raise RuntimeError(f"the training processes ended without a result: {failure}")
+        if error["type"] == "TrainingDiverged":
+            raise TrainingDiverged(error["message"])
+        if error["type"] == "ValueError":
+            raise ValueError(error["message"])
+        raise RuntimeError(f"a training process failed: {error['type']}: {error['message']}")
+    if result is None:
+        codes = [p.returncode for p in ranks]
+        raise RuntimeError(f"the training processes ended without a result (exit codes {codes})")
     return TrainResult(**result)
 
 
-def _die_with_parent() -> None:
-    """A rank dies with the process that launched it (a killed worker leaves no rank training)."""
+def _read_lines(fd: int, rank: int, lines: queue.Queue[tuple[int, str | None]]) -> None:
+    """Put each line a rank writes on its pipe into `lines`, then (rank, None) at its end."""
+    with os.fdopen(fd, "r", encoding="utf-8") as pipe:
+        for line in pipe:
+            lines.put((rank, line))
+    lines.put((rank, None))
+
+
+def _die_with_parent(parent: int) -> None:
+    """A rank dies with the process that launched it (a killed worker leaves no rank training), and leaves SIGTERM
+    and SIGINT to it: it stops the ranks at a step boundary, with a checkpoint."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
 
 
-def _rank_main(
-    rank: int,
-    world: int,
-    port: int,
-    cfg_json: dict[str, Any],
-    out_dir: str,
-    dataset_dir: str | None,
-    events: Any,
-    stop: Any,
-) -> None:
-    """One rank: join the process group, train, and (rank 0) send the events and the result to the launcher."""
+def rank_main() -> None:
+    """One rank (`python -m core.distributed`, started by `launch`): join the process group, train, and write rank
+    0's events and result, or any rank's error, as JSON lines to its pipe."""
     global _current
-    _die_with_parent()
+    rank, world = int(os.environ["GANFORGE_RANK"]), int(os.environ["GANFORGE_WORLD_SIZE"])
+    _die_with_parent(int(os.environ["GANFORGE_RANK_PARENT"]))
+    pipe = os.fdopen(int(os.environ["GANFORGE_RANK_PIPE"]), "w", encoding="utf-8", buffering=1)
+    stop = threading.Event()
+    if rank == 0:
+        signal.signal(signal.SIGUSR1, lambda _signum, _frame: stop.set())
+
+    def send(kind: str, data: dict[str, Any]) -> None:
+        pipe.write(json.dumps([kind, data]) + "\n")
+
     from core.config import RunConfig
     from core.device import pick_device
     from core.train import train
 
-    cfg = RunConfig.model_validate(cfg_json)
-    cuda = pick_device(cfg.train.device).type == "cuda"
-    if cuda:
-        if torch.cuda.device_count() < world:
-            raise ValueError(
-                f"train.world_size: {world} processes need {world} GPUs; this host has {torch.cuda.device_count()}"
-            )
-        torch.cuda.set_device(rank)
-    backend = "nccl" if cuda else "gloo"
-    # The host's threads shared between the ranks (torchrun sets OMP_NUM_THREADS=1 for the same reason).
-    torch.set_num_threads(max(1, torch.get_num_threads() // world))
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    _current = Rank(rank=rank, world_size=world, backend=backend, stop=stop)
-
-    def emit(kind: str, data: dict[str, Any]) -> None:
-        if rank == 0:
-            events.put((kind, data))
-
     try:
-        result = train(cfg, out_dir=Path(out_dir), on_event=emit, should_stop=stop.is_set, dataset_dir=dataset_dir)
+        spec = json.loads(sys.stdin.read())
+        cfg = RunConfig.model_validate(spec["cfg"])
+        cuda = pick_device(cfg.train.device).type == "cuda"
+        if cuda:
+            if torch.cuda.device_count() < world:
+                raise ValueError(
+                    f"train.world_size: {world} processes need {world} GPUs; this host has {torch.cuda.device_count()}"
+                )
+            torch.cuda.set_device(rank)
+        backend = "nccl" if cuda else "gloo"
+        # The host's threads shared between the ranks (torchrun sets OMP_NUM_THREADS=1 for the same reason).
+        torch.set_num_threads(max(1, torch.get_num_threads() // world))
+        port = os.environ["GANFORGE_RANK_PORT"]
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+        _current = Rank(rank=rank, world_size=world, backend=backend)
+        result = train(
+            cfg,
+            out_dir=Path(spec["out_dir"]),
+            on_event=send if rank == 0 else None,
+            should_stop=stop.is_set,
+            dataset_dir=spec["dataset_dir"],
+        )
         if rank == 0:
-            events.put(("_result", vars(result)))
+            send("_result", vars(result))
     except Exception as exc:
-        events.put(("_error", {"type": type(exc).__name__, "message": str(exc)}))
+        send("_error", {"type": type(exc).__name__, "message": str(exc)})
         raise
     finally:
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
-        events.close()
-        events.join_thread()
+        pipe.close()
+
+
+if __name__ == "__main__":  # the module as imported, not this __main__ copy, holds the rank (`current()`)
+    from core.distributed import rank_main
+
+    rank_main()

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Service, _port_open
 from tests.faults.conftest import FAULT_ENV, POSTGRES_ADMIN, OwnPostgres, OwnRedis, new_database, wait_until
+from tests.utils.runs import post_and_finish
 
 # Heartbeats every half second, lost after two seconds of silence.
 FLEET_ENV = {
@@ -81,6 +82,22 @@ def test_a_placed_run_goes_only_to_the_workers_of_its_queue(fleet: Service) -> N
             lambda: all(client.get(f"/runs/{r['id']}").json()["status"] == "canceled" for r in (placed, plain)),
             what="both runs canceled",
         )
+
+
+def test_a_run_of_two_processes_trains_on_a_worker(fleet: Service) -> None:
+    """world_size 2 through the worker: the task spawns two gloo ranks (this machine's CPU worker has a slot per
+    core), whose rank 0 reports and writes once."""
+    body = {
+        "dataset": "ring8",
+        "model": {"width": 16},
+        "train": {"steps": 20, "batch_size": 32, "world_size": 2},
+        "schedule": {"sample_every": 10, "checkpoint_every": 10},
+    }
+    with fleet.client() as client:
+        _, run = post_and_finish(client, body)
+        assert (run["environment"]["world_size"], run["environment"]["backend"]) == (2, "gloo")
+        assert [c["step"] for c in client.get(f"/runs/{run['id']}/checkpoints").json()["items"]] == [10, 20]
+        assert [s["step"] for s in client.get(f"/runs/{run['id']}/samples").json()["items"]] == [10, 20]
 
 
 def test_workers_report_themselves_a_killed_one_turns_lost_a_stopped_one_leaves(fleet: Service) -> None:
