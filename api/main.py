@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors
 from api.limits import LimitsMiddleware
+from api.ratelimit import RateLimitMiddleware
 from api.routes import (
     dashboard,
     datasets,
@@ -94,6 +95,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Every HTTPException answers {"detail": ...}, and a 422's detail is always the list of errors.
     app.add_exception_handler(StarletteHTTPException, errors.http_exception_handler)
+    # Inside the counting middleware, so that a 429 is counted too.
+    app.add_middleware(
+        RateLimitMiddleware, limit=settings.rate_limit, storage_url=settings.rate_limit_url or settings.broker_url
+    )
     app.add_middleware(
         LimitsMiddleware,
         max_body_bytes=settings.max_body_bytes,

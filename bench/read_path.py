@@ -157,7 +157,8 @@ def main() -> None:
                 database_url=database_url,
                 broker_url=redis.url,
                 workdir=workdir / backend,
-                extra_env={"GANFORGE_QUOTA_QUEUED_RUNS": "100"},  # the runs it reads stay queued
+                # The runs it reads stay queued; the rate limiter counts every request but refuses none.
+                extra_env={"GANFORGE_QUOTA_QUEUED_RUNS": "100", "GANFORGE_RATE_LIMIT": "1000000/second"},
             )
             service.start_api()
             services[backend] = service

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     quota_artifact_bytes: int = 200_000_000_000
     # Generation and score jobs queued or running (429 over it).
     quota_jobs_in_flight: int = 4
+    # Requests one token (or one address, without a token) may make, in the `limits` library's notation
+    # ("50/second;1500/minute"), counted in Redis across API processes (api/ratelimit.py); empty: no limit.
+    rate_limit: str = "50/second;1500/minute"
+    # Where the counts live: a Redis URL; unset, the broker's.
+    rate_limit_url: str | None = None
     # Database connections kept open per process, and the API's threads for synchronous routes and dependencies:
     # one number, so that a thread never waits for a connection (api/main.py). The overflow serves the event
     # stream's reads and session closes beyond it.
