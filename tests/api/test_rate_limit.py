@@ -42,7 +42,9 @@ def test_a_token_over_its_limit_gets_429_with_retry_after_and_others_go_on(limit
     assert 'status="429"' in httpx.get(f"{limited.url}/metrics").text
 
 
-def test_the_count_is_shared_by_api_processes(limited: Service, redis_url: str, tmp_path_factory) -> None:
+def test_the_count_is_shared_by_api_processes(
+    limited: Service, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """A second API process on the same Redis sees the first one's count: the limit holds for --workers N."""
     with limited.client() as admin:
         token = admin.post("/tokens", json={"name": "shared"}).json()["token"]
