@@ -14,8 +14,9 @@ token (`User.quotas`, PATCH /tokens/{id}). Admin tokens have no quotas: they run
 - `jobs_in_flight`: generation and score jobs queued or running.
 
 Over `running_runs`, `queued_runs` or `jobs_in_flight`, waiting helps (the API answers 429 with Retry-After); over
-the others it does not (403: delete something first). Quotas are checked per request, without a lock: two
-requests at once may both pass at the last free place. Keyword-only functions taking a session; none commits.
+the others it does not (403: delete something first). The API checks per request, without a lock: two requests
+at once may both pass at the last free place; a worker counts running runs under a lock on the owner's row.
+Keyword-only functions taking a session; none commits.
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ import pytest
 import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
+from ganforge.cli import app
+from ganforge.client import Ganforge
 from ganforge.services import start_redis, stop
 from tests.conftest import Service, free_port
 from tests.utils.runs import wait_for_status
@@ -37,7 +40,7 @@ LIMITS = {
     "GANFORGE_QUOTA_JOBS_IN_FLIGHT": "1",
 }
 # The workers' lower limit: a run queued with more steps fails when a worker takes it.
-WORKER_MAX_STEPS = 5
+WORKER_MAX_STEPS = 300
 TINY = {"dataset": "ring8", "model": {"width": 16}, "train": {"steps": 4, "batch_size": 64}}
 
 
@@ -269,12 +272,12 @@ def test_over_a_dataset_quota_is_a_403_and_nothing_is_written(limited: Service) 
 def test_the_worker_fails_a_run_over_its_own_lower_limit(workers: Service) -> None:
     _, user = _user(workers, "lowered")
     with user:
-        posted = user.post("/runs", json={**TINY, "train": {"steps": 50, "batch_size": 64}})
+        posted = user.post("/runs", json={**TINY, "train": {"steps": 500, "batch_size": 64}})
         assert posted.status_code == 201, posted.text  # within the API's limit of 1000
         run = wait_for_status(user, posted.json()["id"], ("succeeded", "failed"), timeout=120)
     assert run["status"] == "failed"
     assert run["error"] == (
-        f"Over this server's limits: train.steps: 50 is over this server's limit of {WORKER_MAX_STEPS} "
+        f"Over this server's limits: train.steps: 500 is over this server's limit of {WORKER_MAX_STEPS} "
         "(GANFORGE_MAX_STEPS)"
     )
 
@@ -283,7 +286,10 @@ def test_one_users_runs_train_one_at_a_time_and_jobs_and_checkpoints_have_quotas
     user_id, user = _user(workers, "running")
     _wait_for_idle_workers(workers, 2)
     with user:
-        ids = [user.post("/runs", json=TINY).json()["id"] for _ in range(2)]
+        # The first run trains a few seconds; the second, posted while it trains, goes to the idle worker.
+        first = user.post("/runs", json={**TINY, "train": {"steps": WORKER_MAX_STEPS, "batch_size": 256}}).json()
+        wait_for_status(user, first["id"], ("running", "succeeded", "failed"))
+        ids = [first["id"], user.post("/runs", json=TINY).json()["id"]]
         runs = [wait_for_status(user, run_id, ("succeeded", "failed"), timeout=120) for run_id in ids]
         assert [r["status"] for r in runs] == ["succeeded", "succeeded"], runs
         # Two workers were free, but the user may train one run at a time: the second started after the first ended.
@@ -315,3 +321,23 @@ def test_one_users_runs_train_one_at_a_time_and_jobs_and_checkpoints_have_quotas
             "longer need"
         )
         assert _sql(workers, "SELECT count(*) FROM runs WHERE owner_id = :u", u=user_id) == [(2,)]
+
+
+def test_the_client_and_the_command_line_set_quotas(limited: Service) -> None:
+    user_id, user = _user(limited, "by-client")
+    user.close()
+    with Ganforge(limited.url, limited.admin_token) as admin:
+        assert admin.tokens.set_quotas(user_id, queued_runs=7, datasets=3).quotas == {"queued_runs": 7, "datasets": 3}
+        assert admin.tokens.set_quotas(user_id, datasets=None).quotas == {"queued_runs": 7}
+    env = {"GANFORGE_URL": limited.url, "GANFORGE_TOKEN": limited.admin_token}
+    result = CliRunner().invoke(app, ["tokens", "quotas", str(user_id), "jobs_in_flight=2", "queued_runs="], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"token {user_id} quotas: jobs_in_flight 2" in result.output
+    refused = CliRunner().invoke(app, ["tokens", "quotas", str(user_id), "jobs_in_flight=many"], env=env)
+    assert refused.exit_code != 0 and "write NAME=N" in refused.output
+    listed = {t["id"]: t for t in httpx.get(f"{limited.url}/tokens", headers=_admin(limited)).json()["items"]}
+    assert listed[user_id]["quotas"] == {"jobs_in_flight": 2}
+
+
+def _admin(service: Service) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service.admin_token}"}
