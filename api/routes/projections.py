@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
 from api.jobs import delete_job, resolve_step, result_file, send
+from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary, error, validation_errors
 from api.routing import ReleasingRoute
 from api.schemas import ProjectionOptions, ProjectionPublic
@@ -31,6 +32,7 @@ from store import layout
 from store.artifacts import Storage, put_folder
 from store.jobs import create_job, new_job_id, owned_job
 from store.models import Generation, Run
+from store.quotas import check_new_job
 from store.settings import Settings
 
 router = APIRouter(tags=["projections"], route_class=ReleasingRoute)
@@ -144,16 +146,26 @@ def create_projection(
     response_model=ProjectionPublic,
     openapi_extra=PROJECTION_BODY,
     responses={
+        **QUEUE_FULL,
         409: error("The run has no W space (not stylegan2), or no checkpoint yet."),
         413: error("The upload is over GANFORGE_MAX_UPLOAD_BYTES."),
         422: validation_errors("An unsafe archive, no readable image, images smaller than the run's, bad options."),
     },
 )
 async def create(
-    run: OwnedRun, request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep, response: Response
+    run: OwnedRun,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    response: Response,
 ) -> ProjectionPublic:
     """Queue a projection of your images into the run's W space (multipart: `file` a ZIP of images; `steps`,
     `space` w or w+, `seed`, `step`, `ema`): each image's latent and its reconstruction."""
+    # Over the jobs quota, nothing is received.
+    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings))
+    await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     tmp = layout.tmp_dir(settings.data_dir)
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f".upload-{uuid.uuid4().hex}.zip"
