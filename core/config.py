@@ -911,8 +911,9 @@ TABLE_DEFAULTS: dict[str, Any] = {
 }
 
 # srgan: Ledig et al.'s losses (the pixel MSE alone while pretraining, then with the feature term and the adversarial
-# term at 1e-3; Adam 1e-4 with beta1 0.9), narrowed for a CPU: width 32 and 8 residual blocks where the paper has 64
-# and 16, x4 from 16 px to 64 px. docs/benchmarks.md holds the measurements on photos.
+# term at 1e-3; Adam with beta1 0.9), narrowed for a CPU: width 32 and 8 residual blocks where the paper has 64 and 16,
+# x4 from 16 px to 64 px, G learning what bicubic misses (model.bicubic_skip) at 5e-4 where the paper's 1e-4 (for 10^6
+# steps) moved too slowly in a CPU budget. docs/benchmarks.md holds the measurements on photos.
 SRGAN_RECIPE: dict[str, Any] = {
     "model": {
         "arch": "srgan",
@@ -920,6 +921,7 @@ SRGAN_RECIPE: dict[str, Any] = {
         "g_width": 32,
         "res_blocks": 8,
         "scale": 4,
+        "bicubic_skip": True,
         "spectral_norm": False,
         "minibatch_std": False,
         "clusters": 0,
@@ -933,17 +935,17 @@ SRGAN_RECIPE: dict[str, Any] = {
         "feature_weight": 0.01,
     },
     "train": {
-        "steps": 3000,
-        "pretrain_steps": 2000,
+        "steps": 2000,
+        "pretrain_steps": 1500,
         "batch_size": 16,
-        "lr_g": 1e-4,
+        "lr_g": 5e-4,
         "lr_d": 1e-4,
         "beta1": 0.9,
         "beta2": 0.999,
         "ema": None,
         "ema_kimg": None,
     },
-    "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 256},
+    "schedule": {"sample_every": 250, "checkpoint_every": 500, "eval_every": 250, "eval_samples": 256},
 }
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {

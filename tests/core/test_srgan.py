@@ -110,7 +110,12 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         1e-3,
     )
     assert (cfg.loss.content, cfg.loss.feature_net, cfg.train.pretrain_steps > 0) == ("mse", "discriminator", True)
-    assert (cfg.train.lr_g, cfg.train.beta1, cfg.schedule.eval_every > 0) == (1e-4, 0.9, True)
+    assert (cfg.train.lr_g, cfg.train.beta1, cfg.schedule.eval_every > 0, cfg.model.bicubic_skip) == (
+        5e-4,
+        0.9,
+        True,
+        True,
+    )
     dcgan = RunConfig.model_validate({"dataset": "photos", "model": {"arch": "dcgan"}})
     assert (dcgan.model.scale, dcgan.train.pretrain_steps, dcgan.loss.feature_net) == (4, 0, "discriminator")
     on_digits = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "srgan", "scale": 2}})
