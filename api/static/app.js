@@ -901,14 +901,20 @@ async function datasetsPage() {
   const uploadError = h("div");
   const fileInput = h("input", { id: "ds-file", name: "file", type: "file", accept: ".zip,.csv,.parquet,application/zip,text/csv", required: true });
   const nameInput = h("input", { id: "ds-name", name: "name", type: "text", placeholder: "my-faces" });
+  const layoutInput = h("select", { id: "ds-layout", name: "layout" },
+    h("option", { value: "auto" }, "auto: class folders, A/ and B/ pairs, or trainA/ and trainB/"),
+    h("option", { value: "images" }, "images (folders are classes)"),
+    h("option", { value: "AB" }, "side-by-side pairs (AB: input left, target right)"));
   const form = h("form", { class: "panel", id: "upload-form" },
     h("h2", {}, "Upload a dataset"),
-    h("p", { class: "muted small" }, "A ZIP of images (put each class in its own folder; folders are optional), or a table: a CSV with a header row, or a Parquet file."),
+    h("p", { class: "muted small" }, "A ZIP of images (put each class in its own folder; folders are optional), or a table: a CSV with a header row, or a Parquet file. For translation: A/ and B/ folders whose files share names (pix2pix pairs), side-by-side AB images, or CycleGAN's trainA/ and trainB/."),
     h("div", { class: "form-grid" },
       h("div", { class: "field" }, h("label", { for: "ds-file" }, "ZIP, CSV or Parquet file"), fileInput,
         h("div", { class: "field-error", "data-error-for": "file" })),
       h("div", { class: "field" }, h("label", { for: "ds-name" }, "Name"), nameInput,
-        h("div", { class: "field-error", "data-error-for": "name" }))),
+        h("div", { class: "field-error", "data-error-for": "name" })),
+      h("div", { class: "field" }, h("label", { for: "ds-layout" }, "Layout of a ZIP"), layoutInput,
+        h("div", { class: "field-error", "data-error-for": "layout" }))),
     h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "ds-submit" }, "Upload")),
     uploadError);
   view.append(h("div", { class: "page-head" }, h("h1", {}, "Datasets")), form, cards);
@@ -943,7 +949,8 @@ async function datasetsPage() {
           d.target ? `target: ${d.target}` : null,
           d.builtin ? description : null,
         ].filter(Boolean).join(" · ")) : h("div", { class: "muted small" }, [
-          d.num_images != null ? `${d.num_images} images` : null,
+          d.kind === "paired" || d.kind === "unpaired" ? d.kind : null,
+          d.num_images != null ? `${d.num_images} ${d.kind === "paired" ? "pairs" : "images"}` : null,
           d.image_size ? `${d.image_size} px` : null,
           d.channels != null ? `${d.channels} ch` : null,
           classes ? `${classes} classes` : null,
@@ -964,6 +971,7 @@ async function datasetsPage() {
     const data = new FormData();
     data.append("file", fileInput.files[0]);
     data.append("name", nameInput.value.trim() || fileInput.files[0].name.replace(/\.(zip|csv|parquet)$/i, ""));
+    if (layoutInput.value !== "auto") data.append("layout", layoutInput.value);
     const submit = document.getElementById("ds-submit");
     submit.disabled = true;
     try {

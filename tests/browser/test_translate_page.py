@@ -51,3 +51,24 @@ def test_the_run_page_shows_input_output_pairs(visit: Visit, svc: Service, tmp_p
     page.wait_for_function(PAIRS_SHOWN)
     playwright_sync.expect(page.locator("#tr-download")).to_contain_text(".zip")
     visit.shot("translation")
+
+
+def test_the_datasets_page_uploads_side_by_side_pairs(visit: Visit, svc: Service, tmp_path: Path) -> None:  # noqa: F811
+    archive = tmp_path / "facades.zip"
+    pairs = {f"train/{i}.png": zips.image_bytes(size=32, width=64, seed=i) for i in range(16)}  # 2:1, input left
+    archive.write_bytes(zips.build_zip(pairs))
+    page = visit.page
+    visit.sign_in(svc.new_user_token("browser-pairs"))
+    page.click("nav a[data-nav=datasets]")
+    page.wait_for_selector("#upload-form")
+    page.set_input_files("#ds-file", str(archive))
+    page.select_option("#ds-layout", "AB")
+    page.click("#ds-submit")
+    card = page.locator(".card", has=page.locator("h3", has_text="facades"))
+    playwright_sync.expect(card).to_contain_text("paired · 16 pairs", timeout=60_000)
+    dataset_id = card.get_attribute("data-dataset-id")
+    assert dataset_id is not None and dataset_id.startswith("paired_")
+    page.click("nav a[data-nav=launch]")
+    page.wait_for_selector("#launch-form")
+    page.select_option("#f-dataset", dataset_id)
+    assert page.input_value("#f-model-arch") == "pix2pix"
