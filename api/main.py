@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import errors
+from api import errors, offload
 from api.limits import LimitsMiddleware
 from api.ratelimit import RateLimitMiddleware
 from api.routes import (
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if token is not None:
             print(f"ganforge: generated the admin token (shown once, only its hash is stored): {token}", flush=True)
         yield
+        offload.shutdown()
 
     app = FastAPI(
         title="ganforge",

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     quota_artifact_bytes: int = 200_000_000_000
     # Generation and score jobs queued or running (429 over it).
     quota_jobs_in_flight: int = 4
+    # Processes of the API's own that decode uploaded archives and parse tables (api/offload.py), one upload each.
+    upload_processes: int = 1
     # Requests one token (or one address, without a token) may make, in the `limits` library's notation
     # ("50/second;1500/minute"), counted in Redis across API processes (api/ratelimit.py); empty: no limit.
     rate_limit: str = "50/second;1500/minute"

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from api.artifacts import serve_artifact
 from api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
+from api.offload import offload
 from api.quotas import STORAGE_FULL, refuse_over_quota
 from api.responses import binary, error, validation_errors
 from api.routing import ReleasingRoute
@@ -168,7 +169,7 @@ async def upload(
             if received.fields.get("layout"):
                 raise unprocessable("layout", "layout: only a ZIP of images has a layout; this is a table")
             target = received.fields.get("target") or None
-            table = await _prepare_table(upload_path, source, datasets_dir, target)
+            table = await _prepare_table(upload_path, source, datasets_dir, target, settings.upload_processes)
             content_hash = table.content_hash
             store = functools.partial(_store_table, table=table, target=target)
         else:
@@ -176,9 +177,10 @@ async def upload(
                 raise unprocessable("target", "target: only a table (CSV or Parquet) has a target column")
             arrangement = received.fields.get("layout") or "auto"
             try:
-                prepared = await run_in_threadpool(
+                prepared = await offload(
                     uploads.prepare,
                     upload_path,
+                    processes=settings.upload_processes,
                     datasets_dir=datasets_dir,
                     limits=archive_limits(settings),
                     layout=arrangement,
@@ -453,10 +455,12 @@ def _store_images(
     )
 
 
-async def _prepare_table(path: Path, source: str, datasets_dir: Path, target: str | None) -> tables.PreparedTable:
-    """Check the uploaded table off the request thread; 422 naming the problem (nothing is left behind)."""
+async def _prepare_table(
+    path: Path, source: str, datasets_dir: Path, target: str | None, processes: int
+) -> tables.PreparedTable:
+    """Check the uploaded table in an upload process; 422 naming the problem (nothing is left behind)."""
     try:
-        table = await run_in_threadpool(tables.prepare_table, path, source=source, datasets_dir=datasets_dir)
+        table = await offload(tables.prepare_table, path, source=source, datasets_dir=datasets_dir, processes=processes)
     except ValueError as exc:  # its messages are about the file: "file: reason"
         raise unprocessable("file", str(exc)) from exc
     names = [c.name for c in table.columns]
