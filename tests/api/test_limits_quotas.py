@@ -104,7 +104,8 @@ def _sql(service: Service, statement: str, **params: object) -> list[tuple[Any, 
 
 
 def _queued_messages(service: Service) -> int:
-    return int(redis.Redis.from_url(service.env["GANFORGE_BROKER_URL"]).llen("train"))
+    with redis.Redis.from_url(service.env["GANFORGE_BROKER_URL"]) as broker:
+        return int(broker.llen("train"))
 
 
 def _user(service: Service, name: str) -> tuple[int, httpx.Client]:
