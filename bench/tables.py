@@ -126,11 +126,12 @@ def compare(dataset: str, seed: int, args: argparse.Namespace) -> list[dict[str,
     ]
     with tempfile.TemporaryDirectory(prefix="tables-") as tmp_name:
         tmp = Path(tmp_name)
-        mine = tmp / "ours" / "rows.csv"
-        mine.parent.mkdir()
-        cmd = [sys.executable, __file__, "--_ours", "--dataset", dataset, "--seed", str(seed)]
-        cpu = _child([*cmd, "--n", str(n), "--out", str(mine), "--config", args.config])
-        out.append({"dataset": dataset, "seed": seed, "who": args.label, **score(mine, data), "cpu_min": cpu})
+        if not args.package_only:
+            mine = tmp / "ours" / "rows.csv"
+            mine.parent.mkdir()
+            cmd = [sys.executable, __file__, "--_ours", "--dataset", dataset, "--seed", str(seed)]
+            cpu = _child([*cmd, "--n", str(n), "--out", str(mine), "--config", args.config])
+            out.append({"dataset": dataset, "seed": seed, "who": args.label, **score(mine, data), "cpu_min": cpu})
         if args.ctgan_python:
             train_csv, theirs = tmp / "train.csv", tmp / "package.csv"
             train_csv.write_bytes(write_csv(data.rows, data.columns))
@@ -157,6 +158,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300, help="the package's epochs (its default: 300)")
     parser.add_argument("--config", default="{}", help="JSON merged over the dataset's default config (ours)")
     parser.add_argument("--label", default="ganforge default")
+    parser.add_argument("--package-only", action="store_true", help="run the package alone (with --ctgan-python)")
     parser.add_argument("--json", help="also write every row to this JSON file")
     parser.add_argument("--_ours", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
