@@ -51,6 +51,10 @@ class PathSampler:
             w0, w1 = w.chunk(2)  # (B, W) each
             ws = torch.cat([w0, w0.lerp(w1, eps)])  # (2B, W)
             return g.synthesis(ws[:, None].expand(-1, int(g.num_ws), -1))  # type: ignore[operator, arg-type, no-any-return]
+        if labels is None and getattr(g, "cluster_cdf", None) is not None:
+            # A cluster-conditioned generator picks a latent's cluster from a hash-like function of it: the path
+            # keeps the cluster of its start, as latent walks do.
+            labels = g.clusters_of(z0)  # type: ignore[operator]
         zs = torch.cat([z0, slerp(z0, z1, eps)])  # (2B, Z)
         return g(zs, None if labels is None else labels.repeat(2))  # type: ignore[no-any-return]
 

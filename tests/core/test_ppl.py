@@ -1,6 +1,6 @@
 """Perceptual path length (core.metrics.ppl): finite, positive and deterministic for a seed, in W for a
-style-based generator and in Z otherwise, zero for a generator that ignores its latent, and reported by the
-Evaluator on digits as ppl_w_digits."""
+style-based generator and in Z otherwise, zero for a generator that ignores its latent, along a path that keeps
+its cluster for a cluster-conditioned generator, and reported by the Evaluator on digits as ppl_w_digits."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.config import RunConfig
 from core.datasets import load_dataset
 from core.metrics import Evaluator
 from core.metrics.classifier import load_digits_classifier
 from core.metrics.ppl import PathSampler, path_length, slerp
+from core.networks import build_generator
 from core.networks_stylegan2 import StyleGenerator
 
 CLASSIFIER = load_digits_classifier()
@@ -54,6 +56,16 @@ def test_path_length_is_finite_positive_and_deterministic() -> None:
         assert path_length(path, unit_features, n=64, seed=4) != value
     assert style.generator.training  # measured in eval mode, handed back as it was
     assert path_length(PathSampler(PixelGenerator(scale=0.0), z_dim=8), unit_features, n=16) == 0.0
+
+
+def test_a_cluster_conditioned_generator_keeps_its_cluster_along_the_path() -> None:
+    """Such a generator picks a latent's cluster from a hash-like function of it; were the cluster to change along
+    a step of ε, the distance would not shrink with ε and PPL would grow as 1 / ε²."""
+    cfg = RunConfig.model_validate({"dataset": "digits", "model": {"clusters": 10}})
+    G = build_generator(cfg, channels=1, num_classes=10)
+    path = PathSampler(G, z_dim=cfg.model.z_dim)
+    small, large = (path_length(path, unit_features, n=32, eps=eps) for eps in (1e-4, 1e-2))
+    assert 0.5 < small / large < 2.0
 
 
 def test_slerp_keeps_the_ends_and_the_norms() -> None:
