@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     quota_artifact_bytes: int = 200_000_000_000
     # Generation and score jobs queued or running (429 over it).
     quota_jobs_in_flight: int = 4
+    # Intra-op threads of a training run (torch.set_num_threads); unset: the host's cores divided by the training
+    # workers on it (worker/threads.py), so that two CPU workers on one box do not oversubscribe it.
+    torch_threads: int | None = None
     # Processes of the API's own that decode uploaded archives and parse tables (api/offload.py), one upload each.
     upload_processes: int = 1
     # Requests one token (or one address, without a token) may make, in the `limits` library's notation

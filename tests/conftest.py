@@ -131,6 +131,7 @@ class Service:
             "GANFORGE_ADMIN_TOKEN": ADMIN_TOKEN,
             "PYTHONUNBUFFERED": "1",
             "OMP_NUM_THREADS": "1",
+            "GANFORGE_TORCH_THREADS": "1",
             # Tests poll and fuzz faster than a person: the limit is tested on its own (tests/api/test_rate_limit.py).
             "GANFORGE_RATE_LIMIT": "1000/second",
             **extra_env,

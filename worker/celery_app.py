@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+from datetime import timedelta
 
 from celery.signals import (
     task_postrun,
@@ -123,6 +124,22 @@ def _mark_current_job(args: tuple[object, ...] | None = None, **_kwargs: object)
 
     if args:
         registry.mark_current_job(str(args[0]))
+
+
+@task_prerun.connect
+def _set_torch_threads(sender: object = None, **_kwargs: object) -> None:
+    """A training run's intra-op threads: GANFORGE_TORCH_THREADS, or this host's cores shared by its training
+    workers (worker/threads.py), set in the pool child before the run starts."""
+    if getattr(sender, "name", None) != "ganforge.train_run":
+        return
+    import torch
+
+    from worker.threads import torch_threads
+
+    lost_after = timedelta(seconds=settings.worker_heartbeat_interval_seconds * settings.worker_lost_after_intervals)
+    torch.set_num_threads(
+        torch_threads(setting=settings.torch_threads, generate_queue=settings.generate_queue, lost_after=lost_after)
+    )
 
 
 @task_postrun.connect
