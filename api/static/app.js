@@ -1005,7 +1005,11 @@ async function tokensPage() {
       h("h2", {}, me.name, " ", me.is_admin ? h("span", { class: "badge" }, "admin") : null),
       h("div", { class: "muted small" }, `token ${me.id} · expires ${me.expires_at ? fmtTime(me.expires_at) : "never"}`),
       h("p", {}, `Runs: ${runs}`), h("p", {}, `Datasets: ${usage.datasets} (${fmtBytes(usage.dataset_bytes)})`),
-      h("p", {}, `Jobs in flight: ${jobs}`)),
+      h("p", {}, `Jobs in flight: ${jobs}`),
+      me.quotas ? h("p", { id: "quotas", class: "small" }, "Quotas: ", Object.entries(me.quotas).map(([name, q]) => {
+        const n = (v) => (name.endsWith("_bytes") ? fmtBytes(v) : String(v));
+        return `${name.replaceAll("_", " ")} ${n(q.used)} of ${n(q.limit)}`;
+      }).join(" · ")) : h("p", { class: "muted small" }, "No quotas: admin tokens have none.")),
     h("div", { class: "panel table-wrap" },
       h("table", { id: "tokens-table" },
         h("thead", {}, h("tr", {}, h("th", {}, "ID"), h("th", {}, "Name"), h("th", {}, "Admin"),

@@ -39,4 +39,5 @@ def test_a_user_sees_only_their_own_token(visit: Visit, svc: Service) -> None:  
     page.wait_for_selector("#tokens-table tbody tr")
     assert page.locator("#tokens-table tbody tr").count() == 1
     playwright_sync.expect(page.locator("#tokens-table tbody")).to_contain_text("browser-user")
+    playwright_sync.expect(page.locator("#quotas")).to_contain_text("queued runs 0 of 10")  # GET /me's quotas
     assert page.locator("#token-form").count() == 0
