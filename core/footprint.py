@@ -23,6 +23,8 @@ CBN_CODE_DIM = 128
 MAX_MULT = 8
 # An encoded table column's width, at most: one value and ten mode indicators of a numeric column.
 TABLE_COLUMN_WIDTH = 11
+# SRResNet's residual blocks when model.res_blocks is unset (core.families.srgan.DEFAULT_BLOCKS).
+SR_DEFAULT_BLOCKS = 8
 
 
 def _conv(cin: int, cout: int, k: int, *, bias: bool = True) -> int:
@@ -190,6 +192,21 @@ def _cycle_g(cin: int, cout: int, width: int, blocks: int) -> int:
     return total + _conv(4 * w, 2 * w, 3) + _conv(2 * w, w, 3) + _conv(w, cout, 7)
 
 
+def _srgan(cfg: RunConfig, channels: int) -> tuple[int, int]:
+    """SRResNet (PReLU has one slope per channel) and the SRGAN discriminator (core/networks_sr.py)."""
+    m = cfg.model
+    w = m.g_width or m.width
+    blocks = m.res_blocks or SR_DEFAULT_BLOCKS
+    g = _conv(channels, w, 9) + w
+    g += blocks * (2 * _conv(w, w, 3, bias=False) + 2 * _bn(w) + w) + _conv(w, w, 3, bias=False) + _bn(w)
+    g += int(math.log2(m.scale)) * (_conv(w, 4 * w, 3) + w) + _conv(w, channels, 9)
+    mults = (1, 1, 2, 2, 4, 4, 8, 8)
+    d = _conv(channels, m.width, 3)
+    d += sum(_conv(m.width * a, m.width * b, 3, bias=False) + _bn(m.width * b) for a, b in itertools.pairwise(mults))
+    side = max(1, min(m.image_size // 16, 6))
+    return g, d + _linear(8 * m.width * side * side, 16 * m.width) + _linear(16 * m.width, 1)
+
+
 def _ctgan(cfg: RunConfig, columns: int) -> tuple[int, int]:
     m = cfg.model
     data = cond = TABLE_COLUMN_WIDTH * columns
@@ -228,7 +245,11 @@ def network_sizes(cfg: RunConfig, *, channels: int, num_classes: int, columns: i
         blocks = m.res_blocks if m.res_blocks is not None else (9 if m.image_size >= 256 else 6)
         g = 2 * _cycle_g(channels, channels, m.g_width or m.width, blocks)
         return g, 2 * _patch(channels, layers, m.width, sn=m.spectral_norm, batchnorm=False)
-    return _ctgan(cfg, columns)
+    if m.arch == "srgan":
+        return _srgan(cfg, channels)
+    if m.arch == "ctgan":
+        return _ctgan(cfg, columns)
+    raise ValueError(f"model.arch: core.footprint has no count for {m.arch}'s networks")
 
 
 def checkpoint_bytes(cfg: RunConfig, *, channels: int, num_classes: int, columns: int = 0) -> int:

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from core import footprint, networks, networks_stylegan2
-from core.config import RunConfig
-from core.families import ctgan
+from core.config import ARCH_IMAGE_SIZES, RunConfig
+from core.families import ctgan, srgan
+from core.networks_sr import SRDiscriminator
 from core.networks_translation import PatchDiscriminator, ResnetGenerator, UNetGenerator
 
 
@@ -31,6 +32,9 @@ def _built(cfg: RunConfig, channels: int, num_classes: int) -> tuple[nn.Module, 
             layers = m.patch_layers or max(1, m.image_size.bit_length() - 6)
             g = UNetGenerator(in_channels=channels, out_channels=channels, image_size=m.image_size, width=m.width)
             return g, PatchDiscriminator(in_channels=2 * channels, layers=layers, width=m.width)
+        if m.arch == "srgan":
+            g = srgan.generator(cfg, {"channels": channels})
+            return g, SRDiscriminator(channels=channels, width=m.width, image_size=m.image_size)
         if m.arch == "cyclegan":
             blocks = m.res_blocks or 6
             layers = m.patch_layers or 1
@@ -55,7 +59,16 @@ CASES: list[Any] = [
     pytest.param({"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}}, 1, 10, id="sg2-cond"),
     pytest.param({"dataset": "digits-edges", "model": {"image_size": 64}}, 1, 10, id="pix2pix"),
     pytest.param({"dataset": "digits-printed"}, 1, 10, id="cyclegan"),
+    pytest.param({"dataset": "photos"}, 3, 0, id="srgan"),
+    pytest.param(
+        {"dataset": "ds_0123456789", "model": {"arch": "srgan", "image_size": 192, "scale": 8}}, 3, 0, id="sr8"
+    ),
 ]
+
+
+def test_every_architecture_is_counted() -> None:
+    counted = {RunConfig.model_validate(p.values[0]).model.arch for p in CASES} | {"ctgan"}
+    assert counted == set(ARCH_IMAGE_SIZES)
 
 
 @pytest.mark.parametrize(("body", "channels", "num_classes"), CASES)
