@@ -39,7 +39,6 @@ from core.datasets import Dataset
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.families.pix2pix import adversarial_scale
 from core.losses import discriminator_loss, generator_loss
-from core.metrics.classifier import DigitsClassifier
 from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features, vgg19_weights_path
 from core.superres import SRDataset, bicubic_upscale, downscale, sr_dataset
 
@@ -91,8 +90,6 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     """Build the SRResNet, the discriminator, their Adam optimizers and the feature network on `device`."""
     if not isinstance(data, SRDataset):
         raise ValueError(f"model.arch: srgan needs image data with a held-out split; {cfg.dataset} has none")
-    if cfg.model.image_size // cfg.model.scale < 1:
-        raise ValueError(f"model.scale: x{cfg.model.scale} leaves nothing of {cfg.model.image_size} px images")
     G = generator(cfg, data.info()).to(device, memory_format=torch.channels_last)
     D = SRDiscriminator(channels=data.channels, width=cfg.model.width, image_size=cfg.model.image_size)
     D = D.to(device, memory_format=torch.channels_last)
@@ -103,7 +100,7 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
                 f"loss.feature_net: the digits classifier reads 1-channel images, and {cfg.dataset} has "
                 f"{data.channels} channels; use discriminator"
             )
-        from core.metrics.classifier import load_digits_classifier  # loads the shipped weights file
+        from core.metrics.classifier import load_digits_classifier  # core.metrics is imported only when used
 
         features = _DigitsFeatures(load_digits_classifier(device=device))
     elif cfg.loss.feature_net == "vgg19":
@@ -123,7 +120,7 @@ class _DigitsFeatures(nn.Module):
     """The shipped digits classifier's second convolutional block (after its ReLU, before pooling): (B, 1, H, W) in
     [-1, 1] -> (B, 64, 16, 16) at the classifier's native 32 px."""
 
-    def __init__(self, classifier: DigitsClassifier) -> None:
+    def __init__(self, classifier: Any) -> None:  # core.metrics.classifier.DigitsClassifier
         super().__init__()
         self.classifier = classifier
 
