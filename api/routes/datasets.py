@@ -164,7 +164,7 @@ async def upload(
             source = tables.sniff(head.read(4))
         if source == "csv" and received.filename.lower().endswith(".zip"):  # its name says what was meant
             raise unprocessable("file", "file: not a ZIP archive")
-        store: Callable[..., tuple[Dataset, bool]]  # takes session, user, name, datasets_dir, storage
+        store: Callable[..., tuple[Dataset, bool]]  # takes session, user, name, datasets_dir, storage, settings
         if source != "zip":
             if received.fields.get("layout"):
                 raise unprocessable("layout", "layout: only a ZIP of images has a layout; this is a table")
