@@ -140,7 +140,12 @@ class Event(Base):
     """The live event log of a run (progress, metric, sample, status, warning), read by the SSE route."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_run_id_id", "run_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_run_id_id", "run_id", "id"),
+        # A user's kept checkpoints are summed from their checkpoint events (store/quotas.py: artifact_bytes)
+        # without reading every progress tick.
+        Index("ix_events_kind_run_id", "kind", "run_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
