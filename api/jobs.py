@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from api.artifacts import checkpoint_metadata, serve_artifact
 from store import layout
 from store.artifacts import ArtifactNotFound, Storage
-from store.jobs import finish_job
-from store.models import Generation, Run
+from store.jobs import finish_job, result_expires_at
+from store.models import Generation, Run, utcnow
 from store.queue import enqueue_job
 from store.settings import Settings
 
@@ -77,7 +77,14 @@ def result_file(
     filename: str | None = None,
 ) -> Response:
     """A finished job's result file (or the file `name` beside it) as a response; 409 while the job is not done,
-    404 when the file is gone. The job's result_path is the result's key."""
+    410 once its result expired, 404 when the file is gone. The job's result_path is the result's key."""
+    expires_at = result_expires_at(job, settings.job_result_ttl_seconds)
+    if expires_at is not None and expires_at <= utcnow():
+        raise HTTPException(
+            status_code=410,
+            detail=f"Result expired at {expires_at.isoformat()}: results are kept "
+            f"{settings.job_result_ttl_seconds:g} s after their job finished; run the job again",
+        )
     if job.status != "succeeded" or job.result_path is None:
         detail = f"Result not ready: the job is {job.status}"
         if job.status == "failed":

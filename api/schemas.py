@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import BUILTIN_DATASETS
+from store.jobs import result_expires_at
 from store.models import Dataset, Generation, Run, User
+from store.settings import get_settings
 
 # Runs.
 
@@ -431,6 +433,11 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    expires_at: datetime | None = Field(
+        None,
+        description="When the result is deleted (GANFORGE_JOB_RESULT_TTL_SECONDS after the job finished); after it "
+        "the result answers 410. None while there is no result, or when results are kept for ever.",
+    )
 
 
 def job_fields(job: Generation) -> dict[str, Any]:
@@ -444,6 +451,7 @@ def job_fields(job: Generation) -> dict[str, Any]:
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        "expires_at": result_expires_at(job, get_settings().job_result_ttl_seconds),
     }
 
 

@@ -10,7 +10,7 @@ Keyword-only; none commits.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select, update
@@ -127,3 +127,26 @@ def find_jobs_to_resend(*, session: Session, known: set[str], created_before: da
         )
     ).all()
     return [(job_id, kind) for job_id, kind in queued if job_id not in known]
+
+
+def result_expires_at(job: Generation, ttl_seconds: float | None) -> datetime | None:
+    """When a finished job's result is deleted: its finish time plus the operator's time to live; None while the
+    job has no result, or when results are kept for ever."""
+    if ttl_seconds is None or job.status != "succeeded" or job.finished_at is None:
+        return None
+    return job.finished_at + timedelta(seconds=ttl_seconds)
+
+
+def expired_results(*, session: Session, ttl_seconds: float, now: datetime, limit: int = 100) -> list[Generation]:
+    """Succeeded jobs whose results outlived their time and still have files to delete."""
+    return list(
+        session.execute(
+            select(Generation)
+            .where(
+                Generation.status == "succeeded",
+                Generation.result_path.is_not(None),
+                Generation.finished_at < now - timedelta(seconds=ttl_seconds),
+            )
+            .limit(limit)
+        ).scalars()
+    )

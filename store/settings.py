@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     quota_artifact_bytes: int = 200_000_000_000
     # Generation and score jobs queued or running (429 over it).
     quota_jobs_in_flight: int = 4
+    # How long a finished generation, score, translation or projection keeps its result (seconds; unset: for
+    # ever). Then its result answers 410 and the generate workers delete its files (store/jobs.py).
+    job_result_ttl_seconds: float | None = 7 * 24 * 3600.0
     # Intra-op threads of a training run (torch.set_num_threads); unset: the host's cores divided by the training
     # workers on it (worker/threads.py), so that two CPU workers on one box do not oversubscribe it.
     torch_threads: int | None = None

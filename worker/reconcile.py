@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -27,8 +28,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from store import layout
+from store.artifacts import get_storage
 from store.db import get_sessionmaker
-from store.jobs import fail_lost_jobs, find_jobs_to_resend
+from store.jobs import expired_results, fail_lost_jobs, find_jobs_to_resend
 from store.models import Run, utcnow
 from store.queue import UNACKED_KEY, enqueue_job, enqueue_run, get_app
 from store.runs import find_lost_runs, run_queues
@@ -138,6 +141,25 @@ def reconcile_jobs(settings: Settings) -> list[str]:
     return [job_id for job_id, _ in resend]
 
 
+def delete_expired_results(settings: Settings) -> list[str]:
+    """Delete the files of job results past GANFORGE_JOB_RESULT_TTL_SECONDS (their routes already answer 410) and
+    forget where they were. Returns the job ids."""
+    if settings.job_result_ttl_seconds is None:
+        return []
+    with get_sessionmaker()() as session:
+        expired = expired_results(session=session, ttl_seconds=settings.job_result_ttl_seconds, now=utcnow())
+        done = []
+        for job in expired:
+            get_storage().delete_prefix(layout.job_prefix(job.run_id, job.id))
+            shutil.rmtree(layout.job_dir(settings.data_dir, job.run_id, job.id), ignore_errors=True)
+            job.result_path = None
+            done.append(job.id)
+        session.commit()
+    if done:
+        log.info("deleted the expired results of %d job(s)", len(done))
+    return done
+
+
 def reconcile_once(*, runs: bool, jobs: bool, settings: Settings | None = None) -> None:
     """One pass over runs (training workers) and jobs (generate workers)."""
     settings = settings or get_settings()
@@ -145,6 +167,7 @@ def reconcile_once(*, runs: bool, jobs: bool, settings: Settings | None = None) 
         reconcile_runs(settings)
     if jobs:
         reconcile_jobs(settings)
+        delete_expired_results(settings)
 
 
 def start_reconciler(*, runs: bool, jobs: bool, interval: float) -> threading.Thread:
