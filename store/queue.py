@@ -25,6 +25,8 @@ VISIBILITY_TIMEOUT = 6 * 3600
 # named as the queue, which the reconciler reads. Delivered, unacknowledged messages wait in the hash UNACKED_KEY.
 PRIORITY_STEPS = [0]
 UNACKED_KEY = "unacked"
+# ...and the time each was delivered, in this sorted set (kombu's default name; delivery tag → UNIX time).
+UNACKED_INDEX_KEY = "unacked_index"
 # The hard time limit of a training attempt comes this long after the soft one, which stops it at its next step.
 HARD_LIMIT_GRACE_SECONDS = 300.0
 
@@ -32,7 +34,12 @@ HARD_LIMIT_GRACE_SECONDS = 300.0
 def make_app(settings: Settings) -> Celery:
     """The application, set for long GPU jobs: late acks, one message at a time, JSON only."""
     app = Celery("ganforge", broker=settings.broker_url)
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT, "priority_steps": PRIORITY_STEPS, "unacked_key": UNACKED_KEY}
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "priority_steps": PRIORITY_STEPS,
+        "unacked_key": UNACKED_KEY,
+        "unacked_index_key": UNACKED_INDEX_KEY,
+    }
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

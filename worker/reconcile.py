@@ -33,7 +33,7 @@ from store.artifacts import get_storage
 from store.db import get_sessionmaker
 from store.jobs import expired_results, fail_lost_jobs, find_jobs_to_resend
 from store.models import Run, utcnow
-from store.queue import UNACKED_KEY, enqueue_job, enqueue_run, get_app
+from store.queue import UNACKED_INDEX_KEY, UNACKED_KEY, enqueue_job, enqueue_run, get_app
 from store.runs import find_lost_runs, run_queues
 from store.settings import Settings, get_settings
 from worker.generations import SOFT_TIME_LIMIT
@@ -61,11 +61,20 @@ def _task_ids(payload: bytes | str) -> set[str]:
         return set()
 
 
-def ids_on_broker(*queues: str) -> tuple[set[str], set[str]] | None:
-    """Ids waiting in any of `queues`, and those delivered and not yet acknowledged on any queue; None if unknown.
+def unacked_grace(settings: Settings) -> float:
+    """Seconds a delivered message may stay unacknowledged while its run or job is still queued in SQL: a worker
+    that received it takes the lease or claim within seconds. Past this, the delivery is taken as lost (its worker
+    died, or Redis came back from its append-only file with the message in the unacked hash, where it would wait
+    for the 6 h visibility timeout) and the reconciler sends the run or job again."""
+    return max(2 * settings.reconcile_interval_seconds, 5.0)
 
-    The queue is one Redis list named as the queue and the unacknowledged messages one hash (store/queue.py
-    configures kombu's Redis transport so: one priority step, a fixed unacked key).
+
+def ids_on_broker(*queues: str, unacked_within: float | None = None) -> tuple[set[str], set[str]] | None:
+    """Ids waiting in any of `queues`, and those delivered and not yet acknowledged on any queue (only the ones
+    delivered within the last `unacked_within` seconds, when given); None if unknown.
+
+    The queue is one Redis list named as the queue and the unacknowledged messages one hash, with their delivery
+    times in a sorted set (store/queue.py configures kombu's Redis transport so: one priority step, fixed keys).
     """
     try:
         with get_app().connection_for_read() as conn:
@@ -75,8 +84,11 @@ def ids_on_broker(*queues: str) -> tuple[set[str], set[str]] | None:
                 for payload in client.lrange(queue, 0, -1):
                     waiting |= _task_ids(payload)
             unacked: set[str] = set()
-            for payload in client.hvals(UNACKED_KEY):
-                unacked |= _task_ids(payload)
+            delivered = dict(client.zrange(UNACKED_INDEX_KEY, 0, -1, withscores=True))
+            oldest = time.time() - unacked_within if unacked_within is not None else None
+            for tag, payload in client.hgetall(UNACKED_KEY).items():
+                if oldest is None or delivered.get(tag, 0.0) >= oldest:
+                    unacked |= _task_ids(payload)
             return waiting, unacked
     except Exception as exc:
         log.warning("cannot read the broker's queues %s: %s", ", ".join(queues), exc)
@@ -88,7 +100,7 @@ def reconcile_runs(settings: Settings) -> list[str]:
     Returns the ids sent."""
     with get_sessionmaker()() as session:
         queues = run_queues(session=session) | {settings.train_queue}
-    on_broker = ids_on_broker(*sorted(queues))
+    on_broker = ids_on_broker(*sorted(queues), unacked_within=unacked_grace(settings))
     with get_sessionmaker()() as session:
         resend = find_lost_runs(
             session=session,
@@ -128,7 +140,7 @@ def reconcile_jobs(settings: Settings) -> list[str]:
         session.commit()
     if lost:
         log.warning("failed %d job(s) whose worker stopped: %s", len(lost), ", ".join(lost))
-    on_broker = ids_on_broker(settings.generate_queue)
+    on_broker = ids_on_broker(settings.generate_queue, unacked_within=unacked_grace(settings))
     if on_broker is None:
         return []
     known = on_broker[0] | on_broker[1]

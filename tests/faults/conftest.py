@@ -33,17 +33,19 @@ FAULT_ENV = {
 
 
 class OwnRedis:
-    """A redis-server of a test's own on a spare loopback port, without persistence (the worst case)."""
+    """A redis-server of a test's own on a spare loopback port, without persistence (the worst case) unless
+    `appendonly` (the append-only file, as docker-compose runs Redis)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
         self.directory = directory
+        self.appendonly = appendonly
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
-        self.process = start_redis(directory=self.directory, port=self.port, appendonly=False)
+        self.process = start_redis(directory=self.directory, port=self.port, appendonly=self.appendonly)
 
     def stop(self) -> None:
         if self.process is not None:
