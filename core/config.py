@@ -460,6 +460,13 @@ class ScheduleConfig(_Strict):
     eval_every: int = Field(0, ge=0, description="Compute evaluation metrics every this many steps; 0 = never.")
     eval_samples: int = Field(2048, ge=64, le=50_000, description="Generated samples per evaluation.")
     keep_checkpoints: int = Field(5, ge=1, le=1000, description="Keep this many most recent checkpoints.")
+    keep_samples: int = Field(
+        200,
+        ge=2,
+        le=10_000,
+        description="Keep every sample grid up to this many, then thin them out evenly over the run, always keeping "
+        "the first and the last.",
+    )
     stop_on_divergence: bool = Field(
         False,
         description="On a non-finite loss, end the run stopped at its last good checkpoint instead of failed.",

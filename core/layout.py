@@ -10,6 +10,7 @@ A run folder holds `config.json`, `run_info.json`, `samples/{step:08d}.png` and
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import tempfile
@@ -39,6 +40,36 @@ def sample_steps(run_dir: Path) -> list[int]:
 
 def sample_path(run_dir: Path, step: int) -> Path:
     return run_dir / SAMPLES / f"{step:08d}.png"
+
+
+def thinned(steps: list[int], keep: int) -> list[int]:
+    """At most `keep` of the (sorted) steps, spread evenly over them, the first and the last always among them.
+
+    Kept are the steps a stride apart from the first (and the last): the smallest stride, doubling from the
+    closest spacing, that leaves at most `keep`. Thinning again after more steps keeps a subset of what was kept,
+    so grids written one at a time and thinned each time stay evenly spread.
+    """
+    if len(steps) <= keep:
+        return steps
+    first, last = steps[0], steps[-1]
+    stride = max(1, min(b - a for a, b in itertools.pairwise(steps)))
+    while True:
+        kept = [s for s in steps if (s - first) % stride == 0]
+        if kept[-1] != last:
+            kept.append(last)
+        if len(kept) <= keep:
+            return kept
+        stride *= 2
+
+
+def prune_samples(run_dir: Path, keep: int) -> list[int]:
+    """Delete the sample grids `thinned` leaves out; returns their steps."""
+    steps = sample_steps(run_dir)
+    kept = set(thinned(steps, keep))
+    dropped = [s for s in steps if s not in kept]
+    for step in dropped:
+        sample_path(run_dir, step).unlink(missing_ok=True)
+    return dropped
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:

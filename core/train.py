@@ -381,6 +381,7 @@ def _write_sample(family: Family, run: Run, loop: Loop, G: nn.Module) -> None:
     step, path = loop.step, layout.sample_path(run.out_dir, loop.step)
     image, samples = family.sample_grid(G, run.grid, run.data, autocast=run.autocast)
     grids.save_png(image, path)
+    layout.prune_samples(run.out_dir, run.cfg.schedule.keep_samples)
     run.emit("sample", {"step": step, "path": str(path)})
     diversity = spread(samples[:DIVERSITY_SAMPLES]) / max(run.real_spread, 1e-12)
     run.emit("metric", {"step": step, "name": "sample_diversity", "value": diversity})

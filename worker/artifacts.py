@@ -70,6 +70,9 @@ class RunUploader:
         prefix = f"{layout.run_prefix(run_id)}{CHECKPOINTS}/"
         # Checkpoints in the storage now: after the fetch at the start, the local folder holds the same ones.
         self._stored_checkpoints = set(layout.steps_of([e.key for e in storage.list(prefix)], CHECKPOINTS))
+        # Sample grids this uploader copied: the trainer thins out only the grids of this attempt's folder, so the
+        # ones an earlier attempt stored stay as they are.
+        self._stored_samples: set[int] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"uploader-{run_id}", daemon=True)
@@ -103,7 +106,8 @@ class RunUploader:
         return files
 
     def sync(self) -> None:
-        """Copy new and changed files, then remove from the storage the checkpoints pruned here."""
+        """Copy new and changed files, then remove from the storage the checkpoints pruned and the sample grids
+        thinned out here."""
         with self._lock:
             for key, path in self._local_files():
                 try:
@@ -120,11 +124,18 @@ class RunUploader:
                 self._sent[key] = version
                 if key.endswith(".safetensors"):
                     self._stored_checkpoints.add(int(Path(key).stem))
+                elif key.endswith(".png"):
+                    self._stored_samples.add(int(Path(key).stem))
             local = set(layout.checkpoint_steps(self.run_dir))
             for step in sorted(self._stored_checkpoints - local):
                 self.storage.delete(layout.checkpoint_key(self.run_id, step))
                 self._stored_checkpoints.discard(step)
                 self._sent.pop(layout.checkpoint_key(self.run_id, step), None)
+            local = set(layout.sample_steps(self.run_dir))  # grids thinned out by the trainer
+            for step in sorted(self._stored_samples - local):
+                self.storage.delete(layout.sample_key(self.run_id, step))
+                self._stored_samples.discard(step)
+                self._sent.pop(layout.sample_key(self.run_id, step), None)
 
     def close(self, *, attempts: int = 30) -> str | None:
         """Stop the thread and make the last copy, retrying while the storage is away; None when everything is

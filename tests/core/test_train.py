@@ -191,3 +191,21 @@ def test_a_resumed_run_keeps_the_best_evaluation_from_before_the_resume(tmp_path
     assert [d["step"] for k, d in second if k == "checkpoint" and d["best"]] == [50]
     steps = sorted(int(p.stem) for p in (tmp_path / "checkpoints").glob("*.safetensors"))
     assert steps == [50, 60]
+
+
+def test_sample_grids_are_thinned_evenly_keeping_the_first_and_the_last(tmp_path):
+    from core import layout
+
+    assert layout.thinned(list(range(1, 11)), 4) == [1, 5, 9, 10]
+    assert layout.thinned([5, 6], 4) == [5, 6]
+    cfg = _cfg(
+        "ring8",
+        train={"steps": 24, "batch_size": 32},
+        schedule={"sample_every": 2, "checkpoint_every": 24, "keep_samples": 5},
+    )
+    result, events = _events(tmp_path, cfg)
+    assert result.status == "completed"
+    assert len([d for k, d in events if k == "sample"]) == 12  # each grid was written and announced
+    kept = layout.sample_steps(tmp_path)
+    assert len(kept) <= 5 and kept[0] == 2 and kept[-1] == 24
+    assert kept[1] <= 12  # spread over the run, not the newest five
