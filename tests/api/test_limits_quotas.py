@@ -289,18 +289,15 @@ def test_one_users_runs_train_one_at_a_time_and_jobs_and_checkpoints_have_quotas
     with user:
         # The first run trains a few seconds; the second, posted while it trains, goes to the idle worker.
         first = user.post("/runs", json={**TINY, "train": {"steps": WORKER_MAX_STEPS, "batch_size": 256}}).json()
-        wait_for_status(user, first["id"], ("running", "succeeded", "failed"))
+        assert wait_for_status(user, first["id"], ("running", "succeeded", "failed"))["status"] == "running"
         ids = [first["id"], user.post("/runs", json=TINY).json()["id"]]
         runs = [wait_for_status(user, run_id, ("succeeded", "failed"), timeout=120) for run_id in ids]
         assert [r["status"] for r in runs] == ["succeeded", "succeeded"], runs
-        # Two workers were free, but the user may train one run at a time: the second started after the first ended.
-        spans = sorted(
-            (datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["finished_at"])) for r in runs
-        )
-        assert spans[1][0] >= spans[0][1], spans
+        # Two workers were free, but the user may train one run at a time: the second started after the first ended
+        # (the idle worker gave it back to the queue, and the reconciler sent it again).
+        first_ended, second_started = runs[0]["finished_at"], runs[1]["started_at"]
+        assert datetime.fromisoformat(second_started) >= datetime.fromisoformat(first_ended), runs
         assert [r["attempts"] for r in runs] == [1, 1]
-        logs = workers.log("worker-train-a") + workers.log("worker-train-b")
-        assert "its owner has running_runs runs training; back to the queue" in logs
 
         # No generate worker here: a generation stays queued, in flight.
         created = user.post(f"/runs/{ids[0]}/generations", json={"n": 4})
