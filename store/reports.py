@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from store.models import Event, Metric, Run
@@ -12,6 +13,19 @@ from store.models import Event, Metric, Run
 
 def add_event(*, session: Session, run_id: str, kind: str, data: dict[str, Any]) -> None:
     session.add(Event(run_id=run_id, kind=kind, data=data))
+
+
+def compact_progress(*, session: Session, run_id: str) -> int:
+    """Delete a run's progress events but the newest, once it has ended: one a second while it trained, they
+    would make the replay of a finished run long; its metric series, samples, checkpoints, warnings and statuses
+    stay. Returns how many went."""
+    newest = select(func.max(Event.id)).where(Event.run_id == run_id, Event.kind == "progress").scalar_subquery()
+    result = session.execute(
+        delete(Event)
+        .where(Event.run_id == run_id, Event.kind == "progress", Event.id < newest)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def write_reports(*, session: Session, run_id: str, reports: list[tuple[str, dict[str, Any]]]) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from store.models import ACTIVE_STATUSES, FINAL_STATUSES, Run, new_id, utcnow
-from store.reports import add_event
+from store.reports import add_event, compact_progress
 
 log = logging.getLogger("ganforge.store.runs")
 
@@ -122,6 +122,7 @@ def finish_run(*, session: Session, run_id: str, worker: str | None, status: str
     if error:
         event["error"] = error
     add_event(session=session, run_id=run_id, kind="status", data=event)
+    compact_progress(session=session, run_id=run_id)
     return True
 
 
