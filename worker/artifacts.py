@@ -22,6 +22,7 @@ from typing import Any
 from core.layout import CHECKPOINTS, CONFIG, RUN_INFO
 from store import layout
 from store.artifacts import ArtifactNotFound, Storage, fetch_cached, fetch_folder
+from store.errors import sentence
 from store.settings import Settings
 
 log = logging.getLogger("ganforge.worker.artifacts")
@@ -148,7 +149,7 @@ class RunUploader:
                 self.sync()
                 return None
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = sentence(exc)
                 log.warning("run %s: could not copy artifacts (%s), attempt %d", self.run_id, error, attempt)
                 time.sleep(1.0)
         return error

@@ -32,6 +32,7 @@ from core.layout import atomic_write
 from store import layout
 from store.artifacts import ArtifactNotFound, Storage, fetch_folder, get_storage
 from store.db import get_sessionmaker
+from store.errors import sentence
 from store.jobs import JobKind, claim_job, finish_job
 from store.settings import Settings, get_settings
 from worker.artifacts import fetch_checkpoint, fetch_dataset
@@ -126,11 +127,9 @@ def readable(error: BaseException) -> str:
     """One sentence for the user: our own ValueErrors as they are, anything else with its type."""
     if isinstance(error, SoftTimeLimitExceeded):
         return f"The job took longer than {SOFT_TIME_LIMIT} s and was stopped"
-    if isinstance(error, ValueError):
-        return str(error)
     if isinstance(error, MemoryError):
         return "The worker ran out of memory; ask for fewer samples"
-    return f"The job failed: {type(error).__name__}: {error}"
+    return sentence(error, prefix=None if isinstance(error, ValueError) else "The job failed")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from core.train import TrainingDiverged, train  # imported before the pool forks
 from store import layout
 from store.artifacts import get_storage
 from store.db import get_sessionmaker
+from store.errors import sentence
 from store.limits import check_run_limits
 from store.models import Dataset, Run
 from store.queue import enqueue_run
@@ -251,7 +252,7 @@ def train_run(run_id: str) -> None:
             check_run_limits(session=session, cfg=cfg, settings=settings, on_gpu=torch.cuda.is_available())
             content_hash = _dataset_hash(session, cfg)
         except ValueError as exc:
-            finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=str(exc))
+            finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=sentence(exc))
             session.commit()
             return
         session.commit()
@@ -273,9 +274,8 @@ def train_run(run_id: str) -> None:
             uploader = reporter.uploader = RunUploader(storage=storage, run_id=run_id, run_dir=run_dir)
         except Exception as exc:
             log.error("run %s: could not fetch its artifacts:\n%s", run_id, traceback.format_exc())
-            reason = f"Could not fetch the run's files from the artifact storage: {type(exc).__name__}: {exc}"
-            if isinstance(exc, ValueError):
-                reason = str(exc)
+            fetching = "Could not fetch the run's files from the artifact storage"
+            reason = sentence(exc, prefix=None if isinstance(exc, ValueError) else fetching)
             reporter.close()
             if not reporter.lost:
                 _finish(run_id=run_id, worker=worker, status="failed", error=reason)
@@ -296,10 +296,10 @@ def train_run(run_id: str) -> None:
         elif result.status == "stopped":
             status = "canceled"
     except (ValueError, TrainingDiverged) as exc:
-        status, error = "failed", str(exc)
+        status, error = "failed", sentence(exc)
     except Exception as exc:
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
-        status, error = "failed", f"Training failed: {type(exc).__name__}: {exc}"
+        status, error = "failed", sentence(exc, prefix="Training failed")
     finally:
         # The artifacts are in the storage before the events announce them and the final status is written.
         not_stored = uploader.close() if uploader is not None else None
