@@ -411,28 +411,43 @@ def read_npz_images(zip_path: Path, *, limits: Limits, max_images: int) -> np.nd
                 f"file: the .npz holds the arrays {', '.join(sorted(arrays))[:200]}; name the images samples or images"
             )
         info = arrays[name or next(iter(arrays))]
+        shown = info.filename[:200]
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
-            raise UploadError(f"file: {info.filename[:200]} is encrypted or compressed with other than deflate")
+            raise UploadError(f"file: {shown} is encrypted or compressed with other than deflate")
+        # The header first: a shape or dtype that cannot be images is refused before the data is read.
+        try:
+            with archive.open(info) as stream:
+                major, _ = np.lib.format.read_magic(stream)
+                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(stream)
+        except Exception as exc:  # a bad magic, header or member
+            raise UploadError(f"file: {shown} is not a readable .npy array ({str(exc)[:200]})") from exc
+        _check_npz_images(tuple(shape), dtype, limits=limits, max_images=max_images)
         data = _read_member(archive, info, limits, [0])
     if data is None:
-        raise UploadError(f"file: {info.filename[:200]} is corrupt")
+        raise UploadError(f"file: {shown} is corrupt")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:  # object arrays (pickles), a bad header, truncated data
-        raise UploadError(f"file: {info.filename[:200]} is not a readable .npy array ({str(exc)[:200]})") from exc
-    if array.ndim != 4 or array.shape[1] not in (1, 3) or array.shape[0] == 0:
-        raise UploadError(f"file: the images must be (N, C, H, W) with C 1 or 3, not {tuple(array.shape)}")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise UploadError(f"file: the images must be floats in [-1, 1], not {array.dtype}")
-    n, _, h, w = array.shape
-    if n > max_images:
-        raise UploadError(f"file: at most {max_images} images per job, not {n}")
-    if h * w > limits.max_image_pixels:
-        raise UploadError(f"file: images of {w}×{h} pixels are over the limit of {limits.max_image_pixels}")
+    except (ValueError, OSError, EOFError) as exc:  # truncated data
+        raise UploadError(f"file: {shown} is not a readable .npy array ({str(exc)[:200]})") from exc
+    _check_npz_images(array.shape, array.dtype, limits=limits, max_images=max_images)
     images = array.astype(np.float32)
     if not np.isfinite(images).all() or images.min() < -1.001 or images.max() > 1.001:
         raise UploadError("file: the images must be finite floats in [-1, 1], as generations give them")
     return images
+
+
+def _check_npz_images(shape: tuple[int, ...], dtype: np.dtype, *, limits: Limits, max_images: int) -> None:
+    """UploadError unless an array of this shape and dtype can be images to translate: (N, C, H, W) floats."""
+    if len(shape) != 4 or shape[1] not in (1, 3) or shape[0] == 0:
+        raise UploadError(f"file: the images must be (N, C, H, W) with C 1 or 3, not {tuple(shape)}")
+    if not np.issubdtype(dtype, np.floating):
+        raise UploadError(f"file: the images must be floats in [-1, 1], not {dtype}")
+    n, _, h, w = shape
+    if n > max_images:
+        raise UploadError(f"file: at most {max_images} images per job, not {n}")
+    if h * w > limits.max_image_pixels:
+        raise UploadError(f"file: images of {w}×{h} pixels are over the limit of {limits.max_image_pixels}")
 
 
 def read_pairs(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
