@@ -110,7 +110,9 @@ def reconcile_runs(settings: Settings) -> list[str]:
             max_attempts=settings.max_attempts,
         )
         session.commit()
-        queue_of = dict(session.execute(select(Run.id, Run.queue).where(Run.id.in_(resend))).tuples().all())
+        queue_of = {
+            run_id: queue for run_id, queue in session.execute(select(Run.id, Run.queue).where(Run.id.in_(resend)))
+        }
     for run_id in resend:
         enqueue_run(run_id, queue_of.get(run_id))
     if resend:

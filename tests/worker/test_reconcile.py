@@ -120,3 +120,41 @@ def test_a_queued_run_missing_from_the_broker_is_sent_again(session: Session) ->
     assert lost(({run.id}, set())) == []  # waiting in the queue
     assert lost((set(), {run.id})) == []  # delivered, not yet acknowledged
     assert lost(None) == []  # the broker could not be read: nothing is sent blindly
+
+
+def test_a_lost_placed_run_is_sent_again_to_its_own_queue(
+    broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconciler's resend honours the run's placement: it goes to the queue the run was routed to."""
+    from store.db import get_engine, get_sessionmaker
+    from worker.reconcile import ids_on_broker, reconcile_runs
+
+    monkeypatch.setenv("GANFORGE_DATABASE_URL", f"sqlite:///{tmp_path / 'reconcile.db'}")
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    get_sessionmaker.cache_clear()
+    try:
+        Base.metadata.create_all(get_engine())
+        with get_sessionmaker()() as session:
+            session.add(User(id=1, name="u", token_hash="0" * 64))
+            session.flush()
+            run = create_run(
+                session=session,
+                owner_id=1,
+                config={"train": {"steps": 10}},
+                name="r",
+                idempotency_key=None,
+                queue="gpu-x",
+            )
+            run.status, run.worker, run.heartbeat_at, run.attempts = "running", "h:1", utcnow() - timedelta(hours=1), 1
+            session.commit()
+        assert reconcile_runs(get_settings()) == [run.id]
+        placed, train = ids_on_broker("gpu-x"), ids_on_broker(get_settings().train_queue)
+        assert placed is not None and run.id in placed[0]
+        assert train is not None and run.id not in train[0]
+        assert reconcile_runs(get_settings()) == []  # already waiting in its queue: not sent twice
+    finally:
+        get_engine().dispose()
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+        get_sessionmaker.cache_clear()
