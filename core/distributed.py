@@ -45,6 +45,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,9 +123,10 @@ class ReplicasDiverged(RuntimeError):
 def fingerprint(modules: list[nn.Module]) -> torch.Tensor:
     """A float64 scalar that differs between two ranks whose weights differ: the parameters' sums and norms,
     weighted by their position."""
-    params = [p.detach().double() for m in modules for p in m.parameters()]
-    per_param = torch.stack([torch.stack([p.sum(), p.norm()]) for p in params])  # (P, 2)
-    position = torch.arange(1, len(params) + 1, dtype=torch.float64, device=per_param.device)
+    # One parameter at a time in float64, so that no copy of all the weights is ever held.
+    doubled = (p.detach().double() for m in modules for p in m.parameters())
+    per_param = torch.stack([torch.stack([q.sum(), q.norm()]) for q in doubled])  # (P, 2)
+    position = torch.arange(1, per_param.shape[0] + 1, dtype=torch.float64, device=per_param.device)
     return (per_param * position[:, None]).sum()
 
 
@@ -298,7 +300,10 @@ def rank_main() -> None:
         # The host's threads shared between the ranks (torchrun sets OMP_NUM_THREADS=1 for the same reason).
         torch.set_num_threads(max(1, torch.get_num_threads() // world))
         port = os.environ["GANFORGE_RANK_PORT"]
-        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+        # Rank 0 evaluates and writes checkpoints while the others wait in their next collective: give it an hour.
+        dist.init_process_group(
+            backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(hours=1)
+        )
         _current = Rank(rank=rank, world_size=world, backend=backend)
         result = train(
             cfg,
