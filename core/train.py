@@ -60,8 +60,12 @@ def train(
     on_event: EventFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     dataset_dir: Path | str | None = None,
+    may_write: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train the GAN that `cfg` describes into `out_dir`, resuming from its newest checkpoint if there is one."""
+    """Train the GAN that `cfg` describes into `out_dir`, resuming from its newest checkpoint if there is one.
+
+    `may_write`, asked right before each sample grid and checkpoint is written, fences the run's files: when it
+    answers False (the worker lost the run to another), the loop stops without writing."""
     rank = distributed.current()
     if cfg.train.world_size > 1 and rank is None:  # spawn the ranks, which come back here (core/distributed.py)
         return distributed.launch(
@@ -124,13 +128,16 @@ def train(
             _report_stats(run, loop, stats, optimizers)
         if not run.lead:  # files, evaluations and checkpoints are rank 0's
             sample_due = eval_due = ckpt_due = False
+        if (sample_due or ckpt_due) and may_write is not None and not may_write():
+            status, message = "stopped", "the run's lease was lost: another worker holds it"
+            break
         if sample_due:
             _write_sample(family, run, loop, sampled)
         if eval_due:
             sample_fn = family.sampler(sampled, cfg, models, device=run.device, autocast=run.autocast)
             path = _path_sampler(family, run, models, sampled)
             ckpt_due = _evaluate(run, loop, sample_fn, path) or ckpt_due  # a new best gets a checkpoint of its own
-        if ckpt_due:
+        if ckpt_due and (may_write is None or may_write()):  # asked again: an evaluation may have taken long
             _save_checkpoint(run, loop, models, ema)
         if stop:
             status = "stopped"

@@ -115,6 +115,9 @@ class Run(Base):
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Grows by one with every lease taken: a worker writes for the run only while the run still holds the epoch it
+    # took (store/runs.py), so one that was paused past its heartbeat and taken over writes nothing more.
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The Celery queue it is sent to, resolved from its placement when it is created or resumed
     # (store/workers.py: route_run); the reconciler sends it there again.
     queue: Mapped[str] = mapped_column(String(100), default="train", server_default="train")

@@ -70,7 +70,14 @@ def acquire_lease(*, session: Session, run_id: str, worker: str, stale_after: ti
             (Run.status == "queued")
             | ((Run.status == "running") & ((Run.heartbeat_at.is_(None)) | (Run.heartbeat_at < stale))),
         )
-        .values(status="running", worker=worker, heartbeat_at=now, attempts=Run.attempts + 1, error=None)
+        .values(
+            status="running",
+            worker=worker,
+            heartbeat_at=now,
+            attempts=Run.attempts + 1,
+            lease_epoch=Run.lease_epoch + 1,
+            error=None,
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -82,9 +89,10 @@ def acquire_lease(*, session: Session, run_id: str, worker: str, stale_after: ti
 
 
 def heartbeat(
-    *, session: Session, run_id: str, worker: str, progress: dict[str, Any] | None = None
+    *, session: Session, run_id: str, worker: str, progress: dict[str, Any] | None = None, epoch: int | None = None
 ) -> tuple[bool, bool]:
-    """Renew this worker's lease and write progress. Returns (still_ours, cancel_requested)."""
+    """Renew this worker's lease (the one of `epoch`, when given) and write progress. Returns (still_ours,
+    cancel_requested)."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if progress is not None:
         values.update(
@@ -93,24 +101,33 @@ def heartbeat(
             images_per_sec=progress.get("images_per_sec"),
             eta_seconds=progress.get("eta_seconds"),
         )
-    result = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    query = update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+    if epoch is not None:
+        query = query.where(Run.lease_epoch == epoch)
+    result = session.execute(query.values(**values).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False, True
     cancel = session.execute(select(Run.cancel_requested).where(Run.id == run_id)).scalar_one()
     return True, bool(cancel)
 
 
-def finish_run(*, session: Session, run_id: str, worker: str | None, status: str, error: str | None = None) -> bool:
-    """Move a running run held by `worker` (or any run, when worker is None) to a final status."""
+def finish_run(
+    *,
+    session: Session,
+    run_id: str,
+    worker: str | None,
+    status: str,
+    error: str | None = None,
+    epoch: int | None = None,
+) -> bool:
+    """Move a running run held by `worker` (under the lease of `epoch`, when given; any run, when worker is None)
+    to a final status."""
     assert status in FINAL_STATUSES
     query = update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
     if worker is not None:
         query = query.where(Run.worker == worker)
+    if epoch is not None:
+        query = query.where(Run.lease_epoch == epoch)
     result = session.execute(
         query.values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None).execution_options(
             synchronize_session=False
@@ -126,13 +143,15 @@ def finish_run(*, session: Session, run_id: str, worker: str | None, status: str
     return True
 
 
-def release_lease(*, session: Session, run_id: str, worker: str) -> bool:
+def release_lease(*, session: Session, run_id: str, worker: str, epoch: int | None = None) -> bool:
     """Give a run back to the queue because its worker is shutting down; the attempt does not count."""
+    query = update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+    if epoch is not None:
+        query = query.where(Run.lease_epoch == epoch)
     result = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-        .values(status="queued", worker=None, heartbeat_at=None, attempts=Run.attempts - 1)
-        .execution_options(synchronize_session=False)
+        query.values(status="queued", worker=None, heartbeat_at=None, attempts=Run.attempts - 1).execution_options(
+            synchronize_session=False
+        )
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,18 @@ class RunUploader:
     training loop never waits on the network. A file is copied once it is in place (the trainer renames finished
     files into place; temp names never match) and again if it changes."""
 
-    def __init__(self, *, storage: Storage, run_id: str, run_dir: Path, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        run_id: str,
+        run_dir: Path,
+        interval: float = 1.0,
+        may_write: Callable[[], bool] | None = None,
+    ) -> None:
         self.storage = storage
+        # Asked before each pass copies or deletes anything: False once the run's lease went to another worker.
+        self.may_write = may_write
         self.run_id = run_id
         self.run_dir = run_dir
         self.interval = interval
@@ -110,6 +121,8 @@ class RunUploader:
         """Copy new and changed files, then remove from the storage the checkpoints pruned and the sample grids
         thinned out here."""
         with self._lock:
+            if self.may_write is not None and not self.may_write():
+                return
             for key, path in self._local_files():
                 try:
                     stat = path.stat()

@@ -79,6 +79,11 @@ def _stop_on_first_sigterm() -> None:
         return
 
 
+# The share of the heartbeat timeout that a worker trusts its last confirmed heartbeat for, before it confirms its
+# lease again ahead of a write: the rest covers the clocks of the hosts disagreeing and the time a write takes.
+LEASE_MARGIN = 0.8
+
+
 class RunReporter:
     """Writes a run's progress, events and metrics to SQL about once a second and renews its lease.
 
@@ -88,9 +93,22 @@ class RunReporter:
     """
 
     def __init__(
-        self, *, run_id: str, worker: str, run_dir: Path, time_limit: float | None = None, interval: float = 1.0
+        self,
+        *,
+        run_id: str,
+        worker: str,
+        run_dir: Path,
+        epoch: int | None = None,
+        lease_seconds: float = 60.0,
+        time_limit: float | None = None,
+        interval: float = 1.0,
     ) -> None:
         self.run_id = run_id
+        # The lease this worker took (store/runs.py: lease_epoch), and until when (monotonic) it is surely still
+        # ours: no other worker may take it before the heartbeat we last wrote is `lease_seconds` old.
+        self.epoch = epoch
+        self.lease_seconds = lease_seconds
+        self._lease_until = time.monotonic() + lease_seconds * LEASE_MARGIN
         # Library versions, device, precision: written by the trainer.
         self.run_info: Path | None = run_dir / "run_info.json"
         self.worker = worker
@@ -117,6 +135,29 @@ class RunReporter:
             if kind == "progress":
                 self._progress = data
             self._pending.append((kind, data))
+
+    def may_write(self) -> bool:
+        """Whether the run's files may be written now: the lease is ours and was confirmed recently enough that no
+        other worker can have taken it. Past that (a pause: SIGSTOP, a long GC, a network split) it is confirmed
+        in SQL first; a run taken over meanwhile is lost, and this worker writes nothing more."""
+        if self.lost:
+            return False
+        if time.monotonic() < self._lease_until:
+            return True
+        started = time.monotonic()
+        try:
+            with get_sessionmaker()() as session:
+                ours, _cancel = heartbeat(session=session, run_id=self.run_id, worker=self.worker, epoch=self.epoch)
+                session.commit()
+        except Exception as exc:
+            log.warning("run %s: could not confirm the lease before a write (%s)", self.run_id, exc)
+            return False
+        if not ours:
+            self.lost = True
+            self.stop.set()
+            return False
+        self._lease_until = started + self.lease_seconds * LEASE_MARGIN
+        return True
 
     def should_stop(self) -> bool:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -153,9 +194,12 @@ class RunReporter:
                 self.run_info = None
             except (OSError, ValueError):
                 pass  # being written: next tick
+        started = time.monotonic()
         try:
             with get_sessionmaker()() as session:
-                ours, cancel = heartbeat(session=session, run_id=self.run_id, worker=self.worker, progress=progress)
+                ours, cancel = heartbeat(
+                    session=session, run_id=self.run_id, worker=self.worker, progress=progress, epoch=self.epoch
+                )
                 if ours:
                     write_reports(session=session, run_id=self.run_id, reports=pending)
                 session.commit()
@@ -170,7 +214,9 @@ class RunReporter:
         if not ours:
             self.lost = True
             self.stop.set()
-        elif cancel:
+        else:
+            self._lease_until = started + self.lease_seconds * LEASE_MARGIN
+        if ours and cancel:
             self.canceled = True
             self.stop.set()
         return True
@@ -186,12 +232,12 @@ def _dataset_hash(session: Session, cfg: RunConfig) -> str | None:
     return dataset.content_hash
 
 
-def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) -> None:
+def _finish(*, run_id: str, worker: str, status: str, error: str | None = None, epoch: int | None = None) -> None:
     """Write the final state, retrying while the database is away: a run must never be left `running`."""
     for attempt in range(60):
         try:
             with get_sessionmaker()() as session:
-                finish_run(session=session, run_id=run_id, worker=worker, status=status, error=error)
+                finish_run(session=session, run_id=run_id, worker=worker, status=status, error=error, epoch=epoch)
                 session.commit()
             return
         except Exception as exc:
@@ -200,12 +246,12 @@ def _finish(*, run_id: str, worker: str, status: str, error: str | None = None) 
     log.error("run %s: gave up writing final status %s; the reconciler will take it", run_id, status)
 
 
-def _release(*, run_id: str, worker: str, queue: str) -> None:
+def _release(*, run_id: str, worker: str, queue: str, epoch: int | None = None) -> None:
     """Our worker is shutting down: put the run back in the queue, to resume from the checkpoint just written."""
     for attempt in range(10):
         try:
             with get_sessionmaker()() as session:
-                released = release_lease(session=session, run_id=run_id, worker=worker)
+                released = release_lease(session=session, run_id=run_id, worker=worker, epoch=epoch)
                 session.commit()
             break
         except Exception as exc:
@@ -246,7 +292,7 @@ def train_run(run_id: str) -> None:
             log.info("run %s: its owner has running_runs runs training; back to the queue", run_id)
             return
         add_event(session=session, run_id=run_id, kind="status", data={"status": "running", "worker": worker})
-        queue = run.queue
+        queue, epoch = run.queue, run.lease_epoch
         try:
             cfg = RunConfig.model_validate(run.config)
             check_run_limits(session=session, cfg=cfg, settings=settings, on_gpu=torch.cuda.is_available())
@@ -260,7 +306,14 @@ def train_run(run_id: str) -> None:
     run_dir = layout.run_dir(settings.data_dir, run_id)
     limit = settings.train_time_limit_seconds
     # Started before any download, so that the run's heartbeat goes on while its files are fetched.
-    reporter = RunReporter(run_id=run_id, worker=worker, run_dir=run_dir, time_limit=limit)
+    reporter = RunReporter(
+        run_id=run_id,
+        worker=worker,
+        run_dir=run_dir,
+        epoch=epoch,
+        lease_seconds=stale_after.total_seconds(),
+        time_limit=limit,
+    )
     uploader = None
     if settings.artifacts_are_local:
         dataset_dir = layout.dataset_dir(settings.data_dir, content_hash) if content_hash else None
@@ -271,19 +324,26 @@ def train_run(run_id: str) -> None:
         try:
             dataset_dir = fetch_dataset(storage, settings, content_hash) if content_hash else None
             fetch_checkpoints(storage, run_id=run_id, run_dir=run_dir)
-            uploader = reporter.uploader = RunUploader(storage=storage, run_id=run_id, run_dir=run_dir)
+            uploader = reporter.uploader = RunUploader(
+                storage=storage, run_id=run_id, run_dir=run_dir, may_write=reporter.may_write
+            )
         except Exception as exc:
             log.error("run %s: could not fetch its artifacts:\n%s", run_id, traceback.format_exc())
             fetching = "Could not fetch the run's files from the artifact storage"
             reason = sentence(exc, prefix=None if isinstance(exc, ValueError) else fetching)
             reporter.close()
             if not reporter.lost:
-                _finish(run_id=run_id, worker=worker, status="failed", error=reason)
+                _finish(run_id=run_id, worker=worker, status="failed", error=reason, epoch=epoch)
             return
     status, error = "succeeded", None
     try:
         result = train(
-            cfg, out_dir=run_dir, on_event=reporter.on_event, should_stop=reporter.should_stop, dataset_dir=dataset_dir
+            cfg,
+            out_dir=run_dir,
+            on_event=reporter.on_event,
+            should_stop=reporter.should_stop,
+            dataset_dir=dataset_dir,
+            may_write=reporter.may_write,
         )
         if result.status == "stopped" and reporter.timed_out and not reporter.canceled:
             status = "failed"
@@ -325,6 +385,6 @@ def train_run(run_id: str) -> None:
                 storage.delete_prefix(layout.run_prefix(run_id))
         return
     if status == "canceled" and SHUTDOWN.is_set() and not reporter.canceled:
-        _release(run_id=run_id, worker=worker, queue=queue)
+        _release(run_id=run_id, worker=worker, queue=queue, epoch=epoch)
         return
-    _finish(run_id=run_id, worker=worker, status=status, error=error)
+    _finish(run_id=run_id, worker=worker, status=status, error=error, epoch=epoch)
