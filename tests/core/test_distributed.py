@@ -1,5 +1,6 @@
 """Data-parallel training on the CPU (gloo), world_size 2, a tiny DCGAN: the ranks hold the same weights after
-every step, rank 0 alone writes one set of artifacts and the events, and a resume continues at the right step."""
+every step, rank 0 alone writes one set of artifacts and the events, the ranks stop together when asked, and a
+resume continues at the right step. (Exact resume of a same-size run: the per-step seeds of core/distributed.py.)"""
 
 from __future__ import annotations
 
@@ -27,24 +28,37 @@ def tiny(steps: int, **train_fields: Any) -> RunConfig:
     )
 
 
-def test_two_ranks_train_in_step_write_once_and_resume_at_the_right_step(tmp_path: Path) -> None:
+def test_two_ranks_train_in_step_write_once_stop_together_and_resume_at_the_right_step(tmp_path: Path) -> None:
     events: Events = []
-    result = train(tiny(2), out_dir=tmp_path, on_event=lambda kind, data: events.append((kind, data)))
-    # Every rank's weights were compared after each step (a difference raises ReplicasDiverged).
-    assert (result.status, result.step, result.replica_checks) == ("completed", 2, 2)
+
+    def stop_after_a_checkpoint() -> bool:  # as a cancel or a worker's shutdown asks, while the ranks train
+        return any(kind == "checkpoint" for kind, _ in events)
+
+    result = train(
+        tiny(100_000),
+        out_dir=tmp_path,
+        on_event=lambda kind, data: events.append((kind, data)),
+        should_stop=stop_after_a_checkpoint,
+    )
+    # Both ranks stopped at the same step, after every rank's weights were compared at each step (a difference
+    # raises ReplicasDiverged), and the last step was checkpointed.
+    stopped = result.step
+    assert (result.status, result.replica_checks) == ("stopped", stopped) and stopped >= 2
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert (info["world_size"], info["backend"]) == (2, "gloo")
-    # One set of artifacts and one event each: only rank 0 writes and reports.
-    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert files == ["checkpoints/00000002.safetensors", "config.json", "run_info.json", "samples/00000002.png"]
-    assert [d["step"] for kind, d in events if kind in ("checkpoint", "sample")] == [2, 2]
+    # One set of artifacts, each announced once: only rank 0 writes and reports.
+    sampled = [d["step"] for kind, d in events if kind == "sample"]
+    saved = [d["step"] for kind, d in events if kind == "checkpoint"]
+    assert sampled == sorted(set(sampled)) and saved == sorted(set(saved)) and saved[-1] == stopped
+    assert sorted(int(p.stem) for p in (tmp_path / "samples").iterdir()) == sampled
+    assert sorted(int(p.stem) for p in (tmp_path / "checkpoints").iterdir()) == saved[-5:]  # keep_checkpoints
 
     resumed: Events = []
-    result = train(tiny(4), out_dir=tmp_path, on_event=lambda kind, data: resumed.append((kind, data)))
-    assert (result.status, result.step, result.replica_checks) == ("completed", 4, 2)
-    assert json.loads((tmp_path / "run_info.json").read_text())["resumed_from_step"] == 2
-    assert [d["step"] for kind, d in resumed if kind == "stats"] == [4]  # steps 3 and 4, reported at the last
-    assert [d["step"] for kind, d in resumed if kind == "checkpoint"] == [4]
+    result = train(tiny(stopped + 2), out_dir=tmp_path, on_event=lambda kind, data: resumed.append((kind, data)))
+    assert (result.status, result.step, result.replica_checks) == ("completed", stopped + 2, 2)
+    assert json.loads((tmp_path / "run_info.json").read_text())["resumed_from_step"] == stopped
+    resumed_saves = [d["step"] for kind, d in resumed if kind == "checkpoint"]  # every 2 steps, and the last
+    assert resumed_saves == [s for s in (stopped + 1, stopped + 2) if s % 2 == 0 or s == stopped + 2]
 
 
 @pytest.mark.parametrize(
