@@ -192,6 +192,8 @@ def launch(
                 "GANFORGE_RANK_PORT": str(port),
                 "GANFORGE_RANK_PARENT": str(os.getpid()),
                 "GANFORGE_RANK_PIPE": str(write_fd),
+                # This process's intra-op threads (a worker's share of its host) shared between the ranks.
+                "GANFORGE_RANK_THREADS": str(max(1, torch.get_num_threads() // world)),
             }
             process = subprocess.Popen(
                 [sys.executable, "-m", "core.distributed"], stdin=subprocess.PIPE, env=env, pass_fds=(write_fd,)
@@ -297,8 +299,7 @@ def rank_main() -> None:
                 )
             torch.cuda.set_device(rank)
         backend = "nccl" if cuda else "gloo"
-        # The host's threads shared between the ranks (torchrun sets OMP_NUM_THREADS=1 for the same reason).
-        torch.set_num_threads(max(1, torch.get_num_threads() // world))
+        torch.set_num_threads(int(os.environ["GANFORGE_RANK_THREADS"]))
         port = os.environ["GANFORGE_RANK_PORT"]
         # Rank 0 evaluates and writes checkpoints while the others wait in their next collective: give it an hour.
         dist.init_process_group(
