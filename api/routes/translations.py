@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
 from api.jobs import delete_job, resolve_step, result_file, send
+from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary, error, validation_errors
 from api.routing import ReleasingRoute
 from api.schemas import TranslationOptions, TranslationPublic, TranslationsPublic
@@ -33,6 +34,7 @@ from store import layout
 from store.artifacts import Storage, put_folder
 from store.jobs import create_job, new_job_id, owned_job
 from store.models import Generation, Run
+from store.quotas import check_new_job
 from store.settings import Settings
 
 router = APIRouter(tags=["translations"], route_class=ReleasingRoute)
@@ -148,16 +150,26 @@ def create_translation(
     response_model=TranslationPublic,
     openapi_extra=TRANSLATION_BODY,
     responses={
+        **QUEUE_FULL,
         409: error("The run does not translate images (a noise or table run), or has no checkpoint yet."),
         413: error("The upload is over GANFORGE_MAX_UPLOAD_BYTES."),
         422: validation_errors("An unsafe archive, no readable image, a bad .npz, or a direction the run lacks."),
     },
 )
 async def create(
-    run: OwnedRun, request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep, response: Response
+    run: OwnedRun,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    response: Response,
 ) -> TranslationPublic:
     """Queue a translation of your images (multipart: `file` a ZIP of images or an .npz; `direction` AtoB or BtoA
     for cyclegan; `step`; `ema`) by one of the run's checkpoints."""
+    # Over the jobs quota, nothing is received.
+    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings))
+    await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     tmp = layout.tmp_dir(settings.data_dir)
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f".upload-{uuid.uuid4().hex}.zip"
