@@ -68,14 +68,15 @@ def run_limit_problems(
     over("model.width", m.width, settings.max_width, "MAX_WIDTH")
     if m.g_width is not None:
         over("model.g_width", m.g_width, settings.max_width, "MAX_WIDTH")
-    grids = train.steps // schedule.sample_every
-    if grids > settings.max_sample_grids:
+    # The grids a run keeps: those it writes, thinned out to schedule.keep_samples as it goes (core/layout.py).
+    kept = min(train.steps // schedule.sample_every, schedule.keep_samples)
+    if kept > settings.max_sample_grids:
         problems.append(
             (
-                "schedule.sample_every",
-                f"schedule.sample_every: {train.steps} steps with a grid every {schedule.sample_every} write {grids} "
+                "schedule.keep_samples",
+                f"schedule.keep_samples: {train.steps} steps with a grid every {schedule.sample_every} keep {kept} "
                 f"sample grids, over this server's limit of {settings.max_sample_grids} (GANFORGE_MAX_SAMPLE_GRIDS); "
-                f"sample every {-(-train.steps // settings.max_sample_grids)} steps or more",
+                f"keep at most {settings.max_sample_grids}",
             )
         )
     if on_gpu and train.device == "cpu" and not settings.allow_cpu_on_gpu:

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     max_image_size: int = 512
     # model.width and model.g_width, every architecture.
     max_width: int = 512
-    # Sample grids one run may write (train.steps / schedule.sample_every).
+    # Sample grids one run may keep (train.steps / schedule.sample_every, thinned to schedule.keep_samples).
     max_sample_grids: int = 2000
     # A run's disk budget: schedule.keep_checkpoints checkpoints of the size its networks give (core/footprint.py).
     max_run_bytes: int = 50_000_000_000

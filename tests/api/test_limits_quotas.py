@@ -164,9 +164,9 @@ OVER_LIMITS = [
         {"dataset": "ring8", "train": {"steps": 1000}, "schedule": {"sample_every": 10}},
         [
             _invalid(
-                "schedule.sample_every",
-                "schedule.sample_every: 1000 steps with a grid every 10 write 100 sample grids, over this server's "
-                "limit of 20 (GANFORGE_MAX_SAMPLE_GRIDS); sample every 50 steps or more",
+                "schedule.keep_samples",
+                "schedule.keep_samples: 1000 steps with a grid every 10 keep 100 sample grids, over this server's "
+                "limit of 20 (GANFORGE_MAX_SAMPLE_GRIDS); keep at most 20",
             )
         ],
         id="sample_grids",

@@ -28,6 +28,13 @@ TINY = {
     "train": {"steps": 4, "batch_size": 16},
     "schedule": {"sample_every": 2, "checkpoint_every": 2},
 }
+# The smallest translation run, for a translation job of the owner's.
+PIX2PIX = {
+    "dataset": "digits-edges",
+    "model": {"width": 4},
+    "train": {"steps": 2, "batch_size": 4},
+    "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 0},
+}
 
 
 @dataclass
@@ -48,7 +55,7 @@ def _wait_job(client: httpx.Client, url: str) -> None:
 
 @pytest.fixture(scope="module")
 def owned(postgres_service: Service) -> Iterator[Owned]:
-    """A user with a trained run, a generation, a score and a dataset."""
+    """A user with a trained run, a generation, a score, a projection, a translation and a dataset."""
     token = postgres_service.new_user_token("owner")
     with postgres_service.client(token) as client:
         run = client.post("/runs", json=TINY).json()
@@ -67,11 +74,19 @@ def owned(postgres_service: Service) -> Iterator[Owned]:
             data={"steps": "1"},
         )
         assert projection.status_code == 202, projection.text
+        pix2pix = client.post("/runs", json=PIX2PIX).json()
+        pix2pix = wait_for_status(client, pix2pix["id"], ("succeeded", "failed"))
+        assert pix2pix["status"] == "succeeded", pix2pix["error"]
+        translation = client.post(
+            f"/runs/{pix2pix['id']}/translations", files={"file": ("a.zip", build_zip(image), "application/zip")}
+        )
+        assert translation.status_code == 202, translation.text
         ids = {
             "run_id": run["id"],
             "generation_id": generation["id"],
             "score_id": score.json()["id"],
             "projection_id": projection.json()["id"],
+            "translation_id": translation.json()["id"],
             "dataset_id": dataset["id"],
             "token_id": str(client.get("/me").json()["id"]),
             "step": "4",
