@@ -486,11 +486,15 @@ async function runPage(runId) {
       h("td", {}, fmtBytes(c.size_bytes)),
       h("td", {}, h("button", { type: "button", class: "small", onclick: () => downloadFile(c.url, `${runId}-${c.step}.safetensors`).catch((e) => alert(e.message)) }, "Download")))));
     if (!data.items.length) ckptBody.append(h("tr", {}, h("td", { colspan: 3, class: "empty" }, "No checkpoint yet.")));
-    put(genStep, h("option", { value: "latest" }, "latest"), ...data.items.map((c) => h("option", { value: c.step }, `step ${c.step}`)));
+    for (const select of [genStep, trStep]) {
+      put(select, h("option", { value: "latest" }, "latest"), ...data.items.map((c) => h("option", { value: c.step }, `step ${c.step}`)));
+    }
   }
 
   // Generate form.
   const genStep = h("select", { id: "gen-step", name: "step" }, h("option", { value: "latest" }, "latest"));
+  // The translate form's own: an element lives in one form only.
+  const trStep = h("select", { id: "tr-step", name: "step" }, h("option", { value: "latest" }, "latest"));
   const genResult = h("div", { class: "result", id: "gen-result" });
   const tableRun = run.config.model?.arch === "ctgan";  // rows as CSV or Parquet, with conditions
   const genForm = h("form", { id: "generate-form" },
@@ -515,7 +519,7 @@ async function runPage(runId) {
   const trForm = h("form", { id: "translate-form" },
     h("div", { class: "form-grid" },
       h("div", { class: "field" }, h("label", { for: "tr-file" }, "Images (a ZIP, or an .npz)"), h("input", { id: "tr-file", name: "file", type: "file", accept: ".zip,.npz", required: true })),
-      h("div", { class: "field" }, h("label", { for: "gen-step" }, "Checkpoint"), genStep),
+      h("div", { class: "field" }, h("label", { for: "tr-step" }, "Checkpoint"), trStep),
       run.config.model?.arch === "cyclegan" ? h("div", { class: "field" }, h("label", { for: "tr-direction" }, "Direction"),
         h("select", { id: "tr-direction", name: "direction" }, h("option", { value: "AtoB" }, "A → B"), h("option", { value: "BtoA" }, "B → A"))) : null),
     h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "tr-submit" }, "Translate")),

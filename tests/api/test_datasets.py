@@ -160,7 +160,7 @@ def test_malformed_requests_name_the_problem(limited_client: httpx.Client) -> No
         _invalid(
             "file",
             "file: send the ZIP of images or the table (CSV or Parquet) as multipart/form-data with the fields file, "
-            "name and target",
+            "name, target and layout",
         ),
     )
     response = limited_client.post("/datasets", data={"name": "no file"}, files={"other": ("a.txt", b"x")})

@@ -149,7 +149,7 @@ def test_route_checks_answer_the_list_form(postgres_service: Service) -> None:
         assert _errors(response) == _invalid(
             "file",
             "file: send the ZIP of images or the table (CSV or Parquet) as multipart/form-data with the fields file, "
-            "name and target",
+            "name, target and layout",
         )
 
         response = client.get("/runs", params={"cursor": "nonsense"})

@@ -16,6 +16,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
+
+# Imported here, at collection, not lazily from deep inside a generated test: pytest rewrites schemathesis's
+# modules as it imports them, and CPython 3.11's AST parser fails on a stack that deep ("AST constructor recursion
+# depth mismatch").
+from schemathesis.generation.jsonschema import builder as _jsonschema_builder  # noqa: F401
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from tests.conftest import Service

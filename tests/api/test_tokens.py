@@ -132,7 +132,7 @@ def test_users_list_their_own_token_admins_all_never_a_secret(service: Service) 
         assert all("token" not in t and "token_hash" not in t for t in response.json()["items"])
     item = next(t for t in everyone.json()["items"] if t["id"] == created["id"])
     assert set(item) == {
-        "id", "name", "is_admin", "bootstrap", "created_at", "expires_at", "last_used_at", "revoked_at"
+        "id", "name", "is_admin", "bootstrap", "created_at", "expires_at", "last_used_at", "revoked_at", "quotas"
     }  # fmt: skip
     assert item["name"] == "lister" and not item["is_admin"] and not item["bootstrap"]
     assert item["last_used_at"] is not None  # the list above used it

@@ -15,7 +15,7 @@ from tests.conftest import Service
 from tests.faults.conftest import FAULT_ENV, OwnRedis, checkpoint_steps, run_events, run_row, wait_until
 from tests.utils.runs import wait_for_status
 
-RUN = {"dataset": "ring8", "train": {"steps": 4000}, "schedule": {"sample_every": 20, "checkpoint_every": 200}}
+RUN = {"dataset": "ring8", "train": {"steps": 1600}, "schedule": {"sample_every": 40, "checkpoint_every": 200}}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_a_paused_worker_taken_over_writes_nothing_when_it_comes_back(fenced: Se
             before, events_before = snapshot(run_dir), run_events(service, run_id)
         finally:
             os.kill(paused, signal.SIGCONT)
-        # The paused child wakes up mid-step, with a sample grid due within 20 steps: it must find its lease gone
+        # The paused child wakes up mid-step, with a sample grid due within 40 steps: it must find its lease gone
         # and stop without writing. Its task then ends, and the child with it (one task per child).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -23,8 +23,9 @@ RING8 = {
     "dataset": "ring8",
     "seed": 3,
     "model": {"width": 32},
-    "train": {"steps": 300, "batch_size": 64},
-    "schedule": {"sample_every": 100, "checkpoint_every": 25, "keep_checkpoints": 2},
+    # Long enough that worker A is killed mid-run even on an idle machine (its uploader copies once a second).
+    "train": {"steps": 3000, "batch_size": 64},
+    "schedule": {"sample_every": 1000, "checkpoint_every": 250, "keep_checkpoints": 2},
 }
 
 
@@ -81,7 +82,7 @@ def test_a_run_killed_on_one_host_resumes_on_another_from_the_storage(
     service.start_worker("train", name="a", env={"GANFORGE_DATA_DIR": str(folders["a"])})
     with service.client() as client:
         run = client.post("/runs", json=RING8).json()
-        wait_until(lambda: (s := stored_checkpoints(storage, run["id"])) and s[-1] >= 50, what="a stored checkpoint")
+        wait_until(lambda: (s := stored_checkpoints(storage, run["id"])) and s[-1] >= 250, what="a stored checkpoint")
         service.kill_worker("a")  # SIGKILL: host A is gone, and its disk with it
         killed_at = stored_checkpoints(storage, run["id"])[-1]
         assert killed_at < RING8["train"]["steps"], "the run ended before its worker could be killed"
@@ -98,11 +99,11 @@ def test_a_run_killed_on_one_host_resumes_on_another_from_the_storage(
         assert not [f for f in local_files(folders["b"]) if f.startswith("runs/")]  # B's run folder was scratch
 
         # Grids, checkpoints and a generation, through the API.
-        assert [s["step"] for s in client.get(f"/runs/{run['id']}/samples").json()["items"]] == [100, 200, 300]
+        assert [s["step"] for s in client.get(f"/runs/{run['id']}/samples").json()["items"]] == [1000, 2000, 3000]
         png = client.get(f"/runs/{run['id']}/samples/latest.png")
-        assert png.status_code == 200 and png.content == storage.read_bytes(f"runs/{run['id']}/samples/00000300.png")
+        assert png.status_code == 200 and png.content == storage.read_bytes(f"runs/{run['id']}/samples/00003000.png")
         checkpoints = client.get(f"/runs/{run['id']}/checkpoints").json()["items"]
-        assert [c["step"] for c in checkpoints] == [275, 300]
+        assert [c["step"] for c in checkpoints] == [2750, 3000]
         blob = client.get(checkpoints[-1]["url"])
         assert blob.status_code == 200 and len(blob.content) == checkpoints[-1]["size_bytes"]
         response = client.post(f"/runs/{run['id']}/generations", json={"n": 16, "format": "npz"})
