@@ -8,7 +8,10 @@ under a minute; GANFORGE_FUZZ_EXAMPLES=40 explores further by hand.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import pkgutil
 from collections.abc import Iterator
 
 import pytest
@@ -16,17 +19,24 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
-
-# Imported here, at collection, not lazily from deep inside a generated test: pytest rewrites schemathesis's
-# modules as it imports them, and CPython 3.11's AST parser fails on a stack that deep ("AST constructor recursion
-# depth mismatch").
-from schemathesis.generation.jsonschema import builder as _jsonschema_builder  # noqa: F401
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from tests.conftest import Service
 from tests.faults.conftest import OwnRedis
 
 MAX_EXAMPLES = int(os.environ.get("GANFORGE_FUZZ_EXAMPLES", "6"))
+
+
+def _import_schemathesis() -> None:
+    """Import every schemathesis module now, at collection, not lazily from deep inside a generated test: pytest
+    rewrites a plugin's modules as it imports them, and CPython 3.11's AST parser fails on a stack that deep
+    ("AST constructor recursion depth mismatch")."""
+    for module in pkgutil.walk_packages(schemathesis.__path__, "schemathesis."):
+        with contextlib.suppress(Exception):  # a module for an optional dependency this project lacks
+            importlib.import_module(module.name)
+
+
+_import_schemathesis()
 
 
 @pytest.fixture(scope="module")
