@@ -96,7 +96,10 @@ def test_error_responses_declare_the_one_shape(schema: dict[str, Any]) -> None:
 
 def test_a_string_422_is_answered_as_the_list(tmp_path: Path) -> None:
     """The safety net: an HTTPException(422) with a string detail still reaches the client as the list form."""
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'ganforge.db'}", data_dir=tmp_path / "data"))
+    # No rate limit: each anyio.run below is an event loop of its own, and the limiter's Redis connection belongs
+    # to the loop that opened it.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ganforge.db'}", data_dir=tmp_path / "data", rate_limit="")
+    app = create_app(settings)
 
     @app.get("/raise-string")
     def raise_string(detail: str) -> None:
