@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from fastapi import HTTPException
 from fastapi.responses import Response
@@ -12,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from api.artifacts import checkpoint_metadata, serve_artifact
 from store import layout
-from store.artifacts import ArtifactNotFound, Storage
-from store.jobs import finish_job, result_expires_at
+from store.artifacts import ArtifactNotFound, Storage, put_folder
+from store.jobs import JobKind, create_job, finish_job, new_job_id, result_expires_at
 from store.models import Generation, Run, utcnow
 from store.queue import enqueue_job
 from store.settings import Settings
@@ -103,3 +106,34 @@ def delete_job(session: Session, settings: Settings, storage: Storage, job: Gene
     session.commit()
     storage.delete_prefix(layout.job_prefix(job.run_id, job.id))
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_job_with_input(
+    *,
+    run: Run,
+    kind: JobKind,
+    session: Session,
+    settings: Settings,
+    storage: Storage,
+    fill: Callable[[Path], dict[str, Any]],
+) -> Generation:
+    """Record a job whose input the user uploaded: `fill(job_dir)` checks the upload, writes it to `job_dir/input`
+    and returns the job's request; the input goes to the job's artifacts and the job is committed. On any failure
+    nothing is left behind, in the folder or the storage. Sync: run in a thread."""
+    job_id = new_job_id(kind)
+    job_dir = layout.job_dir(settings.data_dir, run.id, job_id)
+    job_dir.mkdir(parents=True)
+    try:
+        request = fill(job_dir)
+        put_folder(storage, prefix=layout.job_prefix(run.id, job_id) + "input/", folder=job_dir / "input")
+        job = create_job(
+            session=session, run_id=run.id, owner_id=run.owner_id, kind=kind, request=request, job_id=job_id
+        )
+        session.commit()
+    except BaseException:
+        storage.delete_prefix(layout.job_prefix(run.id, job_id))
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    if not settings.artifacts_are_local:
+        shutil.rmtree(job_dir, ignore_errors=True)  # kept in the storage, where the worker fetches it
+    return job

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
-from api.jobs import delete_job, resolve_step, result_file, send
+from api.jobs import create_job_with_input, delete_job, resolve_step, result_file, send
 from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary, error, validation_errors
 from api.routing import ReleasingRoute
@@ -29,8 +28,8 @@ from api.schemas import ProjectionOptions, ProjectionPublic
 from api.uploads import archive_limits, receive_upload
 from core import uploads
 from store import layout
-from store.artifacts import Storage, put_folder
-from store.jobs import create_job, new_job_id, owned_job
+from store.artifacts import Storage
+from store.jobs import owned_job
 from store.models import Generation, Run
 from store.quotas import check_new_job
 from store.settings import Settings
@@ -97,13 +96,11 @@ def create_projection(
     the job. Sync: run in a thread."""
     step, _ = resolve_step(run, storage, options.step)
     size = int(run.config["model"]["image_size"])
-    job_id = new_job_id("project")
-    job_dir = layout.job_dir(settings.data_dir, run.id, job_id)
-    job_dir.mkdir(parents=True)
     # Images are stored at up to the run's own size, so that a large run is not fed inputs scaled up.
     limits = archive_limits(settings)
     limits = dataclasses.replace(limits, max_side=max(limits.max_side, size))
-    try:
+
+    def fill(job_dir: Path) -> dict[str, Any]:
         try:
             prepared = uploads.prepare(upload, datasets_dir=job_dir, limits=limits)
         except uploads.UploadError as exc:
@@ -120,24 +117,16 @@ def create_projection(
             raise unprocessable("file", f"file: at most {limit} images per projection, not {prepared.num_images}")
         prepared.tmp_dir.rename(job_dir / "input")
         (job_dir / "input" / "names.json").write_text(json.dumps(prepared.names))
-        put_folder(storage, prefix=layout.job_prefix(run.id, job_id) + "input/", folder=job_dir / "input")
-        request = {
+        return {
             **options.model_dump(mode="json"),
             "num_images": prepared.num_images,
             "skipped": prepared.skipped,
             "checkpoint_step": step,
         }
-        job = create_job(
-            session=session, run_id=run.id, owner_id=run.owner_id, kind="project", request=request, job_id=job_id
-        )
-        session.commit()
-    except BaseException:
-        storage.delete_prefix(layout.job_prefix(run.id, job_id))
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise
-    if not settings.artifacts_are_local:
-        shutil.rmtree(job_dir, ignore_errors=True)  # kept in the storage, where the worker fetches it
-    return job
+
+    return create_job_with_input(
+        run=run, kind="project", session=session, settings=settings, storage=storage, fill=fill
+    )
 
 
 @router.post(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep
 from api.errors import unprocessable
-from api.jobs import delete_job, resolve_step, result_file, send
+from api.jobs import create_job_with_input, delete_job, resolve_step, result_file, send
 from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary, error, validation_errors
 from api.routing import ReleasingRoute
@@ -31,8 +30,8 @@ from api.schemas import TranslationOptions, TranslationPublic, TranslationsPubli
 from api.uploads import archive_limits, receive_upload
 from core import uploads
 from store import layout
-from store.artifacts import Storage, put_folder
-from store.jobs import create_job, new_job_id, owned_job
+from store.artifacts import Storage
+from store.jobs import owned_job
 from store.models import Generation, Run
 from store.quotas import check_new_job
 from store.settings import Settings
@@ -100,13 +99,11 @@ def create_translation(
     """Check and normalise the upload into the job's `input/` folder, store it with the job's artifacts, and record
     the job. Sync: run in a thread."""
     step, _ = resolve_step(run, storage, options.step)
-    job_id = new_job_id("translate")
-    job_dir = layout.job_dir(settings.data_dir, run.id, job_id)
-    job_dir.mkdir(parents=True)
     # Images are stored at up to the run's own size, so a 256 px run is not fed 128 px inputs scaled up.
     limits = archive_limits(settings)
     limits = dataclasses.replace(limits, max_side=max(limits.max_side, int(run.config["model"]["image_size"])))
-    try:
+
+    def fill(job_dir: Path) -> dict[str, Any]:
         if uploads.is_npz(upload):
             source = "npz"
             try:
@@ -129,19 +126,11 @@ def create_translation(
                 )
             prepared.tmp_dir.rename(job_dir / "input")
             (job_dir / "input" / "names.json").write_text(json.dumps(prepared.names))
-        put_folder(storage, prefix=layout.job_prefix(run.id, job_id) + "input/", folder=job_dir / "input")
-        request = {**options.model_dump(mode="json"), "source": source, "num_images": count, "checkpoint_step": step}
-        job = create_job(
-            session=session, run_id=run.id, owner_id=run.owner_id, kind="translate", request=request, job_id=job_id
-        )
-        session.commit()
-    except BaseException:
-        storage.delete_prefix(layout.job_prefix(run.id, job_id))
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise
-    if not settings.artifacts_are_local:
-        shutil.rmtree(job_dir, ignore_errors=True)  # kept in the storage, where the worker fetches it
-    return job
+        return {**options.model_dump(mode="json"), "source": source, "num_images": count, "checkpoint_step": step}
+
+    return create_job_with_input(
+        run=run, kind="translate", session=session, settings=settings, storage=storage, fill=fill
+    )
 
 
 @router.post(
