@@ -69,6 +69,14 @@ BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
         "description": "a mixed-type table made from a seed: 5,000 rows of categoricals, integers, a skewed and a "
         "zero-inflated continuous column, a boolean and a binary target",
     },
+    "credit": {
+        "kind": "table",
+        "channels": 0,
+        "num_classes": 0,
+        "num_images": 5000,
+        "description": "credit-card accounts made from a seed: 5,000 rows of categoricals, integers, income, a "
+        "zero-inflated balance and a rare default target that depends on how they combine",
+    },
     "digits-printed": {
         "kind": "images",
         "channels": 1,
@@ -505,7 +513,7 @@ class RunConfig(_Strict):
     dataset: str = Field(
         ...,
         description="A built-in dataset (ring8, grid25, digits, stacked-digits, digits-edges, digits-printed, photos, "
-        "breast-cancer, wine, mixed) or a dataset id.",
+        "breast-cancer, wine, mixed, credit) or a dataset id.",
     )
     preset: str | None = Field(None, description="A named configuration applied before your own fields.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of every random number generator in the run.")
@@ -994,6 +1002,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "breast-cancer": TABLE_DEFAULTS,
     "wine": TABLE_DEFAULTS,
     "mixed": TABLE_DEFAULTS,
+    "credit": TABLE_DEFAULTS,
     # digits-printed: CycleGAN as Zhu et al. train it (LSGAN, cycle weight 10, identity 0.5, a pool of 50, Adam 2e-4
     # with beta1 0.5 held for the first half, then decayed to 0), narrowed for 32 px digits on a CPU.
     "digits-printed": {

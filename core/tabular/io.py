@@ -7,6 +7,10 @@ cultivar, class_0 to class_2). Their class is a categorical column named `target
 `mixed` is made here, from a fixed seed, with a known structure (`mixed_table`): 5,000 rows of mixed types, as a
 census or customer table has them: categoricals, integers, a skewed continuous column, a zero-inflated one (about
 85 % zeros), a boolean, and a binary `target` that depends on several of them through a logistic model.
+
+`credit` is made the same way (`credit_table`): 5,000 credit-card accounts whose rare `target` (about 10 % default)
+depends on how columns combine (the balance over the limit, a zero-inflated balance, the card and the employment),
+the joint structure a generator must learn for its rows to train a classifier.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 from core.tabular.columns import Column, Table, format_value
 
-BUILTIN_TABLES = ("breast-cancer", "wine", "mixed")
+BUILTIN_TABLES = ("breast-cancer", "wine", "mixed", "credit")
 TARGET = "target"  # the built-ins' class column
 
 
@@ -183,13 +187,85 @@ def mixed_table(n: int = MIXED_ROWS, seed: int = MIXED_SEED) -> Table:
     }
 
 
+CREDIT_SEED = 20260301  # the seed of the `credit` table
+
+
+def credit_table(n: int = MIXED_ROWS, seed: int = CREDIT_SEED) -> Table:
+    """Credit-card accounts with a known structure, the same for the same n and seed. The story: an account's
+    default depends less on any one column than on how they combine: the share of its limit a customer carries as
+    debt (balance / limit), which only "revolvers" carry, weighs more on a basic card and for the self-employed.
+
+    - `region` (4 categories, 35 % to 15 %), independent of the rest;
+    - `age`: integers from 21 to 85, 21 + a gamma(3, 7) draw;
+    - `employment`: student (half of those under 26), retired (80 % of those 63 and over), else self-employed
+      (15 %) or salaried;
+    - `income`: log-normal, log income N(10.4, 0.45) for the salaried, N(10.5, 0.7) self-employed, N(10.0, 0.4)
+      retired, N(9.3, 0.4) students, + 0.01 · (age − 40) for those under 63 (2 decimals);
+    - `card`: basic, gold or platinum by a latent 1.5 · (log income − 10.4) + logistic noise cut at 0.8 and 2.8;
+    - `limit`: integers, income times 0.15 (basic), 0.3 (gold) or 0.5 (platinum) times a log-normal (0, 0.2) draw,
+      in steps of 500, at least 500;
+    - `balance`: zero-inflated: a revolver (with probability σ(0.2 − 0.8 · platinum + 0.6 · student − 0.5 · (log
+      income − 10.4))) carries utilization u ~ Beta(2, 3) (Beta(3, 2) for students) of the limit, the others 0;
+    - `late_payments`: integers, Poisson(0.1 + 2 · u);
+    - `target`: `default` or `paid`, logistic: −4.6 + 4 · u + 1.5 · u · basic + 0.9 · self-employed revolver
+      + 0.5 · student + 0.25 · late payments − 0.3 · (log income − 10.4): a rare positive class (about 10 %)."""
+    rng = np.random.default_rng(seed)
+
+    def sigmoid(x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-x))
+
+    regions = np.array(["north", "south", "east", "west"], dtype=object)
+    region = regions[rng.choice(4, n, p=[0.35, 0.25, 0.25, 0.15])]
+    age = np.clip(21 + np.round(rng.gamma(3.0, 7.0, n)), 21, 85)
+    jobs = np.array(["salaried", "self-employed", "retired", "student"], dtype=object)
+    u_job = rng.random(n)
+    job = np.where(rng.random(n) < 0.15, 1, 0)
+    job = np.where((age < 26) & (u_job < 0.5), 3, job)
+    job = np.where((age >= 63) & (u_job < 0.8), 2, job)
+    mean = np.array([10.4, 10.5, 10.0, 9.3])[job] + np.where(job == 2, 0.0, 0.01 * (np.minimum(age, 62) - 40))
+    log_income = mean + np.array([0.45, 0.7, 0.4, 0.4])[job] * rng.normal(0, 1, n)
+    income = np.round(np.exp(log_income), 2)
+    premium = 1.5 * (log_income - 10.4) + rng.logistic(0, 1, n)
+    card_kind = (premium > 0.8).astype(int) + (premium > 2.8)
+    cards = np.array(["basic", "gold", "platinum"], dtype=object)
+    share = np.array([0.15, 0.3, 0.5])[card_kind] * np.exp(rng.normal(0, 0.2, n))
+    limit = np.maximum(500.0, np.round(income * share / 500) * 500)
+    revolver = rng.random(n) < sigmoid(0.2 - 0.8 * (card_kind == 2) + 0.6 * (job == 3) - 0.5 * (log_income - 10.4))
+    u = np.where(revolver, np.where(job == 3, rng.beta(3, 2, n), rng.beta(2, 3, n)), 0.0)
+    balance = np.round(u * limit, 2)
+    late = rng.poisson(0.1 + 2 * u).astype(np.float64)
+    logit = (
+        -4.6
+        + 4.0 * u
+        + 1.5 * u * (card_kind == 0)
+        + 0.9 * (job == 1) * revolver
+        + 0.5 * (job == 3)
+        + 0.25 * late
+        - 0.3 * (log_income - 10.4)
+    )
+    target = np.where(rng.random(n) < sigmoid(logit), "default", "paid").astype(object)
+    return {
+        "age": age.astype(np.float64),
+        "region": region,
+        "employment": jobs[job],
+        "income": income,
+        "card": cards[card_kind],
+        "limit": limit,
+        "balance": balance,
+        "late_payments": late,
+        TARGET: target,
+    }
+
+
 def builtin_table(name: str) -> Table:
     """A built-in table: scikit-learn's features as numbers and the class, by name, as the `target` column; or
-    the `mixed` table made by `mixed_table`."""
+    the `mixed` and `credit` tables made by `mixed_table` and `credit_table`."""
     from sklearn.datasets import load_breast_cancer, load_wine
 
     if name == "mixed":
         return mixed_table()
+    if name == "credit":
+        return credit_table()
     loaders = {"breast-cancer": load_breast_cancer, "wine": load_wine}
     if name not in loaders:
         raise ValueError(f"dataset: {name!r} is not a built-in table; use one of {', '.join(BUILTIN_TABLES)}")
