@@ -11,6 +11,7 @@ default.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from typing import Any, Literal
 
@@ -380,6 +381,39 @@ class LossConfig(_Strict):
     )
 
 
+class ProgressiveConfig(_Strict):
+    """Progressive growing (Karras et al. 2018): train at start_resolution for stable_steps, then for each doubling
+    fade the new resolution in over fade_steps and train it stable for stable_steps; the full size then stays."""
+
+    start_resolution: int = Field(
+        8, ge=4, le=512, description="The side, in px, that G and D start at: a power of 2 below model.image_size."
+    )
+    fade_steps: int = Field(
+        500, ge=1, le=10_000_000, description="Steps over which each new resolution's weight α rises from 0 to 1."
+    )
+    stable_steps: int = Field(
+        500, ge=0, le=10_000_000, description="Steps at each resolution below the full size after its fade-in."
+    )
+
+    def growing_steps(self, image_size: int) -> int:
+        """The steps until the full size has faded in: the start's stable steps, then a fade and a stable period
+        per doubling but the last, then the last fade."""
+        return int(math.log2(image_size // self.start_resolution)) * (self.fade_steps + self.stable_steps)
+
+    def phase(self, step: int, image_size: int) -> tuple[int, float]:
+        """(resolution, α) at a 1-based step: the side G and D run at and the weight of its newest block, which
+        rises from 1 / fade_steps at the fade's first step to 1 at its last. A function of the step alone, so that
+        a resumed run grows as an unbroken one."""
+        done = step - 1 - self.stable_steps  # the steps since the first fade began
+        if done < 0:
+            return self.start_resolution, 1.0
+        doubling, into = divmod(done, self.fade_steps + self.stable_steps)
+        resolution = self.start_resolution << (doubling + 1)
+        if resolution > image_size:
+            return image_size, 1.0
+        return resolution, min(1.0, (into + 1) / self.fade_steps)
+
+
 class TrainConfig(_Strict):
     steps: int = Field(3000, ge=1, le=10_000_000, description="Generator steps to train.")
     batch_size: int = Field(64, ge=1, le=4096, description="Samples per batch.")
@@ -412,6 +446,13 @@ class TrainConfig(_Strict):
             "srgan: the first this many of train.steps train the generator on the pixel content loss alone (the "
             "SRResNet that Ledig et al. initialise SRGAN from); the discriminator, the feature and the adversarial "
             "terms start after them."
+        ),
+    )
+    progressive: ProgressiveConfig | None = Field(
+        None,
+        description=(
+            "stylegan2: progressive growing (ProGAN's fade-in): G and D start at a low resolution and fade each "
+            "doubling in; reals are shown at the current resolution, and grids show it. null = off."
         ),
     )
     ema: float | None = Field(
@@ -647,6 +688,8 @@ class RunConfig(_Strict):
             )
         if arch == "stylegan2":
             self._check_stylegan2()
+        if self.train.progressive is not None:
+            self._check_progressive(self.train.progressive, kind)
         else:
             only = [("model", self.model, ("mapping_layers", "w_dim", "mixing_prob"))]
             only.append(("loss", self.loss, ("r1_every", "pl_weight", "pl_every")))
@@ -736,6 +779,27 @@ class RunConfig(_Strict):
         for field_path, bad, reason in refused:
             if bad:
                 raise ValueError(f"{field_path}: {reason}")
+
+    def _check_progressive(self, grow: ProgressiveConfig, kind: str) -> None:
+        """Progressive growing: a stylegan2 image run, from a power of 2 below its size, done before the run ends."""
+        size = self.model.image_size
+        if self.model.arch != "stylegan2" or kind != "images":
+            raise ValueError(
+                f"train.progressive: progressive growing is built into the stylegan2 networks, not {self.model.arch}"
+            )
+        start = grow.start_resolution
+        if start & (start - 1):
+            raise ValueError(f"train.progressive.start_resolution: must be a power of 2, not {start}")
+        if start >= size:
+            raise ValueError(
+                f"train.progressive.start_resolution: must be below model.image_size ({size} px), not {start}"
+            )
+        needed = grow.growing_steps(size)
+        if needed >= self.train.steps:
+            raise ValueError(
+                f"train.progressive: growing from {start} to {size} px takes {needed} steps, and train.steps is "
+                f"{self.train.steps}; train longer or shorten fade_steps and stable_steps"
+            )
 
     def _check_translation(self, info: dict[str, Any] | None) -> None:
         """What a translation run needs: paired (pix2pix) or unpaired (cyclegan) data, an image size its networks
