@@ -484,6 +484,18 @@ class TrainConfig(_Strict):
     )
     compile: bool = Field(False, description="Wrap the networks in torch.compile.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes CUDA when there is one.")
+    epochs: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description=(
+            "ctgan: passes over the table's training rows, the default schedule of tables (375). Once the table's "
+            "rows are known (a built-in's at once, an uploaded table's when the run is created) it becomes "
+            "train.steps = epochs · training rows / batch_size, at least 300 and at most 10,000, with "
+            "schedule.eval_every at most those steps, and is then null: the stored config holds the steps. "
+            "Choosing train.steps alone sets it to null."
+        ),
+    )
     world_size: int = Field(
         1,
         ge=1,
@@ -547,6 +559,12 @@ class TableSource(_Strict):
         default_factory=dict, description="Column types that replace the inferred ones, by column name."
     )
     target: str | None = Field(None, description="The column that machine-learning efficacy predicts; null: none.")
+    rows: int | None = Field(
+        None,
+        ge=0,
+        description="The table's rows, filled in from the dataset when the run is created: ctgan's train.epochs "
+        "turn them into steps.",
+    )
 
 
 class RunConfig(_Strict):
@@ -648,6 +666,8 @@ class RunConfig(_Strict):
             batch = train_layer.get("batch_size", 64) if isinstance(train_layer, dict) else 64
             if isinstance(size, int) and isinstance(batch, int) and batch > 0:
                 layered.setdefault("loss", {})["r1_gamma"] = STYLEGAN2_R1_PER_PIXEL * size * size / batch
+        if isinstance(train_layer, dict) and train_layer.get("epochs") is not None:
+            _resolve_table_steps(layered, data, PRESETS.get(preset or "", {}))
         return layered
 
     @model_validator(mode="after")
@@ -675,6 +695,8 @@ class RunConfig(_Strict):
             raise ValueError(f"model.arch: ctgan synthesizes table rows, and {self.dataset} is {what}")
         if arch == "ctgan":
             self._check_ctgan()
+        elif self.train.epochs is not None:
+            raise ValueError("train.epochs: only ctgan counts passes over a table's rows; set train.steps instead")
         if self.table is not None and not TABLE_ID_PATTERN.match(self.dataset):
             raise ValueError(f"table: {self.dataset} is not an uploaded table; set table only for a tbl_ dataset")
         if kind == "points" and arch != "mlp":
@@ -971,6 +993,47 @@ def _points_defaults(*, width: int, steps: int) -> dict[str, Any]:
     }
 
 
+TABLE_EPOCHS = 375  # 3,000 steps of 500 rows on a 4,000-row table (mixed's training rows), as measured
+TABLE_MIN_STEPS = 300  # a small table still trains this many steps (one pass is then less than one batch)
+TABLE_MAX_STEPS = 10_000  # a large table stops here, in a CPU budget
+TABLE_HOLDOUT = 0.2  # core.tabular.columns.HOLDOUT: the share of a table's rows kept out of training
+
+
+def table_steps(*, epochs: float, rows: int, batch_size: int) -> int:
+    """ctgan's steps for `epochs` passes over the training rows of a `rows`-row table, within the bounds."""
+    training = rows - round(rows * TABLE_HOLDOUT)
+    return min(TABLE_MAX_STEPS, max(TABLE_MIN_STEPS, math.ceil(epochs * training / batch_size)))
+
+
+def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: dict[str, Any]) -> None:
+    """Turn train.epochs into train.steps once the table's rows are known (a built-in's, or an uploaded table's
+    table.rows), and clear it, so that the stored config holds the steps alone and a resumed run keeps the steps
+    it is given; train.steps chosen without epochs (by the user or the preset) clears it too. An evaluation
+    cadence longer than the steps becomes the steps, so that the run is evaluated once."""
+    train = layered["train"]
+    chosen = [src.get("train") for src in (data, preset)]
+    if any(isinstance(t, dict) and "steps" in t for t in chosen) and not any(
+        isinstance(t, dict) and t.get("epochs") is not None for t in chosen
+    ):
+        train["epochs"] = None
+        return
+    dataset, table = layered.get("dataset"), layered.get("table")
+    info = BUILTIN_DATASETS.get(str(dataset))
+    if info is not None and info["kind"] != "table":
+        return  # train.epochs counts a table's rows; validation refuses it elsewhere
+    rows = info["num_images"] if info is not None else None
+    if rows is None and isinstance(table, dict):
+        rows = table.get("rows")
+    batch = train.get("batch_size", TrainConfig.model_fields["batch_size"].default)
+    epochs = train["epochs"]
+    if not isinstance(rows, int) or not isinstance(batch, int) or batch < 1 or not isinstance(epochs, int | float):
+        return  # an uploaded table before its rows are filled in, or a field that validation will refuse
+    train["steps"], train["epochs"] = table_steps(epochs=float(epochs), rows=rows, batch_size=batch), None
+    schedule = layered.setdefault("schedule", {})
+    if isinstance(schedule.get("eval_every"), int) and schedule["eval_every"] > train["steps"]:
+        schedule["eval_every"] = train["steps"]  # evaluate at least once, at the last step
+
+
 # Tables: ctgan as Xu et al. train it (WGAN-GP with PacGAN packing of 10, batch 500, Adam 2e-4 with betas 0.5 and
 # 0.9, two residual blocks of 256 in G and two dropout layers of 256 in D, a 128-d latent), in fp32 (tiny MLPs gain
 # nothing from bf16), plus an EMA generator (0.999), which samples: against the ctgan package on the mixed table
@@ -979,7 +1042,8 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "model": {"arch": "ctgan", "z_dim": 128, "width": 256, "depth": 2, "pack": 10},
     "loss": {"kind": "wgan-gp", "gp_weight": 10.0},
     "train": {
-        "steps": 3000,
+        "steps": 3000,  # until an uploaded table's rows are known; then train.epochs decides (and is cleared)
+        "epochs": TABLE_EPOCHS,
         "batch_size": 500,
         "lr_g": 2e-4,
         "lr_d": 2e-4,

@@ -95,14 +95,19 @@ def check_dataset_for_run(session: Session, user: User, cfg: RunConfig) -> RunCo
     if dataset is None:
         raise unprocessable("dataset", f"dataset: no dataset {cfg.dataset}; upload one with POST /datasets")
     if is_table(dataset):
-        source = TableSource(columns=dataset.stats.get("overrides") or {}, target=dataset.stats.get("target"))
-        if cfg.table is not None and cfg.table != source:
+        source = TableSource(
+            columns=dataset.stats.get("overrides") or {},
+            target=dataset.stats.get("target"),
+            rows=dataset.stats.get("rows"),
+        )
+        if cfg.table is not None and cfg.table.model_copy(update={"rows": source.rows}) != source:
             raise unprocessable(
                 "table",
                 f"table: differs from dataset {cfg.dataset}'s column types and target; leave it out (the run takes "
                 "the dataset's) and change them with PATCH /datasets/{id}",
             )
-        return cfg.model_copy(update={"table": source})
+        # Validated again with the table's rows, which resolve a ctgan run's steps from its train.epochs.
+        return RunConfig.model_validate(cfg.model_dump() | {"table": source.model_dump()})
     if cfg.model.conditional and len(dataset.classes) < 2:
         raise unprocessable(
             "model.conditional",
