@@ -708,10 +708,10 @@ class RunConfig(_Strict):
             raise ValueError(
                 f"model.image_size: {arch} supports {', '.join(map(str, sizes))} px, not {self.model.image_size}"
             )
-        if arch == "stylegan2":
-            self._check_stylegan2()
         if self.train.progressive is not None:
             self._check_progressive(self.train.progressive, kind)
+        if arch == "stylegan2":
+            self._check_stylegan2()
         else:
             only = [("model", self.model, ("mapping_layers", "w_dim", "mixing_prob"))]
             only.append(("loss", self.loss, ("r1_every", "pl_weight", "pl_every")))

@@ -151,13 +151,16 @@ def _stylegan2_g(cfg: RunConfig, channels: int, classes: int) -> int:
     for i, (a, b) in enumerate(itertools.pairwise(ch)):
         r = 2 ** (i + 3)
         total += layer(a, b, r) + layer(b, b, r) + to_rgb(b)
-    return total
+    return total + (2 if cfg.train.progressive is not None else 0)  # a growing G's phase buffer
 
 
 def _stylegan2_d(cfg: RunConfig, channels: int, classes: int) -> int:
     m = cfg.model
     ch = _style_channels(m.image_size, m.width)[::-1]  # image_size, ..., 4 px
     total = _conv(channels, ch[0], 1)
+    if cfg.train.progressive is not None:  # a fromRGB at each lower resolution it grows through
+        lowest = int(math.log2(m.image_size // cfg.train.progressive.start_resolution))
+        total += sum(_conv(channels, c, 1) for c in ch[1 : lowest + 1])
     for a, b in itertools.pairwise(ch):
         total += _conv(a, a, 3) + _conv(a, b, 3) + _conv(a, b, 1, bias=False)
     c4 = ch[-1]

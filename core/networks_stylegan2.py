@@ -16,6 +16,16 @@ lr_multiplier / sqrt(fan_in). Up- and down-sampling use the paper's [1, 3, 3, 1]
 `model.width` is the channel count at the top resolution and it doubles per halving up to 512, so that
 width 32 at 1024 px is the paper's config F and 16–32 px runs with width 8–64 are small on the CPU.
 
+Progressive growing (Karras et al. 2018, `train.progressive`): both networks run only up to a current resolution
+r and fade the newest one in by α. G's skip architecture already sums an RGB image per resolution, so the image at
+r is the upsampled image of r/2 plus α times r's toRGB (at α = 0 exactly the lower resolution's image, at α = 1 the
+full block): ProGAN's lerp between the upsampled old output and the new one. G then repeats each pixel up to the
+image size (nearest), so that every consumer of its images (D, grids, evaluation) gets (B, C, H, W) at the full side
+and sees the effective resolution as it is. D averages its input back down to r (the exact inverse of that
+repetition), runs a fromRGB at r and the blocks below it, and blends the new top block's output with a fromRGB of
+the image averaged down to r/2 by α. The phase is `G.growth` (a buffer, so that the EMA copy and a checkpoint carry
+it) and `D.resolution`/`D.alpha`; the family sets both at every step from the step alone.
+
 `G(z, labels=None, *, truncation=None)` maps (B, Z) to (B, C, H, W) in about [-1, 1]; in eval mode the noise inputs
 are fixed buffers, so the same z gives the same image. `D(x, labels=None)` returns `(logits (B,), features (B, F),
 None)`, the shape of the noise family's discriminators.
@@ -47,13 +57,18 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> Style
         channels=channels,
         width=m.g_width or m.width,
         num_classes=num_classes if m.conditional else 0,
+        progressive=cfg.train.progressive is not None,
     )
 
 
 def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> StyleDiscriminator:
-    m = cfg.model
+    m, grow = cfg.model, cfg.train.progressive
     return StyleDiscriminator(
-        image_size=m.image_size, channels=channels, width=m.width, num_classes=num_classes if m.conditional else 0
+        image_size=m.image_size,
+        channels=channels,
+        width=m.width,
+        num_classes=num_classes if m.conditional else 0,
+        start_resolution=grow.start_resolution if grow is not None else None,
     )
 
 
@@ -127,6 +142,20 @@ def upsample(x: torch.Tensor) -> torch.Tensor:
 def downsample(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, H/2, W/2): the binomial filter, then every other pixel."""
     return F.conv2d(x, _binomial(x), stride=2, padding=1, groups=x.shape[1])
+
+
+def fade_reals(x: torch.Tensor, resolution: int, alpha: float) -> torch.Tensor:
+    """Real images as a growing G makes them (ProGAN's real-image fade): averaged down to `resolution`, blended by
+    `alpha` with their further halved and re-upsampled version (G's own upsampling, so that at α = 0 the reals are
+    exactly what the lower resolution's output upsampled can be), and repeated back to their side. (B, C, S, S) ->
+    (B, C, S, S)."""
+    side = x.shape[-1]
+    if resolution == side and alpha >= 1:
+        return x
+    x = F.avg_pool2d(x, side // resolution)  # (B, C, r, r)
+    if alpha < 1:
+        x = torch.lerp(upsample(F.avg_pool2d(x, 2)), x, alpha)
+    return F.interpolate(x, scale_factor=side // resolution, mode="nearest")  # (B, C, S, S)
 
 
 class ModulatedConv2d(nn.Module):
@@ -221,6 +250,8 @@ class MappingNetwork(nn.Module):
 
 
 class StyleGenerator(nn.Module):
+    growth: torch.Tensor | None  # (2,) the current resolution and fade-in α of a progressive generator, else None
+
     def __init__(
         self,
         *,
@@ -231,9 +262,11 @@ class StyleGenerator(nn.Module):
         channels: int,
         width: int,
         num_classes: int,
+        progressive: bool = False,
     ) -> None:
         super().__init__()
         self.z_dim, self.w_dim, self.num_classes = z_dim, w_dim, num_classes
+        self.image_size = image_size
         self.mapping = MappingNetwork(z_dim=z_dim, w_dim=w_dim, layers=mapping_layers, num_classes=num_classes)
         resolutions = [2**i for i in range(2, int(math.log2(image_size)) + 1)]  # 4, 8, ..., image_size
         ch = [channels_at(r, image_size=image_size, width=width) for r in resolutions]
@@ -246,6 +279,28 @@ class StyleGenerator(nn.Module):
             self.layers.append(StyleLayer(c_out, c_out, w_dim=w_dim, resolution=r, up=False))
             self.to_rgb.append(ToRGB(c_out, channels, w_dim=w_dim))
         self.num_ws = len(self.layers) + 1  # every style layer, and the last toRGB
+        # A buffer rather than attributes: the EMA generator copies buffers at every update, and a checkpoint keeps
+        # it, so that a generation from a checkpoint taken while growing shows what its grid showed.
+        full = torch.tensor([float(image_size), 1.0])
+        self.register_buffer("growth", full if progressive else None)
+
+    def grow(self, resolution: int, alpha: float) -> None:
+        """Run up to `resolution` px, its toRGB weighted by `alpha` (progressive growing)."""
+        if self.growth is None:
+            raise ValueError("this generator was built without progressive growing")
+        self.growth.copy_(torch.tensor([float(resolution), float(alpha)]))
+
+    def phase(self) -> tuple[int, float]:
+        """(resolution, α) that synthesis runs at: (image_size, 1) unless growing."""
+        if self.growth is None:
+            return self.image_size, 1.0
+        resolution, alpha = self.growth.tolist()
+        return int(resolution), float(alpha)
+
+    def active_ws(self) -> int:
+        """How many of the ws the current phase uses (all of them unless growing): the style layers up to the
+        current resolution and its toRGB."""
+        return 2 * int(math.log2(self.phase()[0])) - 2
 
     def truncate(self, w: torch.Tensor, psi: float | None) -> torch.Tensor:
         """w pulled toward the tracked mean: w_avg + ψ (w - w_avg); ψ None or 1 leaves it."""
@@ -257,14 +312,20 @@ class StyleGenerator(nn.Module):
         """ws (B, num_ws, W), one w per layer -> images (B, C, H, W); `noise`, one map (B, 1, r, r) per style layer
         in the order of `self.layers`, replaces the layers' own."""
         maps: list[torch.Tensor | None] = list(noise) if noise is not None else [None] * len(self.layers)
+        resolution, alpha = self.phase()
         x = self.const.to(ws.dtype).expand(ws.shape[0], -1, -1, -1)  # (B, C4, 4, 4)
         x = self.layers[0](x, ws[:, 0], maps[0])
         image = self.to_rgb[0](x, ws[:, 1])  # (B, C, 4, 4)
-        for i, to_rgb in enumerate(self.to_rgb[1:]):
+        for i, to_rgb in enumerate(self.to_rgb[1 : int(math.log2(resolution)) - 1]):
             x = self.layers[2 * i + 1](x, ws[:, 2 * i + 1], maps[2 * i + 1])  # (B, C_r, r, r)
             x = self.layers[2 * i + 2](x, ws[:, 2 * i + 2], maps[2 * i + 2])
-            image = upsample(image) + to_rgb(x, ws[:, 2 * i + 3])  # (B, C, r, r)
-        return image
+            rgb = to_rgb(x, ws[:, 2 * i + 3])  # (B, C, r, r)
+            if 8 << i == resolution and alpha < 1:  # the resolution fading in
+                rgb = rgb * alpha
+            image = upsample(image) + rgb
+        if resolution < self.image_size:  # growing: each pixel repeated up to the full side
+            image = F.interpolate(image, scale_factor=self.image_size // resolution, mode="nearest")
+        return image  # (B, C, H, W)
 
     def forward(
         self, z: torch.Tensor, labels: torch.Tensor | None = None, *, truncation: float | None = None
@@ -288,11 +349,19 @@ class DBlock(nn.Module):
 
 
 class StyleDiscriminator(nn.Module):
-    def __init__(self, *, image_size: int, channels: int, width: int, num_classes: int) -> None:
+    def __init__(
+        self, *, image_size: int, channels: int, width: int, num_classes: int, start_resolution: int | None = None
+    ) -> None:
+        """`start_resolution`: a progressive D's first resolution; it gets a fromRGB at each resolution from there
+        up to image_size / 2 (`grow_from_rgb`, the highest first) besides the top one."""
         super().__init__()
+        self.image_size = image_size
         resolutions = [2**i for i in range(int(math.log2(image_size)), 1, -1)]  # image_size, ..., 4
         ch = [channels_at(r, image_size=image_size, width=width) for r in resolutions]
         self.from_rgb = EqualConv2d(channels, ch[0], 1)
+        lowest = resolutions.index(start_resolution) if start_resolution is not None else 0
+        self.grow_from_rgb = nn.ModuleList([EqualConv2d(channels, c, 1) for c in ch[1 : lowest + 1]])
+        self.resolution, self.alpha = image_size, 1.0  # the phase of a progressive D (see `grow`)
         self.blocks = nn.Sequential(*[DBlock(a, b) for a, b in itertools.pairwise(ch)])
         c4 = ch[-1]
         self.conv = EqualConv2d(c4 + 1, c4, 3)  # after the minibatch std feature
@@ -303,10 +372,38 @@ class StyleDiscriminator(nn.Module):
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        h = self.blocks(self.from_rgb(x))  # (B, C4, 4, 4)
+        growing = self.resolution < self.image_size or self.alpha < 1
+        h = self._grown(x) if growing else self.blocks(self.from_rgb(x))  # (B, C4, 4, 4)
         h = self.conv(minibatch_std(h))  # (B, C4, 4, 4)
         features = self.fc(h.flatten(1))  # (B, C4)
         logits = self.out(features).squeeze(1)  # (B,)
         if self.embed is not None and labels is not None:
             logits = logits + (self.embed[labels].to(features.dtype) * features).sum(1)  # projection
         return logits, features, None
+
+    def grow(self, resolution: int, alpha: float) -> None:
+        """Judge images at `resolution` px, its top block blended in by `alpha` (progressive growing)."""
+        if resolution != self.image_size and self._level(resolution) > len(self.grow_from_rgb):
+            raise ValueError(f"this discriminator grows from {self.image_size >> len(self.grow_from_rgb)} px")
+        self.resolution, self.alpha = resolution, alpha
+
+    def _level(self, resolution: int) -> int:
+        """How many halvings `resolution` is below image_size: the index of its block."""
+        return int(math.log2(self.image_size // resolution))
+
+    def _from_rgb_at(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """fromRGB of x at the resolution `level` halvings below image_size."""
+        return self.from_rgb(x) if level == 0 else self.grow_from_rgb[level - 1](x)
+
+    def _grown(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) at any side that is a multiple of the current resolution r -> (B, C4, 4, 4): averaged down
+        to r, fromRGB at r and the blocks below it, the new top block faded in by α over a fromRGB at r/2."""
+        if x.shape[-1] > self.resolution:
+            x = F.avg_pool2d(x, x.shape[-1] // self.resolution)  # (B, C, r, r)
+        level = self._level(self.resolution)
+        h = self._from_rgb_at(x, level)  # (B, C_r, r, r)
+        if level < len(self.blocks):
+            h = self.blocks[level](h)  # (B, C_r/2, r/2, r/2)
+            if self.alpha < 1:
+                h = torch.lerp(self._from_rgb_at(F.avg_pool2d(x, 2), level + 1), h, self.alpha)
+        return self.blocks[level + 1 :](h)  # type: ignore[no-any-return]

@@ -11,6 +11,12 @@ match the unregularized schedule. The running mean of the path lengths is a tens
 image through core.ada's pipeline, whose probability p moves after each D step by the signs of D's logits on the
 reals (p and those signs are checkpoint tensors too). The sample grid and the evaluation's sampler are the noise
 family's.
+
+With `train.progressive` every step first sets both networks' phase, (resolution, α) = the config's
+`ProgressiveConfig.phase(step)` (a function of the step alone, so a resumed run grows as an unbroken one), and D
+sees the reals as G can make them at that phase (core.networks_stylegan2.fade_reals); style mixing draws its
+cutoff among the layers in use, as StyleGAN did while growing. The phase is reported as the stats `resolution` and
+`fade_alpha`.
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ from core.config import RunConfig
 from core.datasets import Dataset
 from core.families import Step, StepStats, grad_norm, noise
 from core.losses import Augment
-from core.networks_stylegan2 import StyleDiscriminator, StyleGenerator, build_discriminator, build_generator
+from core.networks_stylegan2 import (
+    StyleDiscriminator,
+    StyleGenerator,
+    build_discriminator,
+    build_generator,
+    fade_reals,
+)
 
 EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
@@ -114,8 +126,13 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
 def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]:
     """One step: G's loss, path-length regularization when due, D's loss, R1 when due. Returns the losses as
     optimized, `{"loss_d", "loss_g"}`, and the step's stats."""
-    b, loss = cfg.train.batch_size, cfg.loss
+    b, loss, grow = cfg.train.batch_size, cfg.loss, cfg.train.progressive
     stats: StepStats = {}
+    if grow is not None:  # progressive growing: both networks at this step's resolution and fade-in
+        resolution, alpha = grow.phase(at.step, cfg.model.image_size)
+        m.G.grow(resolution, alpha)
+        m.D.grow(resolution, alpha)
+        stats |= {"resolution": float(resolution), "fade_alpha": alpha}
 
     # Train the generator on style-mixed fakes; its mapping network moves the tracked mean of w.
     m.D.requires_grad_(False)
@@ -141,6 +158,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     # Train the discriminator on a real batch and fresh fakes.
     m.D.requires_grad_(True)
     real, real_labels = at.next_batch()[1:]  # (B, C, H, W)
+    if grow is not None:
+        real = fade_reals(real, resolution, alpha)
     real_labels = real_labels if m.num_classes else None
     z, labels = _latents(m, cfg, b, at.device)
     with at.autocast():
@@ -188,7 +207,8 @@ def mixed_ws(
     if mixing_prob <= 0:
         return ws
     w2 = G.mapping(torch.randn_like(z), labels)  # (B, W)
-    cutoff = torch.randint(1, G.num_ws, (z.shape[0],), device=z.device)  # (B,) the first layer of the second style
+    # (B,) the first layer of the second style, among the layers in use (all of them unless growing)
+    cutoff = torch.randint(1, G.active_ws(), (z.shape[0],), device=z.device)
     cutoff = torch.where(torch.rand(z.shape[0], device=z.device) < mixing_prob, cutoff, G.num_ws)
     first = torch.arange(G.num_ws, device=z.device)[None, :] < cutoff[:, None]  # (B, L)
     return torch.where(first[:, :, None], ws, w2[:, None])  # (B, L, W)
