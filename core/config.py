@@ -208,6 +208,17 @@ class ModelConfig(_Strict):
         le=16,
         description="PacGAN packing: the discriminator judges this many samples jointly (ctgan's tables: 10).",
     )
+    target_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "ctgan: the share of training-by-sampling conditions put on the table's target column (when it is "
+            "categorical or boolean; the rest are drawn over every categorical column, uniformly), and then rows "
+            "are sampled conditioned on the target at its frequency in the data, so that they follow the target's "
+            "mix and G's rows for each target value. null: the target is one categorical column among the others."
+        ),
+    )
     mapping_layers: int = Field(
         8, ge=1, le=16, description="stylegan2: fully connected layers of the mapping network from z to w."
     )
@@ -697,6 +708,8 @@ class RunConfig(_Strict):
             self._check_ctgan()
         elif self.train.epochs is not None:
             raise ValueError("train.epochs: only ctgan counts passes over a table's rows; set train.steps instead")
+        elif self.model.target_share is not None:
+            raise ValueError("model.target_share: only ctgan conditions on a table's target column; set it to null")
         if self.table is not None and not TABLE_ID_PATTERN.match(self.dataset):
             raise ValueError(f"table: {self.dataset} is not an uploaded table; set table only for a tbl_ dataset")
         if kind == "points" and arch != "mlp":

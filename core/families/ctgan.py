@@ -123,11 +123,22 @@ def pack_rows(x: torch.Tensor, pack: int) -> torch.Tensor:
 
 class CondSpace:
     """The categorical columns' one-hots as the conditional vector (width C): draws (cond, column, category) by
-    log-frequency (training-by-sampling) or by frequency (sampling the data's own mix)."""
+    log-frequency (training-by-sampling) or by frequency (sampling the data's own mix). With a `target` span and
+    a `target_share`, that share of the training draws picks the target column, and sampling always does."""
 
-    def __init__(self, spans: list[Span], counts: list[list[int]], device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        spans: list[Span],
+        counts: list[list[int]],
+        device: torch.device | str = "cpu",
+        *,
+        target: int | None = None,
+        target_share: float | None = None,
+    ) -> None:
         self.spans = spans
         self.counts = counts
+        self.target = target if target_share is not None else None
+        self.target_share = target_share
         self.widths = [s.width for s in spans]
         self.width = sum(self.widths)
         self.offsets = torch.tensor(np.cumsum([0, *self.widths[:-1]]), dtype=torch.long, device=device)  # (K,)
@@ -149,6 +160,12 @@ class CondSpace:
             none = torch.zeros(b, dtype=torch.long, device=device)
             return torch.zeros(b, 0, device=device), none, none
         col = torch.randint(len(self.spans), (b,), device=device, generator=generator)
+        if self.target is not None:  # the target column: a share of the training draws, every sampling draw
+            if log_freq:
+                on_target = torch.rand(b, device=device, generator=generator) < (self.target_share or 0.0)
+                col = torch.where(on_target, self.target, col)
+            else:
+                col = torch.full_like(col, self.target)
         probs = (self.log_freq if log_freq else self.freq)[col]  # (B, W)
         cat = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return self.one_hot(col, cat), col, cat
@@ -184,6 +201,12 @@ def _categories(store: torch.Tensor, spans: list[Span]) -> torch.Tensor:
     """Each encoded row's category in every categorical column (N, K)."""
     cols = [store[:, s.start : s.start + s.width].argmax(1) for s in spans]
     return torch.stack(cols, 1) if cols else torch.zeros(store.shape[0], 0, dtype=torch.long, device=store.device)
+
+
+def _target_span(transformer: TableTransformer, target: str | None) -> int | None:
+    """The index among the categorical spans of the target column, None when it has none (a numeric target)."""
+    names = [transformer.columns[s.column].name for s in transformer.category_spans]
+    return names.index(target) if target in names else None
 
 
 def _state_counts(transformer: TableTransformer) -> list[list[int]]:
@@ -234,7 +257,8 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
     spans = tf.category_spans
     cats = _categories(data.store, spans)  # (N, K)
     counts = [torch.bincount(cats[:, j], minlength=s.width).tolist() for j, s in enumerate(spans)]
-    cond = CondSpace(spans, counts, device=device)
+    target = _target_span(tf, data.target)
+    cond = CondSpace(spans, counts, device=device, target=target, target_share=cfg.model.target_share)
     emit(
         "environment",
         {
@@ -364,7 +388,7 @@ def grid_inputs(cfg: RunConfig, data: TableDataset, m: Models, device: torch.dev
     """GRID_ROWS latents and conditions at the data's frequencies, from a generator of their own."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     z = torch.randn(GRID_ROWS, cfg.model.z_dim, generator=gen)
-    cpu_space = CondSpace(m.cond.spans, m.cond.counts)  # draws from `gen`, on the CPU
+    cpu_space = CondSpace(m.cond.spans, m.cond.counts, target=m.cond.target, target_share=m.cond.target_share)
     cond = cpu_space.draw(GRID_ROWS, log_freq=False, generator=gen)[0] if m.cond.width else torch.zeros(GRID_ROWS, 0)
     return GridInputs(z=z.to(device), cond=cond.to(device), spans=m.spans)
 
@@ -433,11 +457,18 @@ def load_table_generator(path: Path | str, *, ema: bool = True, device: str | to
         raise ValueError(f"{path.name} is a {cfg.model.arch} checkpoint, not a ctgan one")
     info = json.loads(meta["data"])
     tf = TableTransformer.from_state(info["table"])
-    cond = CondSpace(tf.category_spans, _state_counts(tf), device=device)
+    target = info.get("target")
+    cond = CondSpace(
+        tf.category_spans,
+        _state_counts(tf),
+        device=device,
+        target=_target_span(tf, target),
+        target_share=cfg.model.target_share,
+    )
     m = cfg.model
     G = Generator(z_dim=m.z_dim, cond_dim=cond.width, width=m.g_width or m.width, depth=m.depth, data_dim=tf.width)
     G.load_state_dict(state)
-    return TableGenerator(G=G.to(device).eval(), cfg=cfg, transformer=tf, cond=cond, target=info.get("target"))
+    return TableGenerator(G=G.to(device).eval(), cfg=cfg, transformer=tf, cond=cond, target=target)
 
 
 def sample_rows(

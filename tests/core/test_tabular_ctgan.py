@@ -4,6 +4,7 @@ conditions, and the table metrics."""
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,6 +52,32 @@ def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse(
         with pytest.raises(ValidationError) as info:
             RunConfig.model_validate(body)
         assert message in str(info.value), body
+
+
+def test_ctgan_steps_follow_the_table_rows_unless_steps_are_chosen():
+    """train.epochs (375) over the training rows in batches of 500, within 300 to 10,000 steps; the stored config
+    holds the steps alone, and validating it again keeps them (a resumed run's steps stay as given)."""
+
+    def train(body: dict[str, Any]) -> tuple[int, float | None, int]:
+        cfg = RunConfig.model_validate(body)
+        assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg
+        return cfg.train.steps, cfg.train.epochs, cfg.schedule.eval_every
+
+    # wine: 142 training rows, 107 steps raised to 300; breast-cancer: 455, 342 steps; mixed: 4,000, 3,000 steps.
+    assert train({"dataset": "wine"}) == (300, None, 300)  # evaluated once, at the end
+    assert train({"dataset": "breast-cancer"}) == (342, None, 342)
+    assert train({"dataset": "mixed"}) == (3000, None, 500)
+    assert train({"dataset": "mixed", "train": {"batch_size": 250}}) == (6000, None, 500)
+    assert train({"dataset": "mixed", "train": {"epochs": 1000}}) == (8000, None, 500)
+    assert train({"dataset": "mixed", "train": {"steps": 40}}) == (40, None, 500)
+    assert train({"dataset": "mixed", "train": {"steps": 40, "epochs": 50}}) == (400, None, 400)
+    # An uploaded table: the epochs wait for the rows, which POST /runs fills in from the dataset.
+    assert train({"dataset": "tbl_0123abcd"}) == (3000, 375, 500)
+    assert train({"dataset": "tbl_0123abcd", "table": {"rows": 1000}}) == (600, None, 500)
+    assert train({"dataset": "tbl_0123abcd", "table": {"rows": 10**7}}) == (10_000, None, 500)
+    assert train({"dataset": "tbl_0123abcd", "train": {"steps": 7}, "table": {"rows": 1000}}) == (7, None, 500)
+    with pytest.raises(ValidationError, match="train.epochs: only ctgan counts passes over a table's rows"):
+        RunConfig.model_validate({"dataset": "digits", "train": {"epochs": 3}})
 
 
 def test_resuming_a_ctgan_run_gives_the_same_weights_bit_for_bit_and_evaluation_leaves_it_alone(tmp_path):
