@@ -130,6 +130,7 @@ ARCH_IMAGE_SIZES: dict[str, tuple[int, ...]] = {
     "cyclegan": (32, 64, 128, 256),
     "srgan": (32, 48, 64, 96, 128, 192, 256),
     "stylegan2": (16, 32, 64, 128, 256, 512, 1024),
+    "biggan": (32, 64, 128),
 }
 
 # Architectures that translate an input image into an output image (trained on paired data) instead of sampling
@@ -153,12 +154,15 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["mlp", "dcgan", "resnet", "ctgan", "pix2pix", "cyclegan", "srgan", "stylegan2"] = Field(
+    arch: Literal["mlp", "dcgan", "resnet", "biggan", "ctgan", "pix2pix", "cyclegan", "srgan", "stylegan2"] = Field(
         "dcgan",
         description=(
-            "Network family: mlp for 2-D data, dcgan or resnet (SNGAN-style) for images, pix2pix (a U-Net generator "
-            "and a PatchGAN discriminator, Isola et al. 2017) for paired image-to-image translation, cyclegan (two "
-            "ResNet generators and two PatchGANs, Zhu et al. 2017) for unpaired translation, srgan (an SRResNet "
+            "Network family: mlp for 2-D data, dcgan or resnet (SNGAN-style) for images, biggan (Brock et al. 2019: "
+            "the residual networks with self-attention, hierarchical latents and a shared class embedding in G's "
+            "conditional BatchNorms, spectral norm in G and D) for class-conditional images, pix2pix (a U-Net "
+            "generator and a PatchGAN discriminator, Isola et al. 2017) for paired image-to-image translation, "
+            "cyclegan (two ResNet generators and two PatchGANs, Zhu et al. 2017) for unpaired translation, srgan (an "
+            "SRResNet "
             "generator and the strided-convolution discriminator of Ledig et al. 2017) for super-resolution of any "
             "image dataset, stylegan2 (the "
             "style-based generator and residual discriminator of Karras et al. 2020) for images, ctgan (Xu et al. "
@@ -280,6 +284,23 @@ class ModelConfig(_Strict):
         ),
     )
 
+    shared_dim: int = Field(
+        128,
+        ge=1,
+        le=1024,
+        description=(
+            "biggan: width of the class embedding shared by every conditional BatchNorm of G (128 in the paper); "
+            "each block's BatchNorms read it concatenated with that block's chunk of z."
+        ),
+    )
+    attention_resolution: int | None = Field(
+        16,
+        description=(
+            "biggan: the side in px of the feature maps where G and D each have a self-attention block (SAGAN): "
+            "8 up to half the image size; null leaves attention out."
+        ),
+    )
+
     def label_classes(self, dataset_classes: int) -> int:
         """How many labels G and D are conditioned on: the clusters, the dataset's classes, or 0 (unconditional)."""
         return self.clusters or (dataset_classes if self.conditional else 0)
@@ -388,6 +409,16 @@ class LossConfig(_Strict):
             "Top-k training (Sinha et al. 2020): the generator's adversarial loss uses only this fraction of each "
             "fake batch, the samples D rates most real; annealed linearly from the whole batch at step 0 to this "
             "fraction at mid-run. 1 turns it off."
+        ),
+    )
+    ortho_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "BigGAN's orthogonal regularization of G (Brock et al. 2019): β Σ ||WᵀW ⊙ (1 - I)||²_F over the weights "
+            "W of G's convolutions and linear layers (each as a matrix of filters), added to G's loss; it pushes "
+            "filters apart without fixing their norms, which makes G amenable to the truncation trick. biggan runs "
+            "take 1e-4, the paper's β; mlp, dcgan and resnet runs may set it too. 0 turns it off."
         ),
     )
 
@@ -723,6 +754,17 @@ class RunConfig(_Strict):
             )
         if self.train.progressive is not None:
             self._check_progressive(self.train.progressive, kind)
+        if arch == "biggan":
+            self._check_biggan()
+        else:
+            for name in ("shared_dim", "attention_resolution"):
+                if getattr(self.model, name) != ModelConfig.model_fields[name].default:
+                    raise ValueError(f"model.{name}: only the biggan architecture has it, not {arch}")
+        if self.loss.ortho_weight > 0 and arch not in ("mlp", "dcgan", "resnet", "biggan"):
+            raise ValueError(
+                f"loss.ortho_weight: orthogonal regularization is applied in the G step of mlp, dcgan, resnet and "
+                f"biggan runs, not {arch}'s; set it to 0"
+            )
         if arch == "stylegan2":
             self._check_stylegan2()
         else:
@@ -738,8 +780,10 @@ class RunConfig(_Strict):
                 for name in names:
                     if getattr(values, name) != type(values).model_fields[name].default:
                         raise ValueError(f"{section}.{name}: only the srgan architecture has it, not {arch}")
-        if self.train.augment == "ada" and arch not in ("dcgan", "resnet", "stylegan2"):
-            raise ValueError(f"train.augment: ada augments images for dcgan, resnet and stylegan2 runs, not {arch}")
+        if self.train.augment == "ada" and arch not in ("dcgan", "resnet", "biggan", "stylegan2"):
+            raise ValueError(
+                f"train.augment: ada augments images for dcgan, resnet, biggan and stylegan2 runs, not {arch}"
+            )
         if self.train.augment == "ada" and self.train.diffaugment.strip():
             raise ValueError("train.augment: ada and DiffAugment (train.diffaugment) both augment D's inputs; pick one")
         if self.train.augment != "ada" and self.train.ada_target != TrainConfig.model_fields["ada_target"].default:
@@ -791,6 +835,36 @@ class RunConfig(_Strict):
         if policies and kind == "points":
             raise ValueError("train.diffaugment: DiffAugment works on images, not on 2-D point data")
         return self
+
+    def _check_biggan(self) -> None:
+        """What a biggan run needs: a self-attention side both networks have, a z long enough to split into one
+        chunk per block and the input's, class labels (or none) rather than clusters, and its own G and D design
+        (conditional BatchNorm from the shared embedding in G, spectral norm and projection in D)."""
+        m, loss = self.model, self.loss
+        sides = [2**k for k in range(3, m.image_size.bit_length() - 1)]  # 8 px up to half the image
+        if m.attention_resolution is not None and m.attention_resolution not in sides:
+            raise ValueError(
+                f"model.attention_resolution: at {m.image_size} px biggan has self-attention at "
+                f"{', '.join(map(str, sides))} px or none (null), not {m.attention_resolution}"
+            )
+        chunks = m.image_size.bit_length() - 3  # the input's chunk and one per up-block from 4 px
+        if m.z_dim < chunks:
+            raise ValueError(
+                f"model.z_dim: biggan splits z into {chunks} chunks at {m.image_size} px (the input's and one per "
+                f"block), so it needs at least {chunks}, not {m.z_dim}"
+            )
+        refused = [
+            ("loss.kind", loss.kind == "wgan", "biggan constrains D by spectral norm, not weight clipping; use hinge"),
+            ("model.spectral_norm", not m.spectral_norm, "biggan applies spectral norm to every layer of G and D"),
+            ("model.clusters", m.clusters > 0, "biggan conditions on class labels (conditional); set clusters to 0"),
+            ("model.g_conditioning", m.g_conditioning != "cbn", "biggan's G conditions through its BatchNorms"),
+            ("model.d_conditioning", m.d_conditioning != "projection", "the biggan discriminator uses projection"),
+            ("model.minibatch_std", m.minibatch_std, "the biggan discriminator has no minibatch-std feature"),
+            ("model.pack", m.pack > 1, "the biggan discriminator judges single samples; set pack to 1"),
+        ]
+        for field_path, bad, reason in refused:
+            if bad:
+                raise ValueError(f"{field_path}: {reason}")
 
     def _check_stylegan2(self) -> None:
         """What a stylegan2 run needs: its own loss (nonsaturating logistic with lazy R1 and path-length
@@ -1187,6 +1261,15 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
+# biggan: the paper's hinge loss, Adam with betas 0 and 0.999 at 1e-4 for G and 4e-4 for D, orthogonal
+# regularization of G at 1e-4 and spectral norm in both networks, without cluster conditioning (it conditions on
+# class labels); one D step per G step instead of the paper's two, and width 16 (64 channels at 32 px) for a CPU.
+BIGGAN_RECIPE: dict[str, Any] = {
+    "model": {"width": 16, "spectral_norm": True, "minibatch_std": False, "clusters": 0, "cluster_channels": False},
+    "loss": {"kind": "hinge", "ortho_weight": 1e-4},
+    "train": {"lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.999},
+}
+
 # What an architecture brings beneath the preset and the user's fields when it is chosen over a dataset's default.
 # stylegan2: the paper's Adam (lr 0.0025, betas 0 and 0.99) and G smoothing (EMA half-life of 10k images), its
 # discriminator's own minibatch std and no spectral norm, and no cluster conditioning (its mapping network takes
@@ -1194,6 +1277,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 # 64 took 2 s. Set width 32 at 1024 px for the paper's config F.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "srgan": SRGAN_RECIPE,
+    "biggan": BIGGAN_RECIPE,
     "stylegan2": {
         "model": {
             "width": 16,

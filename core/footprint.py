@@ -1,11 +1,11 @@
 """How much a run's networks weigh, counted from its config alone, without torch: the API checks a config's disk
 budget before anything is queued, and it loads no torch (a torch import costs it seconds and some 150 MB).
 
-The counts follow the builders in core/networks.py, core/networks_stylegan2.py, core/networks_translation.py and
-core/families/ctgan.py layer by layer: weights, biases, normalisation parameters and buffers (what a state dict
-holds), leaving out the spectral-norm power-iteration vectors. tests/core/test_footprint.py builds the networks
-and compares. A ctgan's encoded row width depends on its data (a numeric column takes one value and up to ten
-mode indicators): it is estimated from the number of columns.
+The counts follow the builders in core/networks.py, core/networks_biggan.py, core/networks_stylegan2.py,
+core/networks_translation.py and core/families/ctgan.py layer by layer: weights, biases, normalisation parameters
+and buffers (what a state dict holds), leaving out the spectral-norm power-iteration vectors.
+tests/core/test_footprint.py builds the networks and compares. A ctgan's encoded row width depends on its data (a
+numeric column takes one value and up to ten mode indicators): it is estimated from the number of columns.
 """
 
 from __future__ import annotations
@@ -210,6 +210,49 @@ def _srgan(cfg: RunConfig, channels: int) -> tuple[int, int]:
     return g, d + _linear(8 * m.width * side * side, 16 * m.width) + _linear(16 * m.width, 1)
 
 
+def _biggan_plan(image_size: int, width: int) -> tuple[list[int], list[int], list[bool]]:
+    """core.networks_biggan.plan: G's channels from 4 px up, D's after each block, and which D blocks pool."""
+    w = width
+    if image_size == 32:
+        return [4 * w] * 4, [4 * w] * 4, [True, True, False, False]
+    if image_size == 64:
+        return [16 * w, 16 * w, 8 * w, 4 * w, 2 * w], [w, 2 * w, 4 * w, 8 * w, 16 * w], [True] * 4 + [False]
+    return [16 * w, 16 * w, 8 * w, 4 * w, 2 * w, w], [w, 2 * w, 4 * w, 8 * w, 16 * w, 16 * w], [True] * 5 + [False]
+
+
+def _attention(c: int) -> int:
+    """core.networks_biggan.SelfAttention: query, key, value and output 1x1 convolutions without bias, and gamma."""
+    k, v = max(c // 8, 1), max(c // 2, 1)
+    return 2 * c * k + 2 * c * v + 1
+
+
+def _biggan(cfg: RunConfig, channels: int, classes: int) -> tuple[int, int]:
+    m = cfg.model
+    g_plan, _, _ = _biggan_plan(m.image_size, m.g_width or m.width)
+    _, d_plan, downs = _biggan_plan(m.image_size, m.width)
+    blocks = len(g_plan) - 1
+    chunk = m.z_dim // (blocks + 1)
+    cond = chunk + (m.shared_dim if classes else 0)
+
+    def cbn(f: int) -> int:  # BatchNorm's running statistics and counter, and the gain and bias maps from cond
+        return 2 * f + 1 + 2 * cond * f
+
+    g = classes * m.shared_dim + _linear(m.z_dim - blocks * chunk, 16 * g_plan[0])
+    for i, (a, b) in enumerate(itertools.pairwise(g_plan)):
+        g += cbn(a) + _conv(a, b, 3) + cbn(b) + _conv(b, b, 3) + _conv(a, b, 1)
+        g += _attention(b) if 8 * 2**i == m.attention_resolution else 0
+    g += _bn(g_plan[-1]) + _conv(g_plan[-1], channels, 3)
+
+    d, cin, side, attended = 0, channels, m.image_size, False
+    for cout, down in zip(d_plan, downs, strict=True):
+        d += _conv(cin, cout, 3) + _conv(cout, cout, 3) + (_conv(cin, cout, 1) if cin != cout or down else 0)
+        side //= 2 if down else 1
+        if side == m.attention_resolution and not attended:
+            d, attended = d + _attention(cout), True
+        cin = cout
+    return g, d + _linear(cin, 1) + classes * cin
+
+
 def _ctgan(cfg: RunConfig, columns: int) -> tuple[int, int]:
     m = cfg.model
     data = cond = TABLE_COLUMN_WIDTH * columns
@@ -237,6 +280,8 @@ def network_sizes(cfg: RunConfig, *, channels: int, num_classes: int, columns: i
         return _dcgan_g(cfg, channels, classes, groups), _dcgan_d(cfg, channels, classes, groups)
     if m.arch == "resnet":
         return _resnet_g(cfg, channels, classes, groups), _resnet_d(cfg, channels, classes, groups)
+    if m.arch == "biggan":
+        return _biggan(cfg, channels, num_classes if m.conditional else 0)
     if m.arch == "stylegan2":
         labels = num_classes if m.conditional else 0
         return _stylegan2_g(cfg, channels, labels), _stylegan2_d(cfg, channels, labels)

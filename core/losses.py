@@ -14,7 +14,8 @@ Regularisers and tricks: R1 on real data (Mescheder et al. 2018), one-sided labe
 DiffAugment applied to every input of D (Zhao et al. 2020), and top-k training (Sinha et al. 2020: G's adversarial
 loss over only the fakes D rates most real, so the worst samples stop pulling G between modes; `top_k` anneals how
 many). Mode seeking (Mao et al. 2019, MSGAN): fakes i and B/2 + i share a label (`paired`) and G's loss adds the
-inverse of `mode_seeking_ratio`, so that different latents give different samples.
+inverse of `mode_seeking_ratio`, so that different latents give different samples. BigGAN's orthogonal
+regularization of G (`orthogonal_penalty`, Brock et al. 2019) is added to G's loss in the G step.
 """
 
 from __future__ import annotations
@@ -193,3 +194,21 @@ def mode_seeking_ratio(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return torch.ones((), device=fake.device)
     d_image = (fake[:half].float() - fake[half : 2 * half].float()).abs().mean()
     return d_image / (z[:half] - z[half : 2 * half]).abs().mean()
+
+
+def orthogonal_penalty(module: nn.Module) -> torch.Tensor:
+    """BigGAN's orthogonal regularization without its weight β, in fp32: Σ ||W Wᵀ ⊙ (1 - I)||²_F over the weights
+    of the module's convolutions and linear layers (under spectral norm, the weight before normalisation), each W
+    as a matrix (out, in · k · k) of its filters. It penalises the inner products between different filters and
+    leaves their norms free, the relaxation of ||WᵀW - I||² that Brock et al. found to keep G amenable to the
+    truncation trick. Embeddings and normalisation parameters are left out. (Their code adds the gradient
+    2β (W Wᵀ ⊙ (1 - I)) W directly, half this penalty's gradient.)"""
+    total = torch.zeros((), device=next(module.parameters()).device)
+    for layer in module.modules():
+        if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            continue
+        parametrized = hasattr(layer, "parametrizations")
+        w = (layer.parametrizations.weight.original if parametrized else layer.weight).float().flatten(1)  # (O, I)
+        gram = w @ w.T  # (O, O): the filters' inner products
+        total = total + (gram - torch.diag_embed(torch.diagonal(gram))).square().sum()
+    return total

@@ -5,6 +5,7 @@
   ending in Tanh; Conv2d/BatchNorm/LeakyReLU(0.2) discriminator without BatchNorm on its first layer), for 16, 32,
   64 and 128 px and any channel count.
 - `resnet`: the SNGAN residual networks (Miyato et al. 2018) for 32 and 64 px.
+- `biggan`: BigGAN (Brock et al. 2019) for 32, 64 and 128 px, in core/networks_biggan.py.
 
 With `model.clusters` (core.clusters) the labels are k-means cluster ids of the real images, and the generator
 picks a cluster from each latent itself when it is given none, at the clusters' real frequencies (its buffer
@@ -30,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
+from core import networks_biggan
 from core.clusters import clusters_of, group_digits
 from core.config import RunConfig
 
@@ -39,6 +41,8 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
     m = cfg.model
     classes, groups = m.label_classes(num_classes), m.label_groups(channels)
     width = m.g_width or m.width
+    if m.arch == "biggan":
+        return networks_biggan.build_generator(cfg, channels=channels, num_classes=num_classes)
     if m.arch == "mlp":
         return MLPGenerator(z_dim=m.z_dim, width=width, depth=m.depth)
     if m.arch == "dcgan":
@@ -67,6 +71,8 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Mo
 def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> nn.Module:
     """The discriminator that `cfg.model` describes. BatchNorm is left out under spectral norm and wgan-gp."""
     m = cfg.model
+    if m.arch == "biggan":
+        return networks_biggan.build_discriminator(cfg, channels=channels, num_classes=num_classes)
     classes = m.label_classes(num_classes)
     common: dict[str, Any] = {
         "width": m.width,

@@ -114,6 +114,7 @@ def family_of(arch: str) -> Family:
         "mlp": noise,
         "dcgan": noise,
         "resnet": noise,
+        "biggan": noise,
         "pix2pix": pix2pix,
         "cyclegan": cyclegan,
         "srgan": srgan,

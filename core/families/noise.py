@@ -27,7 +27,16 @@ from core.clusters import cluster_cdf, cluster_counts, cluster_images
 from core.config import RunConfig
 from core.datasets import Dataset
 from core.families import Step, StepStats, eval_mode, grad_norm
-from core.losses import Augment, Stats, discriminator_loss, generator_loss, mode_seeking_ratio, paired, top_k
+from core.losses import (
+    Augment,
+    Stats,
+    discriminator_loss,
+    generator_loss,
+    mode_seeking_ratio,
+    orthogonal_penalty,
+    paired,
+    top_k,
+)
 from core.networks import build_discriminator, build_generator
 
 EventFn = Callable[[str, dict[str, Any]], None]
@@ -147,6 +156,10 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         ratio = mode_seeking_ratio(fake, z)
         stats_g = stats_g | {"mode_seeking_ratio": ratio.detach()}
         loss_g = loss_g + cfg.loss.mode_seeking / (ratio + 1e-5)
+    if cfg.loss.ortho_weight > 0:  # BigGAN's orthogonal regularization of G's filters
+        ortho = orthogonal_penalty(m.G)
+        stats_g = stats_g | {"ortho": ortho.detach()}
+        loss_g = loss_g + cfg.loss.ortho_weight * ortho
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     grad_norm_g = grad_norm(m.G) if at.want_stats else None
