@@ -6,13 +6,19 @@
 `sample_fn(n)` gives the B→A translations of the first n held-out B images and their labels; when it also has
 `cycles(n)` (core.families.cyclegan.Translations), that gives both directions and both cycles
 (`{"a", "ab", "aba", "b", "ba", "bab"}`), and the evaluator adds `cycle_error_a` and `cycle_error_b` (mean
-|A→B→A - A| and |B→A→B - B|, in the [-1, 1] pixel scale) and, on digits, `fd_digits_b`.
+|A→B→A - A| and |B→A→B - B|, in the [-1, 1] pixel scale) and, on digits, `fd_digits_b` and `label_preservation_b`.
+Each direction takes up to n held-out images of its source domain (digits-printed holds out 360 handwritten and
+500 printed digits).
 
 On digits-printed, with the digits classifier: `label_preservation` (the share of B→A translations the classifier
 reads as their source image's label), `fd_digits` (the Fréchet distance of the B→A translations' classifier
 features to those of domain A's training images) and `fd_digits_b` (A→B translations to domain B's training
-images, on the same features), with `n_fake`. Primary: `label_preservation` (max); without the classifier,
-`cycle_error_a` (min). `floor`: the held-out real images of each domain (their labels, and real against real).
+images, on the same features), with `n_fake`. The classifier learnt handwritten digits and reads printed ones
+poorly (about 1 in 5), so `label_preservation_b`, the A→B direction's, reads the A→B translations with a linear
+read-out of the classifier's features fitted to domain B's training images and labels (multinomial logistic
+regression, deterministic): it reads held-out printed digits at about 0.99 and handwritten ones at about 0.6.
+Primary: `label_preservation` (max); without the classifier, `cycle_error_a` (min). `floor`: the held-out real
+images of each domain (their labels, and real against real).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from core.metrics import classifier as clf
 from core.metrics.distances import fid
@@ -34,27 +42,35 @@ class UnpairedEvaluator:
 
     def __init__(self, dataset: Any, n_samples: int = 500, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        self.n_samples = min(n_samples, int(dataset.held_a.shape[0]), int(dataset.held_b.shape[0]))
-        self.labels_b = dataset.held_b_labels
+        self.n_samples = min(n_samples, max(int(dataset.held_a.shape[0]), int(dataset.held_b.shape[0])))
+        self.labels_a, self.labels_b = dataset.held_a_labels, dataset.held_b_labels
         self.skipped: dict[str, str] = {}
         self.floor: dict[str, float] = {"cycle_error_a": 0.0, "cycle_error_b": 0.0}
         self.classifier: clf.DigitsClassifier | None = None
+        self.printed: LogisticRegression | None = None  # reads printed digits from the classifier's features
         self.ref: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}  # domain -> (sum, outer-product sum, N)
         if not (dataset.name == "digits-printed" and dataset.channels == 1 and dataset.b_channels == 1):
             self.primary: tuple[str, str] = ("cycle_error_a", "min")
             reason = "the digits classifier reads only digits in both domains"
-            self.skipped = {"label_preservation": reason, "fd_digits": reason, "fd_digits_b": reason}
+            names = ("label_preservation", "label_preservation_b", "fd_digits", "fd_digits_b")
+            self.skipped = dict.fromkeys(names, reason)
             return
         self.primary = ("label_preservation", "max")
         self.classifier = clf.load_digits_classifier(device=self.device)
+        train_feats: dict[str, torch.Tensor] = {}
         for domain, train in (("a", dataset.store), ("b", dataset.other)):
-            total = self._features(train)[0].double()  # (N, 128)
+            train_feats[domain] = self._features(train)[0]  # (N, 128)
+            total = train_feats[domain].double()
             self.ref[domain] = (total.sum(0), total.T @ total, int(total.shape[0]))
+        self.printed = LogisticRegression(C=1.0, max_iter=2000)
+        self.printed.fit(train_feats["b"].numpy(), dataset.other_labels.cpu().numpy())
         held_a, preds = self._features(dataset.held_a)
+        held_b = self._features(dataset.held_b)[0]
         self.floor |= {
             "label_preservation": float((preds == dataset.held_a_labels.cpu()).double().mean()),
+            "label_preservation_b": self._printed_share(held_b, dataset.held_b_labels),
             "fd_digits": fid(*self.ref["a"], held_a),
-            "fd_digits_b": fid(*self.ref["b"], self._features(dataset.held_b)[0]),
+            "fd_digits_b": fid(*self.ref["b"], held_b),
         }
 
     @torch.no_grad()
@@ -67,6 +83,13 @@ class UnpairedEvaluator:
             feats.append(f.float().cpu())
             preds.append(logits.argmax(1).cpu())
         return torch.cat(feats), torch.cat(preds)
+
+    def _printed_share(self, feats: torch.Tensor, labels: torch.Tensor) -> float:
+        """The share of images, given by their classifier features (N, 128), that the printed read-out reads as
+        their labels (the first N of `labels`)."""
+        assert self.printed is not None
+        preds = self.printed.predict(feats.numpy())  # (N,)
+        return float(np.mean(preds == labels[: len(preds)].cpu().numpy()))
 
     def __call__(self, sample_fn: SampleFn) -> dict[str, float]:
         """Translate the held-out images with sample_fn and measure the translations."""
@@ -89,5 +112,7 @@ class UnpairedEvaluator:
         values["fd_digits"] = fid(*self.ref["a"], feats)
         values["label_preservation"] = float((preds == self.labels_b[: len(preds)].cpu()).double().mean())
         if "ab" in sets:
-            values["fd_digits_b"] = fid(*self.ref["b"], self._features(sets["ab"])[0])
+            feats_ab = self._features(sets["ab"])[0]
+            values["fd_digits_b"] = fid(*self.ref["b"], feats_ab)
+            values["label_preservation_b"] = self._printed_share(feats_ab, self.labels_a)
         return values

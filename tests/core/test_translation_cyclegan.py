@@ -115,12 +115,13 @@ def test_cyclegan_trains_a_few_steps_with_its_grid_and_halves_then_decays_its_ra
     )
     assert stats[1]["lr_g"] == pytest.approx(2e-4) and stats[4]["lr_g"] == pytest.approx(1e-4)  # done 0.75
     metrics = {(d["step"], d["name"]): d["value"] for kind, d in events if kind == "metric"}
-    for name in ("label_preservation", "fd_digits", "fd_digits_b", "cycle_error_a", "cycle_error_b"):
+    for name in ("label_preservation", "label_preservation_b", "fd_digits", "fd_digits_b", "cycle_error_a"):
         assert (2, name) in metrics and (4, name) in metrics, name
     assert metrics[(4, "n_fake")] == 64
     env = next(d for kind, d in events if kind == "environment")
     assert env["primary_metric"] == ["label_preservation", "max"] and env["metric_floor"]["label_preservation"] > 0.9
     assert env["metric_floor"]["fd_digits_b"] < metrics[(4, "fd_digits_b")]  # real printed digits against real
+    assert env["metric_floor"]["label_preservation_b"] > 0.9  # the printed read-out on held-out printed digits
     tensors = checkpoint_tensors(tmp_path, 4)
     assert {"pool.a", "pool.a.count", "pool.b", "pool.b.count"} <= tensors.keys()
     assert tensors["pool.a"].shape == (3, 1, 32, 32) and int(tensors["pool.b.count"][0]) == 3

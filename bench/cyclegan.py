@@ -1,0 +1,86 @@
+"""CycleGAN on digits-printed (A: handwritten digits, B: printed digits): train the dataset's default through
+core.train (with the run's own evaluations every `schedule.eval_every` steps), then evaluate its final generators
+on every held-out image of both domains with the evaluator the runs use (core/metrics/unpaired.py).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/cyclegan.py --seeds 0 1
+    OMP_NUM_THREADS=1 .venv/bin/python bench/cyclegan.py --seeds 0 --trace --config '{"train": {"steps": 6000}}'
+
+Reported per seed: `label_preservation` (the 500 held-out printed digits translated B→A and read by the shipped
+digits classifier as their source digit), `label_preservation_b` (the 360 held-out handwritten digits translated
+A→B and read by the printed read-out of the classifier's features), `fd_digits` (B→A translations against the
+handwritten training digits, classifier features) and its ratio to the floor (held-out handwritten digits against
+the same), `fd_digits_b` and its ratio likewise for A→B, the cycle errors, and the training's wall and CPU minutes
+(process time: this process's threads together, training and its periodic evaluations). The goals (issue 24):
+label_preservation >= 0.90 and fd_digits <= 3x its floor, within 20 CPU minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.checkpoint import read_generator_state
+from core.config import RunConfig
+from core.datasets import load_dataset
+from core.families import cyclegan
+from core.metrics.unpaired import UnpairedEvaluator
+from core.train import train
+from core.unpaired import UnpairedDataset
+
+TRACE = ("label_preservation", "label_preservation_b", "fd_digits", "fd_digits_b")
+REPORT = (*TRACE, "cycle_error_a", "cycle_error_b")
+HELD_OUT = 500  # every held-out image of each domain (360 handwritten, 500 printed)
+
+
+def measure(override: dict[str, Any], seed: int, trace: bool) -> dict[str, float]:
+    """Train one run on digits-printed; evaluate its final generators (their EMA copy when there is one) on the
+    held-out images of both domains."""
+    cfg = RunConfig.model_validate({"dataset": "digits-printed", "seed": seed, **override})
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if trace and kind == "metric" and data["name"] in TRACE:
+            print(f"  step {data['step']}: {data['name']} {data['value']:.3f}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = train(cfg, out_dir=Path(tmp), on_event=on_event)
+        wall, cpu = (time.perf_counter() - wall) / 60, (time.process_time() - cpu) / 60
+        assert result.status == "completed", result
+        ckpt = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))[-1]
+        state, meta = read_generator_state(ckpt, ema=True)
+    G = cyclegan.generator(cfg, json.loads(meta["data"]))
+    G.load_state_dict(state)
+    data = load_dataset("digits-printed", image_size=cfg.model.image_size)
+    assert isinstance(data, UnpairedDataset)
+    ev = UnpairedEvaluator(data, n_samples=HELD_OUT, device="cpu")
+    values = ev(cyclegan.Translations(G=G, data=data, device=torch.device("cpu"), autocast=nullcontext))
+    ratios = {f"{k}_x_floor": values[k] / ev.floor[k] for k in ("fd_digits", "fd_digits_b")}
+    floors = {f"floor_{k}": ev.floor[k] for k in TRACE}
+    return {k: values[k] for k in REPORT} | ratios | floors | {"wall_minutes": wall, "cpu_minutes": cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--config", default="{}", help="JSON fields over the digits-printed defaults")
+    parser.add_argument("--trace", action="store_true", help="print the run's own evaluations as it trains")
+    args = parser.parse_args()
+    override = json.loads(args.config)
+    print(f"torch threads: {torch.get_num_threads()}; config over the defaults: {override}", flush=True)
+    for seed in args.seeds:
+        result = measure(override, seed, args.trace)
+        print(json.dumps({"seed": seed, **{k: round(v, 4) for k, v in result.items()}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
