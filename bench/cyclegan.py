@@ -42,9 +42,9 @@ REPORT = (*TRACE, "cycle_error_a", "cycle_error_b")
 HELD_OUT = 500  # every held-out image of each domain (360 handwritten, 500 printed)
 
 
-def measure(override: dict[str, Any], seed: int, trace: bool) -> dict[str, float]:
+def measure(override: dict[str, Any], seed: int, trace: bool, keep: Path | None) -> dict[str, float]:
     """Train one run on digits-printed; evaluate its final generators (their EMA copy when there is one) on the
-    held-out images of both domains."""
+    held-out images of both domains. `keep`: a folder to leave the run's folder in (grids, checkpoints)."""
     cfg = RunConfig.model_validate({"dataset": "digits-printed", "seed": seed, **override})
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
@@ -52,11 +52,12 @@ def measure(override: dict[str, Any], seed: int, trace: bool) -> dict[str, float
             print(f"  step {data['step']}: {data['name']} {data['value']:.3f}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
+        out_dir = keep / f"seed{seed}" if keep is not None else Path(tmp)
         wall, cpu = time.perf_counter(), time.process_time()
-        result = train(cfg, out_dir=Path(tmp), on_event=on_event)
+        result = train(cfg, out_dir=out_dir, on_event=on_event)
         wall, cpu = (time.perf_counter() - wall) / 60, (time.process_time() - cpu) / 60
         assert result.status == "completed", result
-        ckpt = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))[-1]
+        ckpt = sorted((out_dir / "checkpoints").glob("*.safetensors"))[-1]
         state, meta = read_generator_state(ckpt, ema=True)
     G = cyclegan.generator(cfg, json.loads(meta["data"]))
     G.load_state_dict(state)
@@ -74,11 +75,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--config", default="{}", help="JSON fields over the digits-printed defaults")
     parser.add_argument("--trace", action="store_true", help="print the run's own evaluations as it trains")
+    parser.add_argument("--keep", type=Path, help="leave each seed's run folder (grids, checkpoints) in this folder")
     args = parser.parse_args()
     override = json.loads(args.config)
     print(f"torch threads: {torch.get_num_threads()}; config over the defaults: {override}", flush=True)
     for seed in args.seeds:
-        result = measure(override, seed, args.trace)
+        result = measure(override, seed, args.trace, args.keep)
         print(json.dumps({"seed": seed, **{k: round(v, 4) for k, v in result.items()}}), flush=True)
 
 
