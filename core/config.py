@@ -847,7 +847,7 @@ class RunConfig(_Strict):
                 f"model.attention_resolution: at {m.image_size} px biggan has self-attention at "
                 f"{', '.join(map(str, sides))} px or none (null), not {m.attention_resolution}"
             )
-        chunks = m.image_size.bit_length() - 3  # the input's chunk and one per up-block from 4 px
+        chunks = m.image_size.bit_length() - 2  # the input's chunk and one per up-block from 4 px
         if m.z_dim < chunks:
             raise ValueError(
                 f"model.z_dim: biggan splits z into {chunks} chunks at {m.image_size} px (the input's and one per "
