@@ -71,19 +71,29 @@ def truncated_scores(checkpoint: Path, psi: float, *, samples: int, seed: int) -
     return {k: float(v) for k, v in evaluator(sample).items() if k in REPORTED}
 
 
-def measure(arch: str, override: dict[str, Any], seed: int, truncations: list[float]) -> dict[str, Any]:
-    """Train one conditional digits run of `arch` and return its last evaluation and its CPU minutes."""
+def measure(
+    arch: str, override: dict[str, Any], seed: int, truncations: list[float], eval_every: int | None
+) -> dict[str, Any]:
+    """Train one conditional digits run of `arch` and return its last evaluation and its CPU minutes; with
+    `eval_every`, also print each earlier evaluation as it comes (to stderr), so that a stopped run still says
+    something."""
     body: dict[str, Any] = {"dataset": "digits", "seed": seed, "model": {"arch": arch, "conditional": True}}
     _merge(body, override)
     steps = RunConfig.model_validate(body).train.steps
-    _merge(body, {"schedule": {"eval_every": steps, "sample_every": steps, "checkpoint_every": steps}})
+    _merge(body, {"schedule": {"eval_every": eval_every or steps, "sample_every": steps, "checkpoint_every": steps}})
     cfg = RunConfig.model_validate(body)
     g_values, d_values = footprint.network_sizes(cfg, channels=1, num_classes=10)
-    scores: dict[str, float] = {}
+    curve: dict[int, dict[str, float]] = {}
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
-        if kind == "metric" and data["name"] in REPORTED and int(data["step"]) == steps:
-            scores[data["name"]] = float(data["value"])
+        if kind == "metric" and data["name"] in REPORTED:
+            at = curve.setdefault(int(data["step"]), {})
+            at[data["name"]] = round(float(data["value"]), 4)
+            if len(at) == len(REPORTED):
+                print(
+                    f"{arch} seed {seed} step {data['step']}: {at}, {_cpu_minutes() - start:.2f} CPU min",
+                    file=sys.stderr,
+                )
 
     with tempfile.TemporaryDirectory() as tmp:
         start = _cpu_minutes()
@@ -104,8 +114,9 @@ def measure(arch: str, override: dict[str, Any], seed: int, truncations: list[fl
         "params_d": d_values,
         "cpu_minutes": round(trained, 2),
         "cpu_minutes_truncation": round(_cpu_minutes() - start - trained, 2),
-        **scores,
+        **curve.get(steps, {}),
         "truncated": truncated,
+        "curve": curve,
     }
 
 
@@ -116,13 +127,14 @@ def main() -> None:
     parser.add_argument("--only", choices=ARCHS, default=None, help="train one of the two architectures")
     parser.add_argument("--config", default="{}", help="JSON layered over both configurations")
     parser.add_argument("--truncation", type=float, nargs="*", default=[0.5], help="ψ values to evaluate at")
+    parser.add_argument("--eval-every", type=int, default=None, help="also evaluate every this many steps")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: the machine is shared)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     override = json.loads(args.config)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for arch in [args.only] if args.only else ARCHS:
-            print(json.dumps(measure(arch, override, seed, args.truncation)), flush=True)
+            print(json.dumps(measure(arch, override, seed, args.truncation, args.eval_every)), flush=True)
 
 
 if __name__ == "__main__":
