@@ -728,7 +728,7 @@ async function csvPreview(url, limit = 10) {
 
 const LAUNCH_FIELDS = [
   ["Run", [["name", "text", "Name"], ["seed", "number", "Seed"], ["preset", "select", "Preset", ["", "dcgan", "wgan-gp", "sngan-hinge"]]]],
-  ["Model", [["model.arch", "select", "Architecture", ["mlp", "dcgan", "resnet", "stylegan2", "pix2pix", "cyclegan", "ctgan"]], ["model.image_size", "number", "Image size (px)"],
+  ["Model", [["model.arch", "select", "Architecture", ["mlp", "dcgan", "resnet", "biggan", "stylegan2", "pix2pix", "cyclegan", "ctgan"]], ["model.image_size", "number", "Image size (px)"],
     ["model.z_dim", "number", "Latent size (z_dim)"], ["model.width", "number", "Width"], ["model.depth", "number", "Layers (depth)"],
     ["model.pack", "number", "Pack (rows judged together)"], ["model.conditional", "checkbox", "Conditional"]]],
   ["Loss", [["loss.kind", "select", "Objective", ["minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp", "hinge"]]]],
