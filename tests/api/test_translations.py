@@ -1,6 +1,6 @@
 """Translation jobs through the real API and worker: a tiny pix2pix run translates an uploaded ZIP (named as the
-inputs, resized to the run's size, the same bytes twice) and an .npz, through HTTP, the client and the CLI;
-refusals say why."""
+inputs, resized to the run's size, the same bytes twice) and an .npz, through HTTP, the client and the CLI; a
+tiny cyclegan run translates B to A (printed into handwritten digits) as deterministically; refusals say why."""
 
 from __future__ import annotations
 
@@ -126,3 +126,32 @@ def test_the_client_and_the_cli_translate(pix2pix: tuple[httpx.Client, str], tmp
         assert sorted(archive.namelist()) == ["b.png", "c.png", "sketches/a.png"]
     result = CliRunner().invoke(app, ["translate", run_id, str(images), "--direction", "BtoA"], env=env)
     assert result.exit_code == 1 and "only cyclegan runs also go BtoA" in result.stderr
+
+
+CYCLEGAN = {
+    "dataset": "digits-printed",
+    "model": {"arch": "cyclegan", "width": 4, "res_blocks": 1},
+    "train": {"steps": 2, "batch_size": 4, "pool_size": 2},
+    "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 0},
+}
+
+
+def test_a_cyclegan_run_translates_printed_digits_into_handwritten_ones(postgres_service: Service) -> None:
+    with postgres_service.client(postgres_service.new_user_token("translate-cyclegan")) as client:
+        _, run = post_and_finish(client, CYCLEGAN)
+        first = finished(client, post(client, run["id"], zips.build_zip(INPUTS), direction="BtoA"))
+        assert first["request"]["direction"] == "BtoA" and first["request"]["checkpoint_step"] == 2
+        result = client.get(f"/translations/{first['id']}/result")
+        assert result.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(result.content)) as archive:
+            assert sorted(archive.namelist()) == ["b.png", "c.png", "sketches/a.png"]
+            for name in archive.namelist():
+                with Image.open(io.BytesIO(archive.read(name))) as image:
+                    assert (image.format, image.size, image.mode) == ("PNG", (32, 32), "L")
+        assert client.get(f"/translations/{first['id']}/pairs.png").content.startswith(b"\x89PNG")
+
+        # Deterministic: the same input gives the same bytes; the other direction is another generator.
+        again = finished(client, post(client, run["id"], zips.build_zip(INPUTS), direction="BtoA"))
+        assert client.get(f"/translations/{again['id']}/result").content == result.content
+        other = finished(client, post(client, run["id"], zips.build_zip(INPUTS), direction="AtoB"))
+        assert client.get(f"/translations/{other['id']}/result").content != result.content
