@@ -142,8 +142,8 @@ SR_MIN_INPUT = 8
 # The fields only srgan reads, by section: any other architecture refuses them set, and drops them as defaults.
 SR_ONLY_FIELDS = {
     "model": ("scale", "bicubic_skip"),
-    "loss": ("content", "feature_net", "feature_weight"),
-    "train": ("pretrain_steps",),
+    "loss": ("content", "feature_net", "feature_weight", "gradient_weight"),
+    "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips"),
 }
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
 ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
@@ -401,6 +401,15 @@ class LossConfig(_Strict):
             "super-resolved and the high-resolution image) in the generator's loss after pretraining."
         ),
     )
+    gradient_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "srgan: weight of the gradient loss in the generator's loss, in both phases: the mean absolute "
+            "difference of the Sobel derivatives (d/dx, d/dy of every channel) of the super-resolved and the "
+            "high-resolution image. A pixel-aligned term that asks for edges as steep as the real ones. 0 = off."
+        ),
+    )
     top_k: float = Field(
         1.0,
         gt=0,
@@ -488,6 +497,25 @@ class TrainConfig(_Strict):
             "srgan: the first this many of train.steps train the generator on the pixel content loss alone (the "
             "SRResNet that Ledig et al. initialise SRGAN from); the discriminator, the feature and the adversarial "
             "terms start after them."
+        ),
+    )
+    phase_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description=(
+            "srgan: cosine lowers G's and D's learning rates along half a cosine to 0 within each phase (the "
+            "pretraining, then the adversarial phase), starting again at the phase boundary; on top of "
+            "train.lr_schedule."
+        ),
+    )
+    lr_g_adversarial: float | None = Field(
+        None, gt=0, le=1, description="srgan: G's learning rate in the adversarial phase; unset = train.lr_g."
+    )
+    flips: bool = Field(
+        False,
+        description=(
+            "srgan: mirror each high-resolution training image left-right, top-bottom and across its diagonal, each "
+            "with probability 1/2 (one of the square's eight symmetries, as EDSR augments), before its "
+            "low-resolution input is made."
         ),
     )
     progressive: ProgressiveConfig | None = Field(

@@ -59,13 +59,18 @@ class PairedDataset(Dataset):
         return super().info() | {"pairing": "paired", "source_channels": self.source_channels}
 
 
-def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """The Sobel gradient magnitude of every channel of images (N, C, H, W), with replicated borders: (N, C, H, W)."""
+def sobel_gradients(x: torch.Tensor) -> torch.Tensor:
+    """The Sobel derivatives d/dx and d/dy of every channel of images (N, C, H, W), with replicated borders:
+    (N, C, 2, H, W)."""
     n, c, h, w = x.shape
     kernels = torch.stack([SOBEL_X, SOBEL_X.T]).unsqueeze(1).to(x.device, x.dtype)  # (2, 1, 3, 3)
     padded = F.pad(x.reshape(n * c, 1, h, w), (1, 1, 1, 1), mode="replicate")  # (N·C, 1, H + 2, W + 2)
-    grad = F.conv2d(padded, kernels)  # (N·C, 2, H, W): d/dx, d/dy
-    return grad.square().sum(1).sqrt().reshape(n, c, h, w)
+    return F.conv2d(padded, kernels).reshape(n, c, 2, h, w)
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """The Sobel gradient magnitude of every channel of images (N, C, H, W), with replicated borders: (N, C, H, W)."""
+    return sobel_gradients(x).square().sum(2).sqrt()
 
 
 def edge_map(images: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,12 @@ G's loss: the pixel content loss (`loss.content`: mse, or l1) to the high-resolu
 `loss.feature_weight` times the feature loss, the mean squared difference of the feature maps of the
 super-resolved and the high-resolution image in `loss.feature_net` (the discriminator's eight convolutional
 blocks, averaged; the shipped digits classifier's second block; or VGG-19's phi_5,4 from a weights file), and
-`loss.adversarial_weight` (1e-3) times the adversarial term (`loss.kind`, through core.losses). The phase follows
-from the step number alone, so a resumed run continues in the phase it stopped in.
+`loss.adversarial_weight` (1e-3) times the adversarial term (`loss.kind`, through core.losses). In both phases
+`loss.gradient_weight` adds the gradient loss (the mean absolute difference of the Sobel derivatives of the
+super-resolved and the high-resolution image). The phase follows from the step number alone, so a resumed run
+continues in the phase it stopped in; so do the phase's learning rates (`train.phase_schedule`: cosine within each
+phase; `train.lr_g_adversarial`: G's rate after pretraining). `train.flips` mirrors each high-resolution image at
+random (the global random stream, which checkpoints keep) before its input is made.
 
 The loop draws the high-resolution batch in its data order (`Step.next_batch`); the family makes its
 low-resolution inputs with Pillow's bicubic downscaling (core.superres). The data are an SRDataset of any image
@@ -23,6 +27,7 @@ eval mode, G(x) maps (B, C, h, w) in [-1, 1] to (B, C, scale·h, scale·w) in [-
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +45,7 @@ from core.families import Step, StepStats, eval_mode, grad_norm
 from core.families.pix2pix import adversarial_scale
 from core.losses import discriminator_loss, generator_loss
 from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features, vgg19_weights_path
+from core.paired import sobel_gradients
 from core.superres import SRDataset, bicubic_upscale, downscale, sr_dataset
 
 EventFn = Callable[[str, dict[str, Any]], None]
@@ -134,6 +140,43 @@ def pixel_loss(cfg: RunConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tens
     return diff.square().mean() if cfg.loss.content == "mse" else diff.abs().mean()
 
 
+def gradient_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """The mean absolute difference of the Sobel derivatives of outputs and their high-resolution images, in fp32."""
+    return (sobel_gradients(sr.float()) - sobel_gradients(hr.float())).abs().mean()
+
+
+def random_symmetry(x: torch.Tensor) -> torch.Tensor:
+    """Square images (B, C, S, S), each mirrored left-right, top-bottom and across its diagonal with probability 1/2
+    apiece, by the global random stream (which checkpoints keep)."""
+    flips = torch.rand(3, x.shape[0], 1, 1, 1, device=x.device) < 0.5  # (3, B, 1, 1, 1)
+    x = torch.where(flips[0], x.flip(-1), x)
+    x = torch.where(flips[1], x.flip(-2), x)
+    return torch.where(flips[2], x.transpose(-1, -2), x)
+
+
+def phase_rate_scale(cfg: RunConfig, step: int) -> float:
+    """train.phase_schedule's factor on the learning rates at `step` (1-based): 1 (constant), or half a cosine from
+    1 to 0 over the step's phase (cosine)."""
+    if cfg.train.phase_schedule == "constant":
+        return 1.0
+    pretrain, total = min(cfg.train.pretrain_steps, cfg.train.steps), cfg.train.steps
+    start, length = (0, pretrain) if step <= pretrain else (pretrain, total - pretrain)
+    return 0.5 * (1.0 + math.cos(math.pi * (step - 1 - start) / max(1, length)))
+
+
+def set_phase_rates(m: Models, cfg: RunConfig, step: int, pretraining: bool) -> None:
+    """Scale the rates the loop set for this step by the phase schedule; in the adversarial phase G's rate starts
+    from train.lr_g_adversarial when set."""
+    scale = phase_rate_scale(cfg, step)
+    g_scale = scale
+    if not pretraining and cfg.train.lr_g_adversarial is not None:
+        g_scale *= cfg.train.lr_g_adversarial / cfg.train.lr_g
+    for opt, factor in ((m.opt_g, g_scale), (m.opt_d, scale)):
+        if factor != 1.0:
+            for group in opt.param_groups:
+                group["lr"] *= factor
+
+
 def feature_distance(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
     """The mean over layers of the mean squared difference of two lists of feature maps, in fp32."""
     terms = [F.mse_loss(f.float(), r.float()) for f, r in zip(fake, real, strict=True)]
@@ -145,14 +188,21 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     against super-resolved images, then a G update on the pixel, feature and adversarial terms. Returns
     `{"loss_d", "loss_g"}` (loss_d is 0 while D waits) and the step's stats."""
     _, hr, _ = at.next_batch()  # (B, C, S, S)
+    pretraining = at.step <= cfg.train.pretrain_steps
+    set_phase_rates(m, cfg, at.step, pretraining)
+    if cfg.train.flips:
+        hr = random_symmetry(hr).contiguous(memory_format=torch.channels_last)
     lr = downscale(hr, cfg.model.scale).contiguous(memory_format=torch.channels_last)  # (B, C, S/r, S/r)
     with at.autocast():
         sr = m.G(lr)  # (B, C, S, S)
     pixel = pixel_loss(cfg, sr, hr)
-    pretraining = at.step <= cfg.train.pretrain_steps
     stats: StepStats = {"loss_g_pixel": pixel.detach(), "pretraining": float(pretraining)}
+    if cfg.loss.gradient_weight > 0:
+        gradient = gradient_loss(sr, hr)
+        pixel = pixel + cfg.loss.gradient_weight * gradient
+        stats["loss_g_gradient"] = gradient.detach()
 
-    if pretraining:  # the SRResNet: the pixel loss alone, D untouched
+    if pretraining:  # the SRResNet: the pixel (and gradient) loss alone, D untouched
         loss_g, loss_d = pixel, torch.zeros((), device=at.device)
         m.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

@@ -141,6 +141,10 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param({"dataset": "digits", "model": {"scale": 2}}, "model.scale", id="scale-on-dcgan"),
         pytest.param({"dataset": "digits", "train": {"pretrain_steps": 5}}, "train.pretrain_steps", id="pretrain"),
         pytest.param({"dataset": "digits", "loss": {"content": "l1"}}, "loss.content", id="content-on-dcgan"),
+        pytest.param({"dataset": "digits", "loss": {"gradient_weight": 1}}, "loss.gradient_weight", id="gradient"),
+        pytest.param({"dataset": "digits", "train": {"flips": True}}, "train.flips", id="flips-on-dcgan"),
+        pytest.param({"dataset": "digits", "train": {"phase_schedule": "cosine"}}, "train.phase_schedule", id="phases"),
+        pytest.param({"dataset": "digits", "train": {"lr_g_adversarial": 1e-4}}, "train.lr_g_adversarial", id="adv-lr"),
     ],
 )
 def test_impossible_srgan_configs_name_their_field(body, field):
@@ -195,12 +199,19 @@ N, K = 6, 2
     [
         pytest.param({}, id="mse-discriminator-features"),
         pytest.param({"loss": {"content": "l1", "kind": "lsgan", "instance_noise": 0.1}}, id="l1-lsgan-noise"),
+        pytest.param(
+            {
+                "loss": {"content": "l1", "gradient_weight": 0.5},
+                "train": {"flips": True, "phase_schedule": "cosine", "lr_g_adversarial": 1e-4},
+            },
+            id="gradient-flips-cosine",
+        ),
     ],
 )
 def test_srgan_resumes_bit_for_bit_across_the_pretraining(tmp_path, over: dict):
     cfg = _cfg(
-        **over,
-        train={"steps": N, "pretrain_steps": 3},
+        **{k: v for k, v in over.items() if k != "train"},
+        train={"steps": N, "pretrain_steps": 3} | over.get("train", {}),
         schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64},
     )
     straight, _, rest = assert_resume_matches(tmp_path, cfg, N, K)  # stopped in the pretraining, resumed past it
@@ -240,3 +251,39 @@ def test_vgg19_features_need_the_weights_file(tmp_path, monkeypatch):
     net = networks_sr.VGG19Features()
     assert net(torch.zeros(1, 1, 32, 32)).shape == (1, 512, 2, 2)
     assert sorted({k.split(".")[1] for k in net.state_dict()}, key=int)[-1] == "34"  # conv5_4, torchvision's index
+
+
+def test_the_phase_schedule_falls_along_a_cosine_within_each_phase():
+    cfg = _cfg(train={"steps": 10, "pretrain_steps": 4, "phase_schedule": "cosine"})
+    scales = [srgan.phase_rate_scale(cfg, step) for step in range(1, 11)]
+    assert scales[0] == 1.0 and scales[4] == 1.0  # the first step of each phase at the full rate
+    assert scales[1] > scales[2] > scales[3] > 0 and scales[5] > scales[6] > scales[9] > 0
+    assert scales[2] == pytest.approx(0.5)
+    constant = _cfg(train={"steps": 10, "pretrain_steps": 4})
+    assert {srgan.phase_rate_scale(constant, step) for step in range(1, 11)} == {1.0}
+
+
+def test_the_gradient_loss_and_the_symmetries_of_a_batch():
+    hr = torch.rand(64, 3, 8, 8) * 2 - 1
+    assert srgan.gradient_loss(hr, hr) == 0
+    assert srgan.gradient_loss(hr.mean((2, 3), keepdim=True).expand_as(hr), hr) > 0  # a flat image has no edges
+    out = srgan.random_symmetry(hr)
+    symmetries = []
+    for x in (hr, hr.transpose(-1, -2)):  # the eight symmetries of the square, as the transpose is applied last
+        for flipped in (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2)):
+            symmetries.append(flipped)
+    matches = torch.stack([(out == s).flatten(1).all(1) for s in symmetries])  # (8, 64)
+    assert bool(matches.any(0).all())  # every image is one of its own symmetries
+    assert int(matches[0].sum()) < 64  # and not every image was left as it was
+
+
+def test_gradient_loss_and_an_adversarial_rate_show_in_the_stats(tmp_path):
+    cfg = _cfg(
+        loss={"gradient_weight": 0.5},
+        train={"steps": 4, "pretrain_steps": 2, "lr_g": 1e-3, "lr_g_adversarial": 1e-4, "flips": True},
+        schedule={"checkpoint_every": 100},
+    )
+    stats = {d["step"]: d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"}
+    assert stats[1]["loss_g_gradient"] > 0
+    assert stats[1]["loss_g"] == pytest.approx(stats[1]["loss_g_pixel"] + 0.5 * stats[1]["loss_g_gradient"])
+    assert stats[1]["lr_g"] == pytest.approx(1e-3) and stats[4]["lr_g"] == pytest.approx(1e-4)
