@@ -17,9 +17,11 @@ from store.settings import Settings, get_settings
 
 log = logging.getLogger("ganforge.queue")
 
-# Redis re-delivers a message not acknowledged within the visibility timeout. Training holds its message for
-# the whole run, so the timeout is long; a worker that dies is noticed sooner through its heartbeat in SQL,
-# and the reconciler hands the run on. It is set the same for the broker and any result backend.
+# Redis re-delivers a message not acknowledged within the visibility timeout. Jobs acknowledge theirs when they
+# end (minutes); a training run acknowledges its message when it starts (worker/tasks.py: train_run), since its
+# lease in SQL, not the message, says who trains it: a run of any length is never delivered twice, and a worker
+# that dies is noticed through its heartbeat and the reconciler sends the run again. Set the same for the
+# broker and any result backend.
 VISIBILITY_TIMEOUT = 6 * 3600
 # Kombu's Redis transport keeps one list per priority step; with the one step 0 a queue is exactly one Redis list
 # named as the queue, which the reconciler reads. Delivered, unacknowledged messages wait in the hash UNACKED_KEY.
@@ -48,6 +50,9 @@ def make_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=False,  # the reconciler, not a re-delivery loop, hands on a lost run
         worker_prefetch_multiplier=1,
+        # A busy worker reserves no next message: a training run acknowledged at its start would otherwise let the
+        # worker take the next one and hold it, unacknowledged, behind hours of training while other workers idle.
+        worker_disable_prefetch=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport,

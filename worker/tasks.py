@@ -265,7 +265,10 @@ def _release(*, run_id: str, worker: str, queue: str, epoch: int | None = None) 
         enqueue_run(run_id, queue)
 
 
-@app.task(name="ganforge.train_run", acks_late=True)
+# Acknowledged when a worker starts it, not when it ends: a run can outlast the broker's visibility timeout, and
+# its message must not come back to another worker while it trains. The lease in SQL holds the run; a worker
+# that dies stops its heartbeat, and the reconciler sends the run again (store/runs.py: find_lost_runs).
+@app.task(name="ganforge.train_run", acks_late=False)
 def train_run(run_id: str) -> None:
     """Train one run to its end. Idempotent: a run finished, canceled, gone or live elsewhere is left alone."""
     _stop_on_first_sigterm()

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
+import redis
 from celery import Celery
 
+from store.queue import UNACKED_KEY
 from tests.conftest import Service
 from tests.faults.conftest import checkpoint_steps, run_events, run_row, wait_until
 from tests.utils.runs import wait_for_status
@@ -108,6 +111,43 @@ def test_two_deliveries_of_one_run_train_it_once(faults: Service) -> None:
     assert _statuses(events) == ["queued", "running", "succeeded"]
     steps = _progress_steps(events)
     assert steps == sorted(steps)  # one trainer only: progress never goes back
+
+
+def test_a_training_worker_holds_no_message_while_it_trains(faults: Service) -> None:
+    """A run acknowledges its message when it starts, so however long it trains, the broker has nothing of it to
+    deliver again after the visibility timeout; and the busy worker reserves no next run, which waits in the
+    queue for the next free worker instead of behind the current run."""
+    broker = redis.Redis.from_url(faults.env["GANFORGE_BROKER_URL"])
+
+    def unacked(run_id: str) -> bool:
+        return any(run_id.encode() in message for message in broker.hvals(UNACKED_KEY))
+
+    def waiting(run_id: str) -> bool:
+        return any(run_id.encode() in message for message in broker.lrange("train", 0, -1))
+
+    try:
+        with faults.client() as client:
+            first = client.post("/runs", json=ENDLESS).json()
+            wait_until(lambda: checkpoint_steps(faults, first["id"]), what="a first checkpoint")
+            assert not unacked(first["id"])  # nothing the broker could restore after its visibility timeout
+
+            second = client.post("/runs", json=RING8).json()
+            time.sleep(2)  # the busy worker's consumer has had its chance to take the message
+            assert waiting(second["id"]) and not unacked(second["id"]) and not unacked(first["id"])
+            assert client.get(f"/runs/{second['id']}").json()["status"] == "queued"
+
+            faults.start_worker("train", name="train2")  # a free worker takes it at once
+            done = wait_for_status(client, second["id"], ("succeeded", "failed", "canceled"))
+            assert done["status"] == "succeeded", done["error"]
+            assert client.get(f"/runs/{first['id']}").json()["status"] == "running"
+            client.post(f"/runs/{first['id']}/cancel").raise_for_status()
+            assert wait_for_status(client, first["id"], ("canceled", "failed"))["status"] == "canceled"
+    finally:
+        broker.close()
+    assert run_row(faults, first["id"])["attempts"] == 1
+    (busy,) = [d["worker"] for k, d in run_events(faults, first["id"]) if k == "status" and d["status"] == "running"]
+    (free,) = [d["worker"] for k, d in run_events(faults, second["id"]) if k == "status" and d["status"] == "running"]
+    assert busy != free
 
 
 def test_cancel_a_queued_run_and_a_running_one(faults: Service) -> None:
