@@ -76,7 +76,7 @@ def test_ctgan_steps_follow_the_table_rows_unless_steps_are_chosen():
     assert train({"dataset": "tbl_0123abcd", "table": {"rows": 1000}}) == (600, None, 500)
     assert train({"dataset": "tbl_0123abcd", "table": {"rows": 10**7}}) == (10_000, None, 500)
     assert train({"dataset": "tbl_0123abcd", "train": {"steps": 7}, "table": {"rows": 1000}}) == (7, None, 500)
-    with pytest.raises(ValidationError, match="train.epochs: only ctgan counts passes over a table's rows"):
+    with pytest.raises(ValidationError, match=r"train\.epochs: only ctgan counts passes over a table.s rows"):
         RunConfig.model_validate({"dataset": "digits", "train": {"epochs": 3}})
 
 
@@ -191,3 +191,27 @@ def test_a_ctgan_step_trains_on_any_table_and_its_rows_decode(csv: bytes):
     fake = data.transformer.decode(rows.numpy())
     assert list(fake) == list(data.rows) and all(len(v) == 30 for v in fake.values())
     assert m.cond.width == (5 if b"colour" in csv else 0)  # colour: red, blue and missing; flag: yes and no
+
+
+def test_target_share_puts_that_share_of_training_conditions_and_every_sampled_row_on_the_target():
+    from core.families import ctgan
+
+    csv = b"colour,size,y\n" + b"".join(
+        f"{['red', 'blue', 'green'][i % 3]},{['s', 'm'][i % 2]},{'yes' if i % 5 == 0 else 'no'}\n".encode()
+        for i in range(100)
+    )
+    data = table_dataset("t", read_csv(csv), target="y")
+    cfg = RunConfig.model_validate(TINY | {"model": TINY["model"] | {"target_share": 0.5}})
+    torch.manual_seed(0)
+    m = ctgan.build(cfg, data, device=torch.device("cpu"), latest=None, emit=lambda kind, d: None)
+    target = m.cond.target
+    assert target is not None and data.columns[m.cond.spans[target].column].name == "y"
+    _, col, _ = m.cond.draw(20_000, log_freq=True)
+    assert (col == target).float().mean().item() == pytest.approx(0.5 + 0.5 / 3, abs=0.02)
+    _, col, cat = m.cond.draw(20_000, log_freq=False)
+    assert bool((col == target).all())  # sampled rows follow the target's frequency in the training rows
+    yes = data.transformer.codes[m.cond.spans[target].column]["categories"].index("yes")
+    assert (cat == yes).float().mean().item() == pytest.approx(np.mean(data.rows["y"] == "yes"), abs=0.01)
+    plain = RunConfig.model_validate(TINY)
+    m = ctgan.build(plain, data, device=torch.device("cpu"), latest=None, emit=lambda kind, d: None)
+    assert m.cond.target is None  # null: the target is one categorical column among the others
