@@ -143,7 +143,7 @@ SR_MIN_INPUT = 8
 SR_ONLY_FIELDS = {
     "model": ("scale", "bicubic_skip"),
     "loss": ("content", "feature_net", "feature_weight", "gradient_weight"),
-    "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips"),
+    "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips", "interpolation"),
 }
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
 ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
@@ -516,6 +516,16 @@ class TrainConfig(_Strict):
             "srgan: mirror each high-resolution training image left-right, top-bottom and across its diagonal, each "
             "with probability 1/2 (one of the square's eight symmetries, as EDSR augments), before its "
             "low-resolution input is made."
+        ),
+    )
+    interpolation: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "srgan: ESRGAN's network interpolation: after the last step, G's weights become (1 - this) times the "
+            "generator the pretraining ended with plus this times the adversarially trained one (0: the "
+            "pretrained generator, 1: the GAN's); needs 0 < pretrain_steps < steps. Unset = off."
         ),
     )
     progressive: ProgressiveConfig | None = Field(
@@ -1022,6 +1032,11 @@ class RunConfig(_Strict):
                 raise ValueError(f"{field_path}: {reason}")
         if loss.kind not in ("minimax", "nonsaturating", "lsgan", "hinge"):
             raise ValueError(f"loss.kind: srgan trains with minimax, nonsaturating, lsgan or hinge, not {loss.kind}")
+        if train.interpolation is not None and not 0 < train.pretrain_steps < train.steps:
+            raise ValueError(
+                "train.interpolation: it blends the pretrained and the adversarially trained generator, so it needs "
+                "0 < train.pretrain_steps < train.steps"
+            )
 
     def _check_ctgan(self) -> None:
         """What a ctgan run cannot use: its conditional vector replaces class labels and clusters, and the noise

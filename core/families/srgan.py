@@ -12,7 +12,10 @@ blocks, averaged; the shipped digits classifier's second block; or VGG-19's phi_
 super-resolved and the high-resolution image). The phase follows from the step number alone, so a resumed run
 continues in the phase it stopped in; so do the phase's learning rates (`train.phase_schedule`: cosine within each
 phase; `train.lr_g_adversarial`: G's rate after pretraining). `train.flips` mirrors each high-resolution image at
-random (the global random stream, which checkpoints keep) before its input is made.
+random (the global random stream, which checkpoints keep) before its input is made. With `train.interpolation` the
+family keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights
+to (1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point
+between the PSNR-oriented and the adversarially trained generator on the perception-distortion curve.
 
 The loop draws the high-resolution batch in its data order (`Step.next_batch`); the family makes its
 low-resolution inputs with Pillow's bicubic downscaling (core.superres). The data are an SRDataset of any image
@@ -27,6 +30,7 @@ eval mode, G(x) maps (B, C, h, w) in [-1, 1] to (B, C, scale·h, scale·w) in [-
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,10 +70,11 @@ class Models:
     opt_d: torch.optim.Optimizer
     features: nn.Module | None
     data: SRDataset
+    G_psnr: nn.Module | None = None  # with train.interpolation: G as the pretraining left it
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
-        return {"G": self.G, "D": self.D}
+        return {"G": self.G, "D": self.D} | ({"G_psnr": self.G_psnr} if self.G_psnr is not None else {})
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
@@ -119,6 +124,7 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         opt_d=torch.optim.Adam(D.parameters(), lr=cfg.train.lr_d, betas=betas),
         features=features,
         data=data,
+        G_psnr=copy.deepcopy(G).requires_grad_(False) if cfg.train.interpolation is not None else None,
     )
 
 
@@ -177,6 +183,16 @@ def set_phase_rates(m: Models, cfg: RunConfig, step: int, pretraining: bool) -> 
                 group["lr"] *= factor
 
 
+@torch.no_grad()
+def interpolate(G: nn.Module, G_psnr: nn.Module, alpha: float) -> None:
+    """ESRGAN's network interpolation, in place: G's parameters and BatchNorm statistics become
+    (1 - alpha)·G_psnr's + alpha·G's (integer buffers, the batch counts, stay G's)."""
+    psnr = G_psnr.state_dict()
+    for name, value in G.state_dict().items():
+        if value.is_floating_point():
+            value.copy_(torch.lerp(psnr[name].to(value.dtype), value, alpha))
+
+
 def feature_distance(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
     """The mean over layers of the mean squared difference of two lists of feature maps, in fp32."""
     terms = [F.mse_loss(f.float(), r.float()) for f, r in zip(fake, real, strict=True)]
@@ -208,6 +224,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         loss_g.backward()
         grad_norm_g = grad_norm(m.G) if at.want_stats else None
         m.opt_g.step()
+        if m.G_psnr is not None and at.step == cfg.train.pretrain_steps:  # keep the pretrained G to interpolate
+            m.G_psnr.load_state_dict(m.G.state_dict())
         stats |= {"loss_d": loss_d, "loss_g": loss_g.detach()}
         if grad_norm_g is not None:
             stats["grad_norm_g"] = grad_norm_g
@@ -252,6 +270,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     loss_g.backward()
     grad_norm_g = grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
+    if m.G_psnr is not None and cfg.train.interpolation is not None and at.step == cfg.train.steps:
+        interpolate(m.G, m.G_psnr, cfg.train.interpolation)
 
     stats |= {**stats_d, **stats_g, "loss_g_feature": feature.detach(), "loss_g": loss_g.detach()}
     if grad_norm_d is not None and grad_norm_g is not None:

@@ -145,6 +145,11 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param({"dataset": "digits", "train": {"flips": True}}, "train.flips", id="flips-on-dcgan"),
         pytest.param({"dataset": "digits", "train": {"phase_schedule": "cosine"}}, "train.phase_schedule", id="phases"),
         pytest.param({"dataset": "digits", "train": {"lr_g_adversarial": 1e-4}}, "train.lr_g_adversarial", id="adv-lr"),
+        pytest.param(
+            {"dataset": "photos", "train": {"steps": 10, "pretrain_steps": 10, "interpolation": 0.5}},
+            "train.interpolation",
+            id="interpolation-without-adversarial-phase",
+        ),
     ],
 )
 def test_impossible_srgan_configs_name_their_field(body, field):
@@ -202,7 +207,7 @@ N, K = 6, 2
         pytest.param(
             {
                 "loss": {"content": "l1", "gradient_weight": 0.5},
-                "train": {"flips": True, "phase_schedule": "cosine", "lr_g_adversarial": 1e-4},
+                "train": {"flips": True, "phase_schedule": "cosine", "lr_g_adversarial": 1e-4, "interpolation": 0.5},
             },
             id="gradient-flips-cosine",
         ),
@@ -287,3 +292,21 @@ def test_gradient_loss_and_an_adversarial_rate_show_in_the_stats(tmp_path):
     assert stats[1]["loss_g_gradient"] > 0
     assert stats[1]["loss_g"] == pytest.approx(stats[1]["loss_g_pixel"] + 0.5 * stats[1]["loss_g_gradient"])
     assert stats[1]["lr_g"] == pytest.approx(1e-3) and stats[4]["lr_g"] == pytest.approx(1e-4)
+
+
+def test_network_interpolation_blends_the_pretrained_and_the_adversarial_generator(tmp_path):
+    def final_g(run: str, alpha: float) -> dict[str, torch.Tensor]:
+        cfg = _cfg(train={"steps": 4, "pretrain_steps": 2, "interpolation": alpha}, schedule={"checkpoint_every": 2})
+        train(cfg, out_dir=tmp_path / run)
+        pretrained = checkpoint_tensors(tmp_path / run, 2)
+        final = checkpoint_tensors(tmp_path / run, 4)
+        g = {k[2:]: v for k, v in final.items() if k.startswith("G.")}
+        assert all(torch.equal(final[f"G_psnr.{k}"], pretrained[f"G.{k}"]) for k in g)  # kept from step 2
+        return g
+
+    zero, half, one = final_g("zero", 0.0), final_g("half", 0.5), final_g("one", 1.0)
+    pretrained = checkpoint_tensors(tmp_path / "zero", 2)
+    floats = [k for k in zero if zero[k].is_floating_point()]  # BatchNorm's batch counts stay the trained G's
+    assert all(torch.equal(zero[k], pretrained[f"G.{k}"]) for k in floats)  # 0: the pretrained generator
+    assert all(torch.allclose(half[k], (zero[k] + one[k]) / 2, atol=1e-6) for k in floats)
+    assert any(not torch.equal(zero[k], one[k]) for k in floats)
