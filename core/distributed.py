@@ -28,7 +28,10 @@ Inside a rank (`current()` is not None) the loop (core/train.py) differs in a fe
   reports agree on every rank), the stop flag (so that every rank stops at the same step) and a fingerprint of
   the weights (every step on the CPU, at the reporting steps on a GPU), which must be the same on every rank:
   ReplicasDiverged otherwise. `TrainResult.replica_checks` counts the steps so compared.
-- Only rank 0 writes files (config, run info, grids, checkpoints) and emits events; it alone evaluates.
+- Only rank 0 writes files (config, run info, grids, checkpoints) and emits events; it alone evaluates. With a
+  `may_write` fence, rank 0 asks the launching process before each grid and checkpoint (a line on its pipe, the
+  answer on its stdin); on a refusal the launcher kills every rank at once, so nothing more is written, and
+  returns a stopped result.
 """
 
 from __future__ import annotations
@@ -163,13 +166,15 @@ def launch(
     on_event: EventFn | None,
     should_stop: Callable[[], bool] | None,
     dataset_dir: Path | str | None,
+    may_write: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train `cfg` in `cfg.train.world_size` processes on this host and return rank 0's result.
 
     The ranks are fresh interpreters (`python -m core.distributed`, safe with CUDA, and free of the restrictions a
     task queue's pool puts on multiprocessing), children of this process: each reads its part from stdin and writes
     JSON lines to a pipe of its own (rank 0 its events and result; any rank its error). This process asks rank 0 to
-    stop with SIGUSR1; the ranks agree on it at the next step."""
+    stop with SIGUSR1; the ranks agree on it at the next step. `may_write` is asked for rank 0 (see the module's
+    docstring)."""
     from core.train import TrainingDiverged, TrainResult
 
     world = cfg.train.world_size
@@ -178,6 +183,7 @@ def launch(
         "cfg": cfg.model_dump(mode="json"),
         "out_dir": str(out_dir),
         "dataset_dir": dataset_dir and str(dataset_dir),
+        "fenced": may_write is not None,
     }
     lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
     ranks: list[subprocess.Popen[bytes]] = []
@@ -201,15 +207,17 @@ def launch(
             os.close(write_fd)
             ranks.append(process)
             assert process.stdin is not None
-            process.stdin.write(json.dumps(spec).encode())
-            process.stdin.close()
+            process.stdin.write(json.dumps(spec).encode() + b"\n")
+            process.stdin.flush()
+            if rank > 0 or may_write is None:  # rank 0's stays open for the fence's answers
+                process.stdin.close()
             reader = threading.Thread(target=_read_lines, args=(read_fd, rank, lines), daemon=True)
             reader.start()
             readers.append(reader)
 
         result: dict[str, Any] | None = None
         error: dict[str, str] | None = None
-        asked_to_stop = failed = False
+        asked_to_stop = failed = fenced_out = False
         open_pipes = world
         while open_pipes:  # a rank closes its pipe when it is done (or the system does, when it died)
             with contextlib.suppress(queue.Empty):
@@ -218,7 +226,22 @@ def launch(
                     open_pipes -= 1
                 else:
                     kind, data = json.loads(line)
-                    if kind == "_result":
+                    if kind == "_may_write" and may_write is not None:
+                        if may_write():
+                            _answer(ranks[0], b"1\n")
+                        else:  # the run is another worker's now: stop every rank before it writes anything
+                            fenced_out = True
+                            for p in ranks:
+                                p.kill()
+                            result = {
+                                "status": "stopped",
+                                "step": int(data["step"]),
+                                "device": str(data["device"]),
+                                "precision": str(data["precision"]),
+                                "checkpoint": None,
+                                "message": "the run's lease was lost: another worker holds it",
+                            }
+                    elif kind == "_result":
                         result = data
                     elif kind == "_error":
                         error = error or data  # the first rank's: the others' may only follow from it
@@ -228,16 +251,21 @@ def launch(
                 asked_to_stop = True
                 with contextlib.suppress(ProcessLookupError):
                     ranks[0].send_signal(signal.SIGUSR1)
-            if not failed and any(p.poll() not in (None, 0) for p in ranks):
+            if not failed and not fenced_out and any(p.poll() not in (None, 0) for p in ranks):
                 failed = True  # the others would wait for it in their next collective
                 for p in ranks:
                     if p.poll() is None:
                         p.kill()
     finally:
         for p in ranks:  # what is left of a rank after it closed its pipe is the interpreter's teardown
+            if p.stdin is not None and not p.stdin.closed:
+                with contextlib.suppress(OSError):
+                    p.stdin.close()
             if p.poll() is None:
                 p.kill()
             p.wait()
+    if fenced_out and result is not None:
+        return TrainResult(**result)
     if error is not None:
         if error["type"] == "TrainingDiverged":
             raise TrainingDiverged(error["message"])
@@ -248,6 +276,14 @@ def launch(
         codes = [p.returncode for p in ranks]
         raise RuntimeError(f"the training processes ended without a result (exit codes {codes})")
     return TrainResult(**result)
+
+
+def _answer(process: subprocess.Popen[bytes], line: bytes) -> None:
+    """Write the fence's answer to rank 0's stdin; a rank that died meanwhile is seen by the launcher's loop."""
+    assert process.stdin is not None
+    with contextlib.suppress(OSError):
+        process.stdin.write(line)
+        process.stdin.flush()
 
 
 def _read_lines(fd: int, rank: int, lines: queue.Queue[tuple[int, str | None]]) -> None:
@@ -289,7 +325,7 @@ def rank_main() -> None:
     from core.train import train
 
     try:
-        spec = json.loads(sys.stdin.read())
+        spec = json.loads(sys.stdin.readline())
         cfg = RunConfig.model_validate(spec["cfg"])
         cuda = pick_device(cfg.train.device).type == "cuda"
         if cuda:
@@ -306,12 +342,25 @@ def rank_main() -> None:
             backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(hours=1)
         )
         _current = Rank(rank=rank, world_size=world, backend=backend)
+        device, precision = str(pick_device(cfg.train.device)), cfg.train.precision
+        step_now = [0]
+
+        def ask_launcher() -> bool:
+            """Rank 0's fence: the launching process answers from the worker's lease (1), or kills the ranks."""
+            send("_may_write", {"step": step_now[0], "device": device, "precision": precision})
+            return sys.stdin.readline().strip() == "1"
+
+        def relay(kind: str, data: dict[str, Any]) -> None:
+            step_now[0] = int(data.get("step", step_now[0]))
+            send(kind, data)
+
         result = train(
             cfg,
             out_dir=Path(spec["out_dir"]),
-            on_event=send if rank == 0 else None,
+            on_event=relay if rank == 0 else None,
             should_stop=stop.is_set,
             dataset_dir=spec["dataset_dir"],
+            may_write=ask_launcher if rank == 0 and spec.get("fenced") else None,
         )
         if rank == 0:
             send("_result", vars(result))

@@ -69,7 +69,12 @@ def train(
     rank = distributed.current()
     if cfg.train.world_size > 1 and rank is None:  # spawn the ranks, which come back here (core/distributed.py)
         return distributed.launch(
-            cfg, out_dir=Path(out_dir), on_event=on_event, should_stop=should_stop, dataset_dir=dataset_dir
+            cfg,
+            out_dir=Path(out_dir),
+            on_event=on_event,
+            should_stop=should_stop,
+            dataset_dir=dataset_dir,
+            may_write=may_write,
         )
     family = family_of(cfg.model.arch)
     run, models, ema = _set_up(family, cfg, Path(out_dir), on_event or _no_events, dataset_dir)

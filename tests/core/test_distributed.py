@@ -61,6 +61,22 @@ def test_two_ranks_train_in_step_write_once_stop_together_and_resume_at_the_righ
     assert resumed_saves == [s for s in (stopped + 1, stopped + 2) if s % 2 == 0 or s == stopped + 2]
 
 
+def test_a_fenced_out_run_stops_every_rank_before_it_writes_again(tmp_path: Path) -> None:
+    """The worker's lease fence reaches rank 0: once it answers False (another worker took the run), the ranks are
+    stopped at once and nothing more is written."""
+    answers: list[bool] = []
+
+    def may_write() -> bool:  # the lease holds for the first two writes (a grid and a checkpoint at step 2)
+        answers.append(len(answers) < 2)
+        return answers[-1]
+
+    result = train(tiny(100_000), out_dir=tmp_path, may_write=may_write)
+    assert result.status == "stopped" and result.message == "the run's lease was lost: another worker holds it"
+    assert answers == [True, True, False]
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["00000002.png"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["00000002.safetensors"]
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
