@@ -14,11 +14,13 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from api.artifacts import checkpoint_metadata, serve_artifact
+from api.quotas import refuse_over_quota
 from store import layout
 from store.artifacts import ArtifactNotFound, Storage, put_folder
 from store.jobs import JobKind, create_job, finish_job, new_job_id, result_expires_at
-from store.models import Generation, Run, utcnow
+from store.models import Generation, Run, User, utcnow
 from store.queue import enqueue_job
+from store.quotas import check_new_job
 from store.settings import Settings
 
 
@@ -108,6 +110,17 @@ def delete_job(session: Session, settings: Settings, storage: Storage, job: Gene
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def create_owned_job(
+    *, session: Session, settings: Settings, run: Run, kind: JobKind, request: dict[str, Any], job_id: str | None = None
+) -> Generation:
+    """The job's row, inserted once its owner's `jobs_in_flight` quota is checked under a lock on the owner
+    (store/quotas.py: a check before a job's upload streams in takes no lock, so it is made again here)."""
+    owner = session.get(User, run.owner_id)
+    if owner is not None:
+        refuse_over_quota(check_new_job(session=session, user=owner, settings=settings))
+    return create_job(session=session, run_id=run.id, owner_id=run.owner_id, kind=kind, request=request, job_id=job_id)
+
+
 def create_job_with_input(
     *,
     run: Run,
@@ -126,9 +139,7 @@ def create_job_with_input(
     try:
         request = fill(job_dir)
         put_folder(storage, prefix=layout.job_prefix(run.id, job_id) + "input/", folder=job_dir / "input")
-        job = create_job(
-            session=session, run_id=run.id, owner_id=run.owner_id, kind=kind, request=request, job_id=job_id
-        )
+        job = create_owned_job(session=session, settings=settings, run=run, kind=kind, request=request, job_id=job_id)
         session.commit()
     except BaseException:
         storage.delete_prefix(layout.job_prefix(run.id, job_id))

@@ -14,9 +14,12 @@ token (`User.quotas`, PATCH /tokens/{id}). Admin tokens have no quotas: they run
 - `jobs_in_flight`: generation and score jobs queued or running.
 
 Over `running_runs`, `queued_runs` or `jobs_in_flight`, waiting helps (the API answers 429 with Retry-After); over
-the others it does not (403: delete something first). The API checks per request, without a lock: two requests
-at once may both pass at the last free place; a worker counts running runs under a lock on the owner's row.
-Keyword-only functions taking a session; none commits.
+the others it does not (403: delete something first). A check made right before the row it counts is inserted
+locks the owner's row first (`lock_owner`) until the caller commits, so two requests at once count each other's
+rows and only one takes the last free place; a check made earlier, to refuse an upload before it streams in,
+takes no lock (`lock=False`) and is made again, locked, before the insert (datasets are stored one at a time under
+the API's storage lock instead). A worker counts running runs under the same lock. Keyword-only functions taking
+a session; none commits.
 """
 
 from __future__ import annotations
@@ -117,11 +120,25 @@ def artifact_bytes(*, session: Session, user_id: int) -> int:
     return total
 
 
+def lock_owner(*, session: Session, user_id: int) -> None:
+    """Hold the user's row until the caller commits or rolls back: a write that changes nothing, which takes the
+    row's lock on PostgreSQL and the database's one write lock on SQLite. Made before counting, so that the counts
+    see any rows a concurrent request of the same user committed while this one waited."""
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(is_admin=User.is_admin)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def check_new_run(*, session: Session, user: User, settings: Settings) -> Refusal | None:
-    """Whether the user may queue one more run: `queued_runs`, then `artifact_bytes`."""
+    """Whether the user may queue one more run: `queued_runs`, then `artifact_bytes`. Locks the user's row
+    (`lock_owner`): call it right before the run's insert."""
     limits = quota_limits(user, settings)
     if limits is None:
         return None
+    lock_owner(session=session, user_id=user.id)
     queued = run_counts(session=session, user_id=user.id)["queued"]
     if queued >= limits["queued_runs"]:
         return Refusal(
@@ -141,11 +158,14 @@ def check_new_run(*, session: Session, user: User, settings: Settings) -> Refusa
     return None
 
 
-def check_new_job(*, session: Session, user: User, settings: Settings) -> Refusal | None:
-    """Whether the user may queue one more generation or score job (`jobs_in_flight`)."""
+def check_new_job(*, session: Session, user: User, settings: Settings, lock: bool = True) -> Refusal | None:
+    """Whether the user may queue one more job (`jobs_in_flight`). With `lock`, the user's row is locked first
+    (`lock_owner`): call it so right before the job's insert."""
     limits = quota_limits(user, settings)
     if limits is None:
         return None
+    if lock:
+        lock_owner(session=session, user_id=user.id)
     used = jobs_in_flight(session=session, user_id=user.id)
     if used >= limits["jobs_in_flight"]:
         return Refusal(
@@ -158,13 +178,15 @@ def check_new_job(*, session: Session, user: User, settings: Settings) -> Refusa
 
 
 def check_new_dataset(
-    *, session: Session, storage: Storage, user: User, settings: Settings, adding_bytes: int = 0
+    *, session: Session, storage: Storage, user: User, settings: Settings, adding_bytes: int = 0, lock: bool = True
 ) -> Refusal | None:
     """Whether the user may store one more dataset of `adding_bytes` (0 before its size is known): `datasets`,
-    then `dataset_bytes`."""
+    then `dataset_bytes`. With `lock`, the user's row is locked first (`lock_owner`)."""
     limits = quota_limits(user, settings)
     if limits is None:
         return None
+    if lock:
+        lock_owner(session=session, user_id=user.id)
     hashes = dataset_hashes(session=session, user_id=user.id)
     if len(hashes) >= limits["datasets"]:
         return Refusal(

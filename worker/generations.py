@@ -233,13 +233,16 @@ def _generate(job: Job) -> Done:
     from core import generate as gen
 
     request = job.request
+    interpolate = request.get("interpolate")
+    total = request["n"] * (interpolate["steps"] if interpolate else 1)
+    limit = get_settings().max_generation_n  # this worker's: it may be lower than the API's
+    if total > limit:
+        raise ValueError(f"n: {total} samples is over this worker's limit of {limit} (GANFORGE_MAX_GENERATION_N)")
     if request["format"] in TABLE_MEDIA_TYPES:
         return _generate_rows(job)
     generator, cfg, data_info = cached(
         "generator", run_id=job.run_id, step=job.step, ema=request["ema"], path=job.checkpoint
     )
-    interpolate = request.get("interpolate")
-    total = request["n"] * (interpolate["steps"] if interpolate else 1)
     common: dict[str, Any] = {
         "z_dim": cfg.model.z_dim,
         "num_classes": int(data_info.get("num_classes") or 0) if cfg.model.conditional else 0,

@@ -145,8 +145,11 @@ async def upload(
 ) -> DatasetUploaded:
     """Upload a ZIP of images (one folder per class, or flat; or paired or unpaired images for translation, see
     `layout`) or a table (CSV or Parquet): multipart fields `file`, `name`, `layout` and, for a table, `target`."""
-    # Over the datasets quota, or with the bytes quota already used, nothing is received.
-    refusal = await run_in_threadpool(check_new_dataset, session=session, storage=storage, user=user, settings=settings)
+    # Over the datasets quota, or with the bytes quota already used, nothing is received (checked again, locked,
+    # before the dataset's row is inserted).
+    refusal = await run_in_threadpool(
+        check_new_dataset, session=session, storage=storage, user=user, settings=settings, lock=False
+    )
     refuse_over_quota(refusal)
     await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     datasets_dir = layout.datasets_dir(settings.data_dir)
@@ -408,8 +411,10 @@ def _store(
         existing = dataset_with_content(session=session, owner_id=user.id, content_hash=content_hash)
         if existing is None:
             size = sum(f.stat().st_size for f in prepared_dir.rglob("*") if f.is_file())
+            # Uploads are already one at a time here (the storage lock), and a row lock held through the copy
+            # into the storage below would stop every other write on SQLite.
             refusal = check_new_dataset(
-                session=session, storage=storage, user=user, settings=settings, adding_bytes=size
+                session=session, storage=storage, user=user, settings=settings, adding_bytes=size, lock=False
             )
             refuse_over_quota(refusal)
         created = place()

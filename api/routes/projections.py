@@ -152,8 +152,8 @@ async def create(
 ) -> ProjectionPublic:
     """Queue a projection of your images into the run's W space (multipart: `file` a ZIP of images; `steps`,
     `space` w or w+, `seed`, `step`, `ema`): each image's latent and its reconstruction."""
-    # Over the jobs quota, nothing is received.
-    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings))
+    # Over the jobs quota, nothing is received (checked again, locked, before the job's row is inserted).
+    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings, lock=False))
     await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     tmp = layout.tmp_dir(settings.data_dir)
     tmp.mkdir(parents=True, exist_ok=True)

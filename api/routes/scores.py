@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, OwnedRun, OwnedScore, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
-from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
+from api.jobs import checkpoint_data, create_owned_job, delete_job, resolve_step, result_file, send
 from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary
 from api.routing import ReleasingRoute
@@ -30,7 +30,7 @@ from api.uploads import archive_limits, receive_upload
 from core import uploads
 from store import layout
 from store.artifacts import Storage, put_folder
-from store.jobs import create_job, new_job_id
+from store.jobs import new_job_id
 from store.models import Generation, Run, User
 from store.quotas import check_new_job
 from store.settings import Settings
@@ -109,8 +109,8 @@ def create_score_from_upload(
             "num_images": prepared.num_images,
             "checkpoint_step": step,
         }
-        job = create_job(
-            session=session, run_id=run.id, owner_id=run.owner_id, kind="score", request=request, job_id=job_id
+        job = create_owned_job(
+            session=session, settings=settings, run=run, kind="score", request=request, job_id=job_id
         )
         session.commit()
     except BaseException:
@@ -139,7 +139,7 @@ def create_score_from_dataset(
         "num_images": dataset.num_images,
         "checkpoint_step": step,
     }
-    job = create_job(session=session, run_id=run.id, owner_id=run.owner_id, kind="score", request=request)
+    job = create_owned_job(session=session, settings=settings, run=run, kind="score", request=request)
     session.commit()
     return job
 
@@ -161,8 +161,8 @@ async def create_score(
     response: Response,
 ) -> ScorePublic:
     """Queue anomaly scoring of images (a multipart ZIP as `file`, or JSON {"dataset": id}) against a checkpoint."""
-    # Over the jobs quota, nothing is received.
-    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings))
+    # Over the jobs quota, nothing is received (checked again, locked, before the job's row is inserted).
+    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings, lock=False))
     await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     content_type = request.headers.get("content-type", "")
     path: Path | None = None

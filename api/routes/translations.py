@@ -156,8 +156,8 @@ async def create(
 ) -> TranslationPublic:
     """Queue a translation of your images (multipart: `file` a ZIP of images or an .npz; `direction` AtoB or BtoA
     for cyclegan; `step`; `ema`) by one of the run's checkpoints."""
-    # Over the jobs quota, nothing is received.
-    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings))
+    # Over the jobs quota, nothing is received (checked again, locked, before the job's row is inserted).
+    refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings, lock=False))
     await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     tmp = layout.tmp_dir(settings.data_dir)
     tmp.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,11 @@ with a lower limit than the API, fail a run queued under the higher one, and tra
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +26,7 @@ from ganforge.cli import app
 from ganforge.client import Ganforge
 from ganforge.services import start_redis, stop
 from tests.conftest import Service, free_port
-from tests.utils.runs import wait_for_status
+from tests.utils.runs import wait_for_job, wait_for_status
 from tests.utils.zips import class_folders_zip
 
 LIMITS = {
@@ -239,6 +241,28 @@ def test_over_the_queue_quota_is_a_429_and_an_admin_raises_it(limited: Service) 
         assert admin.patch("/tokens/999999", json={"quotas": {"queued_runs": 1}}).status_code == 404
 
 
+def test_requests_at_once_take_the_last_places_of_a_quota_once(limited: Service) -> None:
+    """Twelve POST /runs of one user at the same moment, with two places left in the queue: exactly two pass
+    (the quota is counted under a lock on the user's row), the others are 429."""
+    user_id, user = _user(limited, "racer")
+    user.close()
+    token = user.headers["Authorization"]
+    start = threading.Barrier(12)
+
+    def post() -> int:
+        with httpx.Client(base_url=limited.url, headers={"Authorization": token}, timeout=60) as client:
+            start.wait()
+            return client.post("/runs", json=TINY).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = sorted(pool.map(lambda _: post(), range(12)))
+    assert codes == [201] * 2 + [429] * 10
+    assert _sql(limited, "SELECT count(*) FROM runs WHERE owner_id = :u", u=user_id) == [(2,)]
+    with httpx.Client(base_url=limited.url, headers={"Authorization": token}) as client:  # none left queued
+        for (run_id,) in _sql(limited, "SELECT id FROM runs WHERE owner_id = :u", u=user_id):
+            assert client.post(f"/runs/{run_id}/cancel").status_code == 202
+
+
 def _stored(service: Service) -> set[str]:
     """Everything under the data folder's datasets/ (content folders, uploads in transit, temporary folders)."""
     root = service.data_dir / "datasets"
@@ -319,6 +343,24 @@ def test_one_users_runs_train_one_at_a_time_and_jobs_and_checkpoints_have_quotas
             "longer need"
         )
         assert _sql(workers, "SELECT count(*) FROM runs WHERE owner_id = :u", u=user_id) == [(2,)]
+
+
+def test_a_generate_worker_with_a_lower_limit_fails_a_larger_generation(workers: Service) -> None:
+    workers.start_worker("generate", env={"GANFORGE_MAX_GENERATION_N": "8"})
+    try:
+        _, user = _user(workers, "sampler")
+        with user:
+            run = user.post("/runs", json=TINY).json()
+            assert wait_for_status(user, run["id"], ("succeeded", "failed"), timeout=120)["status"] == "succeeded"
+            created = user.post(f"/runs/{run['id']}/generations", json={"n": 16})  # under the API's limit
+            assert created.status_code == 202, created.text
+            job = wait_for_job(user, f"/generations/{created.json()['id']}")
+            assert job["status"] == "failed"
+            assert job["error"] == "n: 16 samples is over this worker's limit of 8 (GANFORGE_MAX_GENERATION_N)"
+            small = user.post(f"/runs/{run['id']}/generations", json={"n": 8}).json()
+            assert wait_for_job(user, f"/generations/{small['id']}")["status"] == "succeeded"
+    finally:
+        workers.kill_worker("generate")
 
 
 def test_the_client_and_the_command_line_set_quotas(limited: Service) -> None:
