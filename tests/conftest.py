@@ -14,13 +14,14 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ganforge.services import SeaweedFS, start_redis, start_seaweedfs, stop, stop_seaweedfs
+from store.artifacts import S3Storage, storage_from_url
 
 # The shared helpers assert like tests do: rewrite their asserts so that a failing one shows its values. This comes
 # before the helpers are imported.
@@ -138,6 +139,7 @@ class Service:
         }
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.storage: S3Storage | None = None  # the artifact storage, when it is object storage
         subprocess.run(
             [sys.executable, "-m", "ganforge", "migrate"], env=self.env, check=True, cwd=ROOT, capture_output=True
         )
@@ -251,9 +253,70 @@ def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
     stop(redis)
 
 
+def other_postgres_database(postgres_url: str) -> tuple[str, Callable[[], None]]:
+    """A second database on the server of `postgres_url`, and the function that drops it."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    name = f"ganforge_test_{uuid.uuid4().hex[:12]}"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session")
+def s3_service(seaweedfs: SeaweedFS, postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service as it runs across hosts: PostgreSQL, a Redis of its own, the artifacts in object storage (the
+    pip SeaweedFS), and no disk in common: the API and each worker have a data folder of their own
+    (api-data, train-data, generate-data under its workdir). `service.storage` reads the bucket."""
+    workdir = tmp_path_factory.mktemp("svc-s3")
+    sock = workdir / "redis.sock"
+    redis = start_redis(directory=workdir / "redis", unixsocket=sock)
+    database_url, drop = other_postgres_database(postgres_url)
+    url = f"s3://ganforge-e2e/{uuid.uuid4().hex[:8]}"
+    env = {"GANFORGE_ARTIFACTS_URL": url, "GANFORGE_S3_ENDPOINT_URL": seaweedfs.endpoint_url, **S3_ENV}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in S3_ENV.items():
+            patch.setenv(name, value)
+        storage = storage_from_url(url, endpoint_url=seaweedfs.endpoint_url)
+    assert isinstance(storage, S3Storage)
+    storage.create_bucket()
+    service = Service(
+        database_url=database_url,
+        broker_url=f"redis+socket://{sock}",
+        workdir=workdir,
+        extra_env={**env, "GANFORGE_DATA_DIR": str(workdir / "api-data")},
+    )
+    service.storage = storage
+    try:
+        service.start_worker("train", env={"GANFORGE_DATA_DIR": str(workdir / "train-data")})
+        service.start_worker("generate", env={"GANFORGE_DATA_DIR": str(workdir / "generate-data")})
+        service.start_api()
+        yield service
+    finally:
+        service.stop()
+        storage.close()
+        stop(redis)
+        drop()
+
+
 @pytest.fixture(params=["postgres", "sqlite"])
 def service(request: pytest.FixtureRequest) -> Service:
-    """The running service, once on each backend."""
+    """The running service, once on each database (the artifacts in its data folder)."""
+    return request.getfixturevalue(f"{request.param}_service")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["postgres", "sqlite", "s3"])
+def any_service(request: pytest.FixtureRequest) -> Service:
+    """The running service on each database and each artifact storage: the end-to-end modules take their
+    `service` from this one."""
     return request.getfixturevalue(f"{request.param}_service")  # type: ignore[no-any-return]
 
 

@@ -266,6 +266,13 @@ def test_runs_accept_only_your_own_dataset_and_conditional_only_when_labeled(lim
         )
 
 
+@pytest.fixture
+def service(any_service: Service) -> Service:
+    """This module's tests on `service` run on PostgreSQL and SQLite with the artifacts on disk, and on PostgreSQL
+    with them in object storage (tests/conftest.py: s3_service)."""
+    return any_service
+
+
 def test_a_conditional_run_trains_on_an_uploaded_dataset(service: Service, user_client: httpx.Client) -> None:
     response = _upload(user_client, zips.class_folders_zip(per_class=8, size=20))
     assert response.status_code == 201, response.text

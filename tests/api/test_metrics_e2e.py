@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from store.models import Event
 from tests.conftest import Service
 from tests.utils.runs import wait_for_status
+
+
+@pytest.fixture
+def service(any_service: Service) -> Service:
+    """This module's tests run on PostgreSQL and SQLite with the artifacts on disk, and on PostgreSQL with them
+    in object storage (tests/conftest.py: s3_service)."""
+    return any_service
+
 
 RING8 = {"dataset": "ring8", "train": {"steps": 400}, "schedule": {"sample_every": 200, "checkpoint_every": 200}}
 

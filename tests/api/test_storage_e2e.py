@@ -4,8 +4,6 @@ dataset upload produces reaches the client through the storage."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,10 +11,10 @@ import pytest
 from safetensors import safe_open
 
 from ganforge.client import Ganforge
-from ganforge.services import SeaweedFS, start_redis, stop
-from store.artifacts import S3Storage, storage_from_url
+from ganforge.services import stop
+from store.artifacts import S3Storage
 from tests.api.test_generations import digits_zip
-from tests.conftest import S3_ENV, Service, free_port
+from tests.conftest import Service, free_port
 from tests.utils.runs import wait_for_http, wait_for_job, wait_for_status
 
 RING8 = {
@@ -38,38 +36,15 @@ def local_files(folder: Path) -> list[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def s3_service(seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, S3Storage]]:
-    workdir = tmp_path_factory.mktemp("svc-s3")
-    sock = workdir / "redis.sock"
-    redis = start_redis(directory=workdir / "redis", unixsocket=sock)
-    url = f"s3://ganforge-e2e/{uuid.uuid4().hex[:8]}"
-    env = {"GANFORGE_ARTIFACTS_URL": url, "GANFORGE_S3_ENDPOINT_URL": seaweedfs.endpoint_url, **S3_ENV}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in S3_ENV.items():
-            patch.setenv(name, value)
-        storage = storage_from_url(url, endpoint_url=seaweedfs.endpoint_url)
-    assert isinstance(storage, S3Storage)
-    storage.create_bucket()
-    service = Service(
-        database_url=f"sqlite:///{workdir / 'ganforge.db'}",
-        broker_url=f"redis+socket://{sock}",
-        workdir=workdir,
-        extra_env={**env, "GANFORGE_DATA_DIR": str(workdir / "api-data")},
-    )
-    try:
-        service.start_worker("train", env={"GANFORGE_DATA_DIR": str(workdir / "train-data")})
-        service.start_worker("generate", env={"GANFORGE_DATA_DIR": str(workdir / "generate-data")})
-        service.start_api()
-        yield service, storage
-    finally:
-        service.stop()
-        storage.close()
-        stop(redis)
+@pytest.fixture
+def s3(s3_service: Service) -> tuple[Service, S3Storage]:
+    """The service on object storage (tests/conftest.py), and its bucket."""
+    assert s3_service.storage is not None
+    return s3_service, s3_service.storage
 
 
-def test_a_run_and_its_jobs_go_through_object_storage(s3_service: tuple[Service, S3Storage], tmp_path: Path) -> None:
-    service, storage = s3_service
+def test_a_run_and_its_jobs_go_through_object_storage(s3: tuple[Service, S3Storage], tmp_path: Path) -> None:
+    service, storage = s3
     with service.client(service.new_user_token()) as client:
         run = client.post("/runs", json=RING8).json()
         run = wait_for_status(client, run["id"], ("succeeded", "failed"))
@@ -128,8 +103,8 @@ def test_a_run_and_its_jobs_go_through_object_storage(s3_service: tuple[Service,
     assert local_files(service.workdir / "api-data") == []
 
 
-def test_uploaded_datasets_and_scores_go_through_object_storage(s3_service: tuple[Service, S3Storage]) -> None:
-    service, storage = s3_service
+def test_uploaded_datasets_and_scores_go_through_object_storage(s3: tuple[Service, S3Storage]) -> None:
+    service, storage = s3
     with service.client(service.new_user_token()) as client:
         upload = client.post("/datasets", files={"file": ("d.zip", digits_zip(4), "application/zip")})
         assert upload.status_code == 201, upload.text
@@ -183,9 +158,9 @@ def test_uploaded_datasets_and_scores_go_through_object_storage(s3_service: tupl
     assert local_files(service.workdir / "api-data") == []
 
 
-def test_presigned_downloads(s3_service: tuple[Service, S3Storage]) -> None:
+def test_presigned_downloads(s3: tuple[Service, S3Storage]) -> None:
     """With GANFORGE_S3_PRESIGN=true the API answers 307 to a short-lived URL of the object."""
-    service, storage = s3_service
+    service, storage = s3
     with service.client(service.new_user_token()) as client:
         run = client.post("/runs", json={**RING8, "train": {"steps": 20}}).json()
         run = wait_for_status(client, run["id"], ("succeeded", "failed"))
