@@ -1,5 +1,6 @@
-"""What the generation and score routes share: the checkpoint a request names, sending a job to the generate
-queue, a finished job's file, and deleting a job. Both are jobs of one model (store/jobs.py)."""
+"""What the job routes (generations, scores, translations, projections) share: the checkpoint a request names,
+sending a job to the generate queue, the owner's jobs quota at the insert, a finished job's file, and deleting a job.
+All are jobs of one model (store/jobs.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where every artifact lives under the data folder: runs, uploaded datasets, generation and score results.
+"""Where every artifact lives under the data folder: runs, uploaded datasets, job results.
 
 Paths are built from ids and integers only, never from client text. The files inside a run's folder are named
 by core.layout (the trainer writes them), re-exported here so that api/ and worker/ have one place to ask.

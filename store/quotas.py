@@ -11,7 +11,7 @@ token (`User.quotas`, PATCH /tokens/{id}). Admin tokens have no quotas: they run
 - `artifact_bytes`: the checkpoints a user's runs keep: for each run, the checkpoints its events announced, at most
   its `schedule.keep_checkpoints` (and the best one, which pruning spares), at the largest size they reported.
   Sample grids (small PNGs, at most GANFORGE_MAX_SAMPLE_GRIDS a run) and job results are not counted.
-- `jobs_in_flight`: generation and score jobs queued or running.
+- `jobs_in_flight`: jobs (generations, scores, translations, projections) queued or running.
 
 Over `running_runs`, `queued_runs` or `jobs_in_flight`, waiting helps (the API answers 429 with Retry-After); over
 the others it does not (403: delete something first). A check made right before the row it counts is inserted
@@ -85,7 +85,7 @@ def run_counts(*, session: Session, user_id: int) -> dict[str, int]:
 
 
 def jobs_in_flight(*, session: Session, user_id: int) -> int:
-    """The user's generation and score jobs that are queued or running."""
+    """The user's jobs (generations, scores, translations, projections) that are queued or running."""
     query = select(func.count()).where(Generation.owner_id == user_id, Generation.status.in_(ACTIVE_STATUSES))
     return int(session.execute(query).scalar_one())
 
@@ -172,7 +172,7 @@ def check_new_job(*, session: Session, user: User, settings: Settings, lock: boo
             "jobs_in_flight",
             limits["jobs_in_flight"],
             used,
-            "generation and score jobs queued or running; try again once one has ended",
+            "jobs (generations, scores, translations, projections) queued or running; try again once one has ended",
         )
     return None
 

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/me", tags=["tokens"], route_class=ReleasingRoute)
 
 @router.get("", response_model=MePublic)
 def me(session: SessionDep, user: CurrentUser, settings: SettingsDep, storage: StorageDep) -> MePublic:
-    """Your token, your usage (runs by status, datasets and their bytes, generation and score jobs in flight) and
+    """Your token, your usage (runs by status, datasets and their bytes, jobs in flight) and
     each of your quotas with your use of it."""
     held = usage(session=session, user_id=user.id)
     limits = quota_limits(user, settings)
