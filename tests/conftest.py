@@ -253,6 +253,19 @@ def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
     stop(redis)
 
 
+def new_bucket_prefix(seaweedfs: SeaweedFS, bucket: str) -> tuple[str, S3Storage]:
+    """A fresh prefix in `bucket` (created if need be) on the SeaweedFS server: its GANFORGE_ARTIFACTS_URL and the
+    storage that reads it."""
+    url = f"s3://{bucket}/{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in S3_ENV.items():
+            patch.setenv(name, value)
+        storage = storage_from_url(url, endpoint_url=seaweedfs.endpoint_url)
+    assert isinstance(storage, S3Storage)
+    storage.create_bucket()
+    return url, storage
+
+
 def other_postgres_database(postgres_url: str) -> tuple[str, Callable[[], None]]:
     """A second database on the server of `postgres_url`, and the function that drops it."""
     import psycopg
@@ -280,14 +293,8 @@ def s3_service(seaweedfs: SeaweedFS, postgres_url: str, tmp_path_factory: pytest
     sock = workdir / "redis.sock"
     redis = start_redis(directory=workdir / "redis", unixsocket=sock)
     database_url, drop = other_postgres_database(postgres_url)
-    url = f"s3://ganforge-e2e/{uuid.uuid4().hex[:8]}"
+    url, storage = new_bucket_prefix(seaweedfs, "ganforge-e2e")
     env = {"GANFORGE_ARTIFACTS_URL": url, "GANFORGE_S3_ENDPOINT_URL": seaweedfs.endpoint_url, **S3_ENV}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in S3_ENV.items():
-            patch.setenv(name, value)
-        storage = storage_from_url(url, endpoint_url=seaweedfs.endpoint_url)
-    assert isinstance(storage, S3Storage)
-    storage.create_bucket()
     service = Service(
         database_url=database_url,
         broker_url=f"redis+socket://{sock}",

@@ -5,16 +5,15 @@ the client through the API, which never touches either worker's disk."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ganforge.services import SeaweedFS
-from store.artifacts import S3Storage, storage_from_url
+from store.artifacts import S3Storage
 from tests.api.test_storage_e2e import local_files
-from tests.conftest import S3_ENV, Service, _port_open
+from tests.conftest import S3_ENV, Service, _port_open, new_bucket_prefix
 from tests.faults.conftest import FAULT_ENV, POSTGRES_ADMIN, OwnPostgres, OwnRedis, new_database, run_events, wait_until
 from tests.utils.runs import wait_for_job, wait_for_status
 
@@ -43,13 +42,7 @@ def hosts(
     else:
         server = OwnPostgres()
         database_url, drop = server.url, lambda: None
-    url = f"s3://ganforge-two-hosts/{uuid.uuid4().hex[:8]}"
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in S3_ENV.items():
-            patch.setenv(name, value)
-        storage = storage_from_url(url, endpoint_url=seaweedfs.endpoint_url)
-    assert isinstance(storage, S3Storage)
-    storage.create_bucket()
+    url, storage = new_bucket_prefix(seaweedfs, "ganforge-two-hosts")
     env = {
         **FAULT_ENV,
         **S3_ENV,
