@@ -132,6 +132,29 @@ def test_the_mixed_table_is_made_alike_from_its_seed_with_the_types_it_promises(
     assert 0.75 < (table["capital_gain"] == 0).mean() < 0.9 and set(table["target"]) == {"churned", "stayed"}
 
 
+def test_the_credit_table_is_made_alike_from_its_seed_with_its_zero_inflated_balance_and_rare_default():
+    table, again = builtin_table("credit"), builtin_table("credit")
+    assert all(np.array_equal(table[k], again[k]) for k in table) and len(table["target"]) == 5000
+    kinds = {c.name: c.kind for c in infer_columns(table)}
+    assert kinds == {
+        "age": "discrete",
+        "region": "categorical",
+        "employment": "categorical",
+        "income": "continuous",
+        "card": "categorical",
+        "limit": "discrete",
+        "balance": "continuous",
+        "late_payments": "discrete",
+        "target": "categorical",
+    }
+    assert 0.35 < (table["balance"] == 0).mean() < 0.55 and set(table["target"]) == {"default", "paid"}
+    assert 0.05 < (table["target"] == "default").mean() < 0.15
+    assert (table["balance"] <= table["limit"]).all() and (table["limit"] % 500 == 0).all()
+    # Defaults come from the revolvers: those who carry a balance default far more often than those who pay in full.
+    revolving = table["balance"] > 0
+    assert (table["target"][revolving] == "default").mean() > 2 * (table["target"][~revolving] == "default").mean()
+
+
 def test_constant_and_empty_columns_round_trip():
     """A column with one value, and one whose every cell is missing, encode and decode like any other."""
     table = read_csv(b"k,n,e,c\n" + b"".join(f"7,{i},,same\n".encode() for i in range(30)))
