@@ -8,8 +8,9 @@ trains and samples, imports included).
 The package is not a dependency of ganforge: it lives in a venv of its own (docs/benchmarks.md says how to make
 it), and runs in a subprocess on the training rows written to a temporary CSV.
 
-    .venv/bin/python bench/tables.py --ctgan-python /tmp/tables/ctgan-venv/bin/python
-    .venv/bin/python bench/tables.py --datasets mixed --seeds 0 1 2 --ctgan-python /tmp/tables/ctgan-venv/bin/python
+    .venv/bin/python bench/tables.py --ctgan-python $CTGAN_VENV/bin/python
+    .venv/bin/python bench/tables.py --datasets mixed --seeds 0 1 2 --ctgan-python $CTGAN_VENV/bin/python
+    .venv/bin/python bench/tables.py --datasets credit --seeds 1 --package-only --ctgan-python $CTGAN_VENV/bin/python
     .venv/bin/python bench/tables.py --datasets mixed --config '{"train": {"steps": 2000}}' --label "2k steps"
 
 Both sides sample as many rows as the table has training rows (seeded), and both train with the same seed.
@@ -152,7 +153,7 @@ def compare(dataset: str, seed: int, args: argparse.Namespace) -> list[dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["breast-cancer", "wine", "mixed"])
+    parser.add_argument("--datasets", nargs="+", default=["breast-cancer", "wine", "mixed", "credit"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--ctgan-python", help="the Python of a venv with the ctgan package; without it, ours only")
     parser.add_argument("--epochs", type=int, default=300, help="the package's epochs (its default: 300)")
