@@ -1185,10 +1185,12 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 1000},
 }
 
-# srgan: Ledig et al.'s losses (the pixel MSE alone while pretraining, then with the feature term and the adversarial
+# srgan: Ledig et al.'s phases (the pixel loss alone while pretraining, then with the feature term and the adversarial
 # term at 1e-3; Adam with beta1 0.9), narrowed for a CPU: width 32 and 8 residual blocks where the paper has 64 and 16,
-# x4 from 16 px to 64 px, G learning what bicubic misses (model.bicubic_skip) at 5e-4 where the paper's 1e-4 (for 10^6
-# steps) moved too slowly in a CPU budget. docs/benchmarks.md holds the measurements on photos.
+# x4 from 16 px to 64 px, G learning what bicubic misses (model.bicubic_skip). The pixel loss is L1 (as EDSR) plus the
+# Sobel gradient loss at 1: L1 alone left G at its bicubic start, the gradient term moved it. Rates fall along a cosine
+# within each phase, G's from 1e-3 while pretraining and from 1e-4 (the paper's) after it; training patches are
+# mirrored at random (EDSR's augmentation). docs/benchmarks.md holds the measurements on photos.
 SRGAN_RECIPE: dict[str, Any] = {
     "model": {
         "arch": "srgan",
@@ -1205,22 +1207,26 @@ SRGAN_RECIPE: dict[str, Any] = {
     "loss": {
         "kind": "nonsaturating",
         "adversarial_weight": 1e-3,
-        "content": "mse",
+        "content": "l1",
+        "gradient_weight": 1.0,
         "feature_net": "discriminator",
         "feature_weight": 0.01,
     },
     "train": {
-        "steps": 2000,
-        "pretrain_steps": 1500,
+        "steps": 2800,
+        "pretrain_steps": 2400,
+        "phase_schedule": "cosine",
+        "flips": True,
         "batch_size": 16,
-        "lr_g": 5e-4,
+        "lr_g": 1e-3,
+        "lr_g_adversarial": 1e-4,
         "lr_d": 1e-4,
         "beta1": 0.9,
         "beta2": 0.999,
         "ema": None,
         "ema_kimg": None,
     },
-    "schedule": {"sample_every": 250, "checkpoint_every": 500, "eval_every": 250, "eval_samples": 256},
+    "schedule": {"sample_every": 400, "checkpoint_every": 400, "eval_every": 400, "eval_samples": 256},
 }
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -109,15 +109,13 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         64,
         1e-3,
     )
-    assert (cfg.loss.content, cfg.loss.feature_net, cfg.train.pretrain_steps > 0) == ("mse", "discriminator", True)
-    assert (cfg.train.lr_g, cfg.train.beta1, cfg.schedule.eval_every > 0, cfg.model.bicubic_skip) == (
-        5e-4,
-        0.9,
-        True,
-        True,
-    )
+    assert (cfg.loss.content, cfg.loss.feature_net, cfg.train.pretrain_steps > 0) == ("l1", "discriminator", True)
+    assert (cfg.loss.gradient_weight, cfg.train.flips, cfg.train.phase_schedule) == (1.0, True, "cosine")
+    assert (cfg.train.lr_g, cfg.train.lr_g_adversarial, cfg.train.beta1) == (1e-3, 1e-4, 0.9)
+    assert (cfg.schedule.eval_every > 0, cfg.model.bicubic_skip, cfg.train.interpolation) == (True, True, None)
     dcgan = RunConfig.model_validate({"dataset": "photos", "model": {"arch": "dcgan"}})
     assert (dcgan.model.scale, dcgan.train.pretrain_steps, dcgan.loss.feature_net) == (4, 0, "discriminator")
+    assert (dcgan.loss.gradient_weight, dcgan.train.flips, dcgan.train.lr_g_adversarial) == (0.0, False, None)
     on_digits = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "srgan", "scale": 2}})
     assert (on_digits.model.image_size, on_digits.model.clusters, on_digits.train.ema) == (32, 0, None)
 
@@ -174,7 +172,7 @@ def test_srgan_pretrains_then_trains_adversarially_with_its_grid_and_metrics(tmp
     assert env[0]["primary_metric"] == ["psnr", "max"]
     stats = {d["step"]: d["values"] for kind, d in events if kind == "stats"}
     assert stats[1]["pretraining"] == 1.0 and stats[1]["loss_d"] == 0.0
-    assert stats[1]["loss_g"] == stats[1]["loss_g_pixel"]
+    assert stats[1]["loss_g"] == pytest.approx(stats[1]["loss_g_pixel"] + stats[1]["loss_g_gradient"])  # weight 1
     assert stats[4]["pretraining"] == 0.0 and stats[4]["loss_d"] > 0
     assert {"loss_g_adv", "loss_g_feature", "d_real", "d_fake", "grad_norm_d"} <= stats[4].keys()
     tensors = checkpoint_tensors(tmp_path, 4)
@@ -202,7 +200,8 @@ N, K = 6, 2
 @pytest.mark.parametrize(
     "over",
     [
-        pytest.param({}, id="mse-discriminator-features"),
+        pytest.param({}, id="defaults"),
+        pytest.param({"loss": {"content": "mse", "gradient_weight": 0.0}}, id="mse-discriminator-features"),
         pytest.param({"loss": {"content": "l1", "kind": "lsgan", "instance_noise": 0.1}}, id="l1-lsgan-noise"),
         pytest.param(
             {
@@ -264,7 +263,7 @@ def test_the_phase_schedule_falls_along_a_cosine_within_each_phase():
     assert scales[0] == 1.0 and scales[4] == 1.0  # the first step of each phase at the full rate
     assert scales[1] > scales[2] > scales[3] > 0 and scales[5] > scales[6] > scales[9] > 0
     assert scales[2] == pytest.approx(0.5)
-    constant = _cfg(train={"steps": 10, "pretrain_steps": 4})
+    constant = _cfg(train={"steps": 10, "pretrain_steps": 4, "phase_schedule": "constant"})
     assert {srgan.phase_rate_scale(constant, step) for step in range(1, 11)} == {1.0}
 
 
@@ -285,7 +284,7 @@ def test_the_gradient_loss_and_the_symmetries_of_a_batch():
 def test_gradient_loss_and_an_adversarial_rate_show_in_the_stats(tmp_path):
     cfg = _cfg(
         loss={"gradient_weight": 0.5},
-        train={"steps": 4, "pretrain_steps": 2, "lr_g": 1e-3, "lr_g_adversarial": 1e-4, "flips": True},
+        train={"steps": 4, "pretrain_steps": 2, "lr_g": 1e-3, "lr_g_adversarial": 1e-4, "phase_schedule": "constant"},
         schedule={"checkpoint_every": 100},
     )
     stats = {d["step"]: d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"}
