@@ -302,7 +302,9 @@ def network_sizes(cfg: RunConfig, *, channels: int, num_classes: int, columns: i
 
 def checkpoint_bytes(cfg: RunConfig, *, channels: int, num_classes: int, columns: int = 0) -> int:
     """About how many bytes one checkpoint of this run takes: G and D, the EMA copy of G when the run keeps one,
-    and Adam's two moments of each, in float32 (the RNG states, data order and metadata are a few KB more)."""
+    srgan's pretrained copy of G (`G_psnr`) when it interpolates, and Adam's two moments of each, in float32 (the
+    RNG states, data order and metadata are a few KB more)."""
     g, d = network_sizes(cfg, channels=channels, num_classes=num_classes, columns=columns)
     copies_of_g = 3 + (1 if cfg.train.ema_decay is not None else 0)
+    copies_of_g += 1 if cfg.model.arch == "srgan" and cfg.train.interpolation is not None else 0
     return BYTES_PER_VALUE * (copies_of_g * g + 3 * d)

@@ -105,3 +105,11 @@ def test_checkpoint_bytes_count_the_ema_copy_and_adam() -> None:
     cfg = RunConfig.model_validate({"dataset": "digits"})  # EMA on
     g, d = footprint.network_sizes(cfg, channels=1, num_classes=10)
     assert footprint.checkpoint_bytes(cfg, channels=1, num_classes=10) == 4 * (4 * g + 3 * d)
+
+
+def test_checkpoint_bytes_count_srgans_pretrained_copy_when_it_interpolates() -> None:
+    plain = RunConfig.model_validate({"dataset": "photos"})
+    blended = RunConfig.model_validate({"dataset": "photos", "train": {"interpolation": 0.5}})
+    g, _ = footprint.network_sizes(plain, channels=3, num_classes=0)
+    extra = footprint.checkpoint_bytes(blended, channels=3, num_classes=0)
+    assert extra - footprint.checkpoint_bytes(plain, channels=3, num_classes=0) == 4 * g
