@@ -8,9 +8,9 @@ Built-ins:
 - `stacked-digits`: three random digits in the R, G and B channels, labelled 100 * r + 10 * g + b: 1,000 modes,
   built from the digits as Stacked MNIST is built from MNIST (Metz et al. 2017; Lin et al. 2018).
 - `breast-cancer`, `wine`: scikit-learn's tables (core/tabular/data.py), their class as the categorical column
-  `target`, 20 % of the rows held out of training; `mixed`: a 5,000-row mixed-type table made from a seed
-  (core/tabular/io.py: mixed_table), its binary class `target`. Uploaded tables (`tbl_...`,
-  core/tabular/upload.py) likewise.
+  `target`, 20 % of the rows held out of training; `mixed` and `credit`: 5,000-row mixed-type tables made from a
+  seed (core/tabular/io.py: mixed_table, credit_table), each with a binary class `target`. Uploaded tables
+  (`tbl_...`, core/tabular/upload.py) likewise.
 - `digits-edges`: paired (core/paired.py): each digit's Sobel edges as the input, the digit as the target.
 - `digits-printed`: unpaired (core/unpaired.py): handwritten digits (A) and digits printed with Pillow's font (B).
 - `photos`: patches of scikit-learn's two sample photographs, for super-resolution (core/superres.py).
