@@ -7,7 +7,10 @@ maps at N(0, I); Adam (β = 0.9, 0.999) with a learning rate that ramps up over 
 (cosine) over the last 25 %; during the first 75 % the w given to G is perturbed by Gaussian noise of
 0.05 · σ_w · (1 − t / 0.75)², σ_w being the spread of w around w_avg (measured on 1,000 mapped latents); the
 noise maps are regularised toward having no spatial autocorrelation at any scale (weight 1e5) and renormalised
-to zero mean and unit variance after every step, so that they cannot carry the image.
+to zero mean and unit variance after every step, so that they cannot carry the image. Each image keeps the best
+latents and noise maps it reached by the distance alone: its start, any step once w is no longer perturbed (the
+step's distance is then that of the latents it started from), and the last; a step size that overshoots late in
+a short projection cannot leave an image worse than it was.
 
 The paper's distance is LPIPS on VGG16 features; nothing is downloaded here, so the distance is made of what the
 service has (`Distance`):
@@ -237,6 +240,7 @@ def project(
             with torch.no_grad():
                 target_features = distance.features(x)
                 first = distance(_synthesize(generator, ws, maps, num_ws), x, target_features)
+            best = _Best(first, ws, maps)
             optimizer = torch.optim.Adam([ws, *maps], lr=INITIAL_LR, betas=(0.9, 0.999))
             history = []
             for step in range(steps):
@@ -246,6 +250,8 @@ def project(
                 scale = w_std * W_NOISE * max(0.0, 1.0 - t / W_NOISE_RAMP) ** 2
                 w_noise = torch.stack([torch.randn(ws.shape[1:], generator=g) for g in gens]).to(device) * scale
                 dist = distance(_synthesize(generator, ws + w_noise, maps, num_ws), x, target_features)  # (B,)
+                if scale == 0:  # the distance of the latents as they are, before this step moves them
+                    best.offer(dist.detach(), ws, maps)
                 loss = (dist + NOISE_REGULARIZE * noise_regularization(maps)).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -253,13 +259,13 @@ def project(
                 _normalize_noise(maps)
                 history.append(float(dist.detach().sum()))
             with torch.no_grad():
-                images = _synthesize(generator, ws, maps, num_ws)
-                final = distance(images, x, target_features)
-            parts["ws"].append(ws.detach().expand(b, num_ws, -1).float().cpu())
-            parts["noise"].append([m.detach().float().cpu() for m in maps])
+                best.offer(distance(_synthesize(generator, ws, maps, num_ws), x, target_features), ws, maps)
+                images = _synthesize(generator, best.ws, best.maps, num_ws)
+            parts["ws"].append(best.ws.expand(b, num_ws, -1).float().cpu())
+            parts["noise"].append([m.float().cpu() for m in best.maps])
             parts["images"].append(images.float().cpu())
             parts["start"].append(first.double().cpu())
-            parts["final"].append(final.double().cpu())
+            parts["final"].append(best.distance.double().cpu())
             parts["history"].append(history)
     totals = np.sum(np.array(parts["history"], dtype=np.float64), axis=0) / max(n, 1) if n else np.zeros(0)
     return Projection(
@@ -274,6 +280,23 @@ def project(
         seed=seed,
         history=[float(v) for v in totals],
     )
+
+
+class _Best:
+    """Per image of a batch, the lowest distance offered so far and the latents and noise maps that gave it."""
+
+    def __init__(self, distance: torch.Tensor, ws: torch.Tensor, maps: list[torch.Tensor]) -> None:
+        self.distance = distance.detach().clone()  # (B,)
+        self.ws = ws.detach().clone()  # (B, 1 | L, W)
+        self.maps = [m.detach().clone() for m in maps]  # (B, 1, r, r) each
+
+    def offer(self, distance: torch.Tensor, ws: torch.Tensor, maps: list[torch.Tensor]) -> None:
+        better = distance < self.distance  # (B,)
+        if bool(better.any()):
+            self.distance = torch.where(better, distance, self.distance)
+            self.ws[better] = ws.detach()[better]
+            for kept, now in zip(self.maps, maps, strict=True):
+                kept[better] = now.detach()[better]
 
 
 def _stream_seed(seed: int, index: int) -> int:
