@@ -8,6 +8,7 @@ sent again by the reconciler (worker/reconcile.py).
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import lru_cache
 
@@ -18,9 +19,9 @@ from store.settings import Settings, get_settings
 log = logging.getLogger("ganforge.queue")
 
 # Redis re-delivers a message not acknowledged within the visibility timeout. Jobs acknowledge theirs when they
-# end (minutes); a training run acknowledges its message when it starts (worker/tasks.py: train_run), since its
-# lease in SQL, not the message, says who trains it: a run of any length is never delivered twice, and a worker
-# that dies is noticed through its heartbeat and the reconciler sends the run again. Set the same for the
+# end (minutes). A training run settles its delivery as soon as its lease is committed (`settle_delivery`), since
+# its lease in SQL, not the message, says who trains it: a run of any length is never delivered twice, and a
+# worker that dies is noticed through its heartbeat and the reconciler sends the run again. Set the same for the
 # broker and any result backend.
 VISIBILITY_TIMEOUT = 6 * 3600
 # Kombu's Redis transport keeps one list per priority step; with the one step 0 a queue is exactly one Redis list
@@ -50,8 +51,7 @@ def make_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=False,  # the reconciler, not a re-delivery loop, hands on a lost run
         worker_prefetch_multiplier=1,
-        # A busy worker reserves no next message: a training run acknowledged at its start would otherwise let the
-        # worker take the next one and hold it, unacknowledged, behind hours of training while other workers idle.
+        # A busy worker reserves no next message, which would wait behind hours of training while others idle.
         worker_disable_prefetch=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_connection_retry_on_startup=True,
@@ -68,6 +68,25 @@ def make_app(settings: Settings) -> Celery:
 @lru_cache
 def get_app() -> Celery:
     return make_app(get_settings())
+
+
+def settle_delivery(task_id: str) -> None:
+    """Remove the delivered message of task `task_id` from the Redis transport's unacknowledged hash and its index
+    (what an acknowledgement does there), so that the broker never brings it back after the visibility timeout.
+    Called by a training task once its lease is committed; Celery's own acknowledgement when the task ends then
+    finds nothing left to remove. Best effort: should it fail, a later delivery is refused by the lease."""
+    try:
+        with get_app().connection_for_write() as conn:
+            client = conn.default_channel.client
+            for tag, payload in client.hgetall(UNACKED_KEY).items():
+                try:
+                    delivered_id = json.loads(payload)[0]["headers"]["id"]
+                except (ValueError, KeyError, IndexError, TypeError):
+                    continue
+                if delivered_id == task_id:
+                    client.pipeline().hdel(UNACKED_KEY, tag).zrem(UNACKED_INDEX_KEY, tag).execute()
+    except Exception as exc:
+        log.warning("task %s: its delivery stays unacknowledged until it ends (%s)", task_id, exc)
 
 
 def enqueue_run(run_id: str, queue: str | None = None) -> bool:

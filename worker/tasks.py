@@ -25,7 +25,7 @@ from store.db import get_sessionmaker
 from store.errors import sentence
 from store.limits import check_run_limits
 from store.models import Dataset, Run
-from store.queue import enqueue_run
+from store.queue import enqueue_run, settle_delivery
 from store.quotas import defer_over_running_quota
 from store.reports import add_event, write_reports
 from store.runs import acquire_lease, finish_run, heartbeat, release_lease
@@ -265,10 +265,7 @@ def _release(*, run_id: str, worker: str, queue: str, epoch: int | None = None) 
         enqueue_run(run_id, queue)
 
 
-# Acknowledged when a worker starts it, not when it ends: a run can outlast the broker's visibility timeout, and
-# its message must not come back to another worker while it trains. The lease in SQL holds the run; a worker
-# that dies stops its heartbeat, and the reconciler sends the run again (store/runs.py: find_lost_runs).
-@app.task(name="ganforge.train_run", acks_late=False)
+@app.task(name="ganforge.train_run", acks_late=True)
 def train_run(run_id: str) -> None:
     """Train one run to its end. Idempotent: a run finished, canceled, gone or live elsewhere is left alone."""
     _stop_on_first_sigterm()
@@ -305,6 +302,10 @@ def train_run(run_id: str) -> None:
             session.commit()
             return
         session.commit()
+    # The lease holds the run from here on: its message must not come back after the broker's visibility timeout,
+    # however long the run trains (a lost worker is found by its heartbeat instead).
+    if train_run.request.id:
+        settle_delivery(train_run.request.id)
 
     run_dir = layout.run_dir(settings.data_dir, run_id)
     limit = settings.train_time_limit_seconds
