@@ -23,6 +23,7 @@ images of each domain (their labels, and real against real).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,20 @@ from core.metrics.distances import fid
 
 SampleFn = Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]
 BATCH = 256
+
+
+# Fitted read-outs by the bytes of their training features and labels: every evaluator of one built-in at one size
+# (a run, its resume, the next run in this process) fits the same one.
+_READOUTS: dict[str, LogisticRegression] = {}
+
+
+def _printed_readout(features: np.ndarray, labels: np.ndarray) -> LogisticRegression:
+    """A logistic regression reading the printed digits from the classifier's features (N, 128), fitted once per
+    distinct training set in a process."""
+    key = hashlib.sha256(features.tobytes() + labels.tobytes()).hexdigest()
+    if key not in _READOUTS:
+        _READOUTS[key] = LogisticRegression(C=1.0, max_iter=2000).fit(features, labels)
+    return _READOUTS[key]
 
 
 class UnpairedEvaluator:
@@ -62,8 +77,7 @@ class UnpairedEvaluator:
             train_feats[domain] = self._features(train)[0]  # (N, 128)
             total = train_feats[domain].double()
             self.ref[domain] = (total.sum(0), total.T @ total, int(total.shape[0]))
-        self.printed = LogisticRegression(C=1.0, max_iter=2000)
-        self.printed.fit(train_feats["b"].numpy(), dataset.other_labels.cpu().numpy())
+        self.printed = _printed_readout(train_feats["b"].numpy(), dataset.other_labels.cpu().numpy())
         held_a, preds = self._features(dataset.held_a)
         held_b = self._features(dataset.held_b)[0]
         self.floor |= {
