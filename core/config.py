@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.tabular.columns import training_rows
+
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
     # kind, channels, number of classes (0 = unlabeled), how many images (None: drawn, not stored), and what it is
     "ring8": {
@@ -1126,12 +1128,11 @@ def _points_defaults(*, width: int, steps: int) -> dict[str, Any]:
 TABLE_EPOCHS = 375  # 3,000 steps of 500 rows on a 4,000-row table (mixed's training rows), as measured
 TABLE_MIN_STEPS = 300  # a small table still trains this many steps (one pass is then less than one batch)
 TABLE_MAX_STEPS = 10_000  # a large table stops here, in a CPU budget
-TABLE_HOLDOUT = 0.2  # core.tabular.columns.HOLDOUT: the share of a table's rows kept out of training
 
 
 def table_steps(*, epochs: float, rows: int, batch_size: int) -> int:
     """ctgan's steps for `epochs` passes over the training rows of a `rows`-row table, within the bounds."""
-    training = rows - round(rows * TABLE_HOLDOUT)
+    training = training_rows(rows)
     return min(TABLE_MAX_STEPS, max(TABLE_MIN_STEPS, math.ceil(epochs * training / batch_size)))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,15 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, OwnedRun, OwnedScore, SessionDep, SettingsDep, StorageDep, find_owned_dataset
 from api.errors import unprocessable
-from api.jobs import checkpoint_data, create_owned_job, delete_job, resolve_step, result_file, send
+from api.jobs import (
+    checkpoint_data,
+    create_job_with_input,
+    create_owned_job,
+    delete_job,
+    resolve_step,
+    result_file,
+    send,
+)
 from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary
 from api.routing import ReleasingRoute
@@ -29,8 +36,7 @@ from api.schemas import ScoreCreate, ScoreOptions, ScorePublic
 from api.uploads import archive_limits, receive_upload
 from core import uploads
 from store import layout
-from store.artifacts import Storage, put_folder
-from store.jobs import new_job_id
+from store.artifacts import Storage
 from store.models import Generation, Run, User
 from store.quotas import check_new_job
 from store.settings import Settings
@@ -87,10 +93,8 @@ def create_score_from_upload(
     record the job. Sync: run in a thread."""
     step, metadata = resolve_step(run, storage, options.step)
     _check_scorable(metadata)
-    job_id = new_job_id("score")
-    job_dir = layout.job_dir(settings.data_dir, run.id, job_id)
-    job_dir.mkdir(parents=True)
-    try:
+
+    def fill(job_dir: Path) -> dict[str, Any]:
         try:
             prepared = uploads.prepare(upload, datasets_dir=job_dir, limits=archive_limits(settings))
         except uploads.UploadError as error:
@@ -101,25 +105,15 @@ def create_score_from_upload(
             )
         prepared.tmp_dir.rename(job_dir / "input")
         (job_dir / "input" / "names.json").write_text(json.dumps(prepared.names))
-        put_folder(storage, prefix=layout.job_prefix(run.id, job_id) + "input/", folder=job_dir / "input")
-        request = {
+        return {
             **options.model_dump(mode="json"),
             "source": "upload",
             "dataset": None,
             "num_images": prepared.num_images,
             "checkpoint_step": step,
         }
-        job = create_owned_job(
-            session=session, settings=settings, run=run, kind="score", request=request, job_id=job_id
-        )
-        session.commit()
-    except BaseException:
-        storage.delete_prefix(layout.job_prefix(run.id, job_id))
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise
-    if not settings.artifacts_are_local:
-        shutil.rmtree(job_dir, ignore_errors=True)  # kept in the storage, where the worker fetches it
-    return job
+
+    return create_job_with_input(run=run, kind="score", session=session, settings=settings, storage=storage, fill=fill)
 
 
 def create_score_from_dataset(

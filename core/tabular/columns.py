@@ -32,6 +32,13 @@ TOP_CATEGORIES = 20  # a categorical column's summary lists this many of its mos
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # How a table is split for training (core/tabular/data.py), here so that torch-free code (uploads) can check it.
 HOLDOUT = 0.2  # the fraction of a table's rows kept out of training
+
+
+def training_rows(n: int) -> int:
+    """How many of an n-row table's rows training sees (the rest, HOLDOUT of them, are held out)."""
+    return n - round(n * HOLDOUT)
+
+
 MIN_ROWS = 10  # fewer training rows than this cannot train
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.datasets import DATA_SEED, Dataset
-from core.tabular.columns import HOLDOUT, MIN_ROWS, Column, Table, infer_columns, typed
+from core.tabular.columns import MIN_ROWS, Column, Table, infer_columns, training_rows, typed
 from core.tabular.io import TARGET, builtin_table
 from core.tabular.transformer import TableTransformer
 
@@ -60,7 +60,7 @@ class TableDataset(Dataset):
 def split_rows(n: int, *, seed: int = DATA_SEED) -> tuple[np.ndarray, np.ndarray]:
     """The training and holdout row indices of an n-row table (HOLDOUT of them held out), each sorted."""
     order = np.random.default_rng(seed).permutation(n)
-    n_held = round(n * HOLDOUT)
+    n_held = n - training_rows(n)
     return np.sort(order[n_held:]), np.sort(order[:n_held])
 
 

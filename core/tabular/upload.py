@@ -27,14 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from core.tabular.columns import HOLDOUT, MIN_ROWS, Column, Table, infer_columns, summarize, typed
+from core.tabular.columns import HOLDOUT, MIN_ROWS, Column, Table, infer_columns, summarize, training_rows, typed
 from core.tabular.io import read_csv, read_parquet
 
 FORMAT = "ganforge-table/1"
 MAX_CELL_CHARS = 64 * 1024  # one cell's length, in characters
 # The fewest rows that leave MIN_ROWS for training once HOLDOUT of them are held out (core.tabular.data.split_rows).
 # This module loads no torch: the API imports it.
-MIN_UPLOAD_ROWS = next(n for n in range(MIN_ROWS, 10 * MIN_ROWS) if n - round(n * HOLDOUT) >= MIN_ROWS)
+MIN_UPLOAD_ROWS = next(n for n in range(MIN_ROWS, 10 * MIN_ROWS) if training_rows(n) >= MIN_ROWS)
 ZIP_MAGIC = b"PK"
 PARQUET_MAGIC = b"PAR1"
 
