@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from core.clusters import clusters_of
 from core.config import RunConfig
 from core.networks import minibatch_std
 
@@ -56,7 +57,8 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> Style
         image_size=m.image_size,
         channels=channels,
         width=m.g_width or m.width,
-        num_classes=num_classes if m.conditional else 0,
+        num_classes=m.label_classes(num_classes),
+        clusters=m.clusters > 0,
         progressive=cfg.train.progressive is not None,
     )
 
@@ -67,7 +69,7 @@ def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> S
         image_size=m.image_size,
         channels=channels,
         width=m.width,
-        num_classes=num_classes if m.conditional else 0,
+        num_classes=m.label_classes(num_classes),
         start_resolution=grow.start_resolution if grow is not None else None,
     )
 
@@ -224,20 +226,27 @@ class ToRGB(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z (B, Z) [and labels (B,)] -> w (B, W), with the tracked mean of w as the buffer `w_avg`."""
+    """z (B, Z) [and labels (B,)] -> w (B, W), with the tracked mean of w as the buffer `w_avg`. A cluster-conditioned
+    network (`model.clusters`, core.clusters) holds the clusters' cumulative real frequencies as the buffer
+    `cluster_cdf` (K,) float64 and, given no labels, picks each latent's cluster from the latent itself."""
 
     w_avg: torch.Tensor  # (W,)
+    cluster_cdf: torch.Tensor | None  # (K,) float64, when cluster-conditioned
 
-    def __init__(self, *, z_dim: int, w_dim: int, layers: int, num_classes: int) -> None:
+    def __init__(self, *, z_dim: int, w_dim: int, layers: int, num_classes: int, clusters: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.embed = nn.Parameter(torch.randn(num_classes, w_dim)) if num_classes else None
         sizes = [z_dim + (w_dim if num_classes else 0)] + [w_dim] * layers
         self.net = nn.Sequential(*[EqualLinear(a, b, lr_mul=0.01, act=True) for a, b in itertools.pairwise(sizes)])
         self.register_buffer("w_avg", torch.zeros(w_dim))
+        cdf = torch.linspace(1.0 / num_classes, 1.0, num_classes, dtype=torch.float64) if clusters else None
+        self.register_buffer("cluster_cdf", cdf)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None, *, update_w_avg: bool = False) -> torch.Tensor:
         x = normalize_2nd_moment(z)  # (B, Z)
+        if labels is None and self.cluster_cdf is not None:
+            labels = clusters_of(z, self.cluster_cdf)  # (B,)
         if self.embed is not None:
             if labels is None:
                 raise ValueError("this generator is conditional: give it a label per latent")
@@ -262,12 +271,18 @@ class StyleGenerator(nn.Module):
         channels: int,
         width: int,
         num_classes: int,
+        clusters: bool = False,
         progressive: bool = False,
     ) -> None:
+        """`num_classes`: the labels w is conditioned on (classes, or with `clusters` the k-means clusters, which
+        the mapping network then picks from each latent when it is given no labels)."""
         super().__init__()
-        self.z_dim, self.w_dim, self.num_classes = z_dim, w_dim, num_classes
+        self.z_dim, self.w_dim = z_dim, w_dim
+        self.num_classes = 0 if clusters else num_classes  # what a caller must pass labels for
         self.image_size = image_size
-        self.mapping = MappingNetwork(z_dim=z_dim, w_dim=w_dim, layers=mapping_layers, num_classes=num_classes)
+        self.mapping = MappingNetwork(
+            z_dim=z_dim, w_dim=w_dim, layers=mapping_layers, num_classes=num_classes, clusters=clusters
+        )
         resolutions = [2**i for i in range(2, int(math.log2(image_size)) + 1)]  # 4, 8, ..., image_size
         ch = [channels_at(r, image_size=image_size, width=width) for r in resolutions]
         self.const = nn.Parameter(torch.randn(ch[0], 4, 4))
@@ -283,6 +298,21 @@ class StyleGenerator(nn.Module):
         # it, so that a generation from a checkpoint taken while growing shows what its grid showed.
         full = torch.tensor([float(image_size), 1.0])
         self.register_buffer("growth", full if progressive else None)
+
+    @property
+    def cluster_cdf(self) -> torch.Tensor | None:
+        """The clusters' cumulative real frequencies (K,) of a cluster-conditioned generator, else None."""
+        return self.mapping.cluster_cdf
+
+    def set_cluster_frequencies(self, cdf: torch.Tensor) -> None:
+        """Use the real data's cumulative cluster frequencies (K,) (core.clusters.cluster_cdf)."""
+        assert self.mapping.cluster_cdf is not None and cdf.shape == self.mapping.cluster_cdf.shape
+        self.mapping.cluster_cdf.copy_(cdf)
+
+    def clusters_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The cluster (B,) that a call without labels gives each latent (B, Z)."""
+        assert self.mapping.cluster_cdf is not None, "this generator is not cluster-conditioned"
+        return clusters_of(z, self.mapping.cluster_cdf)
 
     def grow(self, resolution: int, alpha: float) -> None:
         """Run up to `resolution` px, its toRGB weighted by `alpha` (progressive growing)."""

@@ -2,6 +2,10 @@
 through a mapping network to w and a style-modulated synthesis network to images (B, C, H, W); the networks live
 in core.networks_stylegan2.
 
+A cluster-conditioned run (`model.clusters`, core.clusters) conditions G's mapping network and D's projection on
+k-means cluster ids of the real images as a conditional run does on its classes; each fake's cluster is a
+function of its latent, so G(z) still samples the whole data (the noise family's cluster conditioning).
+
 One step is the paper's four phases in order: the generator's nonsaturating logistic loss on style-mixed fakes,
 the lazy path-length regularization (every `loss.pl_every` steps), the discriminator's logistic loss, and the lazy
 R1 penalty on reals (every `loss.r1_every` steps). A lazy term is scaled by its interval, and Adam's learning rate
@@ -36,6 +40,7 @@ from torch.nn import functional as F
 from core import checkpoint
 from core.ada import AdaptiveAugment
 from core.augment import make_augment
+from core.clusters import cluster_cdf, cluster_counts, cluster_images
 from core.config import RunConfig
 from core.datasets import Dataset
 from core.families import Step, StepStats, grad_norm, noise
@@ -66,8 +71,9 @@ class Models:
     opt_d: torch.optim.Optimizer
     augment: Augment | None  # DiffAugment, applied to every input of D
     ada: AdaptiveAugment | None  # adaptive augmentation of every input of D (train.augment ada)
-    num_classes: int  # the classes G and D are conditioned on; 0 when unconditional
+    num_classes: int  # the classes G and D are conditioned on; 0 when unconditional or cluster-conditioned
     pl_mean: torch.Tensor  # () the running mean of the path lengths
+    clusters: torch.Tensor | None = None  # (N,) each real image's cluster id, in a cluster-conditioned run
     # The lazy regularizers' last values, reported with the step's stats when they ran on it.
     reg_stats: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -78,8 +84,12 @@ class Models:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint keeps beside the modules: the path-length mean, and ADA's p and sign sums."""
-        return {PL_MEAN: self.pl_mean} | (self.ada.tensors() if self.ada is not None else {})
+        """What a checkpoint keeps beside the modules: the path-length mean, the real images' cluster ids, and ADA's
+        p and sign sums."""
+        kept = {PL_MEAN: self.pl_mean}
+        if self.clusters is not None:
+            kept["data.clusters"] = self.clusters
+        return kept | (self.ada.tensors() if self.ada is not None else {})
 
 
 def _lazy_adam(params: Any, *, lr: float, betas: tuple[float, float], every: int, on: bool) -> torch.optim.Adam:
@@ -95,8 +105,23 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         raise ValueError(f"model.arch: {cfg.dataset} is not an image dataset; stylegan2 generates images")
     if cfg.model.conditional and data.labels is None:
         raise ValueError(f"model.conditional: dataset {cfg.dataset} has no class labels; set conditional to false")
+    # Cluster conditioning: the real images' k-means cluster ids, from the checkpoint when resuming.
+    ids: torch.Tensor | None = None
+    k = cfg.model.clusters
+    if k:
+        ids = checkpoint.read_clusters(latest) if latest is not None else None
+        if ids is None:
+            ids = cluster_images(data.data, k, seed=cfg.seed)
+        if ids.shape != (len(data),):
+            raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
+        sizes = cluster_counts(ids, k)  # (1, K)
+        found = {"count": k, "smallest": int(sizes.min()), "largest": int(sizes.max()), "per_channel": False}
+        emit("environment", {"clusters": found})
+        ids = ids.to(device)
     G = build_generator(cfg, channels=data.channels, num_classes=data.num_classes)
     D = build_discriminator(cfg, channels=data.channels, num_classes=data.num_classes)
+    if ids is not None:
+        G.set_cluster_frequencies(cluster_cdf(ids, k))
     G = G.to(device, memory_format=torch.channels_last)
     D = D.to(device, memory_format=torch.channels_last)
     betas = (cfg.train.beta1, cfg.train.beta2)
@@ -120,6 +145,7 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         ada=ada,
         num_classes=data.num_classes if cfg.model.conditional else 0,
         pl_mean=pl_mean,
+        clusters=ids,
     )
 
 
@@ -157,10 +183,12 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
     # Train the discriminator on a real batch and fresh fakes.
     m.D.requires_grad_(True)
-    real, real_labels = at.next_batch()[1:]  # (B, C, H, W)
+    indices, real, real_labels = at.next_batch()  # (B,), (B, C, H, W), (B,) | None
     if grow is not None:
         real = fade_reals(real, resolution, alpha)
     real_labels = real_labels if m.num_classes else None
+    if m.clusters is not None:  # the reals' k-means clusters
+        real_labels = m.clusters[indices.to(at.device)]
     z, labels = _latents(m, cfg, b, at.device)
     with at.autocast():
         with torch.no_grad():
@@ -247,9 +275,11 @@ def _d_input(m: Models, x: torch.Tensor) -> torch.Tensor:
 
 
 def _latents(m: Models, cfg: RunConfig, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n latents (n, Z) and, when conditional, n uniformly drawn classes (n,)."""
+    """n latents (n, Z) and, when conditional, n uniformly drawn classes (n,), or each latent's cluster (n,)."""
     z = torch.randn(n, cfg.model.z_dim, device=device)  # (n, Z)
     labels = torch.randint(m.num_classes, (n,), device=device) if m.num_classes else None
+    if m.clusters is not None:
+        labels = m.G.clusters_of(z)
     return z, labels
 
 

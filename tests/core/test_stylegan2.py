@@ -193,11 +193,15 @@ def test_a_few_steps_train_through_the_loop_and_generate_from_the_checkpoint(tmp
 
 
 @pytest.mark.parametrize(
-    "augment",
-    [pytest.param({"diffaugment": "translation"}, id="diffaugment"), pytest.param({"augment": "ada"}, id="ada")],
+    "augment, model",
+    [
+        pytest.param({"diffaugment": "translation"}, {"conditional": True}, id="diffaugment"),
+        pytest.param({"augment": "ada"}, {"conditional": True}, id="ada"),
+        pytest.param({}, {"clusters": 4}, id="clusters"),
+    ],
 )
-def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, augment: dict):
-    cfg = _cfg(model={"conditional": True}, loss={"r1_gamma": 0.5}, train=augment)
+def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, augment: dict, model: dict):
+    cfg = _cfg(model=model, loss={"r1_gamma": 0.5}, train=augment)
     n, k = cfg.train.steps, 3
 
     def run(out, stop_at=None):
@@ -214,7 +218,33 @@ def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, au
     assert float(a["loss.pl_mean"]) > 0
     if cfg.train.augment == "ada":
         assert {"augment.p", "augment.signs"} <= a.keys()
+    if cfg.model.clusters:
+        assert {"data.clusters", "G.mapping.cluster_cdf", "G_ema.mapping.cluster_cdf"} <= a.keys()
     assert [key for key in a if not torch.equal(a[key], b[key])] == []
+
+
+def test_cluster_conditioning_labels_reals_by_k_means_and_fakes_by_their_latents(tmp_path):
+    cfg = _cfg(model={"clusters": 5})
+    result = train(cfg, out_dir=tmp_path)
+    ids = load_file(str(result.checkpoint))["data.clusters"]
+    assert ids.shape == (1797,) and set(ids.tolist()) == set(range(5))
+    G, _, _ = load_generator(result.checkpoint)
+    assert G.num_classes == 0 and G.mapping.embed.shape == (5, 16)  # callers pass no labels; w embeds 5 clusters
+    counts = torch.bincount(ids, minlength=5).double()
+    assert torch.allclose(G.cluster_cdf, counts.cumsum(0) / counts.sum())
+    z = torch.randn(400, 16, generator=torch.Generator().manual_seed(0))
+    picked = G.clusters_of(z)
+    # Without labels the mapping network embeds each latent's own cluster, the same as passing it.
+    assert torch.equal(G.mapping(z, None), G.mapping(z, picked))
+    assert not torch.equal(G.mapping(z, None), G.mapping(z, (picked + 1) % 5))
+    # The clusters are drawn near the real frequencies.
+    drawn = torch.bincount(picked, minlength=5).double() / 400
+    assert (drawn - counts / counts.sum()).abs().max() < 0.1
+    assert G(z[:4]).shape == (4, 1, 16, 16)
+    D = family.build(
+        cfg, load_dataset("digits", image_size=16), device=torch.device("cpu"), latest=None, emit=lambda *_: None
+    ).D
+    assert D.embed is not None and D.embed.shape[0] == 5  # projection on the clusters
 
 
 def test_the_ema_half_life_sets_the_decay():
@@ -250,7 +280,11 @@ def test_api_defaults_on_digits():
     [
         pytest.param({"model": {"arch": "stylegan2", "image_size": 8}}, "model.image_size", id="size"),
         pytest.param({"model": {"arch": "stylegan2", "spectral_norm": True}}, "model.spectral_norm", id="sn"),
-        pytest.param({"model": {"arch": "stylegan2", "clusters": 5}}, "model.clusters", id="clusters"),
+        pytest.param(
+            {"model": {"arch": "stylegan2", "clusters": 5, "cluster_channels": True}},
+            "model.cluster_channels",
+            id="cluster-channels",
+        ),
         pytest.param({"model": {"arch": "stylegan2", "pack": 2}}, "model.pack", id="pack"),
         pytest.param({"model": {"arch": "stylegan2", "d_conditioning": "acgan"}}, "model.d_conditioning", id="acgan"),
         pytest.param({"model": {"arch": "stylegan2"}, "loss": {"kind": "hinge"}}, "loss.kind", id="hinge"),
