@@ -853,7 +853,9 @@ class RunConfig(_Strict):
                 "use d_conditioning projection"
             )
         if self.model.clusters and arch == "mlp":
-            raise ValueError("model.clusters: cluster conditioning needs an image architecture (dcgan or resnet)")
+            raise ValueError(
+                "model.clusters: cluster conditioning needs an image architecture (dcgan, resnet or stylegan2)"
+            )
         if self.model.pack > 1 and self.model.conditional:
             raise ValueError("model.pack: packing is for unconditional runs; set pack to 1 or conditional to false")
         if self.model.pack > 1 and self.model.clusters:
@@ -915,7 +917,7 @@ class RunConfig(_Strict):
             ("model.spectral_norm", m.spectral_norm, "the stylegan2 discriminator is regularized by R1 instead"),
             ("model.minibatch_std", not m.minibatch_std, "the stylegan2 discriminator always has the feature"),
             ("model.pack", m.pack > 1, "the stylegan2 discriminator judges single samples; set pack to 1"),
-            ("model.clusters", m.clusters > 0, "stylegan2 conditions on class labels only; set clusters to 0"),
+            ("model.cluster_channels", m.cluster_channels, "stylegan2 embeds one cluster per image; set it false"),
             ("model.d_conditioning", m.d_conditioning != "projection", "the stylegan2 discriminator uses projection"),
             ("train.n_critic", train.n_critic > 1, "stylegan2 alternates one G and one D update; set n_critic to 1"),
             ("train.compile", train.compile, "R1 and path-length regularization need double backward; set false"),
