@@ -1,13 +1,18 @@
-"""Perceptual path length of short runs on digits: the stylegan2 defaults against the dcgan default, each trained
-for `--steps` (far fewer than the defaults' 12,000, so the numbers compare short runs, not converged models), then
-evaluated with core.metrics.evaluate_checkpoint (its EMA generator when there is one): `ppl_w_digits` for stylegan2
-(end-point sampling in W), `ppl_z_digits` for dcgan (in Z), beside `fid_digits`. With `--project N`, N held-out real
+"""Perceptual path length on digits: the stylegan2 defaults against the dcgan default, each trained for `--steps`
+(0: each configuration's own step count, the defaults' full runs), then evaluated with
+core.metrics.evaluate_checkpoint (its EMA generator when there is one): `ppl_w_digits` for stylegan2 (end-point
+sampling in W), `ppl_z_digits` for dcgan (in Z), beside `fid_digits`. `--runs` picks the configurations,
+`--stylegan2 JSON` merges fields into the stylegan2 body (candidates for its default), and `--eval-every N` has
+the run's own evaluator report fid_digits and the path length every N steps with the process's CPU minutes so far
+(evaluations included), a curve of quality against compute. With `--project N`, N held-out real
 digits (the classifier's held-out split) are projected into the stylegan2 run (core.projection, `--project-steps`
 steps), once with the digits classifier in the distance and once without it, and the classifier's accuracy on the
 reconstructions is reported (the issue's goal: ≥ 95 %; with the classifier in the distance, the accuracy is not
 independent of the objective, hence both).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/ppl.py --steps 1000 --seed 0 --project 100 --project-steps 200
+    OMP_NUM_THREADS=1 .venv/bin/python bench/ppl.py --runs stylegan2 --samples 2048 --eval-every 1000 \
+        --stylegan2 '{"model": {"clusters": 50}, "train": {"steps": 4000}}'
 
 Prints one JSON line per run with wall and CPU minutes of training and of the measurements.
 """
@@ -33,8 +38,8 @@ from core.metrics.classifier import load_digits_classifier
 from core.metrics.digits_data import digits_split_indices
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "dcgan (digits default)": {},
-    "stylegan2 (defaults)": {"model": {"arch": "stylegan2"}},
+    "dcgan": {},  # the digits default
+    "stylegan2": {"model": {"arch": "stylegan2"}},  # its defaults
 }
 
 
@@ -78,27 +83,48 @@ def project_accuracy(ckpt: Path, n: int, steps: int, seed: int) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="training steps; 0 = each configuration's own")
+    parser.add_argument("--runs", default="dcgan,stylegan2", help="comma-separated: dcgan, stylegan2")
+    parser.add_argument("--stylegan2", default="{}", help="JSON merged into the stylegan2 body")
+    parser.add_argument("--eval-every", type=int, default=0, help="report fid_digits and PPL every N steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=1024, help="evaluation samples (and PPL pairs)")
     parser.add_argument("--project", type=int, default=0, help="held-out digits to project into the stylegan2 run")
     parser.add_argument("--project-steps", type=int, default=200)
     args = parser.parse_args()
+    torch.set_num_threads(1)
     from core.train import train
 
-    for label, override in CONFIGS.items():
-        body = {"dataset": "digits", "seed": args.seed, **override}
+    for label in args.runs.split(","):
+        body: dict[str, Any] = {"dataset": "digits", "seed": args.seed, **CONFIGS[label]}
+        if label == "stylegan2":
+            for section, fields in json.loads(args.stylegan2).items():
+                body[section] = body.get(section, {}) | fields
         cfg = RunConfig.model_validate(body)
-        schedule = {"sample_every": 10**6, "eval_every": 0, "checkpoint_every": args.steps}
+        steps = args.steps or cfg.train.steps
+        schedule = {
+            "sample_every": 10**6,
+            "eval_every": args.eval_every,
+            "eval_samples": args.samples,
+            "checkpoint_every": steps,
+        }
         cfg = cfg.model_copy(
             update={
-                "train": cfg.train.model_copy(update={"steps": args.steps}),
+                "train": cfg.train.model_copy(update={"steps": steps}),
                 "schedule": cfg.schedule.model_copy(update=schedule),
             }
         )
         with tempfile.TemporaryDirectory() as tmp:
             start = clocks()
-            train(cfg, out_dir=Path(tmp))
+
+            def on_event(
+                kind: str, data: dict[str, Any], start: tuple[float, float] = start, label: str = label
+            ) -> None:
+                if kind == "metric" and data["name"] in ("fid_digits", "ppl_w_digits", "ppl_z_digits"):
+                    point = {"step": data["step"], data["name"]: round(data["value"], 3), "cpu_min": since(start)[1]}
+                    print(json.dumps({"config": label, "curve": point}), flush=True)
+
+            train(cfg, out_dir=Path(tmp), on_event=on_event)
             train_minutes = since(start)
             ckpt = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))[-1]
             start = clocks()
@@ -106,10 +132,13 @@ def main() -> None:
             metrics = evaluated["metrics"]
             row: dict[str, Any] = {
                 "config": label,
-                "steps": args.steps,
+                "body": body,
+                "steps": steps,
                 "seed": args.seed,
-                "fid_digits": round(metrics["fid_digits"], 2),
-                "ppl": {k: round(v, 1) for k, v in metrics.items() if k.startswith("ppl_")},
+                "fid_digits": round(metrics["fid_digits"], 3),
+                "precision": round(metrics["precision_digits"], 3),
+                "recall": round(metrics["recall_digits"], 3),
+                "ppl": {k: round(v, 2) for k, v in metrics.items() if k.startswith("ppl_")},
                 "train_minutes_wall_cpu": train_minutes,
                 "eval_minutes_wall_cpu": since(start),
             }
