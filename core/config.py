@@ -144,7 +144,7 @@ SR_MIN_INPUT = 8
 # The fields only srgan reads, by section: any other architecture refuses them set, and drops them as defaults.
 SR_ONLY_FIELDS = {
     "model": ("scale", "bicubic_skip"),
-    "loss": ("content", "feature_net", "feature_weight", "gradient_weight"),
+    "loss": ("content", "feature_net", "feature_weight", "gradient_weight", "energy_weight"),
     "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips", "interpolation"),
 }
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
@@ -410,6 +410,16 @@ class LossConfig(_Strict):
             "srgan: weight of the gradient loss in the generator's loss, in both phases: the mean absolute "
             "difference of the Sobel derivatives (d/dx, d/dy of every channel) of the super-resolved and the "
             "high-resolution image. A pixel-aligned term that asks for edges as steep as the real ones. 0 = off."
+        ),
+    )
+    energy_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "srgan: weight of the gradient-energy loss in the generator's loss after pretraining: the mean absolute "
+            "difference of the local means (over 8 x 8 px windows) of the Sobel gradient magnitude of the "
+            "super-resolved and the high-resolution image. It asks for as much detail as the real image has in "
+            "each window, not for the same pixels, so it sharpens where the pixel loss averages detail away. 0 = off."
         ),
     )
     top_k: float = Field(

@@ -9,7 +9,9 @@ super-resolved and the high-resolution image in `loss.feature_net` (the discrimi
 blocks, averaged; the shipped digits classifier's second block; or VGG-19's phi_5,4 from a weights file), and
 `loss.adversarial_weight` (1e-3) times the adversarial term (`loss.kind`, through core.losses). In both phases
 `loss.gradient_weight` adds the gradient loss (the mean absolute difference of the Sobel derivatives of the
-super-resolved and the high-resolution image). The phase follows from the step number alone, so a resumed run
+super-resolved and the high-resolution image), and after pretraining `loss.energy_weight` the gradient-energy loss
+(the mean absolute difference of the 8 x 8 px local means of their Sobel magnitudes: as much detail as the real
+image has in each window, wherever it falls). The phase follows from the step number alone, so a resumed run
 continues in the phase it stopped in; so do the phase's learning rates (`train.phase_schedule`: cosine within each
 phase; `train.lr_g_adversarial`: G's rate after pretraining). `train.flips` mirrors each high-resolution image at
 random (the global random stream, which checkpoints keep) before its input is made. With `train.interpolation` the
@@ -57,6 +59,7 @@ Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 GRID_IMAGES, GRID_PER_ROW = 8, 2  # held-out images in the sample grid, and (low-res | bicubic | SR | HR)s a row
 SAMPLE_BATCH = 64
 DEFAULT_BLOCKS = 8
+ENERGY_WINDOW = 8  # px: the windows over which the gradient-energy loss compares the mean Sobel magnitude
 
 
 @dataclass
@@ -149,6 +152,18 @@ def pixel_loss(cfg: RunConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tens
 def gradient_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """The mean absolute difference of the Sobel derivatives of outputs and their high-resolution images, in fp32."""
     return (sobel_gradients(sr.float()) - sobel_gradients(hr.float())).abs().mean()
+
+
+def gradient_energy_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """The mean absolute difference of the local mean Sobel magnitudes (over ENERGY_WINDOW px windows, every
+    channel) of outputs and their high-resolution images, in fp32: how much detail each window has, not where."""
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        # (B, C, S, S) -> (B, C, S / w, S / w); the epsilon keeps the square root's gradient finite on flat areas
+        magnitude = (sobel_gradients(x.float()).square().sum(2) + 1e-6).sqrt()
+        return F.avg_pool2d(magnitude, ENERGY_WINDOW, ceil_mode=True)
+
+    return (energy(sr) - energy(hr)).abs().mean()
 
 
 def random_symmetry(x: torch.Tensor) -> torch.Tensor:
@@ -266,6 +281,10 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
                 real_map = m.features(hr)
             feature = feature_distance([m.features(sr)], [real_map])
     loss_g = pixel + cfg.loss.feature_weight * feature + adversarial_scale(cfg) * loss_adv
+    if cfg.loss.energy_weight > 0:
+        energy = gradient_energy_loss(sr, hr)
+        loss_g = loss_g + cfg.loss.energy_weight * energy
+        stats["loss_g_energy"] = energy.detach()
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     grad_norm_g = grad_norm(m.G) if at.want_stats else None

@@ -140,6 +140,7 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param({"dataset": "digits", "train": {"pretrain_steps": 5}}, "train.pretrain_steps", id="pretrain"),
         pytest.param({"dataset": "digits", "loss": {"content": "l1"}}, "loss.content", id="content-on-dcgan"),
         pytest.param({"dataset": "digits", "loss": {"gradient_weight": 1}}, "loss.gradient_weight", id="gradient"),
+        pytest.param({"dataset": "digits", "loss": {"energy_weight": 1}}, "loss.energy_weight", id="energy"),
         pytest.param({"dataset": "digits", "train": {"flips": True}}, "train.flips", id="flips-on-dcgan"),
         pytest.param({"dataset": "digits", "train": {"phase_schedule": "cosine"}}, "train.phase_schedule", id="phases"),
         pytest.param({"dataset": "digits", "train": {"lr_g_adversarial": 1e-4}}, "train.lr_g_adversarial", id="adv-lr"),
@@ -281,9 +282,20 @@ def test_the_gradient_loss_and_the_symmetries_of_a_batch():
     assert int(matches[0].sum()) < 64  # and not every image was left as it was
 
 
+def test_the_gradient_energy_loss_asks_for_as_much_detail_not_the_same_pixels():
+    hr, other = torch.rand(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1  # two textures
+    assert srgan.gradient_energy_loss(hr, hr) == 0
+    assert srgan.gradient_energy_loss(other, hr) < 0.25 * srgan.gradient_loss(other, hr)  # misplaced detail is fine
+    flat = hr.mean((2, 3), keepdim=True).expand_as(hr)
+    assert srgan.gradient_energy_loss(flat, hr) > 5 * srgan.gradient_energy_loss(other, hr)  # missing detail is not
+    sr = flat.clone().requires_grad_(True)
+    srgan.gradient_energy_loss(sr, hr).backward()
+    assert sr.grad is not None and torch.isfinite(sr.grad).all()  # finite on a flat image
+
+
 def test_gradient_loss_and_an_adversarial_rate_show_in_the_stats(tmp_path):
     cfg = _cfg(
-        loss={"gradient_weight": 0.5},
+        loss={"gradient_weight": 0.5, "energy_weight": 2.0},
         train={"steps": 4, "pretrain_steps": 2, "lr_g": 1e-3, "lr_g_adversarial": 1e-4, "phase_schedule": "constant"},
         schedule={"checkpoint_every": 100},
     )
@@ -291,6 +303,7 @@ def test_gradient_loss_and_an_adversarial_rate_show_in_the_stats(tmp_path):
     assert stats[1]["loss_g_gradient"] > 0
     assert stats[1]["loss_g"] == pytest.approx(stats[1]["loss_g_pixel"] + 0.5 * stats[1]["loss_g_gradient"])
     assert stats[1]["lr_g"] == pytest.approx(1e-3) and stats[4]["lr_g"] == pytest.approx(1e-4)
+    assert "loss_g_energy" not in stats[1] and stats[4]["loss_g_energy"] > 0  # the energy term after pretraining
 
 
 def test_network_interpolation_blends_the_pretrained_and_the_adversarial_generator(tmp_path):
