@@ -583,7 +583,8 @@ class TrainConfig(_Strict):
         description=(
             "ctgan: passes over the table's training rows, the default schedule of tables (375). Once the table's "
             "rows are known (a built-in's at once, an uploaded table's when the run is created) it becomes "
-            "train.steps = epochs · training rows / batch_size, at least 300 and at most 10,000, with "
+            "train.steps = epochs · training rows / batch_size, at least 750 and at most 10,000 (a batch_size of "
+            "500, the tables' default, first becomes half the training rows, from 200 to 500, on a small table), with "
             "schedule.eval_every at most those steps, and is then null: the stored config holds the steps. "
             "Choosing train.steps alone sets it to null."
         ),
@@ -1138,8 +1139,21 @@ def _points_defaults(*, width: int, steps: int) -> dict[str, Any]:
 
 
 TABLE_EPOCHS = 375  # 3,000 steps of 500 rows on a 4,000-row table (mixed's training rows), as measured
-TABLE_MIN_STEPS = 300  # a small table still trains this many steps (one pass is then less than one batch)
+TABLE_BATCH = 500  # the tables' batch; on a table of fewer than 1,000 training rows it becomes half of them
+TABLE_MIN_BATCH = 200  # ... but no fewer rows than this (smaller batches scored worse on wine's 142 rows)
+TABLE_MIN_STEPS = 750  # a small table still trains this many steps (what half its rows per batch gives)
 TABLE_MAX_STEPS = 10_000  # a large table stops here, in a CPU budget
+
+
+def table_batch(*, rows: int, pack: int) -> int:
+    """ctgan's default batch on a `rows`-row table: TABLE_BATCH, or half its training rows when fewer (at least
+    TABLE_MIN_BATCH), rounded down to a multiple of `pack`. The epochs then give a small table more, smaller
+    steps for the same rows seen: a batch of 500 drawn from a few hundred rows repeats each of them and updates the
+    networks too rarely (docs/benchmarks.md, breast-cancer)."""
+    half = training_rows(rows) // 2
+    if half >= TABLE_BATCH:
+        return TABLE_BATCH  # kept as is: a pack it is no multiple of is refused, as a chosen batch's would be
+    return max(pack, max(TABLE_MIN_BATCH, half) // pack * pack)
 
 
 def table_steps(*, epochs: float, rows: int, batch_size: int) -> int:
@@ -1151,7 +1165,10 @@ def table_steps(*, epochs: float, rows: int, batch_size: int) -> int:
 def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: dict[str, Any]) -> None:
     """Turn train.epochs into train.steps once the table's rows are known (a built-in's, or an uploaded table's
     table.rows), and clear it, so that the stored config holds the steps alone and a resumed run keeps the steps
-    it is given; train.steps chosen without epochs (by the user or the preset) clears it too. An evaluation
+    it is given; train.steps chosen without epochs (by the user or the preset) clears it too. A batch of
+    TABLE_BATCH rows (the tables' default) becomes table_batch's on a small table before the steps are counted (an
+    uploaded table's config is validated again from its dump, so a default batch cannot be told from a chosen
+    500 there). An evaluation
     cadence longer than the steps becomes the steps, so that the run is evaluated once."""
     train = layered["train"]
     chosen = [src.get("train") for src in (data, preset)]
@@ -1171,6 +1188,10 @@ def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: 
     epochs = train["epochs"]
     if not isinstance(rows, int) or not isinstance(batch, int) or batch < 1 or not isinstance(epochs, int | float):
         return  # an uploaded table before its rows are filled in, or a field that validation will refuse
+    model = layered.get("model")
+    pack = model.get("pack", 1) if isinstance(model, dict) else 1
+    if batch == TABLE_BATCH and isinstance(pack, int) and pack >= 1:
+        batch = train["batch_size"] = table_batch(rows=rows, pack=pack)
     train["steps"], train["epochs"] = table_steps(epochs=float(epochs), rows=rows, batch_size=batch), None
     schedule = layered.setdefault("schedule", {})
     if isinstance(schedule.get("eval_every"), int) and schedule["eval_every"] > train["steps"]:

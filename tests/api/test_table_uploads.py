@@ -222,13 +222,15 @@ def test_runs_on_an_uploaded_table_pick_ctgan_and_refuse_image_architectures(cli
     wait_for_status(client, run["id"], ("canceled",), timeout=60)
     assert client.patch(f"/datasets/{dataset_id}", json={"target": None}).status_code == 200
 
-    # Without train.steps, the table's rows set them (24 training rows: the 300-step floor), shown resolved.
+    # Without train.steps, the table's rows set them (24 training rows: the smallest batch, 200, and the 750-step
+    # floor), shown resolved.
     response = client.post("/runs", json={"dataset": dataset_id})
     assert response.status_code == 201, response.text
     run = response.json()
-    assert (run["config"]["train"]["steps"], run["config"]["train"]["epochs"]) == (300, None)
-    assert run["config"]["schedule"]["eval_every"] == 300 and run["config"]["table"]["rows"] == 30
-    assert client.get(f"/runs/{run['id']}").json()["config"]["train"]["steps"] == 300
+    assert (run["config"]["train"]["steps"], run["config"]["train"]["epochs"]) == (750, None)
+    assert run["config"]["train"]["batch_size"] == 200 and run["config"]["table"]["rows"] == 30
+    assert run["config"]["schedule"]["eval_every"] == 500
+    assert client.get(f"/runs/{run['id']}").json()["config"]["train"]["steps"] == 750
     assert client.post(f"/runs/{run['id']}/cancel").status_code == 202
     wait_for_status(client, run["id"], ("canceled",), timeout=60)
 

@@ -29,7 +29,7 @@ TINY = {
 
 
 def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse():
-    cfg = RunConfig.model_validate({"dataset": "breast-cancer"})
+    cfg = RunConfig.model_validate({"dataset": "credit"})
     assert (cfg.model.arch, cfg.model.pack, cfg.loss.kind, cfg.train.batch_size) == ("ctgan", 10, "wgan-gp", 500)
     assert cfg.data_kind == "table"
     uploaded = RunConfig.model_validate({"dataset": "tbl_0123abcd", "table": {"columns": {"n": "categorical"}}})
@@ -46,7 +46,7 @@ def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse(
         ({"dataset": "ring8", "model": {"arch": "ctgan"}}, "ring8 is 2-D point data"),
         ({"dataset": "wine", "model": {"conditional": True}}, "model.conditional: ctgan conditions on every"),
         ({"dataset": "wine", "train": {"diffaugment": "color"}}, "train.diffaugment: DiffAugment works on images"),
-        ({"dataset": "wine", "model": {"pack": 3}}, "model.pack: train.batch_size (500) must be a multiple of pack"),
+        ({"dataset": "mixed", "model": {"pack": 3}}, "model.pack: train.batch_size (500) must be a multiple of pack"),
     ]
     for body, message in refused:
         with pytest.raises(ValidationError) as info:
@@ -55,27 +55,37 @@ def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse(
 
 
 def test_ctgan_steps_follow_the_table_rows_unless_steps_are_chosen():
-    """train.epochs (375) over the training rows in batches of 500, within 300 to 10,000 steps; the stored config
-    holds the steps alone, and validating it again keeps them (a resumed run's steps stay as given)."""
+    """train.epochs (375) over the training rows in batches of 500, or of half the training rows (200 to 500, a
+    multiple of pack) on a small table, within 750 to 10,000 steps; the stored config holds the steps alone, and
+    validating it again keeps them (a resumed run's steps and batch stay as given)."""
 
-    def train(body: dict[str, Any]) -> tuple[int, float | None, int]:
+    def train(body: dict[str, Any]) -> tuple[int, int, float | None, int]:
         cfg = RunConfig.model_validate(body)
         assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg
-        return cfg.train.steps, cfg.train.epochs, cfg.schedule.eval_every
+        return cfg.train.steps, cfg.train.batch_size, cfg.train.epochs, cfg.schedule.eval_every
 
-    # wine: 142 training rows, 107 steps raised to 300; breast-cancer: 455, 342 steps; mixed: 4,000, 3,000 steps.
-    assert train({"dataset": "wine"}) == (300, None, 300)  # evaluated once, at the end
-    assert train({"dataset": "breast-cancer"}) == (342, None, 342)
-    assert train({"dataset": "mixed"}) == (3000, None, 500)
-    assert train({"dataset": "mixed", "train": {"batch_size": 250}}) == (6000, None, 500)
-    assert train({"dataset": "mixed", "train": {"epochs": 1000}}) == (8000, None, 500)
-    assert train({"dataset": "mixed", "train": {"steps": 40}}) == (40, None, 500)
-    assert train({"dataset": "mixed", "train": {"steps": 40, "epochs": 50}}) == (400, None, 400)
-    # An uploaded table: the epochs wait for the rows, which POST /runs fills in from the dataset.
-    assert train({"dataset": "tbl_0123abcd"}) == (3000, 375, 500)
-    assert train({"dataset": "tbl_0123abcd", "table": {"rows": 1000}}) == (600, None, 500)
-    assert train({"dataset": "tbl_0123abcd", "table": {"rows": 10**7}}) == (10_000, None, 500)
-    assert train({"dataset": "tbl_0123abcd", "train": {"steps": 7}, "table": {"rows": 1000}}) == (7, None, 500)
+    # wine: 142 training rows, batch 200, 267 steps raised to 750; breast-cancer: 455, batch 220 (227 down to a
+    # multiple of pack 10), 776 steps; mixed: 4,000, batch 500, 3,000 steps.
+    assert train({"dataset": "wine"}) == (750, 200, None, 500)
+    assert train({"dataset": "breast-cancer"}) == (776, 220, None, 500)
+    assert train({"dataset": "breast-cancer", "model": {"pack": 16}}) == (762, 224, None, 500)
+    assert train({"dataset": "mixed"}) == (3000, 500, None, 500)
+    assert train({"dataset": "credit"}) == (3000, 500, None, 500)
+    assert train({"dataset": "mixed", "train": {"batch_size": 250}}) == (6000, 250, None, 500)
+    assert train({"dataset": "breast-cancer", "train": {"batch_size": 400}}) == (750, 400, None, 500)
+    assert train({"dataset": "mixed", "train": {"epochs": 1000}}) == (8000, 500, None, 500)
+    assert train({"dataset": "mixed", "train": {"steps": 40}}) == (40, 500, None, 500)
+    assert train({"dataset": "mixed", "train": {"steps": 40, "epochs": 100}}) == (800, 500, None, 500)
+    few = {"dataset": "mixed", "train": {"epochs": 50}, "schedule": {"eval_every": 1000}}
+    assert train(few) == (750, 500, None, 750)  # evaluated once, at the end
+    # An uploaded table: the epochs wait for the rows, which POST /runs fills in from the dataset (validating the
+    # config's dump again, where the tables' batch of 500 still scales).
+    assert train({"dataset": "tbl_0123abcd"}) == (3000, 500, 375, 500)
+    waiting = RunConfig.model_validate({"dataset": "tbl_0123abcd"}).model_dump()
+    assert train(waiting | {"table": {"rows": 1000}}) == (750, 400, None, 500)
+    assert train({"dataset": "tbl_0123abcd", "table": {"rows": 1000}}) == (750, 400, None, 500)
+    assert train({"dataset": "tbl_0123abcd", "table": {"rows": 10**7}}) == (10_000, 500, None, 500)
+    assert train({"dataset": "tbl_0123abcd", "train": {"steps": 7}, "table": {"rows": 1000}}) == (7, 500, None, 500)
     with pytest.raises(ValidationError, match=r"train\.epochs: only ctgan counts passes over a table.s rows"):
         RunConfig.model_validate({"dataset": "digits", "train": {"epochs": 3}})
 
