@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, HTTPException, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from store.artifacts import Storage, get_storage
 from store.datasets import owned_dataset
-from store.db import get_sessionmaker
+from store.db import get_engine, get_sessionmaker
 from store.jobs import JobKind, owned_job
 from store.models import Dataset, Generation, Run, User, utcnow
+from store.reads import TokenState, token_state
 from store.settings import Settings, get_settings
 from store.tokens import hash_token, token_refusal, touch_last_used, user_for_token
 
@@ -114,23 +116,77 @@ def get_owned_run(session: SessionDep, credentials: Credentials, run_id: str) ->
 OwnedRun = Annotated[Run, Depends(get_owned_run)]
 
 
-# What a read route hands read_json: (session, signed-in user) → the answer's model.
-Build = Callable[[Session, User], BaseModel]
+def _bearer_hash(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(status_code=401, detail="Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return hash_token(credentials.credentials)
+
+
+def _admit(connection: Connection, token: TokenState | None) -> TokenState:
+    """The token, if it may be used now (its last use recorded when due); 401 otherwise, as `authenticate`."""
+    if token is None:
+        raise HTTPException(status_code=401, detail="Invalid token", headers={"WWW-Authenticate": "Bearer"})
+    now = utcnow()
+    if (refusal := token_refusal(token, now=now)) is not None:  # revoked or expired
+        raise HTTPException(status_code=401, detail=refusal, headers={"WWW-Authenticate": "Bearer"})
+    touch_last_used(session=connection, user=token, now=now)
+    return token
+
+
+def _reading() -> Connection:
+    """A pooled connection in autocommit: each statement of a polled read is one round trip, with no BEGIN and
+    COMMIT around it (PostgreSQL; psycopg and pysqlite switch it on the client). The last-use time of a token,
+    when due, is its own committed statement."""
+    return get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+# What a polled route hands read_json: (connection, signed-in token) → the answer's model.
+Build = Callable[[Connection, TokenState], BaseModel]
 
 
 def _read(credentials: HTTPAuthorizationCredentials | None, build: Build) -> bytes:
-    with get_sessionmaker()() as session:
-        model = build(session, authenticate(session, credentials))
-        session.commit()  # the last-use time, when it was due
+    token_hash = _bearer_hash(credentials)
+    with _reading() as connection:
+        model = build(connection, _admit(connection, token_state(connection, token_hash)))
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def _read_owned(
+    credentials: HTTPAuthorizationCredentials | None,
+    load: Callable[[Connection, str], Row[Any] | None],
+    build: Callable[[Row[Any]], BaseModel],
+    missing: str,
+) -> bytes:
+    token_hash = _bearer_hash(credentials)
+    with _reading() as connection:
+        row = load(connection, token_hash)
+        if row is None:  # an unknown token (401), or a row that is absent or another user's (404)
+            _admit(connection, token_state(connection, token_hash))
+            raise HTTPException(status_code=404, detail=missing)
+        _admit(connection, TokenState.of(row))
+    model = build(row)
     return model.__pydantic_serializer__.to_json(model)
 
 
 async def read_json(credentials: HTTPAuthorizationCredentials | None, build: Build) -> Response:
     """The answer of a read route that clients poll, in one hop through the thread pool: authenticate, read,
-    build the model and serialize it, with the session closed before the thread is given back. The dependency
+    build the model and serialize it, with the connection given back before the thread is. The dependency
     route (a session dependency, the user's, the row's, the route's thread and the answer's validation) costs
     several hops and most of the time of a request that reads two rows (bench/read_path.py)."""
     body = await anyio.to_thread.run_sync(_read, credentials, build)
+    return Response(body, media_type="application/json")
+
+
+async def read_owned_json(
+    credentials: HTTPAuthorizationCredentials | None,
+    load: Callable[[Connection, str], Row[Any] | None],
+    build: Callable[[Row[Any]], BaseModel],
+    *,
+    missing: str,
+) -> Response:
+    """read_json for one row of the token's own: `load(connection, token hash)` checks the token and reads the
+    row in one statement (store/reads.py); no row answers 401 for a bad token, else 404 with `missing`."""
+    body = await anyio.to_thread.run_sync(_read_owned, credentials, load, build, missing)
     return Response(body, media_type="application/json")
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Row
 
 from core.config import BUILTIN_DATASETS
 from store.jobs import result_expires_at
@@ -39,7 +40,7 @@ class RunPublic(BaseModel):
     environment: dict[str, Any] = Field(description="Library versions, device, precision and seed of the run.")
 
     @classmethod
-    def from_run(cls, run: Run) -> RunPublic:
+    def from_run(cls, run: Run | Row[Any]) -> RunPublic:
         return cls(
             id=run.id,
             name=run.name,
@@ -440,7 +441,7 @@ class JobPublic(BaseModel):
     )
 
 
-def job_fields(job: Generation) -> dict[str, Any]:
+def job_fields(job: Generation | Row[Any]) -> dict[str, Any]:
     """JobPublic's fields of a job row."""
     return {
         "id": job.id,
@@ -464,7 +465,7 @@ class GenerationPublic(JobPublic):
     )
 
     @classmethod
-    def from_job(cls, job: Generation) -> GenerationPublic:
+    def from_job(cls, job: Generation | Row[Any]) -> GenerationPublic:
         done = job.status == "succeeded"
         walks = bool(job.request.get("interpolate"))
         return cls(

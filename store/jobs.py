@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from store.models import ACTIVE_STATUSES, Generation, new_id, utcnow
@@ -129,7 +129,7 @@ def find_jobs_to_resend(*, session: Session, known: set[str], created_before: da
     return [(job_id, kind) for job_id, kind in queued if job_id not in known]
 
 
-def result_expires_at(job: Generation, ttl_seconds: float | None) -> datetime | None:
+def result_expires_at(job: Generation | Row[Any], ttl_seconds: float | None) -> datetime | None:
     """When a finished job's result is deleted: its finish time plus the operator's time to live; None while the
     job has no result, or when results are kept for ever."""
     if ttl_seconds is None or job.status != "succeeded" or job.finished_at is None:

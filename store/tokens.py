@@ -11,8 +11,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import ACTIVE_STATUSES, RUN_STATUSES, Dataset, Generation, Run, User, utcnow
@@ -35,7 +36,20 @@ def user_for_token(*, session: Session, token: str) -> User | None:
     return session.execute(select(User).where(User.token_hash == hash_token(token))).scalar_one_or_none()
 
 
-def token_refusal(user: User, *, now: datetime) -> str | None:
+class TokenLike(Protocol):
+    """A token's row as the checks below read it: a User, or store/reads.py's TokenState."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def last_used_at(self) -> datetime | None: ...
+
+
+def token_refusal(user: TokenLike, *, now: datetime) -> str | None:
     """Why this token may not be used now ("Token revoked", "Token expired"), or None when it may."""
     if user.revoked_at is not None:
         return "Token revoked"
@@ -44,7 +58,7 @@ def token_refusal(user: User, *, now: datetime) -> str | None:
     return None
 
 
-def touch_last_used(*, session: Session, user: User, now: datetime) -> None:
+def touch_last_used(*, session: Session | Connection, user: TokenLike, now: datetime) -> None:
     """Record that the token was used, at most once per LAST_USED_RESOLUTION: most requests only compare the
     loaded row's time, and the UPDATE's own condition keeps concurrent requests to one write."""
     stale = now - LAST_USED_RESOLUTION

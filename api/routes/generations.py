@@ -19,8 +19,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
-    owned_generation,
-    read_json,
+    read_owned_json,
 )
 from api.errors import unprocessable
 from api.jobs import checkpoint_data, delete_job, resolve_step, result_file, send
@@ -33,6 +32,7 @@ from core.tabular.transformer import TableTransformer
 from store.jobs import create_job
 from store.models import Generation
 from store.quotas import check_new_job
+from store.reads import job_for_token
 
 router = APIRouter(tags=["generations"], route_class=ReleasingRoute)
 
@@ -167,8 +167,11 @@ def list_generations(run: OwnedRun, session: SessionDep) -> GenerationsPublic:
 @router.get("/generations/{generation_id}", response_model=GenerationPublic)
 async def get_generation(generation_id: str, credentials: Credentials) -> Response:
     """A generation's status, and its result_url once it has succeeded."""
-    return await read_json(
-        credentials, lambda session, user: GenerationPublic.from_job(owned_generation(session, user, generation_id))
+    return await read_owned_json(
+        credentials,
+        lambda connection, token_hash: job_for_token(connection, generation_id, "generate", token_hash),
+        GenerationPublic.from_job,
+        missing="Generation not found",
     )
 
 

@@ -11,12 +11,21 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Connection, Row, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.artifacts import serve_artifact
-from api.deps import Credentials, CurrentUser, OwnedRun, SessionDep, SettingsDep, StorageDep, owned_run, read_json
+from api.deps import (
+    Credentials,
+    CurrentUser,
+    OwnedRun,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    read_json,
+    read_owned_json,
+)
 from api.errors import unprocessable, validation_error
 from api.quotas import QUEUE_FULL, STORAGE_FULL, refuse_over_quota
 from api.responses import binary
@@ -35,9 +44,10 @@ from core.config import RunConfig
 from store import layout
 from store.artifacts import Storage
 from store.limits import data_facts, run_limit_problems
-from store.models import Run, User
+from store.models import Run
 from store.queue import enqueue_run
 from store.quotas import check_new_run
+from store.reads import TokenState, run_for_token
 from store.runs import create_run, request_cancel, requeue_run, run_for_key
 from store.settings import Settings
 from store.workers import PlacementError, route_run
@@ -112,7 +122,7 @@ def refuse_over_limits(session: Session, settings: Settings, config: RunConfig) 
         raise HTTPException(status_code=422, detail=[validation_error(field, message) for field, message in problems])
 
 
-def _encode_cursor(run: Run) -> str:
+def _encode_cursor(run: Run | Row[Any]) -> str:
     raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
     return base64.urlsafe_b64encode(raw).decode()
 
@@ -135,14 +145,14 @@ async def list_runs(
     """Your runs, newest first, a page at a time."""
     after = _decode_cursor(cursor) if cursor is not None else None
 
-    def page(session: Session, user: User) -> RunsPublic:
-        query = select(Run).where(Run.owner_id == user.id)
+    def page(connection: Connection, token: TokenState) -> RunsPublic:
+        query = select(Run.__table__).where(Run.owner_id == token.id)
         if status is not None:
             query = query.where(Run.status == status)
         if after is not None:
             created, run_id = after
             query = query.where(or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id)))
-        runs = list(session.execute(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)).scalars())
+        runs = list(connection.execute(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)))
         next_cursor = _encode_cursor(runs[limit - 1]) if len(runs) > limit else None
         return RunsPublic(items=[RunPublic.from_run(r) for r in runs[:limit]], next_cursor=next_cursor)
 
@@ -152,7 +162,12 @@ async def list_runs(
 @router.get("/{run_id}", response_model=RunPublic)
 async def get(run_id: str, credentials: Credentials) -> Response:
     """One run: status, progress, latest metrics and error."""
-    return await read_json(credentials, lambda session, user: RunPublic.from_run(owned_run(session, user, run_id)))
+    return await read_owned_json(
+        credentials,
+        lambda connection, token_hash: run_for_token(connection, run_id, token_hash),
+        RunPublic.from_run,
+        missing="Run not found",
+    )
 
 
 @router.post("/{run_id}/cancel", status_code=202, response_model=RunPublic)

@@ -49,10 +49,12 @@ def test_a_revoked_token_is_refused_on_its_next_request(service: Service) -> Non
         assert user.get("/runs").status_code == 200
         run = user.post("/runs", json={"dataset": "ring8", "train": {"steps": 1}})
         assert run.status_code == 201, run.text
+        assert user.get(f"/runs/{run.json()['id']}").status_code == 200
         assert user.delete(f"/tokens/{created['id']}").status_code == 204  # a user revokes their own
-        response = user.get("/runs")
-        assert response.status_code == 401 and response.json() == {"detail": "Token revoked"}
-        assert user.get("/me").status_code == 401
+        # Refused on every kind of route: the polled reads (one joined statement), the others, an absent id.
+        for path in ("/runs", f"/runs/{run.json()['id']}", "/runs/run_absent", "/generations/gen_absent", "/me"):
+            response = user.get(path)
+            assert response.status_code == 401 and response.json() == {"detail": "Token revoked"}, path
     with service.client() as admin:
         listed = {t["id"]: t for t in admin.get("/tokens").json()["items"]}
         assert listed[created["id"]]["revoked_at"] is not None  # revoked, not deleted: still listed
@@ -89,8 +91,9 @@ def test_expired_tokens_are_refused(service: Service) -> None:
             past=datetime.now(UTC) - timedelta(seconds=1),
             id=created["id"],
         )
-        response = user.get("/runs")
-        assert response.status_code == 401 and response.json() == {"detail": "Token expired"}
+        for path in ("/runs", "/runs/run_absent", "/generations/gen_absent"):
+            response = user.get(path)
+            assert response.status_code == 401 and response.json() == {"detail": "Token expired"}, path
     later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
     assert _create(service, "dated", expires_at=later)["expires_at"] is not None
 
@@ -141,23 +144,25 @@ def test_users_list_their_own_token_admins_all_never_a_secret(service: Service) 
 def test_last_used_at_is_written_at_most_once_a_minute(postgres_service: Service) -> None:
     created = _create(postgres_service, "user-of-time")
     assert created["last_used_at"] is None
+
+    def last_used() -> datetime:
+        (value,) = _sql(postgres_service, "SELECT last_used_at FROM users WHERE id = :id", id=created["id"])[0]
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
     with postgres_service.client(created["token"]) as user:
-        user.get("/runs")
-        first = user.get("/tokens").json()["items"][0]["last_used_at"]
+        run_id = user.post("/runs", json={"dataset": "ring8", "train": {"steps": 1}}).json()["id"]
+        first = last_used()
         for _ in range(3):
             user.get("/runs")
-        assert user.get("/tokens").json()["items"][0]["last_used_at"] == first
-        # A minute later (moved back in the database), the next request writes it again.
-        _sql(
-            postgres_service,
-            "UPDATE users SET last_used_at = :then WHERE id = :id",
-            then=datetime.now(UTC) - timedelta(seconds=61),
-            id=created["id"],
-        )
-        user.get("/runs")
-        assert datetime.fromisoformat(user.get("/tokens").json()["items"][0]["last_used_at"]) > datetime.fromisoformat(
-            first
-        ) - timedelta(seconds=1)
+            user.get(f"/runs/{run_id}")
+        assert last_used() == first
+        # A minute later (moved back in the database), the next request writes it again: each polled read
+        # (GET /runs, GET /runs/{id}) records it as the other routes do.
+        for path in ("/runs", f"/runs/{run_id}"):
+            then = datetime.now(UTC) - timedelta(seconds=61)
+            _sql(postgres_service, "UPDATE users SET last_used_at = :then WHERE id = :id", then=then, id=created["id"])
+            assert user.get(path).status_code == 200
+            assert last_used() > then + timedelta(seconds=30), path
 
 
 def test_me_counts_what_the_caller_holds(service: Service) -> None:
