@@ -47,9 +47,15 @@ def measure(override: dict[str, Any], seed: int, trace: bool, keep: Path | None)
     held-out images of both domains. `keep`: a folder to leave the run's folder in (grids, checkpoints)."""
     cfg = RunConfig.model_validate({"dataset": "digits-printed", "seed": seed, **override})
 
+    zoom: dict[str, float] = {}
+
     def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "stats":
+            zoom.update({k: float(v) for k, v in data["values"].items() if k.startswith("warp_zoom")})
         if trace and kind == "metric" and data["name"] in TRACE:
             print(f"  step {data['step']}: {data['name']} {data['value']:.3f}", flush=True)
+            if data["name"] == TRACE[0] and zoom:
+                print("  " + ", ".join(f"{k} {v:.2f}" for k, v in zoom.items()), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = keep / f"seed{seed}" if keep is not None else Path(tmp)

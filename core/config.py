@@ -249,6 +249,15 @@ class ModelConfig(_Strict):
             "residual blocks of the SRResNet generator; unset = the recommended 8 (the paper has 16)."
         ),
     )
+    spatial_transform: bool = Field(
+        False,
+        description=(
+            "cyclegan: a spatial transformer (Jaderberg et al. 2015) in front of each generator: a small "
+            "localisation net predicts a warp of the input (a scale, a rotation, a shift), starting as the "
+            "identity and learnt through the generators' losses, so that a translation can resize and move its "
+            "content (the identity terms then compare each generator without its warp)."
+        ),
+    )
     scale: int = Field(
         4,
         ge=1,
@@ -359,6 +368,16 @@ class LossConfig(_Strict):
         description=(
             "cyclegan: weight of the identity L1 terms |G_AB(b) - b| and |G_BA(a) - a|, as a fraction of "
             "loss.cycle_weight (0.5, as Zhu et al.'s code); needs domains with the same channels. 0 turns it off."
+        ),
+    )
+    warp_moment_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "cyclegan with model.spatial_transform: weight of a term that trains each warp to put the brightness of "
+            "its images where the other domain's lies: each warped image's brightness centroid against the other "
+            "domain's batch mean, and the batch's mean log spread of brightness about it against the other "
+            "domain's (no labels). 0 leaves the warps to the adversarial and cycle terms."
         ),
     )
     adversarial_weight: float = Field(
@@ -499,6 +518,26 @@ class TrainConfig(_Strict):
         description=(
             "cyclegan: the history of generated images each discriminator also judges (Shrivastava et al. 2017): "
             "half of its fakes come from the last this many. 0 turns it off."
+        ),
+    )
+    warp_steps: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "cyclegan with model.spatial_transform: for the first this many steps each generator is its warp alone "
+            "(the adversarial, cycle and moment terms train the warps; the identity terms train the generators behind "
+            "them), so the geometry is learnt before the generators change the content. 0 turns it off."
+        ),
+    )
+    lr_warp: float = Field(
+        2e-3,
+        gt=0,
+        le=1,
+        description=(
+            "cyclegan with model.spatial_transform: Adam's rate for the warps' localisation nets (their own "
+            "optimizer, scheduled as the others): a warp has to travel far from the identity (a digit enlarged 2x "
+            "is a log scale of 0.7), which the generators' rate would take thousands of steps to do."
         ),
     )
     pretrain_steps: int = Field(
@@ -831,6 +870,16 @@ class RunConfig(_Strict):
                 for name in names:
                     if getattr(values, name) != type(values).model_fields[name].default:
                         raise ValueError(f"{section}.{name}: only the srgan architecture has it, not {arch}")
+        if self.model.spatial_transform and arch != "cyclegan":
+            raise ValueError(f"model.spatial_transform: only the cyclegan architecture has it, not {arch}")
+        if self.train.warp_steps > 0 and not self.model.spatial_transform:
+            raise ValueError("train.warp_steps: the warp-only steps need model.spatial_transform set to true")
+        if self.train.lr_warp != TrainConfig.model_fields["lr_warp"].default and not self.model.spatial_transform:
+            raise ValueError("train.lr_warp: the warps' rate needs model.spatial_transform set to true")
+        if self.loss.warp_moment_weight > 0 and not self.model.spatial_transform:
+            raise ValueError("loss.warp_moment_weight: the term trains warps; set model.spatial_transform to true")
+        if self.train.warp_steps >= self.train.steps:
+            raise ValueError(f"train.warp_steps: must be below train.steps ({self.train.steps})")
         if self.train.augment == "ada" and arch not in ("dcgan", "resnet", "biggan", "stylegan2"):
             raise ValueError(
                 f"train.augment: ada augments images for dcgan, resnet, biggan and stylegan2 runs, not {arch}"

@@ -25,6 +25,8 @@ MAX_MULT = 8
 TABLE_COLUMN_WIDTH = 11
 # SRResNet's residual blocks when model.res_blocks is unset (core.families.srgan.DEFAULT_BLOCKS).
 SR_DEFAULT_BLOCKS = 8
+# CycleGAN's spatial transformer: its localisation net's channels and hidden units (core.networks_translation).
+STN_WIDTH, STN_HIDDEN = 8, 32
 
 
 def _conv(cin: int, cout: int, k: int, *, bias: bool = True) -> int:
@@ -195,6 +197,12 @@ def _cycle_g(cin: int, cout: int, width: int, blocks: int) -> int:
     return total + _conv(4 * w, 2 * w, 3) + _conv(2 * w, w, 3) + _conv(w, cout, 7)
 
 
+def _warp(cin: int) -> int:
+    """The spatial transformer's localisation net: two convolutions, pooled to 4x4, two linear layers to 4."""
+    w = STN_WIDTH
+    return _conv(cin, w, 3) + _conv(w, 2 * w, 3) + _linear(2 * w * 16, STN_HIDDEN) + _linear(STN_HIDDEN, 4)
+
+
 def _srgan(cfg: RunConfig, channels: int) -> tuple[int, int]:
     """SRResNet (PReLU has one slope per channel) and the SRGAN discriminator (core/networks_sr.py)."""
     m = cfg.model
@@ -292,6 +300,7 @@ def network_sizes(cfg: RunConfig, *, channels: int, num_classes: int, columns: i
     if m.arch == "cyclegan":
         blocks = m.res_blocks if m.res_blocks is not None else (9 if m.image_size >= 256 else 6)
         g = 2 * _cycle_g(channels, channels, m.g_width or m.width, blocks)
+        g += 2 * _warp(channels) if m.spatial_transform else 0
         return g, 2 * _patch(channels, layers, m.width, sn=m.spectral_norm, batchnorm=False)
     if m.arch == "srgan":
         return _srgan(cfg, channels)

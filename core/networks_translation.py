@@ -19,6 +19,9 @@ ResNet generator: c7s1-w (7x7 convolution, InstanceNorm, ReLU, reflection paddin
 to 2w and 4w channels, `blocks` residual blocks of two 3x3 convolutions at 4w channels (reflection padding,
 InstanceNorm, ReLU between), two 3x3 fractionally strided convolutions back to w channels, and c7s1 to the output
 channels with tanh. The paper uses 6 blocks at 128 px and 9 at 256 px.
+
+Spatial transformer (CycleGAN's `model.spatial_transform`): a small localisation net predicts a warp of the input
+(scales, rotation, shift), applied by resampling before the ResNet generator; see `SpatialTransformer`.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 MAX_MULT = 8  # channels stop growing at width x 8 (512 for width 64), as the paper's
+STN_WIDTH, STN_HIDDEN = 8, 32  # the spatial transformer's localisation net: convolution channels, hidden units
+# The spatial transformer's bounds: zoom in or out at most 3x, turn at most 30 degrees, shift at most half the frame.
+STN_MAX_ZOOM, STN_MAX_ANGLE, STN_MAX_SHIFT = 3.0, math.pi / 6, 0.5
 DROPOUT_LAYERS = 3  # innermost decoder layers with dropout
 
 
@@ -151,3 +158,57 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, C_in, S, S) -> (B, C_out, S, S)
+
+
+class SpatialTransformer(nn.Module):
+    """A spatial transformer (Jaderberg et al. 2015) for CycleGAN's generators: a localisation net reads the image
+    (two 3x3 stride-2 convolutions with ReLU, averaged down to 4x4, two linear layers) and predicts four numbers, a
+    log scale, a rotation and a shift in x and y, each bounded by a tanh (STN_MAX_ZOOM, STN_MAX_ANGLE and
+    STN_MAX_SHIFT, in half-image units): a similarity, from which `F.affine_grid` builds the sampling grid of a
+    warp of the image (bilinear). One scale for both axes: a warp that could squeeze one axis alone meets a
+    discriminator's size statistics by flattening the image. What comes in from outside the frame is the mean
+    colour of the image's outermost pixels (black for digits): repeating the border pixels instead would smear a
+    digit that touches the frame into streaks when the warp shrinks it. The last layer starts at zero, so the warp
+    starts as the identity; it learns through whatever loss follows the warped image. A scale below 1 samples a
+    smaller region, enlarging the content."""
+
+    def __init__(self, *, channels: int, width: int = STN_WIDTH, hidden: int = STN_HIDDEN) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, width, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, 2, 1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.head = nn.Sequential(nn.Linear(2 * width * 16, hidden), nn.ReLU(), nn.Linear(hidden, 4))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def theta(self, x: torch.Tensor) -> torch.Tensor:
+        """The affine matrices (B, 2, 3) mapping each output pixel's coordinates (in [-1, 1]) to where it samples."""
+        p = self.head(self.features(x).flatten(1)).float().tanh()  # (B, 4) in (-1, 1)
+        scale, angle = (p[:, 0] * math.log(STN_MAX_ZOOM)).exp(), p[:, 1] * STN_MAX_ANGLE  # (B,) each
+        tx, ty = p[:, 2] * STN_MAX_SHIFT, p[:, 3] * STN_MAX_SHIFT
+        cos, sin = scale * angle.cos(), scale * angle.sin()
+        rows = [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)]  # (B, 3) each
+        return torch.stack(rows, 1)  # (B, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = F.affine_grid(self.theta(x), list(x.shape), align_corners=False)  # (B, S, S, 2)
+        frame = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], -1)  # (B, C, 4S - 4)
+        fill = frame.mean(-1)[..., None, None]  # (B, C, 1, 1)
+        out = F.grid_sample(x - fill, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out + fill
+
+
+class WarpedGenerator(nn.Module):
+    """G(x) = net(warp(x)): a spatial transformer in front of a generator, so that the geometric part of a
+    translation (a digit's size, position and tilt) is a warp the generator does not have to draw."""
+
+    def __init__(self, warp: SpatialTransformer, net: nn.Module) -> None:
+        super().__init__()
+        self.warp, self.net = warp, net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.warp(x))  # (B, C_in, S, S) -> (B, C_out, S, S)

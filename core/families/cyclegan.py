@@ -6,6 +6,19 @@ The generators minimise the adversarial terms (`loss.kind`, lsgan in the paper, 
 generated images (Shrivastava et al. 2017). One Adam optimizer updates both generators, one both discriminators;
 the paper's schedule (rates held, then decayed linearly) is `train.lr_schedule` hold-then-linear.
 
+With `model.spatial_transform` each generator is a warp followed by the ResNet (`WarpedGenerator`: a spatial
+transformer, Jaderberg et al. 2015, starting as the identity), so a translation can change an image's geometry
+(printed digits are half the handwritten ones' size), which the ResNet generator cannot learn (Zhu et al. 2017,
+"Limitations"). The warps' localisation nets have their own Adam (`opt_warp`, `train.lr_warp`). The identity terms
+compare each ResNet without its warp (a warp of a target-domain image would be penalised for resizing it). For the
+first `train.warp_steps` steps each generator is its warp alone: the adversarial, cycle and moment terms train the
+warps while the identity terms keep the ResNets near the identity, so the content is changed only once the geometry
+is in place. `loss.warp_moment_weight` adds a label-free term on the warps' outputs: each warped image's brightness
+centroid against the other domain's batch mean, and the batch's mean log spread of brightness against the other
+domain's. It is there because the adversarial and cycle terms alone move the warps erratically: a warp under the
+cycle weight of 10 stays at the identity (the L1 cycle has a sharp minimum there), and under a cycle weight of 1 it
+overshoots and turns the digits over.
+
 The loop draws domain A's batch in its data order (`Step.next_batch`); domain B's batch is drawn uniformly from
 the torch generator, so a checkpoint's RNG state resumes it. The pools are checkpoint tensors (`pool.a`, `pool.b`
 and their fill counts). `G` is one module holding both generators (`G.ab`, `G.ba`), so the loop's EMA copy, grids
@@ -31,7 +44,14 @@ from core.config import RunConfig
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.families.pix2pix import adversarial_scale, patch_judge
 from core.losses import discriminator_loss, generator_loss
-from core.networks_translation import PatchDiscriminator, ResnetGenerator, patch_layers, resnet_blocks
+from core.networks_translation import (
+    PatchDiscriminator,
+    ResnetGenerator,
+    SpatialTransformer,
+    WarpedGenerator,
+    patch_layers,
+    resnet_blocks,
+)
 from core.unpaired import UnpairedDataset
 
 EventFn = Callable[[str, dict[str, Any]], None]
@@ -107,13 +127,15 @@ class Models:
     pool_a: ImagePool  # G_BA's outputs, for D_A
     pool_b: ImagePool  # G_AB's outputs, for D_B
     data: UnpairedDataset
+    opt_warp: torch.optim.Optimizer | None = None  # the warps' localisation nets, with model.spatial_transform
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
         return {"G": self.G, "D": self.D}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt_g": self.opt_g, "opt_d": self.opt_d}
+        warp = {"opt_warp": self.opt_warp} if self.opt_warp is not None else {}
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d} | warp
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The history pools, which a resumed run continues from."""
@@ -147,14 +169,17 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
                 raise ValueError(f"{latest.name} holds no history pool; it was not written by a cyclegan run")
             p.load(images, count)
     betas = (cfg.train.beta1, cfg.train.beta2)
+    warps = [p for name, p in G.named_parameters() if ".warp." in name]  # the localisation nets, when there are
+    nets = [p for name, p in G.named_parameters() if ".warp." not in name]
     return Models(
         G=G,
         D=D,
-        opt_g=torch.optim.Adam(G.parameters(), lr=cfg.train.lr_g, betas=betas),
+        opt_g=torch.optim.Adam(nets, lr=cfg.train.lr_g, betas=betas),
         opt_d=torch.optim.Adam(D.parameters(), lr=cfg.train.lr_d, betas=betas),
         pool_a=pool_a,
         pool_b=pool_b,
         data=data,
+        opt_warp=torch.optim.Adam(warps, lr=cfg.train.lr_warp, betas=betas) if warps else None,
     )
 
 
@@ -165,10 +190,26 @@ def generator(cfg: RunConfig, info: dict[str, Any]) -> CycleGenerators:
     m = cfg.model
     ca, cb = int(info["channels"]), int(info["b_channels"])
     width, blocks = m.g_width or m.width, resnet_blocks(m.image_size, m.res_blocks)
-    return CycleGenerators(
-        ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks),
-        ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks),
-    )
+    ab: nn.Module = ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks)
+    ba: nn.Module = ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks)
+    if m.spatial_transform:
+        ab, ba = (
+            WarpedGenerator(SpatialTransformer(channels=ca), ab),
+            WarpedGenerator(SpatialTransformer(channels=cb), ba),
+        )
+    return CycleGenerators(ab, ba)
+
+
+def _parts(g: nn.Module) -> tuple[SpatialTransformer | None, nn.Module]:
+    """A generator's warp (None without model.spatial_transform) and the network behind it."""
+    return (g.warp, g.net) if isinstance(g, WarpedGenerator) else (None, g)
+
+
+def _zoom(warp: SpatialTransformer, x: torch.Tensor) -> torch.Tensor:
+    """How much a warp enlarges the images x (B, C, H, W), on average: 1 / sqrt(|det|) of its linear part."""
+    with torch.no_grad():
+        a = warp.theta(x)[:, :, :2]  # (B, 2, 2)
+        return torch.linalg.det(a).abs().rsqrt().mean()
 
 
 def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]:
@@ -181,28 +222,45 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     real_b = m.data.domain_b(picks).contiguous(memory_format=torch.channels_last)  # (B, C_B, H, W)
     cycle_weight = cfg.loss.cycle_weight
     identity_weight = cfg.loss.identity_weight * cycle_weight
+    (warp_ab, net_ab), (warp_ba, net_ba) = _parts(m.G.ab), _parts(m.G.ba)
+    g_ab, g_ba = m.G.ab, m.G.ba
+    warp_only = at.step <= cfg.train.warp_steps
+    if warp_only and warp_ab is not None and warp_ba is not None:
+        g_ab, g_ba = warp_ab, warp_ba  # the warp-only steps: each generator is its warp alone
 
     # Train the generators.
     m.D.requires_grad_(False)
     with at.autocast():
-        fake_b = m.G.ab(real_a)  # (B, C_B, H, W)
-        fake_a = m.G.ba(real_b)  # (B, C_A, H, W)
-        rec_a, rec_b = m.G.ba(fake_b), m.G.ab(fake_a)
+        if warp_ab is not None and warp_ba is not None:
+            warped_a, warped_b = warp_ab(real_a), warp_ba(real_b)  # (B, C_A, H, W), (B, C_B, H, W)
+            fake_b = warped_a if warp_only else net_ab(warped_a)  # (B, C_B, H, W)
+            fake_a = warped_b if warp_only else net_ba(warped_b)  # (B, C_A, H, W)
+        else:
+            fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+        rec_a, rec_b = g_ba(fake_b), g_ab(fake_a)
         adv_ab, _ = generator_loss(cfg.loss, D=patch_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
         adv_ba, _ = generator_loss(cfg.loss, D=patch_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
     cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
     loss_g = adversarial_scale(cfg) * (adv_ab + adv_ba) + cycle_weight * cycle
     stats: StepStats = {"loss_g_adv": (adv_ab + adv_ba).detach(), "loss_g_cycle": cycle.detach()}
+    if cfg.loss.warp_moment_weight > 0 and warp_ab is not None and warp_ba is not None:
+        moments = moment_gap(warped_a, real_b) + moment_gap(warped_b, real_a)
+        loss_g = loss_g + cfg.loss.warp_moment_weight * moments
+        stats["loss_g_moments"] = moments.detach()
     if identity_weight > 0:
-        with at.autocast():
-            same_b, same_a = m.G.ab(real_b), m.G.ba(real_a)
+        with at.autocast():  # each generator without its warp, which would have to resize a target-domain image
+            same_b, same_a = net_ab(real_b), net_ba(real_a)
         identity = _l1(same_b, real_b) + _l1(same_a, real_a)
         loss_g = loss_g + identity_weight * identity
         stats["loss_g_identity"] = identity.detach()
     m.opt_g.zero_grad(set_to_none=True)
+    if m.opt_warp is not None:
+        m.opt_warp.zero_grad(set_to_none=True)
     loss_g.backward()
     grad_norm_g = grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
+    if m.opt_warp is not None:
+        m.opt_warp.step()
 
     # Train the discriminators on real images against fakes, half of them from the history once it is full.
     m.D.requires_grad_(True)
@@ -230,6 +288,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     }
     if grad_norm_d is not None and grad_norm_g is not None:
         stats |= {"grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
+    if at.want_stats and warp_ab is not None and warp_ba is not None:
+        stats |= {"warp_zoom_ab": _zoom(warp_ab, real_a), "warp_zoom_ba": _zoom(warp_ba, real_b)}
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
@@ -237,6 +297,30 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
 def _l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x.float() - y.float()).abs().mean()
+
+
+def brightness_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the brightness of images x (B, C, H, W) in [-1, 1] lies: its centroid (B, 2) in [-1, 1] coordinates
+    and the log of its spread (B,), the root mean square distance of the brightness from the centroid."""
+    mass = (x.float().mean(1) + 1) / 2  # (B, H, W) in [0, 1]
+    total = mass.sum((1, 2)).clamp_min(1e-3)  # (B,)
+    h, w = x.shape[-2:]
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device)[:, None]  # (H, 1) pixel centres
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device)[None, :]  # (1, W)
+    cy, cx = (mass * ys).sum((1, 2)) / total, (mass * xs).sum((1, 2)) / total  # (B,) each
+    var = (mass * ((ys - cy[:, None, None]) ** 2 + (xs - cx[:, None, None]) ** 2)).sum((1, 2)) / total
+    return torch.stack([cx, cy], 1), 0.5 * var.clamp_min(1e-6).log()
+
+
+def moment_gap(warped: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """How far a batch of warped images (B, C, H, W) lies from where the target domain's batch puts its brightness:
+    each image's centroid against the target batch's mean centroid, and the batch's mean log spread against the
+    target batch's (so that the warp centres each image and scales the domain, not each image, to the target's
+    size)."""
+    centre, spread = brightness_moments(warped)
+    with torch.no_grad():
+        target_centre, target_spread = brightness_moments(target)
+    return (centre - target_centre.mean(0)).abs().sum(1).mean() + (spread.mean() - target_spread.mean()).abs()
 
 
 @dataclass(frozen=True)

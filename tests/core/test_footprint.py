@@ -10,9 +10,9 @@ from torch import nn
 
 from core import footprint, networks, networks_stylegan2
 from core.config import ARCH_IMAGE_SIZES, RunConfig
-from core.families import ctgan, srgan
+from core.families import ctgan, cyclegan, srgan
 from core.networks_sr import SRDiscriminator
-from core.networks_translation import PatchDiscriminator, ResnetGenerator, UNetGenerator
+from core.networks_translation import PatchDiscriminator, UNetGenerator
 
 
 def _values(module: nn.Module) -> int:
@@ -36,11 +36,10 @@ def _built(cfg: RunConfig, channels: int, num_classes: int) -> tuple[nn.Module, 
             g = srgan.generator(cfg, {"channels": channels})
             return g, SRDiscriminator(channels=channels, width=m.width, image_size=m.image_size)
         if m.arch == "cyclegan":
-            blocks = m.res_blocks or 6
             layers = m.patch_layers or 1
-            pair = [ResnetGenerator(in_channels=channels, out_channels=channels, width=m.width, blocks=blocks)] * 2
+            g = cyclegan.generator(cfg, {"channels": channels, "b_channels": channels})
             d = PatchDiscriminator(in_channels=channels, layers=layers, width=m.width, norm="instance")
-            return nn.ModuleList(pair), nn.ModuleList([d, d])
+            return g, nn.ModuleList([d, d])
         return (
             networks.build_generator(cfg, channels=channels, num_classes=num_classes),
             networks.build_discriminator(cfg, channels=channels, num_classes=num_classes),
@@ -72,6 +71,13 @@ CASES: list[Any] = [
     pytest.param({"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}}, 1, 10, id="sg2-cond"),
     pytest.param({"dataset": "digits-edges", "model": {"image_size": 64}}, 1, 10, id="pix2pix"),
     pytest.param({"dataset": "digits-printed"}, 1, 10, id="cyclegan"),
+    pytest.param(
+        {"dataset": "digits-printed", "model": {"spatial_transform": True, "res_blocks": None}},
+        1,
+        10,
+        id="cyclegan-stn",
+    ),
+    pytest.param({"dataset": "digits-printed", "model": {"spatial_transform": False}}, 1, 10, id="cyclegan-no-stn"),
     pytest.param({"dataset": "photos"}, 3, 0, id="srgan"),
     pytest.param(
         {"dataset": "ds_0123456789", "model": {"arch": "srgan", "image_size": 192, "scale": 8}}, 3, 0, id="sr8"

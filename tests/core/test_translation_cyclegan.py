@@ -3,6 +3,8 @@ refusals, a few steps through core.train.train with its grid, exact resume, and 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from PIL import Image
@@ -11,10 +13,17 @@ from pydantic import ValidationError
 from core import checkpoint
 from core.config import RunConfig
 from core.datasets import load_dataset
-from core.families.cyclegan import ImagePool
-from core.networks_translation import PatchDiscriminator, ResnetGenerator, resnet_blocks
+from core.families.cyclegan import ImagePool, brightness_moments, moment_gap
+from core.networks_translation import (
+    STN_MAX_ZOOM,
+    PatchDiscriminator,
+    ResnetGenerator,
+    SpatialTransformer,
+    WarpedGenerator,
+    resnet_blocks,
+)
 from core.unpaired import UnpairedDataset, printed_digits
-from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events
+from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events, tensors_that_differ
 
 TINY = {
     "dataset": "digits-printed",
@@ -139,3 +148,102 @@ def test_cyclegan_resumes_bit_for_bit_with_its_history_pools(tmp_path):
     )
     _, first, _ = assert_resume_matches(tmp_path, cfg, n, k)
     assert [d["step"] for kind, d in first if kind == "checkpoint"][-1] == k
+
+
+def test_the_spatial_transformer_starts_as_the_identity_and_warps_by_its_parameters():
+    torch.manual_seed(0)
+    warp = SpatialTransformer(channels=1)
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    assert torch.allclose(warp.theta(x), torch.eye(2, 3).expand(3, 2, 3))
+    assert torch.allclose(warp(x), x, atol=1e-6)  # the identity, up to rounding
+    square = torch.full((1, 1, 32, 32), -1.0)
+    square[..., 12:20, 12:20] = 1.0  # an 8 px square in the middle
+    with torch.no_grad():
+        warp.head[-1].bias.copy_(
+            torch.tensor([math.atanh(math.log(0.5) / math.log(STN_MAX_ZOOM)), 0.0, 0.0, 0.0])
+        )  # sample half the frame
+    big = warp(square)
+    assert big.shape == square.shape and big[..., 0, :].eq(-1).all()
+    assert int((big > 0).sum()) == pytest.approx(4 * int((square > 0).sum()), rel=0.15)  # enlarged 2x: 4x the area
+    G = WarpedGenerator(warp, ResnetGenerator(in_channels=1, out_channels=3, width=4, blocks=1))
+    assert G(square).shape == (1, 3, 32, 32)
+
+
+def test_cyclegan_with_warps_trains_the_warps_alone_first_then_the_generators_behind_them(tmp_path):
+    cfg = _cfg(
+        model={"spatial_transform": True},
+        loss={"identity_weight": 0.0},  # the generators behind the warps then learn nothing in the warp-only steps
+        train={"steps": 4, "warp_steps": 3},
+        schedule={"sample_every": 4, "checkpoint_every": 1, "eval_every": 100},
+    )
+    events = run_events(tmp_path, cfg)
+    at = {step: checkpoint_tensors(tmp_path, step) for step in (1, 3, 4)}
+    warps = [k for k in at[4] if k.startswith(("G.ab.warp.", "G.ba.warp."))]
+    nets = [k for k in at[4] if k.startswith(("G.ab.net.", "G.ba.net."))]
+    assert "G.ba.warp.head.2.bias" in warps and "G.ab.net.net.1.weight" in nets
+    assert tensors_that_differ({k: at[1][k] for k in nets}, at[3]) == []
+    assert "G.ba.warp.head.2.bias" in tensors_that_differ({k: at[1][k] for k in warps}, at[3])
+    assert "G.ab.net.net.1.weight" in tensors_that_differ({k: at[3][k] for k in nets}, at[4])
+    assert any(k.startswith("opt_warp.state.") for k in at[4])  # the warps' own optimizer, for resuming
+    stats = {d["step"]: d["values"] for kind, d in events if kind == "stats"}
+    assert {"warp_zoom_ab", "warp_zoom_ba"} <= set(stats[4])
+    assert stats[1]["lr_warp"] == pytest.approx(2e-3) and stats[1]["lr_g"] == pytest.approx(2e-4)
+
+
+def test_cyclegan_with_warps_resumes_bit_for_bit_across_its_warp_only_steps(tmp_path):
+    cfg = _cfg(
+        model={"spatial_transform": True},
+        train={"steps": 6, "warp_steps": 4, "ema": 0.9},
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 100},
+    )
+    assert_resume_matches(tmp_path, cfg, 6, 3)
+
+
+def test_the_moment_term_measures_where_the_brightness_lies():
+    small, big = torch.full((2, 1, 32, 32), -1.0), torch.full((2, 1, 32, 32), -1.0)
+    small[..., 12:20, 12:20] = 1.0  # 8 px squares in the middle
+    big[..., 8:24, 8:24] = 1.0  # 16 px ones
+    centre, spread = brightness_moments(small)
+    assert torch.allclose(centre, torch.zeros(2, 2), atol=1e-6)
+    assert brightness_moments(big)[1] - spread == pytest.approx(torch.full((2,), math.log(2.0)), abs=0.01)
+    assert float(moment_gap(small, small)) == pytest.approx(0.0, abs=1e-6)
+    assert float(moment_gap(small, big)) == pytest.approx(math.log(2.0), abs=0.01)
+    moved = torch.roll(big, 4, dims=-1)  # 4 px right: 0.25 in [-1, 1] coordinates
+    assert float(moment_gap(moved, big)) == pytest.approx(0.25, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param(
+            {"dataset": "digits-edges", "model": {"spatial_transform": True}}, "model.spatial_transform", id="pix2pix"
+        ),
+        pytest.param(
+            {"dataset": "digits-printed", "model": {"spatial_transform": False}, "train": {"warp_steps": 5}},
+            "train.warp_steps",
+            id="no-warp",
+        ),
+        pytest.param(
+            {
+                "dataset": "digits-printed",
+                "model": {"spatial_transform": True},
+                "train": {"steps": 10, "warp_steps": 10},
+            },
+            "train.warp_steps",
+            id="all-warp",
+        ),
+        pytest.param(
+            {"dataset": "digits-printed", "model": {"spatial_transform": False}, "loss": {"warp_moment_weight": 1}},
+            "loss.warp_moment_weight",
+            id="moments",
+        ),
+        pytest.param(
+            {"dataset": "digits-printed", "model": {"spatial_transform": False}, "train": {"lr_warp": 0.01}},
+            "train.lr_warp",
+            id="rate",
+        ),
+    ],
+)
+def test_warp_fields_need_a_cyclegan_with_warps(body, field):
+    with pytest.raises(ValidationError, match=rf"{field}: "):
+        RunConfig.model_validate(body)
