@@ -5,13 +5,13 @@ docs/benchmarks.md, ## Reliability).
     .venv/bin/python bench/read_path.py --connections 64 --seconds 20 --rounds 2 --upload-mb 200 --backends postgres
 
 Starts, as processes with one uvicorn server each (as `ganforge api` runs by default): a bare FastAPI app whose
-one handler returns the JSON of `GET /runs/{id}` from memory (the ceiling of this machine's HTTP stack), and the
+handlers return each route's JSON from memory (the ceiling of this machine's HTTP stack for that answer), and the
 real API on a throwaway SQLite file and on a throwaway PostgreSQL database (on the machine's server), sharing a
 redis-server of their own. No workers: the runs stay queued, which is all a read needs. Then wrk (Debian's
 `wrk`, over loopback, `--connections` keep-alive clients, every request authenticated as a user) points at
 `GET /runs/{id}`, `GET /runs` (a page of 20) and `GET /generations/{id}`, the servers taking turns within each
 round so that the machine's other load falls on all of them alike. Prints requests/s, p50 and p99 of each, and
-each API's throughput as a share of the bare handler's.
+each API route's throughput as a share of the bare handler's for the same JSON.
 
 `--upload-mb N` measures `GET /runs/{id}` twice on each API, idle and while another user uploads an N MB image
 dataset (a ZIP of JPEGs, through `POST /datasets` on the same server), for the p99 under upload against idle.
@@ -49,27 +49,45 @@ BARE_JSON_ENV = "GANFORGE_BENCH_BARE_JSON"
 
 
 def bare_app() -> Any:
-    """A FastAPI app with one handler that answers the stored JSON: no auth, no database, the same bytes."""
+    """A FastAPI app whose handlers answer each read route's stored JSON: no auth, no database, the same bytes
+    as the real route (a run, a page of runs, a generation)."""
     from fastapi import FastAPI
     from fastapi.responses import Response
 
-    body = Path(os.environ[BARE_JSON_ENV]).read_bytes()
+    folder = Path(os.environ[BARE_JSON_ENV])
+    run, runs, generation = ((folder / f"{route}.json").read_bytes() for route in ROUTES)
     app = FastAPI()
 
     @app.get("/runs/{run_id}")
-    def run(run_id: str) -> Response:
-        return Response(body, media_type="application/json")
+    def get_run(run_id: str) -> Response:
+        return Response(run, media_type="application/json")
+
+    @app.get("/runs")
+    def list_runs() -> Response:
+        return Response(runs, media_type="application/json")
+
+    @app.get("/generations/{generation_id}")
+    def get_generation(generation_id: str) -> Response:
+        return Response(generation, media_type="application/json")
 
     return app
 
 
-def start_bare(workdir: Path, body: bytes) -> tuple[subprocess.Popen[bytes], str]:
-    (workdir / "bare.json").write_bytes(body)
+# The read routes measured, and the bare handler's path for each.
+ROUTES = ("run", "runs", "generation")
+BARE_PATHS = {"run": "/runs/x", "runs": "/runs?limit=20", "generation": "/generations/x"}
+
+
+def start_bare(workdir: Path, bodies: dict[str, bytes]) -> tuple[subprocess.Popen[bytes], str]:
+    folder = workdir / "bare"
+    folder.mkdir()
+    for route, body in bodies.items():
+        (folder / f"{route}.json").write_bytes(body)
     port = free_port()
     code = f"import uvicorn; uvicorn.run('bench.read_path:bare_app', factory=True, port={port}, log_level='warning')"
     process = subprocess.Popen(
         [sys.executable, "-c", code],
-        env={**os.environ, BARE_JSON_ENV: str(workdir / "bare.json"), "PYTHONPATH": str(ROOT)},
+        env={**os.environ, BARE_JSON_ENV: str(folder), "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
@@ -77,6 +95,10 @@ def start_bare(workdir: Path, body: bytes) -> tuple[subprocess.Popen[bytes], str
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/runs/x")
     return process, url
+
+
+def _mean(rows: list[dict[str, float]], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -166,9 +188,9 @@ def main() -> None:
         paths = {backend: populate(service, tokens[backend]) for backend, service in services.items()}
         first = next(iter(services))
         with services[first].client(tokens[first]) as client:
-            body = client.get(paths[first]["run"]).content
-        bare, bare_url = start_bare(workdir, body)
-        print(f"GET /runs/{{id}} answers {len(body)} bytes of JSON", flush=True)
+            bodies = {route: client.get(paths[first][route]).content for route in ROUTES}
+        bare, bare_url = start_bare(workdir, bodies)
+        print(", ".join(f"{route}: {len(body)} bytes of JSON" for route, body in bodies.items()), flush=True)
 
         def measure(url: str, token: str, pid: int) -> dict[str, float]:
             before = cpu_seconds(pid)
@@ -184,7 +206,8 @@ def main() -> None:
             print(f"upload archive: {archive.stat().st_size / 1e6:.0f} MB, {count} JPEGs", flush=True)
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}", flush=True)
-            results.setdefault(("bare", "run"), []).append(measure(f"{bare_url}/runs/x", "none", bare.pid))
+            for route in ROUTES if archive is None else ("run",):
+                results.setdefault(("bare", route), []).append(measure(bare_url + BARE_PATHS[route], "none", bare.pid))
             for backend, service in services.items():
                 for route, path in paths[backend].items():
                     if archive is not None and route != "run":
@@ -205,8 +228,9 @@ def main() -> None:
                             for item in client.get("/datasets").json()["items"]:
                                 if item["id"].startswith("ds_"):
                                     client.delete(f"/datasets/{item['id']}")
-        bare_rps = sum(r["requests_per_sec"] for r in results[("bare", "run")]) / args.rounds
-        bare_cpu = sum(r["cpu_ms_per_request"] for r in results[("bare", "run")]) / args.rounds
+        measured = [route for route in ROUTES if ("bare", route) in results]
+        bare_rps = {route: _mean(results[("bare", route)], "requests_per_sec") for route in measured}
+        bare_cpu = {route: _mean(results[("bare", route)], "cpu_ms_per_request") for route in bare_rps}
         # Two ratios to the bare handler: of the measured throughput (moves with the machine's other load), and of
         # the server's CPU time per request (what the throughput of an otherwise idle core would be).
         print(
@@ -219,9 +243,10 @@ def main() -> None:
             p99 = sum(r["p99_ms"] for r in rows) / len(rows)
             errors = sum(r["errors"] for r in rows)
             cpu = sum(r["cpu_ms_per_request"] for r in rows) / len(rows)
+            own = "run" if route == "run under upload" else route  # each route against the bare handler of its JSON
             print(
-                f"{backend:<10} {route:<18} {rps:8.0f} {p50:8.1f} {p99:8.1f} {errors:7.0f} {rps / bare_rps:7.2f}"
-                f" {cpu:11.3f} {bare_cpu / cpu:11.2f}"
+                f"{backend:<10} {route:<18} {rps:8.0f} {p50:8.1f} {p99:8.1f} {errors:7.0f} {rps / bare_rps[own]:7.2f}"
+                f" {cpu:11.3f} {bare_cpu[own] / cpu:11.2f}"
             )
         (workdir / "raw.json").write_text(json.dumps({f"{b}/{r}": rows for (b, r), rows in results.items()}))
     finally:
