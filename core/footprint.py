@@ -291,8 +291,9 @@ def network_sizes(cfg: RunConfig, *, channels: int, num_classes: int, columns: i
     if m.arch == "biggan":
         return _biggan(cfg, channels, num_classes if m.conditional else 0)
     if m.arch == "stylegan2":
-        labels = num_classes if m.conditional else 0
-        return _stylegan2_g(cfg, channels, labels), _stylegan2_d(cfg, channels, labels)
+        labels = m.label_classes(num_classes)
+        cdf = labels if m.clusters else 0  # a cluster-conditioned mapping network's cluster_cdf
+        return _stylegan2_g(cfg, channels, labels) + cdf, _stylegan2_d(cfg, channels, labels)
     layers = m.patch_layers if m.patch_layers is not None else max(1, int(math.log2(m.image_size)) - 5)
     if m.arch == "pix2pix":
         g = _unet(channels, channels, m.image_size, m.g_width or m.width)
