@@ -253,7 +253,7 @@ class ModelConfig(_Strict):
         False,
         description=(
             "cyclegan: a spatial transformer (Jaderberg et al. 2015) in front of each generator: a small "
-            "localisation net predicts a warp of the input (a scale, a rotation, a shift), starting as the "
+            "localisation net predicts a warp of the input (a scale and a shift), starting as the "
             "identity and learnt through the generators' losses, so that a translation can resize and move its "
             "content (the identity terms then compare each generator without its warp)."
         ),

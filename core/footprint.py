@@ -198,9 +198,9 @@ def _cycle_g(cin: int, cout: int, width: int, blocks: int) -> int:
 
 
 def _warp(cin: int) -> int:
-    """The spatial transformer's localisation net: two convolutions, pooled to 4x4, two linear layers to 4."""
+    """The spatial transformer's localisation net: two convolutions, pooled to 4x4, two linear layers to 3."""
     w = STN_WIDTH
-    return _conv(cin, w, 3) + _conv(w, 2 * w, 3) + _linear(2 * w * 16, STN_HIDDEN) + _linear(STN_HIDDEN, 4)
+    return _conv(cin, w, 3) + _conv(w, 2 * w, 3) + _linear(2 * w * 16, STN_HIDDEN) + _linear(STN_HIDDEN, 3)
 
 
 def _srgan(cfg: RunConfig, channels: int) -> tuple[int, int]:

@@ -16,8 +16,8 @@ warps while the identity terms keep the ResNets near the identity, so the conten
 is in place. `loss.warp_moment_weight` adds a label-free term on the warps' outputs: each warped image's brightness
 centroid against the other domain's batch mean, and the batch's mean log spread of brightness against the other
 domain's. It is there because the adversarial and cycle terms alone move the warps erratically: a warp under the
-cycle weight of 10 stays at the identity (the L1 cycle has a sharp minimum there), and under a cycle weight of 1 it
-overshoots and turns the digits over.
+cycle weight of 10 stays at the identity (the L1 cycle has a sharp minimum there), and under a cycle weight of 1 or
+0 it overshoots (zooms of 3-5 where 2 is right) and, when it may rotate, turns the digits by 20-30 degrees.
 
 The loop draws domain A's batch in its data order (`Step.next_batch`); domain B's batch is drawn uniformly from
 the torch generator, so a checkpoint's RNG state resumes it. The pools are checkpoint tensors (`pool.a`, `pool.b`

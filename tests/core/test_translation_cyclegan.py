@@ -160,7 +160,7 @@ def test_the_spatial_transformer_starts_as_the_identity_and_warps_by_its_paramet
     square[..., 12:20, 12:20] = 1.0  # an 8 px square in the middle
     with torch.no_grad():
         warp.head[-1].bias.copy_(
-            torch.tensor([math.atanh(math.log(0.5) / math.log(STN_MAX_ZOOM)), 0.0, 0.0, 0.0])
+            torch.tensor([math.atanh(math.log(0.5) / math.log(STN_MAX_ZOOM)), 0.0, 0.0])
         )  # sample half the frame
     big = warp(square)
     assert big.shape == square.shape and big[..., 0, :].eq(-1).all()
