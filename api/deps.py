@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator, Callable
+from functools import lru_cache
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, HTTPException, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection, Engine, Row, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from store.artifacts import Storage, get_storage
 from store.datasets import owned_dataset
-from store.db import get_engine, get_sessionmaker
+from store.db import get_engine, get_sessionmaker, make_engine
 from store.jobs import JobKind, owned_job
 from store.models import Dataset, Generation, Run, User, utcnow
 from store.reads import TokenState, token_state
 from store.settings import Settings, get_settings
-from store.tokens import hash_token, token_refusal, touch_last_used, user_for_token
+from store.tokens import hash_token, last_use_due, token_refusal, touch_last_used, user_for_token
 
 bearer = HTTPBearer(auto_error=False, description="A token from GANFORGE_ADMIN_TOKEN or POST /tokens.")
 
@@ -122,14 +124,19 @@ def _bearer_hash(credentials: HTTPAuthorizationCredentials | None) -> str:
     return hash_token(credentials.credentials)
 
 
-def _admit(connection: Connection, token: TokenState | None) -> TokenState:
-    """The token, if it may be used now (its last use recorded when due); 401 otherwise, as `authenticate`."""
+def _check(token: TokenState | None) -> TokenState:
+    """The token, if it may be used now; 401 otherwise, as `authenticate`."""
     if token is None:
         raise HTTPException(status_code=401, detail="Invalid token", headers={"WWW-Authenticate": "Bearer"})
-    now = utcnow()
-    if (refusal := token_refusal(token, now=now)) is not None:  # revoked or expired
+    if (refusal := token_refusal(token, now=utcnow())) is not None:  # revoked or expired
         raise HTTPException(status_code=401, detail=refusal, headers={"WWW-Authenticate": "Bearer"})
-    touch_last_used(session=connection, user=token, now=now)
+    return token
+
+
+def _admit(connection: Connection, token: TokenState | None) -> TokenState:
+    """The token, if it may be used now, its last use recorded when due; 401 otherwise."""
+    token = _check(token)
+    touch_last_used(session=connection, user=token, now=utcnow())
     return token
 
 
@@ -177,6 +184,46 @@ async def read_json(credentials: HTTPAuthorizationCredentials | None, build: Bui
     return Response(body, media_type="application/json")
 
 
+@lru_cache
+def _loop_engine() -> Engine | None:
+    """SQLite only: an engine of one connection for the polled one-row reads made on the event loop. Such a
+    read is a few pages of a local file, which WAL mode never makes wait for a writer, and costs less than the
+    hop through the thread pool around it; a second of busy timeout bounds the rare wait (a checkpoint), after
+    which the read goes through a thread."""
+    settings = get_settings()
+    if not settings.database_url.startswith("sqlite"):
+        return None
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+
+    @event.listens_for(engine, "connect")
+    def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:  # after make_engine's pragmas
+        dbapi_connection.execute("PRAGMA busy_timeout=1000")
+
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _read_owned_on_loop(
+    engine: Engine,
+    credentials: HTTPAuthorizationCredentials | None,
+    load: Callable[[Connection, str], Row[Any] | None],
+    build: Callable[[Row[Any]], BaseModel],
+    missing: str,
+) -> tuple[bytes, TokenState] | None:
+    """_read_owned without writing: the answer and the token, or None when the read must go through a thread
+    (no row: the 401 or 404 is worked out there; SQLite busy)."""
+    token_hash = _bearer_hash(credentials)
+    try:
+        with engine.connect() as connection:
+            row = load(connection, token_hash)
+    except OperationalError:
+        return None
+    if row is None:
+        return None
+    token = _check(TokenState.of(row))
+    model = build(row)
+    return model.__pydantic_serializer__.to_json(model), token
+
+
 async def read_owned_json(
     credentials: HTTPAuthorizationCredentials | None,
     load: Callable[[Connection, str], Row[Any] | None],
@@ -186,8 +233,20 @@ async def read_owned_json(
 ) -> Response:
     """read_json for one row of the token's own: `load(connection, token hash)` checks the token and reads the
     row in one statement (store/reads.py); no row answers 401 for a bad token, else 404 with `missing`."""
-    body = await anyio.to_thread.run_sync(_read_owned, credentials, load, build, missing)
+    engine = _loop_engine()
+    read = None if engine is None else _read_owned_on_loop(engine, credentials, load, build, missing)
+    if read is None:
+        body = await anyio.to_thread.run_sync(_read_owned, credentials, load, build, missing)
+    else:
+        body, token = read
+        if last_use_due(token, now=utcnow()):  # a write: through a thread, on a pooled connection
+            await anyio.to_thread.run_sync(_touch, token)
     return Response(body, media_type="application/json")
+
+
+def _touch(token: TokenState) -> None:
+    with _reading() as connection:
+        touch_last_used(session=connection, user=token, now=utcnow())
 
 
 def owned(session: Session, user: User, job_id: str, kind: JobKind) -> Generation:

@@ -58,12 +58,17 @@ def token_refusal(user: TokenLike, *, now: datetime) -> str | None:
     return None
 
 
+def last_use_due(user: TokenLike, *, now: datetime) -> bool:
+    """Whether the token's last use is older than LAST_USED_RESOLUTION (or unrecorded): time to write it."""
+    return user.last_used_at is None or user.last_used_at < now - LAST_USED_RESOLUTION
+
+
 def touch_last_used(*, session: Session | Connection, user: TokenLike, now: datetime) -> None:
     """Record that the token was used, at most once per LAST_USED_RESOLUTION: most requests only compare the
     loaded row's time, and the UPDATE's own condition keeps concurrent requests to one write."""
-    stale = now - LAST_USED_RESOLUTION
-    if user.last_used_at is not None and user.last_used_at >= stale:
+    if not last_use_due(user, now=now):
         return
+    stale = now - LAST_USED_RESOLUTION
     session.execute(
         update(User)
         .where(User.id == user.id, or_(User.last_used_at.is_(None), User.last_used_at < stale))

@@ -141,15 +141,16 @@ def test_users_list_their_own_token_admins_all_never_a_secret(service: Service) 
     assert item["last_used_at"] is not None  # the list above used it
 
 
-def test_last_used_at_is_written_at_most_once_a_minute(postgres_service: Service) -> None:
-    created = _create(postgres_service, "user-of-time")
+def test_last_used_at_is_written_at_most_once_a_minute(service: Service) -> None:
+    created = _create(service, "user-of-time")
     assert created["last_used_at"] is None
 
     def last_used() -> datetime:
-        (value,) = _sql(postgres_service, "SELECT last_used_at FROM users WHERE id = :id", id=created["id"])[0]
+        (value,) = _sql(service, "SELECT last_used_at FROM users WHERE id = :id", id=created["id"])[0]
+        value = datetime.fromisoformat(value) if isinstance(value, str) else value  # SQLite answers text
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
-    with postgres_service.client(created["token"]) as user:
+    with service.client(created["token"]) as user:
         run_id = user.post("/runs", json={"dataset": "ring8", "train": {"steps": 1}}).json()["id"]
         first = last_used()
         for _ in range(3):
@@ -160,7 +161,7 @@ def test_last_used_at_is_written_at_most_once_a_minute(postgres_service: Service
         # (GET /runs, GET /runs/{id}) records it as the other routes do.
         for path in ("/runs", f"/runs/{run_id}"):
             then = datetime.now(UTC) - timedelta(seconds=61)
-            _sql(postgres_service, "UPDATE users SET last_used_at = :then WHERE id = :id", then=then, id=created["id"])
+            _sql(service, "UPDATE users SET last_used_at = :then WHERE id = :id", then=then, id=created["id"])
             assert user.get(path).status_code == 200
             assert last_used() > then + timedelta(seconds=30), path
 
