@@ -147,6 +147,8 @@ SR_ONLY_FIELDS = {
     "loss": ("content", "feature_net", "feature_weight", "gradient_weight", "energy_weight"),
     "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips", "interpolation"),
 }
+# The fields only cyclegan's warps (model.spatial_transform) read, by section.
+WARP_FIELDS = {"loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
 ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
 
@@ -435,7 +437,7 @@ class LossConfig(_Strict):
         0.0,
         ge=0,
         description=(
-            "srgan: weight of the gradient-energy loss in the generator's loss after pretraining: the mean absolute "
+            "srgan: weight of the gradient-energy loss in the generator's loss after pretraining: the mean squared "
             "difference of the local means (over 8 x 8 px windows) of the Sobel gradient magnitude of the "
             "super-resolved and the high-resolution image. It asks for as much detail as the real image has in "
             "each window, not for the same pixels, so it sharpens where the pixel loss averages detail away. 0 = off."
@@ -520,14 +522,15 @@ class TrainConfig(_Strict):
             "half of its fakes come from the last this many. 0 turns it off."
         ),
     )
-    warp_steps: int = Field(
-        0,
+    warp_share: float = Field(
+        0.0,
         ge=0,
-        le=10_000_000,
+        lt=1,
         description=(
-            "cyclegan with model.spatial_transform: for the first this many steps each generator is its warp alone "
-            "(the adversarial, cycle and moment terms train the warps; the identity terms train the generators behind "
-            "them), so the geometry is learnt before the generators change the content. 0 turns it off."
+            "cyclegan with model.spatial_transform: for this share of train.steps at the start each generator is its "
+            "warp alone (the adversarial, cycle and moment terms train the warps; the identity terms train the "
+            "generators behind them), so the geometry is learnt before the generators change the content. 0 turns "
+            "it off."
         ),
     )
     lr_warp: float = Field(
@@ -768,6 +771,23 @@ class RunConfig(_Strict):
                 for name in names:
                     if isinstance(layer, dict) and not any(isinstance(p, dict) and name in p for p in picks):
                         layer.pop(name, None)
+        # srgan's default network interpolation gives way to a run without an adversarial phase to blend.
+        sr_train = layered.get("train")
+        if isinstance(sr_train, dict) and sr_train.get("interpolation") is not None:
+            picks = [src.get("train") for src in (data, PRESETS.get(preset or "", {}))]
+            pretrain = sr_train.get("pretrain_steps", 0)
+            steps = sr_train.get("steps", TrainConfig.model_fields["steps"].default)
+            chosen_blend = any(isinstance(p, dict) and "interpolation" in p for p in picks)
+            if not chosen_blend and isinstance(pretrain, int) and isinstance(steps, int) and not 0 < pretrain < steps:
+                sr_train.pop("interpolation")
+        # The warps' own fields, from a dataset that defaults to them (digits-printed), give way to a run without.
+        if isinstance(model, dict) and not model.get("spatial_transform"):
+            for section, names in WARP_FIELDS.items():
+                layer = layered.get(section)
+                picks = [src.get(section) for src in (data, PRESETS.get(preset or "", {}))]
+                for name in names:
+                    if isinstance(layer, dict) and not any(isinstance(p, dict) and name in p for p in picks):
+                        layer.pop(name, None)
         if isinstance(loss, dict) and loss.get("kind") == "wgan" and defaulted("spectral_norm"):
             model["spectral_norm"] = False
         # Default cluster conditioning gives way to class labels (conditional) and to packing, which exclude it.
@@ -872,14 +892,12 @@ class RunConfig(_Strict):
                         raise ValueError(f"{section}.{name}: only the srgan architecture has it, not {arch}")
         if self.model.spatial_transform and arch != "cyclegan":
             raise ValueError(f"model.spatial_transform: only the cyclegan architecture has it, not {arch}")
-        if self.train.warp_steps > 0 and not self.model.spatial_transform:
-            raise ValueError("train.warp_steps: the warp-only steps need model.spatial_transform set to true")
+        if self.train.warp_share > 0 and not self.model.spatial_transform:
+            raise ValueError("train.warp_share: the warp-only steps need model.spatial_transform set to true")
         if self.train.lr_warp != TrainConfig.model_fields["lr_warp"].default and not self.model.spatial_transform:
             raise ValueError("train.lr_warp: the warps' rate needs model.spatial_transform set to true")
         if self.loss.warp_moment_weight > 0 and not self.model.spatial_transform:
             raise ValueError("loss.warp_moment_weight: the term trains warps; set model.spatial_transform to true")
-        if self.train.warp_steps >= self.train.steps:
-            raise ValueError(f"train.warp_steps: must be below train.steps ({self.train.steps})")
         if self.train.augment == "ada" and arch not in ("dcgan", "resnet", "biggan", "stylegan2"):
             raise ValueError(
                 f"train.augment: ada augments images for dcgan, resnet, biggan and stylegan2 runs, not {arch}"
@@ -1273,7 +1291,10 @@ TABLE_DEFAULTS: dict[str, Any] = {
 # x4 from 16 px to 64 px, G learning what bicubic misses (model.bicubic_skip). The pixel loss is L1 (as EDSR) plus the
 # Sobel gradient loss at 1: L1 alone left G at its bicubic start, the gradient term moved it. Rates fall along a cosine
 # within each phase, G's from 1e-3 while pretraining and from 1e-4 (the paper's) after it; training patches are
-# mirrored at random (EDSR's augmentation). docs/benchmarks.md holds the measurements on photos.
+# mirrored at random (EDSR's augmentation). After pretraining the gradient-energy loss at 2 asks for the real image's
+# amount of detail in each 8 px window (the adversarial term at 1e-3 alone added little), and the final G is halfway
+# between the pretrained and the adversarially trained one (ESRGAN's network interpolation): sharper than the
+# pretrained G at a small cost in PSNR. docs/benchmarks.md holds the measurements on photos.
 SRGAN_RECIPE: dict[str, Any] = {
     "model": {
         "arch": "srgan",
@@ -1294,10 +1315,12 @@ SRGAN_RECIPE: dict[str, Any] = {
         "gradient_weight": 1.0,
         "feature_net": "discriminator",
         "feature_weight": 0.01,
+        "energy_weight": 2.0,
     },
     "train": {
         "steps": 2800,
         "pretrain_steps": 2400,
+        "interpolation": 0.5,
         "phase_schedule": "cosine",
         "flips": True,
         "batch_size": 16,

@@ -11,13 +11,13 @@ transformer, Jaderberg et al. 2015, starting as the identity), so a translation 
 (printed digits are half the handwritten ones' size), which the ResNet generator cannot learn (Zhu et al. 2017,
 "Limitations"). The warps' localisation nets have their own Adam (`opt_warp`, `train.lr_warp`). The identity terms
 compare each ResNet without its warp (a warp of a target-domain image would be penalised for resizing it). For the
-first `train.warp_steps` steps each generator is its warp alone: the adversarial, cycle and moment terms train the
-warps while the identity terms keep the ResNets near the identity, so the content is changed only once the geometry
-is in place. `loss.warp_moment_weight` adds a label-free term on the warps' outputs: each warped image's brightness
-centroid against the other domain's batch mean, and the batch's mean log spread of brightness against the other
-domain's. It is there because the adversarial and cycle terms alone move the warps erratically: a warp under the
-cycle weight of 10 stays at the identity (the L1 cycle has a sharp minimum there), and under a cycle weight of 1 or
-0 it overshoots (zooms of 3-5 where 2 is right) and, when it may rotate, turns the digits by 20-30 degrees.
+first `train.warp_share` of the steps each generator is its warp alone: the adversarial, cycle and moment terms
+train the warps while the identity terms keep the ResNets near the identity, so the content is changed only once the
+geometry is in place. `loss.warp_moment_weight` adds a label-free term on the warps' outputs: each warped image's
+brightness centroid against the other domain's batch mean, and the batch's mean log spread of brightness against the
+other domain's. It is there because the adversarial and cycle terms alone move the warps erratically: a warp under
+the cycle weight of 10 stays at the identity (the L1 cycle has a sharp minimum there), and under a cycle weight of 1
+or 0 it overshoots (zooms of 3-5 where 2 is right) and, when it may rotate, turns the digits by 20-30 degrees.
 
 The loop draws domain A's batch in its data order (`Step.next_batch`); domain B's batch is drawn uniformly from
 the torch generator, so a checkpoint's RNG state resumes it. The pools are checkpoint tensors (`pool.a`, `pool.b`
@@ -224,7 +224,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     identity_weight = cfg.loss.identity_weight * cycle_weight
     (warp_ab, net_ab), (warp_ba, net_ba) = _parts(m.G.ab), _parts(m.G.ba)
     g_ab, g_ba = m.G.ab, m.G.ba
-    warp_only = at.step <= cfg.train.warp_steps
+    warp_only = at.done < cfg.train.warp_share
     if warp_only and warp_ab is not None and warp_ba is not None:
         g_ab, g_ba = warp_ab, warp_ba  # the warp-only steps: each generator is its warp alone
 
