@@ -56,6 +56,14 @@ def pick_precision(requested: str, device: torch.device, *, arch: str) -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def blas_threads() -> int:
+    """The threads of the BLAS libraries loaded in this process (NumPy's, SciPy's), the most of them: what the
+    scikit-learn fits of a run (k-means, mixtures, read-outs) use beside torch's threads."""
+    from threadpoolctl import threadpool_info
+
+    return max((int(pool["num_threads"]) for pool in threadpool_info() if pool["user_api"] == "blas"), default=1)
+
+
 def run_info(device: torch.device, precision: str, seed: int) -> dict[str, Any]:
     """Library versions, device, precision and seed: what a result needs to be reproduced."""
     import numpy
@@ -77,6 +85,7 @@ def run_info(device: torch.device, precision: str, seed: int) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_fast_bf16": cpu_has_fast_bf16(),
         "torch_threads": torch.get_num_threads(),
+        "blas_threads": blas_threads(),
     }
     if device.type == "cuda":
         info["cuda"] = torch.version.cuda

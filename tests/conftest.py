@@ -18,7 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy  # noqa: F401  # loaded before the BLAS limit below, which reaches only loaded libraries
 import pytest
+import scipy.linalg  # noqa: F401  # scikit-learn's OpenBLAS: the same
+from threadpoolctl import threadpool_limits
 
 from ganforge.services import SeaweedFS, start_redis, start_seaweedfs, stop, stop_seaweedfs
 from store.artifacts import S3Storage, storage_from_url
@@ -28,6 +31,10 @@ from store.artifacts import S3Storage, storage_from_url
 pytest.register_assert_rewrite("tests.utils")
 
 from tests.utils.runs import wait_for_http  # noqa: E402
+
+# The in-process tests fit small scikit-learn models (k-means, mixtures, the evaluators' read-outs): one BLAS thread,
+# as a training worker uses (worker/celery_app.py), so that OpenBLAS does not spin against the service's processes.
+threadpool_limits(limits=1, user_api="blas")
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "gf_test_admin_" + uuid.uuid4().hex

@@ -129,17 +129,22 @@ def _mark_current_job(args: tuple[object, ...] | None = None, **_kwargs: object)
 @task_prerun.connect
 def _set_torch_threads(sender: object = None, **_kwargs: object) -> None:
     """A training run's intra-op threads: GANFORGE_TORCH_THREADS, or this host's cores shared by its training
-    workers (worker/threads.py), set in the pool child before the run starts."""
+    workers (worker/threads.py), set in the pool child before the run starts. The same count bounds the BLAS and
+    OpenMP pools of NumPy and scikit-learn (k-means of the clusters, the tables' mixtures, the evaluators'
+    read-outs), which oversubscribe a shared host as torch's would: a logistic regression of the unpaired
+    evaluator took 4.4 s with two OpenBLAS threads beside another busy process, 0.17 s with one."""
     if getattr(sender, "name", None) != "ganforge.train_run":
         return
+    import scipy.linalg  # noqa: F401  # loads SciPy's OpenBLAS (scikit-learn's), so that the limit below reaches it
     import torch
+    from threadpoolctl import threadpool_limits
 
     from worker.threads import torch_threads
 
     lost_after = timedelta(seconds=settings.worker_heartbeat_interval_seconds * settings.worker_lost_after_intervals)
-    torch.set_num_threads(
-        torch_threads(setting=settings.torch_threads, generate_queue=settings.generate_queue, lost_after=lost_after)
-    )
+    count = torch_threads(setting=settings.torch_threads, generate_queue=settings.generate_queue, lost_after=lost_after)
+    torch.set_num_threads(count)
+    threadpool_limits(limits=count)  # for the rest of this pool child's life (one run per child)
 
 
 @task_postrun.connect
