@@ -794,6 +794,12 @@ class RunConfig(_Strict):
         excludes = isinstance(model, dict) and (model.get("conditional") or model.get("pack", 1) != 1)
         if excludes and model.get("clusters") and defaulted("clusters"):
             model["clusters"] = 0
+        # stylegan2 embeds one cluster per image: a dataset's default cluster per channel gives way, with its clusters.
+        style = isinstance(model, dict) and model.get("arch") == "stylegan2"
+        if style and model.get("cluster_channels") and defaulted("cluster_channels"):
+            model["cluster_channels"] = False
+            if defaulted("clusters"):
+                model["clusters"] = 0
         # A default cluster per channel gives way to no clusters and to an AC-GAN head (one label per sample).
         single = isinstance(model, dict) and (not model.get("clusters") or model.get("d_conditioning") == "acgan")
         if single and model.get("cluster_channels") and defaulted("cluster_channels"):
@@ -1373,11 +1379,14 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "wine": TABLE_DEFAULTS,
     "mixed": TABLE_DEFAULTS,
     "credit": TABLE_DEFAULTS,
-    # digits-printed: CycleGAN as Zhu et al. train it (LSGAN, cycle weight 10, identity 0.5, a pool of 50, Adam 2e-4
-    # with beta1 0.5 held for the first half, then decayed to 0), narrowed for 32 px digits on a CPU.
+    # digits-printed: CycleGAN as Zhu et al. train it (LSGAN, cycle weight 10, a pool of 50, Adam 2e-4 with beta1 0.5
+    # held for the first half, then decayed to 0), narrowed for 32 px digits on a CPU (width 8, 2 residual blocks),
+    # with a spatial transformer in front of each generator (the printed digits are half the handwritten ones' size)
+    # that trains alone for the first fifth of the run, steered by the brightness-moment term, and identity terms at
+    # 2 (on the generators without their warps). docs/benchmarks.md, "CycleGAN on digits-printed".
     "digits-printed": {
-        "model": {"arch": "cyclegan", "image_size": 32, "width": 16, "res_blocks": 4},
-        "loss": {"kind": "lsgan", "cycle_weight": 10.0, "identity_weight": 0.5},
+        "model": {"arch": "cyclegan", "image_size": 32, "width": 8, "res_blocks": 2, "spatial_transform": True},
+        "loss": {"kind": "lsgan", "cycle_weight": 10.0, "identity_weight": 2.0, "warp_moment_weight": 10.0},
         "train": {
             "steps": 3000,
             "batch_size": 8,
@@ -1385,6 +1394,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
             "beta2": 0.999,
             "lr_schedule": "hold-then-linear",
             "pool_size": 50,
+            "warp_share": 0.2,
         },
         "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 500},
     },
@@ -1427,22 +1437,27 @@ BIGGAN_RECIPE: dict[str, Any] = {
 
 # What an architecture brings beneath the preset and the user's fields when it is chosen over a dataset's default.
 # stylegan2: the paper's Adam (lr 0.0025, betas 0 and 0.99) and G smoothing (EMA half-life of 10k images), its
-# discriminator's own minibatch std and no spectral norm, and no cluster conditioning (its mapping network takes
-# class labels only). Width 16 (16, 32, 64 channels at 16, 8, 4 px) keeps a CPU step near 0.2 s at batch 64; width
-# 64 took 2 s. Set width 32 at 1024 px for the paper's config F.
+# discriminator's own minibatch std and no spectral norm, and the dataset's cluster conditioning (digits: 50 k-means
+# clusters, embedded into the mapping network and projected in D; a cluster per channel gives way to none). Sized for
+# a CPU budget: width 16 (16, 32, 64 channels at 16, 8, 4 px), a mapping network of 2 layers (StyleGAN2-ADA's for
+# small data; the field's default is the paper's 8), batch 32 and 5,000 steps, about 12 CPU minutes at 16 px on one
+# thread (docs/benchmarks.md). Set width 32 at 1024 px for the paper's config F.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "srgan": SRGAN_RECIPE,
     "biggan": BIGGAN_RECIPE,
     "stylegan2": {
-        "model": {
-            "width": 16,
-            "spectral_norm": False,
-            "minibatch_std": True,
-            "clusters": 0,
-            "cluster_channels": False,
-        },
+        "model": {"width": 16, "mapping_layers": 2, "spectral_norm": False, "minibatch_std": True},
         "loss": {"kind": "nonsaturating"},
-        "train": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "ema": None, "ema_kimg": 10.0},
+        "train": {
+            "steps": 5000,
+            "batch_size": 32,
+            "lr_g": 0.0025,
+            "lr_d": 0.0025,
+            "beta1": 0.0,
+            "beta2": 0.99,
+            "ema": None,
+            "ema_kimg": 10.0,
+        },
     },
 }
 # StyleGAN2-ADA's R1 weight per pixel and image: γ = this · image_size² / batch_size (0.0008 at 16 px, batch 64).

@@ -78,16 +78,22 @@ def test_the_history_pool_fills_then_returns_half_old_images():
     assert torch.equal(ImagePool(0, (1, 2, 2), torch.device("cpu")).query(later), later)
 
 
-def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it():
+def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps():
     cfg = RunConfig.model_validate({"dataset": "digits-printed"})
     assert (cfg.model.arch, cfg.loss.kind, cfg.loss.cycle_weight, cfg.loss.identity_weight) == (
         "cyclegan",
         "lsgan",
         10.0,
-        0.5,
+        2.0,
     )
     assert (cfg.train.pool_size, cfg.train.lr_schedule, cfg.train.beta1) == (50, "hold-then-linear", 0.5)
+    assert (cfg.model.width, cfg.model.res_blocks, cfg.train.steps) == (8, 2, 3000)
+    assert cfg.model.spatial_transform and (cfg.train.warp_share, cfg.loss.warp_moment_weight) == (0.2, 10.0)
     assert cfg.schedule.eval_every > 0
+    plain = RunConfig.model_validate({"dataset": "digits-printed", "model": {"spatial_transform": False}})
+    assert (plain.train.warp_share, plain.loss.warp_moment_weight) == (0.0, 0.0)  # the warps' defaults give way
+    uploaded = RunConfig.model_validate({"dataset": "unpaired_0123456789abcdef"})
+    assert uploaded.model.arch == "cyclegan" and not uploaded.model.spatial_transform
 
 
 @pytest.mark.parametrize(
