@@ -6,6 +6,10 @@ evaluated once at the end by the run's own evaluator (core/metrics/paired.py) on
 `digit_accuracy` (the shipped digits classifier reading the outputs as their target's digit).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/pix2pix.py --steps 400 --seeds 0 1
+    OMP_NUM_THREADS=1 .venv/bin/python bench/pix2pix.py --steps 3000 --config '{"train": {"lr_schedule": "linear"}}'
+
+`--config` is JSON over the dataset's defaults that both configurations get (so the comparison stays the same U-Net
+and schedule); the L1-only one then has its adversarial weight set to 0 over it.
 
 Wall minutes and CPU minutes (this process's CPU time) are of training and the final evaluation, at `--threads`
 intra-op threads.
@@ -36,9 +40,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
 REPORT = ("l1", "psnr", "ssim", "sharpness", "digit_accuracy")
 
 
-def measure(name: str, steps: int, seed: int) -> dict[str, float]:
-    """Train one run of `name` and return its final held-out metrics, wall and CPU minutes."""
-    over = CONFIGS[name]
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` laid over it, section by section."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def measure(name: str, steps: int, seed: int, common: dict[str, Any]) -> dict[str, float]:
+    """Train one run of `name` (over `common`) and return its final held-out metrics, wall and CPU minutes."""
+    over = _merge(common, CONFIGS[name])
     cfg = RunConfig.model_validate(
         {
             "dataset": "digits-edges",
@@ -68,12 +80,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--config", default="{}", help="JSON fields over the digits-edges defaults, for both configs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows: dict[str, list[dict[str, float]]] = {}
     for name in args.configs:
         for seed in args.seeds:
-            row = measure(name, args.steps, seed)
+            row = measure(name, args.steps, seed, json.loads(args.config))
             rows.setdefault(name, []).append(row)
             print(json.dumps({"config": name, "seed": seed, **row}), flush=True)
     print(f"\n| config | {' | '.join(REPORT)} | wall min | CPU min |")
