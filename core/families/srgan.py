@@ -4,20 +4,21 @@ judges high-resolution images as real or super-resolved.
 
 G's loss: the pixel content loss (`loss.content`: mse, or l1) to the high-resolution image; after the first
 `train.pretrain_steps` steps (the SRResNet pretraining, on the pixel loss alone, in which D does not train) also
-`loss.feature_weight` times the feature loss, the mean squared difference of the feature maps of the
-super-resolved and the high-resolution image in `loss.feature_net` (the discriminator's eight convolutional
-blocks, averaged; the shipped digits classifier's second block; or VGG-19's phi_5,4 from a weights file), and
-`loss.adversarial_weight` (1e-3) times the adversarial term (`loss.kind`, through core.losses). In both phases
-`loss.gradient_weight` adds the gradient loss (the mean absolute difference of the Sobel derivatives of the
-super-resolved and the high-resolution image), and after pretraining `loss.energy_weight` the gradient-energy loss
-(the mean absolute difference of the 8 x 8 px local means of their Sobel magnitudes: as much detail as the real
-image has in each window, wherever it falls). The phase follows from the step number alone, so a resumed run
-continues in the phase it stopped in; so do the phase's learning rates (`train.phase_schedule`: cosine within each
-phase; `train.lr_g_adversarial`: G's rate after pretraining). `train.flips` mirrors each high-resolution image at
-random (the global random stream, which checkpoints keep) before its input is made. With `train.interpolation` the
-family keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights
-to (1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point
-between the PSNR-oriented and the adversarially trained generator on the perception-distortion curve.
+`loss.feature_weight` times the feature loss, the mean squared difference of the feature maps of the super-resolved
+and the high-resolution image in `loss.feature_net` (the discriminator's eight convolutional blocks, averaged; the
+shipped digits classifier's second block; or VGG-19's phi_5,4 from a weights file), and `loss.adversarial_weight`
+(1e-3) times the adversarial term (`loss.kind`, through core.losses). In both phases `loss.gradient_weight` adds the
+gradient loss (the mean absolute difference of the Sobel derivatives of the super-resolved and the high-resolution
+image), and after pretraining `loss.energy_weight` the gradient-energy loss (the mean squared difference of the
+8 x 8 px local means of their Sobel magnitudes: as much detail as the real image has in each window, wherever it falls;
+squared, so that windows short of much detail weigh more than nearly flat ones, where any added detail costs PSNR
+for next to no sharpness). The phase follows from the step number alone, so a resumed run continues in the phase it
+stopped in; so do the phase's learning rates (`train.phase_schedule`: cosine within each phase;
+`train.lr_g_adversarial`: G's rate after pretraining). `train.flips` mirrors each high-resolution image at random
+(the global random stream, which checkpoints keep) before its input is made. With `train.interpolation` the family
+keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights to
+(1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point between
+the PSNR-oriented and the adversarially trained generator on the perception-distortion curve.
 
 The loop draws the high-resolution batch in its data order (`Step.next_batch`); the family makes its
 low-resolution inputs with Pillow's bicubic downscaling (core.superres). The data are an SRDataset of any image
@@ -155,7 +156,7 @@ def gradient_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_energy_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """The mean absolute difference of the local mean Sobel magnitudes (over ENERGY_WINDOW px windows, every
+    """The mean squared difference of the local mean Sobel magnitudes (over ENERGY_WINDOW px windows, every
     channel) of outputs and their high-resolution images, in fp32: how much detail each window has, not where."""
 
     def energy(x: torch.Tensor) -> torch.Tensor:
@@ -163,7 +164,7 @@ def gradient_energy_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         magnitude = (sobel_gradients(x.float()).square().sum(2) + 1e-6).sqrt()
         return F.avg_pool2d(magnitude, ENERGY_WINDOW, ceil_mode=True)
 
-    return (energy(sr) - energy(hr)).abs().mean()
+    return (energy(sr) - energy(hr)).square().mean()
 
 
 def random_symmetry(x: torch.Tensor) -> torch.Tensor:

@@ -115,7 +115,7 @@ def test_checkpoint_bytes_count_the_ema_copy_and_adam() -> None:
 
 
 def test_checkpoint_bytes_count_srgans_pretrained_copy_when_it_interpolates() -> None:
-    plain = RunConfig.model_validate({"dataset": "photos"})
+    plain = RunConfig.model_validate({"dataset": "photos", "train": {"interpolation": None}})
     blended = RunConfig.model_validate({"dataset": "photos", "train": {"interpolation": 0.5}})
     g, _ = footprint.network_sizes(plain, channels=3, num_classes=0)
     extra = footprint.checkpoint_bytes(blended, channels=3, num_classes=0)

@@ -112,10 +112,14 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
     assert (cfg.loss.content, cfg.loss.feature_net, cfg.train.pretrain_steps > 0) == ("l1", "discriminator", True)
     assert (cfg.loss.gradient_weight, cfg.train.flips, cfg.train.phase_schedule) == (1.0, True, "cosine")
     assert (cfg.train.lr_g, cfg.train.lr_g_adversarial, cfg.train.beta1) == (1e-3, 1e-4, 0.9)
-    assert (cfg.schedule.eval_every > 0, cfg.model.bicubic_skip, cfg.train.interpolation) == (True, True, None)
+    assert (cfg.schedule.eval_every > 0, cfg.model.bicubic_skip, cfg.train.interpolation) == (True, True, 0.5)
+    assert 0 < cfg.train.pretrain_steps < cfg.train.steps and cfg.loss.energy_weight == 2.0
+    short = RunConfig.model_validate({"dataset": "photos", "train": {"steps": 10}})  # no adversarial phase to blend
+    assert (short.train.interpolation, short.loss.energy_weight) == (None, 2.0)
     dcgan = RunConfig.model_validate({"dataset": "photos", "model": {"arch": "dcgan"}})
     assert (dcgan.model.scale, dcgan.train.pretrain_steps, dcgan.loss.feature_net) == (4, 0, "discriminator")
     assert (dcgan.loss.gradient_weight, dcgan.train.flips, dcgan.train.lr_g_adversarial) == (0.0, False, None)
+    assert (dcgan.loss.energy_weight, dcgan.train.interpolation) == (0.0, None)
     on_digits = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "srgan", "scale": 2}})
     assert (on_digits.model.image_size, on_digits.model.clusters, on_digits.train.ema) == (32, 0, None)
 
