@@ -222,6 +222,11 @@ class TableColumn(BaseModel):
     stats: dict[str, Any] = Field(description="count, missing, distinct; min/q25/median/q75/max/mean/std or top.")
 
 
+# The side of a built-in image dataset's stored images: scikit-learn's 8 x 8 digits and what is made of them; none
+# for the photographs (not square) and digits-printed (8 px handwritten, 32 px printed: two sizes).
+BUILTIN_IMAGE_SIZES = {"digits": 8, "stacked-digits": 8, "digits-edges": 8}
+
+
 class DatasetPublic(BaseModel):
     id: str = Field(
         description="A dataset id (ds_... images, tbl_... a table, paired_... or unpaired_... images for "
@@ -279,7 +284,7 @@ class DatasetPublic(BaseModel):
             num_images=info["num_images"],
             classes=classes,
             num_classes=info["num_classes"],
-            image_size=8 if images else None,
+            image_size=BUILTIN_IMAGE_SIZES.get(name),
             channels=info["channels"] if images else None,
             stats={"description": info["description"]},
         )

@@ -210,6 +210,16 @@ def test_upload_list_get_preview_and_skipped_files(limited_client: httpx.Client)
         "ring8 is 2-D point data; it has no image preview"
     )
     assert limited_client.get("/datasets/digits").json()["builtin"] is True
+    sizes = {d["id"]: d["image_size"] for d in items if d["builtin"]}
+    # The stored side: 8 px digits; none for photographs (not square), digits-printed (two sizes), points, tables.
+    assert [sizes[name] for name in ("digits", "digits-edges", "digits-printed", "photos", "ring8", "wine")] == [
+        8,
+        8,
+        None,
+        None,
+        None,
+        None,
+    ]
 
 
 def test_same_archive_twice_is_stored_once_and_deleted_with_its_last_row(limited: Service, postgres_url: str) -> None:
