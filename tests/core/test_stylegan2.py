@@ -260,14 +260,33 @@ def test_api_defaults_on_digits():
     assert (m.image_size, m.width, m.clusters, m.spectral_norm, m.mapping_layers, m.mixing_prob) == (
         16,
         16,
-        0,
+        50,
         False,
-        8,
+        2,
         0.9,
     )
     assert (loss.r1_every, loss.pl_weight, loss.pl_every) == (16, 2.0, 4)
-    assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 64)
-    assert (t.lr_g, t.beta1, t.beta2, t.ema, t.ema_kimg) == (0.0025, 0.0, 0.99, None, 10.0)
+    assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 32)
+    assert (t.steps, t.batch_size, t.lr_g, t.beta1, t.beta2, t.ema, t.ema_kimg) == (
+        5000,
+        32,
+        0.0025,
+        0.0,
+        0.99,
+        None,
+        10.0,
+    )
+    # A conditional run drops the default clusters; stacked-digits' cluster per channel gives way to none.
+    assert (
+        RunConfig.model_validate(
+            {"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}}
+        ).model.clusters
+        == 0
+    )
+    stacked = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2"}}).model
+    assert (stacked.clusters, stacked.cluster_channels) == (0, False)
+    chosen_k = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 20}})
+    assert (chosen_k.model.clusters, chosen_k.model.cluster_channels) == (20, False)
     assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg  # as checkpoints and the API store it
     chosen = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": {"r1_gamma": 3}})
     assert chosen.loss.r1_gamma == 3
