@@ -763,14 +763,18 @@ class RunConfig(_Strict):
         def defaulted(key: str) -> bool:
             return isinstance(model, dict) and not any(isinstance(m, dict) and key in m for m in chosen)
 
-        # srgan's own fields, from a dataset that defaults to srgan (photos), give way to another architecture.
-        if isinstance(model, dict) and model.get("arch") != "srgan":
-            for section, names in SR_ONLY_FIELDS.items():
+        def drop_unchosen(fields: dict[str, tuple[str, ...]]) -> None:
+            """Remove these fields where they come from a default, not from the request or its preset."""
+            for section, names in fields.items():
                 layer = layered.get(section)
                 picks = [src.get(section) for src in (data, PRESETS.get(preset or "", {}))]
                 for name in names:
                     if isinstance(layer, dict) and not any(isinstance(p, dict) and name in p for p in picks):
                         layer.pop(name, None)
+
+        # srgan's own fields, from a dataset that defaults to srgan (photos), give way to another architecture.
+        if isinstance(model, dict) and model.get("arch") != "srgan":
+            drop_unchosen(SR_ONLY_FIELDS)
         # srgan's default network interpolation gives way to a run without an adversarial phase to blend.
         sr_train = layered.get("train")
         if isinstance(sr_train, dict) and sr_train.get("interpolation") is not None:
@@ -782,12 +786,7 @@ class RunConfig(_Strict):
                 sr_train.pop("interpolation")
         # The warps' own fields, from a dataset that defaults to them (digits-printed), give way to a run without.
         if isinstance(model, dict) and not model.get("spatial_transform"):
-            for section, names in WARP_FIELDS.items():
-                layer = layered.get(section)
-                picks = [src.get(section) for src in (data, PRESETS.get(preset or "", {}))]
-                for name in names:
-                    if isinstance(layer, dict) and not any(isinstance(p, dict) and name in p for p in picks):
-                        layer.pop(name, None)
+            drop_unchosen(WARP_FIELDS)
         if isinstance(loss, dict) and loss.get("kind") == "wgan" and defaulted("spectral_norm"):
             model["spectral_norm"] = False
         # Default cluster conditioning gives way to class labels (conditional) and to packing, which exclude it.
