@@ -30,6 +30,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from core import checkpoint
+from core.clusters import cluster_counts, cluster_images
+from core.config import RunConfig
+
 
 class Batch(NamedTuple):
     indices: torch.Tensor  # (B,) the samples' positions in the dataset
@@ -104,6 +108,26 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def real_clusters(
+    cfg: RunConfig, data: Any, latest: Path | None, *, groups: int, device: torch.device, emit: Callable[..., None]
+) -> torch.Tensor | None:
+    """Cluster conditioning (`model.clusters`, core.clusters): each real sample's cluster id (N,) on `device`, from
+    k-means at the start and from the newest checkpoint `latest` when resuming, their sizes emitted with the run's
+    environment; None without clusters. `groups` > 1 clusters each of that many channels on its own."""
+    k = cfg.model.clusters
+    if not k:
+        return None
+    ids = checkpoint.read_clusters(latest) if latest is not None else None
+    if ids is None:
+        ids = cluster_images(data.data, k, seed=cfg.seed, per_channel=groups > 1)
+    if ids.shape != (len(data),):
+        raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
+    sizes = cluster_counts(ids, k, groups)  # (G, K)
+    found = {"count": k, "smallest": int(sizes.min()), "largest": int(sizes.max())}
+    emit("environment", {"clusters": {**found, "per_channel": groups > 1}})
+    return ids.to(device)
 
 
 def family_of(arch: str) -> Family:

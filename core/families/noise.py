@@ -20,13 +20,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from core import checkpoint, grids
+from core import grids
 from core.ada import AdaptiveAugment
 from core.augment import make_augment
-from core.clusters import cluster_cdf, cluster_counts, cluster_images
+from core.clusters import cluster_cdf
 from core.config import RunConfig
 from core.datasets import Dataset
-from core.families import Step, StepStats, eval_mode, grad_norm
+from core.families import Step, StepStats, eval_mode, grad_norm, real_clusters
 from core.losses import (
     Augment,
     Stats,
@@ -80,18 +80,8 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         raise ValueError(f"model.arch: {cfg.dataset} is 2-D point data; only the mlp architecture fits it")
 
     # Cluster conditioning: the real samples' cluster ids, from k-means at the start and from the checkpoint after.
-    ids: torch.Tensor | None = None
     k, groups = cfg.model.clusters, cfg.model.label_groups(data.channels)
-    if k:
-        ids = checkpoint.read_clusters(latest) if latest is not None else None
-        if ids is None:
-            ids = cluster_images(data.data, k, seed=cfg.seed, per_channel=groups > 1)
-        if ids.shape != (len(data),):
-            raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
-        sizes = cluster_counts(ids, k, groups)  # (G, K)
-        found = {"count": k, "smallest": int(sizes.min()), "largest": int(sizes.max())}
-        emit("environment", {"clusters": {**found, "per_channel": groups > 1}})
-        ids = ids.to(device)
+    ids = real_clusters(cfg, data, latest, groups=groups, device=device, emit=emit)
 
     # The networks (channels-last for images) and their optimizers.
     memory_format = torch.channels_last if data.kind == "images" else torch.contiguous_format

@@ -40,10 +40,10 @@ from torch.nn import functional as F
 from core import checkpoint
 from core.ada import AdaptiveAugment
 from core.augment import make_augment
-from core.clusters import cluster_cdf, cluster_counts, cluster_images
+from core.clusters import cluster_cdf
 from core.config import RunConfig
 from core.datasets import Dataset
-from core.families import Step, StepStats, grad_norm, noise
+from core.families import Step, StepStats, grad_norm, noise, real_clusters
 from core.losses import Augment
 from core.networks_stylegan2 import (
     StyleDiscriminator,
@@ -106,22 +106,11 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
     if cfg.model.conditional and data.labels is None:
         raise ValueError(f"model.conditional: dataset {cfg.dataset} has no class labels; set conditional to false")
     # Cluster conditioning: the real images' k-means cluster ids, from the checkpoint when resuming.
-    ids: torch.Tensor | None = None
-    k = cfg.model.clusters
-    if k:
-        ids = checkpoint.read_clusters(latest) if latest is not None else None
-        if ids is None:
-            ids = cluster_images(data.data, k, seed=cfg.seed)
-        if ids.shape != (len(data),):
-            raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
-        sizes = cluster_counts(ids, k)  # (1, K)
-        found = {"count": k, "smallest": int(sizes.min()), "largest": int(sizes.max()), "per_channel": False}
-        emit("environment", {"clusters": found})
-        ids = ids.to(device)
+    ids = real_clusters(cfg, data, latest, groups=1, device=device, emit=emit)
     G = build_generator(cfg, channels=data.channels, num_classes=data.num_classes)
     D = build_discriminator(cfg, channels=data.channels, num_classes=data.num_classes)
     if ids is not None:
-        G.set_cluster_frequencies(cluster_cdf(ids, k))
+        G.set_cluster_frequencies(cluster_cdf(ids, cfg.model.clusters))
     G = G.to(device, memory_format=torch.channels_last)
     D = D.to(device, memory_format=torch.channels_last)
     betas = (cfg.train.beta1, cfg.train.beta2)
