@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, HTTPException, Response
@@ -23,7 +23,7 @@ from store.jobs import JobKind, owned_job
 from store.models import Dataset, Generation, Run, User, utcnow
 from store.reads import TokenState, token_state
 from store.settings import Settings, get_settings
-from store.tokens import hash_token, last_use_due, token_refusal, touch_last_used, user_for_token
+from store.tokens import TokenLike, hash_token, last_use_due, token_refusal, touch_last_used, user_for_token
 
 bearer = HTTPBearer(auto_error=False, description="A token from GANFORGE_ADMIN_TOKEN or POST /tokens.")
 
@@ -62,17 +62,33 @@ StorageDep = Annotated[Storage, Depends(storage_dependency)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def authenticate(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:
-    """The user of a valid, unrevoked, unexpired bearer token; 401 otherwise."""
+def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The bearer token of the request; 401 when there is none."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(status_code=401, detail="Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    user = user_for_token(session=session, token=credentials.credentials)
-    if user is None or not hmac.compare_digest(user.token_hash, hash_token(credentials.credentials)):
+    return credentials.credentials
+
+
+Token = TypeVar("Token", bound=TokenLike)
+
+
+def _check(token: Token | None) -> Token:
+    """The token's row, if the token may be used now; 401 otherwise (unknown, revoked or expired)."""
+    if token is None:
         raise HTTPException(status_code=401, detail="Invalid token", headers={"WWW-Authenticate": "Bearer"})
-    now = utcnow()
-    if (refusal := token_refusal(user, now=now)) is not None:  # revoked or expired
+    if (refusal := token_refusal(token, now=utcnow())) is not None:  # revoked or expired
         raise HTTPException(status_code=401, detail=refusal, headers={"WWW-Authenticate": "Bearer"})
-    touch_last_used(session=session, user=user, now=now)
+    return token
+
+
+def authenticate(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:
+    """The user of a valid, unrevoked, unexpired bearer token; 401 otherwise."""
+    token = _bearer(credentials)
+    user = user_for_token(session=session, token=token)
+    if user is not None and not hmac.compare_digest(user.token_hash, hash_token(token)):
+        user = None
+    user = _check(user)
+    touch_last_used(session=session, user=user, now=utcnow())
     return user
 
 
@@ -118,21 +134,6 @@ def get_owned_run(session: SessionDep, credentials: Credentials, run_id: str) ->
 OwnedRun = Annotated[Run, Depends(get_owned_run)]
 
 
-def _bearer_hash(credentials: HTTPAuthorizationCredentials | None) -> str:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(status_code=401, detail="Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    return hash_token(credentials.credentials)
-
-
-def _check(token: TokenState | None) -> TokenState:
-    """The token, if it may be used now; 401 otherwise, as `authenticate`."""
-    if token is None:
-        raise HTTPException(status_code=401, detail="Invalid token", headers={"WWW-Authenticate": "Bearer"})
-    if (refusal := token_refusal(token, now=utcnow())) is not None:  # revoked or expired
-        raise HTTPException(status_code=401, detail=refusal, headers={"WWW-Authenticate": "Bearer"})
-    return token
-
-
 def _admit(connection: Connection, token: TokenState | None) -> TokenState:
     """The token, if it may be used now, its last use recorded when due; 401 otherwise."""
     token = _check(token)
@@ -152,7 +153,7 @@ Build = Callable[[Connection, TokenState], BaseModel]
 
 
 def _read(credentials: HTTPAuthorizationCredentials | None, build: Build) -> bytes:
-    token_hash = _bearer_hash(credentials)
+    token_hash = hash_token(_bearer(credentials))
     with _reading() as connection:
         model = build(connection, _admit(connection, token_state(connection, token_hash)))
     return model.__pydantic_serializer__.to_json(model)
@@ -164,15 +165,22 @@ def _read_owned(
     build: Callable[[Row[Any]], BaseModel],
     missing: str,
 ) -> bytes:
-    token_hash = _bearer_hash(credentials)
+    token_hash = hash_token(_bearer(credentials))
     with _reading() as connection:
         row = load(connection, token_hash)
         if row is None:  # an unknown token (401), or a row that is absent or another user's (404)
             _admit(connection, token_state(connection, token_hash))
             raise HTTPException(status_code=404, detail=missing)
-        _admit(connection, TokenState.of(row))
+        body, token = _answer(row, build)
+        touch_last_used(session=connection, user=token, now=utcnow())
+    return body
+
+
+def _answer(row: Row[Any], build: Callable[[Row[Any]], BaseModel]) -> tuple[bytes, TokenState]:
+    """The JSON answer of a joined row (store/reads.py) and its token, once the token is checked; 401 otherwise."""
+    token = _check(TokenState.of(row))
     model = build(row)
-    return model.__pydantic_serializer__.to_json(model)
+    return model.__pydantic_serializer__.to_json(model), token
 
 
 async def read_json(credentials: HTTPAuthorizationCredentials | None, build: Build) -> Response:
@@ -207,21 +215,16 @@ def _read_owned_on_loop(
     credentials: HTTPAuthorizationCredentials | None,
     load: Callable[[Connection, str], Row[Any] | None],
     build: Callable[[Row[Any]], BaseModel],
-    missing: str,
 ) -> tuple[bytes, TokenState] | None:
     """_read_owned without writing: the answer and the token, or None when the read must go through a thread
     (no row: the 401 or 404 is worked out there; SQLite busy)."""
-    token_hash = _bearer_hash(credentials)
+    token_hash = hash_token(_bearer(credentials))
     try:
         with engine.connect() as connection:
             row = load(connection, token_hash)
     except OperationalError:
         return None
-    if row is None:
-        return None
-    token = _check(TokenState.of(row))
-    model = build(row)
-    return model.__pydantic_serializer__.to_json(model), token
+    return None if row is None else _answer(row, build)
 
 
 async def read_owned_json(
@@ -234,7 +237,7 @@ async def read_owned_json(
     """read_json for one row of the token's own: `load(connection, token hash)` checks the token and reads the
     row in one statement (store/reads.py); no row answers 401 for a bad token, else 404 with `missing`."""
     engine = _loop_engine()
-    read = None if engine is None else _read_owned_on_loop(engine, credentials, load, build, missing)
+    read = None if engine is None else _read_owned_on_loop(engine, credentials, load, build)
     if read is None:
         body = await anyio.to_thread.run_sync(_read_owned, credentials, load, build, missing)
     else:
