@@ -5,25 +5,23 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator, Callable
-from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, HTTPException, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, Row, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from store.artifacts import Storage, get_storage
 from store.datasets import owned_dataset
-from store.db import get_engine, get_sessionmaker, make_engine
+from store.db import get_engine, get_sessionmaker
 from store.jobs import JobKind, owned_job
 from store.models import Dataset, Generation, Run, User, utcnow
 from store.reads import TokenState, token_state
 from store.settings import Settings, get_settings
-from store.tokens import TokenLike, hash_token, last_use_due, token_refusal, touch_last_used, user_for_token
+from store.tokens import TokenLike, hash_token, token_refusal, touch_last_used, user_for_token
 
 bearer = HTTPBearer(auto_error=False, description="A token from GANFORGE_ADMIN_TOKEN or POST /tokens.")
 
@@ -141,7 +139,7 @@ def _admit(connection: Connection, token: TokenState | None) -> TokenState:
     return token
 
 
-def _reading() -> Connection:
+def reading_connection() -> Connection:
     """A pooled connection in autocommit: each statement of a polled read is one round trip, with no BEGIN and
     COMMIT around it (PostgreSQL; psycopg and pysqlite switch it on the client). The last-use time of a token,
     when due, is its own committed statement."""
@@ -154,7 +152,7 @@ Build = Callable[[Connection, TokenState], BaseModel]
 
 def _read(credentials: HTTPAuthorizationCredentials | None, build: Build) -> bytes:
     token_hash = hash_token(_bearer(credentials))
-    with _reading() as connection:
+    with reading_connection() as connection:
         model = build(connection, _admit(connection, token_state(connection, token_hash)))
     return model.__pydantic_serializer__.to_json(model)
 
@@ -166,7 +164,7 @@ def _read_owned(
     missing: str,
 ) -> bytes:
     token_hash = hash_token(_bearer(credentials))
-    with _reading() as connection:
+    with reading_connection() as connection:
         row = load(connection, token_hash)
         if row is None:  # an unknown token (401), or a row that is absent or another user's (404)
             _admit(connection, token_state(connection, token_hash))
@@ -192,41 +190,6 @@ async def read_json(credentials: HTTPAuthorizationCredentials | None, build: Bui
     return Response(body, media_type="application/json")
 
 
-@lru_cache
-def _loop_engine() -> Engine | None:
-    """SQLite only: an engine of one connection for the polled one-row reads made on the event loop. Such a
-    read is a few pages of a local file, which WAL mode never makes wait for a writer, and costs less than the
-    hop through the thread pool around it; a second of busy timeout bounds the rare wait (a checkpoint), after
-    which the read goes through a thread."""
-    settings = get_settings()
-    if not settings.database_url.startswith("sqlite"):
-        return None
-    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
-
-    @event.listens_for(engine, "connect")
-    def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:  # after make_engine's pragmas
-        dbapi_connection.execute("PRAGMA busy_timeout=1000")
-
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def _read_owned_on_loop(
-    engine: Engine,
-    credentials: HTTPAuthorizationCredentials | None,
-    load: Callable[[Connection, str], Row[Any] | None],
-    build: Callable[[Row[Any]], BaseModel],
-) -> tuple[bytes, TokenState] | None:
-    """_read_owned without writing: the answer and the token, or None when the read must go through a thread
-    (no row: the 401 or 404 is worked out there; SQLite busy)."""
-    token_hash = hash_token(_bearer(credentials))
-    try:
-        with engine.connect() as connection:
-            row = load(connection, token_hash)
-    except OperationalError:
-        return None
-    return None if row is None else _answer(row, build)
-
-
 async def read_owned_json(
     credentials: HTTPAuthorizationCredentials | None,
     load: Callable[[Connection, str], Row[Any] | None],
@@ -235,20 +198,15 @@ async def read_owned_json(
     missing: str,
 ) -> Response:
     """read_json for one row of the token's own: `load(connection, token hash)` checks the token and reads the
-    row in one statement (store/reads.py); no row answers 401 for a bad token, else 404 with `missing`."""
-    engine = _loop_engine()
-    read = None if engine is None else _read_owned_on_loop(engine, credentials, load, build)
-    if read is None:
-        body = await anyio.to_thread.run_sync(_read_owned, credentials, load, build, missing)
-    else:
-        body, token = read
-        if last_use_due(token, now=utcnow()):  # a write: through a thread, on a pooled connection
-            await anyio.to_thread.run_sync(_touch, token)
+    row in one statement (store/reads.py); no row answers 401 for a bad token, else 404 with `missing`. A row
+    that is there is answered before the route by api/polled.py; this answers the rest."""
+    body = await anyio.to_thread.run_sync(_read_owned, credentials, load, build, missing)
     return Response(body, media_type="application/json")
 
 
-def _touch(token: TokenState) -> None:
-    with _reading() as connection:
+def touch_token(token: TokenState) -> None:
+    """Record the token's last use, on a connection of its own (api/polled.py, when last_use_due)."""
+    with reading_connection() as connection:
         touch_last_used(session=connection, user=token, now=utcnow())
 
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors, offload
 from api.limits import LimitsMiddleware
+from api.polled import PolledReads
 from api.ratelimit import RateLimitMiddleware
 from api.routes import (
     dashboard,
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workers.router)
     app.include_router(docs.router)
     app.include_router(dashboard.router)
+    # Innermost: the polled reads a signed-in owner makes of its rows skip FastAPI's routing (api/polled.py).
+    app.add_middleware(PolledReads)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

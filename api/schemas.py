@@ -41,26 +41,32 @@ class RunPublic(BaseModel):
 
     @classmethod
     def from_run(cls, run: Run | Row[Any]) -> RunPublic:
-        return cls(
-            id=run.id,
-            name=run.name,
-            status=run.status,
-            config=run.config,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            progress=Progress(
-                step=run.step,
-                total_steps=run.total_steps,
-                images_per_sec=run.images_per_sec,
-                eta_seconds=run.eta_seconds,
-            ),
-            latest_metrics=run.latest_metrics or {},
-            error=run.error,
-            worker=run.worker,
-            attempts=run.attempts,
-            environment=run.environment or {},
-        )
+        return cls(**run_fields(run))
+
+
+def run_fields(run: Run | Row[Any]) -> dict[str, Any]:
+    """RunPublic's fields of a run row, in the model's order. The polled reads (api/polled.py) serialize them as
+    they are, with the stored JSON of `config` and `environment` passed through."""
+    return {
+        "id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "config": run.config,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "progress": {
+            "step": run.step,
+            "total_steps": run.total_steps,
+            "images_per_sec": run.images_per_sec,
+            "eta_seconds": run.eta_seconds,
+        },
+        "latest_metrics": run.latest_metrics or {},
+        "error": run.error,
+        "worker": run.worker,
+        "attempts": run.attempts,
+        "environment": run.environment or {},
+    }
 
 
 class RunsPublic(BaseModel):
@@ -471,15 +477,20 @@ class GenerationPublic(JobPublic):
 
     @classmethod
     def from_job(cls, job: Generation | Row[Any]) -> GenerationPublic:
-        done = job.status == "succeeded"
-        walks = bool(job.request.get("interpolate"))
-        return cls(
-            **job_fields(job),
-            result_url=f"/generations/{job.id}/result" if done else None,
-            animation_url=f"/generations/{job.id}/animation.gif" if done and walks else None,
-            media_type=job.media_type,
-            made=job.request.get("made"),
-        )
+        return cls(**generation_fields(job))
+
+
+def generation_fields(job: Generation | Row[Any]) -> dict[str, Any]:
+    """GenerationPublic's fields of a job row, in the model's order (serialized as they are by api/polled.py)."""
+    done = job.status == "succeeded"
+    walks = bool(job.request.get("interpolate"))
+    return {
+        **job_fields(job),
+        "result_url": f"/generations/{job.id}/result" if done else None,
+        "animation_url": f"/generations/{job.id}/animation.gif" if done and walks else None,
+        "media_type": job.media_type,
+        "made": job.request.get("made"),
+    }
 
 
 class GenerationsPublic(BaseModel):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import json
+from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.settings import get_settings
+
+# JSON columns are stored without the spaces of json.dumps's default separators: the polled reads pass a run's
+# stored JSON into their answers as it is (api/polled.py).
+_compact_json = partial(json.dumps, separators=(",", ":"))
 
 
 def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> Engine:
@@ -21,6 +26,7 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> Eng
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=max_overflow,
+            json_serializer=_compact_json,
         )
 
         @event.listens_for(engine, "connect")
@@ -32,7 +38,9 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> Eng
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, json_serializer=_compact_json
+    )
 
 
 @lru_cache

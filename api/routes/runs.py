@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import shutil
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import Connection, Row, and_, or_, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,10 +41,9 @@ from core.config import RunConfig
 from store import layout
 from store.artifacts import Storage
 from store.limits import data_facts, run_limit_problems
-from store.models import Run
 from store.queue import enqueue_run
 from store.quotas import check_new_run
-from store.reads import TokenState, run_for_token
+from store.reads import TokenState, decode_cursor, next_cursor, run_for_token, runs_page
 from store.runs import create_run, request_cancel, requeue_run, run_for_key
 from store.settings import Settings
 from store.workers import PlacementError, route_run
@@ -122,19 +118,6 @@ def refuse_over_limits(session: Session, settings: Settings, config: RunConfig) 
         raise HTTPException(status_code=422, detail=[validation_error(field, message) for field, message in problems])
 
 
-def _encode_cursor(run: Run | Row[Any]) -> str:
-    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(run_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise unprocessable("cursor", "cursor: not a cursor this API returned", where="query") from exc
-
-
 @router.get("", response_model=RunsPublic)
 async def list_runs(
     credentials: Credentials,
@@ -143,18 +126,13 @@ async def list_runs(
     cursor: str | None = None,
 ) -> Response:
     """Your runs, newest first, a page at a time."""
-    after = _decode_cursor(cursor) if cursor is not None else None
+    after = decode_cursor(cursor) if cursor is not None else None
+    if cursor is not None and after is None:
+        raise unprocessable("cursor", "cursor: not a cursor this API returned", where="query")
 
     def page(connection: Connection, token: TokenState) -> RunsPublic:
-        query = select(Run.__table__).where(Run.owner_id == token.id)
-        if status is not None:
-            query = query.where(Run.status == status)
-        if after is not None:
-            created, run_id = after
-            query = query.where(or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id)))
-        runs = list(connection.execute(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)))
-        next_cursor = _encode_cursor(runs[limit - 1]) if len(runs) > limit else None
-        return RunsPublic(items=[RunPublic.from_run(r) for r in runs[:limit]], next_cursor=next_cursor)
+        runs = runs_page(connection, token.id, limit=limit + 1, status=status, after=after)
+        return RunsPublic(items=[RunPublic.from_run(r) for r in runs[:limit]], next_cursor=next_cursor(runs, limit))
 
     return await read_json(credentials, page)
 
