@@ -227,6 +227,15 @@ class ModelConfig(_Strict):
             "mix and G's rows for each target value. null: the target is one categorical column among the others."
         ),
     )
+    gumbel_input: bool = Field(
+        False,
+        description=(
+            "ctgan: the generator also reads the Gumbel noise that picks each row's categories and the modes of its "
+            "numeric columns, so that the rest of the row can follow what the noise picks (a zero balance and no late "
+            "payments, a default and a high balance); without it each of those draws is independent of the others "
+            "given the latent and the conditional vector."
+        ),
+    )
     mapping_layers: int = Field(
         8, ge=1, le=16, description="stylegan2: fully connected layers of the mapping network from z to w."
     )
@@ -856,6 +865,8 @@ class RunConfig(_Strict):
             raise ValueError("train.epochs: only ctgan counts passes over a table's rows; set train.steps instead")
         elif self.model.target_share is not None:
             raise ValueError("model.target_share: only ctgan conditions on a table's target column; set it to null")
+        elif self.model.gumbel_input:
+            raise ValueError("model.gumbel_input: only ctgan draws categories by Gumbel noise; set it to false")
         if self.table is not None and not TABLE_ID_PATTERN.match(self.dataset):
             raise ValueError(f"table: {self.dataset} is not an uploaded table; set table only for a tbl_ dataset")
         if kind == "points" and arch != "mlp":

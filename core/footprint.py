@@ -265,7 +265,7 @@ def _ctgan(cfg: RunConfig, columns: int) -> tuple[int, int]:
     m = cfg.model
     data = cond = TABLE_COLUMN_WIDTH * columns
     width = m.g_width or m.width
-    g, dim = 0, m.z_dim + cond
+    g, dim = 0, m.z_dim + cond + (data if m.gumbel_input else 0)  # G reads the Gumbel noise (B, D) too
     for _ in range(m.depth):
         g += _linear(dim, width) + _bn(width)
         dim += width

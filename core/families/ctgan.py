@@ -46,6 +46,7 @@ EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 
 TAU = 0.2  # Gumbel-softmax temperature of the one-hot outputs
+GUMBEL_MEAN, GUMBEL_STD = 0.5772, 1.2825  # the standard Gumbel's mean (Euler's constant) and std (π / √6)
 DROPOUT = 0.5
 WEIGHT_DECAY = 1e-6  # Adam's L2 weight decay on G and D, as the paper's code
 GRID_ROWS = 1000  # synthetic rows in each sample picture
@@ -70,19 +71,30 @@ class Residual(nn.Module):
 
 
 class Generator(nn.Module):
-    """G(z (B, Z), cond (B, C)) -> raw outputs (B, D), activated by `activate`."""
+    """G(z (B, Z), cond (B, C), noise (B, D) or None) -> raw outputs (B, D), activated by `activate` with the same
+    noise. With `gumbel_input` G also reads the Gumbel noise that will pick each category and mode (standardized),
+    so that the rest of a row can follow which category or mode the noise picks; without it each discrete output
+    is drawn independently of the others given z and cond."""
 
-    def __init__(self, *, z_dim: int, cond_dim: int, width: int, depth: int, data_dim: int) -> None:
+    def __init__(
+        self, *, z_dim: int, cond_dim: int, width: int, depth: int, data_dim: int, gumbel_input: bool = False
+    ) -> None:
         super().__init__()
-        dim, blocks = z_dim + cond_dim, []
+        self.gumbel_input = gumbel_input
+        dim, blocks = z_dim + cond_dim + (data_dim if gumbel_input else 0), []
         for _ in range(depth):
             blocks.append(Residual(dim, width))
             dim += width
         self.body = nn.Sequential(*blocks)
         self.out = nn.Linear(dim, data_dim)
 
-    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(torch.cat([z, cond], dim=1)))  # (B, D)
+    def forward(self, z: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = [z, cond]
+        if self.gumbel_input:
+            assert noise is not None, "a generator with gumbel_input reads the noise that activate uses"
+            inputs.insert(1, (noise - GUMBEL_MEAN) / GUMBEL_STD)
+        raw: torch.Tensor = self.out(self.body(torch.cat(inputs, dim=1)))  # (B, D)
+        return raw
 
 
 class Discriminator(nn.Module):
@@ -104,13 +116,49 @@ class Discriminator(nn.Module):
         return self.head(h).squeeze(1), h, None
 
 
-def activate(raw: torch.Tensor, spans: list[Span], *, hard: bool = False) -> torch.Tensor:
-    """(B, D) raw outputs -> rows: tanh for scalars, Gumbel-softmax for one-hots (one-hot samples when `hard`)."""
+def activate(
+    raw: torch.Tensor, spans: list[Span], *, hard: bool = False, noise: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, D) raw outputs -> rows: tanh for scalars, Gumbel-softmax for one-hots (one-hot samples when `hard`),
+    with the Gumbel `noise` (B, D) given (gumbel_noise) or drawn here."""
     parts = []
     for s in spans:
         x = raw[:, s.start : s.start + s.width]
-        parts.append(torch.tanh(x) if s.activation == "tanh" else F.gumbel_softmax(x.float(), tau=TAU, hard=hard))
+        if s.activation == "tanh":
+            parts.append(torch.tanh(x))
+        elif noise is None:
+            parts.append(F.gumbel_softmax(x.float(), tau=TAU, hard=hard))
+        else:
+            soft = F.softmax((x.float() + noise[:, s.start : s.start + s.width]) / TAU, dim=1)
+            if hard:  # the one-hot of the Gumbel-max draw, with the soft sample's gradient (straight-through)
+                one = torch.zeros_like(soft).scatter_(1, soft.argmax(1, keepdim=True), 1.0)
+                soft = one - soft.detach() + soft
+            parts.append(soft)
     return torch.cat(parts, dim=1)
+
+
+def gumbel_noise(b: int, width: int, device: torch.device | str) -> torch.Tensor:
+    """Standard Gumbel draws (B, width), -log of Exp(1) draws, as F.gumbel_softmax makes them."""
+    return -torch.empty(b, width, device=device).exponential_().log()
+
+
+def generate(
+    G: Callable[..., torch.Tensor],
+    z: torch.Tensor,
+    cond: torch.Tensor,
+    spans: list[Span],
+    *,
+    gumbel_input: bool,
+    hard: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """G's raw outputs (B, D) and its rows (activate's); with `gumbel_input` the Gumbel noise is drawn first and
+    read by G as well as by activate."""
+    if not gumbel_input:
+        raw = G(z, cond)
+        return raw, activate(raw.float(), spans, hard=hard)
+    noise = gumbel_noise(z.shape[0], spans[-1].start + spans[-1].width, z.device)  # (B, D): the one-hots' entries used
+    raw = G(z, cond, noise)
+    return raw, activate(raw.float(), spans, hard=hard, noise=noise)
 
 
 def pack_rows(x: torch.Tensor, pack: int) -> torch.Tensor:
@@ -271,7 +319,14 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         },
     )
     m = cfg.model
-    G = Generator(z_dim=m.z_dim, cond_dim=cond.width, width=m.g_width or m.width, depth=m.depth, data_dim=tf.width)
+    G = Generator(
+        z_dim=m.z_dim,
+        cond_dim=cond.width,
+        width=m.g_width or m.width,
+        depth=m.depth,
+        data_dim=tf.width,
+        gumbel_input=m.gumbel_input,
+    )
     D = Discriminator(in_dim=tf.width + cond.width, width=m.width, depth=m.depth, pack=m.pack, sn=m.spectral_norm)
     G, D = G.to(device), D.to(device)
     betas = (cfg.train.beta1, cfg.train.beta2)
@@ -318,7 +373,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         real_in = pack_rows(torch.cat([real, real_cond], 1), pack)  # (B / pack, pack · (D + C))
         with at.autocast():
             with torch.no_grad():
-                fake = activate(m.g_fn(z, cond), m.spans)  # (B, D)
+                fake = generate(m.g_fn, z, cond, m.spans, gumbel_input=cfg.model.gumbel_input)[1]
             fake_in = pack_rows(torch.cat([fake.float(), cond], 1), pack)
             loss_d, stats_d = discriminator_loss(
                 cfg.loss, D=m.d_fn, real=real_in, fake=fake_in, labels=None, fake_labels=None, noise_std=noise_std
@@ -337,8 +392,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     z = torch.randn(b, cfg.model.z_dim, device=at.device)
     cond, col, cat = m.cond.draw(b, log_freq=True)
     with at.autocast():
-        raw = m.g_fn(z, cond)  # (B, D)
-        fake = activate(raw, m.spans)
+        raw, fake = generate(m.g_fn, z, cond, m.spans, gumbel_input=cfg.model.gumbel_input)  # (B, D) each
         loss_g, stats_g = generator_loss(
             cfg.loss,
             D=m.d_fn,
@@ -382,6 +436,7 @@ class GridInputs:
     z: torch.Tensor
     cond: torch.Tensor
     spans: list[Span]
+    gumbel_input: bool  # G reads the Gumbel noise (model.gumbel_input)
 
 
 def grid_inputs(cfg: RunConfig, data: TableDataset, m: Models, device: torch.device) -> GridInputs:
@@ -390,7 +445,7 @@ def grid_inputs(cfg: RunConfig, data: TableDataset, m: Models, device: torch.dev
     z = torch.randn(GRID_ROWS, cfg.model.z_dim, generator=gen)
     cpu_space = CondSpace(m.cond.spans, m.cond.counts, target=m.cond.target, target_share=m.cond.target_share)
     cond = cpu_space.draw(GRID_ROWS, log_freq=False, generator=gen)[0] if m.cond.width else torch.zeros(GRID_ROWS, 0)
-    return GridInputs(z=z.to(device), cond=cond.to(device), spans=m.spans)
+    return GridInputs(z=z.to(device), cond=cond.to(device), spans=m.spans, gumbel_input=cfg.model.gumbel_input)
 
 
 @torch.no_grad()
@@ -402,7 +457,7 @@ def sample_grid(
         devices = [inputs.z.device] if inputs.z.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), autocast():  # the Gumbel draws leave the training's RNG alone
             torch.manual_seed(GRID_SEED)
-            rows = activate(G(inputs.z, inputs.cond).float(), inputs.spans, hard=True).float()  # (N, D)
+            rows = generate(G, inputs.z, inputs.cond, inputs.spans, gumbel_input=inputs.gumbel_input, hard=True)[1]
     assert data.transformer is not None
     fake = data.transformer.decode(rows.cpu().numpy())
     return histograms(data.rows, fake, data.columns), rows
@@ -422,7 +477,7 @@ def sampler(
                 z = torch.randn(b, cfg.model.z_dim, device=device)
                 cond = m.cond.draw(b, log_freq=False)[0] if m.cond.width else torch.zeros(b, 0, device=device)
                 with autocast():
-                    outs.append(activate(G(z, cond).float(), m.spans, hard=True).float())
+                    outs.append(generate(G, z, cond, m.spans, gumbel_input=cfg.model.gumbel_input, hard=True)[1])
         return torch.cat(outs), None
 
     return sample
@@ -466,7 +521,14 @@ def load_table_generator(path: Path | str, *, ema: bool = True, device: str | to
         target_share=cfg.model.target_share,
     )
     m = cfg.model
-    G = Generator(z_dim=m.z_dim, cond_dim=cond.width, width=m.g_width or m.width, depth=m.depth, data_dim=tf.width)
+    G = Generator(
+        z_dim=m.z_dim,
+        cond_dim=cond.width,
+        width=m.g_width or m.width,
+        depth=m.depth,
+        data_dim=tf.width,
+        gumbel_input=m.gumbel_input,
+    )
     G.load_state_dict(state)
     return TableGenerator(G=G.to(device).eval(), cfg=cfg, transformer=tf, cond=cond, target=target)
 
@@ -500,7 +562,8 @@ def sample_rows(
                     cond = tg.cond.draw(b, log_freq=False)[0]
                 else:
                     cond = torch.zeros(b, 0, device=device)
-                encoded.append(activate(tg.G(z, cond).float(), tf.spans, hard=True).cpu().numpy())
+                rows_b = generate(tg.G, z, cond, tf.spans, gumbel_input=tg.cfg.model.gumbel_input, hard=True)[1]
+                encoded.append(rows_b.cpu().numpy())
             rows = tf.decode(np.concatenate(encoded))
             keep = np.ones(batch, dtype=bool)
             for name, value in wanted.items():

@@ -103,7 +103,9 @@ def test_table_sizes_bound_the_encoded_width() -> None:
     cfg = RunConfig.model_validate({"dataset": "wine"})
     m, width = cfg.model, footprint.TABLE_COLUMN_WIDTH * 14
     with torch.device("meta"):
-        g = ctgan.Generator(z_dim=m.z_dim, cond_dim=width, width=m.width, depth=m.depth, data_dim=width)
+        g = ctgan.Generator(
+            z_dim=m.z_dim, cond_dim=width, width=m.width, depth=m.depth, data_dim=width, gumbel_input=m.gumbel_input
+        )
         d = ctgan.Discriminator(in_dim=2 * width, width=m.width, depth=m.depth, pack=m.pack, sn=False)
     assert footprint.network_sizes(cfg, channels=0, num_classes=0, columns=14) == (_values(g), _values(d))
 

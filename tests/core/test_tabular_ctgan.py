@@ -225,3 +225,27 @@ def test_target_share_puts_that_share_of_training_conditions_and_every_sampled_r
     plain = RunConfig.model_validate(TINY)
     m = ctgan.build(plain, data, device=torch.device("cpu"), latest=None, emit=lambda kind, d: None)
     assert m.cond.target is None  # null: the target is one categorical column among the others
+
+
+def test_gumbel_input_feeds_the_generator_the_noise_that_picks_each_category_and_mode():
+    """With model.gumbel_input, G reads the Gumbel noise of every one-hot and activate draws with that same noise:
+    a hard row's category or mode is the Gumbel-max of G's logits and that noise."""
+    from core.families import ctgan
+
+    data = builtin_dataset("wine")
+    cfg = RunConfig.model_validate(TINY | {"model": TINY["model"] | {"gumbel_input": True}})
+    torch.manual_seed(0)
+    m = ctgan.build(cfg, data, device=torch.device("cpu"), latest=None, emit=lambda kind, d: None)
+    G = m.G.eval()
+    z, cond = torch.randn(16, cfg.model.z_dim), m.cond.draw(16, log_freq=False)[0]
+    noise = ctgan.gumbel_noise(16, data.transformer.width, "cpu")  # (16, D)
+    raw = G(z, cond, noise)
+    assert not torch.allclose(raw, G(z, cond, ctgan.gumbel_noise(16, data.transformer.width, "cpu")))
+    rows = ctgan.activate(raw, m.spans, hard=True, noise=noise)
+    one_hots = [s for s in m.spans if s.activation == "softmax"]
+    assert one_hots
+    for s in one_hots:
+        part, picked = rows[:, s.start : s.start + s.width], (raw + noise)[:, s.start : s.start + s.width].argmax(1)
+        assert torch.equal(part.sum(1), torch.ones(16)) and torch.equal(part.argmax(1), picked)
+    with pytest.raises(ValidationError, match=r"model\.gumbel_input: only ctgan draws categories by Gumbel noise"):
+        RunConfig.model_validate({"dataset": "digits", "model": {"gumbel_input": True}})
