@@ -79,12 +79,11 @@ class _BodyTooLarge(HTTPException):
 
 
 async def _reject(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"Request body too large: the limit is {limit} bytes"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    await send_json(send, 413, json.dumps({"detail": f"Request body too large: the limit is {limit} bytes"}).encode())
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Answer a request with a JSON body from an ASGI layer, before or instead of the app."""
+    content = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": content + list(headers)})
     await send({"type": "http.response.body", "body": body})

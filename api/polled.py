@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine, Row, event
 from sqlalchemy.exc import OperationalError
 
 from api.deps import reading_connection, touch_token
-from api.limits import ASGIApp, Receive, Scope, Send
+from api.limits import ASGIApp, Receive, Scope, Send, send_json
 from api.schemas import generation_fields, run_fields
 from store.db import make_engine
 from store.models import RUN_STATUSES, utcnow
@@ -73,17 +73,7 @@ class PolledReads:
             if read is not None and token is not None:
                 body = await _answer(read, hash_token(token))
                 if body is not None:
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [
-                                (b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
+                    await send_json(send, 200, body)
                     return
         await self.app(scope, receive, send)
 

@@ -20,7 +20,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from api.limits import ASGIApp, Receive, Scope, Send
+from api.limits import ASGIApp, Receive, Scope, Send, send_json
 
 log = logging.getLogger("ganforge.api")
 
@@ -87,16 +87,4 @@ def _client_key(scope: Scope) -> str:
 
 async def _refuse(send: Send, item: RateLimitItem, *, retry_after: int) -> None:
     detail = f"Rate limit exceeded: at most {item} for one token; retry after {retry_after} s"
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 429, json.dumps({"detail": detail}).encode(), ((b"retry-after", str(retry_after).encode()),))
