@@ -1,8 +1,9 @@
 """Perceptual path length (Karras et al. 2019, StyleGAN §4.2): how much the images change along short steps in the
 latent space, so lower is a smoother generator.
 
-End-point sampling, as the paper reports it: for latents z0, z1 (and one class for both when conditional), the
-path starts at t = 0 and the step is ε = 1e-4 toward the other end,
+End-point sampling, as the paper reports it: for latents z0, z1 (and one class for both when conditional; for a
+cluster-conditioned generator, the cluster that z0 picks, for both ends), the path starts at t = 0 and the step is
+ε = 1e-4 toward the other end,
 
     PPL = E[ d(G(l(0)), G(l(ε))) / ε² ],
 
@@ -46,15 +47,17 @@ class PathSampler:
     def pairs(self, z0: torch.Tensor, z1: torch.Tensor, labels: torch.Tensor | None, eps: float) -> torch.Tensor:
         """Images at the path's start and ε along it: (2B, C, H, W), the starts first."""
         g = self.generator
+        if labels is None and getattr(g, "cluster_cdf", None) is not None:
+            # A cluster-conditioned generator picks a latent's cluster from a hash-like function of it: the path
+            # keeps the cluster of its start, as latent walks do; in W both ends are mapped in that cluster, as a
+            # conditional path maps both ends with one class (a step toward another cluster's w would measure the
+            # distance between clusters, not the smoothness within one).
+            labels = g.clusters_of(z0)  # type: ignore[operator]
         if self.space == "w":
             w = g.mapping(torch.cat([z0, z1]), None if labels is None else labels.repeat(2))  # type: ignore[operator]
             w0, w1 = w.chunk(2)  # (B, W) each
             ws = torch.cat([w0, w0.lerp(w1, eps)])  # (2B, W)
             return g.synthesis(ws[:, None].expand(-1, int(g.num_ws), -1))  # type: ignore[operator, arg-type, no-any-return]
-        if labels is None and getattr(g, "cluster_cdf", None) is not None:
-            # A cluster-conditioned generator picks a latent's cluster from a hash-like function of it: the path
-            # keeps the cluster of its start, as latent walks do.
-            labels = g.clusters_of(z0)  # type: ignore[operator]
         zs = torch.cat([z0, slerp(z0, z1, eps)])  # (2B, Z)
         return g(zs, None if labels is None else labels.repeat(2))  # type: ignore[no-any-return]
 

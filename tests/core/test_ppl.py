@@ -1,6 +1,7 @@
 """Perceptual path length (core.metrics.ppl): finite, positive and deterministic for a seed, in W for a
 style-based generator and in Z otherwise, zero for a generator that ignores its latent, along a path that keeps
-its cluster for a cluster-conditioned generator, and reported by the Evaluator on digits as ppl_w_digits."""
+its cluster for a cluster-conditioned generator (in Z and in W), and reported by the Evaluator on digits as
+ppl_w_digits."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ CLASSIFIER = load_digits_classifier()
 
 def unit_features(x: torch.Tensor) -> torch.Tensor:
     f, _ = CLASSIFIER.features_and_logits(x)
-    return f / f.norm(dim=1, keepdim=True)
+    unit: torch.Tensor = f / f.norm(dim=1, keepdim=True)
+    return unit
 
 
 def style_generator() -> StyleGenerator:
@@ -66,6 +68,22 @@ def test_a_cluster_conditioned_generator_keeps_its_cluster_along_the_path() -> N
     path = PathSampler(G, z_dim=cfg.model.z_dim)
     small, large = (path_length(path, unit_features, n=32, eps=eps) for eps in (1e-4, 1e-2))
     assert 0.5 < small / large < 2.0
+
+
+def test_a_cluster_conditioned_style_generator_maps_both_ends_in_the_start_cluster() -> None:
+    """In W the path runs toward the other latent's w in the start's cluster, as a conditional path keeps its class:
+    at ε = 1 its end is G(z1) drawn in z0's cluster, not in z1's own."""
+    torch.manual_seed(0)
+    G = StyleGenerator(
+        z_dim=8, w_dim=8, mapping_layers=2, image_size=16, channels=1, width=4, num_classes=10, clusters=True
+    ).eval()
+    z0, z1 = torch.randn(16, 8), torch.randn(16, 8)
+    start, other = G.clusters_of(z0), G.clusters_of(z1)
+    assert (start != other).any()
+    with torch.no_grad():
+        ends = PathSampler(G, z_dim=8).pairs(z0, z1, None, eps=1.0)
+        torch.testing.assert_close(ends[:16], G(z0))
+        torch.testing.assert_close(ends[16:], G(z1, start))
 
 
 def test_slerp_keeps_the_ends_and_the_norms() -> None:
