@@ -144,7 +144,15 @@ SR_MIN_INPUT = 8
 # The fields only srgan reads, by section: any other architecture refuses them set, and drops them as defaults.
 SR_ONLY_FIELDS = {
     "model": ("scale", "bicubic_skip"),
-    "loss": ("content", "feature_net", "feature_weight", "gradient_weight", "energy_weight"),
+    "loss": (
+        "content",
+        "feature_net",
+        "feature_weight",
+        "gradient_weight",
+        "energy_weight",
+        "energy_window",
+        "psnr_weighting",
+    ),
     "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips", "interpolation"),
 }
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
@@ -450,6 +458,21 @@ class LossConfig(_Strict):
             "difference of the local means (over 8 x 8 px windows) of the Sobel gradient magnitude of the "
             "super-resolved and the high-resolution image. It asks for as much detail as the real image has in "
             "each window, not for the same pixels, so it sharpens where the pixel loss averages detail away. 0 = off."
+        ),
+    )
+    energy_window: int = Field(
+        8,
+        ge=2,
+        le=64,
+        description="srgan: the side in px of the windows over which loss.energy_weight's term compares detail.",
+    )
+    psnr_weighting: bool = Field(
+        False,
+        description=(
+            "srgan: after pretraining, weigh each image's pixel and gradient terms by 1 / its own mean squared "
+            "error (normalised to a mean of 1 over the batch, not differentiated), as the gradient of the mean "
+            "per-image PSNR weighs them: nearly flat images weigh most, the most detailed least. Off by default: "
+            "on photos it made the adversarial phase harsher without a better trade of PSNR for sharpness."
         ),
     )
     top_k: float = Field(

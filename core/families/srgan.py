@@ -10,11 +10,13 @@ shipped digits classifier's second block; or VGG-19's phi_5,4 from a weights fil
 (1e-3) times the adversarial term (`loss.kind`, through core.losses). In both phases `loss.gradient_weight` adds the
 gradient loss (the mean absolute difference of the Sobel derivatives of the super-resolved and the high-resolution
 image), and after pretraining `loss.energy_weight` the gradient-energy loss (the mean squared difference of the
-8 x 8 px local means of their Sobel magnitudes: as much detail as the real image has in each window, wherever it falls;
-squared, so that windows short of much detail weigh more than nearly flat ones, where any added detail costs PSNR
-for next to no sharpness). The phase follows from the step number alone, so a resumed run continues in the phase it
-stopped in; so do the phase's learning rates (`train.phase_schedule`: cosine within each phase;
-`train.lr_g_adversarial`: G's rate after pretraining). `train.flips` mirrors each high-resolution image at random
+local means of their Sobel magnitudes over `loss.energy_window` px windows: as much detail as the real image has in
+each window, wherever it falls; squared, so that windows short of much detail weigh more than nearly flat ones, where
+any added detail costs PSNR for next to no sharpness). With `loss.psnr_weighting` the pixel and gradient terms of
+each image weigh 1 / its squared error after pretraining, as the gradient of the mean per-image PSNR does. The
+phase follows from the step number alone, so a resumed run continues in the phase it stopped in; so do the phase's
+learning rates (`train.phase_schedule`: cosine within each phase; `train.lr_g_adversarial`: G's rate after
+pretraining). `train.flips` mirrors each high-resolution image at random
 (the global random stream, which checkpoints keep) before its input is made. With `train.interpolation` the family
 keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights to
 (1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point between
@@ -60,7 +62,7 @@ Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 GRID_IMAGES, GRID_PER_ROW = 8, 2  # held-out images in the sample grid, and (low-res | bicubic | SR | HR)s a row
 SAMPLE_BATCH = 64
 DEFAULT_BLOCKS = 8
-ENERGY_WINDOW = 8  # px: the windows over which the gradient-energy loss compares the mean Sobel magnitude
+PSNR_WEIGHT_EPS = 1e-5  # added to each image's mean squared error (in [-1, 1]) before loss.psnr_weighting inverts it
 
 
 @dataclass
@@ -144,25 +146,37 @@ class _DigitsFeatures(nn.Module):
         return self.classifier.blocks[:7](self.classifier.prepare(x))  # type: ignore[no-any-return]
 
 
-def pixel_loss(cfg: RunConfig, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """The pixel content loss (loss.content) of outputs against their high-resolution images, in fp32."""
+def psnr_weights(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Per-image weights (B,) of the pixel terms for loss.psnr_weighting: 1 / each image's mean squared error,
+    over their batch mean, detached. The gradient of the mean per-image PSNR weighs each image's squared error so."""
+    mse = (sr.detach().float() - hr.float()).square().mean((1, 2, 3)) + PSNR_WEIGHT_EPS  # (B,)
+    inverse = 1.0 / mse
+    return inverse / inverse.mean()
+
+
+def pixel_loss(cfg: RunConfig, sr: torch.Tensor, hr: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The pixel content loss (loss.content) of outputs against their high-resolution images, in fp32, each image
+    weighted by `weights` (B,) when given."""
     diff = sr.float() - hr.float()
-    return diff.square().mean() if cfg.loss.content == "mse" else diff.abs().mean()
+    error = diff.square() if cfg.loss.content == "mse" else diff.abs()  # (B, C, S, S)
+    return error.mean() if weights is None else (weights * error.mean((1, 2, 3))).mean()
 
 
-def gradient_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """The mean absolute difference of the Sobel derivatives of outputs and their high-resolution images, in fp32."""
-    return (sobel_gradients(sr.float()) - sobel_gradients(hr.float())).abs().mean()
+def gradient_loss(sr: torch.Tensor, hr: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean absolute difference of the Sobel derivatives of outputs and their high-resolution images, in fp32,
+    each image weighted by `weights` (B,) when given."""
+    error = (sobel_gradients(sr.float()) - sobel_gradients(hr.float())).abs()  # (B, C, 2, S, S)
+    return error.mean() if weights is None else (weights * error.mean((1, 2, 3, 4))).mean()
 
 
-def gradient_energy_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """The mean squared difference of the local mean Sobel magnitudes (over ENERGY_WINDOW px windows, every
-    channel) of outputs and their high-resolution images, in fp32: how much detail each window has, not where."""
+def gradient_energy_loss(sr: torch.Tensor, hr: torch.Tensor, window: int = 8) -> torch.Tensor:
+    """The mean squared difference of the local mean Sobel magnitudes (over `window` px windows, every channel) of
+    outputs and their high-resolution images, in fp32: how much detail each window has, not where."""
 
     def energy(x: torch.Tensor) -> torch.Tensor:
         # (B, C, S, S) -> (B, C, S / w, S / w); the epsilon keeps the square root's gradient finite on flat areas
         magnitude = (sobel_gradients(x.float()).square().sum(2) + 1e-6).sqrt()
-        return F.avg_pool2d(magnitude, ENERGY_WINDOW, ceil_mode=True)
+        return F.avg_pool2d(magnitude, window, ceil_mode=True)
 
     return (energy(sr) - energy(hr)).square().mean()
 
@@ -227,10 +241,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     lr = downscale(hr, cfg.model.scale).contiguous(memory_format=torch.channels_last)  # (B, C, S/r, S/r)
     with at.autocast():
         sr = m.G(lr)  # (B, C, S, S)
-    pixel = pixel_loss(cfg, sr, hr)
+    weights = psnr_weights(sr, hr) if cfg.loss.psnr_weighting and not pretraining else None  # (B,) or None
+    pixel = pixel_loss(cfg, sr, hr, weights)
     stats: StepStats = {"loss_g_pixel": pixel.detach(), "pretraining": float(pretraining)}
     if cfg.loss.gradient_weight > 0:
-        gradient = gradient_loss(sr, hr)
+        gradient = gradient_loss(sr, hr, weights)
         pixel = pixel + cfg.loss.gradient_weight * gradient
         stats["loss_g_gradient"] = gradient.detach()
 
@@ -283,7 +298,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
             feature = feature_distance([m.features(sr)], [real_map])
     loss_g = pixel + cfg.loss.feature_weight * feature + adversarial_scale(cfg) * loss_adv
     if cfg.loss.energy_weight > 0:
-        energy = gradient_energy_loss(sr, hr)
+        energy = gradient_energy_loss(sr, hr, cfg.loss.energy_window)
         loss_g = loss_g + cfg.loss.energy_weight * energy
         stats["loss_g_energy"] = energy.detach()
     m.opt_g.zero_grad(set_to_none=True)

@@ -145,6 +145,8 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param({"dataset": "digits", "loss": {"content": "l1"}}, "loss.content", id="content-on-dcgan"),
         pytest.param({"dataset": "digits", "loss": {"gradient_weight": 1}}, "loss.gradient_weight", id="gradient"),
         pytest.param({"dataset": "digits", "loss": {"energy_weight": 1}}, "loss.energy_weight", id="energy"),
+        pytest.param({"dataset": "digits", "loss": {"energy_window": 4}}, "loss.energy_window", id="window"),
+        pytest.param({"dataset": "digits", "loss": {"psnr_weighting": True}}, "loss.psnr_weighting", id="psnr-weights"),
         pytest.param({"dataset": "digits", "train": {"flips": True}}, "train.flips", id="flips-on-dcgan"),
         pytest.param({"dataset": "digits", "train": {"phase_schedule": "cosine"}}, "train.phase_schedule", id="phases"),
         pytest.param({"dataset": "digits", "train": {"lr_g_adversarial": 1e-4}}, "train.lr_g_adversarial", id="adv-lr"),
@@ -210,11 +212,12 @@ N, K = 6, 2
         pytest.param({"loss": {"content": "l1", "kind": "lsgan", "instance_noise": 0.1}}, id="l1-lsgan-noise"),
         pytest.param(
             {
-                "loss": {"content": "l1", "gradient_weight": 0.5},
+                "loss": {"content": "l1", "gradient_weight": 0.5, "energy_weight": 2.0, "energy_window": 4},
                 "train": {"flips": True, "phase_schedule": "cosine", "lr_g_adversarial": 1e-4, "interpolation": 0.5},
             },
             id="gradient-flips-cosine",
         ),
+        pytest.param({"loss": {"energy_weight": 2.0, "psnr_weighting": True}}, id="energy-psnr-weighting"),
     ],
 )
 def test_srgan_resumes_bit_for_bit_across_the_pretraining(tmp_path, over: dict):
@@ -295,6 +298,27 @@ def test_the_gradient_energy_loss_asks_for_as_much_detail_not_the_same_pixels():
     sr = flat.clone().requires_grad_(True)
     srgan.gradient_energy_loss(sr, hr).backward()
     assert sr.grad is not None and torch.isfinite(sr.grad).all()  # finite on a flat image
+
+
+def test_the_gradient_energy_loss_compares_detail_over_its_window():
+    hr = torch.zeros(1, 1, 16, 16)
+    hr[..., 0:4, :] = torch.rand(1, 1, 4, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    shifted = hr.roll(2, dims=-2)  # the same detail 2 px lower: inside the same 8 px windows, not the same 4 px ones
+    assert srgan.gradient_energy_loss(shifted, hr, 8) < 0.2 * srgan.gradient_energy_loss(shifted, hr, 4)
+
+
+def test_psnr_weighting_weighs_each_image_by_its_inverse_squared_error():
+    hr = torch.zeros(3, 1, 8, 8)
+    sr = hr + torch.tensor([0.01, 0.1, 0.1]).view(3, 1, 1, 1)  # the first image is 100x closer in squared error
+    weights = srgan.psnr_weights(sr, hr)
+    assert weights.mean() == pytest.approx(1.0) and weights[0] > 90 * weights[1] and weights[1] == weights[2]
+    cfg = _cfg(loss={"content": "l1"})
+    assert srgan.pixel_loss(cfg, sr, hr, torch.ones(3)) == pytest.approx(float(srgan.pixel_loss(cfg, sr, hr)))
+    assert srgan.pixel_loss(cfg, sr, hr, weights) == pytest.approx(float((weights * sr.mean((1, 2, 3))).mean()))
+    assert srgan.gradient_loss(sr, hr, weights) == pytest.approx(0, abs=1e-8)  # constant offsets have no edges
+    sr = sr.clone().requires_grad_(True)
+    srgan.pixel_loss(cfg, sr, hr, srgan.psnr_weights(sr, hr)).backward()
+    assert sr.grad is not None and sr.grad[0].abs().sum() > 90 * sr.grad[1].abs().sum()  # the weights are constants
 
 
 def test_gradient_loss_and_an_adversarial_rate_show_in_the_stats(tmp_path):
