@@ -9,6 +9,12 @@ Reported per seed: PSNR (dB), SSIM and the sharpness ratio (mean Sobel gradient 
 high-resolution images') of SR and of bicubic on the held-out patches of `photos` (the left 256 columns of each
 photograph, which training never sees), the PSNR gain over bicubic, and the training's wall and CPU minutes (process
 time: the threads of this process together). The goals (issue 24): PSNR >= bicubic + 0.5 dB and sharpness >= 0.8.
+
+`--quartiles` also reports, per quarter of the held-out patches ordered by their own mean gradient magnitude (the
+flattest first), the mean PSNR, the sharpness ratio and that quarter's share of the patches' gradient: the mean PSNR
+is an average of per-patch dB, which the flat patches lead, while the sharpness is a ratio of sums, which the
+detailed ones lead. `--interpolations 0.6 0.8` re-blends a run with `train.interpolation` at other weights from its
+last checkpoint (which holds the pretrained and the blended generator) and reports each, as the run would have ended.
 """
 
 from __future__ import annotations
@@ -26,19 +32,56 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.checkpoint import read_generator_state
+from core.checkpoint import read_checkpoint, read_generator_state
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
 from core.metrics.superres import SREvaluator
+from core.paired import sobel_magnitude
 from core.train import train
 
 REPORT = ("psnr", "psnr_bicubic", "psnr_gain", "ssim", "ssim_bicubic", "sharpness", "sharpness_bicubic")
 
 
-def measure(override: dict[str, Any], seed: int, trace: bool) -> dict[str, float]:
+def quartiles(out: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+    """Per quarter of the patches (N, C, S, S) by their mean gradient magnitude, flattest first: mean PSNR (dB),
+    sharpness ratio, and the quarter's share of the patches' gradient."""
+    out, hr = out.float().clamp(-1, 1), hr.float()
+    psnr = -10 * torch.log10(((out - hr) / 2).square().mean((1, 2, 3)))  # (N,) on images in [0, 1]
+    grad_out, grad_hr = sobel_magnitude(out).mean((1, 2, 3)), sobel_magnitude(hr).mean((1, 2, 3))  # (N,)
+    values = {}
+    for q, idx in enumerate(grad_hr.argsort().chunk(4), start=1):
+        values[f"q{q}_psnr"] = float(psnr[idx].mean())
+        values[f"q{q}_sharpness"] = float(grad_out[idx].sum() / grad_hr[idx].sum())
+        values[f"q{q}_share"] = float(grad_hr[idx].sum() / grad_hr.sum())
+    return values
+
+
+def blended(ckpt: Path, alpha: float) -> dict[str, torch.Tensor]:
+    """The generator of a run with train.interpolation as it would have ended at `alpha`: its adversarially trained G
+    recovered from the blend the checkpoint holds and G_psnr, then blended at alpha."""
+    tensors, meta = read_checkpoint(ckpt)
+    chosen = RunConfig.model_validate_json(meta["config"]).train.interpolation
+    if not chosen or not any(key.startswith("G_psnr.") for key in tensors):
+        raise ValueError("--interpolations: the run blends nothing (train.interpolation unset or 0) to re-blend")
+    state = {}
+    for key, value in tensors.items():
+        if not key.startswith("G."):
+            continue
+        name = key[2:]
+        if value.is_floating_point():
+            psnr = tensors[f"G_psnr.{name}"]
+            trained = psnr + (value - psnr) / chosen  # value = psnr + chosen·(trained - psnr)
+            value = torch.lerp(psnr, trained, alpha)
+        state[name] = value
+    return state
+
+
+def measure(
+    override: dict[str, Any], seed: int, trace: bool, *, split: bool = False, alphas: tuple[float, ...] = ()
+) -> list[dict[str, float]]:
     """Train one run on photos; evaluate its final generator (the EMA copy when there is one) on the held-out
-    patches."""
+    patches, and each re-blend at `alphas`."""
     cfg = RunConfig.model_validate({"dataset": "photos", "seed": seed, **override})
     events: list[tuple[str, dict[str, Any]]] = []
 
@@ -53,15 +96,20 @@ def measure(override: dict[str, Any], seed: int, trace: bool) -> dict[str, float
         wall, cpu = (time.perf_counter() - wall) / 60, (time.process_time() - cpu) / 60
         ckpt = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))[-1]
         state, meta = read_generator_state(ckpt, ema=True)
-    G = srgan.generator(cfg, json.loads(meta["data"]))
-    G.load_state_dict(state)
+        states = [(None, state)] + [(alpha, blended(ckpt, alpha)) for alpha in alphas]
     data = srgan.split_data(load_dataset("photos", image_size=cfg.model.image_size), cfg)
     assert data.held is not None and data.held_low is not None
     ev = SREvaluator(data, n_samples=len(data.held), device="cpu")
-    cpu_device = torch.device("cpu")
-    low = data.held_low
-    values = ev(lambda n: (srgan.super_resolve(G, low[:n], device=cpu_device, autocast=nullcontext), None))
-    return {name: values[name] for name in REPORT} | {"wall_minutes": wall, "cpu_minutes": cpu}
+    low, results = data.held_low, []
+    for alpha, weights in states:
+        G = srgan.generator(cfg, json.loads(meta["data"]))
+        G.load_state_dict(weights)
+        out = srgan.super_resolve(G, low, device=torch.device("cpu"), autocast=nullcontext)  # (N, C, S, S)
+        values = ev(lambda n, out=out: (out[:n], None))
+        result = {name: values[name] for name in REPORT} | ({"interpolation": alpha} if alpha is not None else {})
+        result |= quartiles(out, data.held) if split else {}
+        results.append(result | ({"wall_minutes": wall, "cpu_minutes": cpu} if alpha is None else {}))
+    return results
 
 
 def main() -> None:
@@ -69,12 +117,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--config", default="{}", help="JSON fields over the photos defaults")
     parser.add_argument("--trace", action="store_true", help="print the run's psnr and sharpness as it evaluates")
+    parser.add_argument("--quartiles", action="store_true", help="also report per quarter of the patches by detail")
+    parser.add_argument("--interpolations", type=float, nargs="*", default=[], help="re-blend at these weights too")
     args = parser.parse_args()
     override = json.loads(args.config)
     print(f"torch threads: {torch.get_num_threads()}; config over the defaults: {override}", flush=True)
     for seed in args.seeds:
-        result = measure(override, seed, args.trace)
-        print(json.dumps({"seed": seed, **{k: round(v, 4) for k, v in result.items()}}), flush=True)
+        for result in measure(override, seed, args.trace, split=args.quartiles, alphas=tuple(args.interpolations)):
+            print(json.dumps({"seed": seed, **{k: round(v, 4) for k, v in result.items()}}), flush=True)
 
 
 if __name__ == "__main__":
