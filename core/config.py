@@ -156,7 +156,7 @@ SR_ONLY_FIELDS = {
     "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips", "interpolation"),
 }
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
-WARP_FIELDS = {"loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
+WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
 ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
 
@@ -275,6 +275,22 @@ class ModelConfig(_Strict):
             "localisation net predicts a warp of the input (a scale and a shift), starting as the "
             "identity and learnt through the generators' losses, so that a translation can resize and move its "
             "content (the identity terms then compare each generator without its warp)."
+        ),
+    )
+    warp_centred: bool = Field(
+        False,
+        description=(
+            "cyclegan with model.spatial_transform: each warp's shift is measured from the centroid of its input's "
+            "content (the absolute difference from the image's frame colour) instead of from the frame's centre, so "
+            "a warp starts by centring the content (at zoom 1) and learns corrections to that."
+        ),
+    )
+    residual_generator: bool = Field(
+        False,
+        description=(
+            "cyclegan: each ResNet generator outputs its input plus what it computes, clipped to [-1, 1] (in place "
+            "of a tanh), its last layer starting at zero, so that it starts as the identity and learns a "
+            "correction; needs domains with the same channels."
         ),
     )
     scale: int = Field(
@@ -397,6 +413,25 @@ class LossConfig(_Strict):
             "its images where the other domain's lies: each warped image's brightness centroid against the other "
             "domain's batch mean, and the batch's mean log spread of brightness about it against the other "
             "domain's (no labels). 0 leaves the warps to the adversarial and cycle terms."
+        ),
+    )
+    cycle_noise: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "cyclegan: standard deviation of Gaussian noise added to each translation before it is translated back "
+            "in the cycle terms (Bashkirova et al. 2019), so that the cycle cannot be kept by faint detail hidden in "
+            "a translation (Chu et al. 2017) but only by what it visibly shows. 0 turns it off."
+        ),
+    )
+    self_regularization_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "cyclegan: weight of the L1 terms between each generator's output and its input (with "
+            "model.spatial_transform: the warped input), Shrivastava et al. 2017's self-regularization, which keeps a "
+            "translation close to what it translates. 0 turns it off."
         ),
     )
     adversarial_weight: float = Field(
@@ -937,6 +972,14 @@ class RunConfig(_Strict):
             raise ValueError("train.lr_warp: the warps' rate needs model.spatial_transform set to true")
         if self.loss.warp_moment_weight > 0 and not self.model.spatial_transform:
             raise ValueError("loss.warp_moment_weight: the term trains warps; set model.spatial_transform to true")
+        if self.model.warp_centred and not self.model.spatial_transform:
+            raise ValueError("model.warp_centred: it places warps; set model.spatial_transform to true")
+        if self.model.residual_generator and arch != "cyclegan":
+            raise ValueError(f"model.residual_generator: only the cyclegan architecture has it, not {arch}")
+        if self.loss.cycle_noise > 0 and arch != "cyclegan":
+            raise ValueError(f"loss.cycle_noise: only the cyclegan architecture has it, not {arch}")
+        if self.loss.self_regularization_weight > 0 and arch != "cyclegan":
+            raise ValueError(f"loss.self_regularization_weight: only the cyclegan architecture has it, not {arch}")
         if self.train.augment == "ada" and arch not in ("dcgan", "resnet", "biggan", "stylegan2"):
             raise ValueError(
                 f"train.augment: ada augments images for dcgan, resnet, biggan and stylegan2 runs, not {arch}"

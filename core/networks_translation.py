@@ -137,10 +137,15 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """G(x): images (B, C_in, S, S) in [-1, 1] -> (B, C_out, S, S) in [-1, 1]; S a multiple of 4."""
+    """G(x): images (B, C_in, S, S) in [-1, 1] -> (B, C_out, S, S) in [-1, 1]; S a multiple of 4. With `residual`
+    (C_in = C_out), G(x) = clamp(x + net(x), -1, 1) in place of tanh(net(x)), its last convolution starting at zero:
+    it starts as the identity and learns a correction of its input."""
 
-    def __init__(self, *, in_channels: int, out_channels: int, width: int, blocks: int) -> None:
+    def __init__(self, *, in_channels: int, out_channels: int, width: int, blocks: int, residual: bool = False) -> None:
         super().__init__()
+        if residual and in_channels != out_channels:
+            raise ValueError(f"a residual generator needs as many output channels as input, not {out_channels}")
+        self.residual = residual
         w = width
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -153,10 +158,16 @@ class ResnetGenerator(nn.Module):
         layers += [ResidualBlock(4 * w) for _ in range(blocks)]
         for cin, cout in ((4 * w, 2 * w), (2 * w, w)):  # S/4 -> S/2 -> S
             layers += [nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(cout), nn.ReLU()]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, out_channels, 7), nn.Tanh()]
+        last = nn.Conv2d(w, out_channels, 7)
+        if residual:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        layers += [nn.ReflectionPad2d(3), last] + ([] if residual else [nn.Tanh()])
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.residual:
+            return (x + self.net(x)).clamp(-1, 1)  # (B, C, S, S)
         return self.net(x)  # (B, C_in, S, S) -> (B, C_out, S, S)
 
 
@@ -171,10 +182,19 @@ class SpatialTransformer(nn.Module):
     the median colour of the image's outermost pixels (black for digits): repeating the border pixels instead would
     smear a digit that touches the frame into streaks when the warp shrinks it, and their mean would be grey. The
     last layer starts at zero, so the warp starts as the identity; it learns through whatever loss follows the
-    warped image."""
+    warped image.
 
-    def __init__(self, *, channels: int, width: int = STN_WIDTH, hidden: int = STN_HIDDEN) -> None:
+    With `centred`, the shift is measured from the centroid of the image's content (its absolute difference from
+    the frame colour, averaged over channels) instead of from the frame's centre: the warp starts by moving that
+    centroid to the centre, and its net learns only corrections. A localisation net of this size, pooled to 4x4,
+    does not learn to read a content's position well enough to follow it (its shift moved digits 0.0-0.9x as far
+    as their centroids lie off centre, not at all in y), while a digit's centroid is where the warp must zoom."""
+
+    def __init__(
+        self, *, channels: int, width: int = STN_WIDTH, hidden: int = STN_HIDDEN, centred: bool = False
+    ) -> None:
         super().__init__()
+        self.centred = centred
         self.features = nn.Sequential(
             nn.Conv2d(channels, width, 3, 2, 1),
             nn.ReLU(),
@@ -190,17 +210,36 @@ class SpatialTransformer(nn.Module):
         """The affine matrices (B, 2, 3) mapping each output pixel's coordinates (in [-1, 1]) to where it samples."""
         p = self.head(self.features(x).flatten(1)).float().tanh()  # (B, 3) in (-1, 1)
         scale = (p[:, 0] * math.log(STN_MAX_ZOOM)).exp()  # (B,)
-        tx, ty = p[:, 1] * STN_MAX_SHIFT, p[:, 2] * STN_MAX_SHIFT  # (B,) each
+        shift = p[:, 1:] * STN_MAX_SHIFT  # (B, 2): x, y
+        if self.centred:
+            shift = shift + content_centroid(x)
         zero = torch.zeros_like(scale)
-        rows = [torch.stack([scale, zero, tx], 1), torch.stack([zero, scale, ty], 1)]  # (B, 3) each
+        rows = [torch.stack([scale, zero, shift[:, 0]], 1), torch.stack([zero, scale, shift[:, 1]], 1)]  # (B, 3)
         return torch.stack(rows, 1)  # (B, 2, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid = F.affine_grid(self.theta(x), list(x.shape), align_corners=False)  # (B, S, S, 2)
-        frame = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], -1)  # (B, C, 4S - 4)
-        fill = frame.median(-1).values[..., None, None]  # (B, C, 1, 1)
+        fill = frame_fill(x)  # (B, C, 1, 1)
         out = F.grid_sample(x - fill, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
         return out + fill
+
+
+def frame_fill(x: torch.Tensor) -> torch.Tensor:
+    """The median colour (B, C, 1, 1) of the outermost pixels of images x (B, C, H, W)."""
+    frame = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], -1)  # (B, C, 4S - 4)
+    return frame.median(-1).values[..., None, None]
+
+
+def content_centroid(x: torch.Tensor) -> torch.Tensor:
+    """The centroid (B, 2), x then y in [-1, 1] coordinates (affine_grid's), of the content of images x
+    (B, C, H, W): each pixel weighed by its absolute difference from the frame colour, averaged over channels.
+    The centre (0, 0) for an image with no content."""
+    mass = (x.float() - frame_fill(x).float()).abs().mean(1)  # (B, H, W)
+    h, w = x.shape[-2:]
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device)[:, None]  # (H, 1) pixel centres
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device)[None, :]  # (1, W)
+    total = mass.sum((1, 2)).clamp_min(1e-6)  # (B,)
+    return torch.stack([(mass * xs).sum((1, 2)) / total, (mass * ys).sum((1, 2)) / total], 1)
 
 
 class WarpedGenerator(nn.Module):

@@ -152,6 +152,11 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         raise ValueError(
             f"loss.identity_weight: the identity terms need domains with the same channels, not {ca} and {cb}; set 0"
         )
+    if m.residual_generator and ca != cb:
+        raise ValueError(
+            f"model.residual_generator: a generator that corrects its input needs domains with the same channels, "
+            f"not {ca} and {cb}; set false"
+        )
     G = generator(cfg, data.info())
     layers = patch_layers(m.image_size, m.patch_layers)
     D = CycleDiscriminators(
@@ -190,12 +195,13 @@ def generator(cfg: RunConfig, info: dict[str, Any]) -> CycleGenerators:
     m = cfg.model
     ca, cb = int(info["channels"]), int(info["b_channels"])
     width, blocks = m.g_width or m.width, resnet_blocks(m.image_size, m.res_blocks)
-    ab: nn.Module = ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks)
-    ba: nn.Module = ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks)
+    res = m.residual_generator
+    ab: nn.Module = ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks, residual=res)
+    ba: nn.Module = ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks, residual=res)
     if m.spatial_transform:
         ab, ba = (
-            WarpedGenerator(SpatialTransformer(channels=ca), ab),
-            WarpedGenerator(SpatialTransformer(channels=cb), ba),
+            WarpedGenerator(SpatialTransformer(channels=ca, centred=m.warp_centred), ab),
+            WarpedGenerator(SpatialTransformer(channels=cb, centred=m.warp_centred), ba),
         )
     return CycleGenerators(ab, ba)
 
@@ -237,7 +243,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
             fake_a = warped_b if warp_only else net_ba(warped_b)  # (B, C_A, H, W)
         else:
             fake_b, fake_a = g_ab(real_a), g_ba(real_b)
-        rec_a, rec_b = g_ba(fake_b), g_ab(fake_a)
+        if cfg.loss.cycle_noise > 0:  # the reverse translation reads only what the noise leaves of each image
+            rec_a = g_ba(fake_b + cfg.loss.cycle_noise * torch.randn_like(fake_b))
+            rec_b = g_ab(fake_a + cfg.loss.cycle_noise * torch.randn_like(fake_a))
+        else:
+            rec_a, rec_b = g_ba(fake_b), g_ab(fake_a)
         adv_ab, _ = generator_loss(cfg.loss, D=patch_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
         adv_ba, _ = generator_loss(cfg.loss, D=patch_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
     cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
@@ -247,6 +257,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         moments = moment_gap(warped_a, real_b) + moment_gap(warped_b, real_a)
         loss_g = loss_g + cfg.loss.warp_moment_weight * moments
         stats["loss_g_moments"] = moments.detach()
+    if cfg.loss.self_regularization_weight > 0 and not warp_only:  # each generator's output against its input
+        inputs_a, inputs_b = (warped_a, warped_b) if warp_ab is not None else (real_a, real_b)
+        regularization = _l1(fake_b, inputs_a) + _l1(fake_a, inputs_b)
+        loss_g = loss_g + cfg.loss.self_regularization_weight * regularization
+        stats["loss_g_self"] = regularization.detach()
     if identity_weight > 0:
         with at.autocast():  # each generator without its warp, which would have to resize a target-domain image
             same_b, same_a = net_ab(real_b), net_ba(real_a)

@@ -20,6 +20,7 @@ from core.networks_translation import (
     ResnetGenerator,
     SpatialTransformer,
     WarpedGenerator,
+    content_centroid,
     resnet_blocks,
 )
 from core.unpaired import UnpairedDataset, printed_digits
@@ -175,6 +176,32 @@ def test_the_spatial_transformer_starts_as_the_identity_and_warps_by_its_paramet
     assert G(square).shape == (1, 3, 32, 32)
 
 
+def test_a_centred_warp_starts_by_centring_the_content_of_its_image():
+    torch.manual_seed(0)
+    warp = SpatialTransformer(channels=1, centred=True)
+    middle = torch.full((1, 1, 32, 32), -1.0)
+    middle[..., 12:20, 12:20] = 1.0  # an 8 px square in the middle
+    assert torch.allclose(warp(middle), middle, atol=1e-6)  # content already centred: the identity
+    corner = torch.full((1, 1, 32, 32), -1.0)
+    corner[..., 2:10, 20:28] = 1.0  # the same square, up and to the right
+    assert content_centroid(corner)[0].tolist() == pytest.approx([0.5, -0.625])
+    assert torch.allclose(warp(corner), middle, atol=1e-5)  # moved to the middle, whole pixels at zoom 1
+    assert torch.allclose(SpatialTransformer(channels=1)(corner), corner, atol=1e-6)  # uncentred: the identity
+    assert torch.equal(content_centroid(torch.full((2, 1, 8, 8), 0.3)), torch.zeros(2, 2))  # nothing to centre
+
+
+def test_a_residual_generator_starts_as_the_identity_and_stays_in_range():
+    torch.manual_seed(0)
+    G = ResnetGenerator(in_channels=1, out_channels=1, width=4, blocks=1, residual=True)
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    assert torch.equal(G(x), x)
+    with torch.no_grad():
+        G.net[-1].bias.fill_(5.0)
+    assert torch.equal(G(x), torch.ones_like(x))  # clipped to [-1, 1]
+    with pytest.raises(ValueError, match="output channels"):
+        ResnetGenerator(in_channels=1, out_channels=3, width=4, blocks=1, residual=True)
+
+
 def test_cyclegan_with_warps_trains_the_warps_alone_first_then_the_generators_behind_them(tmp_path):
     cfg = _cfg(
         model={"spatial_transform": True},
@@ -196,9 +223,21 @@ def test_cyclegan_with_warps_trains_the_warps_alone_first_then_the_generators_be
     assert stats[1]["lr_warp"] == pytest.approx(2e-3) and stats[1]["lr_g"] == pytest.approx(2e-4)
 
 
+def test_the_self_regularization_term_follows_the_warp_only_steps(tmp_path):
+    cfg = _cfg(
+        model={"spatial_transform": True, "residual_generator": True},
+        loss={"self_regularization_weight": 1.0, "cycle_noise": 0.1},
+        train={"steps": 3, "warp_share": 0.25},  # step 1 with the warps alone
+        schedule={"sample_every": 3, "checkpoint_every": 3, "eval_every": 100},
+    )
+    stats = {d["step"]: d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"}
+    assert "loss_g_self" not in stats[1] and stats[3]["loss_g_self"] > 0
+
+
 def test_cyclegan_with_warps_resumes_bit_for_bit_across_its_warp_only_steps(tmp_path):
     cfg = _cfg(
-        model={"spatial_transform": True},
+        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True},
+        loss={"self_regularization_weight": 1.0},
         train={"steps": 6, "warp_share": 0.6, "ema": 0.9},  # steps 1-4 with the warps alone
         schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 100},
     )
@@ -238,6 +277,21 @@ def test_the_moment_term_measures_where_the_brightness_lies():
             {"dataset": "digits-printed", "model": {"spatial_transform": False}, "train": {"lr_warp": 0.01}},
             "train.lr_warp",
             id="rate",
+        ),
+        pytest.param(
+            {"dataset": "digits-printed", "model": {"spatial_transform": False, "warp_centred": True}},
+            "model.warp_centred",
+            id="centred",
+        ),
+        pytest.param(
+            {"dataset": "digits-edges", "model": {"residual_generator": True}},
+            "model.residual_generator",
+            id="residual",
+        ),
+        pytest.param(
+            {"dataset": "digits-edges", "loss": {"self_regularization_weight": 1}},
+            "loss.self_regularization_weight",
+            id="self-regularization",
         ),
     ],
 )
