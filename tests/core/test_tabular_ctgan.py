@@ -90,12 +90,14 @@ def test_ctgan_steps_follow_the_table_rows_unless_steps_are_chosen():
         RunConfig.model_validate({"dataset": "digits", "train": {"epochs": 3}})
 
 
-def test_resuming_a_ctgan_run_gives_the_same_weights_bit_for_bit_and_evaluation_leaves_it_alone(tmp_path):
-    body = TINY | {"schedule": {"sample_every": 2, "checkpoint_every": 100, "eval_every": 3, "eval_samples": 64}}
+@pytest.mark.parametrize("gumbel_input", [pytest.param(False, id="drawn"), pytest.param(True, id="gumbel-input")])
+def test_resuming_a_ctgan_run_gives_the_same_weights_bit_for_bit_and_evaluation_leaves_it_alone(tmp_path, gumbel_input):
+    tiny = TINY | {"model": TINY["model"] | {"gumbel_input": gumbel_input}}
+    body = tiny | {"schedule": {"sample_every": 2, "checkpoint_every": 100, "eval_every": 3, "eval_samples": 64}}
     cfg = RunConfig.model_validate(body)
     straight, first, _ = assert_resume_matches(tmp_path, cfg, N, K)
     assert [d["step"] for k, d in first if k == "checkpoint"] == [K]
-    quiet = RunConfig.model_validate(TINY | {"schedule": {"sample_every": 2, "checkpoint_every": 100}})
+    quiet = RunConfig.model_validate(tiny | {"schedule": {"sample_every": 2, "checkpoint_every": 100}})
     run_events(tmp_path / "c", quiet)
 
     a, c = checkpoint_tensors(tmp_path / "a", N), checkpoint_tensors(tmp_path / "c", N)
