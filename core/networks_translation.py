@@ -21,7 +21,8 @@ InstanceNorm, ReLU between), two 3x3 fractionally strided convolutions back to w
 channels with tanh. The paper uses 6 blocks at 128 px and 9 at 256 px.
 
 Spatial transformer (CycleGAN's `model.spatial_transform`): a small localisation net predicts a warp of the input
-(scales, rotation, shift), applied by resampling before the ResNet generator; see `SpatialTransformer`.
+(a scale and a shift, the shift optionally from the content's centroid), applied by resampling before the ResNet
+generator; see `SpatialTransformer`. With `residual`, the ResNet generator outputs its input plus a correction.
 """
 
 from __future__ import annotations

@@ -18,6 +18,14 @@ brightness centroid against the other domain's batch mean, and the batch's mean 
 other domain's. It is there because the adversarial and cycle terms alone move the warps erratically: a warp under
 the cycle weight of 10 stays at the identity (the L1 cycle has a sharp minimum there), and under a cycle weight of 1
 or 0 it overshoots (zooms of 3-5 where 2 is right) and, when it may rotate, turns the digits by 20-30 degrees.
+With `model.warp_centred` a warp's shift is measured from its input's content centroid (`SpatialTransformer`).
+
+Options that keep a translation close to its input (docs/benchmarks.md, "CycleGAN on digits-printed"):
+`model.residual_generator` makes each ResNet output its input plus a correction (the identity at start);
+`loss.self_regularization_weight` adds the L1 distance of each generator's output to its (warped) input after the
+warp-only steps (Shrivastava et al. 2017's self-regularization); `loss.cycle_noise` adds Gaussian noise to each
+translation before the cycle translates it back (Bashkirova et al. 2019), so that faint detail hidden in a
+translation cannot carry the cycle (Chu et al. 2017).
 
 The loop draws domain A's batch in its data order (`Step.next_batch`); domain B's batch is drawn uniformly from
 the torch generator, so a checkpoint's RNG state resumes it. The pools are checkpoint tensors (`pool.a`, `pool.b`
