@@ -273,7 +273,8 @@ class ModelConfig(_Strict):
         description=(
             "cyclegan: a spatial transformer (Jaderberg et al. 2015) in front of each generator: a small "
             "localisation net predicts a warp of the input (a scale and a shift), starting as the "
-            "identity and learnt through the generators' losses, so that a translation can resize and move its "
+            "identity (model.warp_centred: as a centring of the content) and learnt through the generators' losses, "
+            "so that a translation can resize and move its "
             "content (the identity terms then compare each generator without its warp)."
         ),
     )
