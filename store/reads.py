@@ -1,6 +1,7 @@
 """The reads behind the routes that clients and the dashboard poll (`GET /runs/{id}`, `GET /runs`,
 `GET /generations/{id}`): the bearer token's state, the token's own row and a page of its runs, as SQL statements
-built once and run through SQLAlchemy Core.
+built once and run through SQLAlchemy Core (or, for the polled reads on PostgreSQL, through psycopg's own async
+connection: api/polled.py).
 
 A request that reads one row is mostly overhead: building a select and computing its cache key costs about
 0.15 ms of CPU, loading it as an ORM object about 0.18 ms, against 0.06 ms for a prebuilt statement that checks
@@ -13,11 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, Connection, Row, Select, Text, and_, bindparam, cast, or_, select
+from sqlalchemy.sql import Executable
 
 from store.models import Generation, Run, User
 
@@ -50,10 +53,18 @@ def _run(passed: bool) -> Select[Any]:
     )
 
 
-def _page(passed: bool, status: bool, after: bool) -> Select[Any]:
+def _page(passed: bool, status: bool, after: bool, by_token: bool) -> Select[Any]:
     """A page of an owner's runs, newest first: `limit` rows after the cursor (`created`, `run_id`) if `after`,
-    of one `status` if `status`."""
-    query = select(*_run_columns(passed)).where(Run.owner_id == bindparam("owner_id"))
+    of one `status` if `status`; the owner's id is `owner_id`, or with `by_token` the owner is the token with the
+    hash `token_hash`, whose state each row carries."""
+    if by_token:
+        query = (
+            select(*_run_columns(passed), *_TOKEN_COLUMNS)
+            .join(User, User.id == Run.owner_id)
+            .where(User.token_hash == bindparam("token_hash"))
+        )
+    else:
+        query = select(*_run_columns(passed)).where(Run.owner_id == bindparam("owner_id"))
     if status:
         query = query.where(Run.status == bindparam("status"))
     if after:
@@ -65,10 +76,11 @@ def _page(passed: bool, status: bool, after: bool) -> Select[Any]:
 
 _RUN = {passed: _run(passed) for passed in (False, True)}
 _PAGE = {
-    (passed, status, after): _page(passed, status, after)
+    (passed, status, after, by_token): _page(passed, status, after, by_token)
     for passed in (False, True)
     for status in (False, True)
     for after in (False, True)
+    for by_token in (False, True)
 }
 
 _JOB = (
@@ -105,16 +117,73 @@ class TokenState:
         )
 
 
+# A prebuilt statement and its values. The queries below are run by the functions after them on a SQLAlchemy
+# connection, or by api/polled.py on a connection of the driver's own.
+Query = tuple[Executable, dict[str, Any]]
+
+
+def token_query(token_hash: str) -> Query:
+    """The token with this hash, revoked and expired ones included: TokenState's columns, no row if none."""
+    return _TOKEN, {"token_hash": token_hash}
+
+
+def run_query(run_id: str, token_hash: str, *, passed: bool = False) -> Query:
+    """The run with this id joined with its owner's token state, if the token with this hash owns it; with
+    `passed`, its PASSED_RUN_COLUMNS as their stored JSON text."""
+    return _RUN[passed], {"row_id": run_id, "token_hash": token_hash}
+
+
+def page_query(
+    owner_id: int,
+    *,
+    limit: int,
+    status: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    passed: bool = False,
+) -> Query:
+    """At most `limit` of the owner's runs, newest first, after the cursor (created_at, id) when there is one;
+    with `passed`, their PASSED_RUN_COLUMNS as their stored JSON text."""
+    return _page_query({"owner_id": owner_id}, limit=limit, status=status, after=after, passed=passed)
+
+
+def token_page_query(
+    token_hash: str,
+    *,
+    limit: int,
+    status: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    passed: bool = False,
+) -> Query:
+    """page_query's page of the runs of the token with this hash, each row joined with the token's state, in one
+    round trip. No rows: no such token, or none of its runs on this page."""
+    return _page_query({"token_hash": token_hash}, limit=limit, status=status, after=after, passed=passed)
+
+
+def _page_query(
+    owner: dict[str, Any], *, limit: int, status: str | None, after: tuple[datetime, str] | None, passed: bool
+) -> Query:
+    values: dict[str, Any] = owner | {"limit": limit}
+    if status is not None:
+        values["status"] = status
+    if after is not None:
+        values["created"], values["run_id"] = after
+    return _PAGE[(passed, status is not None, after is not None, "token_hash" in owner)], values
+
+
+def job_query(job_id: str, kind: str, token_hash: str) -> Query:
+    """The job of this kind with this id joined with its owner's token state, if the token owns it."""
+    return _JOB, {"row_id": job_id, "kind": kind, "token_hash": token_hash}
+
+
 def token_state(connection: Connection, token_hash: str) -> TokenState | None:
-    """The token with this hash, revoked and expired ones included; None when there is none."""
-    row = connection.execute(_TOKEN, {"token_hash": token_hash}).one_or_none()
+    """token_query's token; None when there is none."""
+    row = connection.execute(*token_query(token_hash)).one_or_none()
     return None if row is None else TokenState.of(row)
 
 
 def run_for_token(connection: Connection, run_id: str, token_hash: str, *, passed: bool = False) -> Row[Any] | None:
-    """The run with this id joined with its owner's token state, if the token with this hash owns it; with
-    `passed`, its PASSED_RUN_COLUMNS as their stored JSON text."""
-    return connection.execute(_RUN[passed], {"row_id": run_id, "token_hash": token_hash}).one_or_none()
+    """run_query's row, or None."""
+    return connection.execute(*run_query(run_id, token_hash, passed=passed)).one_or_none()
 
 
 def runs_page(
@@ -126,22 +195,16 @@ def runs_page(
     after: tuple[datetime, str] | None = None,
     passed: bool = False,
 ) -> list[Row[Any]]:
-    """At most `limit` of the owner's runs, newest first, after the cursor (created_at, id) when there is one;
-    with `passed`, their PASSED_RUN_COLUMNS as their stored JSON text."""
-    values: dict[str, Any] = {"owner_id": owner_id, "limit": limit}
-    if status is not None:
-        values["status"] = status
-    if after is not None:
-        values["created"], values["run_id"] = after
-    return list(connection.execute(_PAGE[(passed, status is not None, after is not None)], values))
+    """page_query's rows."""
+    return list(connection.execute(*page_query(owner_id, limit=limit, status=status, after=after, passed=passed)))
 
 
 def job_for_token(connection: Connection, job_id: str, kind: str, token_hash: str) -> Row[Any] | None:
-    """The job of this kind with this id joined with its owner's token state, if the token owns it."""
-    return connection.execute(_JOB, {"row_id": job_id, "kind": kind, "token_hash": token_hash}).one_or_none()
+    """job_query's row, or None."""
+    return connection.execute(*job_query(job_id, kind, token_hash)).one_or_none()
 
 
-def next_cursor(runs: list[Row[Any]], limit: int) -> str | None:
+def next_cursor(runs: Sequence[Any], limit: int) -> str | None:
     """The cursor of the page after these runs, read as `limit + 1` rows (the last shows there is a next page)."""
     if len(runs) <= limit:
         return None

@@ -1,17 +1,20 @@
-"""The polled reads answered ahead of FastAPI's routing (api/polled.py), on a SQLite file: the answer a signed-in
-owner gets is the route's model, field for field; every other request goes on to the route."""
+"""The polled reads answered ahead of FastAPI's routing (api/polled.py), on a SQLite file and on a PostgreSQL
+database: the answer a signed-in owner gets is the route's model, field for field; every other request goes on to
+the route."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator, MutableMapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, make_url, text, update
 from sqlalchemy.orm import Session
 
 from api import polled
@@ -24,10 +27,20 @@ from store.settings import get_settings
 from store.tokens import create_user, hash_token
 
 
-@pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    """A SQLite database the process's settings name, with its tables."""
-    monkeypatch.setenv("GANFORGE_DATABASE_URL", f"sqlite:///{tmp_path / 'ganforge.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A database the process's settings name, with its tables: a SQLite file, or a PostgreSQL database of the
+    test's own on the test run's server."""
+    if request.param == "sqlite":
+        url, admin = f"sqlite:///{tmp_path / 'ganforge.db'}", None
+    else:
+        server = make_url(request.getfixturevalue("postgres_url"))
+        name = f"ganforge_polled_{uuid.uuid4().hex[:12]}"
+        url = server.set(database=name).render_as_string(hide_password=False)
+        admin = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    monkeypatch.setenv("GANFORGE_DATABASE_URL", url)
     monkeypatch.setenv("GANFORGE_DATA_DIR", str(tmp_path / "data"))
     caches = (get_settings, db.get_engine, db.get_sessionmaker)
     for cache in caches:
@@ -40,6 +53,9 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     for cache in caches:
         cache.cache_clear()
     engine.dispose()
+    if admin is not None:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _user(engine: Engine, name: str) -> tuple[int, str]:
@@ -61,7 +77,13 @@ def _run(engine: Engine, owner: int, run_id: str, **fields: Any) -> None:
 
 
 def _get(path: str, token: str | None, query: str = "") -> tuple[bool, int, bytes]:
-    """(whether the request went on to the route, the status, the body) of a GET through the layer alone."""
+    """(whether the request went on to the route, the status, the body) of a GET through the layer alone, on an
+    event loop of its own."""
+    return anyio.run(_get_on_loop, path, token, query)
+
+
+async def _get_on_loop(path: str, token: str | None, query: str = "") -> tuple[bool, int, bytes]:
+    """_get on the running event loop (whose kept connection the layer reuses)."""
     passed_on: list[bool] = []
 
     async def route(scope: Any, receive: Any, send: Any) -> None:
@@ -85,8 +107,13 @@ def _get(path: str, token: str | None, query: str = "") -> tuple[bool, int, byte
         "query_string": query.encode(),
         "headers": headers,
     }
-    anyio.run(PolledReads(route), scope, receive, send)
+    await PolledReads(route)(scope, receive, send)
     return bool(passed_on), sent[0]["status"], sent[1]["body"]
+
+
+def _nan(engine: Engine, name: str) -> dict[str, float]:
+    """{name: NaN} where the database stores a NaN in JSON (SQLite keeps Python's text; PostgreSQL refuses it)."""
+    return {name: float("nan")} if engine.dialect.name == "sqlite" else {}
 
 
 def _model_json(model: Any) -> Any:
@@ -106,7 +133,7 @@ def test_an_owner_s_run_is_answered_as_the_route_s_model(engine: Engine) -> None
         total_steps=1000,
         images_per_sec=812.5,
         eta_seconds=64.0,
-        latest_metrics={"loss_d": 0.61, "loss_g": float("nan"), "fid": 1e-5},
+        latest_metrics={"loss_d": 0.61, "fid": 1e-5} | _nan(engine, "loss_g"),
         worker="train-1@h",
         attempts=2,
         environment={"torch": "2.13.0", "device": "cpu", "note": "héllo ✓"},
@@ -118,11 +145,13 @@ def test_an_owner_s_run_is_answered_as_the_route_s_model(engine: Engine) -> None
     assert row is not None
     assert json.loads(body) == _model_json(RunPublic.from_run(row))
     assert list(json.loads(body)) == list(RunPublic.model_fields)  # the model's order
-    assert json.loads(body)["latest_metrics"]["loss_g"] is None  # NaN as pydantic writes it
+    assert json.loads(body)["latest_metrics"].get("loss_g") is None  # NaN as pydantic writes it
     assert b'"config":{"dataset":"ring8","model":{"arch":"mlp","z_dim":2}' in body  # stored compact, passed as is
 
 
 def test_a_stored_nan_in_a_config_is_written_as_null(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's json type refuses a NaN")
     owner, token = _user(engine, "owner")
     _run(engine, owner, "run_nan", config={"train": {"lr_g": float("nan"), "lr_d": float("inf")}, "name": "NaN"})
     went_on, status, body = _get("/runs/run_nan", token)
@@ -179,6 +208,39 @@ def test_a_generation_is_answered_as_the_route_s_model(engine: Engine) -> None:
     assert json.loads(body)["animation_url"] == "/generations/gen_1/animation.gif"
 
 
+def test_a_lost_connection_passes_one_read_to_the_route_and_the_next_reconnects(engine: Engine) -> None:
+    """The connection an event loop keeps serves read after read (PostgreSQL prepares the statements after a
+    few); when the database ends it, that read goes on to the route and the next opens another."""
+    owner, token = _user(engine, "owner")
+    _run(engine, owner, "run_a")
+
+    async def reads() -> list[tuple[bool, int]]:
+        answers = [(await _get_on_loop("/runs/run_a", token))[:2] for _ in range(8)]
+        _end_connections(engine)
+        answers += [(await _get_on_loop(path, token))[:2] for path in ("/runs/run_a", "/runs/run_a", "/runs")]
+        return answers
+
+    answers = anyio.run(reads)
+    assert answers[:8] == [(False, 200)] * 8
+    assert answers[8] == (True, 599)  # the lost connection: the route answers this one
+    assert answers[9:] == [(False, 200)] * 2
+
+
+def _end_connections(engine: Engine) -> None:
+    """End the database connections the polled reads keep, as a server restart would."""
+    if engine.dialect.name == "sqlite":
+        for connection in polled._held.values():
+            connection.connection.dbapi_connection.close()  # type: ignore[union-attr]
+        return
+    with engine.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+
 @pytest.mark.parametrize(
     ("path", "query", "who"),
     [
@@ -190,6 +252,7 @@ def test_a_generation_is_answered_as_the_route_s_model(engine: Engine) -> None:
         ("/runs/run_x", "", "other"),  # another user's run is as good as absent
         ("/generations/gen_absent", "", "owner"),
         ("/runs", "", "revoked"),
+        ("/runs", "status=failed", "owner"),  # an empty page: the route's to answer
         ("/runs", "limit=0", "owner"),  # the route's 422s
         ("/runs", "limit=201", "owner"),
         ("/runs", "limit=", "owner"),
