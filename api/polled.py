@@ -64,6 +64,9 @@ Fetch = Callable[[Query], Awaitable[Sequence[Any]]]
 # answer (no such token or row, a refused token).
 Read = Callable[[Fetch, str], Awaitable[tuple[dict[str, Any], TokenState] | None]]
 
+# How long a read may take before it is left to the route (a poll reads a few rows by an index: milliseconds).
+READ_TIMEOUT_S = 5.0
+
 # GET /runs: the page sizes the route accepts (api/routes/runs.py: list_runs), and its default.
 PAGE_LIMITS = range(1, 201)
 PAGE_DEFAULT = 50
@@ -185,10 +188,13 @@ async def _answer(read: Read, token_hash: str) -> bytes | None:
 
 async def _read(read: Read, token_hash: str) -> tuple[dict[str, Any], TokenState] | None:
     """The read's result; None when the route must answer: on a database error (SQLite busy past its timeout, a
-    connection lost) the route reads through a pooled connection of its own, and the next read here opens another."""
+    connection lost) or a read that takes over READ_TIMEOUT_S (a PostgreSQL server that stopped answering, whose
+    connection every read of the loop waits for), the route reads through a pooled connection of its own, and the
+    next read here opens another connection."""
     try:
-        return await read(await _loop_fetch(), token_hash)
-    except (DBAPIError, psycopg.Error):
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            return await read(await _loop_fetch(), token_hash)
+    except (DBAPIError, psycopg.Error, TimeoutError):
         _drop_loop_connection()
         return None
 

@@ -226,6 +226,19 @@ def test_a_lost_connection_passes_one_read_to_the_route_and_the_next_reconnects(
     assert answers[9:] == [(False, 200)] * 2
 
 
+def test_a_read_that_waits_too_long_goes_on_to_the_route(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    if engine.dialect.name == "sqlite":
+        pytest.skip("a SQLite read never waits on the event loop: its busy timeout bounds it")
+    monkeypatch.setattr(polled, "READ_TIMEOUT_S", 0.5)
+    owner, token = _user(engine, "owner")
+    _run(engine, owner, "run_a")
+    with engine.connect() as locker:
+        locker.execute(text("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE"))  # held until the rollback
+        assert _get("/runs/run_a", token)[:2] == (True, 599)
+        locker.rollback()
+    assert _get("/runs/run_a", token)[:2] == (False, 200)
+
+
 def _end_connections(engine: Engine) -> None:
     """End the database connections the polled reads keep, as a server restart would."""
     if engine.dialect.name == "sqlite":
