@@ -243,7 +243,7 @@ async def _loop_fetch() -> Fetch:
         async def fetch_sqlite(query: Query) -> Sequence[Any]:
             result = connection.execute(*query)
             as_tuple = _named_tuple(tuple(result.keys()))
-            return [as_tuple._make(row) for row in result]
+            return [as_tuple._make(row) for row in result.all()]
 
         return fetch_sqlite
 
