@@ -143,7 +143,7 @@ SR_SCALES = (2, 4, 8)
 SR_MIN_INPUT = 8
 # The fields only srgan reads, by section: any other architecture refuses them set, and drops them as defaults.
 SR_ONLY_FIELDS = {
-    "model": ("scale", "bicubic_skip"),
+    "model": ("scale", "bicubic_skip", "g_batchnorm"),
     "loss": (
         "content",
         "feature_net",
@@ -309,6 +309,13 @@ class ModelConfig(_Strict):
         description=(
             "srgan: add the generator's output to the bicubic upsampling of its input (the global residual of VDSR, "
             "Kim et al. 2016; not in Ledig et al.'s SRResNet), so that it learns only what bicubic misses."
+        ),
+    )
+    g_batchnorm: bool = Field(
+        True,
+        description=(
+            "srgan: BatchNorm after the convolutions of the SRResNet's residual blocks and the one after them (Ledig "
+            "et al.); false removes it, as EDSR (Lim et al. 2017) and ESRGAN do, the convolutions then with biases."
         ),
     )
     patch_layers: int | None = Field(

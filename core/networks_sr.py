@@ -9,8 +9,10 @@ the image's channels and tanh, so that outputs are in [-1, 1] as every image in 
 and 16 blocks. With `bicubic_skip` (not in the paper: the global residual of VDSR, Kim et al. 2016) the last
 convolution has no tanh and its output is added to the input's bicubic upsampling, so the network learns only what
 bicubic misses and starts as bicubic (the last convolution starts at zero); eval-mode outputs are then clamped to
-[-1, 1]. Fully convolutional: a low-resolution input of any size h x w comes out scale·h x scale·w; BatchNorm uses
-its running statistics in eval mode, so a translation is then deterministic.
+[-1, 1]. Without `batchnorm` (EDSR, Lim et al. 2017, and ESRGAN drop it) the convolutions of the residual blocks and
+the one after them have biases and nothing normalises them: a regression then keeps the range of its features, and
+training and eval mode compute the same function. Fully convolutional: a low-resolution input of any size h x w comes
+out scale·h x scale·w; BatchNorm uses its running statistics in eval mode, so a translation is then deterministic.
 
 Discriminator: a 3x3 convolution to `width` channels and LeakyReLU 0.2, then seven 3x3 convolutions with BatchNorm
 and LeakyReLU 0.2, alternately of stride 2 and 1, doubling the channels every second one (width x 1, 2, 2, 4, 4, 8,
@@ -49,18 +51,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ResidualBlock(nn.Module):
-    """x + (3x3 conv, BatchNorm, PReLU, 3x3 conv, BatchNorm)(x)."""
+def conv_norm(channels: int, batchnorm: bool) -> list[nn.Module]:
+    """A 3x3 convolution keeping `channels`, and BatchNorm after it (no bias then) when `batchnorm`."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=not batchnorm)
+    return [conv, nn.BatchNorm2d(channels)] if batchnorm else [conv]
 
-    def __init__(self, channels: int) -> None:
+
+class ResidualBlock(nn.Module):
+    """x + (3x3 conv, BatchNorm, PReLU, 3x3 conv, BatchNorm)(x); without `batchnorm`, x + (conv, PReLU, conv)(x)."""
+
+    def __init__(self, channels: int, batchnorm: bool = True) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.PReLU(channels),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
+        self.body = nn.Sequential(*conv_norm(channels, batchnorm), nn.PReLU(channels), *conv_norm(channels, batchnorm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -69,7 +71,9 @@ class ResidualBlock(nn.Module):
 class SRResNet(nn.Module):
     """G(x): low-resolution images (B, C, h, w) in [-1, 1] -> (B, C, scale·h, scale·w) in [-1, 1]."""
 
-    def __init__(self, *, channels: int, width: int, blocks: int, scale: int, bicubic_skip: bool = False) -> None:
+    def __init__(
+        self, *, channels: int, width: int, blocks: int, scale: int, bicubic_skip: bool = False, batchnorm: bool = True
+    ) -> None:
         super().__init__()
         stages = int(math.log2(scale))
         if 2**stages != scale or stages < 1:
@@ -77,9 +81,7 @@ class SRResNet(nn.Module):
         self.scale, self.bicubic_skip = scale, bicubic_skip
         self.head = nn.Sequential(nn.Conv2d(channels, width, 9, padding=4), nn.PReLU(width))
         self.body = nn.Sequential(
-            *[ResidualBlock(width) for _ in range(blocks)],
-            nn.Conv2d(width, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
+            *[ResidualBlock(width, batchnorm) for _ in range(blocks)], *conv_norm(width, batchnorm)
         )
         upsample: list[nn.Module] = []
         for _ in range(stages):

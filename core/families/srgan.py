@@ -91,11 +91,19 @@ class Models:
 
 def generator(cfg: RunConfig, info: dict[str, Any]) -> SRResNet:
     """The SRResNet of a run from its config and data facts (a checkpoint's `data`): width model.g_width (else
-    model.width), model.res_blocks blocks (else 8), the data's channels. Translation jobs load it (core.translate)."""
+    model.width), model.res_blocks blocks (else 8), BatchNorm as model.g_batchnorm, the data's channels. Translation
+    jobs load it (core.translate)."""
     m = cfg.model
     blocks = m.res_blocks or DEFAULT_BLOCKS
     width, channels = m.g_width or m.width, int(info["channels"])
-    return SRResNet(channels=channels, width=width, blocks=blocks, scale=m.scale, bicubic_skip=m.bicubic_skip)
+    return SRResNet(
+        channels=channels,
+        width=width,
+        blocks=blocks,
+        scale=m.scale,
+        bicubic_skip=m.bicubic_skip,
+        batchnorm=m.g_batchnorm,
+    )
 
 
 def split_data(data: Dataset, cfg: RunConfig) -> SRDataset:

@@ -51,6 +51,17 @@ def test_the_bicubic_skip_starts_as_bicubic_upsampling():
     assert torch.equal(G(x), expected)
 
 
+def test_the_srresnet_without_batchnorm_has_biases_and_computes_the_same_in_train_and_eval_mode():
+    G = SRResNet(channels=3, width=4, blocks=2, scale=2, batchnorm=False)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in G.modules())
+    assert all(conv.bias is not None for conv in G.body.modules() if isinstance(conv, torch.nn.Conv2d))
+    x = torch.randn(3, 3, 8, 8)
+    train_out = G(x)
+    assert train_out.shape == (3, 3, 16, 16) and torch.equal(train_out, G.eval()(x))
+    with_norm = SRResNet(channels=3, width=4, blocks=2, scale=2)
+    assert sum(isinstance(module, torch.nn.BatchNorm2d) for module in with_norm.modules()) == 2 * 2 + 1
+
+
 @pytest.mark.parametrize(("size", "deepest"), [(32, 2), (96, 6), (256, 16)])
 def test_the_discriminator_gives_a_logit_and_its_eight_blocks(size, deepest):
     D = SRDiscriminator(channels=1, width=4, image_size=size)
@@ -148,6 +159,7 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param({"dataset": "digits", "loss": {"energy_window": 4}}, "loss.energy_window", id="window"),
         pytest.param({"dataset": "digits", "loss": {"psnr_weighting": True}}, "loss.psnr_weighting", id="psnr-weights"),
         pytest.param({"dataset": "digits", "train": {"flips": True}}, "train.flips", id="flips-on-dcgan"),
+        pytest.param({"dataset": "digits", "model": {"g_batchnorm": False}}, "model.g_batchnorm", id="batchnorm"),
         pytest.param({"dataset": "digits", "train": {"phase_schedule": "cosine"}}, "train.phase_schedule", id="phases"),
         pytest.param({"dataset": "digits", "train": {"lr_g_adversarial": 1e-4}}, "train.lr_g_adversarial", id="adv-lr"),
         pytest.param(
@@ -218,6 +230,7 @@ N, K = 6, 2
             id="gradient-flips-cosine",
         ),
         pytest.param({"loss": {"energy_weight": 2.0, "psnr_weighting": True}}, id="energy-psnr-weighting"),
+        pytest.param({"model": {"g_batchnorm": False}, "train": {"interpolation": 0.5}}, id="no-batchnorm-blend"),
     ],
 )
 def test_srgan_resumes_bit_for_bit_across_the_pretraining(tmp_path, over: dict):
