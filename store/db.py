@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache, partial
+import math
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -11,9 +12,26 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.settings import get_settings
 
-# JSON columns are stored without the spaces of json.dumps's default separators: the polled reads pass a run's
-# stored JSON into their answers as it is (api/polled.py).
-_compact_json = partial(json.dumps, separators=(",", ":"))
+
+def _compact_json(value: Any) -> str:
+    """A JSON column's text, without the spaces of json.dumps's default separators: the polled reads pass a run's
+    stored JSON into their answers as it is (api/polled.py). A NaN or an infinity, which JSON cannot spell and
+    PostgreSQL refuses in Python's spelling, is stored as null, as the API answers it."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # a non-finite float somewhere: the rare case pays for a second pass
+        return json.dumps(_finite(value), separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    """The value with its non-finite floats replaced by None, through dicts, lists and tuples."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> Engine:

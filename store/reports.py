@@ -1,8 +1,13 @@
 """What a run reports while it trains: event rows (the live log the SSE route reads), metric rows (the series)
-and the run's latest values. Keyword-only; none commits."""
+and the run's latest values. Keyword-only; none commits.
+
+A NaN or an infinity (a diverged statistic, the PSNR of an exact reconstruction) has no place in a series or among
+the latest values: JSON cannot spell it (PostgreSQL refuses Python's words for it), SQLite stores a NaN as NULL,
+which a metric's value may not be. It is left out of both; its event keeps it as null (store/db.py)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -37,15 +42,18 @@ def write_reports(*, session: Session, run_id: str, reports: list[tuple[str, dic
     environment = dict(run.environment or {})
     for kind, data in reports:
         if kind == "progress":
-            latest.update({k: float(v) for k, v in data.get("losses", {}).items()})
+            latest.update({k: float(v) for k, v in data.get("losses", {}).items() if math.isfinite(v)})
             add_event(session=session, run_id=run_id, kind="progress", data=data)
         elif kind == "stats":
             step = int(data["step"])
             for name, value in data["values"].items():
-                session.add(Metric(run_id=run_id, step=step, name=name, value=float(value)))
+                if math.isfinite(value):
+                    session.add(Metric(run_id=run_id, step=step, name=name, value=float(value)))
         elif kind == "metric":
-            session.add(Metric(run_id=run_id, step=int(data["step"]), name=data["name"], value=float(data["value"])))
-            latest[data["name"]] = float(data["value"])
+            value = float(data["value"])
+            if math.isfinite(value):
+                session.add(Metric(run_id=run_id, step=int(data["step"]), name=data["name"], value=value))
+                latest[data["name"]] = value
             add_event(session=session, run_id=run_id, kind="metric", data=data)
         elif kind == "sample":
             step = int(data["step"])
