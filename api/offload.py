@@ -5,7 +5,8 @@ In a thread of the API process that work would hold the interpreter's lock for m
 other request waits for that lock: the read routes' latency under one 200 MB upload is what this bounds
 (bench/read_path.py --upload-mb). The processes start on first use (spawn: the API process has threads and an
 event loop, which a fork would copy mid-flight) and are kept for the next upload; uploads beyond the bound wait
-their turn on the event loop, holding no thread.
+their turn on the event loop, holding no thread. They run at a lower CPU priority (UPLOAD_NICENESS): on a box
+with few cores a decoding process and the API's event loop share them, and the requests should win.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +25,10 @@ import anyio
 
 T = TypeVar("T")
 
+# The niceness the upload processes add to their own: the kernel then gives the API process (and the workers)
+# about nine times their share of a contended core.
+UPLOAD_NICENESS = 10
+
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _limiter: anyio.CapacityLimiter | None = None
@@ -32,7 +38,12 @@ def _executor(processes: int) -> ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+            _pool = ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=os.nice,
+                initargs=(UPLOAD_NICENESS,),
+            )
         return _pool
 
 
