@@ -6,7 +6,9 @@ other request waits for that lock: the read routes' latency under one 200 MB upl
 (bench/read_path.py --upload-mb). The processes start on first use (spawn: the API process has threads and an
 event loop, which a fork would copy mid-flight) and are kept for the next upload; uploads beyond the bound wait
 their turn on the event loop, holding no thread. They run at a lower CPU priority (UPLOAD_NICENESS): on a box
-with few cores a decoding process and the API's event loop share them, and the requests should win.
+with few cores a decoding process and the API's event loop share them, and the requests should win. Each ends when
+the API process does, however that ends: a pool process holds both ends of its task queue's pipe, so a killed
+API's pool would otherwise wait on it for ever.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 from collections.abc import Callable
@@ -41,10 +44,22 @@ def _executor(processes: int) -> ProcessPoolExecutor:
             _pool = ProcessPoolExecutor(
                 max_workers=processes,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=os.nice,
-                initargs=(UPLOAD_NICENESS,),
+                initializer=_start_upload_process,
             )
         return _pool
+
+
+def _start_upload_process() -> None:
+    """In each upload process as it starts: lower its priority, and exit when the API process has."""
+    os.nice(UPLOAD_NICENESS)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])  # ready once the parent process has ended
+    os._exit(0)
 
 
 def _discard_broken(pool: ProcessPoolExecutor) -> None:
