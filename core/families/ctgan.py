@@ -319,14 +319,7 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         },
     )
     m = cfg.model
-    G = Generator(
-        z_dim=m.z_dim,
-        cond_dim=cond.width,
-        width=m.g_width or m.width,
-        depth=m.depth,
-        data_dim=tf.width,
-        gumbel_input=m.gumbel_input,
-    )
+    G = _generator(cfg, cond_dim=cond.width, data_dim=tf.width)
     D = Discriminator(in_dim=tf.width + cond.width, width=m.width, depth=m.depth, pack=m.pack, sn=m.spectral_norm)
     G, D = G.to(device), D.to(device)
     betas = (cfg.train.beta1, cfg.train.beta2)
@@ -341,6 +334,19 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         cond=cond,
         rows=RowIndex(cats, cond.widths) if spans else None,
         store=data.store,
+    )
+
+
+def _generator(cfg: RunConfig, *, cond_dim: int, data_dim: int) -> Generator:
+    """The run's generator for a conditional vector and an encoded row of these widths (training and loading)."""
+    m = cfg.model
+    return Generator(
+        z_dim=m.z_dim,
+        cond_dim=cond_dim,
+        width=m.g_width or m.width,
+        depth=m.depth,
+        data_dim=data_dim,
+        gumbel_input=m.gumbel_input,
     )
 
 
@@ -520,15 +526,7 @@ def load_table_generator(path: Path | str, *, ema: bool = True, device: str | to
         target=_target_span(tf, target),
         target_share=cfg.model.target_share,
     )
-    m = cfg.model
-    G = Generator(
-        z_dim=m.z_dim,
-        cond_dim=cond.width,
-        width=m.g_width or m.width,
-        depth=m.depth,
-        data_dim=tf.width,
-        gumbel_input=m.gumbel_input,
-    )
+    G = _generator(cfg, cond_dim=cond.width, data_dim=tf.width)
     G.load_state_dict(state)
     return TableGenerator(G=G.to(device).eval(), cfg=cfg, transformer=tf, cond=cond, target=target)
 
