@@ -203,6 +203,8 @@ def test_a_generation_is_answered_as_the_route_s_model(engine: Engine) -> None:
 def test_a_lost_connection_passes_one_read_to_the_route_and_the_next_reconnects(engine: Engine) -> None:
     """The connection an event loop keeps serves read after read (PostgreSQL prepares the statements after a
     few); when the database ends it, that read goes on to the route and the next opens another."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no server to end a connection")
     owner, token = _user(engine, "owner")
     _run(engine, owner, "run_a")
 
@@ -233,10 +235,6 @@ def test_a_read_that_waits_too_long_goes_on_to_the_route(engine: Engine, monkeyp
 
 def _end_connections(engine: Engine) -> None:
     """End the database connections the polled reads keep, as a server restart would."""
-    if engine.dialect.name == "sqlite":
-        for connection in polled._held.values():
-            connection.connection.dbapi_connection.close()  # type: ignore[union-attr]
-        return
     with engine.connect() as connection:
         connection.execute(
             text(
