@@ -143,7 +143,7 @@ def _page_read(query_string: bytes) -> Read | None:
 
     async def read(fetch: Fetch, token_hash: str) -> tuple[dict[str, Any], TokenState] | None:
         # The page and its token in one statement; an empty page (or no such token) is the route's to answer.
-        runs = await fetch(token_page_query(token_hash, limit=limit + 1, status=status, after=after, passed=True))
+        runs = await fetch(token_page_query(token_hash, limit=limit + 1, status=status, after=after))
         token = _usable(TokenState.of(runs[0])) if runs else None
         if token is None:
             return None

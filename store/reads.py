@@ -53,18 +53,18 @@ def _run(passed: bool) -> Select[Any]:
     )
 
 
-def _page(passed: bool, status: bool, after: bool, by_token: bool) -> Select[Any]:
+def _page(status: bool, after: bool, polled: bool) -> Select[Any]:
     """A page of an owner's runs, newest first: `limit` rows after the cursor (`created`, `run_id`) if `after`,
-    of one `status` if `status`; the owner's id is `owner_id`, or with `by_token` the owner is the token with the
-    hash `token_hash`, whose state each row carries."""
-    if by_token:
+    of one `status` if `status`. The owner is `owner_id`; for the polled reads (`polled`) it is the token with the
+    hash `token_hash`, whose state each row carries, and the PASSED_RUN_COLUMNS come as their stored text."""
+    if polled:
         query = (
-            select(*_run_columns(passed), *_TOKEN_COLUMNS)
+            select(*_run_columns(True), *_TOKEN_COLUMNS)
             .join(User, User.id == Run.owner_id)
             .where(User.token_hash == bindparam("token_hash"))
         )
     else:
-        query = select(*_run_columns(passed)).where(Run.owner_id == bindparam("owner_id"))
+        query = select(*_run_columns(False)).where(Run.owner_id == bindparam("owner_id"))
     if status:
         query = query.where(Run.status == bindparam("status"))
     if after:
@@ -76,11 +76,10 @@ def _page(passed: bool, status: bool, after: bool, by_token: bool) -> Select[Any
 
 _RUN = {passed: _run(passed) for passed in (False, True)}
 _PAGE = {
-    (passed, status, after, by_token): _page(passed, status, after, by_token)
-    for passed in (False, True)
+    (status, after, polled): _page(status, after, polled)
     for status in (False, True)
     for after in (False, True)
-    for by_token in (False, True)
+    for polled in (False, True)
 }
 
 _JOB = (
@@ -122,11 +121,6 @@ class TokenState:
 Query = tuple[Executable, dict[str, Any]]
 
 
-def token_query(token_hash: str) -> Query:
-    """The token with this hash, revoked and expired ones included: TokenState's columns, no row if none."""
-    return _TOKEN, {"token_hash": token_hash}
-
-
 def run_query(run_id: str, token_hash: str, *, passed: bool = False) -> Query:
     """The run with this id joined with its owner's token state, if the token with this hash owns it; with
     `passed`, its PASSED_RUN_COLUMNS as their stored JSON text."""
@@ -134,40 +128,28 @@ def run_query(run_id: str, token_hash: str, *, passed: bool = False) -> Query:
 
 
 def page_query(
-    owner_id: int,
-    *,
-    limit: int,
-    status: str | None = None,
-    after: tuple[datetime, str] | None = None,
-    passed: bool = False,
+    owner_id: int, *, limit: int, status: str | None = None, after: tuple[datetime, str] | None = None
 ) -> Query:
-    """At most `limit` of the owner's runs, newest first, after the cursor (created_at, id) when there is one;
-    with `passed`, their PASSED_RUN_COLUMNS as their stored JSON text."""
-    return _page_query({"owner_id": owner_id}, limit=limit, status=status, after=after, passed=passed)
+    """At most `limit` of the owner's runs, newest first, after the cursor (created_at, id) when there is one."""
+    return _page_query({"owner_id": owner_id}, limit=limit, status=status, after=after)
 
 
 def token_page_query(
-    token_hash: str,
-    *,
-    limit: int,
-    status: str | None = None,
-    after: tuple[datetime, str] | None = None,
-    passed: bool = False,
+    token_hash: str, *, limit: int, status: str | None = None, after: tuple[datetime, str] | None = None
 ) -> Query:
-    """page_query's page of the runs of the token with this hash, each row joined with the token's state, in one
-    round trip. No rows: no such token, or none of its runs on this page."""
-    return _page_query({"token_hash": token_hash}, limit=limit, status=status, after=after, passed=passed)
+    """page_query's page for the polled reads: the runs of the token with this hash, each row joined with the
+    token's state (one round trip), their PASSED_RUN_COLUMNS as their stored JSON text. No rows: no such token, or
+    none of its runs on this page."""
+    return _page_query({"token_hash": token_hash}, limit=limit, status=status, after=after)
 
 
-def _page_query(
-    owner: dict[str, Any], *, limit: int, status: str | None, after: tuple[datetime, str] | None, passed: bool
-) -> Query:
+def _page_query(owner: dict[str, Any], *, limit: int, status: str | None, after: tuple[datetime, str] | None) -> Query:
     values: dict[str, Any] = owner | {"limit": limit}
     if status is not None:
         values["status"] = status
     if after is not None:
         values["created"], values["run_id"] = after
-    return _PAGE[(passed, status is not None, after is not None, "token_hash" in owner)], values
+    return _PAGE[(status is not None, after is not None, "token_hash" in owner)], values
 
 
 def job_query(job_id: str, kind: str, token_hash: str) -> Query:
@@ -176,8 +158,8 @@ def job_query(job_id: str, kind: str, token_hash: str) -> Query:
 
 
 def token_state(connection: Connection, token_hash: str) -> TokenState | None:
-    """token_query's token; None when there is none."""
-    row = connection.execute(*token_query(token_hash)).one_or_none()
+    """The token with this hash, revoked and expired ones included; None when there is none."""
+    row = connection.execute(_TOKEN, {"token_hash": token_hash}).one_or_none()
     return None if row is None else TokenState.of(row)
 
 
@@ -193,10 +175,9 @@ def runs_page(
     limit: int,
     status: str | None = None,
     after: tuple[datetime, str] | None = None,
-    passed: bool = False,
 ) -> list[Row[Any]]:
     """page_query's rows."""
-    return list(connection.execute(*page_query(owner_id, limit=limit, status=status, after=after, passed=passed)))
+    return list(connection.execute(*page_query(owner_id, limit=limit, status=status, after=after)))
 
 
 def job_for_token(connection: Connection, job_id: str, kind: str, token_hash: str) -> Row[Any] | None:
