@@ -70,3 +70,28 @@ def get_engine() -> Engine:
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+def lease_sessionmaker(engine: Engine, *, idle_timeout_s: float) -> sessionmaker[Session]:
+    """Sessions for the writes a worker makes under a run's lease. On PostgreSQL the server ends each of their
+    transactions whose client goes quiet inside it for `idle_timeout_s` (idle_in_transaction_session_timeout, set for
+    that transaction alone): a worker paused mid-transaction (SIGSTOP, a long GC, a network split) would otherwise
+    hold the run's row lock, and the worker taking the run over would wait on it for as long as the pause lasts.
+    SQLite has no such bound: there a writer paused inside a transaction holds the database's write lock until it
+    resumes, and every other writer waits."""
+    maker = sessionmaker(bind=engine, expire_on_commit=False)
+    if engine.dialect.name == "postgresql":
+        statement = f"SET LOCAL idle_in_transaction_session_timeout = {max(1, round(idle_timeout_s * 1000))}"
+
+        @event.listens_for(maker, "after_begin")
+        def _bound_idle(_session: Session, _transaction: Any, connection: Any) -> None:
+            connection.exec_driver_sql(statement)
+
+    return maker
+
+
+@lru_cache
+def get_lease_sessionmaker() -> sessionmaker[Session]:
+    """The worker's lease sessions, bounded by the heartbeat timeout: past it the lease is another worker's to
+    take anyway."""
+    return lease_sessionmaker(get_engine(), idle_timeout_s=get_settings().heartbeat_timeout_seconds)

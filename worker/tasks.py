@@ -21,7 +21,7 @@ from core.config import DATASET_ID_PATTERN, RunConfig
 from core.train import TrainingDiverged, train  # imported before the pool forks: children start warm
 from store import layout
 from store.artifacts import get_storage
-from store.db import get_sessionmaker
+from store.db import get_lease_sessionmaker, get_sessionmaker
 from store.errors import sentence
 from store.limits import check_run_limits
 from store.models import Dataset, Run
@@ -146,7 +146,7 @@ class RunReporter:
             return True
         started = time.monotonic()
         try:
-            with get_sessionmaker()() as session:
+            with get_lease_sessionmaker()() as session:
                 ours, _cancel = heartbeat(session=session, run_id=self.run_id, worker=self.worker, epoch=self.epoch)
                 session.commit()
         except Exception as exc:
@@ -196,7 +196,7 @@ class RunReporter:
                 pass  # being written: next tick
         started = time.monotonic()
         try:
-            with get_sessionmaker()() as session:
+            with get_lease_sessionmaker()() as session:
                 ours, cancel = heartbeat(
                     session=session, run_id=self.run_id, worker=self.worker, progress=progress, epoch=self.epoch
                 )
@@ -236,7 +236,7 @@ def _finish(*, run_id: str, worker: str, status: str, error: str | None = None, 
     """Write the final state, retrying while the database is away: a run must never be left `running`."""
     for attempt in range(60):
         try:
-            with get_sessionmaker()() as session:
+            with get_lease_sessionmaker()() as session:
                 finish_run(session=session, run_id=run_id, worker=worker, status=status, error=error, epoch=epoch)
                 session.commit()
             return
@@ -250,7 +250,7 @@ def _release(*, run_id: str, worker: str, queue: str, epoch: int | None = None) 
     """Our worker is shutting down: put the run back in the queue, to resume from the checkpoint just written."""
     for attempt in range(10):
         try:
-            with get_sessionmaker()() as session:
+            with get_lease_sessionmaker()() as session:
                 released = release_lease(session=session, run_id=run_id, worker=worker, epoch=epoch)
                 session.commit()
             break
@@ -273,7 +273,7 @@ def train_run(run_id: str) -> None:
     storage = get_storage()
     worker = worker_name()
     stale_after = timedelta(seconds=settings.heartbeat_timeout_seconds)
-    with get_sessionmaker()() as session:
+    with get_lease_sessionmaker()() as session:
         run = acquire_lease(session=session, run_id=run_id, worker=worker, stale_after=stale_after)
         if run is None:
             session.rollback()

@@ -102,25 +102,27 @@ def new_database(admin_url: str) -> tuple[str, Callable[[], None]]:
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
 
 
+def fault_database() -> tuple[str, Callable[[], None]]:
+    """A PostgreSQL database of a fault test's own, on the machine's server or a throwaway one; its URL and what
+    removes it."""
+    if _port_open(5432):
+        return new_database(POSTGRES_ADMIN)
+    server = OwnPostgres()
+    return server.url, server.cleanup
+
+
 @pytest.fixture(scope="module")
 def fault_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The service on a PostgreSQL database and a Redis server of its own, with short fault timeouts."""
     workdir = tmp_path_factory.mktemp("faults")
     redis = OwnRedis(workdir / "redis")
-    if _port_open(5432):
-        database_url, drop = new_database(POSTGRES_ADMIN)
-        server = None
-    else:
-        server = OwnPostgres()
-        database_url, drop = server.url, lambda: None
+    database_url, drop = fault_database()
     service = start_service(database_url=database_url, broker_url=redis.url, workdir=workdir, **FAULT_ENV)
     service.database_url = database_url  # type: ignore[attr-defined]
     yield service
     service.stop()
     redis.stop()
     drop()
-    if server is not None:
-        server.cleanup()
 
 
 @pytest.fixture

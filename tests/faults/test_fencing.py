@@ -1,5 +1,9 @@
 """Fenced workers: a worker paused past its heartbeat (SIGSTOP: a long GC, a network split) whose run another
-worker took over writes nothing when it comes back: no sample grid, no checkpoint, no event, no status."""
+worker took over writes nothing when it comes back: no sample grid, no checkpoint, no event, no status.
+
+On PostgreSQL, the database of a fleet: the pause may land anywhere, inside a transaction that holds the run's row
+too (the server ends that transaction, store/db.py: lease_sessionmaker). On SQLite a writer paused inside a
+transaction holds the whole database's write lock until it resumes, and no takeover can be written meanwhile."""
 
 from __future__ import annotations
 
@@ -12,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Service
-from tests.faults.conftest import FAULT_ENV, OwnRedis, checkpoint_steps, run_events, run_row, wait_until
+from tests.faults.conftest import (
+    FAULT_ENV,
+    OwnRedis,
+    checkpoint_steps,
+    fault_database,
+    run_events,
+    run_row,
+    wait_until,
+)
 from tests.utils.runs import wait_for_status
 
 RUN = {"dataset": "ring8", "train": {"steps": 1600}, "schedule": {"sample_every": 40, "checkpoint_every": 200}}
@@ -22,7 +34,7 @@ RUN = {"dataset": "ring8", "train": {"steps": 1600}, "schedule": {"sample_every"
 def fenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     workdir = tmp_path_factory.mktemp("fencing")
     broker = OwnRedis(workdir / "redis")
-    database_url = f"sqlite:///{workdir / 'ganforge.db'}"
+    database_url, drop = fault_database()
     service = Service(database_url=database_url, broker_url=broker.url, workdir=workdir, extra_env=FAULT_ENV)
     service.database_url = database_url  # type: ignore[attr-defined]  # read by run_row
     try:
@@ -31,6 +43,7 @@ def fenced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     finally:
         service.stop()
         broker.stop()
+        drop()
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
