@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -118,12 +120,34 @@ class Run(Base):
     # Grows by one with every lease taken: a worker writes for the run only while the run still holds the epoch it
     # took (store/runs.py), so one that was paused past its heartbeat and taken over writes nothing more.
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Bumped by the database itself on every update of the row, whichever statement makes it (a trigger:
+    # RUN_VERSION_TRIGGERS): the polled page of runs keeps each run's encoded answer by (id, version) and reads
+    # only the ids and versions of the rows it has encoded (api/polled.py).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The Celery queue it is sent to, resolved from its placement when it is created or resumed
     # (store/workers.py: route_run); the reconciler sends it there again.
     queue: Mapped[str] = mapped_column(String(100), default="train", server_default="train")
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # What the run was trained with: library versions, device, precision (reproducibility).
     environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# The triggers behind Run.version, by dialect, as `create_all` makes the table (migration 0007 makes the same).
+RUN_VERSION_TRIGGERS = {
+    "sqlite": (
+        "CREATE TRIGGER runs_version AFTER UPDATE ON runs FOR EACH ROW WHEN NEW.version = OLD.version "
+        "BEGIN UPDATE runs SET version = OLD.version + 1 WHERE id = NEW.id; END",
+    ),
+    "postgresql": (
+        "CREATE OR REPLACE FUNCTION runs_version() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN NEW.version := OLD.version + 1; RETURN NEW; END $$",
+        "CREATE TRIGGER runs_version BEFORE UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION runs_version()",
+    ),
+}
+for _dialect, _statements in RUN_VERSION_TRIGGERS.items():
+    for _statement in _statements:
+        trigger = DDL(_statement)  # type: ignore[no-untyped-call]  # SQLAlchemy leaves DDL's __init__ unannotated
+        event.listen(Run.__table__, "after_create", trigger.execute_if(dialect=_dialect))
 
 
 class Metric(Base):

@@ -19,7 +19,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Connection, Row, Select, Text, and_, bindparam, cast, or_, select
+from sqlalchemy import (
+    ARRAY,
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    String,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    or_,
+    select,
+)
 from sqlalchemy.sql import Executable
 
 from store.models import Generation, Run, User
@@ -53,13 +68,18 @@ def _run(passed: bool) -> Select[Any]:
     )
 
 
+# What the polled page reads of each run: enough to tell whether its answer is held, and to make the cursor.
+_POLLED_PAGE_COLUMNS = [Run.__table__.c[name] for name in ("id", "version", "created_at")]
+
+
 def _page(status: bool, after: bool, polled: bool) -> Select[Any]:
     """A page of an owner's runs, newest first: `limit` rows after the cursor (`created`, `run_id`) if `after`,
     of one `status` if `status`. The owner is `owner_id`; for the polled reads (`polled`) it is the token with the
-    hash `token_hash`, whose state each row carries, and the PASSED_RUN_COLUMNS come as their stored text."""
+    hash `token_hash`, whose state each row carries, and a row is the run's id, version and creation time alone
+    (the polled reads keep the runs' answers by version, and read the rows they lack with runs_query)."""
     if polled:
         query = (
-            select(*_run_columns(True), *_TOKEN_COLUMNS)
+            select(*_POLLED_PAGE_COLUMNS, *_TOKEN_COLUMNS)
             .join(User, User.id == Run.owner_id)
             .where(User.token_hash == bindparam("token_hash"))
         )
@@ -80,6 +100,13 @@ _PAGE = {
     for status in (False, True)
     for after in (False, True)
     for polled in (False, True)
+}
+
+# The runs with these ids: PostgreSQL's own connection takes the ids as one array (so that the statement is
+# compiled once), SQLAlchemy expands them into a list for SQLite.
+_RUNS = {
+    True: select(*_run_columns(True)).where(Run.id == any_(bindparam("run_ids", type_=ARRAY(String)))),
+    False: select(*_run_columns(True)).where(Run.id.in_(bindparam("run_ids", expanding=True))),
 }
 
 _JOB = (
@@ -137,10 +164,16 @@ def page_query(
 def token_page_query(
     token_hash: str, *, limit: int, status: str | None = None, after: tuple[datetime, str] | None = None
 ) -> Query:
-    """page_query's page for the polled reads: the runs of the token with this hash, each row joined with the
-    token's state (one round trip), their PASSED_RUN_COLUMNS as their stored JSON text. No rows: no such token, or
-    none of its runs on this page."""
+    """page_query's page for the polled reads: the id, version and creation time of each run of the token with this
+    hash, joined with the token's state (one round trip). No rows: no such token, or none of its runs on this
+    page."""
     return _page_query({"token_hash": token_hash}, limit=limit, status=status, after=after)
+
+
+def runs_query(run_ids: Sequence[str], *, as_array: bool) -> Query:
+    """The runs with these ids, their PASSED_RUN_COLUMNS as their stored JSON text; `as_array` for a PostgreSQL
+    connection of psycopg's own."""
+    return _RUNS[as_array], {"run_ids": list(run_ids)}
 
 
 def _page_query(owner: dict[str, Any], *, limit: int, status: str | None, after: tuple[datetime, str] | None) -> Query:

@@ -82,3 +82,32 @@ def test_0002_marks_the_first_admin_of_an_older_database_as_the_bootstrap_admin(
     assert [bool(bootstrap) for _id, bootstrap in rows] == [True, False, False]
     command.downgrade(config, "0001")  # and back
     command.upgrade(config, "head")
+
+
+def test_every_update_of_a_run_bumps_its_version_at_head(empty_database: str) -> None:
+    """The trigger behind runs.version, which the polled page of runs trusts to tell a changed row (a later
+    migration that rebuilds the runs table on SQLite would drop it)."""
+    migrate(empty_database)
+    engine = sa.create_engine(empty_database, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO users (name, token_hash, is_admin, created_at) VALUES ('u', 'h', false, :at)"),
+                {"at": "2026-01-01 00:00:00+00:00"},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO runs (id, owner_id, name, status, config, created_at, step, total_steps, "
+                    "latest_metrics, attempts, queue, cancel_requested, environment) "
+                    "SELECT 'r', id, '', 'queued', '{}', :at, 0, 0, '{}', 0, 'train', false, '{}' FROM users"
+                ),
+                {"at": "2026-01-01 00:00:00+00:00"},
+            )
+        versions = []
+        for change in ("step = 1", "status = 'running'", "name = 'renamed'"):
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"UPDATE runs SET {change} WHERE id = 'r'"))
+                versions.append(conn.execute(sa.text("SELECT version FROM runs WHERE id = 'r'")).scalar_one())
+    finally:
+        engine.dispose()
+    assert versions == [1, 2, 3]

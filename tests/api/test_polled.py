@@ -175,6 +175,61 @@ def test_a_page_of_runs_is_answered_as_the_route_s_model_with_its_cursor(engine:
     assert json.loads(body)["next_cursor"] is None
 
 
+def test_a_page_answers_each_run_as_it_is_now_after_any_update(engine: Engine) -> None:
+    """A page keeps its runs' answers by the rows' versions, which the database bumps on every update: a worker's
+    statement (heartbeat), an ORM change (a rename), a raw one; the unchanged runs are answered as encoded."""
+    owner, token = _user(engine, "owner")
+    base = utcnow()
+    for i in range(3):
+        _run(engine, owner, f"run_{i}", created_at=base + timedelta(seconds=i), status="running")
+
+    def expected() -> Any:
+        with engine.connect() as connection:
+            rows = runs_page(connection, owner, limit=51)
+        return _model_json(RunsPublic(items=[RunPublic.from_run(r) for r in rows], next_cursor=None))
+
+    _, _, first = _get("/runs", token)
+    assert json.loads(first) == expected()
+    kept = polled._encoded["run_0"]
+    with engine.begin() as connection:
+        connection.execute(update(Run).where(Run.id == "run_2").values(step=40, latest_metrics={"loss_d": 0.5}))
+        connection.execute(text("UPDATE runs SET status = 'succeeded' WHERE id = 'run_1'"))
+    with Session(engine) as session:
+        renamed = session.get(Run, "run_0")
+        assert renamed is not None
+        renamed.name = "renamed"
+        session.commit()
+    went_on, status, body = _get("/runs", token)
+    assert (went_on, status) == (False, 200)
+    page = json.loads(body)
+    assert page == expected()
+    assert [(r["name"], r["status"], r["progress"]["step"]) for r in page["items"]] == [
+        ("run_2", "running", 40),
+        ("run_1", "succeeded", 0),
+        ("renamed", "running", 0),
+    ]
+    assert polled._encoded["run_0"] != kept
+    _, _, again = _get("/runs", token)
+    assert again == body
+
+
+def test_a_run_deleted_between_the_page_and_its_rows_goes_on_to_the_route(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, token = _user(engine, "owner")
+    _run(engine, owner, "run_gone")
+    original = polled._encoded_runs
+
+    async def delete_first(fetch: Any, page: Any) -> Any:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM runs WHERE id = 'run_gone'"))
+        return await original(fetch, page)
+
+    monkeypatch.setattr(polled, "_encoded_runs", delete_first)
+    went_on, status, _ = _get("/runs", token)
+    assert (went_on, status) == (True, 599)
+
+
 def test_a_generation_is_answered_as_the_route_s_model(engine: Engine) -> None:
     owner, token = _user(engine, "owner")
     _run(engine, owner, "run_g")
