@@ -152,8 +152,9 @@ SR_ONLY_FIELDS = {
         "energy_weight",
         "energy_window",
         "psnr_weighting",
+        "relativistic",
     ),
-    "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips", "interpolation"),
+    "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips", "channel_orders", "interpolation"),
 }
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
 WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
@@ -518,6 +519,16 @@ class LossConfig(_Strict):
             "on photos it made the adversarial phase harsher without a better trade of PSNR for sharpness."
         ),
     )
+    relativistic: bool = Field(
+        False,
+        description=(
+            "srgan: the relativistic average discriminator of ESRGAN (Wang et al. 2018; Jolicoeur-Martineau 2018) "
+            "in place of the standard one: D learns to rate each real image more real than the batch's fakes on "
+            "average and each fake less real than the reals, and G the reverse, both with the logistic loss (so "
+            "loss.kind must be nonsaturating). Off by default: on photos its blends traded PSNR for sharpness worse "
+            "(docs/benchmarks.md)."
+        ),
+    )
     top_k: float = Field(
         1.0,
         gt=0,
@@ -645,6 +656,15 @@ class TrainConfig(_Strict):
             "srgan: mirror each high-resolution training image left-right, top-bottom and across its diagonal, each "
             "with probability 1/2 (one of the square's eight symmetries, as EDSR augments), before its "
             "low-resolution input is made."
+        ),
+    )
+    channel_orders: bool = Field(
+        False,
+        description=(
+            "srgan: put each high-resolution training image's channels in a random order (each of the C! orders "
+            "equally likely) before its low-resolution input is made: colours the training images lack, for a "
+            "generator that treats the channels alike. One-channel images are left as they are. Off by default: on "
+            "photos the pixel phase gained less with it (docs/benchmarks.md)."
         ),
     )
     interpolation: float | None = Field(
@@ -1204,6 +1224,13 @@ class RunConfig(_Strict):
                 raise ValueError(f"{field_path}: {reason}")
         if loss.kind not in ("minimax", "nonsaturating", "lsgan", "hinge"):
             raise ValueError(f"loss.kind: srgan trains with minimax, nonsaturating, lsgan or hinge, not {loss.kind}")
+        if loss.relativistic and loss.kind != "nonsaturating":
+            raise ValueError(
+                f"loss.relativistic: the relativistic average loss is logistic; set loss.kind to nonsaturating, not "
+                f"{loss.kind}"
+            )
+        if loss.relativistic and loss.instance_noise > 0:
+            raise ValueError("loss.relativistic: the relativistic discriminator sees no instance noise; set it to 0")
         if train.interpolation is not None and not 0 < train.pretrain_steps < train.steps:
             raise ValueError(
                 "train.interpolation: it blends the pretrained and the adversarially trained generator, so it needs "

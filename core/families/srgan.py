@@ -7,7 +7,8 @@ G's loss: the pixel content loss (`loss.content`: mse, or l1) to the high-resolu
 `loss.feature_weight` times the feature loss, the mean squared difference of the feature maps of the super-resolved
 and the high-resolution image in `loss.feature_net` (the discriminator's eight convolutional blocks, averaged; the
 shipped digits classifier's second block; or VGG-19's phi_5,4 from a weights file), and `loss.adversarial_weight`
-(1e-3) times the adversarial term (`loss.kind`, through core.losses). In both phases `loss.gradient_weight` adds the
+(1e-3) times the adversarial term (`loss.kind`, through core.losses; with `loss.relativistic`, ESRGAN's relativistic
+average loss, against D's logits on the real batch). In both phases `loss.gradient_weight` adds the
 gradient loss (the mean absolute difference of the Sobel derivatives of the super-resolved and the high-resolution
 image), and after pretraining `loss.energy_weight` the gradient-energy loss (the mean squared difference of the
 local means of their Sobel magnitudes over `loss.energy_window` px windows: as much detail as the real image has in
@@ -17,7 +18,8 @@ each image weigh 1 / its squared error after pretraining, as the gradient of the
 phase follows from the step number alone, so a resumed run continues in the phase it stopped in; so do the phase's
 learning rates (`train.phase_schedule`: cosine within each phase; `train.lr_g_adversarial`: G's rate after
 pretraining). `train.flips` mirrors each high-resolution image at random
-(the global random stream, which checkpoints keep) before its input is made. With `train.interpolation` the family
+and `train.channel_orders` shuffles its channels (the global random stream, which checkpoints keep) before its input
+is made. With `train.interpolation` the family
 keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights to
 (1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point between
 the PSNR-oriented and the adversarially trained generator on the perception-distortion curve.
@@ -198,6 +200,13 @@ def random_symmetry(x: torch.Tensor) -> torch.Tensor:
     return torch.where(flips[2], x.transpose(-1, -2), x)
 
 
+def random_channel_order(x: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W), each with its channels in a random order (uniform over the C! orders: the ranks of C
+    uniform draws), by the global random stream (which checkpoints keep)."""
+    order = torch.rand(x.shape[0], x.shape[1], device=x.device).argsort(1)  # (B, C)
+    return x.gather(1, order[:, :, None, None].expand_as(x))
+
+
 def phase_rate_scale(cfg: RunConfig, step: int) -> float:
     """train.phase_schedule's factor on the learning rates at `step` (1-based): 1 (constant), or half a cosine from
     1 to 0 over the step's phase (cosine)."""
@@ -237,6 +246,16 @@ def feature_distance(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torc
     return torch.stack(terms).mean()
 
 
+def relativistic_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The relativistic average logistic loss (ESRGAN's) of logits (B,) and (B',), in fp32: the mean of
+    -log sigmoid(real - mean(fake)) and -log(1 - sigmoid(fake - mean(real))). D minimises it as given; G minimises
+    it with the roles swapped, `relativistic_loss(fake, real)`."""
+    real, fake = real.float(), fake.float()
+    above = F.binary_cross_entropy_with_logits(real - fake.mean(), torch.ones_like(real))
+    below = F.binary_cross_entropy_with_logits(fake - real.mean(), torch.zeros_like(fake))
+    return 0.5 * (above + below)
+
+
 def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]:
     """One step: while pretraining, a G update on the pixel loss alone; after it, a D update on high-resolution
     against super-resolved images, then a G update on the pixel, feature and adversarial terms. Returns
@@ -246,6 +265,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     set_phase_rates(m, cfg, at.step, pretraining)
     if cfg.train.flips:
         hr = random_symmetry(hr).contiguous(memory_format=torch.channels_last)
+    if cfg.train.channel_orders and hr.shape[1] > 1:
+        hr = random_channel_order(hr).contiguous(memory_format=torch.channels_last)
     lr = downscale(hr, cfg.model.scale).contiguous(memory_format=torch.channels_last)  # (B, C, S/r, S/r)
     with at.autocast():
         sr = m.G(lr)  # (B, C, S, S)
@@ -275,9 +296,18 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     # Train the discriminator.
     m.D.requires_grad_(True)
     with at.autocast():
-        loss_d, stats_d = discriminator_loss(
-            cfg.loss, D=m.D, real=hr, fake=sr.detach(), labels=None, fake_labels=None, noise_std=noise_std
-        )
+        if cfg.loss.relativistic:
+            l_real, l_fake = m.D(hr)[0].float(), m.D(sr.detach())[0].float()  # (B,), (B,)
+            loss_d = relativistic_loss(l_real, l_fake)
+            stats_d = {
+                "loss_d": loss_d.detach(),
+                "d_real": torch.sigmoid(l_real - l_fake.mean()).mean().detach(),
+                "d_fake": torch.sigmoid(l_fake - l_real.mean()).mean().detach(),
+            }
+        else:
+            loss_d, stats_d = discriminator_loss(
+                cfg.loss, D=m.D, real=hr, fake=sr.detach(), labels=None, fake_labels=None, noise_std=noise_std
+            )
     m.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     grad_norm_d = grad_norm(m.D) if at.want_stats else None
@@ -294,12 +324,20 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
         judge: Any = judge_fn  # core.losses calls D(x, labels)
 
-        loss_adv, stats_g = generator_loss(cfg.loss, D=judge, fake=sr, fake_labels=None, noise_std=noise_std)
+        real_judged = None  # D's pass over the real batch, made once for the terms that read it
+        if cfg.loss.relativistic:
+            with torch.no_grad():
+                real_judged = m.D(hr)
+            loss_adv = relativistic_loss(judged[0], real_judged[0])
+            stats_g = {"loss_g_adv": loss_adv.detach()}
+        else:
+            loss_adv, stats_g = generator_loss(cfg.loss, D=judge, fake=sr, fake_labels=None, noise_std=noise_std)
         feature = torch.zeros((), device=at.device)
         if cfg.loss.feature_net == "discriminator":
-            with torch.no_grad():
-                real_features = m.D(hr)[1]
-            feature = feature_distance(judged[1], real_features)
+            if real_judged is None:
+                with torch.no_grad():
+                    real_judged = m.D(hr)
+            feature = feature_distance(judged[1], real_judged[1])
         elif m.features is not None:
             with torch.no_grad():
                 real_map = m.features(hr)

@@ -5,6 +5,7 @@ resume, the generator a translation job loads, and the feature networks."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -159,6 +160,16 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param({"dataset": "digits", "loss": {"energy_window": 4}}, "loss.energy_window", id="window"),
         pytest.param({"dataset": "digits", "loss": {"psnr_weighting": True}}, "loss.psnr_weighting", id="psnr-weights"),
         pytest.param({"dataset": "digits", "train": {"flips": True}}, "train.flips", id="flips-on-dcgan"),
+        pytest.param({"dataset": "digits", "train": {"channel_orders": True}}, "train.channel_orders", id="orders"),
+        pytest.param({"dataset": "digits", "loss": {"relativistic": True}}, "loss.relativistic", id="ra-on-dcgan"),
+        pytest.param(
+            {"dataset": "photos", "loss": {"relativistic": True, "kind": "lsgan"}}, "loss.relativistic", id="ra-lsgan"
+        ),
+        pytest.param(
+            {"dataset": "photos", "loss": {"relativistic": True, "instance_noise": 0.1}},
+            "loss.relativistic",
+            id="ra-noise",
+        ),
         pytest.param({"dataset": "digits", "model": {"g_batchnorm": False}}, "model.g_batchnorm", id="batchnorm"),
         pytest.param({"dataset": "digits", "train": {"phase_schedule": "cosine"}}, "train.phase_schedule", id="phases"),
         pytest.param({"dataset": "digits", "train": {"lr_g_adversarial": 1e-4}}, "train.lr_g_adversarial", id="adv-lr"),
@@ -231,6 +242,8 @@ N, K = 6, 2
         ),
         pytest.param({"loss": {"energy_weight": 2.0, "psnr_weighting": True}}, id="energy-psnr-weighting"),
         pytest.param({"model": {"g_batchnorm": False}, "train": {"interpolation": 0.5}}, id="no-batchnorm-blend"),
+        pytest.param({"train": {"flips": True, "channel_orders": True}}, id="flips-channel-orders"),
+        pytest.param({"loss": {"relativistic": True}}, id="relativistic"),
     ],
 )
 def test_srgan_resumes_bit_for_bit_across_the_pretraining(tmp_path, over: dict):
@@ -300,6 +313,39 @@ def test_the_gradient_loss_and_the_symmetries_of_a_batch():
     matches = torch.stack([(out == s).flatten(1).all(1) for s in symmetries])  # (8, 64)
     assert bool(matches.any(0).all())  # every image is one of its own symmetries
     assert int(matches[0].sum()) < 64  # and not every image was left as it was
+
+
+def test_random_channel_orders_permute_each_images_channels():
+    torch.manual_seed(0)
+    hr = torch.rand(64, 3, 4, 4) * 2 - 1
+    out = srgan.random_channel_order(hr)
+    orders = torch.stack(
+        [torch.stack([(out[:, i] == hr[:, j]).flatten(1).all(1) for j in range(3)], 1) for i in range(3)], 1
+    )  # (64, 3, 3): output channel i is input channel j
+    assert bool((orders.sum(1) == 1).all() and (orders.sum(2) == 1).all())  # each image's channels, reordered
+    picked = {tuple(int(j) for j in o.float().argmax(2)[0]) for o in orders.split(1)}
+    assert len(picked) == 6  # all six orders of three channels among 64 images
+    gray = torch.rand(4, 1, 4, 4)
+    assert torch.equal(srgan.random_channel_order(gray), gray)
+
+
+def test_the_relativistic_loss_compares_each_side_with_the_others_average():
+    same = torch.zeros(8)
+    assert float(srgan.relativistic_loss(same, same)) == pytest.approx(math.log(2))  # no side rated above the other
+    real, fake = torch.full((8,), 3.0), torch.full((8,), -3.0)
+    assert float(srgan.relativistic_loss(real, fake)) < 0.01 < float(srgan.relativistic_loss(fake, real))
+    shifted = srgan.relativistic_loss(real + 5, fake + 5)  # only the differences count, not D's absolute rating
+    assert float(shifted) == pytest.approx(float(srgan.relativistic_loss(real, fake)))
+    one_real = torch.tensor([3.0, -3.0])  # a real rated below the fakes' average costs D
+    assert float(srgan.relativistic_loss(one_real, torch.zeros(2))) > float(srgan.relativistic_loss(real[:2], fake[:2]))
+
+
+def test_a_relativistic_discriminator_trains_with_its_stats(tmp_path):
+    cfg = _cfg(loss={"relativistic": True}, train={"steps": 3, "pretrain_steps": 1}, schedule={"checkpoint_every": 100})
+    stats = {d["step"]: d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"}
+    assert {"loss_d", "loss_g_adv", "d_real", "d_fake", "loss_g_feature"} <= stats[3].keys()
+    # An untrained D rates all alike: log 2 for the relativistic loss, where the standard one has 2 log 2.
+    assert stats[3]["loss_d"] == pytest.approx(math.log(2), abs=0.1) and 0 < stats[3]["d_real"] < 1
 
 
 def test_the_gradient_energy_loss_asks_for_as_much_detail_not_the_same_pixels():
