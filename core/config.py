@@ -236,13 +236,16 @@ class ModelConfig(_Strict):
             "mix and G's rows for each target value. null: the target is one categorical column among the others."
         ),
     )
-    gumbel_input: bool = Field(
-        False,
+    gumbel_input: bool | None = Field(
+        None,
         description=(
             "ctgan: the generator also reads the Gumbel noise that picks each row's categories and the modes of its "
             "numeric columns, so that the rest of the row can follow what the noise picks (a zero balance and no late "
             "payments, a default and a high balance); without it each of those draws is independent of the others "
-            "given the latent and the conditional vector."
+            "given the latent and the conditional vector. null: decided by the table's size once its rows are known "
+            "(a built-in's at once, an uploaded table's when the run is created): on for a table of 1,000 training "
+            "rows or more (whose batch is the full 500), where train.epochs left at 375 also becomes 450; off for a "
+            "smaller one. The stored config holds the decision."
         ),
     )
     mapping_layers: int = Field(
@@ -718,7 +721,8 @@ class TrainConfig(_Strict):
         gt=0,
         le=1_000_000,
         description=(
-            "ctgan: passes over the table's training rows, the default schedule of tables (375). Once the table's "
+            "ctgan: passes over the table's training rows, the default schedule of tables (375; 450 on a table of "
+            "1,000 training rows or more while model.gumbel_input is left null). Once the table's "
             "rows are known (a built-in's at once, an uploaded table's when the run is created) it becomes "
             "train.steps = epochs · training rows / batch_size, at least 750 and at most 10,000 (a batch_size of "
             "500, the tables' default, first becomes half the training rows, from 200 to 500, on a small table), with "
@@ -918,6 +922,8 @@ class RunConfig(_Strict):
             batch = train_layer.get("batch_size", 64) if isinstance(train_layer, dict) else 64
             if isinstance(size, int) and isinstance(batch, int) and batch > 0:
                 layered.setdefault("loss", {})["r1_gamma"] = STYLEGAN2_R1_PER_PIXEL * size * size / batch
+        if isinstance(model, dict) and model.get("arch") == "ctgan" and model.get("gumbel_input") is None:
+            _resolve_table_size(layered)
         if isinstance(train_layer, dict) and train_layer.get("epochs") is not None:
             _resolve_table_steps(layered, data, PRESETS.get(preset or "", {}))
         return layered
@@ -952,7 +958,7 @@ class RunConfig(_Strict):
         elif self.model.target_share is not None:
             raise ValueError("model.target_share: only ctgan conditions on a table's target column; set it to null")
         elif self.model.gumbel_input:
-            raise ValueError("model.gumbel_input: only ctgan draws categories by Gumbel noise; set it to false")
+            raise ValueError("model.gumbel_input: only ctgan draws categories by Gumbel noise; set it to null")
         if self.table is not None and not TABLE_ID_PATTERN.match(self.dataset):
             raise ValueError(f"table: {self.dataset} is not an uploaded table; set table only for a tbl_ dataset")
         if kind == "points" and arch != "mlp":
@@ -1323,6 +1329,7 @@ def _points_defaults(*, width: int, steps: int) -> dict[str, Any]:
 
 
 TABLE_EPOCHS = 375  # 3,000 steps of 500 rows on a 4,000-row table (mixed's training rows), as measured
+TABLE_LARGE_EPOCHS = 450  # with G reading the Gumbel noise, on a table whose batch is the full TABLE_BATCH
 TABLE_BATCH = 500  # the tables' batch; on a table of fewer than 1,000 training rows it becomes half of them
 TABLE_MIN_BATCH = 200  # ... but no fewer rows than this (smaller batches scored worse on wine's 142 rows)
 TABLE_MIN_STEPS = 750  # a small table still trains this many steps (what half its rows per batch gives)
@@ -1340,10 +1347,42 @@ def table_batch(*, rows: int, pack: int) -> int:
     return max(pack, max(TABLE_MIN_BATCH, half) // pack * pack)
 
 
+def large_table(*, training: int) -> bool:
+    """Whether a table of `training` training rows trains with model.gumbel_input and TABLE_LARGE_EPOCHS by default:
+    when it keeps the full batch of TABLE_BATCH (table_batch), where both were measured better (credit and mixed,
+    4,000 training rows); on breast-cancer's 455, G reading the noise lost quality (docs/benchmarks.md)."""
+    return training // 2 >= TABLE_BATCH
+
+
 def table_steps(*, epochs: float, rows: int, batch_size: int) -> int:
     """ctgan's steps for `epochs` passes over the training rows of a `rows`-row table, within the bounds."""
     training = training_rows(rows)
     return min(TABLE_MAX_STEPS, max(TABLE_MIN_STEPS, math.ceil(epochs * training / batch_size)))
+
+
+def _table_rows(layered: dict[str, Any]) -> int | None:
+    """A table's rows, once known: a built-in table's, or an uploaded table's table.rows; None otherwise."""
+    info = BUILTIN_DATASETS.get(str(layered.get("dataset")))
+    if info is not None:
+        return info["num_images"] if info["kind"] == "table" else None
+    table = layered.get("table")
+    rows = table.get("rows") if isinstance(table, dict) else None
+    return rows if isinstance(rows, int) else None
+
+
+def _resolve_table_size(layered: dict[str, Any]) -> None:
+    """A null model.gumbel_input becomes large_table's answer once the table's rows are known, and on a large table
+    the tables' default train.epochs (TABLE_EPOCHS) becomes TABLE_LARGE_EPOCHS, before the epochs become steps. An
+    uploaded table's config is validated again from its dump when its rows are filled in, so a default 375 cannot
+    be told from a chosen one there: 375 with a null gumbel_input is read as the default on either path."""
+    rows = _table_rows(layered)
+    if rows is None:
+        return  # an uploaded table before its rows are filled in; ctgan.build decides from its rows if still null
+    large = large_table(training=training_rows(rows))
+    layered["model"]["gumbel_input"] = large
+    train = layered.get("train")
+    if large and isinstance(train, dict) and train.get("epochs") == TABLE_EPOCHS:
+        train["epochs"] = TABLE_LARGE_EPOCHS
 
 
 def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: dict[str, Any]) -> None:
@@ -1361,13 +1400,7 @@ def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: 
     ):
         train["epochs"] = None
         return
-    dataset, table = layered.get("dataset"), layered.get("table")
-    info = BUILTIN_DATASETS.get(str(dataset))
-    if info is not None and info["kind"] != "table":
-        return  # train.epochs counts a table's rows; validation refuses it elsewhere
-    rows = info["num_images"] if info is not None else None
-    if rows is None and isinstance(table, dict):
-        rows = table.get("rows")
+    rows = _table_rows(layered)  # None on a dataset that is no table: validation refuses train.epochs there
     batch = train.get("batch_size", TrainConfig.model_fields["batch_size"].default)
     epochs = train["epochs"]
     if not isinstance(rows, int) or not isinstance(batch, int) or batch < 1 or not isinstance(epochs, int | float):
@@ -1385,7 +1418,9 @@ def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: 
 # Tables: ctgan as Xu et al. train it (WGAN-GP with PacGAN packing of 10, batch 500, Adam 2e-4 with betas 0.5 and
 # 0.9, two residual blocks of 256 in G and two dropout layers of 256 in D, a 128-d latent), in fp32 (tiny MLPs gain
 # nothing from bf16), plus an EMA generator (0.999), which samples: against the ctgan package on the mixed table
-# (bench/tables.py, docs/benchmarks.md) it lifts the quality score by ~0.06 at no cost.
+# (bench/tables.py, docs/benchmarks.md) it lifts the quality score by ~0.06 at no cost. model.gumbel_input is left
+# null, so that a table of 1,000 training rows or more trains G reading the Gumbel noise for 450 epochs (credit's
+# efficacy gained, fresh seeds) and a smaller one trains as before (breast-cancer's quality lost with it).
 TABLE_DEFAULTS: dict[str, Any] = {
     "model": {"arch": "ctgan", "z_dim": 128, "width": 256, "depth": 2, "pack": 10},
     "loss": {"kind": "wgan-gp", "gp_weight": 10.0},

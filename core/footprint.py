@@ -265,7 +265,8 @@ def _ctgan(cfg: RunConfig, columns: int) -> tuple[int, int]:
     m = cfg.model
     data = cond = TABLE_COLUMN_WIDTH * columns
     width = m.g_width or m.width
-    g, dim = 0, m.z_dim + cond + (data if m.gumbel_input else 0)  # G reads the Gumbel noise (B, D) too
+    # G reads the Gumbel noise (B, D) too; null (an uploaded table's rows not known yet) is counted as on, the larger.
+    g, dim = 0, m.z_dim + cond + (data if m.gumbel_input is not False else 0)
     for _ in range(m.depth):
         g += _linear(dim, width) + _bn(width)
         dim += width

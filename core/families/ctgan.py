@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from core.config import RunConfig
+from core.config import RunConfig, large_table
 from core.datasets import Dataset
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.losses import discriminator_loss, generator_loss, top_k
@@ -301,6 +301,10 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
         raise ValueError(f"model.arch: ctgan synthesizes table rows, and {cfg.dataset} is not a table")
     if latest is not None:
         data.reencode(_read_data_info(latest)["table"])
+    if cfg.model.gumbel_input is None:
+        # An uploaded table's config validated before its rows were known: decided here from the training rows, in
+        # the config that the run's checkpoints store, so that a resume and a loaded checkpoint build the same G.
+        cfg.model.gumbel_input = large_table(training=len(data))
     tf = data.transformer
     spans = tf.category_spans
     cats = _categories(data.store, spans)  # (N, K)
@@ -346,8 +350,15 @@ def _generator(cfg: RunConfig, *, cond_dim: int, data_dim: int) -> Generator:
         width=m.g_width or m.width,
         depth=m.depth,
         data_dim=data_dim,
-        gumbel_input=m.gumbel_input,
+        gumbel_input=_reads_noise(cfg),
     )
+
+
+def _reads_noise(cfg: RunConfig) -> bool:
+    """model.gumbel_input, which build has decided by now when the config left it null."""
+    if cfg.model.gumbel_input is None:
+        raise ValueError("model.gumbel_input: null until the table's rows decide it")
+    return cfg.model.gumbel_input
 
 
 def _rows(table: Table) -> int:
@@ -379,7 +390,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         real_in = pack_rows(torch.cat([real, real_cond], 1), pack)  # (B / pack, pack · (D + C))
         with at.autocast():
             with torch.no_grad():
-                fake = generate(m.g_fn, z, cond, m.spans, gumbel_input=cfg.model.gumbel_input)[1]
+                fake = generate(m.g_fn, z, cond, m.spans, gumbel_input=_reads_noise(cfg))[1]
             fake_in = pack_rows(torch.cat([fake.float(), cond], 1), pack)
             loss_d, stats_d = discriminator_loss(
                 cfg.loss, D=m.d_fn, real=real_in, fake=fake_in, labels=None, fake_labels=None, noise_std=noise_std
@@ -398,7 +409,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     z = torch.randn(b, cfg.model.z_dim, device=at.device)
     cond, col, cat = m.cond.draw(b, log_freq=True)
     with at.autocast():
-        raw, fake = generate(m.g_fn, z, cond, m.spans, gumbel_input=cfg.model.gumbel_input)  # (B, D) each
+        raw, fake = generate(m.g_fn, z, cond, m.spans, gumbel_input=_reads_noise(cfg))  # (B, D) each
         loss_g, stats_g = generator_loss(
             cfg.loss,
             D=m.d_fn,
@@ -451,7 +462,7 @@ def grid_inputs(cfg: RunConfig, data: TableDataset, m: Models, device: torch.dev
     z = torch.randn(GRID_ROWS, cfg.model.z_dim, generator=gen)
     cpu_space = CondSpace(m.cond.spans, m.cond.counts, target=m.cond.target, target_share=m.cond.target_share)
     cond = cpu_space.draw(GRID_ROWS, log_freq=False, generator=gen)[0] if m.cond.width else torch.zeros(GRID_ROWS, 0)
-    return GridInputs(z=z.to(device), cond=cond.to(device), spans=m.spans, gumbel_input=cfg.model.gumbel_input)
+    return GridInputs(z=z.to(device), cond=cond.to(device), spans=m.spans, gumbel_input=_reads_noise(cfg))
 
 
 @torch.no_grad()
@@ -483,7 +494,7 @@ def sampler(
                 z = torch.randn(b, cfg.model.z_dim, device=device)
                 cond = m.cond.draw(b, log_freq=False)[0] if m.cond.width else torch.zeros(b, 0, device=device)
                 with autocast():
-                    outs.append(generate(G, z, cond, m.spans, gumbel_input=cfg.model.gumbel_input, hard=True)[1])
+                    outs.append(generate(G, z, cond, m.spans, gumbel_input=_reads_noise(cfg), hard=True)[1])
         return torch.cat(outs), None
 
     return sample
@@ -560,7 +571,7 @@ def sample_rows(
                     cond = tg.cond.draw(b, log_freq=False)[0]
                 else:
                     cond = torch.zeros(b, 0, device=device)
-                rows_b = generate(tg.G, z, cond, tf.spans, gumbel_input=tg.cfg.model.gumbel_input, hard=True)[1]
+                rows_b = generate(tg.G, z, cond, tf.spans, gumbel_input=_reads_noise(tg.cfg), hard=True)[1]
                 encoded.append(rows_b.cpu().numpy())
             rows = tf.decode(np.concatenate(encoded))
             keep = np.ones(batch, dtype=bool)

@@ -223,11 +223,12 @@ def test_runs_on_an_uploaded_table_pick_ctgan_and_refuse_image_architectures(cli
     assert client.patch(f"/datasets/{dataset_id}", json={"target": None}).status_code == 200
 
     # Without train.steps, the table's rows set them (24 training rows: the smallest batch, 200, and the 750-step
-    # floor), shown resolved.
+    # floor), shown resolved, and decide model.gumbel_input (off on so small a table).
     response = client.post("/runs", json={"dataset": dataset_id})
     assert response.status_code == 201, response.text
     run = response.json()
     assert (run["config"]["train"]["steps"], run["config"]["train"]["epochs"]) == (750, None)
+    assert run["config"]["model"]["gumbel_input"] is False
     assert run["config"]["train"]["batch_size"] == 200 and run["config"]["table"]["rows"] == 30
     assert run["config"]["schedule"]["eval_every"] == 500
     assert client.get(f"/runs/{run['id']}").json()["config"]["train"]["steps"] == 750

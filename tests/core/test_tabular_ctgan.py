@@ -18,6 +18,7 @@ from core.tabular.columns import Column
 from core.tabular.data import builtin_dataset, table_dataset
 from core.tabular.io import read_csv, write_csv
 from core.tabular.metrics import dcr_ratio, ks_complement, ml_efficacy, quality, tv_complement
+from core.train import train
 from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events, tensors_that_differ
 
 N, K = 6, 3
@@ -65,13 +66,18 @@ def test_ctgan_steps_follow_the_table_rows_unless_steps_are_chosen():
         return cfg.train.steps, cfg.train.batch_size, cfg.train.epochs, cfg.schedule.eval_every
 
     # wine: 142 training rows, batch 200, 267 steps raised to 750; breast-cancer: 455, batch 220 (227 down to a
-    # multiple of pack 10), 776 steps; mixed: 4,000, batch 500, 3,000 steps.
+    # multiple of pack 10), 776 steps; mixed: 4,000, batch 500, 3,000 steps (3,600 with the large tables' 450 epochs).
     assert train({"dataset": "wine"}) == (750, 200, None, 500)
     assert train({"dataset": "breast-cancer"}) == (776, 220, None, 500)
     assert train({"dataset": "breast-cancer", "model": {"pack": 16}}) == (762, 224, None, 500)
-    assert train({"dataset": "mixed"}) == (3000, 500, None, 500)
-    assert train({"dataset": "credit"}) == (3000, 500, None, 500)
-    assert train({"dataset": "mixed", "train": {"batch_size": 250}}) == (6000, 250, None, 500)
+    assert train({"dataset": "mixed", "model": {"gumbel_input": False}}) == (3000, 500, None, 500)
+    assert train({"dataset": "credit", "model": {"gumbel_input": True}}) == (3000, 500, None, 500)
+    assert train({"dataset": "mixed", "model": {"gumbel_input": False}, "train": {"batch_size": 250}}) == (
+        6000,
+        250,
+        None,
+        500,
+    )
     assert train({"dataset": "breast-cancer", "train": {"batch_size": 400}}) == (750, 400, None, 500)
     assert train({"dataset": "mixed", "train": {"epochs": 1000}}) == (8000, 500, None, 500)
     assert train({"dataset": "mixed", "train": {"steps": 40}}) == (40, 500, None, 500)
@@ -88,6 +94,64 @@ def test_ctgan_steps_follow_the_table_rows_unless_steps_are_chosen():
     assert train({"dataset": "tbl_0123abcd", "train": {"steps": 7}, "table": {"rows": 1000}}) == (7, 500, None, 500)
     with pytest.raises(ValidationError, match=r"train\.epochs: only ctgan counts passes over a table.s rows"):
         RunConfig.model_validate({"dataset": "digits", "train": {"epochs": 3}})
+
+
+def test_a_null_gumbel_input_is_decided_by_the_tables_training_rows_with_the_large_tables_epochs():
+    """model.gumbel_input null: on where the training rows keep the full batch of 500 (1,000 of them or more), where
+    train.epochs left at 375 become 450; off on a smaller table, whose schedule stays as it was. A choice is kept,
+    an uploaded table's waits for its rows, and the stored config holds the decision, which validating it again
+    keeps."""
+
+    def decided(body: dict[str, Any]) -> tuple[bool | None, int, int, float | None]:
+        cfg = RunConfig.model_validate(body)
+        assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg
+        return cfg.model.gumbel_input, cfg.train.steps, cfg.train.batch_size, cfg.train.epochs
+
+    assert decided({"dataset": "credit"}) == (True, 3600, 500, None)
+    assert decided({"dataset": "mixed"}) == (True, 3600, 500, None)
+    assert decided({"dataset": "wine"}) == (False, 750, 200, None)
+    assert decided({"dataset": "breast-cancer"}) == (False, 776, 220, None)
+    assert decided({"dataset": "credit", "model": {"gumbel_input": False}}) == (False, 3000, 500, None)
+    assert decided({"dataset": "wine", "model": {"gumbel_input": True}}) == (True, 750, 200, None)
+    assert decided({"dataset": "credit", "train": {"epochs": 300}}) == (True, 2400, 500, None)
+    assert decided({"dataset": "credit", "train": {"steps": 40}}) == (True, 40, 500, None)
+    # An uploaded table: 1,250 rows hold 1,000 training rows (a batch of 500), 1,249 hold 999 (a batch of 490).
+    waiting = RunConfig.model_validate({"dataset": "tbl_0123abcd"})
+    assert (waiting.model.gumbel_input, waiting.train.epochs) == (None, 375)
+    assert decided(waiting.model_dump() | {"table": {"rows": 1250}}) == (True, 900, 500, None)
+    assert decided(waiting.model_dump() | {"table": {"rows": 1249}}) == (False, 765, 490, None)
+    assert RunConfig.model_validate({"dataset": "digits"}).model.gumbel_input is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "reads_noise"), [pytest.param(1249, False, id="small"), pytest.param(1250, True, id="large")]
+)
+def test_a_gumbel_input_still_null_at_build_is_decided_by_the_training_rows_into_the_checkpoint(
+    tmp_path, rows, reads_noise
+):
+    """An uploaded table's config validated without its rows trains with the decision made from the rows it loads;
+    the checkpoint's config holds it, and a resumed run (its config null again) makes the same one, exactly."""
+    from core.tabular.upload import prepare_table
+
+    csv = tmp_path / "t.csv"
+    csv.write_bytes(b"x,c\n" + b"".join(f"{i % 17 / 4},{'ab'[i % 3 // 2]}\n".encode() for i in range(rows)))
+    folder = prepare_table(csv, source="csv", datasets_dir=tmp_path / "datasets").tmp_dir
+    body = TINY | {"dataset": "tbl_0123abcd", "schedule": {"sample_every": 2, "checkpoint_every": 2}}
+
+    def fresh() -> RunConfig:
+        cfg = RunConfig.model_validate(body)
+        assert cfg.model.gumbel_input is None
+        return cfg
+
+    calls: list[int] = []
+    train(fresh(), out_dir=tmp_path / "a", dataset_dir=folder)
+    train(fresh(), out_dir=tmp_path / "b", dataset_dir=folder, should_stop=lambda: len(calls.append(1) or calls) == K)
+    train(fresh(), out_dir=tmp_path / "b", dataset_dir=folder)
+    a, b = checkpoint_tensors(tmp_path / "a", N), checkpoint_tensors(tmp_path / "b", N)
+    assert a.keys() == b.keys() and tensors_that_differ(a, b) == []
+    tg = load_table_generator(tmp_path / "b" / "checkpoints" / f"{N:08d}.safetensors")
+    assert tg.cfg.model.gumbel_input is reads_noise and tg.G.gumbel_input is reads_noise
+    assert sample_rows(tg, 10, seed=1)[1] == 10
 
 
 @pytest.mark.parametrize("gumbel_input", [pytest.param(False, id="drawn"), pytest.param(True, id="gumbel-input")])
