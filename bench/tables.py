@@ -128,8 +128,9 @@ def compare(dataset: str, seed: int, args: argparse.Namespace) -> list[dict[str,
     with tempfile.TemporaryDirectory(prefix="tables-") as tmp_name:
         tmp = Path(tmp_name)
         if not args.package_only:
-            mine = tmp / "ours" / "rows.csv"
-            mine.parent.mkdir()
+            keep = Path(args.keep) / f"{dataset}-{seed}" if args.keep else None
+            mine = (keep or tmp / "ours") / "rows.csv"
+            mine.parent.mkdir(parents=True)  # a fresh folder: a run in one that holds checkpoints would resume
             cmd = [sys.executable, __file__, "--_ours", "--dataset", dataset, "--seed", str(seed)]
             cpu = _child([*cmd, "--n", str(n), "--out", str(mine), "--config", args.config])
             out.append({"dataset": dataset, "seed": seed, "who": args.label, **score(mine, data), "cpu_min": cpu})
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--label", default="ganforge default")
     parser.add_argument("--package-only", action="store_true", help="run the package alone (with --ctgan-python)")
     parser.add_argument("--json", help="also write every row to this JSON file")
+    parser.add_argument("--keep", help="keep our runs (checkpoints and rows) in DIR/<dataset>-<seed>/, to sample again")
     parser.add_argument("--_ours", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
