@@ -149,7 +149,7 @@ def _page_read(query_string: bytes) -> Read | None:
         token = _usable(TokenState.of(runs[0])) if runs else None
         if token is None:
             return None
-        items = await _encoded_runs(fetch, runs[:limit])
+        items = await encoded_runs(fetch, runs[:limit])
         if items is None:
             return None
         return {"items": items, "next_cursor": next_cursor(runs, limit)}, token
@@ -165,7 +165,7 @@ _encoded: dict[str, tuple[int, bytes]] = {}
 _ENCODED_MAX = 10_000
 
 
-async def _encoded_runs(fetch: Fetch, page: Sequence[Any]) -> list[orjson.Fragment] | None:
+async def encoded_runs(fetch: Fetch, page: Sequence[Any]) -> list[orjson.Fragment] | None:
     """The answers of a page's runs (rows of their id and version): those encoded at the row's version as they
     are, the others read in one statement and encoded. None when a run was deleted meanwhile (the route answers)."""
     answers: dict[str, bytes] = {}
