@@ -1341,10 +1341,10 @@ def table_batch(*, rows: int, pack: int) -> int:
     TABLE_MIN_BATCH), rounded down to a multiple of `pack`. The epochs then give a small table more, smaller
     steps for the same rows seen: a batch of 500 drawn from a few hundred rows repeats each of them and updates the
     networks too rarely (docs/benchmarks.md, breast-cancer)."""
-    half = training_rows(rows) // 2
-    if half >= TABLE_BATCH:
+    training = training_rows(rows)
+    if large_table(training=training):
         return TABLE_BATCH  # kept as is: a pack it is no multiple of is refused, as a chosen batch's would be
-    return max(pack, max(TABLE_MIN_BATCH, half) // pack * pack)
+    return max(pack, max(TABLE_MIN_BATCH, training // 2) // pack * pack)
 
 
 def large_table(*, training: int) -> bool:

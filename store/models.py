@@ -146,8 +146,8 @@ RUN_VERSION_TRIGGERS = {
 }
 for _dialect, _statements in RUN_VERSION_TRIGGERS.items():
     for _statement in _statements:
-        trigger = DDL(_statement)  # type: ignore[no-untyped-call]  # SQLAlchemy leaves DDL's __init__ unannotated
-        event.listen(Run.__table__, "after_create", trigger.execute_if(dialect=_dialect))
+        _trigger = DDL(_statement)  # type: ignore[no-untyped-call]  # SQLAlchemy leaves DDL's __init__ unannotated
+        event.listen(Run.__table__, "after_create", _trigger.execute_if(dialect=_dialect))
 
 
 class Metric(Base):

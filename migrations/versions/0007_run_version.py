@@ -42,10 +42,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP TRIGGER IF EXISTS runs_version" + (" ON runs" if op.get_bind().dialect.name == "postgresql" else "")
-    )
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS runs_version ON runs")
         op.execute("DROP FUNCTION IF EXISTS runs_version()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS runs_version")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_column("version")
