@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors, offload
 from api.limits import LimitsMiddleware
-from api.polled import PolledReads
+from api.polled import PolledReads, close_loop_connection
 from api.ratelimit import RateLimitMiddleware
 from api.routes import (
     dashboard,
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if token is not None:
             print(f"ganforge: generated the admin token (shown once, only its hash is stored): {token}", flush=True)
         yield
+        await close_loop_connection()
         offload.shutdown()
 
     app = FastAPI(

@@ -1,7 +1,7 @@
 """The reads behind the routes that clients and the dashboard poll (`GET /runs/{id}`, `GET /runs`,
 `GET /generations/{id}`): the bearer token's state, the token's own row and a page of its runs, as SQL statements
-built once and run through SQLAlchemy Core (or, for the polled reads on PostgreSQL, through psycopg's own async
-connection: api/polled.py).
+built once and run through SQLAlchemy Core (or, for the polled reads on PostgreSQL, through an asyncpg connection:
+api/polled.py).
 
 A request that reads one row is mostly overhead: building a select and computing its cache key costs about
 0.15 ms of CPU, loading it as an ORM object about 0.18 ms, against 0.06 ms for a prebuilt statement that checks
@@ -172,7 +172,7 @@ def token_page_query(
 
 def runs_query(run_ids: Sequence[str], *, as_array: bool) -> Query:
     """The runs with these ids, their PASSED_RUN_COLUMNS as their stored JSON text; `as_array` for a PostgreSQL
-    connection of psycopg's own."""
+    connection of asyncpg's."""
     return _RUNS[as_array], {"run_ids": list(run_ids)}
 
 

@@ -66,7 +66,15 @@ def _run(engine: Engine, owner: int, run_id: str, **fields: Any) -> None:
 def _get(path: str, token: str | None, query: str = "") -> tuple[bool, int, bytes]:
     """(whether the request went on to the route, the status, the body) of a GET through the layer alone, on an
     event loop of its own."""
-    return anyio.run(_get_on_loop, path, token, query)
+    return anyio.run(_get_closing, path, token, query)
+
+
+async def _get_closing(path: str, token: str | None, query: str = "") -> tuple[bool, int, bytes]:
+    """_get_on_loop, then the loop's kept connections closed before the loop ends (as the app's lifespan does)."""
+    try:
+        return await _get_on_loop(path, token, query)
+    finally:
+        await polled.close_loop_connection()
 
 
 async def _get_on_loop(path: str, token: str | None, query: str = "") -> tuple[bool, int, bytes]:
@@ -260,6 +268,7 @@ def test_a_lost_connection_passes_one_read_to_the_route_and_the_next_reconnects(
         answers = [(await _get_on_loop("/runs/run_a", token))[:2] for _ in range(8)]
         _end_connections(engine)
         answers += [(await _get_on_loop(path, token))[:2] for path in ("/runs/run_a", "/runs/run_a", "/runs")]
+        await polled.close_loop_connection()
         return answers
 
     answers = anyio.run(reads)
