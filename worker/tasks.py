@@ -246,6 +246,15 @@ def _finish(*, run_id: str, worker: str, status: str, error: str | None = None, 
     log.error("run %s: gave up writing final status %s; the reconciler will take it", run_id, status)
 
 
+def _remove_run_dir(run_id: str, run_dir: Path) -> None:
+    """Remove the run's local folder, and log what is left of it when something could not be removed (or was
+    written there meanwhile)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if run_dir.exists():
+        left = sorted(str(path.relative_to(run_dir)) for path in run_dir.rglob("*"))
+        log.warning("run %s: its folder could not be removed whole: %s left", run_id, left[:20])
+
+
 def _release(*, run_id: str, worker: str, queue: str, epoch: int | None = None) -> None:
     """Our worker is shutting down: put the run back in the queue, to resume from the checkpoint just written."""
     for attempt in range(10):
@@ -324,7 +333,7 @@ def train_run(run_id: str) -> None:
     else:
         # The local folder is scratch: start from the checkpoints in the storage, whichever host wrote them, and
         # the dataset in the local cache. Fetched after the lease is committed: no transaction waits on a download.
-        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_run_dir(run_id, run_dir)
         try:
             dataset_dir = fetch_dataset(storage, settings, content_hash) if content_hash else None
             fetch_checkpoints(storage, run_id=run_id, run_dir=run_dir)
@@ -370,7 +379,7 @@ def train_run(run_id: str) -> None:
         reporter.close()
     if uploader is not None:
         if not_stored is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _remove_run_dir(run_id, run_dir)
         elif not reporter.lost and not (status == "canceled" and SHUTDOWN.is_set()):
             log.error("run %s: artifacts not stored: %s", run_id, not_stored)
             status = "failed"
@@ -384,7 +393,7 @@ def train_run(run_id: str) -> None:
         with get_sessionmaker()() as session:
             gone = session.get(Run, run_id) is None
         if gone:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _remove_run_dir(run_id, run_dir)
             if uploader is not None:  # what we copied after the API deleted the run's artifacts
                 storage.delete_prefix(layout.run_prefix(run_id))
         return

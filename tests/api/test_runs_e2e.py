@@ -171,5 +171,6 @@ def test_cancel_a_queued_run_and_delete_it(service: Service, user_client: httpx.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (run_dir.exists() or (storage and storage.list(f"runs/{blocker['id']}/"))):
         time.sleep(0.2)
-    assert not run_dir.exists()
+    left = sorted(str(path.relative_to(run_dir)) for path in run_dir.rglob("*")) if run_dir.exists() else None
+    assert left is None, f"the worker left {left} in its folder:\n{service.log('worker-train')}"
     assert storage is None or storage.list(f"runs/{blocker['id']}/") == []
