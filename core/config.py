@@ -141,6 +141,7 @@ TRANSLATION_ARCHS = ("pix2pix", "cyclegan", "srgan")
 # srgan's upsampling factors: one x2 sub-pixel stage each, and the smallest low-resolution input it trains on.
 SR_SCALES = (2, 4, 8)
 SR_MIN_INPUT = 8
+PHOTO_TRAIN_SIDE = 384  # photos: the shorter side of each photograph's training region (427 x 384 px)
 # The fields only srgan reads, by section: any other architecture refuses them set, and drops them as defaults.
 SR_ONLY_FIELDS = {
     "model": ("scale", "bicubic_skip", "g_batchnorm"),
@@ -154,7 +155,15 @@ SR_ONLY_FIELDS = {
         "psnr_weighting",
         "relativistic",
     ),
-    "train": ("pretrain_steps", "phase_schedule", "lr_g_adversarial", "flips", "channel_orders", "interpolation"),
+    "train": (
+        "pretrain_steps",
+        "phase_schedule",
+        "lr_g_adversarial",
+        "flips",
+        "channel_orders",
+        "downscaled_copies",
+        "interpolation",
+    ),
 }
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
 WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
@@ -668,6 +677,16 @@ class TrainConfig(_Strict):
             "equally likely) before its low-resolution input is made: colours the training images lack, for a "
             "generator that treats the channels alike. One-channel images are left as they are. Off by default: on "
             "photos the pixel phase gained less with it (docs/benchmarks.md)."
+        ),
+    )
+    downscaled_copies: list[float] = Field(
+        [],
+        max_length=8,
+        description=(
+            "srgan on photos: also cut training patches from copies of the photographs' training region downscaled "
+            "by each of these factors (each above 0 and below 1, e.g. [0.5, 0.7, 0.9]; Pillow's bicubic), in "
+            "proportion to each copy's area: the same scenes with finer detail per pixel, as more training content. "
+            "Empty = the native region alone."
         ),
     )
     interpolation: float | None = Field(
@@ -1237,6 +1256,21 @@ class RunConfig(_Strict):
             )
         if loss.relativistic and loss.instance_noise > 0:
             raise ValueError("loss.relativistic: the relativistic discriminator sees no instance noise; set it to 0")
+        if train.downscaled_copies:
+            if self.dataset != "photos":
+                raise ValueError(
+                    f"train.downscaled_copies: only photos cuts its patches from photographs larger than them; "
+                    f"{self.dataset} has none to downscale, so leave it empty"
+                )
+            for factor in train.downscaled_copies:
+                if not 0 < factor < 1:
+                    raise ValueError(f"train.downscaled_copies: each factor is above 0 and below 1, not {factor}")
+                if round(PHOTO_TRAIN_SIDE * factor) < m.image_size:
+                    raise ValueError(
+                        f"train.downscaled_copies: {factor} leaves {round(PHOTO_TRAIN_SIDE * factor)} px of photos, "
+                        f"short of a {m.image_size} px patch; use factors of at least "
+                        f"{math.ceil(100 * m.image_size / PHOTO_TRAIN_SIDE) / 100}"
+                    )
         if train.interpolation is not None and not 0 < train.pretrain_steps < train.steps:
             raise ValueError(
                 "train.interpolation: it blends the pretrained and the adversarially trained generator, so it needs "

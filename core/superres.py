@@ -15,12 +15,15 @@ flower.jpg, 427 x 640 px each), cut at their native resolution at the run's imag
 (HELD_PATCHES positions drawn from a seed of the data) come from the left 256 columns of each photo (china's trees
 and the left of its pagoda, the flower's left petals and the leaves behind it), which no training patch touches;
 training patches come from the right 384 columns (PHOTO_PATCHES positions drawn once from another seed, so every
-run sees the same patches, in the order of its own seed).
+run sees the same patches, in the order of its own seed). `downscaled_copies(data, factors)` adds training patches
+cut from copies of that training region downscaled by each factor (Pillow's BICUBIC on the 8-bit photographs): the
+same scenes with their detail finer per pixel, more training content where the two photographs give little.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,3 +201,39 @@ def photos(image_size: int) -> SRDataset:
         train_idx=torch.arange(PHOTO_PATCHES),
         held=held.batch(torch.arange(HELD_PATCHES))[0],
     )
+
+
+def downscaled_copies(data: Dataset, factors: Sequence[float]) -> Dataset:
+    """`photos` (before `sr_dataset` sets a scale) with more training patches: for each factor, a copy of each
+    photograph's training region downscaled by it, and patch positions drawn in that copy at the native region's
+    density (PHOTO_PATCHES / 2 per photograph's room). The native patches keep their positions and indices and the
+    held-out patches are unchanged; with no factors, `data` itself."""
+    if not factors:
+        return data
+    base = data.base if isinstance(data, SRDataset) else None
+    if not isinstance(base, PhotoPatches) or base.positions is None or data.name != "photos":
+        raise ValueError(f"train.downscaled_copies: only photos has photographs to downscale, not {data.name}")
+    s = data.image_size
+    photos_store = base.store  # (P, C, H, W) uint8
+    count, _, height, width = photos_store.shape
+    region = photos_store[:, :, :, PHOTO_HELD_COLUMNS:]  # (P, C, H, W - held columns): the training region
+    room = (height - s + 1) * (width - PHOTO_HELD_COLUMNS - s + 1)  # positions in a native region
+    copies, positions = [photos_store], [base.positions]
+    for k, factor in enumerate(factors):
+        h, w = round(region.shape[2] * factor), round(region.shape[3] * factor)
+        if min(h, w) < s:
+            raise ValueError(f"train.downscaled_copies: {factor} leaves {min(h, w)} px of photos, short of {s} px")
+        small = torch.zeros_like(photos_store)  # (P, C, H, W): each copy at the top left, zeros beyond it
+        for p in range(count):
+            picture = Image.fromarray(region[p].permute(1, 2, 0).contiguous().numpy())
+            resized = np.array(picture.resize((w, h), Image.Resampling.BICUBIC))  # (h, w, C)
+            small[p, :, :h, :w] = torch.from_numpy(resized).permute(2, 0, 1)
+        n = round(PHOTO_PATCHES / count * (h - s + 1) * (w - s + 1) / room) * count
+        gen = torch.Generator().manual_seed(DATA_SEED + 2402 + k)
+        which = torch.randint(count, (n,), generator=gen) + count * (k + 1)  # indices into the stacked store
+        top = torch.randint(h - s + 1, (n,), generator=gen)
+        left = torch.randint(w - s + 1, (n,), generator=gen)
+        copies.append(small)
+        positions.append(torch.stack([which, top, left], dim=1))  # (n, 3)
+    patches = dataclasses.replace(base, store=torch.cat(copies), positions=torch.cat(positions))
+    return dataclasses.replace(data, base=patches, train_idx=torch.arange(len(patches)))

@@ -19,7 +19,8 @@ phase follows from the step number alone, so a resumed run continues in the phas
 learning rates (`train.phase_schedule`: cosine within each phase; `train.lr_g_adversarial`: G's rate after
 pretraining). `train.flips` mirrors each high-resolution image at random
 and `train.channel_orders` shuffles its channels (the global random stream, which checkpoints keep) before its input
-is made. With `train.interpolation` the family
+is made; `train.downscaled_copies` adds training patches of photos downscaled (`split_data`, core.superres). With
+`train.interpolation` the family
 keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights to
 (1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point between
 the PSNR-oriented and the adversarially trained generator on the perception-distortion curve.
@@ -57,7 +58,7 @@ from core.families.pix2pix import adversarial_scale
 from core.losses import discriminator_loss, generator_loss
 from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features, vgg19_weights_path
 from core.paired import sobel_gradients
-from core.superres import SRDataset, bicubic_upscale, downscale, sr_dataset
+from core.superres import SRDataset, bicubic_upscale, downscale, downscaled_copies, sr_dataset
 
 EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
@@ -109,8 +110,9 @@ def generator(cfg: RunConfig, info: dict[str, Any]) -> SRResNet:
 
 
 def split_data(data: Dataset, cfg: RunConfig) -> SRDataset:
-    """The loop's hook before training: the data with a held-out split and the held-out inputs (core.superres)."""
-    return sr_dataset(data, cfg.model.scale)
+    """The loop's hook before training: the data (with `train.downscaled_copies`' patches) with a held-out split and
+    the held-out inputs (core.superres)."""
+    return sr_dataset(downscaled_copies(data, cfg.train.downscaled_copies), cfg.model.scale)
 
 
 def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:

@@ -18,7 +18,16 @@ from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
 from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features
-from core.superres import PHOTO_HELD_COLUMNS, SRDataset, bicubic_upscale, downscale, held_out_count, sr_dataset
+from core.superres import (
+    PHOTO_HELD_COLUMNS,
+    PHOTO_PATCHES,
+    SRDataset,
+    bicubic_upscale,
+    downscale,
+    downscaled_copies,
+    held_out_count,
+    sr_dataset,
+)
 from core.train import train
 from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events
 
@@ -89,6 +98,37 @@ def test_photos_are_patches_with_a_held_out_region_training_never_touches():
         rows = photos[:, :, :, :PHOTO_HELD_COLUMNS].unfold(3, 32, 1)  # (2, 3, 427, 225, 32): every 32 px row piece
         starts = (rows == patch[:, 0, None, None, :]).all(-1).all(1).nonzero().tolist()  # (photo, top, left)s
         assert any(torch.equal(photos[p, :, t : t + 32, c : c + 32], patch) for p, t, c in starts)
+
+
+def test_downscaled_copies_add_patches_of_the_training_region_at_each_factor():
+    native = load_dataset("photos", image_size=32)
+    assert downscaled_copies(native, []) is native
+    cfg = _cfg(train={"downscaled_copies": [0.5, 0.8]})
+    ds = srgan.split_data(native, cfg)
+    assert isinstance(ds, SRDataset) and ds.base is not None and ds.base.positions is not None
+    assert ds.held is not None and native.held is not None and torch.equal(ds.held, native.held)
+    assert ds.held_low is not None and ds.held_low.shape == (256, 3, 8, 8)
+    some = torch.arange(0, PHOTO_PATCHES, 97)
+    assert torch.equal(ds.batch(some)[0], native.batch(some)[0])  # the native patches keep their indices
+    positions = ds.base.positions[PHOTO_PATCHES:]  # (n, 3): the copies' patches, photos 2-3 then 4-5
+    room = [(round(427 * f) - 31) * (round(384 * f) - 31) / ((427 - 31) * (384 - 31)) for f in (0.5, 0.8)]
+    assert len(positions) == pytest.approx(PHOTO_PATCHES * sum(room), abs=4)
+    half = positions[positions[:, 0] < 4]
+    assert set(half[:, 0].tolist()) == {2, 3}  # the two photographs' copies at 0.5: 214 x 192 px
+    assert int(half[:, 1].max()) <= 214 - 32 and int(half[:, 2].max()) <= 192 - 32
+    # A patch of the 0.5 copy is a crop of the training region downscaled by Pillow's bicubic.
+    from sklearn.datasets import load_sample_images
+
+    photo, top, left = half[0].tolist()
+    region = load_sample_images().images[photo - 2][:, PHOTO_HELD_COLUMNS:]
+    small = np.array(Image.fromarray(region).resize((192, 214), Image.Resampling.BICUBIC))
+    expected = torch.from_numpy(small[top : top + 32, left : left + 32]).permute(2, 0, 1).float() / 127.5 - 1
+    index = PHOTO_PATCHES + int((positions[:, 0] < 4).nonzero()[0])
+    assert torch.equal(ds.batch(torch.tensor([index]))[0][0], expected)
+    again = srgan.split_data(load_dataset("photos", image_size=32), cfg)
+    assert torch.equal(again.batch(torch.arange(len(again)))[0], ds.batch(torch.arange(len(ds)))[0])
+    with pytest.raises(ValueError, match=r"train\.downscaled_copies: only photos"):
+        downscaled_copies(load_dataset("digits", image_size=32), [0.5])
 
 
 def test_any_image_dataset_holds_out_a_share_for_super_resolution():
@@ -162,6 +202,18 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param({"dataset": "digits", "train": {"flips": True}}, "train.flips", id="flips-on-dcgan"),
         pytest.param({"dataset": "digits", "train": {"channel_orders": True}}, "train.channel_orders", id="orders"),
         pytest.param({"dataset": "digits", "loss": {"relativistic": True}}, "loss.relativistic", id="ra-on-dcgan"),
+        pytest.param(
+            {"dataset": "digits", "train": {"downscaled_copies": [0.5]}}, "train.downscaled_copies", id="copies-dcgan"
+        ),
+        pytest.param(
+            {"dataset": "digits", "model": {"arch": "srgan", "scale": 2}, "train": {"downscaled_copies": [0.5]}},
+            "train.downscaled_copies",
+            id="copies-on-digits",
+        ),
+        pytest.param({"dataset": "photos", "train": {"downscaled_copies": [1.0]}}, "train.downscaled_copies", id="x1"),
+        pytest.param(
+            {"dataset": "photos", "train": {"downscaled_copies": [0.1]}}, "train.downscaled_copies", id="too-small"
+        ),
         pytest.param(
             {"dataset": "photos", "loss": {"relativistic": True, "kind": "lsgan"}}, "loss.relativistic", id="ra-lsgan"
         ),
@@ -244,6 +296,7 @@ N, K = 6, 2
         pytest.param({"model": {"g_batchnorm": False}, "train": {"interpolation": 0.5}}, id="no-batchnorm-blend"),
         pytest.param({"train": {"flips": True, "channel_orders": True}}, id="flips-channel-orders"),
         pytest.param({"loss": {"relativistic": True}}, id="relativistic"),
+        pytest.param({"train": {"downscaled_copies": [0.6, 0.9]}}, id="downscaled-copies"),
     ],
 )
 def test_srgan_resumes_bit_for_bit_across_the_pretraining(tmp_path, over: dict):
