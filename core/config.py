@@ -686,7 +686,8 @@ class TrainConfig(_Strict):
             "srgan on photos: also cut training patches from copies of the photographs' training region downscaled "
             "by each of these factors (each above 0 and below 1, e.g. [0.5, 0.7, 0.9]; Pillow's bicubic), in "
             "proportion to each copy's area: the same scenes with finer detail per pixel, as more training content. "
-            "Empty = the native region alone."
+            "Empty = the native region alone, the default: on photos [0.5, 0.6, 0.7, 0.8, 0.9] lifted the pretrained "
+            "generator by about 0.1 dB but the blends' PSNR at sharpness 0.8 by about 0.02 dB (docs/benchmarks.md)."
         ),
     )
     interpolation: float | None = Field(
