@@ -232,7 +232,10 @@ class ModelConfig(_Strict):
         1,
         ge=1,
         le=16,
-        description="PacGAN packing: the discriminator judges this many samples jointly (ctgan's tables: 10).",
+        description=(
+            "PacGAN packing: the discriminator judges this many samples jointly (ctgan's tables: 10, and 5 on a "
+            "table of 1,000 training rows or more while model.gumbel_input is left null)."
+        ),
     )
     target_share: float | None = Field(
         None,
@@ -253,8 +256,8 @@ class ModelConfig(_Strict):
             "payments, a default and a high balance); without it each of those draws is independent of the others "
             "given the latent and the conditional vector. null: decided by the table's size once its rows are known "
             "(a built-in's at once, an uploaded table's when the run is created): on for a table of 1,000 training "
-            "rows or more (whose batch is the full 500), where train.epochs left at 375 also becomes 450; off for a "
-            "smaller one. The stored config holds the decision."
+            "rows or more (whose batch is the full 500), where train.epochs left at 375 also becomes 450 and "
+            "model.pack left at 10 becomes 5; off for a smaller one. The stored config holds the decision."
         ),
     )
     mapping_layers: int = Field(
@@ -1365,6 +1368,8 @@ def _points_defaults(*, width: int, steps: int) -> dict[str, Any]:
 
 TABLE_EPOCHS = 375  # 3,000 steps of 500 rows on a 4,000-row table (mixed's training rows), as measured
 TABLE_LARGE_EPOCHS = 450  # with G reading the Gumbel noise, on a table whose batch is the full TABLE_BATCH
+TABLE_PACK = 10  # the tables' PacGAN packing (Xu et al.'s) ...
+TABLE_LARGE_PACK = 5  # ... and on a table whose batch is the full TABLE_BATCH (credit's efficacy, fresh seeds)
 TABLE_BATCH = 500  # the tables' batch; on a table of fewer than 1,000 training rows it becomes half of them
 TABLE_MIN_BATCH = 200  # ... but no fewer rows than this (smaller batches scored worse on wine's 142 rows)
 TABLE_MIN_STEPS = 750  # a small table still trains this many steps (what half its rows per batch gives)
@@ -1383,9 +1388,10 @@ def table_batch(*, rows: int, pack: int) -> int:
 
 
 def large_table(*, training: int) -> bool:
-    """Whether a table of `training` training rows trains with model.gumbel_input and TABLE_LARGE_EPOCHS by default:
-    when it keeps the full batch of TABLE_BATCH (table_batch), where both were measured better (credit and mixed,
-    4,000 training rows); on breast-cancer's 455, G reading the noise lost quality (docs/benchmarks.md)."""
+    """Whether a table of `training` training rows trains with model.gumbel_input, TABLE_LARGE_EPOCHS and
+    TABLE_LARGE_PACK by default: when it keeps the full batch of TABLE_BATCH (table_batch), where they were measured
+    better (credit and mixed, 4,000 training rows); on breast-cancer's 455, G reading the noise lost quality
+    (docs/benchmarks.md)."""
     return training // 2 >= TABLE_BATCH
 
 
@@ -1407,9 +1413,10 @@ def _table_rows(layered: dict[str, Any]) -> int | None:
 
 def _resolve_table_size(layered: dict[str, Any]) -> None:
     """A null model.gumbel_input becomes large_table's answer once the table's rows are known, and on a large table
-    the tables' default train.epochs (TABLE_EPOCHS) becomes TABLE_LARGE_EPOCHS, before the epochs become steps. An
-    uploaded table's config is validated again from its dump when its rows are filled in, so a default 375 cannot
-    be told from a chosen one there: 375 with a null gumbel_input is read as the default on either path."""
+    the tables' default train.epochs (TABLE_EPOCHS) becomes TABLE_LARGE_EPOCHS, before the epochs become steps, and
+    their default model.pack (TABLE_PACK) becomes TABLE_LARGE_PACK. An uploaded table's config is validated again
+    from its dump when its rows are filled in, so a default 375 or 10 cannot be told from a chosen one there: 375
+    epochs and a pack of 10 with a null gumbel_input are read as the defaults on either path."""
     rows = _table_rows(layered)
     if rows is None:
         return  # an uploaded table before its rows are filled in; ctgan.build decides from its rows if still null
@@ -1418,6 +1425,8 @@ def _resolve_table_size(layered: dict[str, Any]) -> None:
     train = layered.get("train")
     if large and isinstance(train, dict) and train.get("epochs") == TABLE_EPOCHS:
         train["epochs"] = TABLE_LARGE_EPOCHS
+    if large and layered["model"].get("pack") == TABLE_PACK:
+        layered["model"]["pack"] = TABLE_LARGE_PACK
 
 
 def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: dict[str, Any]) -> None:
@@ -1454,10 +1463,11 @@ def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: 
 # 0.9, two residual blocks of 256 in G and two dropout layers of 256 in D, a 128-d latent), in fp32 (tiny MLPs gain
 # nothing from bf16), plus an EMA generator (0.999), which samples: against the ctgan package on the mixed table
 # (bench/tables.py, docs/benchmarks.md) it lifts the quality score by ~0.06 at no cost. model.gumbel_input is left
-# null, so that a table of 1,000 training rows or more trains G reading the Gumbel noise for 450 epochs (credit's
-# efficacy gained, fresh seeds) and a smaller one trains as before (breast-cancer's quality lost with it).
+# null, so that a table of 1,000 training rows or more trains G reading the Gumbel noise for 450 epochs, with D
+# judging packs of 5 rows (credit's efficacy gained with each, fresh seeds), and a smaller one trains as before
+# (breast-cancer's quality lost with G reading the noise).
 TABLE_DEFAULTS: dict[str, Any] = {
-    "model": {"arch": "ctgan", "z_dim": 128, "width": 256, "depth": 2, "pack": 10},
+    "model": {"arch": "ctgan", "z_dim": 128, "width": 256, "depth": 2, "pack": TABLE_PACK},
     "loss": {"kind": "wgan-gp", "gp_weight": 10.0},
     "train": {
         "steps": 3000,  # until an uploaded table's rows are known; then train.epochs decides (and is cleared)

@@ -30,8 +30,8 @@ TINY = {
 
 
 def test_tables_default_to_ctgan_and_refuse_image_architectures_and_the_reverse():
-    cfg = RunConfig.model_validate({"dataset": "credit"})
-    assert (cfg.model.arch, cfg.model.pack, cfg.loss.kind, cfg.train.batch_size) == ("ctgan", 10, "wgan-gp", 500)
+    cfg = RunConfig.model_validate({"dataset": "wine"})
+    assert (cfg.model.arch, cfg.model.pack, cfg.loss.kind, cfg.train.batch_size) == ("ctgan", 10, "wgan-gp", 200)
     assert cfg.data_kind == "table"
     uploaded = RunConfig.model_validate({"dataset": "tbl_0123abcd", "table": {"columns": {"n": "categorical"}}})
     assert (uploaded.model.arch, uploaded.model.pack, uploaded.data_kind) == ("ctgan", 10, "table")
@@ -96,30 +96,31 @@ def test_ctgan_steps_follow_the_table_rows_unless_steps_are_chosen():
         RunConfig.model_validate({"dataset": "digits", "train": {"epochs": 3}})
 
 
-def test_a_null_gumbel_input_is_decided_by_the_tables_training_rows_with_the_large_tables_epochs():
+def test_a_null_gumbel_input_is_decided_by_the_tables_training_rows_with_the_large_tables_epochs_and_pack():
     """model.gumbel_input null: on where the training rows keep the full batch of 500 (1,000 of them or more), where
-    train.epochs left at 375 become 450; off on a smaller table, whose schedule stays as it was. A choice is kept,
-    an uploaded table's waits for its rows, and the stored config holds the decision, which validating it again
-    keeps."""
+    train.epochs left at 375 become 450 and model.pack left at 10 becomes 5; off on a smaller table, whose schedule
+    and pack stay as they were. A choice is kept, an uploaded table's waits for its rows, and the stored config holds
+    the decision, which validating it again keeps."""
 
-    def decided(body: dict[str, Any]) -> tuple[bool | None, int, int, float | None]:
+    def decided(body: dict[str, Any]) -> tuple[bool | None, int, int, float | None, int]:
         cfg = RunConfig.model_validate(body)
         assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg
-        return cfg.model.gumbel_input, cfg.train.steps, cfg.train.batch_size, cfg.train.epochs
+        return cfg.model.gumbel_input, cfg.train.steps, cfg.train.batch_size, cfg.train.epochs, cfg.model.pack
 
-    assert decided({"dataset": "credit"}) == (True, 3600, 500, None)
-    assert decided({"dataset": "mixed"}) == (True, 3600, 500, None)
-    assert decided({"dataset": "wine"}) == (False, 750, 200, None)
-    assert decided({"dataset": "breast-cancer"}) == (False, 776, 220, None)
-    assert decided({"dataset": "credit", "model": {"gumbel_input": False}}) == (False, 3000, 500, None)
-    assert decided({"dataset": "wine", "model": {"gumbel_input": True}}) == (True, 750, 200, None)
-    assert decided({"dataset": "credit", "train": {"epochs": 300}}) == (True, 2400, 500, None)
-    assert decided({"dataset": "credit", "train": {"steps": 40}}) == (True, 40, 500, None)
+    assert decided({"dataset": "credit"}) == (True, 3600, 500, None, 5)
+    assert decided({"dataset": "mixed"}) == (True, 3600, 500, None, 5)
+    assert decided({"dataset": "wine"}) == (False, 750, 200, None, 10)
+    assert decided({"dataset": "breast-cancer"}) == (False, 776, 220, None, 10)
+    assert decided({"dataset": "credit", "model": {"gumbel_input": False}}) == (False, 3000, 500, None, 10)
+    assert decided({"dataset": "wine", "model": {"gumbel_input": True}}) == (True, 750, 200, None, 10)
+    assert decided({"dataset": "credit", "train": {"epochs": 300}}) == (True, 2400, 500, None, 5)
+    assert decided({"dataset": "credit", "train": {"steps": 40}}) == (True, 40, 500, None, 5)
+    assert decided({"dataset": "credit", "model": {"pack": 4}}) == (True, 3600, 500, None, 4)
     # An uploaded table: 1,250 rows hold 1,000 training rows (a batch of 500), 1,249 hold 999 (a batch of 490).
     waiting = RunConfig.model_validate({"dataset": "tbl_0123abcd"})
-    assert (waiting.model.gumbel_input, waiting.train.epochs) == (None, 375)
-    assert decided(waiting.model_dump() | {"table": {"rows": 1250}}) == (True, 900, 500, None)
-    assert decided(waiting.model_dump() | {"table": {"rows": 1249}}) == (False, 765, 490, None)
+    assert (waiting.model.gumbel_input, waiting.train.epochs, waiting.model.pack) == (None, 375, 10)
+    assert decided(waiting.model_dump() | {"table": {"rows": 1250}}) == (True, 900, 500, None, 5)
+    assert decided(waiting.model_dump() | {"table": {"rows": 1249}}) == (False, 765, 490, None, 10)
     assert RunConfig.model_validate({"dataset": "digits"}).model.gumbel_input is None
 
 
@@ -129,18 +130,20 @@ def test_a_null_gumbel_input_is_decided_by_the_tables_training_rows_with_the_lar
 def test_a_gumbel_input_still_null_at_build_is_decided_by_the_training_rows_into_the_checkpoint(
     tmp_path, rows, reads_noise
 ):
-    """An uploaded table's config validated without its rows trains with the decision made from the rows it loads;
-    the checkpoint's config holds it, and a resumed run (its config null again) makes the same one, exactly."""
+    """An uploaded table's config validated without its rows trains with the decision made from the rows it loads
+    (G reading the noise, and D judging packs of 5 where the tables' pack of 10 was left, on a large table); the
+    checkpoint's config holds it, and a resumed run (its config null again) makes the same one, exactly."""
     from core.tabular.upload import prepare_table
 
     csv = tmp_path / "t.csv"
     csv.write_bytes(b"x,c\n" + b"".join(f"{i % 17 / 4},{'ab'[i % 3 // 2]}\n".encode() for i in range(rows)))
     folder = prepare_table(csv, source="csv", datasets_dir=tmp_path / "datasets").tmp_dir
-    body = TINY | {"dataset": "tbl_0123abcd", "schedule": {"sample_every": 2, "checkpoint_every": 2}}
+    model = TINY["model"] | {"pack": 10}  # the tables' pack, which a large table's decision turns into 5
+    body = TINY | {"dataset": "tbl_0123abcd", "model": model, "schedule": {"sample_every": 2, "checkpoint_every": 2}}
 
     def fresh() -> RunConfig:
         cfg = RunConfig.model_validate(body)
-        assert cfg.model.gumbel_input is None
+        assert (cfg.model.gumbel_input, cfg.model.pack) == (None, 10)
         return cfg
 
     calls: list[int] = []
@@ -151,6 +154,8 @@ def test_a_gumbel_input_still_null_at_build_is_decided_by_the_training_rows_into
     assert a.keys() == b.keys() and tensors_that_differ(a, b) == []
     tg = load_table_generator(tmp_path / "b" / "checkpoints" / f"{N:08d}.safetensors")
     assert tg.cfg.model.gumbel_input is reads_noise and tg.G.gumbel_input is reads_noise
+    assert tg.cfg.model.pack == (5 if reads_noise else 10)
+    assert a["D.body.0.weight"].shape[1] == tg.cfg.model.pack * (tg.transformer.width + tg.cond.width)
     assert sample_rows(tg, 10, seed=1)[1] == 10
 
 
