@@ -165,7 +165,8 @@ def main() -> None:
             "eval_every": args.eval_every,
             "eval_samples": args.samples,
             "checkpoint_every": math.gcd(*draw_steps),
-            "keep_checkpoints": min(1000, steps // math.gcd(*draw_steps)),
+            # every checkpoint: an evaluation's new best gets one of its own, which would push the ones asked for out
+            "keep_checkpoints": 1000,
         }
         cfg = cfg.model_copy(
             update={
