@@ -1411,6 +1411,12 @@ def _table_rows(layered: dict[str, Any]) -> int | None:
     return rows if isinstance(rows, int) else None
 
 
+def large_table_pack(pack: int) -> int:
+    """The pack D judges on a large table (large_table): the tables' default TABLE_PACK becomes TABLE_LARGE_PACK;
+    a chosen pack stays."""
+    return TABLE_LARGE_PACK if pack == TABLE_PACK else pack
+
+
 def _resolve_table_size(layered: dict[str, Any]) -> None:
     """A null model.gumbel_input becomes large_table's answer once the table's rows are known, and on a large table
     the tables' default train.epochs (TABLE_EPOCHS) becomes TABLE_LARGE_EPOCHS, before the epochs become steps, and
@@ -1425,8 +1431,8 @@ def _resolve_table_size(layered: dict[str, Any]) -> None:
     train = layered.get("train")
     if large and isinstance(train, dict) and train.get("epochs") == TABLE_EPOCHS:
         train["epochs"] = TABLE_LARGE_EPOCHS
-    if large and layered["model"].get("pack") == TABLE_PACK:
-        layered["model"]["pack"] = TABLE_LARGE_PACK
+    if large and "pack" in layered["model"]:
+        layered["model"]["pack"] = large_table_pack(layered["model"]["pack"])
 
 
 def _resolve_table_steps(layered: dict[str, Any], data: dict[str, Any], preset: dict[str, Any]) -> None:

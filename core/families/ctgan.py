@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from core.config import TABLE_LARGE_PACK, TABLE_PACK, RunConfig, large_table
+from core.config import RunConfig, large_table, large_table_pack
 from core.datasets import Dataset
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.losses import discriminator_loss, generator_loss, top_k
@@ -304,10 +304,10 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
     if cfg.model.gumbel_input is None:
         # An uploaded table's config validated before its rows were known: decided here from the training rows, in
         # the config that the run's checkpoints store, so that a resume and a loaded checkpoint build the same G
-        # and D (a large table's default pack as core.config._resolve_table_size makes it).
+        # and D (a large table's default pack, as the config's own resolution makes it: large_table_pack).
         cfg.model.gumbel_input = large_table(training=len(data))
-        if cfg.model.gumbel_input and cfg.model.pack == TABLE_PACK:
-            cfg.model.pack = TABLE_LARGE_PACK
+        if cfg.model.gumbel_input:
+            cfg.model.pack = large_table_pack(cfg.model.pack)
     tf = data.transformer
     spans = tf.category_spans
     cats = _categories(data.store, spans)  # (N, K)
