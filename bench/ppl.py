@@ -16,7 +16,8 @@ before) and reports each draw's fid_digits, precision and recall with their mean
 The dcgan default's anchor (0.245 ± 0.027) is one draw of 2,048 per seed, so draws of 2,048 keep the
 comparison at the same sample count. `--draw-steps 4000` evaluates the checkpoints of those steps the same way
 (a shorter run's result from a longer one: the stylegan2 learning rates are constant and its EMA ramp does not
-depend on the run's length). `--keep DIR` copies the evaluated checkpoints there, and `--evaluate CKPT[,CKPT]` only
+depend on the run's length; not so inside a `train.lr_rampdown`, which starts at a share of the run's own
+length). `--keep DIR` copies the evaluated checkpoints there, and `--evaluate CKPT[,CKPT]` only
 evaluates kept checkpoints (no training).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/ppl.py --steps 1000 --seed 0 --project 100 --project-steps 200

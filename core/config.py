@@ -614,6 +614,16 @@ class TrainConfig(_Strict):
             "decays them linearly to 0, as CycleGAN trains."
         ),
     )
+    lr_rampdown: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Over this last share of the run every learning rate falls along half a cosine to 0 (e.g. 0.2: the last "
+            "fifth), on top of train.lr_schedule; it depends on the step alone, so a resumed run continues it. "
+            "0 turns it off."
+        ),
+    )
     pool_size: int = Field(
         50,
         ge=0,

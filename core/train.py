@@ -96,7 +96,7 @@ def train(
 
         # Train one step at this step's learning rates, then update the EMA generator.
         done = (step - 1) / total
-        _set_learning_rates(optimizers, _lr_scale(cfg.train.lr_schedule, done))
+        _set_learning_rates(optimizers, _lr_scale(cfg.train.lr_schedule, done, cfg.train.lr_rampdown))
         if rank is not None:
             distributed.seed_step(cfg.seed, step, rank)
         at = Step(step, done, want_stats, run.device, next_batch=run.next_batch, autocast=run.autocast)
@@ -308,14 +308,18 @@ def _resume(run: Run, models: Models, ema: Ema | None) -> Loop:
     return loop
 
 
-def _lr_scale(schedule: str, done: float) -> float:
+def _lr_scale(schedule: str, done: float, rampdown: float = 0.0) -> float:
     """The learning rates' factor at `done` (0..1) of the run: 1 (constant), 1 - done (linear), or 1 for the
-    first half and then linearly to 0 (hold-then-linear)."""
+    first half and then linearly to 0 (hold-then-linear); times half a cosine from 1 to 0 over the last `rampdown`
+    share of the run (train.lr_rampdown)."""
+    scale = 1.0
     if schedule == "linear":
-        return 1.0 - done
-    if schedule == "hold-then-linear":
-        return min(1.0, 2.0 * (1.0 - done))
-    return 1.0
+        scale = 1.0 - done
+    elif schedule == "hold-then-linear":
+        scale = min(1.0, 2.0 * (1.0 - done))
+    if rampdown > 0 and done > 1.0 - rampdown:
+        scale *= 0.5 * (1.0 + math.cos(math.pi * (done - (1.0 - rampdown)) / rampdown))
+    return scale
 
 
 def _set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], scale: float) -> None:

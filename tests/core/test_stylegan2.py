@@ -27,7 +27,7 @@ from core.networks_stylegan2 import (
     downsample,
     upsample,
 )
-from core.train import train
+from core.train import _lr_scale, train
 
 TINY = {"width": 8, "z_dim": 16, "w_dim": 16, "mapping_layers": 2}
 
@@ -198,6 +198,7 @@ def test_a_few_steps_train_through_the_loop_and_generate_from_the_checkpoint(tmp
         pytest.param({"diffaugment": "translation"}, {"conditional": True}, id="diffaugment"),
         pytest.param({"augment": "ada"}, {"conditional": True}, id="ada"),
         pytest.param({}, {"clusters": 4}, id="clusters"),
+        pytest.param({"lr_rampdown": 0.7}, {}, id="lr-rampdown"),  # the resume at step 3 falls inside the ramp
     ],
 )
 def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, augment: dict, model: dict):
@@ -245,6 +246,22 @@ def test_cluster_conditioning_labels_reals_by_k_means_and_fakes_by_their_latents
         cfg, load_dataset("digits", image_size=16), device=torch.device("cpu"), latest=None, emit=lambda *_: None
     ).D
     assert D.embed is not None and D.embed.shape[0] == 5  # projection on the clusters
+
+
+def test_the_learning_rate_ramp_down_falls_along_half_a_cosine_over_the_last_share(tmp_path):
+    assert [_lr_scale("constant", done, 0.2) for done in (0.0, 0.8, 0.9)] == pytest.approx([1.0, 1.0, 0.5])
+    assert _lr_scale("constant", 0.95, 0.2) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
+    assert _lr_scale("linear", 0.9, 0.2) == pytest.approx(0.1 * 0.5)  # on top of train.lr_schedule
+    assert _lr_scale("constant", 0.99, 0.0) == 1.0  # 0: off, the default
+    cfg = _cfg(train={"lr_rampdown": 0.5})
+    rates: dict[int, float] = {}
+    train(
+        cfg,
+        out_dir=tmp_path,
+        on_event=lambda kind, d: kind == "stats" and rates.update({d["step"]: d["values"]["lr_g"]}),
+    )
+    # The rates start at the optimizers' own (lazy regularization scales them) and end on the ramp.
+    assert rates[6] / rates[1] == pytest.approx(_lr_scale("constant", 5 / 6, 0.5)) and 0 < rates[6] < rates[1]
 
 
 def test_the_ema_half_life_sets_the_decay():
