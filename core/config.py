@@ -310,6 +310,17 @@ class ModelConfig(_Strict):
             "correction; needs domains with the same channels."
         ),
     )
+    a_render_size: int | None = Field(
+        None,
+        ge=8,
+        le=256,
+        description=(
+            "cyclegan: the side at which G_BA draws domain A: its input (after its warp) is average-pooled to this "
+            "size, its ResNet runs there, and its output is upsampled bilinearly to model.image_size, so that the "
+            "translations are smooth upscales of small images, as scikit-learn's 8x8 digits at 32 px are (8 on "
+            "digits-printed). A multiple of 4 that divides model.image_size; unset = image_size (no rendering)."
+        ),
+    )
     scale: int = Field(
         4,
         ge=1,
@@ -1047,6 +1058,14 @@ class RunConfig(_Strict):
             raise ValueError(f"loss.cycle_noise: only the cyclegan architecture has it, not {arch}")
         if self.loss.self_regularization_weight > 0 and arch != "cyclegan":
             raise ValueError(f"loss.self_regularization_weight: only the cyclegan architecture has it, not {arch}")
+        render = self.model.a_render_size
+        if render is not None and arch != "cyclegan":
+            raise ValueError(f"model.a_render_size: only the cyclegan architecture has it, not {arch}")
+        if render is not None and (render % 4 or self.model.image_size % render):
+            raise ValueError(
+                f"model.a_render_size: {render} px must be a multiple of 4 that divides model.image_size "
+                f"({self.model.image_size} px)"
+            )
         if self.train.augment == "ada" and arch not in ("dcgan", "resnet", "biggan", "stylegan2"):
             raise ValueError(
                 f"train.augment: ada augments images for dcgan, resnet, biggan and stylegan2 runs, not {arch}"

@@ -23,6 +23,9 @@ channels with tanh. The paper uses 6 blocks at 128 px and 9 at 256 px.
 Spatial transformer (CycleGAN's `model.spatial_transform`): a small localisation net predicts a warp of the input
 (a scale and a shift, the shift optionally from the content's centroid), applied by resampling before the ResNet
 generator; see `SpatialTransformer`. With `residual`, the ResNet generator outputs its input plus a correction.
+
+Rendered generator (CycleGAN's `model.a_render_size`): a generator run on its input average-pooled to a small size,
+its output upsampled bilinearly back, so that it draws smooth upscales of small images; see `RenderedGenerator`.
 """
 
 from __future__ import annotations
@@ -170,6 +173,22 @@ class ResnetGenerator(nn.Module):
         if self.residual:
             return (x + self.net(x)).clamp(-1, 1)  # (B, C, S, S)
         return self.net(x)  # (B, C_in, S, S) -> (B, C_out, S, S)
+
+
+class RenderedGenerator(nn.Module):
+    """G(x) = upsample(net(avg_pool(x))): a generator that draws at `size` px and shows its drawing at the input's
+    size, bilinearly (align_corners False, as torch's and Pillow's BILINEAR upscaling of scikit-learn's 8x8 digits to
+    32 px agree). Its outputs lie on the manifold of smooth upscales of small images, where a generator at the full
+    size lands only approximately, and the net is cheaper by the square of the factor."""
+
+    def __init__(self, net: nn.Module, *, size: int) -> None:
+        super().__init__()
+        self.net, self.size = net, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        small = F.adaptive_avg_pool2d(x, self.size)  # (B, C_in, size, size)
+        out = self.net(small)  # (B, C_out, size, size)
+        return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, C_out, S, S)
 
 
 class SpatialTransformer(nn.Module):

@@ -19,6 +19,8 @@ other domain's. It is there because the adversarial and cycle terms alone move t
 the cycle weight of 10 stays at the identity (the L1 cycle has a sharp minimum there), and under a cycle weight of 1
 or 0 it overshoots (zooms of 3-5 where 2 is right) and, when it may rotate, turns the digits by 20-30 degrees.
 With `model.warp_centred` a warp's shift is measured from its input's content centroid (`SpatialTransformer`).
+With `model.a_render_size` G_BA's ResNet draws domain A at that size, its output upsampled bilinearly to the image
+size (`RenderedGenerator`), as domain A's digits are 8x8 images upscaled.
 
 Options that keep a translation close to its input (docs/benchmarks.md, "CycleGAN on digits-printed"):
 `model.residual_generator` makes each ResNet output its input plus a correction (the identity at start);
@@ -54,6 +56,7 @@ from core.families.pix2pix import adversarial_scale, patch_judge
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import (
     PatchDiscriminator,
+    RenderedGenerator,
     ResnetGenerator,
     SpatialTransformer,
     WarpedGenerator,
@@ -206,6 +209,8 @@ def generator(cfg: RunConfig, info: dict[str, Any]) -> CycleGenerators:
     res = m.residual_generator
     ab: nn.Module = ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks, residual=res)
     ba: nn.Module = ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks, residual=res)
+    if m.a_render_size is not None and m.a_render_size < m.image_size:
+        ba = RenderedGenerator(ba, size=m.a_render_size)
     if m.spatial_transform:
         ab, ba = (
             WarpedGenerator(SpatialTransformer(channels=ca, centred=m.warp_centred), ab),

@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from core import checkpoint
 from core.config import RunConfig
-from core.datasets import load_dataset
+from core.datasets import digit_bank, load_dataset
 from core.families.cyclegan import ImagePool, brightness_moments, moment_gap
 from core.networks_translation import (
     STN_MAX_ZOOM,
     PatchDiscriminator,
+    RenderedGenerator,
     ResnetGenerator,
     SpatialTransformer,
     WarpedGenerator,
@@ -109,6 +110,9 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps(
         pytest.param({"dataset": "digits-printed", "model": {"image_size": 16}}, "model.image_size", id="16px"),
         pytest.param({"dataset": "digits-printed", "loss": {"kind": "wgan-gp"}}, "loss.kind", id="wgan-gp"),
         pytest.param({"dataset": "digits-printed", "train": {"compile": True}}, "train.compile", id="compile"),
+        pytest.param({"dataset": "digits-printed", "model": {"a_render_size": 12}}, "model.a_render_size", id="12px"),
+        pytest.param({"dataset": "digits-printed", "model": {"a_render_size": 64}}, "model.a_render_size", id="64px"),
+        pytest.param({"dataset": "digits-edges", "model": {"a_render_size": 8}}, "model.a_render_size", id="render"),
     ],
 )
 def test_impossible_cyclegan_configs_name_their_field(body, field):
@@ -298,3 +302,30 @@ def test_the_moment_term_measures_where_the_brightness_lies():
 def test_warp_fields_need_a_cyclegan_with_warps(body, field):
     with pytest.raises(ValidationError, match=rf"{field}: "):
         RunConfig.model_validate(body)
+
+
+def test_a_rendered_generator_draws_small_and_upsamples_as_the_digits_are():
+    torch.manual_seed(0)
+    G = RenderedGenerator(ResnetGenerator(in_channels=1, out_channels=1, width=4, blocks=1, residual=True), size=8)
+    small, big = digit_bank(8)[0][:4], digit_bank(32)[0][:4]  # (4, 1, 8, 8), their Pillow upscales (4, 1, 32, 32)
+    shown = torch.nn.functional.interpolate(small, size=32, mode="bilinear", align_corners=False)
+    assert torch.allclose(shown, big, atol=0.02)  # torch's bilinear upscaling is Pillow's
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    out = G(x)  # the identity at start: x pooled to 8 px, shown at 32
+    assert out.shape == x.shape
+    assert torch.allclose(torch.nn.functional.avg_pool2d(out, 4), torch.nn.functional.avg_pool2d(x, 4), atol=0.25)
+    assert float((G(big) - big).detach().abs().mean()) < 0.15  # an upscale of a small image comes back blurred a little
+
+
+def test_cyclegan_with_a_rendered_g_ba_trains_and_resumes_bit_for_bit(tmp_path):
+    cfg = _cfg(
+        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8},
+        loss={"self_regularization_weight": 1.0},
+        train={"steps": 4, "warp_share": 0.25, "ema": 0.9},
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64},
+    )
+    straight, _, _ = assert_resume_matches(tmp_path, cfg, 4, 2)
+    metrics = {(d["step"], d["name"]) for kind, d in straight if kind == "metric"}
+    assert (4, "label_preservation") in metrics and (4, "fd_digits") in metrics
+    tensors = checkpoint_tensors(tmp_path / "a", 4)
+    assert any(k.startswith("G.ba.net.net.net.") for k in tensors)  # G_BA's ResNet, inside its renderer
