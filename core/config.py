@@ -469,6 +469,17 @@ class LossConfig(_Strict):
             "translation close to what it translates. 0 turns it off."
         ),
     )
+    info_max_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "cyclegan on data whose domain A has labels (digits-printed): weight of an information-maximization term "
+            "(Liang et al. 2020) on G_BA's translations, read by a small classifier the run trains alongside on "
+            "domain A's training images and labels (an MLP on the images average-pooled to 8x8): each translation's "
+            "prediction entropy (read as one class) minus the entropy of the batch's mean prediction (every class "
+            "as often). Domain B's labels are never read. 0 turns it off."
+        ),
+    )
     adversarial_weight: float = Field(
         1.0,
         ge=0,
@@ -1058,6 +1069,8 @@ class RunConfig(_Strict):
             raise ValueError(f"loss.cycle_noise: only the cyclegan architecture has it, not {arch}")
         if self.loss.self_regularization_weight > 0 and arch != "cyclegan":
             raise ValueError(f"loss.self_regularization_weight: only the cyclegan architecture has it, not {arch}")
+        if self.loss.info_max_weight > 0 and arch != "cyclegan":
+            raise ValueError(f"loss.info_max_weight: only the cyclegan architecture has it, not {arch}")
         render = self.model.a_render_size
         if render is not None and arch != "cyclegan":
             raise ValueError(f"model.a_render_size: only the cyclegan architecture has it, not {arch}")

@@ -26,6 +26,7 @@ generator; see `SpatialTransformer`. With `residual`, the ResNet generator outpu
 
 Rendered generator (CycleGAN's `model.a_render_size`): a generator run on its input average-pooled to a small size,
 its output upsampled bilinearly back, so that it draws smooth upscales of small images; see `RenderedGenerator`.
+`PooledClassifier` is the small classifier of domain A that CycleGAN's information-maximization term reads.
 """
 
 from __future__ import annotations
@@ -189,6 +190,24 @@ class RenderedGenerator(nn.Module):
         small = F.adaptive_avg_pool2d(x, self.size)  # (B, C_in, size, size)
         out = self.net(small)  # (B, C_out, size, size)
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, C_out, S, S)
+
+
+class PooledClassifier(nn.Module):
+    """C(x): images (B, C, S, S) -> class logits (B, classes), read from the images average-pooled to `size` px by
+    an MLP with one hidden layer of `hidden` units (CycleGAN's `loss.info_max_weight`: a classifier of domain A)."""
+
+    def __init__(self, *, channels: int, classes: int, size: int = 8, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.AdaptiveAvgPool2d(size),
+            nn.Flatten(),
+            nn.Linear(channels * size * size, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float())  # (B, C, S, S) -> (B, classes)
 
 
 class SpatialTransformer(nn.Module):

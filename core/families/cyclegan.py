@@ -21,6 +21,10 @@ or 0 it overshoots (zooms of 3-5 where 2 is right) and, when it may rotate, turn
 With `model.warp_centred` a warp's shift is measured from its input's content centroid (`SpatialTransformer`).
 With `model.a_render_size` G_BA's ResNet draws domain A at that size, its output upsampled bilinearly to the image
 size (`RenderedGenerator`), as domain A's digits are 8x8 images upscaled.
+With `loss.info_max_weight` the run also trains a small classifier of domain A on A's labels (`C`, its own Adam
+`opt_c`; `PooledClassifier`), each step on the step's A batch before the generators', and G_BA's translations are
+asked to be read by it confidently and every class as often (information maximization, Liang et al. 2020): a
+class-aware signal that reads no label of domain B.
 
 Options that keep a translation close to its input (docs/benchmarks.md, "CycleGAN on digits-printed"):
 `model.residual_generator` makes each ResNet output its input plus a correction (the identity at start);
@@ -46,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -56,6 +61,7 @@ from core.families.pix2pix import adversarial_scale, patch_judge
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import (
     PatchDiscriminator,
+    PooledClassifier,
     RenderedGenerator,
     ResnetGenerator,
     SpatialTransformer,
@@ -69,6 +75,7 @@ EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 GRID_IMAGES, GRID_TRIPLES_PER_ROW = 8, 4  # held-out images of each domain in the grid, and triples a row
 SAMPLE_BATCH = 256
+LR_CLASSIFIER = 1e-3  # Adam's rate for the classifier of domain A that loss.info_max_weight trains
 
 
 class CycleGenerators(nn.Module):
@@ -139,14 +146,17 @@ class Models:
     pool_b: ImagePool  # G_AB's outputs, for D_B
     data: UnpairedDataset
     opt_warp: torch.optim.Optimizer | None = None  # the warps' localisation nets, with model.spatial_transform
+    C: nn.Module | None = None  # domain A's classifier, with loss.info_max_weight
+    opt_c: torch.optim.Optimizer | None = None
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
-        return {"G": self.G, "D": self.D}
+        return {"G": self.G, "D": self.D} | ({"C": self.C} if self.C is not None else {})
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         warp = {"opt_warp": self.opt_warp} if self.opt_warp is not None else {}
-        return {"opt_g": self.opt_g, "opt_d": self.opt_d} | warp
+        classifier = {"opt_c": self.opt_c} if self.opt_c is not None else {}
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d} | warp | classifier
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The history pools, which a resumed run continues from."""
@@ -168,6 +178,10 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
             f"model.residual_generator: a generator that corrects its input needs domains with the same channels, "
             f"not {ca} and {cb}; set false"
         )
+    if cfg.loss.info_max_weight > 0 and (data.labels is None or data.num_classes < 2):
+        raise ValueError(
+            f"loss.info_max_weight: the term's classifier learns domain A's labels, and {cfg.dataset} has none; set 0"
+        )
     G = generator(cfg, data.info())
     layers = patch_layers(m.image_size, m.patch_layers)
     D = CycleDiscriminators(
@@ -184,6 +198,9 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
             if images is None or count is None:
                 raise ValueError(f"{latest.name} holds no history pool; it was not written by a cyclegan run")
             p.load(images, count)
+    C = None
+    if cfg.loss.info_max_weight > 0:
+        C = PooledClassifier(channels=ca, classes=data.num_classes).to(device)
     betas = (cfg.train.beta1, cfg.train.beta2)
     warps = [p for name, p in G.named_parameters() if ".warp." in name]  # the localisation nets, when there are
     nets = [p for name, p in G.named_parameters() if ".warp." not in name]
@@ -196,6 +213,8 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         pool_b=pool_b,
         data=data,
         opt_warp=torch.optim.Adam(warps, lr=cfg.train.lr_warp, betas=betas) if warps else None,
+        C=C,
+        opt_c=torch.optim.Adam(C.parameters(), lr=LR_CLASSIFIER) if C is not None else None,
     )
 
 
@@ -236,7 +255,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     D update (both discriminators: real images against fakes through the pools). Returns `{"loss_d", "loss_g"}`
     and the step's stats."""
     noise_std = cfg.loss.instance_noise * (1.0 - at.done)  # instance noise anneals to zero over the run
-    _, real_a, _ = at.next_batch()  # (B, C_A, H, W)
+    _, real_a, labels_a = at.next_batch()  # (B, C_A, H, W), (B,)
     picks = torch.randint(m.data.b_size, (real_a.shape[0],))
     real_b = m.data.domain_b(picks).contiguous(memory_format=torch.channels_last)  # (B, C_B, H, W)
     cycle_weight = cfg.loss.cycle_weight
@@ -246,6 +265,16 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     warp_only = at.done < cfg.train.warp_share
     if warp_only and warp_ab is not None and warp_ba is not None:
         g_ab, g_ba = warp_ab, warp_ba  # the warp-only steps: each generator is its warp alone
+
+    # Train domain A's classifier on its labels (loss.info_max_weight).
+    loss_c = None
+    if m.C is not None and m.opt_c is not None and labels_a is not None:
+        m.C.requires_grad_(True)
+        loss_c = F.cross_entropy(m.C(real_a), labels_a)
+        m.opt_c.zero_grad(set_to_none=True)
+        loss_c.backward()
+        m.opt_c.step()
+        m.C.requires_grad_(False)
 
     # Train the generators.
     m.D.requires_grad_(False)
@@ -275,6 +304,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         regularization = _l1(fake_b, inputs_a) + _l1(fake_a, inputs_b)
         loss_g = loss_g + cfg.loss.self_regularization_weight * regularization
         stats["loss_g_self"] = regularization.detach()
+    if m.C is not None and not warp_only:  # confident, class-balanced translations B→A, read by domain A's classifier
+        probs = m.C(fake_a).softmax(1)  # (B, classes)
+        info = _entropy(probs).mean() - _entropy(probs.mean(0, keepdim=True)).mean()
+        loss_g = loss_g + cfg.loss.info_max_weight * info
+        stats["loss_g_info"] = info.detach()
     if identity_weight > 0:
         with at.autocast():  # each generator without its warp, which would have to resize a target-domain image
             same_b, same_a = net_ab(real_b), net_ba(real_a)
@@ -318,6 +352,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         stats |= {"grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
     if at.want_stats and warp_ab is not None and warp_ba is not None:
         stats |= {"warp_zoom_ab": _zoom(warp_ab, real_a), "warp_zoom_ba": _zoom(warp_ba, real_b)}
+    if loss_c is not None:
+        stats["loss_c"] = loss_c.detach()
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
@@ -325,6 +361,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
 def _l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x.float() - y.float()).abs().mean()
+
+
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
+    """The entropy (N,) of each row of class probabilities (N, classes)."""
+    return -(probs * probs.clamp_min(1e-8).log()).sum(1)
 
 
 def brightness_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -113,6 +113,7 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps(
         pytest.param({"dataset": "digits-printed", "model": {"a_render_size": 12}}, "model.a_render_size", id="12px"),
         pytest.param({"dataset": "digits-printed", "model": {"a_render_size": 64}}, "model.a_render_size", id="64px"),
         pytest.param({"dataset": "digits-edges", "model": {"a_render_size": 8}}, "model.a_render_size", id="render"),
+        pytest.param({"dataset": "digits-edges", "loss": {"info_max_weight": 1}}, "loss.info_max_weight", id="info"),
     ],
 )
 def test_impossible_cyclegan_configs_name_their_field(body, field):
@@ -329,3 +330,18 @@ def test_cyclegan_with_a_rendered_g_ba_trains_and_resumes_bit_for_bit(tmp_path):
     assert (4, "label_preservation") in metrics and (4, "fd_digits") in metrics
     tensors = checkpoint_tensors(tmp_path / "a", 4)
     assert any(k.startswith("G.ba.net.net.net.") for k in tensors)  # G_BA's ResNet, inside its renderer
+
+
+def test_the_information_maximization_term_trains_a_classifier_of_domain_a_and_resumes_bit_for_bit(tmp_path):
+    cfg = _cfg(
+        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8},
+        loss={"info_max_weight": 1.0},
+        train={"steps": 4, "warp_share": 0.25, "ema": 0.9},  # step 1 with the warps alone
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 100},
+    )
+    straight, _, _ = assert_resume_matches(tmp_path, cfg, 4, 2)
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert "loss_g_info" not in stats[1] and stats[1]["loss_c"] > 0  # the classifier learns from the first step
+    assert math.isfinite(stats[4]["loss_g_info"]) and stats[1]["lr_c"] == pytest.approx(1e-3)
+    tensors = checkpoint_tensors(tmp_path / "a", 4)
+    assert "C.net.2.weight" in tensors and any(k.startswith("opt_c.state.") for k in tensors)
