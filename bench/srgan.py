@@ -4,6 +4,7 @@ held-out patches with the evaluator the runs use.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/srgan.py --seeds 0
     OMP_NUM_THREADS=1 .venv/bin/python bench/srgan.py --seeds 0 --config '{"train": {"pretrain_steps": 3000}}'
+    OMP_NUM_THREADS=1 .venv/bin/python bench/srgan.py --seeds 4 --interpolations 0.8 0.9 --sharpness-targets 0.8 0.81
 
 Reported per seed: PSNR (dB), SSIM and the sharpness ratio (mean Sobel gradient magnitude of the outputs over the
 high-resolution images') of SR and of bicubic on the held-out patches of `photos` (the left 256 columns of each
@@ -15,6 +16,8 @@ flattest first), the mean PSNR, the sharpness ratio and that quarter's share of 
 is an average of per-patch dB, which the flat patches lead, while the sharpness is a ratio of sums, which the
 detailed ones lead. `--interpolations 0.6 0.8` re-blends a run with `train.interpolation` at other weights from its
 last checkpoint (which holds the pretrained and the blended generator) and reports each, as the run would have ended.
+`--sharpness-targets 0.8 0.81` reports the blend that `train.interpolation_sharpness` would have chosen at each target
+(its `sharpness_target`), and every blend's `train_sharpness`, the sharpness on the training images that rule reads.
 """
 
 from __future__ import annotations
@@ -57,11 +60,12 @@ def quartiles(out: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
     return values
 
 
-def blended(ckpt: Path, alpha: float) -> dict[str, torch.Tensor]:
+def blended(ckpt: Path, alpha: float, chosen: float | None = None) -> dict[str, torch.Tensor]:
     """The generator of a run with train.interpolation as it would have ended at `alpha`: its adversarially trained G
-    recovered from the blend the checkpoint holds and G_psnr, then blended at alpha."""
+    recovered from the blend the checkpoint holds (at `chosen`, else train.interpolation) and G_psnr, then blended at
+    alpha."""
     tensors, meta = read_checkpoint(ckpt)
-    chosen = RunConfig.model_validate_json(meta["config"]).train.interpolation
+    chosen = chosen or RunConfig.model_validate_json(meta["config"]).train.interpolation
     if not chosen or not any(key.startswith("G_psnr.") for key in tensors):
         raise ValueError("--interpolations: the run blends nothing (train.interpolation unset or 0) to re-blend")
     state = {}
@@ -77,11 +81,39 @@ def blended(ckpt: Path, alpha: float) -> dict[str, torch.Tensor]:
     return state
 
 
+def target_weights(
+    ckpt: Path, cfg: RunConfig, data: Any, chosen: float | None, targets: tuple[float, ...]
+) -> list[float]:
+    """The blend weight train.interpolation_sharpness would have chosen at each of `targets` for this run."""
+    tensors, meta = read_checkpoint(ckpt)
+    G = srgan.generator(cfg, json.loads(meta["data"]))
+    G.load_state_dict(blended(ckpt, 1.0, chosen))
+    G_psnr = srgan.generator(cfg, json.loads(meta["data"]))
+    G_psnr.load_state_dict({k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")})
+    return [
+        srgan.sharpness_weight(
+            G,
+            G_psnr,
+            data,
+            cfg.model_copy(update={"train": cfg.train.model_copy(update={"interpolation_sharpness": target})}),
+            device=torch.device("cpu"),
+            autocast=nullcontext,
+        )
+        for target in targets
+    ]
+
+
 def measure(
-    override: dict[str, Any], seed: int, trace: bool, *, split: bool = False, alphas: tuple[float, ...] = ()
+    override: dict[str, Any],
+    seed: int,
+    trace: bool,
+    *,
+    split: bool = False,
+    alphas: tuple[float, ...] = (),
+    targets: tuple[float, ...] = (),
 ) -> list[dict[str, float]]:
     """Train one run on photos; evaluate its final generator (the EMA copy when there is one) on the held-out
-    patches, and each re-blend at `alphas`."""
+    patches, each re-blend at `alphas`, and the blend that each sharpness target in `targets` would have chosen."""
     cfg = RunConfig.model_validate({"dataset": "photos", "seed": seed, **override})
     events: list[tuple[str, dict[str, Any]]] = []
 
@@ -96,8 +128,14 @@ def measure(
         wall, cpu = (time.perf_counter() - wall) / 60, (time.process_time() - cpu) / 60
         ckpt = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))[-1]
         state, meta = read_generator_state(ckpt, ema=True)
-        states = [(None, state)] + [(alpha, blended(ckpt, alpha)) for alpha in alphas]
-    data = srgan.split_data(load_dataset("photos", image_size=cfg.model.image_size), cfg)
+        picked = [
+            float(d["values"]["interpolation"]) for k, d in events if k == "stats" and "interpolation" in d["values"]
+        ]
+        chosen = picked[-1] if picked else None  # the weight train.interpolation_sharpness chose
+        data = srgan.split_data(load_dataset("photos", image_size=cfg.model.image_size), cfg)
+        by_target = target_weights(ckpt, cfg, data, chosen, targets) if targets else []
+        alphas = alphas + tuple(by_target)
+        states = [(None, state)] + [(alpha, blended(ckpt, alpha, chosen)) for alpha in alphas]
     assert data.held is not None and data.held_low is not None
     ev = SREvaluator(data, n_samples=len(data.held), device="cpu")
     low, results = data.held_low, []
@@ -107,8 +145,14 @@ def measure(
         out = srgan.super_resolve(G, low, device=torch.device("cpu"), autocast=nullcontext)  # (N, C, S, S)
         values = ev(lambda n, out=out: (out[:n], None))
         result = {name: values[name] for name in REPORT} | ({"interpolation": alpha} if alpha is not None else {})
+        if alpha is not None and alpha in by_target:
+            result["sharpness_target"] = targets[by_target.index(alpha)]
+        result["train_sharpness"] = srgan.training_sharpness(
+            G, data, cfg, device=torch.device("cpu"), autocast=nullcontext
+        )
         result |= quartiles(out, data.held) if split else {}
-        results.append(result | ({"wall_minutes": wall, "cpu_minutes": cpu} if alpha is None else {}))
+        final = {"wall_minutes": wall, "cpu_minutes": cpu} | ({"interpolation": chosen} if chosen else {})
+        results.append(result | (final if alpha is None else {}))
     return results
 
 
@@ -119,11 +163,19 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="print the run's psnr and sharpness as it evaluates")
     parser.add_argument("--quartiles", action="store_true", help="also report per quarter of the patches by detail")
     parser.add_argument("--interpolations", type=float, nargs="*", default=[], help="re-blend at these weights too")
+    parser.add_argument(
+        "--sharpness-targets",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also the blend train.interpolation_sharpness would choose at each of these targets (needs a blend)",
+    )
     args = parser.parse_args()
     override = json.loads(args.config)
     print(f"torch threads: {torch.get_num_threads()}; config over the defaults: {override}", flush=True)
     for seed in args.seeds:
-        for result in measure(override, seed, args.trace, split=args.quartiles, alphas=tuple(args.interpolations)):
+        alphas, targets = tuple(args.interpolations), tuple(args.sharpness_targets)
+        for result in measure(override, seed, args.trace, split=args.quartiles, alphas=alphas, targets=targets):
             print(json.dumps({"seed": seed, **{k: round(v, 4) for k, v in result.items()}}), flush=True)
 
 

@@ -142,6 +142,7 @@ TRANSLATION_ARCHS = ("pix2pix", "cyclegan", "srgan")
 SR_SCALES = (2, 4, 8)
 SR_MIN_INPUT = 8
 PHOTO_TRAIN_SIDE = 384  # photos: the shorter side of each photograph's training region (427 x 384 px)
+PHOTO_COPIES = (0.5, 0.6, 0.7, 0.8, 0.9)  # photos' default train.downscaled_copies
 # The fields only srgan reads, by section: any other architecture refuses them set, and drops them as defaults.
 SR_ONLY_FIELDS = {
     "model": ("scale", "bicubic_skip", "g_batchnorm"),
@@ -163,6 +164,7 @@ SR_ONLY_FIELDS = {
         "channel_orders",
         "downscaled_copies",
         "interpolation",
+        "interpolation_sharpness",
     ),
 }
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
@@ -721,8 +723,8 @@ class TrainConfig(_Strict):
             "srgan on photos: also cut training patches from copies of the photographs' training region downscaled "
             "by each of these factors (each above 0 and below 1, e.g. [0.5, 0.7, 0.9]; Pillow's bicubic), in "
             "proportion to each copy's area: the same scenes with finer detail per pixel, as more training content. "
-            "Empty = the native region alone, the default: on photos [0.5, 0.6, 0.7, 0.8, 0.9] lifted the pretrained "
-            "generator by about 0.1 dB but the blends' PSNR at sharpness 0.8 by about 0.02 dB (docs/benchmarks.md)."
+            "Empty = the native region alone. photos defaults to [0.5, 0.6, 0.7, 0.8, 0.9], less the factors that "
+            "leave no patch of the run's size: they lift the pretrained generator by about 0.1 dB (docs/benchmarks.md)."
         ),
     )
     interpolation: float | None = Field(
@@ -733,6 +735,18 @@ class TrainConfig(_Strict):
             "srgan: ESRGAN's network interpolation: after the last step, G's weights become (1 - this) times the "
             "generator the pretraining ended with plus this times the adversarially trained one (0: the "
             "pretrained generator, 1: the GAN's); needs 0 < pretrain_steps < steps. Unset = off."
+        ),
+    )
+    interpolation_sharpness: float | None = Field(
+        None,
+        gt=0,
+        le=2,
+        description=(
+            "srgan with train.interpolation: choose the blend's weight after the last step instead, as the smallest "
+            "whose outputs on 256 of the run's training images reach this sharpness ratio (their mean Sobel "
+            "magnitude over the high-resolution images', as the metric sharpness): the blend of best PSNR at that "
+            "sharpness, whatever this run's adversarial generator came to (1 when it falls short). The weight "
+            "chosen is the stat interpolation. Unset = the fixed weight train.interpolation."
         ),
     )
     progressive: ProgressiveConfig | None = Field(
@@ -935,9 +949,19 @@ class RunConfig(_Strict):
             picks = [src.get("train") for src in (data, PRESETS.get(preset or "", {}))]
             pretrain = sr_train.get("pretrain_steps", 0)
             steps = sr_train.get("steps", TrainConfig.model_fields["steps"].default)
-            chosen_blend = any(isinstance(p, dict) and "interpolation" in p for p in picks)
+            blend_fields = ("interpolation", "interpolation_sharpness")
+            chosen_blend = any(isinstance(p, dict) and any(f in p for f in blend_fields) for p in picks)
             if not chosen_blend and isinstance(pretrain, int) and isinstance(steps, int) and not 0 < pretrain < steps:
                 sr_train.pop("interpolation")
+                sr_train.pop("interpolation_sharpness", None)
+        # photos' default downscaled copies keep the factors that still hold a patch of the run's size.
+        copies = sr_train.get("downscaled_copies") if isinstance(sr_train, dict) else None
+        if copies and isinstance(model, dict) and isinstance(model.get("image_size"), int):
+            picks = [src.get("train") for src in (data, PRESETS.get(preset or "", {}))]
+            if not any(isinstance(p, dict) and "downscaled_copies" in p for p in picks):
+                sr_train["downscaled_copies"] = [
+                    f for f in copies if round(PHOTO_TRAIN_SIDE * f) >= model["image_size"]
+                ]
         # The warps' own fields, from a dataset that defaults to them (digits-printed), give way to a run without.
         if isinstance(model, dict) and not model.get("spatial_transform"):
             drop_unchosen(WARP_FIELDS)
@@ -1317,6 +1341,11 @@ class RunConfig(_Strict):
                         f"short of a {m.image_size} px patch; use factors of at least "
                         f"{math.ceil(100 * m.image_size / PHOTO_TRAIN_SIDE) / 100}"
                     )
+        if train.interpolation_sharpness is not None and train.interpolation is None:
+            raise ValueError(
+                "train.interpolation_sharpness: it chooses the weight of the blend that train.interpolation turns on; "
+                "set train.interpolation too (any weight: this one replaces it)"
+            )
         if train.interpolation is not None and not 0 < train.pretrain_steps < train.steps:
             raise ValueError(
                 "train.interpolation: it blends the pretrained and the adversarially trained generator, so it needs "
@@ -1533,13 +1562,14 @@ TABLE_DEFAULTS: dict[str, Any] = {
 
 # srgan: Ledig et al.'s phases (the pixel loss alone while pretraining, then with the feature term and the adversarial
 # term at 1e-3; Adam with beta1 0.9), narrowed for a CPU: width 32 and 8 residual blocks where the paper has 64 and 16,
-# x4 from 16 px to 64 px, G learning what bicubic misses (model.bicubic_skip). The pixel loss is L1 (as EDSR) plus the
-# Sobel gradient loss at 1: L1 alone left G at its bicubic start, the gradient term moved it. Rates fall along a cosine
-# within each phase, G's from 1e-3 while pretraining and from 1e-4 (the paper's) after it; training patches are
-# mirrored at random (EDSR's augmentation). After pretraining the gradient-energy loss at 2 asks for the real image's
-# amount of detail in each 8 px window (the adversarial term at 1e-3 alone added little), and the final G is halfway
-# between the pretrained and the adversarially trained one (ESRGAN's network interpolation): sharper than the
-# pretrained G at a small cost in PSNR. docs/benchmarks.md holds the measurements on photos.
+# no BatchNorm in G (as EDSR and ESRGAN), x4 from 16 px to 64 px, G learning what bicubic misses (model.bicubic_skip).
+# The pixel loss is L1 (as EDSR) plus the Sobel gradient loss at 1: L1 alone left G at its bicubic start, the gradient
+# term moved it. Rates fall along a cosine within each phase, G's from 1e-3 over 4,800 pretraining steps and from 1e-4
+# (the paper's) over the 800 adversarial ones; training patches are mirrored at random (EDSR's augmentation). After
+# pretraining the gradient-energy loss at 2 asks for the real image's amount of detail in each 8 px window (the
+# adversarial term at 1e-3 alone added little), and the final G is 0.1 of the pretrained and 0.9 of the adversarially
+# trained one (ESRGAN's network interpolation): the blend that lands on sharpness 0.8 with PSNR 0.5 dB above bicubic.
+# docs/benchmarks.md holds the measurements on photos.
 SRGAN_RECIPE: dict[str, Any] = {
     "model": {
         "arch": "srgan",
@@ -1548,6 +1578,7 @@ SRGAN_RECIPE: dict[str, Any] = {
         "res_blocks": 8,
         "scale": 4,
         "bicubic_skip": True,
+        "g_batchnorm": False,
         "spectral_norm": False,
         "minibatch_std": False,
         "clusters": 0,
@@ -1563,9 +1594,9 @@ SRGAN_RECIPE: dict[str, Any] = {
         "energy_weight": 2.0,
     },
     "train": {
-        "steps": 2800,
-        "pretrain_steps": 2400,
-        "interpolation": 0.5,
+        "steps": 5600,
+        "pretrain_steps": 4800,
+        "interpolation": 0.9,
         "phase_schedule": "cosine",
         "flips": True,
         "batch_size": 16,
@@ -1621,11 +1652,30 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # digits-printed: CycleGAN as Zhu et al. train it (LSGAN, cycle weight 10, a pool of 50, Adam 2e-4 with beta1 0.5
     # held for the first half, then decayed to 0), narrowed for 32 px digits on a CPU (width 8, 2 residual blocks),
     # with a spatial transformer in front of each generator (the printed digits are half the handwritten ones' size)
-    # that trains alone for the first fifth of the run, steered by the brightness-moment term, and identity terms at
-    # 2 (on the generators without their warps). docs/benchmarks.md, "CycleGAN on digits-printed".
+    # that trains alone for the first fifth of the run, steered by the brightness-moment term and centred on each
+    # digit's ink, and identity terms at 2 (on the generators without their warps). Each ResNet corrects its input,
+    # the PatchGANs see the whole digit (34 px patches), G_BA draws at 8 px as the handwritten digits are 8x8 images
+    # upscaled, and an information-maximization term asks a classifier of domain A, trained alongside on A's labels,
+    # to read the translations confidently and every digit as often. docs/benchmarks.md, "CycleGAN on digits-printed".
     "digits-printed": {
-        "model": {"arch": "cyclegan", "image_size": 32, "width": 8, "res_blocks": 2, "spatial_transform": True},
-        "loss": {"kind": "lsgan", "cycle_weight": 10.0, "identity_weight": 2.0, "warp_moment_weight": 10.0},
+        "model": {
+            "arch": "cyclegan",
+            "image_size": 32,
+            "width": 8,
+            "res_blocks": 2,
+            "spatial_transform": True,
+            "warp_centred": True,
+            "residual_generator": True,
+            "patch_layers": 2,
+            "a_render_size": 8,
+        },
+        "loss": {
+            "kind": "lsgan",
+            "cycle_weight": 10.0,
+            "identity_weight": 2.0,
+            "warp_moment_weight": 10.0,
+            "info_max_weight": 1.0,
+        },
         "train": {
             "steps": 3000,
             "batch_size": 8,
@@ -1637,7 +1687,13 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         },
         "schedule": {"sample_every": 500, "checkpoint_every": 1000, "eval_every": 500, "eval_samples": 500},
     },
-    "photos": copy.deepcopy(SRGAN_RECIPE) | {"model": SRGAN_RECIPE["model"] | {"image_size": 64}},
+    # photos: srgan's recipe, with patches also cut from the photographs downscaled by 0.5-0.9 (more content of the
+    # same scenes: the pretrained G gains about 0.1 dB on the held-out columns).
+    "photos": copy.deepcopy(SRGAN_RECIPE)
+    | {
+        "model": SRGAN_RECIPE["model"] | {"image_size": 64},
+        "train": SRGAN_RECIPE["train"] | {"downscaled_copies": list(PHOTO_COPIES)},
+    },
     "_uploaded": {
         "model": {"arch": "dcgan", "image_size": 32},
         "train": {"steps": 5000, "batch_size": 64},

@@ -204,12 +204,15 @@ def _warp(cin: int) -> int:
 
 
 def _srgan(cfg: RunConfig, channels: int) -> tuple[int, int]:
-    """SRResNet (PReLU has one slope per channel) and the SRGAN discriminator (core/networks_sr.py)."""
+    """SRResNet (PReLU has one slope per channel; BatchNorm as model.g_batchnorm) and the SRGAN discriminator
+    (core/networks_sr.py)."""
     m = cfg.model
     w = m.g_width or m.width
     blocks = m.res_blocks or SR_DEFAULT_BLOCKS
+    bn = m.g_batchnorm
+    conv_norm = _conv(w, w, 3, bias=not bn) + (_bn(w) if bn else 0)  # networks_sr.conv_norm
     g = _conv(channels, w, 9) + w
-    g += blocks * (2 * _conv(w, w, 3, bias=False) + 2 * _bn(w) + w) + _conv(w, w, 3, bias=False) + _bn(w)
+    g += blocks * (2 * conv_norm + w) + conv_norm
     g += int(math.log2(m.scale)) * (_conv(w, 4 * w, 3) + w) + _conv(w, channels, 9)
     mults = (1, 1, 2, 2, 4, 4, 8, 8)
     d = _conv(channels, m.width, 3)

@@ -57,13 +57,14 @@ from core.families import Step, StepStats, eval_mode, grad_norm
 from core.families.pix2pix import adversarial_scale
 from core.losses import discriminator_loss, generator_loss
 from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features, vgg19_weights_path
-from core.paired import sobel_gradients
+from core.paired import sobel_gradients, sobel_magnitude
 from core.superres import SRDataset, bicubic_upscale, downscale, downscaled_copies, sr_dataset
 
 EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 GRID_IMAGES, GRID_PER_ROW = 8, 2  # held-out images in the sample grid, and (low-res | bicubic | SR | HR)s a row
 SAMPLE_BATCH = 64
+SHARPNESS_PATCHES = 256  # training images that train.interpolation_sharpness measures a blend's sharpness on
 DEFAULT_BLOCKS = 8
 PSNR_WEIGHT_EPS = 1e-5  # added to each image's mean squared error (in [-1, 1]) before loss.psnr_weighting inverts it
 
@@ -242,6 +243,44 @@ def interpolate(G: nn.Module, G_psnr: nn.Module, alpha: float) -> None:
             value.copy_(torch.lerp(psnr[name].to(value.dtype), value, alpha))
 
 
+@torch.no_grad()
+def training_sharpness(
+    G: nn.Module, data: SRDataset, cfg: RunConfig, *, device: torch.device, autocast: Autocast
+) -> float:
+    """The sharpness ratio of G's outputs on SHARPNESS_PATCHES training images evenly spaced through the data: their
+    mean Sobel magnitude over the high-resolution images', as the metric sharpness is on the held-out ones."""
+    count = min(SHARPNESS_PATCHES, len(data))
+    hr = data.batch(torch.linspace(0, len(data) - 1, count).round().long())[0].float().cpu()  # (n, C, S, S)
+    out = super_resolve(G, downscale(hr, cfg.model.scale), device=device, autocast=autocast).clamp(-1, 1).cpu()
+    return float(sobel_magnitude(out).mean()) / max(float(sobel_magnitude(hr).mean()), 1e-12)
+
+
+@torch.no_grad()
+def sharpness_weight(
+    G: nn.Module, G_psnr: nn.Module, data: SRDataset, cfg: RunConfig, *, device: torch.device, autocast: Autocast
+) -> float:
+    """train.interpolation_sharpness: the smallest blend weight (to 1/1024, by bisection) whose generator reaches that
+    sharpness ratio on training images (`training_sharpness`); 1 when even the adversarially trained G falls short.
+    The sharpness of a blend rises with its weight and its PSNR falls, so this is the blend of best PSNR at that
+    sharpness. G's weights are left as they were."""
+    target = cfg.train.interpolation_sharpness
+    assert target is not None
+    blend = copy.deepcopy(G)
+
+    def sharpness(weight: float) -> float:
+        blend.load_state_dict(G.state_dict())
+        interpolate(blend, G_psnr, weight)
+        return training_sharpness(blend, data, cfg, device=device, autocast=autocast)
+
+    if sharpness(1.0) < target:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if sharpness(mid) >= target else (mid, hi)
+    return hi
+
+
 def feature_distance(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
     """The mean over layers of the mean squared difference of two lists of feature maps, in fp32."""
     terms = [F.mse_loss(f.float(), r.float()) for f, r in zip(fake, real, strict=True)]
@@ -354,7 +393,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     grad_norm_g = grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
     if m.G_psnr is not None and cfg.train.interpolation is not None and at.step == cfg.train.steps:
-        interpolate(m.G, m.G_psnr, cfg.train.interpolation)
+        weight = cfg.train.interpolation
+        if cfg.train.interpolation_sharpness is not None:
+            weight = sharpness_weight(m.G, m.G_psnr, m.data, cfg, device=at.device, autocast=at.autocast)
+            stats["interpolation"] = torch.tensor(weight)
+        interpolate(m.G, m.G_psnr, weight)
 
     stats |= {**stats_d, **stats_g, "loss_g_feature": feature.detach(), "loss_g": loss_g.detach()}
     if grad_norm_d is not None and grad_norm_g is not None:

@@ -80,6 +80,7 @@ CASES: list[Any] = [
     ),
     pytest.param({"dataset": "digits-printed", "model": {"spatial_transform": False}}, 1, 10, id="cyclegan-no-stn"),
     pytest.param({"dataset": "photos"}, 3, 0, id="srgan"),
+    pytest.param({"dataset": "photos", "model": {"g_batchnorm": True}}, 3, 0, id="srgan-batchnorm"),
     pytest.param(
         {"dataset": "ds_0123456789", "model": {"arch": "srgan", "image_size": 192, "scale": 8}}, 3, 0, id="sr8"
     ),

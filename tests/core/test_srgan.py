@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -164,14 +165,22 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
     assert (cfg.loss.content, cfg.loss.feature_net, cfg.train.pretrain_steps > 0) == ("l1", "discriminator", True)
     assert (cfg.loss.gradient_weight, cfg.train.flips, cfg.train.phase_schedule) == (1.0, True, "cosine")
     assert (cfg.train.lr_g, cfg.train.lr_g_adversarial, cfg.train.beta1) == (1e-3, 1e-4, 0.9)
-    assert (cfg.schedule.eval_every > 0, cfg.model.bicubic_skip, cfg.train.interpolation) == (True, True, 0.5)
+    assert (cfg.schedule.eval_every > 0, cfg.model.bicubic_skip, cfg.train.interpolation) == (True, True, 0.9)
     assert 0 < cfg.train.pretrain_steps < cfg.train.steps and cfg.loss.energy_weight == 2.0
+    assert (cfg.model.g_batchnorm, cfg.train.downscaled_copies) == (False, [0.5, 0.6, 0.7, 0.8, 0.9])
+    # The default copies keep the factors that hold a patch of the run's size; a choice of them is checked as it is.
+    large = RunConfig.model_validate({"dataset": "photos", "model": {"image_size": 256}})
+    assert large.train.downscaled_copies == [0.7, 0.8, 0.9]
+    with pytest.raises(ValidationError, match=r"train\.downscaled_copies: 0\.5 leaves 192 px"):
+        RunConfig.model_validate(
+            {"dataset": "photos", "model": {"image_size": 256}, "train": {"downscaled_copies": [0.5]}}
+        )
     short = RunConfig.model_validate({"dataset": "photos", "train": {"steps": 10}})  # no adversarial phase to blend
     assert (short.train.interpolation, short.loss.energy_weight) == (None, 2.0)
     dcgan = RunConfig.model_validate({"dataset": "photos", "model": {"arch": "dcgan"}})
     assert (dcgan.model.scale, dcgan.train.pretrain_steps, dcgan.loss.feature_net) == (4, 0, "discriminator")
     assert (dcgan.loss.gradient_weight, dcgan.train.flips, dcgan.train.lr_g_adversarial) == (0.0, False, None)
-    assert (dcgan.loss.energy_weight, dcgan.train.interpolation) == (0.0, None)
+    assert (dcgan.loss.energy_weight, dcgan.train.interpolation, dcgan.train.downscaled_copies) == (0.0, None, [])
     on_digits = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "srgan", "scale": 2}})
     assert (on_digits.model.image_size, on_digits.model.clusters, on_digits.train.ema) == (32, 0, None)
 
@@ -229,6 +238,21 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
             {"dataset": "photos", "train": {"steps": 10, "pretrain_steps": 10, "interpolation": 0.5}},
             "train.interpolation",
             id="interpolation-without-adversarial-phase",
+        ),
+        pytest.param(
+            {"dataset": "photos", "train": {"steps": 10, "interpolation_sharpness": 0.8}},
+            "train.interpolation",
+            id="sharpness-without-adversarial-phase",
+        ),
+        pytest.param(
+            {"dataset": "photos", "train": {"interpolation": None, "interpolation_sharpness": 0.8}},
+            "train.interpolation_sharpness",
+            id="sharpness-without-blend",
+        ),
+        pytest.param(
+            {"dataset": "digits", "train": {"interpolation_sharpness": 0.8}},
+            "train.interpolation_sharpness",
+            id="dcgan",
         ),
     ],
 )
@@ -462,3 +486,36 @@ def test_network_interpolation_blends_the_pretrained_and_the_adversarial_generat
     assert all(torch.equal(zero[k], pretrained[f"G.{k}"]) for k in floats)  # 0: the pretrained generator
     assert all(torch.allclose(half[k], (zero[k] + one[k]) / 2, atol=1e-6) for k in floats)
     assert any(not torch.equal(zero[k], one[k]) for k in floats)
+
+
+def test_a_sharpness_target_chooses_the_lightest_blend_that_reaches_it(tmp_path):
+    # A fast adversarial phase with a strong energy term, so that the adversarial generator is the sharper one.
+    fast = {"steps": 4, "pretrain_steps": 2, "lr_g_adversarial": 1e-2}
+    plain = _cfg(train=fast | {"interpolation": 1.0}, loss={"energy_weight": 10.0})
+    train(plain, out_dir=tmp_path / "one")
+    one = {k[2:]: v for k, v in checkpoint_tensors(tmp_path / "one", 4).items() if k.startswith("G.")}
+    pretrained = {k[7:]: v for k, v in checkpoint_tensors(tmp_path / "one", 4).items() if k.startswith("G_psnr.")}
+    data = srgan.split_data(load_dataset("photos", image_size=32), plain)
+
+    def sharpness(weight: float) -> float:
+        G = srgan.generator(plain, {"channels": 3})
+        G.load_state_dict(
+            {k: torch.lerp(pretrained[k], v, weight) if v.is_floating_point() else v for k, v in one.items()}
+        )
+        return srgan.training_sharpness(G, data, plain, device=torch.device("cpu"), autocast=nullcontext)
+
+    target = sharpness(0.6)
+    assert sharpness(0.0) < target < sharpness(1.0)  # the adversarial steps moved the sharpness
+    cfg = _cfg(train=fast | {"interpolation": 0.1, "interpolation_sharpness": target}, loss={"energy_weight": 10.0})
+    events = run_events(tmp_path / "auto", cfg)
+    chosen = [d["values"]["interpolation"] for kind, d in events if kind == "stats" and "interpolation" in d["values"]]
+    assert len(chosen) == 1 and chosen[0] != 0.1
+    weight = chosen[0]
+    assert sharpness(weight) >= target > sharpness(weight - 1 / 1024)  # the lightest weight that reaches it
+    final = {k[2:]: v for k, v in checkpoint_tensors(tmp_path / "auto", 4).items() if k.startswith("G.")}
+    floats = [k for k in final if final[k].is_floating_point()]
+    assert all(torch.allclose(final[k], torch.lerp(pretrained[k], one[k], weight), atol=1e-6) for k in floats)
+    # A target beyond the adversarially trained generator's sharpness keeps it whole.
+    beyond = _cfg(train=fast | {"interpolation": 0.1, "interpolation_sharpness": 2.0}, loss={"energy_weight": 10.0})
+    events = run_events(tmp_path / "beyond", beyond)
+    assert [d["values"]["interpolation"] for k, d in events if k == "stats" and "interpolation" in d["values"]] == [1.0]

@@ -80,7 +80,7 @@ def test_the_history_pool_fills_then_returns_half_old_images():
     assert torch.equal(ImagePool(0, (1, 2, 2), torch.device("cpu")).query(later), later)
 
 
-def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps():
+def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps_and_a_rendered_g_ba():
     cfg = RunConfig.model_validate({"dataset": "digits-printed"})
     assert (cfg.model.arch, cfg.loss.kind, cfg.loss.cycle_weight, cfg.loss.identity_weight) == (
         "cyclegan",
@@ -91,11 +91,14 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps(
     assert (cfg.train.pool_size, cfg.train.lr_schedule, cfg.train.beta1) == (50, "hold-then-linear", 0.5)
     assert (cfg.model.width, cfg.model.res_blocks, cfg.train.steps) == (8, 2, 3000)
     assert cfg.model.spatial_transform and (cfg.train.warp_share, cfg.loss.warp_moment_weight) == (0.2, 10.0)
+    assert cfg.model.warp_centred and cfg.model.residual_generator and cfg.model.patch_layers == 2
+    assert (cfg.model.a_render_size, cfg.loss.info_max_weight) == (8, 1.0)
     assert cfg.schedule.eval_every > 0
     plain = RunConfig.model_validate({"dataset": "digits-printed", "model": {"spatial_transform": False}})
     assert (plain.train.warp_share, plain.loss.warp_moment_weight) == (0.0, 0.0)  # the warps' defaults give way
     uploaded = RunConfig.model_validate({"dataset": "unpaired_0123456789abcdef"})
     assert uploaded.model.arch == "cyclegan" and not uploaded.model.spatial_transform
+    assert uploaded.model.a_render_size is None and uploaded.loss.info_max_weight == 0  # no labels, any content
 
 
 @pytest.mark.parametrize(
@@ -209,7 +212,7 @@ def test_a_residual_generator_starts_as_the_identity_and_stays_in_range():
 
 def test_cyclegan_with_warps_trains_the_warps_alone_first_then_the_generators_behind_them(tmp_path):
     cfg = _cfg(
-        model={"spatial_transform": True},
+        model={"spatial_transform": True, "residual_generator": False},  # every layer of a ResNet learns at once
         loss={"identity_weight": 0.0},  # the generators behind the warps then learn nothing in the warp-only steps
         train={"steps": 4, "warp_share": 0.75},  # steps 1-3 with the warps alone
         schedule={"sample_every": 4, "checkpoint_every": 1, "eval_every": 100},
