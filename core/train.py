@@ -96,7 +96,7 @@ def train(
 
         # Train one step at this step's learning rates, then update the EMA generator.
         done = (step - 1) / total
-        _set_learning_rates(optimizers, _lr_scale(cfg.train.lr_schedule, done, cfg.train.lr_rampdown))
+        _set_learning_rates(optimizers, lr_scale(cfg.train.lr_schedule, done, cfg.train.lr_rampdown))
         if rank is not None:
             distributed.seed_step(cfg.seed, step, rank)
         at = Step(step, done, want_stats, run.device, next_batch=run.next_batch, autocast=run.autocast)
@@ -308,7 +308,7 @@ def _resume(run: Run, models: Models, ema: Ema | None) -> Loop:
     return loop
 
 
-def _lr_scale(schedule: str, done: float, rampdown: float = 0.0) -> float:
+def lr_scale(schedule: str, done: float, rampdown: float = 0.0) -> float:
     """The learning rates' factor at `done` (0..1) of the run: 1 (constant), 1 - done (linear), or 1 for the
     first half and then linearly to 0 (hold-then-linear); times half a cosine from 1 to 0 over the last `rampdown`
     share of the run (train.lr_rampdown)."""

@@ -27,7 +27,7 @@ from core.networks_stylegan2 import (
     downsample,
     upsample,
 )
-from core.train import _lr_scale, train
+from core.train import lr_scale, train
 
 TINY = {"width": 8, "z_dim": 16, "w_dim": 16, "mapping_layers": 2}
 
@@ -249,10 +249,10 @@ def test_cluster_conditioning_labels_reals_by_k_means_and_fakes_by_their_latents
 
 
 def test_the_learning_rate_ramp_down_falls_along_half_a_cosine_over_the_last_share(tmp_path):
-    assert [_lr_scale("constant", done, 0.2) for done in (0.0, 0.8, 0.9)] == pytest.approx([1.0, 1.0, 0.5])
-    assert _lr_scale("constant", 0.95, 0.2) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
-    assert _lr_scale("linear", 0.9, 0.2) == pytest.approx(0.1 * 0.5)  # on top of train.lr_schedule
-    assert _lr_scale("constant", 0.99, 0.0) == 1.0  # 0: off, the default
+    assert [lr_scale("constant", done, 0.2) for done in (0.0, 0.8, 0.9)] == pytest.approx([1.0, 1.0, 0.5])
+    assert lr_scale("constant", 0.95, 0.2) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
+    assert lr_scale("linear", 0.9, 0.2) == pytest.approx(0.1 * 0.5)  # on top of train.lr_schedule
+    assert lr_scale("constant", 0.99, 0.0) == 1.0  # 0: off, the default
     cfg = _cfg(train={"lr_rampdown": 0.5})
     rates: dict[int, float] = {}
     train(
@@ -261,7 +261,7 @@ def test_the_learning_rate_ramp_down_falls_along_half_a_cosine_over_the_last_sha
         on_event=lambda kind, d: kind == "stats" and rates.update({d["step"]: d["values"]["lr_g"]}),
     )
     # The rates start at the optimizers' own (lazy regularization scales them) and end on the ramp.
-    assert rates[6] / rates[1] == pytest.approx(_lr_scale("constant", 5 / 6, 0.5)) and 0 < rates[6] < rates[1]
+    assert rates[6] / rates[1] == pytest.approx(lr_scale("constant", 5 / 6, 0.5)) and 0 < rates[6] < rates[1]
 
 
 def test_the_ema_half_life_sets_the_decay():
