@@ -138,7 +138,7 @@ def measure(
         states = [(None, state)] + [(alpha, blended(ckpt, alpha, chosen)) for alpha in alphas]
     assert data.held is not None and data.held_low is not None
     ev = SREvaluator(data, n_samples=len(data.held), device="cpu")
-    low, results = data.held_low, []
+    low, results, patches = data.held_low, [], srgan.training_patches(data, cfg)
     for alpha, weights in states:
         G = srgan.generator(cfg, json.loads(meta["data"]))
         G.load_state_dict(weights)
@@ -148,7 +148,7 @@ def measure(
         if alpha is not None and alpha in by_target:
             result["sharpness_target"] = targets[by_target.index(alpha)]
         result["train_sharpness"] = srgan.training_sharpness(
-            G, data, cfg, device=torch.device("cpu"), autocast=nullcontext
+            G, patches, device=torch.device("cpu"), autocast=nullcontext
         )
         result |= quartiles(out, data.held) if split else {}
         final = {"wall_minutes": wall, "cpu_minutes": cpu} | ({"interpolation": chosen} if chosen else {})

@@ -926,18 +926,21 @@ class RunConfig(_Strict):
         # labels or packing to default clusters, an architecture to a default image size it does not build (resnet
         # on stacked-digits' 16 px).
         loss, model = layered.get("loss"), layered.get("model")
-        chosen = [src.get("model") for src in (data, PRESETS.get(preset or "", {}))]
+
+        def requested(section: str, name: str) -> bool:
+            """Whether the request or its preset sets this field (rather than a default)."""
+            sources = (data, PRESETS.get(preset or "", {}))
+            return any(isinstance(src.get(section), dict) and name in src[section] for src in sources)
 
         def defaulted(key: str) -> bool:
-            return isinstance(model, dict) and not any(isinstance(m, dict) and key in m for m in chosen)
+            return isinstance(model, dict) and not requested("model", key)
 
         def drop_unchosen(fields: dict[str, tuple[str, ...]]) -> None:
             """Remove these fields where they come from a default, not from the request or its preset."""
             for section, names in fields.items():
                 layer = layered.get(section)
-                picks = [src.get(section) for src in (data, PRESETS.get(preset or "", {}))]
                 for name in names:
-                    if isinstance(layer, dict) and not any(isinstance(p, dict) and name in p for p in picks):
+                    if isinstance(layer, dict) and not requested(section, name):
                         layer.pop(name, None)
 
         # srgan's own fields, from a dataset that defaults to srgan (photos), give way to another architecture.
@@ -946,22 +949,17 @@ class RunConfig(_Strict):
         # srgan's default network interpolation gives way to a run without an adversarial phase to blend.
         sr_train = layered.get("train")
         if isinstance(sr_train, dict) and sr_train.get("interpolation") is not None:
-            picks = [src.get("train") for src in (data, PRESETS.get(preset or "", {}))]
             pretrain = sr_train.get("pretrain_steps", 0)
             steps = sr_train.get("steps", TrainConfig.model_fields["steps"].default)
-            blend_fields = ("interpolation", "interpolation_sharpness")
-            chosen_blend = any(isinstance(p, dict) and any(f in p for f in blend_fields) for p in picks)
+            chosen_blend = requested("train", "interpolation") or requested("train", "interpolation_sharpness")
             if not chosen_blend and isinstance(pretrain, int) and isinstance(steps, int) and not 0 < pretrain < steps:
                 sr_train.pop("interpolation")
                 sr_train.pop("interpolation_sharpness", None)
         # photos' default downscaled copies keep the factors that still hold a patch of the run's size.
         copies = sr_train.get("downscaled_copies") if isinstance(sr_train, dict) else None
-        if copies and isinstance(model, dict) and isinstance(model.get("image_size"), int):
-            picks = [src.get("train") for src in (data, PRESETS.get(preset or "", {}))]
-            if not any(isinstance(p, dict) and "downscaled_copies" in p for p in picks):
-                sr_train["downscaled_copies"] = [
-                    f for f in copies if round(PHOTO_TRAIN_SIDE * f) >= model["image_size"]
-                ]
+        sized = isinstance(model, dict) and isinstance(model.get("image_size"), int)
+        if copies and sized and not requested("train", "downscaled_copies"):
+            sr_train["downscaled_copies"] = [f for f in copies if round(PHOTO_TRAIN_SIDE * f) >= model["image_size"]]
         # The warps' own fields, from a dataset that defaults to them (digits-printed), give way to a run without.
         if isinstance(model, dict) and not model.get("spatial_transform"):
             drop_unchosen(WARP_FIELDS)
@@ -987,16 +985,12 @@ class RunConfig(_Strict):
             model["image_size"] = sizes[0]
         # A default EMA gives way to a chosen one of the other kind (a decay, or a half-life in images).
         train_layer = layered.get("train")
-        trains_chosen = [src.get("train") for src in (data, PRESETS.get(preset or "", {}))]
         if isinstance(train_layer, dict) and train_layer.get("ema") is not None and train_layer.get("ema_kimg"):
             for key, other in (("ema", "ema_kimg"), ("ema_kimg", "ema")):
-                picked_key = any(isinstance(t, dict) and key in t for t in trains_chosen)
-                if picked_key and not any(isinstance(t, dict) and other in t for t in trains_chosen):
+                if requested("train", key) and not requested("train", other):
                     train_layer[other] = None
         # stylegan2's R1 weight, unless chosen: StyleGAN2-ADA's heuristic, which grows with the image's area.
-        losses_chosen = [src.get("loss") for src in (data, PRESETS.get(preset or "", {}))]
-        r1_chosen = any(isinstance(src, dict) and "r1_gamma" in src for src in losses_chosen)
-        if isinstance(model, dict) and model.get("arch") == "stylegan2" and not r1_chosen:
+        if isinstance(model, dict) and model.get("arch") == "stylegan2" and not requested("loss", "r1_gamma"):
             size = model.get("image_size", field["image_size"].default)
             batch = train_layer.get("batch_size", 64) if isinstance(train_layer, dict) else 64
             if isinstance(size, int) and isinstance(batch, int) and batch > 0:

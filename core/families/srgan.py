@@ -244,15 +244,23 @@ def interpolate(G: nn.Module, G_psnr: nn.Module, alpha: float) -> None:
 
 
 @torch.no_grad()
-def training_sharpness(
-    G: nn.Module, data: SRDataset, cfg: RunConfig, *, device: torch.device, autocast: Autocast
-) -> float:
-    """The sharpness ratio of G's outputs on SHARPNESS_PATCHES training images evenly spaced through the data: their
-    mean Sobel magnitude over the high-resolution images', as the metric sharpness is on the held-out ones."""
+def training_patches(data: SRDataset, cfg: RunConfig) -> tuple[torch.Tensor, float]:
+    """The inputs (n, C, s, s) of SHARPNESS_PATCHES training images evenly spaced through the data, and the mean Sobel
+    magnitude of those high-resolution images: what `training_sharpness` compares a generator's outputs with."""
     count = min(SHARPNESS_PATCHES, len(data))
     hr = data.batch(torch.linspace(0, len(data) - 1, count).round().long())[0].float().cpu()  # (n, C, S, S)
-    out = super_resolve(G, downscale(hr, cfg.model.scale), device=device, autocast=autocast).clamp(-1, 1).cpu()
-    return float(sobel_magnitude(out).mean()) / max(float(sobel_magnitude(hr).mean()), 1e-12)
+    return downscale(hr, cfg.model.scale), float(sobel_magnitude(hr).mean())
+
+
+@torch.no_grad()
+def training_sharpness(
+    G: nn.Module, patches: tuple[torch.Tensor, float], *, device: torch.device, autocast: Autocast
+) -> float:
+    """The sharpness ratio of G's outputs on `training_patches`: their mean Sobel magnitude over the high-resolution
+    images', as the metric sharpness is on the held-out ones."""
+    low, detail = patches
+    out = super_resolve(G, low, device=device, autocast=autocast).clamp(-1, 1).cpu()
+    return float(sobel_magnitude(out).mean()) / max(detail, 1e-12)
 
 
 @torch.no_grad()
@@ -265,12 +273,12 @@ def sharpness_weight(
     sharpness. G's weights are left as they were."""
     target = cfg.train.interpolation_sharpness
     assert target is not None
-    blend = copy.deepcopy(G)
+    blend, patches = copy.deepcopy(G), training_patches(data, cfg)
 
     def sharpness(weight: float) -> float:
         blend.load_state_dict(G.state_dict())
         interpolate(blend, G_psnr, weight)
-        return training_sharpness(blend, data, cfg, device=device, autocast=autocast)
+        return training_sharpness(blend, patches, device=device, autocast=autocast)
 
     if sharpness(1.0) < target:
         return 1.0

@@ -495,14 +495,14 @@ def test_a_sharpness_target_chooses_the_lightest_blend_that_reaches_it(tmp_path)
     train(plain, out_dir=tmp_path / "one")
     one = {k[2:]: v for k, v in checkpoint_tensors(tmp_path / "one", 4).items() if k.startswith("G.")}
     pretrained = {k[7:]: v for k, v in checkpoint_tensors(tmp_path / "one", 4).items() if k.startswith("G_psnr.")}
-    data = srgan.split_data(load_dataset("photos", image_size=32), plain)
+    patches = srgan.training_patches(srgan.split_data(load_dataset("photos", image_size=32), plain), plain)
 
     def sharpness(weight: float) -> float:
         G = srgan.generator(plain, {"channels": 3})
         G.load_state_dict(
             {k: torch.lerp(pretrained[k], v, weight) if v.is_floating_point() else v for k, v in one.items()}
         )
-        return srgan.training_sharpness(G, data, plain, device=torch.device("cpu"), autocast=nullcontext)
+        return srgan.training_sharpness(G, patches, device=torch.device("cpu"), autocast=nullcontext)
 
     target = sharpness(0.6)
     assert sharpness(0.0) < target < sharpness(1.0)  # the adversarial steps moved the sharpness
