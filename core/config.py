@@ -420,7 +420,15 @@ class LossConfig(_Strict):
     instance_noise: float = Field(
         0.0, ge=0, description="Std of Gaussian noise added to D's inputs, annealed linearly to 0 over the run."
     )
-    feature_matching: float = Field(0.0, ge=0, description="Weight of the feature-matching term in G's loss.")
+    feature_matching: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Weight of the feature-matching term in G's loss: the squared distance of the mean features of real and "
+            "fake batches in D's last hidden layer (Salimans et al. 2016); pix2pix: the L1 distance of D's hidden "
+            "activations on (input, output) to those on (input, target), averaged over its layers (pix2pixHD's)."
+        ),
+    )
     acgan_weight: float = Field(1.0, ge=0, description="Weight of the auxiliary classifier loss (AC-GAN).")
     mode_seeking: float = Field(
         0.0,
@@ -1252,7 +1260,11 @@ class RunConfig(_Strict):
             ("model.minibatch_std", m.minibatch_std, "the PatchGAN has no minibatch-std feature; set it to false"),
             ("train.n_critic", train.n_critic > 1, f"{m.arch} alternates one D and one G update; set n_critic to 1"),
             ("train.diffaugment", bool(train.diffaugment.strip()), "DiffAugment would move outputs off their inputs"),
-            ("loss.feature_matching", loss.feature_matching > 0, "the PatchGAN exposes no feature layer; set it to 0"),
+            (
+                "loss.feature_matching",
+                loss.feature_matching > 0 and m.arch != "pix2pix",
+                f"{m.arch} matches no discriminator features (pix2pix does); set it to 0",
+            ),
             ("loss.mode_seeking", loss.mode_seeking > 0, f"{m.arch} has no latents to seek modes with; set it to 0"),
             ("loss.top_k", loss.top_k < 1, "top-k ranks whole samples, the PatchGAN scores patches; set it to 1"),
         ]

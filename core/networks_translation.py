@@ -13,7 +13,8 @@ PatchGAN: judges its images concatenated on channels (pix2pix: the input and the
 image): `layers` 4x4 stride-2 convolutions, then one 4x4 stride-1 convolution and a 4x4 stride-1 convolution to one
 logit per patch. Each logit sees a 16, 34, 70 or 142 px patch for 1, 2, 3 or 4 layers (3 is the papers' 70x70
 PatchGAN). BatchNorm (pix2pix) or InstanceNorm (CycleGAN) on all but the first layer, LeakyReLU 0.2; with spectral
-norm on every convolution instead of a normalisation.
+norm on every convolution instead of a normalisation. `hidden` returns its hidden layers' activations (pix2pix's
+`loss.feature_matching`).
 
 ResNet generator: c7s1-w (7x7 convolution, InstanceNorm, ReLU, reflection padding), two 3x3 stride-2 convolutions
 to 2w and 4w channels, `blocks` residual blocks of two 3x3 convolutions at 4w channels (reflection padding,
@@ -115,6 +116,16 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, *images: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat(images, dim=1))  # (B, in_channels, S, S) -> (B, 1, P, P)
+
+    def hidden(self, *images: torch.Tensor) -> list[torch.Tensor]:
+        """The activations of each hidden layer (after its LeakyReLU), first to last: `layers` + 1 maps (B, C_l,
+        S_l, S_l), the features pix2pix's feature-matching term compares."""
+        x, out = torch.cat(images, dim=1), []
+        for block in self.net[:-1]:  # all but the convolution to the logits
+            x = block(x)
+            if isinstance(block, nn.LeakyReLU):
+                out.append(x)
+        return out
 
 
 def resnet_blocks(image_size: int, blocks: int | None) -> int:

@@ -2,7 +2,9 @@
 (B, C_in, H, W) to an output (B, C, H, W), with dropout as its only noise; a PatchGAN discriminator judges
 (input, target) pairs as real and (input, output) pairs as fake, patch by patch. G minimises the adversarial loss
 (`loss.kind`; the paper's is nonsaturating; weighed by `loss.adversarial_weight`, 0 for the paper's L1-only
-ablation) plus `loss.l1_weight` times the L1 distance of its output to the target.
+ablation) plus `loss.l1_weight` times the L1 distance of its output to the target, and with `loss.feature_matching`
+that weight times pix2pixHD's feature-matching loss (the distance of D's hidden activations on its pair to those on
+the real pair; see `feature_matching`).
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -42,7 +44,7 @@ class Models:
     """A pix2pix GAN's networks and optimizers, and the paired data its step takes the inputs from."""
 
     G: nn.Module  # UNetGenerator
-    D: nn.Module  # PatchDiscriminator
+    D: PatchDiscriminator
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     g_fn: Callable[..., Any]  # G, or torch.compile(G): what the step calls
@@ -119,12 +121,23 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     grad_norm_d = grad_norm(m.D) if at.want_stats else None
     m.opt_d.step()
 
-    # Train the generator: fool D and stay near the target.
+    # Train the generator: fool D, stay near the target and (with feature matching) near its features in D.
     m.D.requires_grad_(False)
     with at.autocast():
-        loss_adv, stats_g = generator_loss(cfg.loss, D=judge, fake=fake, fake_labels=None, noise_std=noise_std)
+        loss_adv, stats_g = generator_loss(
+            cfg.loss.model_copy(update={"feature_matching": 0.0}),  # the noise families' term; pix2pix's is below
+            D=judge,
+            fake=fake,
+            fake_labels=None,
+            noise_std=noise_std,
+        )
     l1 = (fake.float() - target.float()).abs().mean()
     loss_g = adversarial_scale(cfg) * loss_adv + cfg.loss.l1_weight * l1
+    if cfg.loss.feature_matching > 0:
+        with at.autocast():
+            fm = feature_matching(m.D, source, fake=fake, target=target)
+        loss_g = loss_g + cfg.loss.feature_matching * fm
+        stats_g = {**stats_g, "feature_matching": fm.detach()}
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     grad_norm_g = grad_norm(m.G) if at.want_stats else None
@@ -137,6 +150,18 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+
+def feature_matching(
+    D: PatchDiscriminator, source: torch.Tensor, *, fake: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """pix2pixHD's feature-matching loss (Wang et al. 2018): the mean over D's hidden layers of the mean absolute
+    difference between D's activations on (input, output), with G's graph, and on (input, target), held fixed; a
+    perceptual distance D learns. (pix2pixHD sums its layers weighed 4 / layers, so its weight 10 is about 40 here.)"""
+    with torch.no_grad():
+        real = D.hidden(source, target)
+    terms = [(f.float() - r.float()).abs().mean() for f, r in zip(D.hidden(source, fake), real, strict=True)]
+    return torch.stack(terms).mean()
 
 
 def adversarial_scale(cfg: RunConfig) -> float:

@@ -112,7 +112,6 @@ def test_digits_edges_defaults_are_pix2pix_as_the_paper_trains_it():
         pytest.param({"dataset": "digits-edges", "loss": {"kind": "wgan-gp"}}, "loss.kind", id="wgan-gp"),
         pytest.param({"dataset": "digits-edges", "loss": {"top_k": 0.5}}, "loss.top_k", id="top_k"),
         pytest.param({"dataset": "digits-edges", "loss": {"mode_seeking": 1.0}}, "loss.mode_seeking", id="msgan"),
-        pytest.param({"dataset": "digits-edges", "loss": {"feature_matching": 1.0}}, "loss.feature_matching", id="fm"),
         pytest.param({"dataset": "digits-edges", "train": {"n_critic": 2}}, "train.n_critic", id="n_critic"),
         pytest.param({"dataset": "digits-edges", "train": {"diffaugment": "color"}}, "train.diffaugment", id="diffaug"),
     ],
