@@ -27,7 +27,8 @@ generator; see `SpatialTransformer`. With `residual`, the ResNet generator outpu
 
 Rendered generator (CycleGAN's `model.a_render_size`): a generator run on its input average-pooled to a small size,
 its output upsampled bilinearly back, so that it draws smooth upscales of small images; see `RenderedGenerator`.
-`PooledClassifier` is the small classifier of domain A that CycleGAN's information-maximization term reads.
+`PooledClassifier` is the small classifier of domain A that CycleGAN's information-maximization term reads;
+`SourceClassifier` the convolutional one its semantic-consistency term reads.
 """
 
 from __future__ import annotations
@@ -216,6 +217,24 @@ class PooledClassifier(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden, classes),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float())  # (B, C, S, S) -> (B, classes)
+
+
+class SourceClassifier(nn.Module):
+    """S(x): images (B, C, H, W) -> class logits (B, classes): three blocks of a 3x3 convolution, BatchNorm, ReLU and
+    2x2 max pooling at `width` x 1, 2, 4 channels, global average pooling, a hidden layer of `hidden` units and the
+    logits (the layout of the shipped digits classifier, core/metrics/classifier.py). CycleGAN's
+    `loss.semantic_weight`: a classifier of domain A trained before the run and frozen."""
+
+    def __init__(self, *, channels: int, classes: int, width: int = 32, hidden: int = 128) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for cin, cout in ((channels, width), (width, 2 * width), (2 * width, 4 * width)):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, hidden), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())  # (B, C, S, S) -> (B, classes)

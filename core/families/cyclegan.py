@@ -24,7 +24,13 @@ size (`RenderedGenerator`), as domain A's digits are 8x8 images upscaled.
 With `loss.info_max_weight` the run also trains a small classifier of domain A on A's labels (`C`, its own Adam
 `opt_c`; `PooledClassifier`), each step on the step's A batch before the generators', and G_BA's translations are
 asked to be read by it confidently and every class as often (information maximization, Liang et al. 2020): a
-class-aware signal that reads no label of domain B.
+class-aware signal that reads no label of domain B. It is blind to which class is which, though: a classifier that
+reads the untranslated inputs poorly lets whole classes trade places. With `loss.semantic_weight` (CyCADA's semantic
+consistency, Hoffman et al. 2018) the run first trains a convolutional classifier of domain A (`S`,
+`SourceClassifier`) on A's labelled images, shifted, turned and scaled a little (`train_source_classifier`), and
+freezes it; each of G_BA's translations is then asked to be read by S as the class S reads in its (warped) input,
+where S reads that input with a confidence of SEMANTIC_CONFIDENCE or more: an anchor that says which class is which
+without reading domain B's labels. S is in the checkpoints, so a resumed run reads with the same classifier.
 
 Options that keep a translation close to its input (docs/benchmarks.md, "CycleGAN on digits-printed"):
 `model.residual_generator` makes each ResNet output its input plus a correction (the identity at start);
@@ -44,6 +50,7 @@ is measured on), and also gives both cycles for the evaluator.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +71,7 @@ from core.networks_translation import (
     PooledClassifier,
     RenderedGenerator,
     ResnetGenerator,
+    SourceClassifier,
     SpatialTransformer,
     WarpedGenerator,
     patch_layers,
@@ -76,6 +84,13 @@ Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 GRID_IMAGES, GRID_TRIPLES_PER_ROW = 8, 4  # held-out images of each domain in the grid, and triples a row
 SAMPLE_BATCH = 256
 LR_CLASSIFIER = 1e-3  # Adam's rate for the classifier of domain A that loss.info_max_weight trains
+# loss.semantic_weight's classifier of domain A: trained before the run for this many epochs of batches of this
+# size, at Adam's rate rising and falling over them (one cycle), on images turned by up to SOURCE_TURN degrees,
+# scaled by 1 +- SOURCE_SCALE and shifted by up to SOURCE_SHIFT of the frame, half of them with Gaussian noise of
+# std SOURCE_NOISE; a translation is anchored where it reads the input with at least SEMANTIC_CONFIDENCE.
+SOURCE_EPOCHS, SOURCE_BATCH, SOURCE_LR = 10, 64, 2e-3
+SOURCE_TURN, SOURCE_SCALE, SOURCE_SHIFT, SOURCE_NOISE = 12.0, 0.1, 0.08, 0.1
+SEMANTIC_CONFIDENCE = 0.9
 
 
 class CycleGenerators(nn.Module):
@@ -148,10 +163,12 @@ class Models:
     opt_warp: torch.optim.Optimizer | None = None  # the warps' localisation nets, with model.spatial_transform
     C: nn.Module | None = None  # domain A's classifier, with loss.info_max_weight
     opt_c: torch.optim.Optimizer | None = None
+    S: nn.Module | None = None  # domain A's frozen classifier, with loss.semantic_weight
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
-        return {"G": self.G, "D": self.D} | ({"C": self.C} if self.C is not None else {})
+        classifiers = {name: c for name, c in (("C", self.C), ("S", self.S)) if c is not None}
+        return {"G": self.G, "D": self.D} | classifiers
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         warp = {"opt_warp": self.opt_warp} if self.opt_warp is not None else {}
@@ -178,10 +195,11 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
             f"model.residual_generator: a generator that corrects its input needs domains with the same channels, "
             f"not {ca} and {cb}; set false"
         )
-    if cfg.loss.info_max_weight > 0 and (data.labels is None or data.num_classes < 2):
-        raise ValueError(
-            f"loss.info_max_weight: the term's classifier learns domain A's labels, and {cfg.dataset} has none; set 0"
-        )
+    for name, weight in (("info_max_weight", cfg.loss.info_max_weight), ("semantic_weight", cfg.loss.semantic_weight)):
+        if weight > 0 and (data.labels is None or data.num_classes < 2):
+            raise ValueError(
+                f"loss.{name}: the term's classifier learns domain A's labels, and {cfg.dataset} has none; set 0"
+            )
     G = generator(cfg, data.info())
     layers = patch_layers(m.image_size, m.patch_layers)
     D = CycleDiscriminators(
@@ -201,6 +219,12 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     C = None
     if cfg.loss.info_max_weight > 0:
         C = PooledClassifier(channels=ca, classes=data.num_classes).to(device)
+    S = None
+    if cfg.loss.semantic_weight > 0:  # trained here on a new run; a resumed run loads it from its checkpoint
+        S = SourceClassifier(channels=ca, classes=data.num_classes).to(device)
+        if latest is None:
+            train_source_classifier(S, data, seed=cfg.seed)
+        S.eval().requires_grad_(False)
     betas = (cfg.train.beta1, cfg.train.beta2)
     warps = [p for name, p in G.named_parameters() if ".warp." in name]  # the localisation nets, when there are
     nets = [p for name, p in G.named_parameters() if ".warp." not in name]
@@ -215,7 +239,47 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         opt_warp=torch.optim.Adam(warps, lr=cfg.train.lr_warp, betas=betas) if warps else None,
         C=C,
         opt_c=torch.optim.Adam(C.parameters(), lr=LR_CLASSIFIER) if C is not None else None,
+        S=S,
     )
+
+
+def train_source_classifier(S: nn.Module, data: UnpairedDataset, *, seed: int) -> None:
+    """Train S on domain A's training images and labels for SOURCE_EPOCHS epochs (each image once an epoch, in an
+    order drawn from a generator seeded with `seed`), each batch shifted, turned and scaled a little
+    (`jitter`), with Adam at a one-cycle rate. Reads nothing of domain B; leaves S in train mode."""
+    assert data.labels is not None
+    gen = torch.Generator().manual_seed(seed)
+    steps_per_epoch = -(-len(data) // SOURCE_BATCH)
+    opt = torch.optim.Adam(S.parameters(), lr=SOURCE_LR)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=SOURCE_LR, total_steps=SOURCE_EPOCHS * steps_per_epoch)
+    S.train()
+    for _ in range(SOURCE_EPOCHS):
+        order = torch.randperm(len(data), generator=gen)
+        for i in range(steps_per_epoch):
+            x, labels = data.batch(order[i * SOURCE_BATCH : (i + 1) * SOURCE_BATCH])  # (B, C, H, W), (B,)
+            assert labels is not None
+            loss = F.cross_entropy(S(jitter(x.float(), gen)), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+
+
+def jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Images x (B, C, H, W) in [-1, 1], each turned by up to SOURCE_TURN degrees, scaled by 1 +- SOURCE_SCALE and
+    shifted by up to SOURCE_SHIFT of the frame on each axis (bilinear; what comes in is -1), and half of them with
+    Gaussian noise of std SOURCE_NOISE; the random numbers from `gen` (on the CPU)."""
+    b = x.shape[0]
+    angle = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(SOURCE_TURN)  # (B,)
+    scale = 1 + (torch.rand(b, generator=gen) * 2 - 1) * SOURCE_SCALE
+    shift = (torch.rand(b, 2, generator=gen) * 2 - 1) * 2 * SOURCE_SHIFT  # (B, 2) in [-1, 1] coordinates
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    out = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+    noisy = (torch.rand(b, 1, 1, 1, generator=gen) < 0.5).float()  # (B, 1, 1, 1)
+    noise = torch.randn(out.shape, generator=gen) * SOURCE_NOISE * noisy
+    return (out + noise.to(x.device)).clamp(-1, 1)
 
 
 def generator(cfg: RunConfig, info: dict[str, Any]) -> CycleGenerators:
@@ -309,6 +373,15 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         info = _entropy(probs).mean() - _entropy(probs.mean(0, keepdim=True)).mean()
         loss_g = loss_g + cfg.loss.info_max_weight * info
         stats["loss_g_info"] = info.detach()
+    if m.S is not None and not warp_only:  # each translation B→A read as S reads its (warped) input, where sure
+        inputs = warped_b if warp_ba is not None else real_b  # (B, C_B, H, W)
+        with torch.no_grad():
+            confidence, reading = m.S(inputs).softmax(1).max(1)  # (B,), (B,)
+            anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
+        misread = F.cross_entropy(m.S(fake_a), reading, reduction="none")  # (B,)
+        semantic = (misread * anchored).sum() / anchored.sum().clamp_min(1.0)
+        loss_g = loss_g + cfg.loss.semantic_weight * semantic
+        stats |= {"loss_g_semantic": semantic.detach(), "semantic_anchored": anchored.mean()}
     if identity_weight > 0:
         with at.autocast():  # each generator without its warp, which would have to resize a target-domain image
             same_b, same_a = net_ab(real_b), net_ba(real_a)

@@ -3,6 +3,7 @@ refusals, a few steps through core.train.train with its grid, exact resume, and 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,19 +14,27 @@ from pydantic import ValidationError
 from core import checkpoint
 from core.config import RunConfig
 from core.datasets import digit_bank, load_dataset
+from core.families import cyclegan
 from core.families.cyclegan import ImagePool, brightness_moments, moment_gap
 from core.networks_translation import (
     STN_MAX_ZOOM,
     PatchDiscriminator,
     RenderedGenerator,
     ResnetGenerator,
+    SourceClassifier,
     SpatialTransformer,
     WarpedGenerator,
     content_centroid,
     resnet_blocks,
 )
 from core.unpaired import UnpairedDataset, printed_digits
-from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events, tensors_that_differ
+from tests.utils.training import (
+    assert_resume_matches,
+    checkpoint_tensors,
+    losses_at,
+    run_events,
+    tensors_that_differ,
+)
 
 TINY = {
     "dataset": "digits-printed",
@@ -117,6 +126,9 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps_
         pytest.param({"dataset": "digits-printed", "model": {"a_render_size": 64}}, "model.a_render_size", id="64px"),
         pytest.param({"dataset": "digits-edges", "model": {"a_render_size": 8}}, "model.a_render_size", id="render"),
         pytest.param({"dataset": "digits-edges", "loss": {"info_max_weight": 1}}, "loss.info_max_weight", id="info"),
+        pytest.param(
+            {"dataset": "digits-edges", "loss": {"semantic_weight": 1}}, "loss.semantic_weight", id="semantic"
+        ),
     ],
 )
 def test_impossible_cyclegan_configs_name_their_field(body, field):
@@ -348,3 +360,56 @@ def test_the_information_maximization_term_trains_a_classifier_of_domain_a_and_r
     assert math.isfinite(stats[4]["loss_g_info"]) and stats[1]["lr_c"] == pytest.approx(1e-3)
     tensors = checkpoint_tensors(tmp_path / "a", 4)
     assert "C.net.2.weight" in tensors and any(k.startswith("opt_c.state.") for k in tensors)
+
+
+def test_the_semantic_term_anchors_translations_with_a_frozen_classifier_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
+    cfg = _cfg(
+        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8},
+        loss={"semantic_weight": 1.0, "info_max_weight": 1.0},
+        train={"steps": 4, "warp_share": 0.25, "ema": 0.9},  # step 1 with the warps alone
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 100},
+    )
+    straight = run_events(tmp_path / "a", cfg)
+    run_events(tmp_path / "b", cfg, stop_at=2)
+
+    def retrain(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a resumed run trained its classifier again")
+
+    monkeypatch.setattr(cyclegan, "train_source_classifier", retrain)
+    rest = run_events(tmp_path / "b", cfg)  # reads the classifier from its checkpoint
+    last = checkpoint_tensors(tmp_path / "a", 4)
+    assert tensors_that_differ(last, checkpoint_tensors(tmp_path / "b", 4)) == []
+    assert losses_at(rest, 4) == losses_at(straight, 4)
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert "loss_g_semantic" not in stats[1] and math.isfinite(stats[4]["loss_g_semantic"])
+    assert 0 <= stats[4]["semantic_anchored"] <= 1 and "lr_s" not in stats[4]  # frozen: no optimizer
+    classifier = [k for k in last if k.startswith("S.net.")]
+    assert "S.net.0.weight" in classifier and "S.net.1.running_mean" in classifier
+    first = checkpoint_tensors(tmp_path / "b", 2)
+    assert tensors_that_differ({k: first[k] for k in classifier}, last) == []  # frozen during the run
+    assert not torch.equal(last["S.net.1.running_mean"], torch.zeros(32))  # trained before step 1
+
+
+def test_the_source_classifier_learns_domain_a_from_its_labels_alone():
+    data = load_dataset("digits-printed", image_size=32)
+    assert isinstance(data, UnpairedDataset)
+    torch.manual_seed(0)
+    S = SourceClassifier(channels=1, classes=10)
+    cyclegan.train_source_classifier(S, data, seed=0)
+    with torch.no_grad():
+        read = S.eval()(data.held_a).argmax(1)
+    assert float((read == data.held_a_labels).float().mean()) > 0.95  # held-out handwritten digits
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    gen = torch.Generator().manual_seed(1)
+    moved = cyclegan.jitter(x, gen)
+    assert moved.shape == x.shape and moved.min() >= -1 and moved.max() <= 1 and not torch.equal(moved, x)
+    assert torch.equal(moved, cyclegan.jitter(x, torch.Generator().manual_seed(1)))  # its generator alone
+
+
+@pytest.mark.parametrize("term", ["info_max_weight", "semantic_weight"])
+def test_the_class_aware_terms_refuse_data_without_labels_of_domain_a(term):
+    data = dataclasses.replace(load_dataset("digits-printed", image_size=32), labels=None, num_classes=0)
+    cfg = _cfg(loss={"info_max_weight": 0.0, term: 1.0})
+    with pytest.raises(ValueError, match=rf"loss.{term}: the term's classifier learns domain A's labels"):
+        cyclegan.build(cfg, data, device=torch.device("cpu"), latest=None, emit=lambda kind, payload: None)
