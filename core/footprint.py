@@ -27,6 +27,10 @@ TABLE_COLUMN_WIDTH = 11
 SR_DEFAULT_BLOCKS = 8
 # CycleGAN's spatial transformer: its localisation net's channels and hidden units (core.networks_translation).
 STN_WIDTH, STN_HIDDEN = 8, 32
+# CycleGAN's classifiers of domain A (core.networks_translation): PooledClassifier's side and hidden units
+# (loss.info_max_weight), SourceClassifier's width and hidden units (loss.semantic_weight).
+POOLED_SIZE, POOLED_HIDDEN = 8, 128
+SOURCE_WIDTH, SOURCE_HIDDEN = 32, 128
 
 
 def _conv(cin: int, cout: int, k: int, *, bias: bool = True) -> int:
@@ -316,9 +320,21 @@ def network_sizes(cfg: RunConfig, *, channels: int, num_classes: int, columns: i
 
 def checkpoint_bytes(cfg: RunConfig, *, channels: int, num_classes: int, columns: int = 0) -> int:
     """About how many bytes one checkpoint of this run takes: G and D, the EMA copy of G when the run keeps one,
-    srgan's pretrained copy of G (`G_psnr`) when it interpolates, and Adam's two moments of each, in float32 (the
-    RNG states, data order and metadata are a few KB more)."""
+    srgan's pretrained copy of G (`G_psnr`) when it interpolates, and Adam's two moments of each, in float32, and
+    cyclegan's classifiers of domain A (the RNG states, data order and metadata are a few KB more)."""
     g, d = network_sizes(cfg, channels=channels, num_classes=num_classes, columns=columns)
     copies_of_g = 3 + (1 if cfg.train.ema_decay is not None else 0)
     copies_of_g += 1 if cfg.model.arch == "srgan" and cfg.train.interpolation is not None else 0
-    return BYTES_PER_VALUE * (copies_of_g * g + 3 * d)
+    return BYTES_PER_VALUE * (copies_of_g * g + 3 * d + _cycle_classifiers(cfg, channels, num_classes))
+
+
+def _cycle_classifiers(cfg: RunConfig, channels: int, classes: int) -> int:
+    """The values a cyclegan checkpoint holds beside G and D: the information-maximization term's classifier with
+    its Adam moments, and the semantic term's, frozen."""
+    if cfg.model.arch != "cyclegan":
+        return 0
+    pooled = _linear(channels * POOLED_SIZE**2, POOLED_HIDDEN) + _linear(POOLED_HIDDEN, classes)
+    w = SOURCE_WIDTH
+    source = sum(_conv(cin, cout, 3) + _bn(cout) for cin, cout in ((channels, w), (w, 2 * w), (2 * w, 4 * w)))
+    source += _linear(4 * w, SOURCE_HIDDEN) + _linear(SOURCE_HIDDEN, classes)
+    return (3 * pooled if cfg.loss.info_max_weight > 0 else 0) + (source if cfg.loss.semantic_weight > 0 else 0)

@@ -12,7 +12,7 @@ from core import footprint, networks, networks_stylegan2
 from core.config import ARCH_IMAGE_SIZES, RunConfig
 from core.families import ctgan, cyclegan, srgan
 from core.networks_sr import SRDiscriminator
-from core.networks_translation import PatchDiscriminator, UNetGenerator
+from core.networks_translation import PatchDiscriminator, PooledClassifier, SourceClassifier, UNetGenerator
 
 
 def _values(module: nn.Module) -> int:
@@ -123,3 +123,13 @@ def test_checkpoint_bytes_count_srgans_pretrained_copy_when_it_interpolates() ->
     g, _ = footprint.network_sizes(plain, channels=3, num_classes=0)
     extra = footprint.checkpoint_bytes(blended, channels=3, num_classes=0)
     assert extra - footprint.checkpoint_bytes(plain, channels=3, num_classes=0) == 4 * g
+
+
+def test_checkpoint_bytes_count_cyclegans_classifiers_of_domain_a() -> None:
+    plain = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"info_max_weight": 0}})
+    info = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"info_max_weight": 1}})
+    both = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"info_max_weight": 1, "semantic_weight": 1}})
+    sizes = [footprint.checkpoint_bytes(cfg, channels=1, num_classes=10) for cfg in (plain, info, both)]
+    pooled, source = PooledClassifier(channels=1, classes=10), SourceClassifier(channels=1, classes=10)
+    assert sizes[1] - sizes[0] == 4 * 3 * _values(pooled)  # with its Adam moments
+    assert sizes[2] - sizes[1] == 4 * _values(source)  # frozen: no optimizer
