@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,11 +15,12 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from core import generate, scoring
-from core.checkpoint import load_generator
+from core.checkpoint import load_generator, read_checkpoint
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import Step, family_of
 from core.families import stylegan2 as family
+from core.metrics import Evaluator
 from core.networks_stylegan2 import (
     MappingNetwork,
     ModulatedConv2d,
@@ -246,6 +249,39 @@ def test_cluster_conditioning_labels_reals_by_k_means_and_fakes_by_their_latents
         cfg, load_dataset("digits", image_size=16), device=torch.device("cpu"), latest=None, emit=lambda *_: None
     ).D
     assert D.embed is not None and D.embed.shape[0] == 5  # projection on the clusters
+
+
+def test_the_runs_own_evaluation_measures_the_saved_ema_generator(tmp_path):
+    """The evaluation a run reports (its curves, its best checkpoint) is of the generator its checkpoint keeps as
+    G_ema: the family's sampler on that generator, from the torch RNG state the checkpoint stores (the evaluation
+    draws from a fork of the training's stream), gives the reported fid_digits, so a run's value and
+    `evaluate_checkpoint`'s differ by their latents alone. The first evaluation's latents come after the
+    evaluator's own set-up draws, so the second one (step 6) is compared."""
+    cfg = _cfg(
+        model={"clusters": 4},
+        schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 3, "eval_samples": 64},
+    )
+    reported: dict[str, float] = {}
+    result = train(
+        cfg,
+        out_dir=tmp_path,
+        on_event=lambda kind, d: kind == "metric" and d["step"] == 6 and reported.update({d["name"]: d["value"]}),
+    )
+    assert result.checkpoint is not None and "fid_digits" in reported
+    evaluator = Evaluator(load_dataset("digits", image_size=16), n_samples=64, cache_dir=tmp_path / "cache")
+    rng = read_checkpoint(Path(result.checkpoint))[0]["rng.torch"]
+    measured = {}
+    for ema in (True, False):
+        G, loaded, _ = load_generator(result.checkpoint, ema=ema)
+        sample = family.sampler(
+            G, loaded, SimpleNamespace(num_classes=0), device=torch.device("cpu"), autocast=contextlib.nullcontext
+        )
+        with torch.random.fork_rng():
+            torch.set_rng_state(rng)
+            measured[ema] = evaluator(sample)["fid_digits"]
+    # (to float error: the run's generator is channels-last in memory, the loaded one is not)
+    assert measured[True] == pytest.approx(reported["fid_digits"], rel=1e-6)
+    assert measured[False] != pytest.approx(reported["fid_digits"], rel=1e-3)  # the raw G, six steps in
 
 
 def test_the_learning_rate_ramp_down_falls_along_half_a_cosine_over_the_last_share(tmp_path):
