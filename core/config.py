@@ -1676,7 +1676,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # digit's ink, and identity terms at 2 (on the generators without their warps). Each ResNet corrects its input,
     # the PatchGANs see the whole digit (34 px patches), G_BA draws at 8 px as the handwritten digits are 8x8 images
     # upscaled, and an information-maximization term asks a classifier of domain A, trained alongside on A's labels,
-    # to read the translations confidently and every digit as often. docs/benchmarks.md, "CycleGAN on digits-printed".
+    # to read the translations confidently and every digit as often, while a semantic-consistency term (a classifier
+    # of A trained before the run) anchors each translation to the digit it reads in the warped printed one.
+    # docs/benchmarks.md, "CycleGAN on digits-printed".
     "digits-printed": {
         "model": {
             "arch": "cyclegan",
@@ -1695,6 +1697,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
             "identity_weight": 2.0,
             "warp_moment_weight": 10.0,
             "info_max_weight": 1.0,
+            "semantic_weight": 1.0,
         },
         "train": {
             "steps": 3000,

@@ -126,8 +126,10 @@ def test_checkpoint_bytes_count_srgans_pretrained_copy_when_it_interpolates() ->
 
 
 def test_checkpoint_bytes_count_cyclegans_classifiers_of_domain_a() -> None:
-    plain = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"info_max_weight": 0}})
-    info = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"info_max_weight": 1}})
+    plain = RunConfig.model_validate(
+        {"dataset": "digits-printed", "loss": {"info_max_weight": 0, "semantic_weight": 0}}
+    )
+    info = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"info_max_weight": 1, "semantic_weight": 0}})
     both = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"info_max_weight": 1, "semantic_weight": 1}})
     sizes = [footprint.checkpoint_bytes(cfg, channels=1, num_classes=10) for cfg in (plain, info, both)]
     pooled, source = PooledClassifier(channels=1, classes=10), SourceClassifier(channels=1, classes=10)
