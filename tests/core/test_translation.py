@@ -90,6 +90,9 @@ def test_digits_edges_defaults_are_pix2pix_as_the_paper_trains_it():
         100.0,
     )
     assert (cfg.train.lr_g, cfg.train.beta1, cfg.schedule.eval_every > 0) == (2e-4, 0.5, True)
+    assert cfg.loss.adversarial_weight == 0.03  # docs/benchmarks.md: below the L1-only U-Net's L1 at 0.03
+    over = {"dataset": "digits-edges", "loss": {"adversarial_weight": 1.0}}
+    assert RunConfig.model_validate(over).loss.adversarial_weight == 1.0
     assert RunConfig.model_validate({"dataset": "digits-edges", "loss": {"kind": "lsgan"}}).loss.kind == "lsgan"
     assert RunConfig.model_validate({"dataset": "digits-edges", "model": {"image_size": 256}}).model.image_size == 256
 
