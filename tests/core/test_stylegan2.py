@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,7 +14,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from core import generate, scoring
-from core.checkpoint import load_generator, read_checkpoint
+from core.checkpoint import load_generator
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import Step, family_of
@@ -30,7 +29,7 @@ from core.networks_stylegan2 import (
     downsample,
     upsample,
 )
-from core.train import lr_scale, train
+from core.train import lr_scale, seed_evaluation, train
 
 TINY = {"width": 8, "z_dim": 16, "w_dim": 16, "mapping_layers": 2}
 
@@ -253,10 +252,9 @@ def test_cluster_conditioning_labels_reals_by_k_means_and_fakes_by_their_latents
 
 def test_the_runs_own_evaluation_measures_the_saved_ema_generator(tmp_path):
     """The evaluation a run reports (its curves, its best checkpoint) is of the generator its checkpoint keeps as
-    G_ema: the family's sampler on that generator, from the torch RNG state the checkpoint stores (the evaluation
-    draws from a fork of the training's stream), gives the reported fid_digits, so a run's value and
-    `evaluate_checkpoint`'s differ by their latents alone. The first evaluation's latents come after the
-    evaluator's own set-up draws, so the second one (step 6) is compared."""
+    G_ema: the family's sampler on that generator, with the generators seeded as every evaluation of the run seeds
+    them (`seed_evaluation`, the same latents at each step), gives the reported fid_digits, so a run's value and
+    `evaluate_checkpoint`'s differ by their latents alone."""
     cfg = _cfg(
         model={"clusters": 4},
         schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 3, "eval_samples": 64},
@@ -269,7 +267,6 @@ def test_the_runs_own_evaluation_measures_the_saved_ema_generator(tmp_path):
     )
     assert result.checkpoint is not None and "fid_digits" in reported
     evaluator = Evaluator(load_dataset("digits", image_size=16), n_samples=64, cache_dir=tmp_path / "cache")
-    rng = read_checkpoint(Path(result.checkpoint))[0]["rng.torch"]
     measured = {}
     for ema in (True, False):
         G, loaded, _ = load_generator(result.checkpoint, ema=ema)
@@ -277,7 +274,7 @@ def test_the_runs_own_evaluation_measures_the_saved_ema_generator(tmp_path):
             G, loaded, SimpleNamespace(num_classes=0), device=torch.device("cpu"), autocast=contextlib.nullcontext
         )
         with torch.random.fork_rng():
-            torch.set_rng_state(rng)
+            seed_evaluation(cfg.seed)
             measured[ema] = evaluator(sample)["fid_digits"]
     # (to float error: the run's generator is channels-last in memory, the loaded one is not)
     assert measured[True] == pytest.approx(reported["fid_digits"], rel=1e-6)
