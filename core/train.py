@@ -36,7 +36,7 @@ from core.device import pick_device, pick_precision, run_info
 from core.families import Batch, Family, Models, Step, StepStats, family_of
 
 EventFn = Callable[[str, dict[str, Any]], None]
-EVALUATION_SEED_OFFSET = 7919  # evaluation_seed(seed): a stream of its own, not the training's seed
+EVALUATION_SEED_OFFSET = 7919  # seed_evaluation: the run's seed plus this, a stream apart from the training's
 
 
 class TrainingDiverged(RuntimeError):
@@ -424,7 +424,7 @@ def _evaluate(run: Run, loop: Loop, sample_fn: Callable[[int], Any], path: Any =
     """Evaluate without disturbing the training's random streams and report the metrics; True at a new best by
     the evaluator's primary metric. `path`: the generator to measure path lengths on (`_path_sampler`).
 
-    Every evaluation of a run draws from the same seed (`evaluation_seed`), so its latents, labels and path ends are
+    Every evaluation of a run draws from the same seed (`seed_evaluation`), so its latents, labels and path ends are
     the same at each step: successive values differ by what the generator learned, not by the draw (a noise → image
     run's fid_digits moves by about 0.1 from one draw of 2,048 latents to the next), and the best checkpoint is
     chosen on that basis."""
@@ -487,16 +487,13 @@ def _make_evaluator(data: Dataset, cfg: RunConfig, device: torch.device) -> Any:
     return Evaluator(data, n_samples=cfg.schedule.eval_samples, device=device)
 
 
-def evaluation_seed(seed: int) -> int:
-    """The seed of every in-run evaluation's random draws, apart from the training's own stream (`seed`)."""
-    return seed + EVALUATION_SEED_OFFSET
-
-
 def seed_evaluation(seed: int) -> None:
-    """Seed torch's (every device's), numpy's and Python's generators for an evaluation of the run seeded `seed`."""
-    torch.manual_seed(evaluation_seed(seed))
-    np.random.seed(evaluation_seed(seed) % 2**32)
-    random.seed(evaluation_seed(seed))
+    """Seed torch's (every device's), numpy's and Python's generators for an evaluation of the run seeded `seed`:
+    the same for every evaluation of the run, and apart from the training's own stream."""
+    evaluation_seed = seed + EVALUATION_SEED_OFFSET
+    torch.manual_seed(evaluation_seed)
+    np.random.seed(evaluation_seed % 2**32)
+    random.seed(evaluation_seed)
 
 
 @contextlib.contextmanager
