@@ -165,6 +165,7 @@ SR_ONLY_FIELDS = {
         "downscaled_copies",
         "interpolation",
         "interpolation_sharpness",
+        "adversarial_ema",
     ),
 }
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
@@ -769,6 +770,17 @@ class TrainConfig(_Strict):
             "chosen is the stat interpolation. Unset = the fixed weight train.interpolation."
         ),
     )
+    adversarial_ema: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description=(
+            "srgan: the decay of an exponential moving average of G's weights over the adversarial phase (it starts "
+            "from the pretrained generator, its decay ramping up as (1 + k) / (10 + k) at the phase's k-th step, as "
+            "the EMA generator's does); after the last step G takes the average's weights, before "
+            "train.interpolation blends them. Needs train.pretrain_steps < train.steps. Unset = off."
+        ),
+    )
     progressive: ProgressiveConfig | None = Field(
         None,
         description=(
@@ -1365,6 +1377,11 @@ class RunConfig(_Strict):
             raise ValueError(
                 "train.interpolation_sharpness: it chooses the weight of the blend that train.interpolation turns on; "
                 "set train.interpolation too (any weight: this one replaces it)"
+            )
+        if train.adversarial_ema is not None and train.pretrain_steps >= train.steps:
+            raise ValueError(
+                "train.adversarial_ema: it averages G over the adversarial phase, and with train.pretrain_steps >= "
+                "train.steps the run has none; lower pretrain_steps or leave it unset"
             )
         if train.interpolation is not None and not 0 < train.pretrain_steps < train.steps:
             raise ValueError(

@@ -20,6 +20,8 @@ learning rates (`train.phase_schedule`: cosine within each phase; `train.lr_g_ad
 pretraining). `train.flips` mirrors each high-resolution image at random
 and `train.channel_orders` shuffles its channels (the global random stream, which checkpoints keep) before its input
 is made; `train.downscaled_copies` adds training patches of photos downscaled (`split_data`, core.superres). With
+`train.adversarial_ema` the family keeps a moving average of G's weights over the adversarial phase (`G_avg`, in
+checkpoints, from the pretrained generator on), and G takes its weights after the last step's update. With
 `train.interpolation` the family
 keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights to
 (1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point between
@@ -81,10 +83,12 @@ class Models:
     features: nn.Module | None
     data: SRDataset
     G_psnr: nn.Module | None = None  # with train.interpolation: G as the pretraining left it
+    G_avg: nn.Module | None = None  # with train.adversarial_ema: the moving average of G over the adversarial phase
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
-        return {"G": self.G, "D": self.D} | ({"G_psnr": self.G_psnr} if self.G_psnr is not None else {})
+        kept = {"G_psnr": self.G_psnr, "G_avg": self.G_avg}
+        return {"G": self.G, "D": self.D} | {name: module for name, module in kept.items() if module is not None}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
@@ -144,6 +148,7 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         features=features,
         data=data,
         G_psnr=copy.deepcopy(G).requires_grad_(False) if cfg.train.interpolation is not None else None,
+        G_avg=copy.deepcopy(G).requires_grad_(False) if cfg.train.adversarial_ema is not None else None,
     )
 
 
@@ -244,6 +249,20 @@ def interpolate(G: nn.Module, G_psnr: nn.Module, alpha: float) -> None:
 
 
 @torch.no_grad()
+def update_average(G_avg: nn.Module, G: nn.Module, decay: float, k: int) -> None:
+    """train.adversarial_ema after the adversarial phase's k-th step (1-based), in place: G_avg's floating-point
+    weights move towards G's by 1 - min(decay, (1 + k) / (10 + k)), so that the pretrained start fades within the
+    phase's first steps; integer buffers are G's."""
+    current = min(decay, (1.0 + k) / (10.0 + k))
+    source = G.state_dict()
+    for name, value in G_avg.state_dict().items():
+        if value.is_floating_point():
+            value.lerp_(source[name].to(value.dtype), 1.0 - current)
+        else:
+            value.copy_(source[name])
+
+
+@torch.no_grad()
 def training_patches(data: SRDataset, cfg: RunConfig) -> tuple[torch.Tensor, float]:
     """The inputs (n, C, s, s) of SHARPNESS_PATCHES training images evenly spaced through the data, and the mean Sobel
     magnitude of those high-resolution images: what `training_sharpness` compares a generator's outputs with."""
@@ -335,6 +354,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         m.opt_g.step()
         if m.G_psnr is not None and at.step == cfg.train.pretrain_steps:  # keep the pretrained G to interpolate
             m.G_psnr.load_state_dict(m.G.state_dict())
+        if m.G_avg is not None and at.step == cfg.train.pretrain_steps:  # the average starts from it
+            m.G_avg.load_state_dict(m.G.state_dict())
         stats |= {"loss_d": loss_d, "loss_g": loss_g.detach()}
         if grad_norm_g is not None:
             stats["grad_norm_g"] = grad_norm_g
@@ -400,6 +421,10 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     loss_g.backward()
     grad_norm_g = grad_norm(m.G) if at.want_stats else None
     m.opt_g.step()
+    if m.G_avg is not None and cfg.train.adversarial_ema is not None:
+        update_average(m.G_avg, m.G, cfg.train.adversarial_ema, at.step - cfg.train.pretrain_steps)
+        if at.step == cfg.train.steps:  # the run ends with the average of its adversarial phase
+            m.G.load_state_dict(m.G_avg.state_dict())
     if m.G_psnr is not None and cfg.train.interpolation is not None and at.step == cfg.train.steps:
         weight = cfg.train.interpolation
         if cfg.train.interpolation_sharpness is not None:

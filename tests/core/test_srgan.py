@@ -254,6 +254,12 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
             "train.interpolation_sharpness",
             id="dcgan",
         ),
+        pytest.param({"dataset": "digits", "train": {"adversarial_ema": 0.99}}, "train.adversarial_ema", id="ema-dcgan"),
+        pytest.param(
+            {"dataset": "photos", "train": {"steps": 10, "pretrain_steps": 10, "adversarial_ema": 0.99}},
+            "train.adversarial_ema",
+            id="ema-without-adversarial-phase",
+        ),
     ],
 )
 def test_impossible_srgan_configs_name_their_field(body, field):
@@ -321,6 +327,7 @@ N, K = 6, 2
         pytest.param({"train": {"flips": True, "channel_orders": True}}, id="flips-channel-orders"),
         pytest.param({"loss": {"relativistic": True}}, id="relativistic"),
         pytest.param({"train": {"downscaled_copies": [0.6, 0.9]}}, id="downscaled-copies"),
+        pytest.param({"train": {"adversarial_ema": 0.9, "interpolation": 0.5}}, id="adversarial-ema-blend"),
     ],
 )
 def test_srgan_resumes_bit_for_bit_across_the_pretraining(tmp_path, over: dict):
@@ -519,3 +526,34 @@ def test_a_sharpness_target_chooses_the_lightest_blend_that_reaches_it(tmp_path)
     beyond = _cfg(train=fast | {"interpolation": 0.1, "interpolation_sharpness": 2.0}, loss={"energy_weight": 10.0})
     events = run_events(tmp_path / "beyond", beyond)
     assert [d["values"]["interpolation"] for k, d in events if k == "stats" and "interpolation" in d["values"]] == [1.0]
+
+
+def test_the_adversarial_average_ends_the_run_and_then_is_blended(tmp_path):
+    # The same run with and without the average: its G until the last step is the same (the average only watches),
+    # and the run ends with the average of G over the adversarial phase, blended with the pretrained G.
+    decay, base = 0.5, {"steps": 5, "pretrain_steps": 2, "interpolation": 0.5}
+    plain = _cfg(train=base | {"interpolation": 1.0}, schedule={"checkpoint_every": 1, "keep_checkpoints": 10})
+    train(plain, out_dir=tmp_path / "plain")
+    prefix = "G."
+    trained = [
+        {k[len(prefix) :]: v for k, v in checkpoint_tensors(tmp_path / "plain", step).items() if k.startswith(prefix)}
+        for step in range(1, 6)
+    ]  # G after steps 1 to 5
+    G_avg = srgan.generator(plain, {"channels": 3})
+    G_avg.load_state_dict(trained[1])  # the average starts from the pretrained G (step 2)
+    G = srgan.generator(plain, {"channels": 3})
+    for k in (1, 2, 3):  # the adversarial phase's steps 3 to 5
+        G.load_state_dict(trained[1 + k])
+        srgan.update_average(G_avg, G, decay, k)
+    expected = G_avg.state_dict()
+    averaged = _cfg(train=base | {"adversarial_ema": decay}, schedule={"checkpoint_every": 1, "keep_checkpoints": 10})
+    train(averaged, out_dir=tmp_path / "averaged")
+    tensors = checkpoint_tensors(tmp_path / "averaged", 5)
+    final = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
+    before = {k[2:]: v for k, v in checkpoint_tensors(tmp_path / "averaged", 4).items() if k.startswith("G.")}
+    assert all(torch.equal(before[k], trained[3][k]) for k in before)  # training itself is unchanged
+    assert all(torch.allclose(tensors[f"G_avg.{k}"], expected[k], atol=1e-6) for k in expected)
+    floats = [k for k in final if final[k].is_floating_point()]
+    blend = {k: torch.lerp(trained[1][k], expected[k], 0.5) for k in floats}
+    assert all(torch.allclose(final[k], blend[k], atol=1e-6) for k in floats)
+    assert any(not torch.allclose(expected[k], trained[4][k]) for k in floats)  # the average is not the last G
