@@ -17,6 +17,7 @@ from core import generate, scoring
 from core.checkpoint import load_generator
 from core.config import RunConfig
 from core.datasets import load_dataset
+from core.device import pick_precision
 from core.families import Step, family_of
 from core.families import stylegan2 as family
 from core.metrics import Evaluator
@@ -295,6 +296,12 @@ def test_the_learning_rate_ramp_down_falls_along_half_a_cosine_over_the_last_sha
     )
     # The rates start at the optimizers' own (lazy regularization scales them) and end on the ramp.
     assert rates[6] / rates[1] == pytest.approx(lr_scale("constant", 5 / 6, 0.5)) and 0 < rates[6] < rates[1]
+
+
+def test_stylegan2_trains_in_fp32_on_a_cpu_unless_asked_otherwise():
+    cpu = torch.device("cpu")
+    assert pick_precision("auto", cpu, arch="stylegan2") == "fp32"
+    assert pick_precision("bf16", cpu, arch="stylegan2") == "bf16"  # a chosen precision is kept
 
 
 def test_the_ema_half_life_sets_the_decay():
