@@ -168,6 +168,8 @@ SR_ONLY_FIELDS = {
         "adversarial_ema",
     ),
 }
+# The fields only pix2pix reads, by section.
+PIX2PIX_ONLY_FIELDS = {"model": ("d_sobel",), "loss": ("adversarial_start", "adversarial_ramp")}
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
 WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
@@ -358,6 +360,15 @@ class ModelConfig(_Strict):
             "the image size: 3 at 256 px, 2 at 128 px, 1 below."
         ),
     )
+    d_sobel: bool = Field(
+        False,
+        description=(
+            "pix2pix: the PatchGAN also sees the Sobel gradient magnitude of the image it judges (the output or the "
+            "target, a quarter of it: a full-range step reads about 2), one more channel per image channel beside "
+            "the input and the image, so that it judges how steep the edges are as directly as the sharpness "
+            "metric measures them."
+        ),
+    )
     d_depth: int = Field(
         1,
         ge=1,
@@ -510,6 +521,25 @@ class LossConfig(_Strict):
             "pix2pix, cyclegan and srgan: weight of the adversarial terms in the generators' loss (srgan: 1e-3, as "
             "Ledig et al.); 0 trains them on their L1 (srgan: content) terms alone (pix2pix's L1-only ablation), "
             "while the discriminators still train and report."
+        ),
+    )
+    adversarial_start: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "pix2pix: the share of the run (of train.steps) the generator trains on its L1 term alone before the "
+            "adversarial term comes in, as SRGAN pretrains on its content loss; the discriminator trains "
+            "throughout. 0 adds the term from the first step."
+        ),
+    )
+    adversarial_ramp: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "pix2pix: the share of the run over which the adversarial term's weight then rises linearly from 0 to "
+            "loss.adversarial_weight, after loss.adversarial_start. 0 brings it in at once."
         ),
     )
     l1_weight: float = Field(
@@ -1113,6 +1143,11 @@ class RunConfig(_Strict):
             raise ValueError("loss.warp_moment_weight: the term trains warps; set model.spatial_transform to true")
         if self.model.warp_centred and not self.model.spatial_transform:
             raise ValueError("model.warp_centred: it places warps; set model.spatial_transform to true")
+        for section, names in PIX2PIX_ONLY_FIELDS.items():
+            values = getattr(self, section)
+            for name in names:
+                if arch != "pix2pix" and getattr(values, name) != type(values).model_fields[name].default:
+                    raise ValueError(f"{section}.{name}: only the pix2pix architecture has it, not {arch}")
         if self.model.residual_generator and arch != "cyclegan":
             raise ValueError(f"model.residual_generator: only the cyclegan architecture has it, not {arch}")
         if self.loss.cycle_noise > 0 and arch != "cyclegan":
@@ -1301,6 +1336,11 @@ class RunConfig(_Strict):
             raise ValueError(f"loss.kind: {m.arch} trains with minimax, nonsaturating, lsgan or hinge, not {loss.kind}")
         if m.arch == "cyclegan" and train.compile:
             raise ValueError("train.compile: cyclegan runs its generators uncompiled; set compile to false")
+        if loss.adversarial_start + loss.adversarial_ramp > 1:
+            raise ValueError(
+                f"loss.adversarial_ramp: the ramp ({loss.adversarial_ramp}) after loss.adversarial_start "
+                f"({loss.adversarial_start}) would end after the run; their sum must be at most 1"
+            )
         size, layers = m.image_size, m.patch_layers
         if layers is not None and size // 2**layers < 3:
             most = max(n for n in range(1, 7) if size // 2**n >= 3)

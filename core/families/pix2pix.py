@@ -4,7 +4,9 @@
 (`loss.kind`; the paper's is nonsaturating; weighed by `loss.adversarial_weight`, 0 for the paper's L1-only
 ablation) plus `loss.l1_weight` times the L1 distance of its output to the target, and with `loss.feature_matching`
 that weight times pix2pixHD's feature-matching loss (the distance of D's hidden activations on its pair to those on
-the real pair; see `feature_matching`).
+the real pair; see `feature_matching`). With `model.d_sobel` the PatchGAN also sees the Sobel gradient magnitude of
+the image it judges (`judged`); `loss.adversarial_start` and `loss.adversarial_ramp` bring the adversarial term in
+after a share of the run trained on L1 alone, optionally rising linearly (`adversarial_schedule`).
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -31,12 +33,13 @@ from core.config import RunConfig
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import PatchDiscriminator, UNetGenerator, patch_layers
-from core.paired import PairedDataset
+from core.paired import PairedDataset, sobel_magnitude
 
 EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 GRID_PAIRS, GRID_PAIRS_PER_ROW = 16, 4  # held-out pairs in the sample grid, and (input | output | target)s a row
 SAMPLE_BATCH = 256
+SOBEL_SCALE = 0.25  # the Sobel magnitude D sees with model.d_sobel: a step from -1 to 1 reads about 2
 
 
 @dataclass
@@ -69,7 +72,7 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     m = cfg.model
     G = generator(cfg, data.info())
     D = PatchDiscriminator(
-        in_channels=data.source_channels + data.channels,
+        in_channels=data.source_channels + data.channels * (2 if m.d_sobel else 1),
         layers=patch_layers(m.image_size, m.patch_layers),
         width=m.width,
         sn=m.spectral_norm,
@@ -106,7 +109,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     noise_std = cfg.loss.instance_noise * (1.0 - at.done)  # instance noise anneals to zero over the run
     indices, target, _ = at.next_batch()  # (B, C, H, W)
     source = m.data.inputs(indices).contiguous(memory_format=torch.channels_last)  # (B, C_in, H, W)
-    judge = patch_judge(functools.partial(m.d_fn, source))  # D conditioned on the batch's inputs
+    judge = patch_judge(functools.partial(judged, m.d_fn, source, cfg.model.d_sobel))  # D given the batch's inputs
     with at.autocast():
         fake = m.g_fn(source)  # (B, C, H, W)
 
@@ -132,10 +135,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
             noise_std=noise_std,
         )
     l1 = (fake.float() - target.float()).abs().mean()
-    loss_g = adversarial_scale(cfg) * loss_adv + cfg.loss.l1_weight * l1
+    adv_weight = adversarial_scale(cfg) * adversarial_schedule(cfg, at.done)
+    loss_g = adv_weight * loss_adv + cfg.loss.l1_weight * l1
     if cfg.loss.feature_matching > 0:
         with at.autocast():
-            fm = feature_matching(m.D, source, fake=fake, target=target)
+            fm = feature_matching(m.D, source, fake=fake, target=target, sobel=cfg.model.d_sobel)
         loss_g = loss_g + cfg.loss.feature_matching * fm
         stats_g = {**stats_g, "feature_matching": fm.detach()}
     m.opt_g.zero_grad(set_to_none=True)
@@ -149,18 +153,38 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         stats |= {"grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
+    if cfg.loss.adversarial_start > 0 or cfg.loss.adversarial_ramp > 0:
+        stats["adversarial_weight"] = adv_weight
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
 
 
+def judged(D: Callable[..., Any], source: torch.Tensor, sobel: bool, image: torch.Tensor) -> Any:
+    """D (or D.hidden) on the pair (source, image), with `sobel` (model.d_sobel) also on the image's Sobel gradient
+    magnitude times SOBEL_SCALE: source (B, C_in, H, W), image (B, C, H, W)."""
+    if not sobel:
+        return D(source, image)
+    return D(source, image, sobel_magnitude(image) * SOBEL_SCALE)
+
+
+def adversarial_schedule(cfg: RunConfig, done: float) -> float:
+    """The share of the adversarial weight in G's loss at `done` (the fraction of the run before this step): 0
+    before loss.adversarial_start, then rising linearly to 1 over loss.adversarial_ramp, 1 after."""
+    start, ramp = cfg.loss.adversarial_start, cfg.loss.adversarial_ramp
+    if done < start:
+        return 0.0
+    return 1.0 if ramp <= 0 else min(1.0, (done - start) / ramp)
+
+
 def feature_matching(
-    D: PatchDiscriminator, source: torch.Tensor, *, fake: torch.Tensor, target: torch.Tensor
+    D: PatchDiscriminator, source: torch.Tensor, *, fake: torch.Tensor, target: torch.Tensor, sobel: bool = False
 ) -> torch.Tensor:
     """pix2pixHD's feature-matching loss (Wang et al. 2018): the mean over D's hidden layers of the mean absolute
     difference between D's activations on (input, output), with G's graph, and on (input, target), held fixed; a
     perceptual distance D learns. (pix2pixHD sums its layers weighed 4 / layers, so its weight 10 is about 40 here.)"""
     with torch.no_grad():
-        real = D.hidden(source, target)
-    terms = [(f.float() - r.float()).abs().mean() for f, r in zip(D.hidden(source, fake), real, strict=True)]
+        real = judged(D.hidden, source, sobel, target)
+    fakes = judged(D.hidden, source, sobel, fake)
+    terms = [(f.float() - r.float()).abs().mean() for f, r in zip(fakes, real, strict=True)]
     return torch.stack(terms).mean()
 
 

@@ -1,0 +1,105 @@
+"""pix2pix's sharpness options: a PatchGAN that also sees the Sobel gradient magnitude of the image it judges
+(`model.d_sobel`), and the adversarial term brought in after a share of the run on L1 alone, optionally on a linear
+ramp (`loss.adversarial_start`, `loss.adversarial_ramp`); G's loss through a few steps of core.train.train, exact
+resume, and the config's refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from core.config import RunConfig
+from core.families.pix2pix import SOBEL_SCALE, adversarial_schedule, feature_matching, judged
+from core.networks_translation import PatchDiscriminator
+from core.paired import sobel_magnitude
+from tests.utils.training import assert_resume_matches, run_events
+
+TINY = {
+    "dataset": "digits-edges",
+    "model": {"width": 4},
+    "train": {"batch_size": 4, "device": "cpu", "precision": "fp32"},
+}
+
+
+def _cfg(loss: dict, model: dict | None = None, **over: dict) -> RunConfig:
+    return RunConfig.model_validate(
+        TINY
+        | {
+            "model": TINY["model"] | (model or {}),
+            "loss": loss,
+            "train": TINY["train"] | over.get("train", {}),
+            "schedule": over.get("schedule", {}),
+        }
+    )
+
+
+def test_a_sobel_patchgan_judges_the_input_the_image_and_its_gradient_magnitude():
+    torch.manual_seed(0)
+    D = PatchDiscriminator(in_channels=3, layers=1, width=4).eval()
+    source, image = torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32)
+    expected = D(source, image, sobel_magnitude(image) * SOBEL_SCALE)
+    torch.testing.assert_close(judged(D, source, True, image), expected)
+    plain = PatchDiscriminator(in_channels=2, layers=1, width=4).eval()
+    torch.testing.assert_close(judged(plain, source, False, image), plain(source, image))
+    # A step from -1 to 1 reads about 2 in the channel D sees.
+    step = torch.cat([-torch.ones(1, 1, 8, 4), torch.ones(1, 1, 8, 4)], dim=3)
+    assert float((sobel_magnitude(step) * SOBEL_SCALE).max()) == pytest.approx(2.0)
+    # Feature matching compares the same three-part pairs, and is zero on the target.
+    D.requires_grad_(False)
+    assert float(feature_matching(D, source, fake=image, target=image, sobel=True)) == 0.0
+
+
+def test_the_adversarial_schedule_waits_then_ramps():
+    cfg = _cfg({"adversarial_start": 0.5, "adversarial_ramp": 0.25})
+    shares = [adversarial_schedule(cfg, done) for done in (0.0, 0.49, 0.5, 0.625, 0.75, 0.99)]
+    assert shares == pytest.approx([0.0, 0.0, 0.0, 0.5, 1.0, 1.0])
+    assert adversarial_schedule(_cfg({"adversarial_start": 0.5}), 0.5) == 1.0
+    assert adversarial_schedule(_cfg({}), 0.0) == 1.0
+
+
+def test_g_trains_on_l1_alone_before_the_adversarial_start(tmp_path):
+    cfg = _cfg(
+        {"adversarial_weight": 1.0, "adversarial_start": 0.5},
+        {"d_sobel": True},
+        train={"steps": 20},
+        schedule={"checkpoint_every": 100, "sample_every": 100},
+    )
+    stats = {d["step"]: d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"}
+    assert stats[1]["adversarial_weight"] == 0.0 and stats[10]["adversarial_weight"] == 0.0  # done 0, 0.45
+    assert stats[10]["loss_g"] == pytest.approx(100.0 * stats[10]["loss_g_l1"], rel=1e-6)
+    assert stats[1]["loss_d"] > 0  # D trains from the first step
+    assert stats[20]["adversarial_weight"] == 1.0
+    assert stats[20]["loss_g"] == pytest.approx(100.0 * stats[20]["loss_g_l1"] + stats[20]["loss_g_adv"], rel=1e-5)
+
+
+def test_pix2pix_with_a_sobel_patchgan_and_a_ramp_resumes_bit_for_bit(tmp_path):
+    n, k = 6, 3
+    cfg = _cfg(
+        {"adversarial_weight": 0.1, "adversarial_start": 0.25, "adversarial_ramp": 0.5, "feature_matching": 1.0},
+        {"d_sobel": True},
+        train={"steps": n},
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64},
+    )
+    straight, _, rest = assert_resume_matches(tmp_path, cfg, n, k)
+    metrics_a = {(d["step"], d["name"]): d["value"] for kind, d in straight if kind == "metric"}
+    metrics_b = {(d["step"], d["name"]): d["value"] for kind, d in rest if kind == "metric"}
+    assert metrics_b[(n, "l1")] == metrics_a[(n, "l1")]
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ({"dataset": "digits-printed", "model": {"d_sobel": True}}, r"model\.d_sobel: only the pix2pix"),
+        ({"dataset": "digits-printed", "loss": {"adversarial_start": 0.5}}, r"loss\.adversarial_start: only the pix2pix"),
+        ({"dataset": "digits", "loss": {"adversarial_ramp": 0.5}}, r"loss\.adversarial_ramp: only the pix2pix"),
+        (
+            {"dataset": "digits-edges", "loss": {"adversarial_start": 0.75, "adversarial_ramp": 0.5}},
+            r"loss\.adversarial_ramp: .* their sum must be at most 1",
+        ),
+        ({"dataset": "digits-edges", "loss": {"adversarial_start": 1.0}}, r"adversarial_start"),
+    ],
+)
+def test_the_sharpness_options_refuse_what_cannot_train(body, match):
+    with pytest.raises(ValidationError, match=match):
+        RunConfig.model_validate(body)
