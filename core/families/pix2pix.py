@@ -33,13 +33,14 @@ from core.config import RunConfig
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import PatchDiscriminator, UNetGenerator, patch_layers
-from core.paired import PairedDataset, sobel_magnitude
+from core.paired import PairedDataset, sobel_gradients
 
 EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 GRID_PAIRS, GRID_PAIRS_PER_ROW = 16, 4  # held-out pairs in the sample grid, and (input | output | target)s a row
 SAMPLE_BATCH = 256
 SOBEL_SCALE = 0.25  # the Sobel magnitude D sees with model.d_sobel: a step from -1 to 1 reads about 2
+SOBEL_EPS = 1e-6  # under the square root of that magnitude, so that G's gradient through it is finite on flat images
 
 
 @dataclass
@@ -159,11 +160,15 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
 
 def judged(D: Callable[..., Any], source: torch.Tensor, sobel: bool, image: torch.Tensor) -> Any:
-    """D (or D.hidden) on the pair (source, image), with `sobel` (model.d_sobel) also on the image's Sobel gradient
-    magnitude times SOBEL_SCALE: source (B, C_in, H, W), image (B, C, H, W)."""
-    if not sobel:
-        return D(source, image)
-    return D(source, image, sobel_magnitude(image) * SOBEL_SCALE)
+    """D (or D.hidden) on the pair (source, image), with `sobel` (model.d_sobel) also on `sobel_channel(image)`:
+    source (B, C_in, H, W), image (B, C, H, W)."""
+    return D(source, image, sobel_channel(image)) if sobel else D(source, image)
+
+
+def sobel_channel(image: torch.Tensor) -> torch.Tensor:
+    """The Sobel gradient magnitude of every channel of images (B, C, H, W) times SOBEL_SCALE, kept differentiable
+    where the image is flat (the plain magnitude's square root has an infinite derivative at 0): (B, C, H, W)."""
+    return (sobel_gradients(image.float()).square().sum(2) + SOBEL_EPS).sqrt().to(image.dtype) * SOBEL_SCALE
 
 
 def adversarial_schedule(cfg: RunConfig, done: float) -> float:
