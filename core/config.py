@@ -169,7 +169,7 @@ SR_ONLY_FIELDS = {
     ),
 }
 # The fields only pix2pix reads, by section.
-PIX2PIX_ONLY_FIELDS = {"model": ("d_sobel",), "loss": ("adversarial_start", "adversarial_ramp")}
+PIX2PIX_ONLY_FIELDS = {"model": ("d_sobel",), "loss": ("adversarial_start", "adversarial_ramp", "edge_weight")}
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
 WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
@@ -540,6 +540,15 @@ class LossConfig(_Strict):
         description=(
             "pix2pix: the share of the run over which the adversarial term's weight then rises linearly from 0 to "
             "loss.adversarial_weight, after loss.adversarial_start. 0 brings it in at once."
+        ),
+    )
+    edge_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "pix2pix: weight of the mean absolute difference of the Sobel derivatives (d/dx, d/dy of every channel) "
+            "of the output and the target in the generator's loss, beside loss.l1_weight's term (srgan's "
+            "loss.gradient_weight term): a pixel-aligned term that asks for edges as steep as the target's. 0 = off."
         ),
     )
     l1_weight: float = Field(

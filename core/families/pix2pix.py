@@ -6,7 +6,8 @@ ablation) plus `loss.l1_weight` times the L1 distance of its output to the targe
 that weight times pix2pixHD's feature-matching loss (the distance of D's hidden activations on its pair to those on
 the real pair; see `feature_matching`). With `model.d_sobel` the PatchGAN also sees the Sobel gradient magnitude of
 the image it judges (`judged`); `loss.adversarial_start` and `loss.adversarial_ramp` bring the adversarial term in
-after a share of the run trained on L1 alone, optionally rising linearly (`adversarial_schedule`).
+after a share of the run trained on L1 alone, optionally rising linearly (`adversarial_schedule`); `loss.edge_weight`
+adds the L1 distance of the output's Sobel derivatives to the target's (`edge_loss`).
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -138,6 +139,10 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     l1 = (fake.float() - target.float()).abs().mean()
     adv_weight = adversarial_scale(cfg) * adversarial_schedule(cfg, at.done)
     loss_g = adv_weight * loss_adv + cfg.loss.l1_weight * l1
+    if cfg.loss.edge_weight > 0:
+        edge = edge_loss(fake, target)
+        loss_g = loss_g + cfg.loss.edge_weight * edge
+        stats_g = {**stats_g, "loss_g_edge": edge.detach()}
     if cfg.loss.feature_matching > 0:
         with at.autocast():
             fm = feature_matching(m.D, source, fake=fake, target=target, sobel=cfg.model.d_sobel)
@@ -157,6 +162,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if cfg.loss.adversarial_start > 0 or cfg.loss.adversarial_ramp > 0:
         stats["adversarial_weight"] = adv_weight
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+
+def edge_loss(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The mean absolute difference of the Sobel derivatives of outputs and their targets (B, C, H, W), in fp32."""
+    return (sobel_gradients(fake.float()) - sobel_gradients(target.float())).abs().mean()
 
 
 def judged(D: Callable[..., Any], source: torch.Tensor, sobel: bool, image: torch.Tensor) -> Any:

@@ -1,6 +1,7 @@
 """pix2pix's sharpness options: a PatchGAN that also sees the Sobel gradient magnitude of the image it judges
-(`model.d_sobel`), and the adversarial term brought in after a share of the run on L1 alone, optionally on a linear
-ramp (`loss.adversarial_start`, `loss.adversarial_ramp`); G's loss through a few steps of core.train.train, exact
+(`model.d_sobel`), the adversarial term brought in after a share of the run on L1 alone, optionally on a linear
+ramp (`loss.adversarial_start`, `loss.adversarial_ramp`), and the L1 distance of the Sobel derivatives
+(`loss.edge_weight`); G's loss through a few steps of core.train.train, exact
 resume, and the config's refusals."""
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ import torch
 from pydantic import ValidationError
 
 from core.config import RunConfig
-from core.families.pix2pix import SOBEL_SCALE, adversarial_schedule, feature_matching, judged, sobel_channel
+from core.families.pix2pix import (
+    SOBEL_SCALE,
+    adversarial_schedule,
+    edge_loss,
+    feature_matching,
+    judged,
+    sobel_channel,
+)
 from core.networks_translation import PatchDiscriminator
 from core.paired import sobel_magnitude
 from tests.utils.training import assert_resume_matches, run_events
@@ -77,10 +85,27 @@ def test_g_trains_on_l1_alone_before_the_adversarial_start(tmp_path):
     assert stats[20]["loss_g"] == pytest.approx(100.0 * stats[20]["loss_g_l1"] + stats[20]["loss_g_adv"], rel=1e-5)
 
 
+def test_the_edge_loss_is_zero_on_the_target_and_counts_in_g_loss(tmp_path):
+    target = torch.randn(2, 1, 16, 16)
+    assert float(edge_loss(target, target)) == 0.0
+    assert float(edge_loss(target + 1.0, target)) == pytest.approx(0.0, abs=1e-5)  # a shift keeps the edges
+    assert float(edge_loss(target * 2, target)) > 0
+    cfg = _cfg({"adversarial_weight": 0.0, "edge_weight": 20.0}, train={"steps": 2})
+    last = [d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"][-1]
+    assert last["loss_g_edge"] > 0
+    assert last["loss_g"] == pytest.approx(100.0 * last["loss_g_l1"] + 20.0 * last["loss_g_edge"], rel=1e-5)
+
+
 def test_pix2pix_with_a_sobel_patchgan_and_a_ramp_resumes_bit_for_bit(tmp_path):
     n, k = 6, 3
     cfg = _cfg(
-        {"adversarial_weight": 0.1, "adversarial_start": 0.25, "adversarial_ramp": 0.5, "feature_matching": 1.0},
+        {
+            "adversarial_weight": 0.1,
+            "adversarial_start": 0.25,
+            "adversarial_ramp": 0.5,
+            "feature_matching": 1.0,
+            "edge_weight": 20.0,
+        },
         {"d_sobel": True},
         train={"steps": n},
         schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64},
@@ -95,8 +120,12 @@ def test_pix2pix_with_a_sobel_patchgan_and_a_ramp_resumes_bit_for_bit(tmp_path):
     ("body", "match"),
     [
         ({"dataset": "digits-printed", "model": {"d_sobel": True}}, r"model\.d_sobel: only the pix2pix"),
-        ({"dataset": "digits-printed", "loss": {"adversarial_start": 0.5}}, r"loss\.adversarial_start: only the pix2pix"),
+        (
+            {"dataset": "digits-printed", "loss": {"adversarial_start": 0.5}},
+            r"loss\.adversarial_start: only the pix2pix",
+        ),
         ({"dataset": "digits", "loss": {"adversarial_ramp": 0.5}}, r"loss\.adversarial_ramp: only the pix2pix"),
+        ({"dataset": "digits-printed", "loss": {"edge_weight": 1.0}}, r"loss\.edge_weight: only the pix2pix"),
         (
             {"dataset": "digits-edges", "loss": {"adversarial_start": 0.75, "adversarial_ramp": 0.5}},
             r"loss\.adversarial_ramp: .* their sum must be at most 1",
