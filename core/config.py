@@ -326,6 +326,28 @@ class ModelConfig(_Strict):
             "digits-printed). A multiple of 4 that divides model.image_size; unset = image_size (no rendering)."
         ),
     )
+    class_projection: bool = Field(
+        False,
+        description=(
+            "cyclegan with loss.semantic_weight: D_A is a projection discriminator (Miyato & Koyama 2018) "
+            "conditioned on the class: real A images on their labels, G_BA's translations on the class the "
+            "semantic term's classifier reads in them, so that each class's translations are judged against that "
+            "class's real images (its style), not only against the mixture. Domain B's labels are never read."
+        ),
+    )
+    latent_dim: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "cyclegan: the size of a latent code z ~ N(0, I) that G_BA also reads (its residual blocks modulated by "
+            "z, FiLM), so that one domain-B image has many translations into A (augmented / multimodal CycleGAN: "
+            "Almahairi et al. 2018, Huang et al. 2018). An encoder reads each A image's code for the A→B→A cycle "
+            "(loss.latent_kl_weight keeps its codes near the prior) and the code back from each translation "
+            "(loss.latent_regression_weight, so that z is not ignored). Evaluations and translation jobs draw one "
+            "code per image from a fixed seed, so they stay deterministic. 0 = no code: one translation per image."
+        ),
+    )
     scale: int = Field(
         4,
         ge=1,
@@ -512,6 +534,24 @@ class LossConfig(_Strict):
             "a little) and freezes it; each translation is then asked (cross-entropy) to be read by it as the "
             "class it reads in the translation's input (with model.spatial_transform: the warped input), where it "
             "reads that input with a confidence of 0.9 or more. Domain B's labels are never read. 0 turns it off."
+        ),
+    )
+    latent_regression_weight: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "cyclegan with model.latent_dim: weight of the L1 distance between the code z each B→A translation was "
+            "drawn with and the code the encoder reads back from it (BicycleGAN's latent regression, Zhu et al. "
+            "2017b; updates the generator only), so that different codes give different translations."
+        ),
+    )
+    latent_kl_weight: float = Field(
+        0.01,
+        ge=0,
+        description=(
+            "cyclegan with model.latent_dim: weight of the KL divergence of the encoder's Gaussian over each A "
+            "image's code from N(0, I) (as BicycleGAN's 0.01), so that the codes the A→B→A cycle reconstructs from "
+            "lie where evaluations and translation jobs draw theirs."
         ),
     )
     adversarial_weight: float = Field(
@@ -1167,6 +1207,13 @@ class RunConfig(_Strict):
             raise ValueError(f"loss.info_max_weight: only the cyclegan architecture has it, not {arch}")
         if self.loss.semantic_weight > 0 and arch != "cyclegan":
             raise ValueError(f"loss.semantic_weight: only the cyclegan architecture has it, not {arch}")
+        if self.model.latent_dim > 0 and arch != "cyclegan":
+            raise ValueError(f"model.latent_dim: only the cyclegan architecture has it, not {arch}")
+        if self.model.class_projection and (arch != "cyclegan" or self.loss.semantic_weight <= 0):
+            raise ValueError(
+                "model.class_projection: only a cyclegan with loss.semantic_weight > 0 has it (its classifier reads "
+                "the translations' classes)"
+            )
         render = self.model.a_render_size
         if render is not None and arch != "cyclegan":
             raise ValueError(f"model.a_render_size: only the cyclegan architecture has it, not {arch}")

@@ -310,7 +310,13 @@ def network_sizes(cfg: RunConfig, *, channels: int, num_classes: int, columns: i
         blocks = m.res_blocks if m.res_blocks is not None else (9 if m.image_size >= 256 else 6)
         g = 2 * _cycle_g(channels, channels, m.g_width or m.width, blocks)
         g += 2 * _warp(channels) if m.spatial_transform else 0
-        return g, 2 * _patch(channels, layers, m.width, sn=m.spectral_norm, batchnorm=False)
+        if m.latent_dim:  # G_BA's FiLM layers (one per residual block) and the latent encoder
+            c = 4 * (m.g_width or m.width)
+            g += blocks * _linear(m.latent_dim, 4 * c)
+            g += _linear(channels * POOLED_SIZE**2, POOLED_HIDDEN) + _linear(POOLED_HIDDEN, 2 * m.latent_dim)
+        d = 2 * _patch(channels, layers, m.width, sn=m.spectral_norm, batchnorm=False)
+        d += num_classes * m.width * min(2**layers, MAX_MULT) if m.class_projection else 0  # D_A's class embedding
+        return g, d
     if m.arch == "srgan":
         return _srgan(cfg, channels)
     if m.arch == "ctgan":

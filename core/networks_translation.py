@@ -29,6 +29,9 @@ Rendered generator (CycleGAN's `model.a_render_size`): a generator run on its in
 its output upsampled bilinearly back, so that it draws smooth upscales of small images; see `RenderedGenerator`.
 `PooledClassifier` is the small classifier of domain A that CycleGAN's information-maximization term reads;
 `SourceClassifier` the convolutional one its semantic-consistency term reads.
+
+Latent code (CycleGAN's `model.latent_dim`): the ResNet generator's residual blocks modulated by a code z (FiLM),
+so that one input has many translations; `LatentEncoder` reads the code of an image back.
 """
 
 from __future__ import annotations
@@ -96,7 +99,9 @@ class PatchDiscriminator(nn.Module):
     """D(*images): images (B, C_i, S, S) whose channels add up to `in_channels` (pix2pix: an input and an output
     or target) -> logits (B, 1, P, P), one per patch (P = S / 2^layers - 2)."""
 
-    def __init__(self, *, in_channels: int, layers: int, width: int, sn: bool = False, norm: str = "batch") -> None:
+    def __init__(
+        self, *, in_channels: int, layers: int, width: int, sn: bool = False, norm: str = "batch", classes: int = 0
+    ) -> None:
         super().__init__()
         norm_layer = nn.BatchNorm2d if norm == "batch" else nn.InstanceNorm2d
 
@@ -114,9 +119,21 @@ class PatchDiscriminator(nn.Module):
             blocks.append(nn.LeakyReLU(0.2))
         blocks.append(conv(cout, 1, 1, bias=True))
         self.net = nn.Sequential(*blocks)
+        # With `classes`, a projection discriminator (Miyato & Koyama 2018) per patch: each patch's logit also gets
+        # the inner product of its last hidden features (averaged over the 2x2 windows the last 4x4 convolution
+        # reads at its centre) with an embedding of the image's class, starting at zero.
+        self.embed = nn.Embedding(classes, cout) if classes > 0 else None
+        if self.embed is not None:
+            nn.init.zeros_(self.embed.weight)
 
-    def forward(self, *images: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat(images, dim=1))  # (B, in_channels, S, S) -> (B, 1, P, P)
+    def forward(self, *images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, 1, P, P); with `classes` and labels (B,), conditioned on each image's class."""
+        x = torch.cat(images, dim=1)  # (B, in_channels, S, S)
+        if self.embed is None or labels is None:
+            return self.net(x)  # (B, 1, P, P)
+        h = self.net[:-1](x)  # (B, C, P + 1, P + 1)
+        feats = F.avg_pool2d(h, 2, stride=1)  # (B, C, P, P)
+        return self.net[-1](h) + (feats * self.embed(labels)[:, :, None, None]).sum(1, keepdim=True)
 
     def hidden(self, *images: torch.Tensor) -> list[torch.Tensor]:
         """The activations of each hidden layer (after its LeakyReLU), first to last: `layers` + 1 maps (B, C_l,
@@ -135,9 +152,12 @@ def resnet_blocks(image_size: int, blocks: int | None) -> int:
 
 
 class ResidualBlock(nn.Module):
-    """x + (reflection pad, 3x3 conv, InstanceNorm, ReLU, reflection pad, 3x3 conv, InstanceNorm)(x)."""
+    """x + (reflection pad, 3x3 conv, InstanceNorm, ReLU, reflection pad, 3x3 conv, InstanceNorm)(x). With
+    `latent_dim` > 0 each InstanceNorm's output is modulated by a latent code z (B, latent_dim), FiLM / AdaIN-style:
+    h * (1 + gamma(z)) + beta(z), gamma and beta linear in z and starting at zero (so the block starts as without
+    z); z None reads as zeros."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, latent_dim: int = 0) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
@@ -148,9 +168,18 @@ class ResidualBlock(nn.Module):
             nn.Conv2d(channels, channels, 3),
             nn.InstanceNorm2d(channels),
         )
+        self.film = nn.Linear(latent_dim, 4 * channels) if latent_dim > 0 else None
+        if self.film is not None:
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        if self.film is None or z is None:
+            return x + self.body(x)
+        g1, b1, g2, b2 = (v[:, :, None, None] for v in self.film(z.to(x.dtype)).chunk(4, dim=1))  # (B, C, 1, 1)
+        h = self.body[2](self.body[1](self.body[0](x))) * (1 + g1) + b1
+        h = self.body[6](self.body[5](self.body[4](self.body[3](h)))) * (1 + g2) + b2
+        return x + h
 
 
 class ResnetGenerator(nn.Module):
@@ -158,11 +187,20 @@ class ResnetGenerator(nn.Module):
     (C_in = C_out), G(x) = clamp(x + net(x), -1, 1) in place of tanh(net(x)), its last convolution starting at zero:
     it starts as the identity and learns a correction of its input."""
 
-    def __init__(self, *, in_channels: int, out_channels: int, width: int, blocks: int, residual: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        width: int,
+        blocks: int,
+        residual: bool = False,
+        latent_dim: int = 0,
+    ) -> None:
         super().__init__()
         if residual and in_channels != out_channels:
             raise ValueError(f"a residual generator needs as many output channels as input, not {out_channels}")
-        self.residual = residual
+        self.residual, self.latent_dim = residual, latent_dim
         w = width
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -172,7 +210,7 @@ class ResnetGenerator(nn.Module):
         ]
         for cin, cout in ((w, 2 * w), (2 * w, 4 * w)):  # S -> S/2 -> S/4
             layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.InstanceNorm2d(cout), nn.ReLU()]
-        layers += [ResidualBlock(4 * w) for _ in range(blocks)]
+        layers += [ResidualBlock(4 * w, latent_dim) for _ in range(blocks)]
         for cin, cout in ((4 * w, 2 * w), (2 * w, w)):  # S/4 -> S/2 -> S
             layers += [nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(cout), nn.ReLU()]
         last = nn.Conv2d(w, out_channels, 7)
@@ -182,10 +220,15 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), last] + ([] if residual else [nn.Tanh()])
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, latent_dim): the latent code the residual blocks are modulated by (`latent_dim` > 0; None reads
+        as zeros, the prior's mean)."""
+        h = x
+        for layer in self.net:
+            h = layer(h, z) if isinstance(layer, ResidualBlock) else layer(h)
         if self.residual:
-            return (x + self.net(x)).clamp(-1, 1)  # (B, C, S, S)
-        return self.net(x)  # (B, C_in, S, S) -> (B, C_out, S, S)
+            return (x + h).clamp(-1, 1)  # (B, C, S, S)
+        return h  # (B, C_in, S, S) -> (B, C_out, S, S)
 
 
 class RenderedGenerator(nn.Module):
@@ -198,9 +241,9 @@ class RenderedGenerator(nn.Module):
         super().__init__()
         self.net, self.size = net, size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         small = F.adaptive_avg_pool2d(x, self.size)  # (B, C_in, size, size)
-        out = self.net(small)  # (B, C_out, size, size)
+        out = self.net(small) if z is None else self.net(small, z)  # (B, C_out, size, size)
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, C_out, S, S)
 
 
@@ -238,6 +281,28 @@ class SourceClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())  # (B, C, S, S) -> (B, classes)
+
+
+class LatentEncoder(nn.Module):
+    """E(x): images (B, C, S, S) -> the mean and log variance (B, latent_dim) each of a Gaussian over the latent
+    code that a generator with `latent_dim` would draw x from, read by an MLP with one hidden layer of `hidden`
+    units from the images average-pooled to `size` px (CycleGAN's `model.latent_dim`: the style of a domain-A
+    image, so that A→B→A can reconstruct it, Almahairi et al. 2018; and the code read back from a translation,
+    BicycleGAN's latent regression)."""
+
+    def __init__(self, *, channels: int, latent_dim: int, size: int = 8, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.AdaptiveAvgPool2d(size),
+            nn.Flatten(),
+            nn.Linear(channels * size * size, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, 2 * latent_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.net(x.float()).chunk(2, dim=1)  # (B, latent_dim) each
+        return mu, logvar.clamp(-10, 4)
 
 
 class SpatialTransformer(nn.Module):
@@ -319,5 +384,6 @@ class WarpedGenerator(nn.Module):
         super().__init__()
         self.warp, self.net = warp, net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.warp(x))  # (B, C_in, S, S) -> (B, C_out, S, S)
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        warped = self.warp(x)
+        return self.net(warped) if z is None else self.net(warped, z)  # (B, C_in, S, S) -> (B, C_out, S, S)

@@ -113,12 +113,24 @@ def prepare_inputs(tr: Translator, x: torch.Tensor, *, direction: str) -> torch.
 
 
 @torch.no_grad()
-def translate(tr: Translator, x: torch.Tensor, *, direction: str, device: str | torch.device = "cpu") -> torch.Tensor:
-    """The generator's outputs (N, C', H', W') float32 on the CPU for prepared inputs `x` (N, C, H, W)."""
+def translate(
+    tr: Translator, x: torch.Tensor, *, direction: str, device: str | torch.device = "cpu", seed: int = 0
+) -> torch.Tensor:
+    """The generator's outputs (N, C', H', W') float32 on the CPU for prepared inputs `x` (N, C, H, W). A cyclegan
+    with a latent code (model.latent_dim) translates BtoA input i with the code drawn for it from `seed`
+    (core.families.cyclegan.image_latents), so a job's outputs are the same however it is batched."""
+    from core.families.cyclegan import image_latents
+
     G, _ = tr.route(direction)
+    latent = tr.cfg.model.latent_dim if tr.cfg.model.arch == "cyclegan" and direction == "BtoA" else 0
     outs = []
     for start in range(0, len(x), BATCH):
-        outs.append(G(x[start : start + BATCH].to(device)).float().cpu().clamp(-1, 1))
+        xb = x[start : start + BATCH].to(device)
+        if latent:
+            z = image_latents(len(xb), latent, seed=seed, start=start).to(device)  # (B, L)
+            outs.append(G(xb, z).float().cpu().clamp(-1, 1))
+        else:
+            outs.append(G(xb).float().cpu().clamp(-1, 1))
     return torch.cat(outs)
 
 

@@ -68,6 +68,7 @@ from core.families.pix2pix import adversarial_scale, patch_judge
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import (
     PatchDiscriminator,
+    LatentEncoder,
     PooledClassifier,
     RenderedGenerator,
     ResnetGenerator,
@@ -91,14 +92,21 @@ LR_CLASSIFIER = 1e-3  # Adam's rate for the classifier of domain A that loss.inf
 SOURCE_EPOCHS, SOURCE_BATCH, SOURCE_LR = 10, 64, 2e-3
 SOURCE_TURN, SOURCE_SCALE, SOURCE_SHIFT, SOURCE_NOISE = 12.0, 0.1, 0.08, 0.1
 SEMANTIC_CONFIDENCE = 0.9
+EVAL_LATENT_SEED = 0  # the seed of the latent codes (model.latent_dim) of the grids' and evaluations' B→A translations
 
 
 class CycleGenerators(nn.Module):
-    """G_AB (`ab`) and G_BA (`ba`); calling it translates A into B."""
+    """G_AB (`ab`) and G_BA (`ba`); calling it translates A into B. With model.latent_dim, G_BA also reads a latent
+    code (`ba(x, z)`) and `enc` (a LatentEncoder) reads the code of a domain-A image."""
 
-    def __init__(self, ab: nn.Module, ba: nn.Module) -> None:
+    def __init__(self, ab: nn.Module, ba: nn.Module, enc: nn.Module | None = None) -> None:
         super().__init__()
         self.ab, self.ba = ab, ba
+        self.enc = enc
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.enc.net[-1].out_features) // 2 if self.enc is not None else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ab(x)  # (B, C_A, H, W) -> (B, C_B, H, W)
@@ -117,34 +125,52 @@ class ImagePool:
     images go in and come back; then each image comes back with probability 1/2, or else swaps with a random stored
     image, which comes back instead. Every query draws the same random numbers however full the pool is."""
 
-    def __init__(self, size: int, shape: tuple[int, ...], device: torch.device) -> None:
+    def __init__(self, size: int, shape: tuple[int, ...], device: torch.device, *, labelled: bool = False) -> None:
         self.images = torch.zeros(size, *shape, device=device)  # (P, C, H, W)
+        self.labels = torch.zeros(size, dtype=torch.int64, device=device) if labelled else None  # (P,)
         self.count = 0
 
     def query(self, fakes: torch.Tensor) -> torch.Tensor:
         """What D judges of a detached batch of fakes (B, C, H, W): a batch of the same shape."""
+        return self.query_labelled(fakes, None)[0]
+
+    def query_labelled(
+        self, fakes: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`query`, with each fake's class (B,) kept beside it in a labelled pool (model.class_projection)."""
         size = self.images.shape[0]
         if size == 0:
-            return fakes
+            return fakes, labels
         coins, picks = torch.rand(fakes.shape[0]), torch.randint(size, (fakes.shape[0],))  # (B,), (B,)
         out = fakes.clone()
+        out_labels = labels.clone() if labels is not None else None
         for i in range(fakes.shape[0]):
             if self.count < size:
                 self.images[self.count] = fakes[i]
+                if self.labels is not None and labels is not None:
+                    self.labels[self.count] = labels[i]
                 self.count += 1
             elif coins[i] > 0.5:
                 j = int(picks[i])
                 out[i] = self.images[j]
                 self.images[j] = fakes[i]
-        return out
+                if self.labels is not None and labels is not None and out_labels is not None:
+                    out_labels[i] = self.labels[j]
+                    self.labels[j] = labels[i]
+        return out, out_labels
 
     def state(self, name: str) -> dict[str, torch.Tensor]:
-        return {name: self.images, f"{name}.count": torch.tensor([self.count], dtype=torch.int64)}
+        labels = {f"{name}.labels": self.labels} if self.labels is not None else {}
+        return {name: self.images, f"{name}.count": torch.tensor([self.count], dtype=torch.int64)} | labels
 
-    def load(self, images: torch.Tensor, count: torch.Tensor) -> None:
+    def load(self, images: torch.Tensor, count: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         if images.shape != self.images.shape:
             raise ValueError("train.pool_size: the checkpoint's history pool does not match this run's")
+        if (labels is None) != (self.labels is None):
+            raise ValueError("model.class_projection: the checkpoint's history pool does not match this run's")
         self.images.copy_(images)
+        if self.labels is not None and labels is not None:
+            self.labels.copy_(labels)
         self.count = int(count[0])
 
 
@@ -202,20 +228,24 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
             )
     G = generator(cfg, data.info())
     layers = patch_layers(m.image_size, m.patch_layers)
+    classes = data.num_classes if m.class_projection else 0
     D = CycleDiscriminators(
-        PatchDiscriminator(in_channels=ca, layers=layers, width=m.width, sn=m.spectral_norm, norm="instance"),
+        PatchDiscriminator(
+            in_channels=ca, layers=layers, width=m.width, sn=m.spectral_norm, norm="instance", classes=classes
+        ),
         PatchDiscriminator(in_channels=cb, layers=layers, width=m.width, sn=m.spectral_norm, norm="instance"),
     )
     G = G.to(device, memory_format=torch.channels_last)
     D = D.to(device, memory_format=torch.channels_last)
     size, pool = m.image_size, cfg.train.pool_size
-    pool_a, pool_b = ImagePool(pool, (ca, size, size), device), ImagePool(pool, (cb, size, size), device)
+    pool_a = ImagePool(pool, (ca, size, size), device, labelled=classes > 0)
+    pool_b = ImagePool(pool, (cb, size, size), device)
     if latest is not None:
         for name, p in (("pool.a", pool_a), ("pool.b", pool_b)):
             images, count = checkpoint.read_tensor(latest, name), checkpoint.read_tensor(latest, f"{name}.count")
             if images is None or count is None:
                 raise ValueError(f"{latest.name} holds no history pool; it was not written by a cyclegan run")
-            p.load(images, count)
+            p.load(images, count, checkpoint.read_tensor(latest, f"{name}.labels"))
     C = None
     if cfg.loss.info_max_weight > 0:
         C = PooledClassifier(channels=ca, classes=data.num_classes).to(device)
@@ -290,8 +320,11 @@ def generator(cfg: RunConfig, info: dict[str, Any]) -> CycleGenerators:
     ca, cb = int(info["channels"]), int(info["b_channels"])
     width, blocks = m.g_width or m.width, resnet_blocks(m.image_size, m.res_blocks)
     res = m.residual_generator
+    latent = m.latent_dim
     ab: nn.Module = ResnetGenerator(in_channels=ca, out_channels=cb, width=width, blocks=blocks, residual=res)
-    ba: nn.Module = ResnetGenerator(in_channels=cb, out_channels=ca, width=width, blocks=blocks, residual=res)
+    ba: nn.Module = ResnetGenerator(
+        in_channels=cb, out_channels=ca, width=width, blocks=blocks, residual=res, latent_dim=latent
+    )
     if m.a_render_size is not None and m.a_render_size < m.image_size:
         ba = RenderedGenerator(ba, size=m.a_render_size)
     if m.spatial_transform:
@@ -299,7 +332,19 @@ def generator(cfg: RunConfig, info: dict[str, Any]) -> CycleGenerators:
             WarpedGenerator(SpatialTransformer(channels=ca, centred=m.warp_centred), ab),
             WarpedGenerator(SpatialTransformer(channels=cb, centred=m.warp_centred), ba),
         )
-    return CycleGenerators(ab, ba)
+    enc = LatentEncoder(channels=ca, latent_dim=latent) if latent > 0 else None
+    return CycleGenerators(ab, ba, enc)
+
+
+def image_latents(n: int, latent_dim: int, *, seed: int, start: int = 0) -> torch.Tensor:
+    """The latent codes (n, latent_dim) of images start .. start + n - 1 of a batch translated B→A with `seed`:
+    image i's code is drawn from its own generator seeded with seed + i, so it does not depend on how many images
+    are translated or in which batches."""
+    codes = [
+        torch.randn(latent_dim, generator=torch.Generator().manual_seed((seed + i) % 2**63))
+        for i in range(start, start + n)
+    ]
+    return torch.stack(codes) if codes else torch.zeros(0, latent_dim)
 
 
 def _parts(g: nn.Module) -> tuple[SpatialTransformer | None, nn.Module]:
@@ -329,6 +374,15 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     warp_only = at.done < cfg.train.warp_share
     if warp_only and warp_ab is not None and warp_ba is not None:
         g_ab, g_ba = warp_ab, warp_ba  # the warp-only steps: each generator is its warp alone
+    # model.latent_dim: a code from the prior for each B→A translation, and each A image's code read by the
+    # encoder (with the reparametrisation) for the A→B→A cycle; none while the generators are their warps alone.
+    latent = m.G.latent_dim if m.G.enc is not None and not (warp_only and warp_ab is not None) else 0
+    z_b = z_a = kl = None
+    if latent:
+        z_b = torch.randn(real_b.shape[0], latent, device=real_b.device)  # (B, L)
+        mu_a, logvar_a = m.G.enc(real_a)  # (B, L) each
+        z_a = mu_a + (0.5 * logvar_a).exp() * torch.randn_like(mu_a)
+        kl = 0.5 * (mu_a.square() + logvar_a.exp() - 1 - logvar_a).sum(1).mean()
 
     # Train domain A's classifier on its labels (loss.info_max_weight).
     loss_c = None
@@ -346,16 +400,21 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         if warp_ab is not None and warp_ba is not None:
             warped_a, warped_b = warp_ab(real_a), warp_ba(real_b)  # (B, C_A, H, W), (B, C_B, H, W)
             fake_b = warped_a if warp_only else net_ab(warped_a)  # (B, C_B, H, W)
-            fake_a = warped_b if warp_only else net_ba(warped_b)  # (B, C_A, H, W)
+            fake_a = warped_b if warp_only else _with_code(net_ba, warped_b, z_b)  # (B, C_A, H, W)
         else:
-            fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+            fake_b, fake_a = g_ab(real_a), _with_code(g_ba, real_b, z_b)
         if cfg.loss.cycle_noise > 0:  # the reverse translation reads only what the noise leaves of each image
-            rec_a = g_ba(fake_b + cfg.loss.cycle_noise * torch.randn_like(fake_b))
+            rec_a = _with_code(g_ba, fake_b + cfg.loss.cycle_noise * torch.randn_like(fake_b), z_a)
             rec_b = g_ab(fake_a + cfg.loss.cycle_noise * torch.randn_like(fake_a))
         else:
-            rec_a, rec_b = g_ba(fake_b), g_ab(fake_a)
+            rec_a, rec_b = _with_code(g_ba, fake_b, z_a), g_ab(fake_a)
         adv_ab, _ = generator_loss(cfg.loss, D=patch_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
-        adv_ba, _ = generator_loss(cfg.loss, D=patch_judge(m.D.a), fake=fake_a, fake_labels=None, noise_std=noise_std)
+        fake_classes = None  # model.class_projection: each translation judged as the digit S reads in it
+        if m.D.a.embed is not None and m.S is not None:
+            with torch.no_grad():
+                fake_classes = m.S(fake_a.detach()).argmax(1)  # (B,)
+        judge_a = _class_judge(m.D.a) if fake_classes is not None else patch_judge(m.D.a)
+        adv_ba, _ = generator_loss(cfg.loss, D=judge_a, fake=fake_a, fake_labels=fake_classes, noise_std=noise_std)
     cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
     loss_g = adversarial_scale(cfg) * (adv_ab + adv_ba) + cycle_weight * cycle
     stats: StepStats = {"loss_g_adv": (adv_ab + adv_ba).detach(), "loss_g_cycle": cycle.detach()}
@@ -382,9 +441,16 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         semantic = (misread * anchored).sum() / anchored.sum().clamp_min(1.0)
         loss_g = loss_g + cfg.loss.semantic_weight * semantic
         stats |= {"loss_g_semantic": semantic.detach(), "semantic_anchored": anchored.mean()}
+    if m.G.enc is not None and z_b is not None and kl is not None:  # the code read back; the codes' prior
+        m.G.enc.requires_grad_(False)  # the regression trains G_BA to show its code, not the encoder to find it
+        read_back, _ = m.G.enc(fake_a)  # (B, L)
+        m.G.enc.requires_grad_(True)
+        regression = (read_back - z_b).abs().mean()
+        loss_g = loss_g + cfg.loss.latent_regression_weight * regression + cfg.loss.latent_kl_weight * kl
+        stats |= {"loss_g_latent": regression.detach(), "loss_g_kl": kl.detach()}
     if identity_weight > 0:
         with at.autocast():  # each generator without its warp, which would have to resize a target-domain image
-            same_b, same_a = net_ab(real_b), net_ba(real_a)
+            same_b, same_a = net_ab(real_b), _with_code(net_ba, real_a, z_a)
         identity = _l1(same_b, real_b) + _l1(same_a, real_a)
         loss_g = loss_g + identity_weight * identity
         stats["loss_g_identity"] = identity.detach()
@@ -399,13 +465,18 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
     # Train the discriminators on real images against fakes, half of them from the history once it is full.
     m.D.requires_grad_(True)
-    judged_a, judged_b = m.pool_a.query(fake_a.detach()), m.pool_b.query(fake_b.detach())
+    judged_a, judged_classes = m.pool_a.query_labelled(fake_a.detach(), fake_classes)
+    judged_b = m.pool_b.query(fake_b.detach())
+    real_classes = labels_a if fake_classes is not None else None
     with at.autocast():  # domain A's discriminator, then B's (the order their instance noise is drawn in)
         (loss_da, stats_da), (loss_db, stats_db) = (
             discriminator_loss(
-                cfg.loss, D=patch_judge(D), real=real, fake=fake, labels=None, fake_labels=None, noise_std=noise_std
+                cfg.loss, D=judge, real=real, fake=fake, labels=y_real, fake_labels=y_fake, noise_std=noise_std
             )
-            for D, real, fake in ((m.D.a, real_a, judged_a), (m.D.b, real_b, judged_b))
+            for judge, real, fake, y_real, y_fake in (
+                (judge_a, real_a, judged_a, real_classes, judged_classes),
+                (patch_judge(m.D.b), real_b, judged_b, None, None),
+            )
         )
     loss_d = loss_da + loss_db
     m.opt_d.zero_grad(set_to_none=True)
@@ -430,6 +501,21 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+
+def _class_judge(D: PatchDiscriminator) -> Any:
+    """A projection PatchGAN as core.losses calls a discriminator: (x, classes) -> (patch logits (B·P·P,), no
+    features, no class logits)."""
+
+    def judge(x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, None, None]:
+        return D(x, labels=labels).flatten(), None, None
+
+    return judge
+
+
+def _with_code(g: nn.Module, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    """g(x), or g(x, z) when there is a latent code z (B, L) (model.latent_dim)."""
+    return g(x) if z is None else g(x, z)
 
 
 def _l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -485,10 +571,14 @@ def sample_grid(
 ) -> tuple[Image.Image, torch.Tensor]:
     """Rows of A | A→B | A→B→A triples, then rows of B | B→A | B→A→B, GRID_TRIPLES_PER_ROW a row; and the
     translations (A→B, then B→A)."""
+    z_a, z_b = None, None
+    if G.enc is not None:  # each A image's own code for its cycle, fixed codes for the B→A translations
+        z_a = G.enc(inputs.a)[0]  # (N, L)
+        z_b = image_latents(len(inputs.b), G.latent_dim, seed=EVAL_LATENT_SEED).to(inputs.b.device)
     with eval_mode(G), autocast():
         ab = G.ab(inputs.a).float()  # (N, C_B, H, W)
-        aba = G.ba(ab).float()
-        ba = G.ba(inputs.b).float()  # (N, C_A, H, W)
+        aba = _with_code(G.ba, ab, z_a).float()
+        ba = _with_code(G.ba, inputs.b, z_b).float()  # (N, C_A, H, W)
         bab = G.ab(ba).float()
     c = max(inputs.a.shape[1], inputs.b.shape[1])
     rows = [[inputs.a.float(), ab, aba], [inputs.b.float(), ba, bab]]
@@ -507,7 +597,10 @@ def _with_channels(x: torch.Tensor, c: int) -> torch.Tensor:
 class Translations:
     """What the loop's evaluation draws from: calling it with n translates the first n held-out B images into A
     (`sample_fn(n) -> (translations, their labels or None)`); `cycles(n)` gives both directions and both cycles of
-    the first n held-out images of each domain, for the evaluator's cycle and domain-B metrics. G in eval mode."""
+    the first n held-out images of each domain, for the evaluator's cycle and domain-B metrics. G in eval mode.
+    With model.latent_dim, held-out B image i is translated with the code image_latents draws for it from
+    EVAL_LATENT_SEED (the same at every evaluation), and A→B→A with each A image's code as the encoder reads it
+    (its mean)."""
 
     G: nn.Module  # CycleGenerators, or its EMA copy
     data: UnpairedDataset
@@ -516,7 +609,7 @@ class Translations:
 
     def __call__(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         assert self.data.held_b is not None
-        out = self._translate("ba", self.data.held_b[:n])  # (n', C_A, H, W)
+        out = self._translate("ba", self.data.held_b[:n], self._codes(min(n, len(self.data.held_b))))
         labels = self.data.held_b_labels
         return out, labels[: len(out)] if labels is not None else None
 
@@ -525,26 +618,36 @@ class Translations:
         translations and their translations back."""
         assert self.data.held_a is not None and self.data.held_b is not None
         a, b = self.data.held_a[:n], self.data.held_b[:n]
-        ab, ba = self._translate("ab", a), self._translate("ba", b)
+        ab, ba = self._translate("ab", a), self._translate("ba", b, self._codes(len(b)))
+        z_a = None
+        if self.G.enc is not None:
+            with torch.no_grad(), eval_mode(self.G):
+                z_a = self.G.enc(a.to(self.device))[0].cpu()  # (n', L)
         return {
             "a": a.float().cpu(),
             "ab": ab,
-            "aba": self._translate("ba", ab),
+            "aba": self._translate("ba", ab, z_a),
             "b": b.float().cpu(),
             "ba": ba,
             "bab": self._translate("ab", ba),
         }
 
+    def _codes(self, n: int) -> torch.Tensor | None:
+        """The latent codes (n, L) of the first n held-out B images' translations; None without model.latent_dim."""
+        return image_latents(n, self.G.latent_dim, seed=EVAL_LATENT_SEED) if self.G.enc is not None else None
+
     @torch.no_grad()
-    def _translate(self, direction: str, x: torch.Tensor) -> torch.Tensor:
-        """G_AB or G_BA of images (N, C, H, W), in batches: (N, C', H, W) float32 on the CPU."""
+    def _translate(self, direction: str, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """G_AB or G_BA of images (N, C, H, W) (G_BA with latent codes z (N, L) when given), in batches:
+        (N, C', H, W) float32 on the CPU."""
         G = getattr(self.G, direction)
         with eval_mode(self.G):
             outs = []
             for start in range(0, len(x), SAMPLE_BATCH):
                 xb = x[start : start + SAMPLE_BATCH].to(self.device).contiguous(memory_format=torch.channels_last)
+                zb = z[start : start + SAMPLE_BATCH].to(self.device) if z is not None else None
                 with self.autocast():
-                    outs.append(G(xb).float().cpu())
+                    outs.append(_with_code(G, xb, zb).float().cpu())
         return torch.cat(outs)
 
 

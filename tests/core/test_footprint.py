@@ -39,7 +39,9 @@ def _built(cfg: RunConfig, channels: int, num_classes: int) -> tuple[nn.Module, 
             layers = m.patch_layers or 1
             g = cyclegan.generator(cfg, {"channels": channels, "b_channels": channels})
             d = PatchDiscriminator(in_channels=channels, layers=layers, width=m.width, norm="instance")
-            return g, nn.ModuleList([d, d])
+            classes = num_classes if m.class_projection else 0
+            d_a = PatchDiscriminator(in_channels=channels, layers=layers, width=m.width, norm="instance", classes=classes)
+            return g, nn.ModuleList([d_a, d])
         return (
             networks.build_generator(cfg, channels=channels, num_classes=num_classes),
             networks.build_discriminator(cfg, channels=channels, num_classes=num_classes),
@@ -79,6 +81,9 @@ CASES: list[Any] = [
         id="cyclegan-stn",
     ),
     pytest.param({"dataset": "digits-printed", "model": {"spatial_transform": False}}, 1, 10, id="cyclegan-no-stn"),
+    pytest.param(
+        {"dataset": "digits-printed", "model": {"latent_dim": 8, "class_projection": True}}, 1, 10, id="cyclegan-latent"
+    ),
     pytest.param({"dataset": "photos"}, 3, 0, id="srgan"),
     pytest.param({"dataset": "photos", "model": {"g_batchnorm": True}}, 3, 0, id="srgan-batchnorm"),
     pytest.param(

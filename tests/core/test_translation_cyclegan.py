@@ -16,8 +16,10 @@ from core.config import RunConfig
 from core.datasets import digit_bank, load_dataset
 from core.families import cyclegan
 from core.families.cyclegan import ImagePool, brightness_moments, moment_gap
+from core.translate import load_translator, translate
 from core.networks_translation import (
     STN_MAX_ZOOM,
+    LatentEncoder,
     PatchDiscriminator,
     RenderedGenerator,
     ResnetGenerator,
@@ -415,3 +417,80 @@ def test_the_class_aware_terms_refuse_data_without_labels_of_domain_a(term):
     cfg = _cfg(loss={"info_max_weight": 0.0, term: 1.0})
     with pytest.raises(ValueError, match=rf"loss.{term}: the term's classifier learns domain A's labels"):
         cyclegan.build(cfg, data, device=torch.device("cpu"), latest=None, emit=lambda kind, payload: None)
+
+
+def test_a_latent_code_modulates_g_ba_from_zero_and_the_encoder_reads_codes():
+    G = ResnetGenerator(in_channels=1, out_channels=1, width=4, blocks=2, latent_dim=3)
+    x = torch.rand(2, 1, 8, 8) * 2 - 1
+    assert torch.equal(G(x), G(x, torch.randn(2, 3)))  # FiLM starts at zero: the code changes nothing yet
+    torch.nn.init.normal_(G.net[10].film.weight)  # the first residual block after c7s1 and the two downsamplings
+    assert not torch.equal(G(x, torch.zeros(2, 3)), G(x, torch.ones(2, 3)))
+    assert torch.equal(G(x), G(x, torch.zeros(2, 3)))  # no code reads as zeros
+    mu, logvar = LatentEncoder(channels=1, latent_dim=3)(torch.rand(5, 1, 32, 32))
+    assert mu.shape == logvar.shape == (5, 3)
+    codes = cyclegan.image_latents(5, 3, seed=7)
+    assert torch.equal(codes[2:], cyclegan.image_latents(3, 3, seed=7, start=2))  # one code per image, any batch
+    assert not torch.equal(codes, cyclegan.image_latents(5, 3, seed=8))
+
+
+def test_cyclegan_with_a_latent_code_trains_resumes_bit_for_bit_and_translates_deterministically(tmp_path):
+    cfg = _cfg(
+        model={
+            "spatial_transform": True,
+            "warp_centred": True,
+            "residual_generator": True,
+            "a_render_size": 8,
+            "latent_dim": 4,
+        },
+        train={"steps": 4, "warp_share": 0.25, "ema": 0.9},  # step 1 with the warps alone
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 2, "eval_samples": 64},
+    )
+    straight, _, _ = assert_resume_matches(tmp_path, cfg, 4, 2)
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert "loss_g_latent" not in stats[1] and math.isfinite(stats[4]["loss_g_latent"])
+    assert stats[4]["loss_g_kl"] >= 0
+    metrics = {(d["step"], d["name"]) for kind, d in straight if kind == "metric"}
+    assert (4, "label_preservation") in metrics and (4, "cycle_error_a") in metrics
+    tensors = checkpoint_tensors(tmp_path / "a", 4)
+    assert "G.enc.net.2.weight" in tensors and any(".film." in k for k in tensors)
+    path = sorted((tmp_path / "a" / "checkpoints").glob("*.safetensors"))[-1]
+    tr = load_translator(path)
+    x = load_dataset("digits-printed", image_size=32).held_b[:20]
+    out = translate(tr, x, direction="BtoA", seed=3)
+    assert out.shape == (20, 1, 32, 32)
+    assert torch.equal(out, translate(tr, x, direction="BtoA", seed=3))  # deterministic
+    assert not torch.equal(out, translate(tr, x, direction="BtoA", seed=4))  # the code shows
+    with torch.no_grad():  # input i's code is drawn for it alone, whatever batch it is in
+        last = tr.G.ba(x[16:], cyclegan.image_latents(4, 4, seed=3, start=16)).clamp(-1, 1)
+    assert torch.equal(out[16:], last)
+
+
+@pytest.mark.parametrize("body", [{"model": {"arch": "pix2pix", "latent_dim": 4}, "dataset": "digits-edges"}])
+def test_a_latent_code_needs_a_cyclegan(body):
+    with pytest.raises(ValidationError, match="model.latent_dim"):
+        RunConfig.model_validate(body)
+
+
+def test_a_projection_patchgan_starts_unconditional_and_reads_the_class():
+    D = PatchDiscriminator(in_channels=1, layers=2, width=4, norm="instance", classes=10)
+    x, y = torch.randn(3, 1, 32, 32), torch.tensor([0, 4, 9])
+    assert torch.equal(D(x), D(x, labels=y))  # the class embedding starts at zero
+    torch.nn.init.normal_(D.embed.weight)
+    assert D(x, labels=y).shape == D(x).shape and not torch.equal(D(x, labels=y), D(x, labels=y.flip(0)))
+
+
+def test_cyclegan_with_a_class_projection_d_a_keeps_classes_in_its_pool_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
+    cfg = _cfg(
+        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8,
+               "class_projection": True, "latent_dim": 2},
+        loss={"semantic_weight": 1.0},
+        train={"steps": 4, "warp_share": 0.25},
+        schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 100},
+    )
+    assert_resume_matches(tmp_path, cfg, 4, 2)
+    tensors = checkpoint_tensors(tmp_path / "a", 4)
+    assert "D.a.embed.weight" in tensors and "D.b.embed.weight" not in tensors
+    assert tensors["pool.a.labels"].shape == (3,) and "pool.b.labels" not in tensors
+    with pytest.raises(ValidationError, match="model.class_projection"):
+        _cfg(model={"class_projection": True}, loss={"semantic_weight": 0.0})
