@@ -854,10 +854,10 @@ class TrainConfig(_Strict):
         gt=0,
         lt=1,
         description=(
-            "srgan: the decay of an exponential moving average of G's weights over the adversarial phase (it starts "
-            "from the pretrained generator, its decay ramping up as (1 + k) / (10 + k) at the phase's k-th step, as "
-            "the EMA generator's does); after the last step G takes the average's weights, before "
-            "train.interpolation blends them. Needs train.pretrain_steps < train.steps. Unset = off."
+            "srgan: the decay of a moving average of G's weights over the adversarial phase (the running mean of "
+            "the phase's generators until it spans 1 / (1 - decay) steps, then an exponential moving average); after "
+            "the last step G takes the average's weights, before train.interpolation blends them. Needs "
+            "train.pretrain_steps < train.steps. Unset = off."
         ),
     )
     progressive: ProgressiveConfig | None = Field(

@@ -21,7 +21,7 @@ pretraining). `train.flips` mirrors each high-resolution image at random
 and `train.channel_orders` shuffles its channels (the global random stream, which checkpoints keep) before its input
 is made; `train.downscaled_copies` adds training patches of photos downscaled (`split_data`, core.superres). With
 `train.adversarial_ema` the family keeps a moving average of G's weights over the adversarial phase (`G_avg`, in
-checkpoints, from the pretrained generator on), and G takes its weights after the last step's update. With
+checkpoints), and G takes its weights after the last step's update. With
 `train.interpolation` the family
 keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights to
 (1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point between
@@ -251,9 +251,10 @@ def interpolate(G: nn.Module, G_psnr: nn.Module, alpha: float) -> None:
 @torch.no_grad()
 def update_average(G_avg: nn.Module, G: nn.Module, decay: float, k: int) -> None:
     """train.adversarial_ema after the adversarial phase's k-th step (1-based), in place: G_avg's floating-point
-    weights move towards G's by 1 - min(decay, (1 + k) / (10 + k)), so that the pretrained start fades within the
-    phase's first steps; integer buffers are G's."""
-    current = min(decay, (1.0 + k) / (10.0 + k))
+    weights move towards G's by 1 - min(decay, 1 - 1 / k), the running mean of the phase's generators until it spans
+    1 / (1 - decay) steps, then their moving average over about that many; integer buffers are G's. (A ramp such as
+    (1 + k) / (10 + k) would hold every decay above 0.989 at that ramp through an 800-step phase.)"""
+    current = min(decay, 1.0 - 1.0 / k)
     source = G.state_dict()
     for name, value in G_avg.state_dict().items():
         if value.is_floating_point():
@@ -354,8 +355,6 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         m.opt_g.step()
         if m.G_psnr is not None and at.step == cfg.train.pretrain_steps:  # keep the pretrained G to interpolate
             m.G_psnr.load_state_dict(m.G.state_dict())
-        if m.G_avg is not None and at.step == cfg.train.pretrain_steps:  # the average starts from it
-            m.G_avg.load_state_dict(m.G.state_dict())
         stats |= {"loss_d": loss_d, "loss_g": loss_g.detach()}
         if grad_norm_g is not None:
             stats["grad_norm_g"] = grad_norm_g

@@ -540,7 +540,7 @@ def test_the_adversarial_average_ends_the_run_and_then_is_blended(tmp_path):
         for step in range(1, 6)
     ]  # G after steps 1 to 5
     G_avg = srgan.generator(plain, {"channels": 3})
-    G_avg.load_state_dict(trained[1])  # the average starts from the pretrained G (step 2)
+    G_avg.load_state_dict(trained[1])  # whatever it starts from, the first adversarial step replaces it
     G = srgan.generator(plain, {"channels": 3})
     for k in (1, 2, 3):  # the adversarial phase's steps 3 to 5
         G.load_state_dict(trained[1 + k])
@@ -557,3 +557,6 @@ def test_the_adversarial_average_ends_the_run_and_then_is_blended(tmp_path):
     blend = {k: torch.lerp(trained[1][k], expected[k], 0.5) for k in floats}
     assert all(torch.allclose(final[k], blend[k], atol=1e-6) for k in floats)
     assert any(not torch.allclose(expected[k], trained[4][k]) for k in floats)  # the average is not the last G
+    # The running mean first, then the moving average: after steps 3, 4, 5 at decay 0.5, G_3 / 4 + G_4 / 4 + G_5 / 2.
+    mean = {k: trained[2][k] / 4 + trained[3][k] / 4 + trained[4][k] / 2 for k in floats}
+    assert all(torch.allclose(expected[k], mean[k], atol=1e-6) for k in floats)
