@@ -18,11 +18,15 @@ detailed ones lead. `--interpolations 0.6 0.8` re-blends a run with `train.inter
 last checkpoint (which holds the pretrained and the blended generator) and reports each, as the run would have ended.
 `--sharpness-targets 0.8 0.81` reports the blend that `train.interpolation_sharpness` would have chosen at each target
 (its `sharpness_target`), and every blend's `train_sharpness`, the sharpness on the training images that rule reads.
+`--averages 0.99 0.998` also reports, beside the run's own G, the moving average of its G over the adversarial phase at
+each decay (what `train.adversarial_ema` would have ended with: the average only watches the training, so one run
+measures several), each blended at the run's weight and at every `--interpolations` weight.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -103,6 +107,42 @@ def target_weights(
     ]
 
 
+def watch_averages(cfg: RunConfig, decays: tuple[float, ...]) -> tuple[dict[float, torch.nn.Module], Any]:
+    """Moving averages of G over the adversarial phase at each of `decays`, as train.adversarial_ema keeps them,
+    updated by a wrapper of srgan.train_step (returned, to be put back), which leaves the training as it is."""
+    averages: dict[float, torch.nn.Module] = {}
+    step_fn = srgan.train_step
+
+    def watched(m: Any, c: RunConfig, at: Any) -> Any:
+        out = step_fn(m, c, at)
+        k = at.step - c.train.pretrain_steps
+        if k >= 1:
+            for decay in decays:
+                if decay not in averages:
+                    averages[decay] = copy.deepcopy(m.G).requires_grad_(False)
+                srgan.update_average(averages[decay], m.G, decay, k)
+        return out
+
+    if decays:
+        if cfg.train.adversarial_ema is not None or not cfg.train.interpolation or cfg.train.interpolation_sharpness:
+            raise ValueError(
+                "--averages: needs a run with a fixed train.interpolation and without train.adversarial_ema"
+            )
+        # The last step blends G in place; the averages must see the adversarial G: the blend waits for the wrapper.
+        blend_at_end = cfg.train.interpolation
+
+        def watched_last(m: Any, c: RunConfig, at: Any) -> Any:
+            if at.step < c.train.steps:
+                return watched(m, c, at)
+            unblended = c.model_copy(update={"train": c.train.model_copy(update={"interpolation": None})})
+            out = watched(m, unblended, at)
+            srgan.interpolate(m.G, m.G_psnr, blend_at_end)
+            return out
+
+        srgan.train_step = watched_last  # type: ignore[assignment]
+    return averages, step_fn
+
+
 def measure(
     override: dict[str, Any],
     seed: int,
@@ -111,10 +151,13 @@ def measure(
     split: bool = False,
     alphas: tuple[float, ...] = (),
     targets: tuple[float, ...] = (),
+    decays: tuple[float, ...] = (),
 ) -> list[dict[str, float]]:
     """Train one run on photos; evaluate its final generator (the EMA copy when there is one) on the held-out
-    patches, each re-blend at `alphas`, and the blend that each sharpness target in `targets` would have chosen."""
+    patches, each re-blend at `alphas`, the blend that each sharpness target in `targets` would have chosen, and the
+    moving average of G over the adversarial phase at each of `decays`, blended at the run's weight and at `alphas`."""
     cfg = RunConfig.model_validate({"dataset": "photos", "seed": seed, **override})
+    averages, step_fn = watch_averages(cfg, decays)
     events: list[tuple[str, dict[str, Any]]] = []
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
@@ -124,7 +167,10 @@ def measure(
 
     with tempfile.TemporaryDirectory() as tmp:
         wall, cpu = time.perf_counter(), time.process_time()
-        train(cfg, out_dir=Path(tmp), on_event=on_event)
+        try:
+            train(cfg, out_dir=Path(tmp), on_event=on_event)
+        finally:
+            srgan.train_step = step_fn
         wall, cpu = (time.perf_counter() - wall) / 60, (time.process_time() - cpu) / 60
         ckpt = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))[-1]
         state, meta = read_generator_state(ckpt, ema=True)
@@ -135,24 +181,40 @@ def measure(
         data = srgan.split_data(load_dataset("photos", image_size=cfg.model.image_size), cfg)
         by_target = target_weights(ckpt, cfg, data, chosen, targets) if targets else []
         alphas = alphas + tuple(by_target)
-        states = [(None, state)] + [(alpha, blended(ckpt, alpha, chosen)) for alpha in alphas]
+        # (blend weight or None for the run's own G, decay of an average or None, its weights)
+        states: list[tuple[float | None, float | None, dict[str, torch.Tensor]]] = [(None, None, state)]
+        states += [(alpha, None, blended(ckpt, alpha, chosen)) for alpha in alphas]
+        if averages:
+            assert cfg.train.interpolation is not None
+            tensors, _ = read_checkpoint(ckpt)
+            psnr = {k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")}
+            for decay, average in averages.items():
+                for alpha in (cfg.train.interpolation, *alphas):
+                    mixed = {
+                        k: torch.lerp(psnr[k], v, alpha) if v.is_floating_point() else v
+                        for k, v in average.state_dict().items()
+                    }
+                    states.append((alpha, decay, mixed))
     assert data.held is not None and data.held_low is not None
     ev = SREvaluator(data, n_samples=len(data.held), device="cpu")
     low, results, patches = data.held_low, [], srgan.training_patches(data, cfg)
-    for alpha, weights in states:
+    for weight, average_decay, weights in states:
         G = srgan.generator(cfg, json.loads(meta["data"]))
         G.load_state_dict(weights)
         out = srgan.super_resolve(G, low, device=torch.device("cpu"), autocast=nullcontext)  # (N, C, S, S)
         values = ev(lambda n, out=out: (out[:n], None))
-        result = {name: values[name] for name in REPORT} | ({"interpolation": alpha} if alpha is not None else {})
-        if alpha is not None and alpha in by_target:
-            result["sharpness_target"] = targets[by_target.index(alpha)]
+        result: dict[str, float] = {name: values[name] for name in REPORT}
+        result |= {"interpolation": weight} if weight is not None else {}
+        if average_decay is not None:
+            result["adversarial_ema"] = average_decay
+        elif weight is not None and weight in by_target:
+            result["sharpness_target"] = targets[by_target.index(weight)]
         result["train_sharpness"] = srgan.training_sharpness(
             G, patches, device=torch.device("cpu"), autocast=nullcontext
         )
         result |= quartiles(out, data.held) if split else {}
         final = {"wall_minutes": wall, "cpu_minutes": cpu} | ({"interpolation": chosen} if chosen else {})
-        results.append(result | (final if alpha is None else {}))
+        results.append(result | (final if weight is None else {}))
     return results
 
 
@@ -170,12 +232,23 @@ def main() -> None:
         default=[],
         help="also the blend train.interpolation_sharpness would choose at each of these targets (needs a blend)",
     )
+    parser.add_argument(
+        "--averages",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also the moving average of G over the adversarial phase at each of these decays (train.adversarial_ema)",
+    )
     args = parser.parse_args()
     override = json.loads(args.config)
     print(f"torch threads: {torch.get_num_threads()}; config over the defaults: {override}", flush=True)
     for seed in args.seeds:
         alphas, targets = tuple(args.interpolations), tuple(args.sharpness_targets)
-        for result in measure(override, seed, args.trace, split=args.quartiles, alphas=alphas, targets=targets):
+        decays = tuple(args.averages)
+        results = measure(
+            override, seed, args.trace, split=args.quartiles, alphas=alphas, targets=targets, decays=decays
+        )
+        for result in results:
             print(json.dumps({"seed": seed, **{k: round(v, 4) for k, v in result.items()}}), flush=True)
 
 
