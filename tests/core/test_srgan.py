@@ -254,7 +254,9 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
             "train.interpolation_sharpness",
             id="dcgan",
         ),
-        pytest.param({"dataset": "digits", "train": {"adversarial_ema": 0.99}}, "train.adversarial_ema", id="ema-dcgan"),
+        pytest.param(
+            {"dataset": "digits", "train": {"adversarial_ema": 0.99}}, "train.adversarial_ema", id="ema-dcgan"
+        ),
         pytest.param(
             {"dataset": "photos", "train": {"steps": 10, "pretrain_steps": 10, "adversarial_ema": 0.99}},
             "train.adversarial_ema",
