@@ -31,6 +31,16 @@ consistency, Hoffman et al. 2018) the run first trains a convolutional classifie
 freezes it; each of G_BA's translations is then asked to be read by S as the class S reads in its (warped) input,
 where S reads that input with a confidence of SEMANTIC_CONFIDENCE or more: an anchor that says which class is which
 without reading domain B's labels. S is in the checkpoints, so a resumed run reads with the same classifier.
+With `model.latent_dim` G_BA also reads a latent code z (its residual blocks modulated by z, FiLM), so that a
+printed digit has many handwritten translations (augmented CycleGAN, Almahairi et al. 2018; BicycleGAN, Zhu et al.
+2017b): each step's B→A translations draw z from N(0, I); an encoder (`G.enc`, `LatentEncoder`) reads each A
+image's code (a Gaussian, with a KL term towards the prior, `loss.latent_kl_weight`) for its A→B→A cycle and its
+identity term; and the code is read back from each B→A translation (`loss.latent_regression_weight`, updating G_BA
+only), so that z is not ignored. Evaluations and grids translate held-out B image i with the code `image_latents`
+draws for it from EVAL_LATENT_SEED, translation jobs from their seed (core/translate.py), so both are
+deterministic. With `model.class_projection` D_A is a projection PatchGAN: real A images are judged on their
+labels, G_BA's translations on the class S reads in them (kept beside them in the history pool), so that each
+digit's translations are judged against that digit's real images.
 
 Options that keep a translation close to its input (docs/benchmarks.md, "CycleGAN on digits-printed"):
 `model.residual_generator` makes each ResNet output its input plus a correction (the identity at start);

@@ -105,13 +105,15 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps_
     assert cfg.model.spatial_transform and (cfg.train.warp_share, cfg.loss.warp_moment_weight) == (0.2, 10.0)
     assert cfg.model.warp_centred and cfg.model.residual_generator and cfg.model.patch_layers == 2
     assert (cfg.model.a_render_size, cfg.loss.info_max_weight, cfg.loss.semantic_weight) == (8, 1.0, 1.0)
+    assert (cfg.model.latent_dim, cfg.loss.latent_regression_weight, cfg.loss.latent_kl_weight) == (0, 1.0, 0.01)
+    assert not cfg.model.class_projection
     assert cfg.schedule.eval_every > 0
     plain = RunConfig.model_validate({"dataset": "digits-printed", "model": {"spatial_transform": False}})
     assert (plain.train.warp_share, plain.loss.warp_moment_weight) == (0.0, 0.0)  # the warps' defaults give way
     uploaded = RunConfig.model_validate({"dataset": "unpaired_0123456789abcdef"})
     assert uploaded.model.arch == "cyclegan" and not uploaded.model.spatial_transform
     assert uploaded.model.a_render_size is None and uploaded.loss.info_max_weight == 0  # no labels, any content
-    assert uploaded.loss.semantic_weight == 0
+    assert uploaded.loss.semantic_weight == 0 and uploaded.model.latent_dim == 0
 
 
 @pytest.mark.parametrize(
