@@ -77,8 +77,8 @@ from core.families import Step, StepStats, eval_mode, grad_norm
 from core.families.pix2pix import adversarial_scale, patch_judge
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import (
-    PatchDiscriminator,
     LatentEncoder,
+    PatchDiscriminator,
     PooledClassifier,
     RenderedGenerator,
     ResnetGenerator,

@@ -40,7 +40,9 @@ def _built(cfg: RunConfig, channels: int, num_classes: int) -> tuple[nn.Module, 
             g = cyclegan.generator(cfg, {"channels": channels, "b_channels": channels})
             d = PatchDiscriminator(in_channels=channels, layers=layers, width=m.width, norm="instance")
             classes = num_classes if m.class_projection else 0
-            d_a = PatchDiscriminator(in_channels=channels, layers=layers, width=m.width, norm="instance", classes=classes)
+            d_a = PatchDiscriminator(
+                in_channels=channels, layers=layers, width=m.width, norm="instance", classes=classes
+            )
             return g, nn.ModuleList([d_a, d])
         return (
             networks.build_generator(cfg, channels=channels, num_classes=num_classes),

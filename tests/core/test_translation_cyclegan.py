@@ -16,7 +16,6 @@ from core.config import RunConfig
 from core.datasets import digit_bank, load_dataset
 from core.families import cyclegan
 from core.families.cyclegan import ImagePool, brightness_moments, moment_gap
-from core.translate import load_translator, translate
 from core.networks_translation import (
     STN_MAX_ZOOM,
     LatentEncoder,
@@ -29,6 +28,7 @@ from core.networks_translation import (
     content_centroid,
     resnet_blocks,
 )
+from core.translate import load_translator, translate
 from core.unpaired import UnpairedDataset, printed_digits
 from tests.utils.training import (
     assert_resume_matches,
@@ -469,7 +469,7 @@ def test_cyclegan_with_a_latent_code_trains_resumes_bit_for_bit_and_translates_d
 
 @pytest.mark.parametrize("body", [{"model": {"arch": "pix2pix", "latent_dim": 4}, "dataset": "digits-edges"}])
 def test_a_latent_code_needs_a_cyclegan(body):
-    with pytest.raises(ValidationError, match="model.latent_dim"):
+    with pytest.raises(ValidationError, match=r"model\.latent_dim"):
         RunConfig.model_validate(body)
 
 
@@ -484,8 +484,14 @@ def test_a_projection_patchgan_starts_unconditional_and_reads_the_class():
 def test_cyclegan_with_a_class_projection_d_a_keeps_classes_in_its_pool_and_resumes_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
     cfg = _cfg(
-        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8,
-               "class_projection": True, "latent_dim": 2},
+        model={
+            "spatial_transform": True,
+            "warp_centred": True,
+            "residual_generator": True,
+            "a_render_size": 8,
+            "class_projection": True,
+            "latent_dim": 2,
+        },
         loss={"semantic_weight": 1.0},
         train={"steps": 4, "warp_share": 0.25},
         schedule={"sample_every": 2, "checkpoint_every": 100, "eval_every": 100},
@@ -494,5 +500,5 @@ def test_cyclegan_with_a_class_projection_d_a_keeps_classes_in_its_pool_and_resu
     tensors = checkpoint_tensors(tmp_path / "a", 4)
     assert "D.a.embed.weight" in tensors and "D.b.embed.weight" not in tensors
     assert tensors["pool.a.labels"].shape == (3,) and "pool.b.labels" not in tensors
-    with pytest.raises(ValidationError, match="model.class_projection"):
+    with pytest.raises(ValidationError, match=r"model\.class_projection"):
         _cfg(model={"class_projection": True}, loss={"semantic_weight": 0.0})
