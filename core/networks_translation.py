@@ -200,7 +200,7 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if residual and in_channels != out_channels:
             raise ValueError(f"a residual generator needs as many output channels as input, not {out_channels}")
-        self.residual, self.latent_dim = residual, latent_dim
+        self.residual = residual
         w = width
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -243,8 +243,20 @@ class RenderedGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         small = F.adaptive_avg_pool2d(x, self.size)  # (B, C_in, size, size)
-        out = self.net(small) if z is None else self.net(small, z)  # (B, C_out, size, size)
+        out = self.net(small, z)  # (B, C_out, size, size)
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, C_out, S, S)
+
+
+def pooled_mlp(channels: int, out: int, *, size: int, hidden: int, activation: nn.Module) -> nn.Sequential:
+    """Images (B, channels, S, S) average-pooled to `size` px, flattened, one hidden layer of `hidden` units with
+    `activation`, then `out` values: (B, out)."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(size),
+        nn.Flatten(),
+        nn.Linear(channels * size * size, hidden),
+        activation,
+        nn.Linear(hidden, out),
+    )
 
 
 class PooledClassifier(nn.Module):
@@ -253,13 +265,7 @@ class PooledClassifier(nn.Module):
 
     def __init__(self, *, channels: int, classes: int, size: int = 8, hidden: int = 128) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.AdaptiveAvgPool2d(size),
-            nn.Flatten(),
-            nn.Linear(channels * size * size, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, classes),
-        )
+        self.net = pooled_mlp(channels, classes, size=size, hidden=hidden, activation=nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())  # (B, C, S, S) -> (B, classes)
@@ -292,13 +298,8 @@ class LatentEncoder(nn.Module):
 
     def __init__(self, *, channels: int, latent_dim: int, size: int = 8, hidden: int = 128) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.AdaptiveAvgPool2d(size),
-            nn.Flatten(),
-            nn.Linear(channels * size * size, hidden),
-            nn.LeakyReLU(0.2),
-            nn.Linear(hidden, 2 * latent_dim),
-        )
+        self.latent_dim = latent_dim
+        self.net = pooled_mlp(channels, 2 * latent_dim, size=size, hidden=hidden, activation=nn.LeakyReLU(0.2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.net(x.float()).chunk(2, dim=1)  # (B, latent_dim) each
@@ -385,5 +386,4 @@ class WarpedGenerator(nn.Module):
         self.warp, self.net = warp, net
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        warped = self.warp(x)
-        return self.net(warped) if z is None else self.net(warped, z)  # (B, C_in, S, S) -> (B, C_out, S, S)
+        return self.net(self.warp(x), z)  # (B, C_in, S, S) -> (B, C_out, S, S)

@@ -109,14 +109,14 @@ class CycleGenerators(nn.Module):
     """G_AB (`ab`) and G_BA (`ba`); calling it translates A into B. With model.latent_dim, G_BA also reads a latent
     code (`ba(x, z)`) and `enc` (a LatentEncoder) reads the code of a domain-A image."""
 
-    def __init__(self, ab: nn.Module, ba: nn.Module, enc: nn.Module | None = None) -> None:
+    def __init__(self, ab: nn.Module, ba: nn.Module, enc: LatentEncoder | None = None) -> None:
         super().__init__()
         self.ab, self.ba = ab, ba
         self.enc = enc
 
     @property
     def latent_dim(self) -> int:
-        return int(self.enc.net[-1].out_features) // 2 if self.enc is not None else 0
+        return self.enc.latent_dim if self.enc is not None else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ab(x)  # (B, C_A, H, W) -> (B, C_B, H, W)
@@ -164,7 +164,7 @@ class ImagePool:
                 j = int(picks[i])
                 out[i] = self.images[j]
                 self.images[j] = fakes[i]
-                if self.labels is not None and labels is not None and out_labels is not None:
+                if self.labels is not None and out_labels is not None:
                     out_labels[i] = self.labels[j]
                     self.labels[j] = labels[i]
         return out, out_labels
@@ -386,7 +386,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         g_ab, g_ba = warp_ab, warp_ba  # the warp-only steps: each generator is its warp alone
     # model.latent_dim: a code from the prior for each B→A translation, and each A image's code read by the
     # encoder (with the reparametrisation) for the A→B→A cycle; none while the generators are their warps alone.
-    latent = m.G.latent_dim if m.G.enc is not None and not (warp_only and warp_ab is not None) else 0
+    latent = 0 if warp_only and warp_ab is not None else m.G.latent_dim
     z_b = z_a = kl = None
     if latent:
         z_b = torch.randn(real_b.shape[0], latent, device=real_b.device)  # (B, L)
