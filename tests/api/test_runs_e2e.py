@@ -159,6 +159,12 @@ def test_cancel_a_queued_run_and_delete_it(service: Service, user_client: httpx.
     queued = user_client.post("/runs", json={**RING8, "train": {"steps": 1}}).json()
     wait_for_status(user_client, blocker["id"], ("running",))
     assert user_client.post(f"/runs/{queued['id']}/cancel").json()["status"] == "canceled"
+    # Deleted once the trainer is stepping, so its folder exists: "running" is set when the worker takes the run,
+    # before it has written anything, and an absent folder would say nothing about the clean-up.
+    deadline = time.monotonic() + 60
+    while not (user_client.get(f"/runs/{blocker['id']}").json().get("progress") or {}).get("step"):
+        assert time.monotonic() < deadline, "the blocker did not start stepping"
+        time.sleep(0.1)
     assert user_client.delete(f"/runs/{blocker['id']}").status_code == 204
     assert user_client.get(f"/runs/{blocker['id']}").status_code == 404
     # The worker notices at its next heartbeat that the run is gone, stops, and removes what it wrote since:
