@@ -17,8 +17,10 @@ The dcgan default's anchor (0.245 ± 0.027) is one draw of 2,048 per seed, so dr
 comparison at the same sample count. `--draw-steps 4000` evaluates the checkpoints of those steps the same way
 (a shorter run's result from a longer one: the stylegan2 learning rates are constant and its EMA ramp does not
 depend on the run's length; not so inside a `train.lr_rampdown`, which starts at a share of the run's own
-length). `--keep DIR` copies the evaluated checkpoints there, and `--evaluate CKPT[,CKPT]` only
-evaluates kept checkpoints (no training).
+length). `--best` evaluates the run's best checkpoint the same way too: the one the run keeps by its own paired
+evaluations (`--eval-every`; core.train keeps the checkpoint of the lowest fid_digits), as a user of the run would
+take it. `--keep DIR` copies the evaluated checkpoints there, and `--evaluate CKPT[,CKPT]` only evaluates kept
+checkpoints (no training).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/ppl.py --steps 1000 --seed 0 --project 100 --project-steps 200
     OMP_NUM_THREADS=1 .venv/bin/python bench/ppl.py --runs stylegan2 --samples 2048 --eval-every 1000 \
@@ -45,6 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core import checkpoint
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.metrics import evaluate_checkpoint
@@ -66,6 +69,7 @@ def since(start: tuple[float, float]) -> tuple[float, float]:
     return round((wall - start[0]) / 60, 2), round((cpu - start[1]) / 60, 2)
 
 
+CURVE_METRICS = ("fid_digits", "precision_digits", "recall_digits", "ppl_w_digits", "ppl_z_digits")
 DRAW_SEED_STRIDE = 1000  # draw i evaluates the latents of seed + i * this
 
 
@@ -96,6 +100,12 @@ def evaluate_draws(ckpt: Path, *, samples: int, seed: int, draws: int) -> dict[s
             row[f"{name}_mean"] = round(statistics.mean(values), 3)
             row[f"{name}_sd"] = round(statistics.stdev(values), 3)
     return row | {"ppl": ppl}
+
+
+def best_step(ckpt: Path) -> int | None:
+    """The step of the best checkpoint that `ckpt` records (by the run's own evaluations), or None."""
+    best = checkpoint.read_checkpoint(ckpt)[1].get("best")
+    return int(json.loads(best)["step"]) if best else None
 
 
 def project_accuracy(ckpt: Path, n: int, steps: int, seed: int) -> dict[str, Any]:
@@ -139,6 +149,7 @@ def main() -> None:
     parser.add_argument("--project-steps", type=int, default=200)
     parser.add_argument("--draws", type=int, default=1, help="evaluate the final checkpoint on this many draws")
     parser.add_argument("--draw-steps", default="", help="comma-separated earlier steps to evaluate as well")
+    parser.add_argument("--best", action="store_true", help="evaluate the run's best checkpoint as well")
     parser.add_argument("--keep", default="", help="copy the evaluated checkpoints into this folder")
     parser.add_argument("--evaluate", default="", help="comma-separated checkpoints to evaluate, without training")
     args = parser.parse_args()
@@ -181,16 +192,19 @@ def main() -> None:
             def on_event(
                 kind: str, data: dict[str, Any], start: tuple[float, float] = start, label: str = label
             ) -> None:
-                if kind == "metric" and data["name"] in ("fid_digits", "ppl_w_digits", "ppl_z_digits"):
+                if kind == "metric" and data["name"] in CURVE_METRICS:
                     point = {"step": data["step"], data["name"]: round(data["value"], 3), "cpu_min": since(start)[1]}
                     print(json.dumps({"config": label, "curve": point}), flush=True)
 
             train(cfg, out_dir=Path(tmp), on_event=on_event)
             train_minutes = since(start)
             ckpts = {int(c.stem): c for c in (Path(tmp) / "checkpoints").glob("*.safetensors")}
+            best = best_step(ckpts[steps])
+            if args.best and best is not None and best not in draw_steps:
+                draw_steps = sorted({*draw_steps, best})
             for at in draw_steps[:-1]:  # the earlier steps asked for, one line each
                 start = clocks()
-                early: dict[str, Any] = {"config": label, "steps": at, "seed": args.seed}
+                early: dict[str, Any] = {"config": label, "steps": at, "seed": args.seed, "best": at == best}
                 early |= evaluate_draws(ckpts[at], samples=args.samples, seed=args.seed, draws=args.draws)
                 print(json.dumps(early | {"eval_minutes_wall_cpu": since(start)}), flush=True)
             ckpt = ckpts[steps]
@@ -200,6 +214,7 @@ def main() -> None:
                     shutil.copyfile(ckpts[at], Path(args.keep) / f"{label}-seed{args.seed}-{ckpts[at].name}")
             start = clocks()
             row: dict[str, Any] = {"config": label, "body": body, "steps": steps, "seed": args.seed}
+            row["best"] = steps == best
             row |= evaluate_draws(ckpt, samples=args.samples, seed=args.seed, draws=args.draws)
             row |= {"train_minutes_wall_cpu": train_minutes, "eval_minutes_wall_cpu": since(start)}
             if args.project and cfg.model.arch == "stylegan2":
