@@ -554,6 +554,16 @@ class LossConfig(_Strict):
             "lie where evaluations and translation jobs draw theirs."
         ),
     )
+    mode_seeking_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "cyclegan with model.latent_dim: weight of a mode-seeking term (Mao et al. 2019): each step's printed "
+            "inputs are also translated B→A with a second code, and the generator is asked to maximise the mean L1 "
+            "distance between the two translations over that between the two codes (the term is the ratio's "
+            "inverse), so that nearby codes may not give one image. 0 turns it off."
+        ),
+    )
     adversarial_weight: float = Field(
         1.0,
         ge=0,
@@ -1209,6 +1219,11 @@ class RunConfig(_Strict):
             raise ValueError(f"loss.semantic_weight: only the cyclegan architecture has it, not {arch}")
         if self.model.latent_dim > 0 and arch != "cyclegan":
             raise ValueError(f"model.latent_dim: only the cyclegan architecture has it, not {arch}")
+        if self.loss.mode_seeking_weight > 0 and self.model.latent_dim <= 0:
+            raise ValueError(
+                "loss.mode_seeking_weight: only a cyclegan with model.latent_dim > 0 has it (it compares translations "
+                "under two codes)"
+            )
         if self.model.class_projection and (arch != "cyclegan" or self.loss.semantic_weight <= 0):
             raise ValueError(
                 "model.class_projection: only a cyclegan with loss.semantic_weight > 0 has it (its classifier reads "
