@@ -1,15 +1,16 @@
 """pix2pix on digits-edges against the U-Net trained with L1 alone (Isola et al. 2017's ablation): each trains with the
 dataset's recommended config (core/config.py: DATASET_DEFAULTS["digits-edges"]) for `--steps` steps, the L1-only one
-with `loss.adversarial_weight`, `loss.feature_matching` and `loss.edge_weight` 0 (its discriminator still trains, but
-G's loss is 100 × L1 alone), and is evaluated once at the end by the run's own evaluator (core/metrics/paired.py) on the
-360 held-out pairs: `l1`, `psnr`, `ssim`, `sharpness` (the outputs' mean Sobel magnitude over the targets': 1 is as
-sharp as the digits) and `digit_accuracy` (the shipped digits classifier reading the outputs as their target's digit).
+with `loss.adversarial_weight`, `loss.feature_matching`, `loss.edge_weight` and `loss.sharpness_weight` 0 (its
+discriminator still trains, but G's loss is 100 × L1 alone), and is evaluated once at the end by the run's own
+evaluator (core/metrics/paired.py) on the 360 held-out pairs: `l1`, `psnr`, `ssim`, `sharpness` (the outputs' mean
+Sobel magnitude over the targets': 1 is as sharp as the digits) and `digit_accuracy` (the shipped digits classifier
+reading the outputs as their target's digit).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/pix2pix.py --steps 400 --seeds 0 1
     OMP_NUM_THREADS=1 .venv/bin/python bench/pix2pix.py --steps 3000 --config '{"train": {"lr_schedule": "linear"}}'
 
 `--config` is JSON over the dataset's defaults that both configurations get (so the comparison stays the same U-Net
-and schedule); the L1-only one then has its adversarial, feature-matching and edge weights set to 0 over it.
+and schedule); the L1-only one then has its adversarial, feature-matching, edge and sharpness weights set to 0 over it.
 
 Wall minutes and CPU minutes (this process's CPU time) are of training and the final evaluation, at `--threads`
 intra-op threads.
@@ -35,7 +36,9 @@ from core.train import train
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "pix2pix": {},
-    "unet-l1-only": {"loss": {"adversarial_weight": 0.0, "feature_matching": 0.0, "edge_weight": 0.0}},
+    "unet-l1-only": {
+        "loss": {"adversarial_weight": 0.0, "feature_matching": 0.0, "edge_weight": 0.0, "sharpness_weight": 0.0}
+    },
 }
 REPORT = ("l1", "psnr", "ssim", "sharpness", "digit_accuracy")
 

@@ -169,7 +169,10 @@ SR_ONLY_FIELDS = {
     ),
 }
 # The fields only pix2pix reads, by section.
-PIX2PIX_ONLY_FIELDS = {"model": ("d_sobel",), "loss": ("adversarial_start", "adversarial_ramp", "edge_weight")}
+PIX2PIX_ONLY_FIELDS = {
+    "model": ("d_sobel",),
+    "loss": ("adversarial_start", "adversarial_ramp", "edge_weight", "sharpness_weight"),
+}
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
 WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
@@ -599,6 +602,16 @@ class LossConfig(_Strict):
             "pix2pix: weight of the mean absolute difference of the Sobel derivatives (d/dx, d/dy of every channel) "
             "of the output and the target in the generator's loss, beside loss.l1_weight's term (srgan's "
             "loss.gradient_weight term): a pixel-aligned term that asks for edges as steep as the target's. 0 = off."
+        ),
+    )
+    sharpness_weight: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "pix2pix: weight of the batch's sharpness gap in the generator's loss: the absolute difference from 1 of "
+            "the outputs' mean Sobel gradient magnitude over the targets' (the ratio the `sharpness` metric reports "
+            "on the held-out pairs). It asks for edges as steep as the target's on the whole, not in the same "
+            "pixels, where L1 settles for a slightly blurred edge. 0 = off."
         ),
     )
     l1_weight: float = Field(
