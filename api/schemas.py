@@ -572,6 +572,13 @@ class TranslationOptions(BaseModel):
     )
     step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
     ema: bool = Field(True, description="Translate with the EMA generator when the run keeps one.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="cyclegan runs with a latent code (model.latent_dim), BtoA: input i is translated with the code "
+        "drawn from seed + i, so another seed gives another rendering of the same inputs. Other runs ignore it.",
+    )
 
 
 class TranslationPublic(JobPublic):

@@ -503,10 +503,11 @@ def upload_translation(
     direction: Literal["AtoB", "BtoA"],
     step: int | Literal["latest"],
     ema: bool,
+    seed: int = 0,
 ) -> Iterator[Request[Translation]]:
     """The multipart upload of a ZIP of images or an .npz to translate; a file on disk is streamed from a handle
     open while the request is."""
-    data = {"direction": direction, "step": str(step), "ema": "true" if ema else "false"}
+    data = {"direction": direction, "step": str(step), "ema": "true" if ema else "false", "seed": str(seed)}
     path = f"/runs/{run_id}/translations"
     if isinstance(file, bytes):  # the server tells an .npz from a ZIP of images by its members
         yield Request("POST", path, _translation, files={"file": ("images.zip", file, "application/zip")}, data=data)

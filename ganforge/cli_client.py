@@ -510,6 +510,9 @@ def translate(
     direction: Annotated[str, typer.Option(help="AtoB, or BtoA (cyclegan runs).")] = "AtoB",
     step: Annotated[str, typer.Option(help="Checkpoint step, or 'latest'.")] = "latest",
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run has one.")] = True,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the latent codes of a cyclegan run that has them (model.latent_dim), BtoA.")
+    ] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 600.0,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
@@ -527,6 +530,7 @@ def translate(
             direction=cast(Literal["AtoB", "BtoA"], direction),
             step="latest" if step == "latest" else int(step),
             ema=ema,
+            seed=seed,
         )
         with err_console.status(f"translation {handle.id}: waiting for a worker"):
             data = handle.result(timeout=timeout)

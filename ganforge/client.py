@@ -377,10 +377,12 @@ class Translations:
         direction: Literal["AtoB", "BtoA"] = "AtoB",
         step: int | Literal["latest"] = "latest",
         ema: bool = True,
+        seed: int = 0,
     ) -> TranslationHandle:
         """Queue a translation of a ZIP of images (or an .npz) by one of the run's checkpoints; `direction` BtoA is
-        for cyclegan runs. `.result()` on the handle waits for the bytes."""
-        with api.upload_translation(run_id, file, direction=direction, step=step, ema=ema) as request:
+        for cyclegan runs, and `seed` draws the latent codes of a cyclegan that has them. `.result()` on the handle
+        waits for the bytes."""
+        with api.upload_translation(run_id, file, direction=direction, step=step, ema=ema, seed=seed) as request:
             return TranslationHandle(self._c, self._c._send(request))
 
     def get(self, translation_id: str) -> Translation:
@@ -752,8 +754,9 @@ class AsyncTranslations:
         direction: Literal["AtoB", "BtoA"] = "AtoB",
         step: int | Literal["latest"] = "latest",
         ema: bool = True,
+        seed: int = 0,
     ) -> AsyncTranslationHandle:
-        with api.upload_translation(run_id, file, direction=direction, step=step, ema=ema) as request:
+        with api.upload_translation(run_id, file, direction=direction, step=step, ema=ema, seed=seed) as request:
             return AsyncTranslationHandle(self._c, await self._c._send(request))
 
     async def get(self, translation_id: str) -> Translation:

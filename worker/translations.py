@@ -41,7 +41,9 @@ def _translate(job: Job) -> Done:
     direction = request["direction"]
     with torch_threads(1 if len(x) <= SMALL_JOB_SAMPLES else None):
         inputs = tr.prepare_inputs(translator, x, direction=direction)
-        outputs = tr.translate(translator, inputs, direction=direction, device=pick_device("auto"))
+        # Jobs queued before the seed was a field have none: theirs was 0.
+        seed = int(request.get("seed", 0))
+        outputs = tr.translate(translator, inputs, direction=direction, device=pick_device("auto"), seed=seed)
     fmt = request["source"]
     if fmt == "npz":
         result = tr.write_outputs_npz(outputs, job.out_dir / "result.npz")

@@ -58,6 +58,7 @@ TRANSLATION_BODY: dict[str, Any] = {
                         "direction": {"type": "string", "enum": ["AtoB", "BtoA"], "default": "AtoB"},
                         "step": {"type": "string", "default": "latest"},
                         "ema": {"type": "boolean", "default": True},
+                        "seed": {"type": "integer", "default": 0},
                     },
                 }
             },
@@ -155,7 +156,7 @@ async def create(
     response: Response,
 ) -> TranslationPublic:
     """Queue a translation of your images (multipart: `file` a ZIP of images or an .npz; `direction` AtoB or BtoA
-    for cyclegan; `step`; `ema`) by one of the run's checkpoints."""
+    for cyclegan; `step`; `ema`; `seed`, of a cyclegan's latent codes) by one of the run's checkpoints."""
     # Over the jobs quota, nothing is received (checked again, locked, before the job's row is inserted).
     refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings, lock=False))
     await run_in_threadpool(session.commit)  # give the connection back while the upload streams

@@ -521,7 +521,10 @@ async function runPage(runId) {
       h("div", { class: "field" }, h("label", { for: "tr-file" }, "Images (a ZIP, or an .npz)"), h("input", { id: "tr-file", name: "file", type: "file", accept: ".zip,.npz", required: true })),
       h("div", { class: "field" }, h("label", { for: "tr-step" }, "Checkpoint"), trStep),
       run.config.model?.arch === "cyclegan" ? h("div", { class: "field" }, h("label", { for: "tr-direction" }, "Direction"),
-        h("select", { id: "tr-direction", name: "direction" }, h("option", { value: "AtoB" }, "A → B"), h("option", { value: "BtoA" }, "B → A"))) : null),
+        h("select", { id: "tr-direction", name: "direction" }, h("option", { value: "AtoB" }, "A → B"), h("option", { value: "BtoA" }, "B → A"))) : null,
+      // A cyclegan with a latent code renders B → A once per code: the seed picks the codes.
+      run.config.model?.latent_dim ? h("div", { class: "field" }, h("label", { for: "tr-seed" }, "Seed (B → A codes)"),
+        h("input", { id: "tr-seed", name: "seed", type: "number", min: 0, value: 0 })) : null),
     h("div", { class: "row", style: "margin-top:0.75rem" }, h("button", { class: "primary", type: "submit", id: "tr-submit" }, "Translate")),
     trResult);
   async function showTranslation(job) {
@@ -539,6 +542,7 @@ async function runPage(runId) {
     data.append("file", f.file.files[0]);
     data.append("step", f.step.value);
     if (f.direction) data.append("direction", f.direction.value);
+    if (f.seed) data.append("seed", f.seed.value);
     const submit = document.getElementById("tr-submit");
     submit.disabled = true;
     put(trResult, h("p", { class: "muted" }, "Uploading…"));

@@ -1,6 +1,7 @@
 """Translation jobs through the real API and worker: a tiny pix2pix run translates an uploaded ZIP (named as the
 inputs, resized to the run's size, the same bytes twice) and an .npz, through HTTP, the client and the CLI; a
-tiny cyclegan run translates B to A (printed into handwritten digits) as deterministically; refusals say why."""
+tiny cyclegan run with a latent code translates B to A (printed into handwritten digits) as deterministically, each
+seed its own codes; refusals say why."""
 
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def test_the_client_and_the_cli_translate(pix2pix: tuple[httpx.Client, str], tmp
 
 CYCLEGAN = {
     "dataset": "digits-printed",
-    "model": {"arch": "cyclegan", "width": 4, "res_blocks": 1},
+    "model": {"arch": "cyclegan", "width": 4, "res_blocks": 1, "latent_dim": 2},
     "loss": {"semantic_weight": 0},  # the job under test translates; no need to pretrain the anchor's classifier
     "train": {"steps": 2, "batch_size": 4, "pool_size": 2},
     "schedule": {"sample_every": 2, "checkpoint_every": 2, "eval_every": 0},
@@ -141,7 +142,11 @@ def test_a_cyclegan_run_translates_printed_digits_into_handwritten_ones(postgres
     with postgres_service.client(postgres_service.new_user_token("translate-cyclegan")) as client:
         _, run = post_and_finish(client, CYCLEGAN)
         first = finished(client, post(client, run["id"], zips.build_zip(INPUTS), direction="BtoA"))
-        assert first["request"]["direction"] == "BtoA" and first["request"]["checkpoint_step"] == 2
+        assert (first["request"]["direction"], first["request"]["checkpoint_step"], first["request"]["seed"]) == (
+            "BtoA",
+            2,
+            0,
+        )
         result = client.get(f"/translations/{first['id']}/result")
         assert result.status_code == 200
         with zipfile.ZipFile(io.BytesIO(result.content)) as archive:
@@ -151,8 +156,13 @@ def test_a_cyclegan_run_translates_printed_digits_into_handwritten_ones(postgres
                     assert (image.format, image.size, image.mode) == ("PNG", (32, 32), "L")
         assert client.get(f"/translations/{first['id']}/pairs.png").content.startswith(b"\x89PNG")
 
-        # Deterministic: the same input gives the same bytes; the other direction is another generator.
+        # Deterministic: the same input gives the same bytes; another seed draws other latent codes for G_BA, and
+        # the other direction is another generator (which has no code).
         again = finished(client, post(client, run["id"], zips.build_zip(INPUTS), direction="BtoA"))
         assert client.get(f"/translations/{again['id']}/result").content == result.content
+        reseeded = finished(client, post(client, run["id"], zips.build_zip(INPUTS), direction="BtoA", seed="1"))
+        assert client.get(f"/translations/{reseeded['id']}/result").content != result.content
+        negative = post(client, run["id"], zips.build_zip(INPUTS), direction="BtoA", seed="-1")
+        assert (negative.status_code, negative.json()["detail"][0]["loc"]) == (422, ["body", "seed"])
         other = finished(client, post(client, run["id"], zips.build_zip(INPUTS), direction="AtoB"))
         assert client.get(f"/translations/{other['id']}/result").content != result.content
