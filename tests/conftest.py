@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -209,16 +210,20 @@ class Service:
             self.api = None
 
     def stop(self) -> None:
+        """Stop the API, then every worker at once: SIGTERM (a warm shutdown), SIGKILL for those still up 20 s
+        later."""
         self.stop_api()
-        for name in list(self.workers):
-            process = self.workers.pop(name)
+        processes = [self.workers.pop(name) for name in list(self.workers)]
+        for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+        deadline = time.monotonic() + 20
+        for process in processes:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     def wait_ready(self, timeout: float = 60) -> None:
         def alive() -> None:
