@@ -20,7 +20,10 @@ last checkpoint (which holds the pretrained and the blended generator) and repor
 (its `sharpness_target`), and every blend's `train_sharpness`, the sharpness on the training images that rule reads.
 `--averages 0.99 0.998` also reports, beside the run's own G, the moving average of its G over the adversarial phase at
 each decay (what `train.adversarial_ema` would have ended with: the average only watches the training, so one run
-measures several), each blended at the run's weight and at every `--interpolations` weight.
+measures several), each blended at the run's weight and at every `--interpolations` weight (and at the weight each
+`--sharpness-targets` target would choose for it). With `train.aside_columns` in `--config`, every generator's PSNR
+gain over bicubic and sharpness on the held-aside patches are reported too (`aside_gain`, `aside_sharpness`), and the
+sharpness targets read those patches, as the run would.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ from core.checkpoint import read_checkpoint, read_generator_state
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
-from core.metrics.superres import SREvaluator
+from core.metrics.superres import SREvaluator, sr_metrics
 from core.paired import sobel_magnitude
+from core.superres import bicubic_upscale, downscale
 from core.train import train
 
 REPORT = ("psnr", "psnr_bicubic", "psnr_gain", "ssim", "ssim_bicubic", "sharpness", "sharpness_bicubic")
@@ -86,12 +90,18 @@ def blended(ckpt: Path, alpha: float, chosen: float | None = None) -> dict[str, 
 
 
 def target_weights(
-    ckpt: Path, cfg: RunConfig, data: Any, chosen: float | None, targets: tuple[float, ...]
+    ckpt: Path,
+    cfg: RunConfig,
+    data: Any,
+    chosen: float | None,
+    targets: tuple[float, ...],
+    trained: dict[str, torch.Tensor] | None = None,
 ) -> list[float]:
-    """The blend weight train.interpolation_sharpness would have chosen at each of `targets` for this run."""
+    """The blend weight train.interpolation_sharpness would have chosen at each of `targets` for this run (for the
+    adversarially trained generator `trained` when given, else the run's own)."""
     tensors, meta = read_checkpoint(ckpt)
     G = srgan.generator(cfg, json.loads(meta["data"]))
-    G.load_state_dict(blended(ckpt, 1.0, chosen))
+    G.load_state_dict(trained if trained is not None else blended(ckpt, 1.0, chosen))
     G_psnr = srgan.generator(cfg, json.loads(meta["data"]))
     G_psnr.load_state_dict({k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")})
     return [
@@ -184,12 +194,15 @@ def measure(
         # (blend weight or None for the run's own G, decay of an average or None, its weights)
         states: list[tuple[float | None, float | None, dict[str, torch.Tensor]]] = [(None, None, state)]
         states += [(alpha, None, blended(ckpt, alpha, chosen)) for alpha in alphas]
+        average_targets: dict[float, list[float]] = {}  # each average's weights at the targets
         if averages:
             assert cfg.train.interpolation is not None
             tensors, _ = read_checkpoint(ckpt)
             psnr = {k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")}
             for decay, average in averages.items():
-                for alpha in (cfg.train.interpolation, *alphas):
+                own = target_weights(ckpt, cfg, data, chosen, targets, average.state_dict()) if targets else []
+                average_targets[decay] = own
+                for alpha in (cfg.train.interpolation, *alphas, *own):
                     mixed = {
                         k: torch.lerp(psnr[k], v, alpha) if v.is_floating_point() else v
                         for k, v in average.state_dict().items()
@@ -198,6 +211,10 @@ def measure(
     assert data.held is not None and data.held_low is not None
     ev = SREvaluator(data, n_samples=len(data.held), device="cpu")
     low, results, patches = data.held_low, [], srgan.training_patches(data, cfg)
+    aside_hr, aside_low, aside_bicubic = data.aside, None, {}  # the held-aside patches (K, C, S, S), if any
+    if aside_hr is not None:
+        aside_low = downscale(aside_hr, cfg.model.scale)
+        aside_bicubic = sr_metrics(bicubic_upscale(aside_low, cfg.model.scale), aside_hr)
     for weight, average_decay, weights in states:
         G = srgan.generator(cfg, json.loads(meta["data"]))
         G.load_state_dict(weights)
@@ -207,11 +224,18 @@ def measure(
         result |= {"interpolation": weight} if weight is not None else {}
         if average_decay is not None:
             result["adversarial_ema"] = average_decay
+            if weight in average_targets[average_decay]:
+                result["sharpness_target"] = targets[average_targets[average_decay].index(weight)]
         elif weight is not None and weight in by_target:
             result["sharpness_target"] = targets[by_target.index(weight)]
         result["train_sharpness"] = srgan.training_sharpness(
             G, patches, device=torch.device("cpu"), autocast=nullcontext
         )
+        if aside_hr is not None and aside_low is not None:
+            aside = sr_metrics(
+                srgan.super_resolve(G, aside_low, device=torch.device("cpu"), autocast=nullcontext), aside_hr
+            )
+            result |= {"aside_gain": aside["psnr"] - aside_bicubic["psnr"], "aside_sharpness": aside["sharpness"]}
         result |= quartiles(out, data.held) if split else {}
         final = {"wall_minutes": wall, "cpu_minutes": cpu} | ({"interpolation": chosen} if chosen else {})
         results.append(result | (final if weight is None else {}))

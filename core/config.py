@@ -165,6 +165,7 @@ SR_ONLY_FIELDS = {
         "downscaled_copies",
         "interpolation",
         "interpolation_sharpness",
+        "aside_columns",
         "adversarial_ema",
     ),
 }
@@ -866,10 +867,22 @@ class TrainConfig(_Strict):
         le=2,
         description=(
             "srgan with train.interpolation: choose the blend's weight after the last step instead, as the smallest "
-            "whose outputs on 256 of the run's training images reach this sharpness ratio (their mean Sobel "
-            "magnitude over the high-resolution images', as the metric sharpness): the blend of best PSNR at that "
-            "sharpness, whatever this run's adversarial generator came to (1 when it falls short). The weight "
-            "chosen is the stat interpolation. Unset = the fixed weight train.interpolation."
+            "whose outputs on 256 of the run's training images (with train.aside_columns, on 256 patches of the "
+            "columns it keeps out of training) reach this sharpness ratio (their mean Sobel magnitude over the "
+            "high-resolution images', as the metric sharpness): the blend of best PSNR at that sharpness, whatever "
+            "this run's adversarial generator came to (1 when it falls short). The weight chosen is the stat "
+            "interpolation. Unset = the fixed weight train.interpolation."
+        ),
+    )
+    aside_columns: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "srgan on photos: keep this many columns of each photograph's training region (the ones next to the "
+            "held-out columns) out of training, with the downscaled copies of them; train.interpolation_sharpness "
+            "then reads its blend's sharpness on 256 patches of them, photographs the run never saw, instead of on "
+            "training images, which the generator renders sharper than unseen ones. At least model.image_size, "
+            "leaving at least that many to train on. Unset = the whole region trains."
         ),
     )
     adversarial_ema: float | None = Field(
@@ -1089,11 +1102,14 @@ class RunConfig(_Strict):
             if not chosen_blend and isinstance(pretrain, int) and isinstance(steps, int) and not 0 < pretrain < steps:
                 sr_train.pop("interpolation")
                 sr_train.pop("interpolation_sharpness", None)
-        # photos' default downscaled copies keep the factors that still hold a patch of the run's size.
+        # photos' default downscaled copies keep the factors that still hold a patch of the run's size (in the
+        # columns that train, less train.aside_columns).
         copies = sr_train.get("downscaled_copies") if isinstance(sr_train, dict) else None
         sized = isinstance(model, dict) and isinstance(model.get("image_size"), int)
         if copies and sized and not requested("train", "downscaled_copies"):
-            sr_train["downscaled_copies"] = [f for f in copies if round(PHOTO_TRAIN_SIDE * f) >= model["image_size"]]
+            aside = sr_train.get("aside_columns") or 0
+            side = PHOTO_TRAIN_SIDE - aside if isinstance(aside, int) else PHOTO_TRAIN_SIDE
+            sr_train["downscaled_copies"] = [f for f in copies if round(side * f) >= model["image_size"]]
         # The warps' own fields, from a dataset that defaults to them (digits-printed), give way to a run without.
         if isinstance(model, dict) and not model.get("spatial_transform"):
             drop_unchosen(WARP_FIELDS)
@@ -1496,6 +1512,24 @@ class RunConfig(_Strict):
                         f"train.downscaled_copies: {factor} leaves {round(PHOTO_TRAIN_SIDE * factor)} px of photos, "
                         f"short of a {m.image_size} px patch; use factors of at least "
                         f"{math.ceil(100 * m.image_size / PHOTO_TRAIN_SIDE) / 100}"
+                    )
+        if train.aside_columns is not None:
+            if self.dataset != "photos":
+                raise ValueError(
+                    f"train.aside_columns: only photos has a training region to keep columns of; {self.dataset} "
+                    "has none, so leave it unset"
+                )
+            room = PHOTO_TRAIN_SIDE - train.aside_columns
+            if train.aside_columns < m.image_size or room < m.image_size:
+                raise ValueError(
+                    f"train.aside_columns: {train.aside_columns} columns must hold a {m.image_size} px patch and leave "
+                    f"one to train on; use {m.image_size} to {PHOTO_TRAIN_SIDE - m.image_size}"
+                )
+            for factor in train.downscaled_copies:
+                if round(room * factor) < m.image_size:
+                    raise ValueError(
+                        f"train.downscaled_copies: {factor} leaves {round(room * factor)} px of the {room} columns "
+                        f"train.aside_columns trains on, short of a {m.image_size} px patch"
                     )
         if train.interpolation_sharpness is not None and train.interpolation is None:
             raise ValueError(

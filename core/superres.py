@@ -18,6 +18,9 @@ training patches come from the right 384 columns (PHOTO_PATCHES positions drawn 
 run sees the same patches, in the order of its own seed). `downscaled_copies(data, factors)` adds training patches
 cut from copies of that training region downscaled by each factor (Pillow's BICUBIC on the 8-bit photographs): the
 same scenes with their detail finer per pixel, more training content where the two photographs give little.
+`hold_aside(data, columns)` keeps the first columns of each photograph's training region (next to the held-out ones)
+out of training and cuts ASIDE_PATCHES patches from them: photographs the run never sees that are not the held-out
+ones, on which a run may choose what it must not choose on the held-out patches.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from core.datasets import DATA_SEED, Dataset
 PHOTO_HELD_COLUMNS = 256  # photos: columns [0, 256) are held out, [256, 640) train
 PHOTO_PATCHES = 16_384  # training patch positions (one epoch)
 HELD_PATCHES = 256  # held-out patch positions
+ASIDE_PATCHES = 256  # patch positions in the columns hold_aside keeps out of training
 HELD_SHARE, HELD_MAX, HELD_MIN = 0.1, 256, 8  # other datasets: 10 % of the images held out, 8 to 256 of them
 
 
@@ -96,13 +100,16 @@ class PhotoPatches(Dataset):
 @dataclass
 class SRDataset(Dataset):
     """The training images of `base` at `train_idx` (a Dataset through `batch`), and the held-out high-resolution
-    images `held` (M, C, S, S) in [-1, 1]; `held_low` (M, C, S / scale, S / scale) once `sr_dataset` set a scale."""
+    images `held` (M, C, S, S) in [-1, 1]; `held_low` (M, C, S / scale, S / scale) once `sr_dataset` set a scale;
+    `aside` (K, C, S, S) in [-1, 1], high-resolution images of the training region kept out of training
+    (`hold_aside`), or None."""
 
     base: Dataset | None = None
     train_idx: torch.Tensor | None = None  # (N,) positions in base
     held: torch.Tensor | None = None
     held_low: torch.Tensor | None = None
     scale: int = 0
+    aside: torch.Tensor | None = None
 
     def __len__(self) -> int:
         assert self.train_idx is not None
@@ -119,7 +126,9 @@ class SRDataset(Dataset):
 
     def to(self, device: torch.device | str) -> SRDataset:
         assert self.base is not None
-        return dataclasses.replace(self._moved(device, "train_idx", "held", "held_low"), base=self.base.to(device))
+        return dataclasses.replace(
+            self._moved(device, "train_idx", "held", "held_low", "aside"), base=self.base.to(device)
+        )
 
     def info(self) -> dict[str, int | str]:
         """A Dataset's facts, and the scale: what a checkpoint records about the data."""
@@ -203,11 +212,41 @@ def photos(image_size: int) -> SRDataset:
     )
 
 
-def downscaled_copies(data: Dataset, factors: Sequence[float]) -> Dataset:
+def hold_aside(data: Dataset, columns: int) -> Dataset:
+    """`photos` (before `sr_dataset` sets a scale) with the first `columns` columns of each photograph's training
+    region kept out of training: the training patches that touch them are dropped (the others keep their positions,
+    in their order), and `aside` holds ASIDE_PATCHES patches cut from those columns at positions drawn from a seed
+    of the data. The held-out patches are unchanged; with 0 columns, `data` itself."""
+    if not columns:
+        return data
+    base = data.base if isinstance(data, SRDataset) else None
+    if not isinstance(base, PhotoPatches) or base.positions is None or data.name != "photos":
+        raise ValueError(f"train.aside_columns: only photos has a training region to hold columns of, not {data.name}")
+    s = data.image_size
+    count, _, height, width = base.store.shape
+    edge = PHOTO_HELD_COLUMNS + columns  # training patches start at this column or beyond
+    if columns < s or width - edge < s:
+        raise ValueError(f"train.aside_columns: {columns} columns hold no {s} px patch, or leave none to train on")
+    kept = base.positions[base.positions[:, 2] >= edge]  # (N', 3)
+    gen = torch.Generator().manual_seed(DATA_SEED + 2410)
+    which = torch.randint(count, (ASIDE_PATCHES,), generator=gen)
+    top = torch.randint(height - s + 1, (ASIDE_PATCHES,), generator=gen)
+    left = torch.randint(PHOTO_HELD_COLUMNS, edge - s + 1, (ASIDE_PATCHES,), generator=gen)
+    aside = dataclasses.replace(base, positions=torch.stack([which, top, left], dim=1))
+    return dataclasses.replace(
+        data,
+        base=dataclasses.replace(base, positions=kept),
+        train_idx=torch.arange(kept.shape[0]),
+        aside=aside.batch(torch.arange(ASIDE_PATCHES))[0],
+    )
+
+
+def downscaled_copies(data: Dataset, factors: Sequence[float], aside: int = 0) -> Dataset:
     """`photos` (before `sr_dataset` sets a scale) with more training patches: for each factor, a copy of each
-    photograph's training region downscaled by it, and patch positions drawn in that copy at the native region's
-    density (PHOTO_PATCHES / 2 per photograph's room). The native patches keep their positions and indices and the
-    held-out patches are unchanged; with no factors, `data` itself."""
+    photograph's training region (less its first `aside` columns, which `hold_aside` keeps out of training)
+    downscaled by it, and patch positions drawn in that copy at the native region's density (its native patches / 2
+    per photograph's room). The native patches keep their positions and indices and the held-out patches are
+    unchanged; with no factors, `data` itself."""
     if not factors:
         return data
     base = data.base if isinstance(data, SRDataset) else None
@@ -216,8 +255,10 @@ def downscaled_copies(data: Dataset, factors: Sequence[float]) -> Dataset:
     s = data.image_size
     photos_store = base.store  # (P, C, H, W) uint8
     count, _, height, width = photos_store.shape
-    region = photos_store[:, :, :, PHOTO_HELD_COLUMNS:]  # (P, C, H, W - held columns): the training region
-    room = (height - s + 1) * (width - PHOTO_HELD_COLUMNS - s + 1)  # positions in a native region
+    start = PHOTO_HELD_COLUMNS + aside
+    region = photos_store[:, :, :, start:]  # (P, C, H, W - start): the training region
+    room = (height - s + 1) * (width - start - s + 1)  # positions in a native region
+    native = base.positions.shape[0]
     copies, positions = [photos_store], [base.positions]
     for k, factor in enumerate(factors):
         h, w = round(region.shape[2] * factor), round(region.shape[3] * factor)
@@ -228,7 +269,7 @@ def downscaled_copies(data: Dataset, factors: Sequence[float]) -> Dataset:
             picture = Image.fromarray(region[p].permute(1, 2, 0).contiguous().numpy())
             resized = np.array(picture.resize((w, h), Image.Resampling.BICUBIC))  # (h, w, C)
             small[p, :, :h, :w] = torch.from_numpy(resized).permute(2, 0, 1)
-        n = round(PHOTO_PATCHES / count * (h - s + 1) * (w - s + 1) / room) * count
+        n = round(native / count * (h - s + 1) * (w - s + 1) / room) * count
         gen = torch.Generator().manual_seed(DATA_SEED + 2402 + k)
         which = torch.randint(count, (n,), generator=gen) + count * (k + 1)  # indices into the stacked store
         top = torch.randint(h - s + 1, (n,), generator=gen)

@@ -60,7 +60,7 @@ from core.families.pix2pix import adversarial_scale
 from core.losses import discriminator_loss, generator_loss
 from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features, vgg19_weights_path
 from core.paired import sobel_gradients, sobel_magnitude
-from core.superres import SRDataset, bicubic_upscale, downscale, downscaled_copies, sr_dataset
+from core.superres import SRDataset, bicubic_upscale, downscale, downscaled_copies, hold_aside, sr_dataset
 
 EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
@@ -115,9 +115,11 @@ def generator(cfg: RunConfig, info: dict[str, Any]) -> SRResNet:
 
 
 def split_data(data: Dataset, cfg: RunConfig) -> SRDataset:
-    """The loop's hook before training: the data (with `train.downscaled_copies`' patches) with a held-out split and
-    the held-out inputs (core.superres)."""
-    return sr_dataset(downscaled_copies(data, cfg.train.downscaled_copies), cfg.model.scale)
+    """The loop's hook before training: the data (less `train.aside_columns`, with `train.downscaled_copies`'
+    patches) with a held-out split and the held-out inputs (core.superres)."""
+    aside = cfg.train.aside_columns or 0
+    copied = downscaled_copies(hold_aside(data, aside), cfg.train.downscaled_copies, aside)
+    return sr_dataset(copied, cfg.model.scale)
 
 
 def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
@@ -273,6 +275,15 @@ def training_patches(data: SRDataset, cfg: RunConfig) -> tuple[torch.Tensor, flo
 
 
 @torch.no_grad()
+def aside_patches(data: SRDataset, cfg: RunConfig) -> tuple[torch.Tensor, float]:
+    """The inputs (K, C, s, s) of the images `train.aside_columns` keeps out of training, and their mean Sobel
+    magnitude: what `training_sharpness` compares a generator's outputs with, as for `training_patches`."""
+    assert data.aside is not None
+    hr = data.aside.float().cpu()  # (K, C, S, S)
+    return downscale(hr, cfg.model.scale), float(sobel_magnitude(hr).mean())
+
+
+@torch.no_grad()
 def training_sharpness(
     G: nn.Module, patches: tuple[torch.Tensor, float], *, device: torch.device, autocast: Autocast
 ) -> float:
@@ -288,12 +299,13 @@ def sharpness_weight(
     G: nn.Module, G_psnr: nn.Module, data: SRDataset, cfg: RunConfig, *, device: torch.device, autocast: Autocast
 ) -> float:
     """train.interpolation_sharpness: the smallest blend weight (to 1/1024, by bisection) whose generator reaches that
-    sharpness ratio on training images (`training_sharpness`); 1 when even the adversarially trained G falls short.
-    The sharpness of a blend rises with its weight and its PSNR falls, so this is the blend of best PSNR at that
-    sharpness. G's weights are left as they were."""
+    sharpness ratio (`training_sharpness`) on the images train.aside_columns keeps out of training, else on training
+    images; 1 when even the adversarially trained G falls short. The sharpness of a blend rises with its weight and
+    its PSNR falls, so this is the blend of best PSNR at that sharpness. G's weights are left as they were."""
     target = cfg.train.interpolation_sharpness
     assert target is not None
-    blend, patches = copy.deepcopy(G), training_patches(data, cfg)
+    patches = aside_patches(data, cfg) if data.aside is not None else training_patches(data, cfg)
+    blend = copy.deepcopy(G)
 
     def sharpness(weight: float) -> float:
         blend.load_state_dict(G.state_dict())

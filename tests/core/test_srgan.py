@@ -4,6 +4,7 @@ resume, the generator a translation job loads, and the feature networks."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from contextlib import nullcontext
@@ -27,6 +28,7 @@ from core.superres import (
     downscale,
     downscaled_copies,
     held_out_count,
+    hold_aside,
     sr_dataset,
 )
 from core.train import train
@@ -130,6 +132,69 @@ def test_downscaled_copies_add_patches_of_the_training_region_at_each_factor():
     assert torch.equal(again.batch(torch.arange(len(again)))[0], ds.batch(torch.arange(len(ds)))[0])
     with pytest.raises(ValueError, match=r"train\.downscaled_copies: only photos"):
         downscaled_copies(load_dataset("digits", image_size=32), [0.5])
+
+
+def test_aside_columns_keep_a_slice_of_the_training_region_out_of_training():
+    native = load_dataset("photos", image_size=32)
+    assert hold_aside(native, 0) is native
+    cfg = _cfg(train={"aside_columns": 64, "downscaled_copies": [0.5]})
+    ds = srgan.split_data(native, cfg)
+    assert isinstance(ds, SRDataset) and ds.base is not None and ds.base.positions is not None
+    assert native.base is not None and native.base.positions is not None and native.held is not None
+    edge = PHOTO_HELD_COLUMNS + 64
+    kept = native.base.positions[native.base.positions[:, 2] >= edge]  # the native patches clear of the slice
+    assert 0 < len(kept) < PHOTO_PATCHES and torch.equal(ds.base.positions[: len(kept)], kept)
+    assert len(ds) == len(ds.base.positions) and ds.held is not None and torch.equal(ds.held, native.held)
+    # The 0.5 copy is cut from the columns right of the slice alone: 320 columns, 160 px wide.
+    copies = ds.base.positions[len(kept) :]
+    room = (214 - 31) * (160 - 31) / ((427 - 31) * (320 - 31))
+    assert len(copies) == pytest.approx(len(kept) * room, abs=4) and int(copies[:, 2].max()) <= 160 - 32
+    from sklearn.datasets import load_sample_images
+
+    pictures = load_sample_images().images
+    photo, top, left = copies[0].tolist()
+    small = np.array(Image.fromarray(pictures[photo - 2][:, edge:]).resize((160, 214), Image.Resampling.BICUBIC))
+    expected = torch.from_numpy(small[top : top + 32, left : left + 32]).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.equal(ds.batch(torch.tensor([len(kept)]))[0][0], expected)
+    # The held-aside patches are crops of the slice, the same in every run.
+    photos = torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert ds.aside is not None and ds.aside.shape == (256, 3, 32, 32)
+    for patch in ds.aside[:4]:
+        rows = photos[:, :, :, PHOTO_HELD_COLUMNS:edge].unfold(3, 32, 1)  # (2, 3, 427, 33, 32)
+        starts = (rows == patch[:, 0, None, None, :]).all(-1).all(1).nonzero().tolist()  # (photo, top, left)s
+        assert any(
+            torch.equal(photos[p, :, t : t + 32, PHOTO_HELD_COLUMNS + c :][:, :, :32], patch) for p, t, c in starts
+        )
+    again = srgan.split_data(load_dataset("photos", image_size=32), cfg)
+    assert again.aside is not None and torch.equal(again.aside, ds.aside)
+    with pytest.raises(ValueError, match=r"train\.aside_columns: only photos"):
+        hold_aside(load_dataset("digits", image_size=32), 64)
+
+
+def test_a_sharpness_target_reads_the_aside_patches():
+    cfg = _cfg(model={"bicubic_skip": True}, train={"aside_columns": 64, "interpolation": 0.5})
+    data = srgan.split_data(load_dataset("photos", image_size=32), cfg)
+    assert data.aside is not None
+    data = dataclasses.replace(data, aside=data.aside[:32])  # a few, for speed
+    torch.manual_seed(0)
+    G, G_psnr = srgan.generator(cfg, {"channels": 3}), srgan.generator(cfg, {"channels": 3})
+    with torch.no_grad():
+        for noisy, value in zip(G.state_dict().values(), G_psnr.state_dict().values(), strict=True):
+            noisy.add_(0.2 * torch.randn_like(noisy))  # a residual of noise: sharper than bicubic
+            value.zero_()  # a residual of nothing: bicubic upscaling
+    patches = srgan.aside_patches(data, cfg)
+
+    def sharpness(weight: float) -> float:
+        blend = srgan.generator(cfg, {"channels": 3})
+        blend.load_state_dict(G.state_dict())
+        srgan.interpolate(blend, G_psnr, weight)
+        return srgan.training_sharpness(blend, patches, device=torch.device("cpu"), autocast=nullcontext)
+
+    assert sharpness(0.0) < sharpness(1.0)
+    target = (sharpness(0.0) + sharpness(1.0)) / 2
+    chosen = cfg.model_copy(update={"train": cfg.train.model_copy(update={"interpolation_sharpness": target})})
+    weight = srgan.sharpness_weight(G, G_psnr, data, chosen, device=torch.device("cpu"), autocast=nullcontext)
+    assert sharpness(weight) >= target > sharpness(weight - 1 / 1024)
 
 
 def test_any_image_dataset_holds_out_a_share_for_super_resolution():
@@ -256,6 +321,19 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         ),
         pytest.param(
             {"dataset": "digits", "train": {"adversarial_ema": 0.99}}, "train.adversarial_ema", id="ema-dcgan"
+        ),
+        pytest.param({"dataset": "digits", "train": {"aside_columns": 64}}, "train.aside_columns", id="aside-dcgan"),
+        pytest.param(
+            {"dataset": "digits", "model": {"arch": "srgan", "image_size": 32}, "train": {"aside_columns": 64}},
+            "train.aside_columns",
+            id="aside-digits",
+        ),
+        pytest.param({"dataset": "photos", "train": {"aside_columns": 32}}, "train.aside_columns", id="aside-narrow"),
+        pytest.param({"dataset": "photos", "train": {"aside_columns": 330}}, "train.aside_columns", id="aside-wide"),
+        pytest.param(
+            {"dataset": "photos", "train": {"aside_columns": 300, "downscaled_copies": [0.5]}},
+            "train.downscaled_copies",
+            id="aside-copies",
         ),
         pytest.param(
             {"dataset": "photos", "train": {"steps": 10, "pretrain_steps": 10, "adversarial_ema": 0.99}},
