@@ -190,7 +190,7 @@ def measure(
         chosen = picked[-1] if picked else None  # the weight train.interpolation_sharpness chose
         data = srgan.split_data(load_dataset("photos", image_size=cfg.model.image_size), cfg)
         by_target = target_weights(ckpt, cfg, data, chosen, targets) if targets else []
-        alphas = alphas + tuple(by_target)
+        alphas = tuple(dict.fromkeys(alphas + tuple(by_target)))  # each weight once, whichever targets chose it
         # (blend weight or None for the run's own G, decay of an average or None, its weights)
         states: list[tuple[float | None, float | None, dict[str, torch.Tensor]]] = [(None, None, state)]
         states += [(alpha, None, blended(ckpt, alpha, chosen)) for alpha in alphas]
@@ -202,7 +202,7 @@ def measure(
             for decay, average in averages.items():
                 own = target_weights(ckpt, cfg, data, chosen, targets, average.state_dict()) if targets else []
                 average_targets[decay] = own
-                for alpha in (cfg.train.interpolation, *alphas, *own):
+                for alpha in dict.fromkeys((cfg.train.interpolation, *alphas, *own)):
                     mixed = {
                         k: torch.lerp(psnr[k], v, alpha) if v.is_floating_point() else v
                         for k, v in average.state_dict().items()
