@@ -609,10 +609,10 @@ class LossConfig(_Strict):
         0.0,
         ge=0,
         description=(
-            "pix2pix: weight of the batch's sharpness gap in the generator's loss: the absolute difference from 1 of "
-            "the outputs' mean Sobel gradient magnitude over the targets' (the ratio the `sharpness` metric reports "
-            "on the held-out pairs). It asks for edges as steep as the target's on the whole, not in the same "
-            "pixels, where L1 settles for a slightly blurred edge. 0 = off."
+            "pix2pix: weight of the batch's sharpness gap in the generator's loss: the squared difference from 1 "
+            "of the outputs' mean Sobel gradient magnitude over the targets' (the ratio the `sharpness` metric "
+            "reports on the held-out pairs). It asks for edges as steep as the target's on the whole, not in the "
+            "same pixels, where L1 settles for a slightly blurred edge. 0 = off."
         ),
     )
     l1_weight: float = Field(

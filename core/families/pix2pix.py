@@ -8,7 +8,7 @@ the real pair; see `feature_matching`). With `model.d_sobel` the PatchGAN also s
 the image it judges (`judged`); `loss.adversarial_start` and `loss.adversarial_ramp` bring the adversarial term in
 after a share of the run trained on L1 alone, optionally rising linearly (`adversarial_schedule`); `loss.edge_weight`
 adds the L1 distance of the output's Sobel derivatives to the target's (`edge_loss`), and `loss.sharpness_weight` the
-distance from 1 of the batch's sharpness ratio (`sharpness_gap`).
+squared distance from 1 of the batch's sharpness ratio (`sharpness_gap`).
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -146,8 +146,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         stats_g = {**stats_g, "loss_g_edge": edge.detach()}
     if cfg.loss.sharpness_weight > 0:
         gap = sharpness_gap(fake, target)
-        loss_g = loss_g + cfg.loss.sharpness_weight * gap
-        stats_g = {**stats_g, "loss_g_sharpness": gap.detach()}
+        loss_g = loss_g + cfg.loss.sharpness_weight * gap.square()
+        stats_g = {**stats_g, "sharpness_gap": gap.detach()}
     if cfg.loss.feature_matching > 0:
         with at.autocast():
             fm = feature_matching(m.D, source, fake=fake, target=target, sobel=cfg.model.d_sobel)
@@ -175,12 +175,13 @@ def edge_loss(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def sharpness_gap(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """|mean Sobel magnitude of the outputs / that of their targets - 1| over a batch (B, C, H, W), in fp32: the
-    held-out `sharpness` metric's distance from 1 on this batch. It compares the batch's amount of edge, not where
-    the edges are, so L1 keeps placing them; the epsilon keeps the square root's gradient finite on flat areas."""
+    """mean Sobel magnitude of the outputs / that of their targets - 1 over a batch (B, C, H, W), in fp32: the held-out
+    `sharpness` metric less 1 on this batch (negative: blurrier than the targets). It compares the batch's amount of
+    edge, not where the edges are, so L1 keeps placing them; the epsilon keeps the square root's gradient finite on
+    flat areas. G's loss takes its square, whose mean over noisy batches still pulls the expected ratio to 1."""
     out = (sobel_gradients(fake.float()).square().sum(2) + SOBEL_EPS).sqrt().mean()
     real = sobel_gradients(target.float()).square().sum(2).sqrt().mean().clamp_min(1e-12)
-    return (out / real - 1.0).abs()
+    return out / real - 1.0
 
 
 def judged(D: Callable[..., Any], source: torch.Tensor, sobel: bool, image: torch.Tensor) -> Any:

@@ -1,8 +1,8 @@
 """pix2pix's sharpness options: a PatchGAN that also sees the Sobel gradient magnitude of the image it judges
 (`model.d_sobel`), the adversarial term brought in after a share of the run on L1 alone, optionally on a linear
 ramp (`loss.adversarial_start`, `loss.adversarial_ramp`), and the L1 distance of the Sobel derivatives
-(`loss.edge_weight`), the distance from 1 of the batch's sharpness ratio (`loss.sharpness_weight`); G's loss through
-a few steps of core.train.train, exact resume, and the config's refusals."""
+(`loss.edge_weight`), the squared distance from 1 of the batch's sharpness ratio (`loss.sharpness_weight`); G's
+loss through a few steps of core.train.train, exact resume, and the config's refusals."""
 
 from __future__ import annotations
 
@@ -97,25 +97,25 @@ def test_the_edge_loss_is_zero_on_the_target_and_counts_in_g_loss(tmp_path):
     assert last["loss_g"] == pytest.approx(100.0 * last["loss_g_l1"] + 20.0 * last["loss_g_edge"], rel=1e-5)
 
 
-def test_the_sharpness_gap_is_the_batch_ratio_distance_from_1_and_counts_in_g_loss(tmp_path):
+def test_the_sharpness_gap_is_the_batch_ratio_less_1_and_its_square_counts_in_g_loss(tmp_path):
     torch.manual_seed(0)
     target = torch.randn(4, 1, 16, 16).clamp(-1, 1)
     assert float(sharpness_gap(target, target)) == pytest.approx(0.0, abs=1e-4)
     assert float(sharpness_gap(target + 0.5, target)) == pytest.approx(0.0, abs=1e-4)  # a shift keeps the edges
-    assert float(sharpness_gap(target * 0.8, target)) == pytest.approx(0.2, abs=1e-4)  # edges 20 % less steep
-    assert float(sharpness_gap(target * 1.1, target)) == pytest.approx(0.1, abs=1e-4)  # too steep counts too
+    assert float(sharpness_gap(target * 0.8, target)) == pytest.approx(-0.2, abs=1e-4)  # edges 20 % less steep
+    assert float(sharpness_gap(target * 1.1, target)) == pytest.approx(0.1, abs=1e-4)  # too steep
     # It is the metric's ratio over the batch: the same pixels moved to other places leave it unchanged.
     assert float(sharpness_gap(target.flip(0), target)) == pytest.approx(0.0, abs=1e-4)
     # Its gradient steepens a blurred output's edges: a step of descent raises the outputs' Sobel magnitude.
     fake = (0.8 * target).requires_grad_(True)
-    sharpness_gap(fake, target).backward()
+    sharpness_gap(fake, target).square().backward()
     assert fake.grad is not None
     steeper = (fake - 0.5 * fake.grad).detach()
     assert float(sobel_magnitude(steeper).mean()) > float(sobel_magnitude(fake.detach()).mean())
-    cfg = _cfg({"adversarial_weight": 0.0, "sharpness_weight": 10.0}, train={"steps": 2})
+    cfg = _cfg({"adversarial_weight": 0.0, "sharpness_weight": 500.0}, train={"steps": 2})
     last = [d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"][-1]
-    assert last["loss_g_sharpness"] > 0
-    assert last["loss_g"] == pytest.approx(100.0 * last["loss_g_l1"] + 10.0 * last["loss_g_sharpness"], rel=1e-5)
+    assert last["sharpness_gap"] != 0
+    assert last["loss_g"] == pytest.approx(100.0 * last["loss_g_l1"] + 500.0 * last["sharpness_gap"] ** 2, rel=1e-5)
 
 
 def test_pix2pix_with_a_sobel_patchgan_and_a_ramp_resumes_bit_for_bit(tmp_path):
