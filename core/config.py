@@ -1765,8 +1765,8 @@ TABLE_DEFAULTS: dict[str, Any] = {
 # (the paper's) over the 800 adversarial ones; training patches are mirrored at random (EDSR's augmentation). After
 # pretraining the gradient-energy loss at 2 asks for the real image's amount of detail in each 8 px window (the
 # adversarial term at 1e-3 alone added little), and the final G is 0.1 of the pretrained and 0.9 of the adversarially
-# trained one (ESRGAN's network interpolation): on photos it met sharpness 0.8 at PSNR 0.5 dB above bicubic on seeds
-# 3 and 5 and missed on 0, 2 and 4. docs/benchmarks.md holds the measurements on photos.
+# trained one (ESRGAN's network interpolation). On photos it meets sharpness 0.8 at PSNR 0.5 dB above bicubic on some
+# seeds and not on others, and which ones moves with the machine: docs/benchmarks.md holds the measurements.
 SRGAN_RECIPE: dict[str, Any] = {
     "model": {
         "arch": "srgan",
