@@ -474,7 +474,10 @@ class LossConfig(_Strict):
         description=(
             "Weight of the mode-seeking term (MSGAN, Mao et al. 2019): the batch's fakes come in pairs that share a "
             "label or cluster, and G's loss adds weight / (mean |G(z1) - G(z2)| / mean |z1 - z2|), so that G does "
-            "not ignore z within a class. 0 turns it off."
+            "not ignore z within a class. A cyclegan with model.latent_dim pairs each step's B→A translations with "
+            "those of the same inputs under a second code; its code starts ignored (the modulation starts at zero), "
+            "so the term starts near 1e5 there, and on digits-printed weights 1 and 0.01 both lowered label "
+            "preservation. 0 turns it off."
         ),
     )
     cycle_weight: float = Field(
@@ -556,18 +559,6 @@ class LossConfig(_Strict):
             "cyclegan with model.latent_dim: weight of the KL divergence of the encoder's Gaussian over each A "
             "image's code from N(0, I) (as BicycleGAN's 0.01), so that the codes the A→B→A cycle reconstructs from "
             "lie where evaluations and translation jobs draw theirs."
-        ),
-    )
-    mode_seeking_weight: float = Field(
-        0.0,
-        ge=0,
-        description=(
-            "cyclegan with model.latent_dim: weight of a mode-seeking term (Mao et al. 2019): each step's printed "
-            "inputs are also translated B→A with a second code, and the generator is asked to maximise the mean L1 "
-            "distance between the two translations over that between the two codes (the term is the ratio's "
-            "inverse), so that nearby codes may not give one image. The code starts ignored (its modulation starts "
-            "at zero), so the term starts near 1e5 and a large weight overrides every other term: on digits-printed "
-            "weights 1 and 0.01 both lowered label preservation. 0 turns it off."
         ),
     )
     adversarial_weight: float = Field(
@@ -1250,11 +1241,6 @@ class RunConfig(_Strict):
             raise ValueError(f"loss.semantic_weight: only the cyclegan architecture has it, not {arch}")
         if self.model.latent_dim > 0 and arch != "cyclegan":
             raise ValueError(f"model.latent_dim: only the cyclegan architecture has it, not {arch}")
-        if self.loss.mode_seeking_weight > 0 and self.model.latent_dim <= 0:
-            raise ValueError(
-                "loss.mode_seeking_weight: only a cyclegan with model.latent_dim > 0 has it (it compares translations "
-                "under two codes)"
-            )
         if self.model.class_projection and (arch != "cyclegan" or self.loss.semantic_weight <= 0):
             raise ValueError(
                 "model.class_projection: only a cyclegan with loss.semantic_weight > 0 has it (its classifier reads "
@@ -1428,7 +1414,11 @@ class RunConfig(_Strict):
                 loss.feature_matching > 0 and m.arch != "pix2pix",
                 f"{m.arch} matches no discriminator features (pix2pix does); set it to 0",
             ),
-            ("loss.mode_seeking", loss.mode_seeking > 0, f"{m.arch} has no latents to seek modes with; set it to 0"),
+            (
+                "loss.mode_seeking",
+                loss.mode_seeking > 0 and m.latent_dim <= 0,
+                f"{m.arch} has no latents to seek modes with (a cyclegan has them with model.latent_dim); set it to 0",
+            ),
             ("loss.top_k", loss.top_k < 1, "top-k ranks whole samples, the PatchGAN scores patches; set it to 1"),
         ]
         for field_path, bad, reason in refused:

@@ -186,6 +186,10 @@ def paired(labels: torch.Tensor | None) -> torch.Tensor | None:
     return out
 
 
+# loss.mode_seeking's term is weight / (ratio + this), as Mao et al.'s code has it.
+MODE_SEEKING_EPS = 1e-5
+
+
 def mode_seeking_ratio(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """MSGAN's ratio, in fp32: mean |G(z_i) - G(z_i')| over mean |z_i - z_i'| for the pairs (i, B/2 + i), each
     mean over the pairs and their entries (as Mao et al.'s code computes it)."""

@@ -36,7 +36,7 @@ printed digit has many handwritten translations (augmented CycleGAN, Almahairi e
 2017b): each step's B→A translations draw z from N(0, I); an encoder (`G.enc`, `LatentEncoder`) reads each A
 image's code (a Gaussian, with a KL term towards the prior, `loss.latent_kl_weight`) for its A→B→A cycle and its
 identity term; and the code is read back from each B→A translation (`loss.latent_regression_weight`, updating G_BA
-only), so that z is not ignored. `loss.mode_seeking_weight` adds Mao et al. 2019's mode-seeking term: the step's
+only), so that z is not ignored. `loss.mode_seeking` adds Mao et al. 2019's mode-seeking term: the step's
 B inputs are translated again with a second code, and G_BA is asked to maximise the mean L1 distance between the two
 translations over that between the two codes (the term is that ratio's inverse), so that a digit's codes spread its
 translations instead of settling on one style. Evaluations and grids translate held-out B image i with the code
@@ -78,7 +78,7 @@ from core import checkpoint, grids
 from core.config import RunConfig
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.families.pix2pix import adversarial_scale, patch_judge
-from core.losses import discriminator_loss, generator_loss
+from core.losses import MODE_SEEKING_EPS, discriminator_loss, generator_loss, mode_seeking_ratio
 from core.networks_translation import (
     LatentEncoder,
     PatchDiscriminator,
@@ -105,7 +105,6 @@ LR_CLASSIFIER = 1e-3  # Adam's rate for the classifier of domain A that loss.inf
 SOURCE_EPOCHS, SOURCE_BATCH, SOURCE_LR = 10, 64, 2e-3
 SOURCE_TURN, SOURCE_SCALE, SOURCE_SHIFT, SOURCE_NOISE = 12.0, 0.1, 0.08, 0.1
 SEMANTIC_CONFIDENCE = 0.9
-MODE_SEEKING_EPS = 1e-5  # loss.mode_seeking_weight's term is 1 / (spread + this), as Mao et al. 2019's code has it
 EVAL_LATENT_SEED = 0  # the seed of the latent codes (model.latent_dim) of the grids' and evaluations' B→A translations
 
 
@@ -462,13 +461,13 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         regression = (read_back - z_b).abs().mean()
         loss_g = loss_g + cfg.loss.latent_regression_weight * regression + cfg.loss.latent_kl_weight * kl
         stats |= {"loss_g_latent": regression.detach(), "loss_g_kl": kl.detach()}
-    if cfg.loss.mode_seeking_weight > 0 and z_b is not None:  # two codes' translations of one input kept apart
+    if cfg.loss.mode_seeking > 0 and z_b is not None:  # two codes' translations of one input kept apart
         z_other = torch.randn_like(z_b)  # (B, L)
         with at.autocast():
             other_a = _with_code(net_ba, warped_b, z_other) if warp_ba is not None else g_ba(real_b, z_other)
-        spread = (fake_a.float() - other_a.float()).abs().mean() / (z_b - z_other).abs().mean()
+        spread = mode_seeking_ratio(torch.cat([fake_a, other_a]), torch.cat([z_b, z_other]))  # pairs (i, B + i)
         mode_seeking = 1.0 / (spread + MODE_SEEKING_EPS)
-        loss_g = loss_g + cfg.loss.mode_seeking_weight * mode_seeking
+        loss_g = loss_g + cfg.loss.mode_seeking * mode_seeking
         stats |= {"loss_g_mode_seeking": mode_seeking.detach(), "mode_seeking_spread": spread.detach()}
     if identity_weight > 0:
         with at.autocast():  # each generator without its warp, which would have to resize a target-domain image

@@ -28,6 +28,7 @@ from core.config import RunConfig
 from core.datasets import Dataset
 from core.families import Step, StepStats, eval_mode, grad_norm, real_clusters
 from core.losses import (
+    MODE_SEEKING_EPS,
     Augment,
     Stats,
     discriminator_loss,
@@ -145,7 +146,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if cfg.loss.mode_seeking:
         ratio = mode_seeking_ratio(fake, z)
         stats_g = stats_g | {"mode_seeking_ratio": ratio.detach()}
-        loss_g = loss_g + cfg.loss.mode_seeking / (ratio + 1e-5)
+        loss_g = loss_g + cfg.loss.mode_seeking / (ratio + MODE_SEEKING_EPS)
     if cfg.loss.ortho_weight > 0:  # BigGAN's orthogonal regularization of G's filters
         ortho = orthogonal_penalty(m.G)
         stats_g = stats_g | {"ortho": ortho.detach()}

@@ -16,6 +16,7 @@ from core.config import RunConfig
 from core.datasets import digit_bank, load_dataset
 from core.families import cyclegan
 from core.families.cyclegan import ImagePool, brightness_moments, moment_gap
+from core.losses import MODE_SEEKING_EPS
 from core.networks_translation import (
     STN_MAX_ZOOM,
     LatentEncoder,
@@ -470,7 +471,7 @@ def test_cyclegan_with_a_latent_code_trains_resumes_bit_for_bit_and_translates_d
 def test_the_mode_seeking_term_spreads_two_codes_translations_and_resumes_bit_for_bit(tmp_path):
     cfg = _cfg(
         model={"spatial_transform": True, "residual_generator": True, "latent_dim": 4},
-        loss={"mode_seeking_weight": 1.0},
+        loss={"mode_seeking": 1.0},
         train={"steps": 4, "warp_share": 0.25},  # step 1 with the warps alone, where there is no code
         schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
     )
@@ -478,9 +479,9 @@ def test_the_mode_seeking_term_spreads_two_codes_translations_and_resumes_bit_fo
     stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
     assert "loss_g_mode_seeking" not in stats[1]
     spread, term = stats[4]["mode_seeking_spread"], stats[4]["loss_g_mode_seeking"]
-    assert spread > 0 and term == pytest.approx(1 / (spread + cyclegan.MODE_SEEKING_EPS), rel=1e-4)
-    with pytest.raises(ValidationError, match=r"loss\.mode_seeking_weight"):
-        _cfg(loss={"mode_seeking_weight": 1.0})  # no code to compare translations under
+    assert spread > 0 and term == pytest.approx(1 / (spread + MODE_SEEKING_EPS), rel=1e-4)
+    with pytest.raises(ValidationError, match=r"loss\.mode_seeking: cyclegan has no latents"):
+        _cfg(loss={"mode_seeking": 1.0})  # no code to compare translations under
 
 
 @pytest.mark.parametrize("body", [{"model": {"arch": "pix2pix", "latent_dim": 4}, "dataset": "digits-edges"}])
