@@ -1923,12 +1923,14 @@ BIGGAN_RECIPE: dict[str, Any] = {
 }
 
 # What an architecture brings beneath the preset and the user's fields when it is chosen over a dataset's default.
-# stylegan2: the paper's Adam (lr 0.0025, betas 0 and 0.99) and G smoothing (EMA half-life of 10k images), its
-# discriminator's own minibatch std and no spectral norm, and the dataset's cluster conditioning (digits: 50 k-means
-# clusters, embedded into the mapping network and projected in D; a cluster per channel gives way to none). Sized for
-# a CPU budget: width 16 (16, 32, 64 channels at 16, 8, 4 px), a mapping network of 2 layers (StyleGAN2-ADA's for
-# small data; the field's default is the paper's 8), batch 32 and 5,000 steps, 7–8 CPU minutes at 16 px on one
-# thread in fp32 (core.device.pick_precision; docs/benchmarks.md). Set width 32 at 1024 px for the paper's config F.
+# stylegan2: the paper's Adam betas (0 and 0.99) at half its rate (0.00125 for G and D), G smoothing (EMA half-life
+# of 10k images), its discriminator's own minibatch std and no spectral norm, and the dataset's cluster conditioning
+# (digits: 50 k-means clusters, embedded into the mapping network and projected in D; a cluster per channel gives way
+# to none). Sized for a CPU budget: width 16 (16, 32, 64 channels at 16, 8, 4 px), a mapping network of 2 layers
+# (StyleGAN2-ADA's for small data; the field's default is the paper's 8), batch 32 and 10,000 steps, about 13 CPU
+# minutes at 16 px on one thread in fp32 (core.device.pick_precision). On digits half the paper's rate over twice the
+# steps had the lower FD on the paired draws of three seeds (level on one, lower on all draws of two), with the
+# higher recall (docs/benchmarks.md). Set width 32 at 1024 px for the paper's config F.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "srgan": SRGAN_RECIPE,
     "biggan": BIGGAN_RECIPE,
@@ -1936,10 +1938,10 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
         "model": {"width": 16, "mapping_layers": 2, "spectral_norm": False, "minibatch_std": True},
         "loss": {"kind": "nonsaturating"},
         "train": {
-            "steps": 5000,
+            "steps": 10000,
             "batch_size": 32,
-            "lr_g": 0.0025,
-            "lr_d": 0.0025,
+            "lr_g": 0.00125,
+            "lr_d": 0.00125,
             "beta1": 0.0,
             "beta2": 0.99,
             "ema": None,

@@ -324,10 +324,11 @@ def test_api_defaults_on_digits():
     )
     assert (loss.r1_every, loss.pl_weight, loss.pl_every) == (16, 2.0, 4)
     assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 32)
-    assert (t.steps, t.batch_size, t.lr_g, t.beta1, t.beta2, t.ema, t.ema_kimg) == (
-        5000,
+    assert (t.steps, t.batch_size, t.lr_g, t.lr_d, t.beta1, t.beta2, t.ema, t.ema_kimg) == (
+        10000,
         32,
-        0.0025,
+        0.00125,
+        0.00125,
         0.0,
         0.99,
         None,
