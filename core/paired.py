@@ -68,9 +68,11 @@ def sobel_gradients(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(padded, kernels).reshape(n, c, 2, h, w)
 
 
-def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """The Sobel gradient magnitude of every channel of images (N, C, H, W), with replicated borders: (N, C, H, W)."""
-    return sobel_gradients(x).square().sum(2).sqrt()
+def sobel_magnitude(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """The Sobel gradient magnitude of every channel of images (N, C, H, W), with replicated borders: (N, C, H, W).
+    A loss passes a small `eps` (added under the square root) so that its gradient stays finite on flat areas, where
+    the plain magnitude's square root has an infinite derivative."""
+    return (sobel_gradients(x).square().sum(2) + eps).sqrt()
 
 
 def edge_map(images: torch.Tensor) -> torch.Tensor:

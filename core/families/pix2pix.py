@@ -35,7 +35,7 @@ from core.config import RunConfig
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.losses import discriminator_loss, generator_loss
 from core.networks_translation import PatchDiscriminator, UNetGenerator, patch_layers
-from core.paired import PairedDataset, sobel_gradients
+from core.paired import PairedDataset, sobel_gradients, sobel_magnitude
 
 EventFn = Callable[[str, dict[str, Any]], None]
 Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
@@ -179,8 +179,8 @@ def sharpness_gap(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     `sharpness` metric less 1 on this batch (negative: blurrier than the targets). It compares the batch's amount of
     edge, not where the edges are, so L1 keeps placing them; the epsilon keeps the square root's gradient finite on
     flat areas. G's loss takes its square, whose mean over noisy batches still pulls the expected ratio to 1."""
-    out = (sobel_gradients(fake.float()).square().sum(2) + SOBEL_EPS).sqrt().mean()
-    real = sobel_gradients(target.float()).square().sum(2).sqrt().mean().clamp_min(1e-12)
+    out = sobel_magnitude(fake.float(), SOBEL_EPS).mean()
+    real = sobel_magnitude(target.float()).mean().clamp_min(1e-12)
     return out / real - 1.0
 
 
@@ -193,7 +193,7 @@ def judged(D: Callable[..., Any], source: torch.Tensor, sobel: bool, image: torc
 def sobel_channel(image: torch.Tensor) -> torch.Tensor:
     """The Sobel gradient magnitude of every channel of images (B, C, H, W) times SOBEL_SCALE, kept differentiable
     where the image is flat (the plain magnitude's square root has an infinite derivative at 0): (B, C, H, W)."""
-    return (sobel_gradients(image.float()).square().sum(2) + SOBEL_EPS).sqrt().to(image.dtype) * SOBEL_SCALE
+    return sobel_magnitude(image.float(), SOBEL_EPS).to(image.dtype) * SOBEL_SCALE
 
 
 def adversarial_schedule(cfg: RunConfig, done: float) -> float:

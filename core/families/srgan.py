@@ -195,7 +195,7 @@ def gradient_energy_loss(sr: torch.Tensor, hr: torch.Tensor, window: int = 8) ->
 
     def energy(x: torch.Tensor) -> torch.Tensor:
         # (B, C, S, S) -> (B, C, S / w, S / w); the epsilon keeps the square root's gradient finite on flat areas
-        magnitude = (sobel_gradients(x.float()).square().sum(2) + 1e-6).sqrt()
+        magnitude = sobel_magnitude(x.float(), 1e-6)
         return F.avg_pool2d(magnitude, window, ceil_mode=True)
 
     return (energy(sr) - energy(hr)).square().mean()
@@ -266,21 +266,17 @@ def update_average(G_avg: nn.Module, G: nn.Module, decay: float, k: int) -> None
 
 
 @torch.no_grad()
+def sharpness_patches(hr: torch.Tensor, cfg: RunConfig) -> tuple[torch.Tensor, float]:
+    """The inputs (n, C, s, s) of high-resolution images `hr` (n, C, S, S) and their mean Sobel magnitude: what
+    `training_sharpness` compares a generator's outputs with."""
+    hr = hr.float().cpu()
+    return downscale(hr, cfg.model.scale), float(sobel_magnitude(hr).mean())
+
+
 def training_patches(data: SRDataset, cfg: RunConfig) -> tuple[torch.Tensor, float]:
-    """The inputs (n, C, s, s) of SHARPNESS_PATCHES training images evenly spaced through the data, and the mean Sobel
-    magnitude of those high-resolution images: what `training_sharpness` compares a generator's outputs with."""
+    """`sharpness_patches` of SHARPNESS_PATCHES training images evenly spaced through the data."""
     count = min(SHARPNESS_PATCHES, len(data))
-    hr = data.batch(torch.linspace(0, len(data) - 1, count).round().long())[0].float().cpu()  # (n, C, S, S)
-    return downscale(hr, cfg.model.scale), float(sobel_magnitude(hr).mean())
-
-
-@torch.no_grad()
-def aside_patches(data: SRDataset, cfg: RunConfig) -> tuple[torch.Tensor, float]:
-    """The inputs (K, C, s, s) of the images `train.aside_columns` keeps out of training, and their mean Sobel
-    magnitude: what `training_sharpness` compares a generator's outputs with, as for `training_patches`."""
-    assert data.aside is not None
-    hr = data.aside.float().cpu()  # (K, C, S, S)
-    return downscale(hr, cfg.model.scale), float(sobel_magnitude(hr).mean())
+    return sharpness_patches(data.batch(torch.linspace(0, len(data) - 1, count).round().long())[0], cfg)
 
 
 @torch.no_grad()
@@ -304,7 +300,7 @@ def sharpness_weight(
     its PSNR falls, so this is the blend of best PSNR at that sharpness. G's weights are left as they were."""
     target = cfg.train.interpolation_sharpness
     assert target is not None
-    patches = aside_patches(data, cfg) if data.aside is not None else training_patches(data, cfg)
+    patches = sharpness_patches(data.aside, cfg) if data.aside is not None else training_patches(data, cfg)
     blend = copy.deepcopy(G)
 
     def sharpness(weight: float) -> float:

@@ -182,7 +182,7 @@ def test_a_sharpness_target_reads_the_aside_patches():
         for noisy, value in zip(G.state_dict().values(), G_psnr.state_dict().values(), strict=True):
             noisy.add_(0.2 * torch.randn_like(noisy))  # a residual of noise: sharper than bicubic
             value.zero_()  # a residual of nothing: bicubic upscaling
-    patches = srgan.aside_patches(data, cfg)
+    patches = srgan.sharpness_patches(data.aside, cfg)
 
     def sharpness(weight: float) -> float:
         blend = srgan.generator(cfg, {"channels": 3})
