@@ -54,14 +54,21 @@ def measure(
     cfg = RunConfig.model_validate({"dataset": "digits-printed", "seed": seed, **override})
 
     zoom: dict[str, float] = {}
+    spreads: list[float] = []  # the step stats' mode_seeking_spread since the last evaluation (model.latent_dim)
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "stats":
             zoom.update({k: float(v) for k, v in data["values"].items() if k.startswith("warp_zoom")})
+            if "mode_seeking_spread" in data["values"]:
+                spreads.append(float(data["values"]["mode_seeking_spread"]))
         if trace and kind == "metric" and data["name"] in TRACE:
             print(f"  step {data['step']}: {data['name']} {data['value']:.3f}", flush=True)
             if data["name"] == TRACE[0] and zoom:
                 print("  " + ", ".join(f"{k} {v:.2f}" for k, v in zoom.items()), flush=True)
+            if data["name"] == TRACE[0] and spreads:
+                mean = sum(spreads) / len(spreads)
+                print(f"  mode_seeking_spread {mean:.4f} (mean of {len(spreads)} stats since the last)", flush=True)
+                spreads.clear()
 
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = keep / f"seed{seed}" if keep is not None else Path(tmp)

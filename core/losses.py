@@ -200,6 +200,13 @@ def mode_seeking_ratio(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return d_image / (z[:half] - z[half : 2 * half]).abs().mean()
 
 
+def bounded_diversity(ratio: torch.Tensor, cap: float) -> torch.Tensor:
+    """loss.diversity's term before its weight (DSGAN, Yang et al. 2019): min(ratio, cap) of a `mode_seeking_ratio`.
+    G's loss subtracts it, so its gradient is the ratio's, unscaled, while the ratio is below the cap, and zero above
+    it; loss.mode_seeking's 1 / ratio has the ratio's gradient times 1 / ratio², unbounded as the ratio nears zero."""
+    return ratio.clamp(max=cap)
+
+
 def orthogonal_penalty(module: nn.Module) -> torch.Tensor:
     """BigGAN's orthogonal regularization without its weight β, in fp32: Σ ||W Wᵀ ⊙ (1 - I)||²_F over the weights
     of the module's convolutions and linear layers (under spectral norm, the weight before normalisation), each W

@@ -39,7 +39,11 @@ identity term; and the code is read back from each B→A translation (`loss.late
 only), so that z is not ignored. `loss.mode_seeking` adds Mao et al. 2019's mode-seeking term: the step's
 B inputs are translated again with a second code, and G_BA is asked to maximise the mean L1 distance between the two
 translations over that between the two codes (the term is that ratio's inverse), so that a digit's codes spread its
-translations instead of settling on one style. Evaluations and grids translate held-out B image i with the code
+translations instead of settling on one style. `loss.diversity` asks the same with a bounded pull (DSGAN, Yang et al.
+2019): G's loss subtracts weight × min(ratio, `loss.diversity_cap`), whose gradient stays that of the ratio while the
+code is still ignored (1 / ratio's is then ~1e5 times larger) and vanishes above the cap. Without either term, a
+latent run's stats still report the ratio (`mode_seeking_spread`, measured without gradients under a second code from
+a generator of its own, so the run is unchanged). Evaluations and grids translate held-out B image i with the code
 `image_latents` draws for it from EVAL_LATENT_SEED, translation jobs from their seed (core/translate.py), so both
 are deterministic. With `model.class_projection` D_A is a projection PatchGAN: real A images are judged on their
 labels, G_BA's translations on the class S reads in them (kept beside them in the history pool), so that each
@@ -78,7 +82,13 @@ from core import checkpoint, grids
 from core.config import RunConfig
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.families.pix2pix import adversarial_scale, patch_judge
-from core.losses import MODE_SEEKING_EPS, discriminator_loss, generator_loss, mode_seeking_ratio
+from core.losses import (
+    MODE_SEEKING_EPS,
+    bounded_diversity,
+    discriminator_loss,
+    generator_loss,
+    mode_seeking_ratio,
+)
 from core.networks_translation import (
     LatentEncoder,
     PatchDiscriminator,
@@ -461,14 +471,26 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         regression = (read_back - z_b).abs().mean()
         loss_g = loss_g + cfg.loss.latent_regression_weight * regression + cfg.loss.latent_kl_weight * kl
         stats |= {"loss_g_latent": regression.detach(), "loss_g_kl": kl.detach()}
-    if cfg.loss.mode_seeking > 0 and z_b is not None:  # two codes' translations of one input kept apart
+    if z_b is not None and (cfg.loss.mode_seeking > 0 or cfg.loss.diversity > 0):  # two codes' translations kept apart
         z_other = torch.randn_like(z_b)  # (B, L)
         with at.autocast():
             other_a = _with_code(net_ba, warped_b, z_other) if warp_ba is not None else g_ba(real_b, z_other)
         spread = mode_seeking_ratio(torch.cat([fake_a, other_a]), torch.cat([z_b, z_other]))  # pairs (i, B + i)
-        mode_seeking = 1.0 / (spread + MODE_SEEKING_EPS)
-        loss_g = loss_g + cfg.loss.mode_seeking * mode_seeking
-        stats |= {"loss_g_mode_seeking": mode_seeking.detach(), "mode_seeking_spread": spread.detach()}
+        if cfg.loss.mode_seeking > 0:
+            mode_seeking = 1.0 / (spread + MODE_SEEKING_EPS)
+            loss_g = loss_g + cfg.loss.mode_seeking * mode_seeking
+            stats["loss_g_mode_seeking"] = mode_seeking.detach()
+        else:  # bounded: no push once the translations differ by the cap per unit of code distance
+            diversity = bounded_diversity(spread, cfg.loss.diversity_cap)
+            loss_g = loss_g - cfg.loss.diversity * diversity
+            stats["loss_g_diversity"] = diversity.detach()
+        stats["mode_seeking_spread"] = spread.detach()
+    elif z_b is not None and at.want_stats:  # the same ratio, measured only: a second code from its own generator
+        z_other = torch.randn(z_b.shape, generator=torch.Generator().manual_seed(at.step)).to(z_b.device)  # (B, L)
+        with torch.no_grad(), at.autocast():
+            other_a = _with_code(net_ba, warped_b, z_other) if warp_ba is not None else g_ba(real_b, z_other)
+        pair = torch.cat([fake_a.detach(), other_a])  # (2B, C_A, H, W)
+        stats["mode_seeking_spread"] = mode_seeking_ratio(pair, torch.cat([z_b, z_other]))
     if identity_weight > 0:
         with at.autocast():  # each generator without its warp, which would have to resize a target-domain image
             same_b, same_a = net_ab(real_b), _with_code(net_ba, real_a, z_a)

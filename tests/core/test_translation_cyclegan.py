@@ -3,6 +3,7 @@ refusals, a few steps through core.train.train with its grid, exact resume, and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -14,9 +15,9 @@ from pydantic import ValidationError
 from core import checkpoint
 from core.config import RunConfig
 from core.datasets import digit_bank, load_dataset
-from core.families import cyclegan
+from core.families import Step, cyclegan
 from core.families.cyclegan import ImagePool, brightness_moments, moment_gap
-from core.losses import MODE_SEEKING_EPS
+from core.losses import MODE_SEEKING_EPS, bounded_diversity, mode_seeking_ratio
 from core.networks_translation import (
     STN_MAX_ZOOM,
     LatentEncoder,
@@ -482,6 +483,75 @@ def test_the_mode_seeking_term_spreads_two_codes_translations_and_resumes_bit_fo
     assert spread > 0 and term == pytest.approx(1 / (spread + MODE_SEEKING_EPS), rel=1e-4)
     with pytest.raises(ValidationError, match=r"loss\.mode_seeking: cyclegan has no latents"):
         _cfg(loss={"mode_seeking": 1.0})  # no code to compare translations under
+
+
+def test_the_diversity_term_is_bounded_pushes_two_codes_translations_apart_and_stops_at_its_cap():
+    z = torch.randn(8, 3)
+    same = torch.rand(4, 1, 8, 8).repeat(2, 1, 1, 1)  # pairs (i, 4 + i) that the code does not change yet
+    fake = (same + 1e-6 * torch.randn_like(same)).requires_grad_(True)
+    term = bounded_diversity(mode_seeking_ratio(fake, z), cap=0.1)
+    (-term).backward()  # G's loss subtracts it
+    step = fake - 0.5 * fake.grad  # a step down G's loss moves each pair apart
+    assert mode_seeking_ratio(step.detach(), z) > mode_seeking_ratio(fake.detach(), z)
+    bound = 1 / (fake.numel() / 2 * (z[:4] - z[4:]).abs().mean())  # |d ratio / d pixel|: one pixel's share
+    assert fake.grad.abs().max() == pytest.approx(float(bound), rel=1e-4)
+    inverse = fake.detach().clone().requires_grad_(True)
+    (1 / (mode_seeking_ratio(inverse, z) + MODE_SEEKING_EPS)).backward()  # loss.mode_seeking's term, unbounded
+    assert inverse.grad.abs().max() > 1e4 * fake.grad.abs().max()
+    apart = torch.cat([same[:4], -same[:4]]).requires_grad_(True)  # ratio well above the cap: no pull
+    capped = bounded_diversity(mode_seeking_ratio(apart, z), cap=0.1)
+    capped.backward()
+    assert float(capped.detach()) == pytest.approx(0.1) and not apart.grad.any()
+
+
+def test_the_diversity_term_trains_reports_its_ratio_and_resumes_bit_for_bit(tmp_path):
+    cfg = _cfg(
+        model={"spatial_transform": True, "latent_dim": 4},
+        loss={"diversity": 1.0, "diversity_cap": 0.05},
+        train={"steps": 4, "warp_share": 0.25},  # step 1 with the warps alone, where there is no code
+        schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
+    )
+    straight, _, _ = assert_resume_matches(tmp_path, cfg, 4, 2)
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert "loss_g_diversity" not in stats[1] and "mode_seeking_spread" not in stats[1]
+    spread, term = stats[4]["mode_seeking_spread"], stats[4]["loss_g_diversity"]
+    assert spread > 0 and term == pytest.approx(min(spread, 0.05), rel=1e-6)
+    for loss, field in (
+        ({"diversity": 1.0}, "loss.diversity: it spreads the translations of a latent code"),  # no model.latent_dim
+        ({"diversity": 1.0, "mode_seeking": 1.0}, "loss.diversity: it is a bounded form"),
+        ({"diversity_cap": 0.5}, "loss.diversity_cap: it bounds loss.diversity's term"),
+    ):
+        with pytest.raises(ValidationError, match=field):
+            _cfg(model={"latent_dim": 4} if "mode_seeking" in loss else {}, loss=loss)
+    with pytest.raises(ValidationError, match=r"loss\.diversity: "):
+        RunConfig.model_validate({"dataset": "digits", "loss": {"diversity": 1.0}})
+
+
+def _three_steps(cfg: RunConfig, data: UnpairedDataset, *, want_stats: bool) -> tuple[dict, list]:
+    """G's weights after three steps past the warp-only share (from seed 0), and each step's mode_seeking_spread."""
+    torch.manual_seed(0)
+    m = cyclegan.build(cfg, data, device=torch.device("cpu"), latest=None, emit=lambda kind, payload: None)
+    order = torch.Generator().manual_seed(0)
+
+    def next_batch():
+        indices = torch.randint(len(data), (cfg.train.batch_size,), generator=order)
+        return (indices, *data.batch(indices))
+
+    spreads = []
+    for step in (1, 2, 3):
+        at = Step(step, 0.5, want_stats, torch.device("cpu"), next_batch=next_batch, autocast=contextlib.nullcontext)
+        spreads.append(cyclegan.train_step(m, cfg, at)[1].get("mode_seeking_spread"))
+    return {k: v.clone() for k, v in m.G.state_dict().items()}, spreads
+
+
+def test_a_latent_run_reports_its_codes_spread_without_changing_its_training():
+    cfg = _cfg(model={"latent_dim": 4})
+    data = load_dataset("digits-printed", image_size=32)
+    assert isinstance(data, UnpairedDataset)
+    reported, spreads = _three_steps(cfg, data, want_stats=True)
+    quiet, none = _three_steps(cfg, data, want_stats=False)
+    assert float(spreads[2]) > 0 and none == [None] * 3  # the residual ResNet's code shows from step 3
+    assert all(torch.equal(reported[k], quiet[k]) for k in reported)  # measuring it changed nothing
 
 
 @pytest.mark.parametrize("body", [{"model": {"arch": "pix2pix", "latent_dim": 4}, "dataset": "digits-edges"}])
