@@ -8,7 +8,8 @@ the real pair; see `feature_matching`). With `model.d_sobel` the PatchGAN also s
 the image it judges (`judged`); `loss.adversarial_start` and `loss.adversarial_ramp` bring the adversarial term in
 after a share of the run trained on L1 alone, optionally rising linearly (`adversarial_schedule`); `loss.edge_weight`
 adds the L1 distance of the output's Sobel derivatives to the target's (`edge_loss`), and `loss.sharpness_weight` the
-squared distance from 1 of the batch's sharpness ratio (`sharpness_gap`).
+squared distance from 1 of the batch's sharpness ratio (`sharpness_gap`) on a second pass of the batch through G in
+eval mode, as it is evaluated.
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -145,7 +146,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         loss_g = loss_g + cfg.loss.edge_weight * edge
         stats_g = {**stats_g, "loss_g_edge": edge.detach()}
     if cfg.loss.sharpness_weight > 0:
-        gap = sharpness_gap(fake, target)
+        # The gap of G as it is evaluated: a second pass of the batch in eval mode (no dropout, BatchNorm on its
+        # running statistics), whose sharpness differs from the dropout pass's by as much as seeds differ.
+        with eval_mode(m.G), at.autocast():
+            evaluated = m.g_fn(source)  # (B, C, H, W)
+        gap = sharpness_gap(evaluated, target)
         loss_g = loss_g + cfg.loss.sharpness_weight * gap.square()
         stats_g = {**stats_g, "sharpness_gap": gap.detach()}
     if cfg.loss.feature_matching > 0:

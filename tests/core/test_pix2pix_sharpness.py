@@ -1,16 +1,19 @@
 """pix2pix's sharpness options: a PatchGAN that also sees the Sobel gradient magnitude of the image it judges
 (`model.d_sobel`), the adversarial term brought in after a share of the run on L1 alone, optionally on a linear
 ramp (`loss.adversarial_start`, `loss.adversarial_ramp`), and the L1 distance of the Sobel derivatives
-(`loss.edge_weight`), the squared distance from 1 of the batch's sharpness ratio (`loss.sharpness_weight`); G's
-loss through a few steps of core.train.train, exact resume, and the config's refusals."""
+(`loss.edge_weight`), the squared distance from 1 of the batch's sharpness ratio (`loss.sharpness_weight`, on G in
+eval mode); G's loss through a few steps of core.train.train, exact resume, and the config's refusals."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
 from pydantic import ValidationError
 
 from core.config import RunConfig
+from core.families import Step, eval_mode, pix2pix
 from core.families.pix2pix import (
     SOBEL_SCALE,
     adversarial_schedule,
@@ -21,7 +24,7 @@ from core.families.pix2pix import (
     sobel_channel,
 )
 from core.networks_translation import PatchDiscriminator
-from core.paired import sobel_magnitude
+from core.paired import digits_edges, sobel_magnitude
 from tests.utils.training import assert_resume_matches, run_events
 
 TINY = {
@@ -116,6 +119,35 @@ def test_the_sharpness_gap_is_the_batch_ratio_less_1_and_its_square_counts_in_g_
     last = [d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"][-1]
     assert last["sharpness_gap"] != 0
     assert last["loss_g"] == pytest.approx(100.0 * last["loss_g_l1"] + 500.0 * last["sharpness_gap"] ** 2, rel=1e-5)
+
+
+def test_the_sharpness_term_is_taken_on_g_as_it_is_evaluated(monkeypatch):
+    cfg = _cfg({"adversarial_weight": 0.0, "sharpness_weight": 50.0})
+    data = digits_edges(cfg.model.image_size)
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    m = pix2pix.build(cfg, data, device=device, latest=None, emit=lambda kind, data: None)
+    indices = torch.arange(cfg.train.batch_size)
+    source = data.inputs(indices)
+    seen = []
+
+    def gap_of(fake, target):
+        # G is back in training mode here and not yet updated: its eval-mode output is what the term was given.
+        assert m.G.training
+        with torch.no_grad(), eval_mode(m.G):
+            torch.testing.assert_close(fake, m.G(source))
+            assert not torch.equal(fake, m.G.train()(source))  # the dropout pass is another output
+        assert fake.requires_grad  # the term trains G
+        gap = sharpness_gap(fake, target)
+        seen.append(float(gap.detach()))
+        return gap
+
+    monkeypatch.setattr(pix2pix, "sharpness_gap", gap_of)
+    at = Step(1, 0.0, True, device, next_batch=lambda: (indices, *data.batch(indices)), autocast=contextlib.nullcontext)
+    _, stats = pix2pix.train_step(m, cfg, at)
+    assert len(seen) == 1 and m.G.training
+    assert float(stats["sharpness_gap"]) == seen[0]
+    assert float(stats["loss_g"]) == pytest.approx(100.0 * float(stats["loss_g_l1"]) + 50.0 * seen[0] ** 2)
 
 
 def test_pix2pix_with_a_sobel_patchgan_and_a_ramp_resumes_bit_for_bit(tmp_path):
