@@ -628,9 +628,8 @@ class LossConfig(_Strict):
             "of the outputs' mean Sobel gradient magnitude over the targets' (the ratio the `sharpness` metric "
             "reports on the held-out pairs). The outputs are a second pass of the batch through G in eval mode "
             "(no dropout, BatchNorm on its running statistics), the generator as it is evaluated, at the cost of "
-            "that pass (the field's first rows in docs/benchmarks.md took it on the training pass, with dropout). It "
-            "asks for edges as steep as the target's on the whole, not in the same pixels, where L1 settles for a "
-            "slightly blurred edge. 0 = off."
+            "that pass (about half a step more). It asks for edges as steep as the target's on the whole, not in "
+            "the same pixels, where L1 settles for a slightly blurred edge. 0 = off."
         ),
     )
     l1_weight: float = Field(
