@@ -471,26 +471,27 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         regression = (read_back - z_b).abs().mean()
         loss_g = loss_g + cfg.loss.latent_regression_weight * regression + cfg.loss.latent_kl_weight * kl
         stats |= {"loss_g_latent": regression.detach(), "loss_g_kl": kl.detach()}
-    if z_b is not None and (cfg.loss.mode_seeking > 0 or cfg.loss.diversity > 0):  # two codes' translations kept apart
-        z_other = torch.randn_like(z_b)  # (B, L)
-        with at.autocast():
+    spread_term = cfg.loss.mode_seeking > 0 or cfg.loss.diversity > 0  # two codes' translations kept apart
+    if z_b is not None and (spread_term or at.want_stats):
+        # A term draws the second code from the run's stream and keeps the graph; the ratio measured for the stats
+        # alone draws it from a generator of its own, without gradients, so the run is unchanged.
+        if spread_term:
+            z_other = torch.randn_like(z_b)  # (B, L)
+        else:
+            z_other = torch.randn(z_b.shape, generator=torch.Generator().manual_seed(at.step)).to(z_b.device)
+        with torch.set_grad_enabled(spread_term), at.autocast():
             other_a = _with_code(net_ba, warped_b, z_other) if warp_ba is not None else g_ba(real_b, z_other)
-        spread = mode_seeking_ratio(torch.cat([fake_a, other_a]), torch.cat([z_b, z_other]))  # pairs (i, B + i)
+        first = fake_a if spread_term else fake_a.detach()
+        spread = mode_seeking_ratio(torch.cat([first, other_a]), torch.cat([z_b, z_other]))  # pairs (i, B + i)
         if cfg.loss.mode_seeking > 0:
             mode_seeking = 1.0 / (spread + MODE_SEEKING_EPS)
             loss_g = loss_g + cfg.loss.mode_seeking * mode_seeking
             stats["loss_g_mode_seeking"] = mode_seeking.detach()
-        else:  # bounded: no push once the translations differ by the cap per unit of code distance
+        elif cfg.loss.diversity > 0:  # bounded: no push once the translations differ by the cap per unit of code
             diversity = bounded_diversity(spread, cfg.loss.diversity_cap)
             loss_g = loss_g - cfg.loss.diversity * diversity
             stats["loss_g_diversity"] = diversity.detach()
         stats["mode_seeking_spread"] = spread.detach()
-    elif z_b is not None and at.want_stats:  # the same ratio, measured only: a second code from its own generator
-        z_other = torch.randn(z_b.shape, generator=torch.Generator().manual_seed(at.step)).to(z_b.device)  # (B, L)
-        with torch.no_grad(), at.autocast():
-            other_a = _with_code(net_ba, warped_b, z_other) if warp_ba is not None else g_ba(real_b, z_other)
-        pair = torch.cat([fake_a.detach(), other_a])  # (2B, C_A, H, W)
-        stats["mode_seeking_spread"] = mode_seeking_ratio(pair, torch.cat([z_b, z_other]))
     if identity_weight > 0:
         with at.autocast():  # each generator without its warp, which would have to resize a target-domain image
             same_b, same_a = net_ab(real_b), _with_code(net_ba, real_a, z_a)
