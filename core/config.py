@@ -172,7 +172,7 @@ SR_ONLY_FIELDS = {
 # The fields only pix2pix reads, by section.
 PIX2PIX_ONLY_FIELDS = {
     "model": ("d_sobel",),
-    "loss": ("adversarial_start", "adversarial_ramp", "edge_weight", "sharpness_weight"),
+    "loss": ("adversarial_start", "adversarial_ramp", "edge_weight", "sharpness_weight", "sharpness_start"),
 }
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
 WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
@@ -630,6 +630,16 @@ class LossConfig(_Strict):
             "(no dropout, BatchNorm on its running statistics), the generator as it is evaluated, at the cost of "
             "that pass (about half a step more). It asks for edges as steep as the target's on the whole, not in "
             "the same pixels, where L1 settles for a slightly blurred edge. 0 = off."
+        ),
+    )
+    sharpness_start: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "pix2pix: the share of the run (of train.steps) before loss.sharpness_weight's term comes in, so that "
+            "G settles on its L1 and adversarial terms first and the term corrects the sharpness over the rest; "
+            "its second pass through G is skipped before then. 0 adds the term from the first step."
         ),
     )
     l1_weight: float = Field(

@@ -9,7 +9,7 @@ the image it judges (`judged`); `loss.adversarial_start` and `loss.adversarial_r
 after a share of the run trained on L1 alone, optionally rising linearly (`adversarial_schedule`); `loss.edge_weight`
 adds the L1 distance of the output's Sobel derivatives to the target's (`edge_loss`), and `loss.sharpness_weight` the
 squared distance from 1 of the batch's sharpness ratio (`sharpness_gap`) on a second pass of the batch through G in
-eval mode, as it is evaluated.
+eval mode, as it is evaluated, from `loss.sharpness_start` on (`late_share`).
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -145,7 +145,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         edge = edge_loss(fake, target)
         loss_g = loss_g + cfg.loss.edge_weight * edge
         stats_g = {**stats_g, "loss_g_edge": edge.detach()}
-    if cfg.loss.sharpness_weight > 0:
+    if cfg.loss.sharpness_weight > 0 and late_share(cfg.loss.sharpness_start, 0.0, at.done) > 0:
         # The gap of G as it is evaluated: a second pass of the batch in eval mode (no dropout, BatchNorm on its
         # running statistics), whose sharpness differs from the dropout pass's by as much as seeds differ.
         with eval_mode(m.G), at.autocast():
@@ -204,7 +204,12 @@ def sobel_channel(image: torch.Tensor) -> torch.Tensor:
 def adversarial_schedule(cfg: RunConfig, done: float) -> float:
     """The share of the adversarial weight in G's loss at `done` (the fraction of the run before this step): 0
     before loss.adversarial_start, then rising linearly to 1 over loss.adversarial_ramp, 1 after."""
-    start, ramp = cfg.loss.adversarial_start, cfg.loss.adversarial_ramp
+    return late_share(cfg.loss.adversarial_start, cfg.loss.adversarial_ramp, done)
+
+
+def late_share(start: float, ramp: float, done: float) -> float:
+    """The share of a term that comes in late, at `done` (the fraction of the run before this step): 0 before
+    `start` (a fraction of the run), then rising linearly to 1 over `ramp`, 1 after (at once with `ramp` 0)."""
     if done < start:
         return 0.0
     return 1.0 if ramp <= 0 else min(1.0, (done - start) / ramp)

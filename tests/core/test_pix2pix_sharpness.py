@@ -2,7 +2,8 @@
 (`model.d_sobel`), the adversarial term brought in after a share of the run on L1 alone, optionally on a linear
 ramp (`loss.adversarial_start`, `loss.adversarial_ramp`), and the L1 distance of the Sobel derivatives
 (`loss.edge_weight`), the squared distance from 1 of the batch's sharpness ratio (`loss.sharpness_weight`, on G in
-eval mode); G's loss through a few steps of core.train.train, exact resume, and the config's refusals."""
+eval mode, from `loss.sharpness_start` on); G's loss through a few steps of core.train.train, exact resume, and the
+config's refusals."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from core.families.pix2pix import (
     edge_loss,
     feature_matching,
     judged,
+    late_share,
     sharpness_gap,
     sobel_channel,
 )
@@ -121,6 +123,30 @@ def test_the_sharpness_gap_is_the_batch_ratio_less_1_and_its_square_counts_in_g_
     assert last["loss_g"] == pytest.approx(100.0 * last["loss_g_l1"] + 500.0 * last["sharpness_gap"] ** 2, rel=1e-5)
 
 
+def test_the_sharpness_term_comes_in_at_its_start_and_its_pass_is_skipped_before(tmp_path, monkeypatch):
+    assert [late_share(0.8, 0.0, done) for done in (0.0, 0.79, 0.8, 0.95)] == [0.0, 0.0, 1.0, 1.0]
+    passes = []
+    gap = pix2pix.sharpness_gap
+
+    def counted(fake, target):
+        passes.append(1)
+        return gap(fake, target)
+
+    monkeypatch.setattr(pix2pix, "sharpness_gap", counted)
+    cfg = _cfg(
+        {"adversarial_weight": 0.0, "sharpness_weight": 500.0, "sharpness_start": 0.5},
+        train={"steps": 20},
+        schedule={"checkpoint_every": 100, "sample_every": 100},
+    )
+    stats = {d["step"]: d["values"] for kind, d in run_events(tmp_path, cfg) if kind == "stats"}
+    assert len(passes) == 10  # steps 11-20 (done 0.5-0.95) take the gap, steps 1-10 not
+    assert "sharpness_gap" not in stats[10]  # done 0.45: L1 alone
+    assert stats[10]["loss_g"] == pytest.approx(100.0 * stats[10]["loss_g_l1"], rel=1e-6)
+    last = stats[20]
+    assert last["sharpness_gap"] != 0
+    assert last["loss_g"] == pytest.approx(100.0 * last["loss_g_l1"] + 500.0 * last["sharpness_gap"] ** 2, rel=1e-5)
+
+
 def test_the_sharpness_term_is_taken_on_g_as_it_is_evaluated(monkeypatch):
     cfg = _cfg({"adversarial_weight": 0.0, "sharpness_weight": 50.0})
     data = digits_edges(cfg.model.image_size)
@@ -160,6 +186,7 @@ def test_pix2pix_with_a_sobel_patchgan_and_a_ramp_resumes_bit_for_bit(tmp_path):
             "feature_matching": 1.0,
             "edge_weight": 20.0,
             "sharpness_weight": 10.0,
+            "sharpness_start": 0.5,
         },
         {"d_sobel": True},
         train={"steps": n},
@@ -187,6 +214,9 @@ def test_pix2pix_with_a_sobel_patchgan_and_a_ramp_resumes_bit_for_bit(tmp_path):
             r"loss\.adversarial_ramp: .* their sum must be at most 1",
         ),
         ({"dataset": "digits-edges", "loss": {"adversarial_start": 1.0}}, r"adversarial_start"),
+        ({"dataset": "photos", "loss": {"sharpness_start": 0.5}}, r"loss\.sharpness_start: only the pix2pix"),
+        ({"dataset": "digits-edges", "loss": {"sharpness_start": 1.0}}, r"sharpness_start"),
+        ({"dataset": "digits-edges", "loss": {"sharpness_start": -0.1}}, r"sharpness_start"),
     ],
 )
 def test_the_sharpness_options_refuse_what_cannot_train(body, match):
