@@ -4,6 +4,7 @@ and talk to a running service (runs, samples, generate, datasets, tokens)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -83,7 +84,14 @@ def worker(
     ]
     if set(resolved) - {settings.generate_queue}:  # a training worker: train, or a queue runs are placed on
         argv.append("--max-tasks-per-child=1")  # GPU memory comes back to the system after each run
-    celery_app.worker_main(argv=argv)
+    code = celery_app.start(argv=argv)  # worker_main would drop the worker's exit code
+    # The worker has shut down: its pool joined, its registry row removed, its threads daemons. The interpreter's
+    # own teardown (torch's libraries and every module) would add seconds to each `docker stop` and restart and
+    # does nothing a stopped worker needs, so the process ends here, its logs flushed.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 @app.command()

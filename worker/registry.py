@@ -1,8 +1,8 @@
 """This worker in the registry (store/workers.py): what it reports about itself, its heartbeat thread, and its
 current run or job.
 
-The devices are probed in a short-lived child process: initializing CUDA in the worker's main process would
-break CUDA in the pool children it forks.
+GPUs are probed in a short-lived child process: initializing CUDA in the worker's main process would break CUDA
+in the pool children it forks. A torch built for the CPU alone is answered in the main process.
 """
 
 from __future__ import annotations
@@ -23,24 +23,14 @@ from store.workers import heartbeat_worker, register_worker, remove_worker, set_
 
 log = logging.getLogger("ganforge.registry")
 
-# Run by `python -c` in a child process: this host's GPUs, or its CPU when it has none, as JSON.
+# Run by `python -c` in a child process: this host's GPUs as JSON, [] when CUDA sees none.
 _PROBE = """
-import json, os, torch
+import json, torch
+devices = []
 if torch.cuda.is_available():
-    devices = []
     for i in range(torch.cuda.device_count()):
         p = torch.cuda.get_device_properties(i)
         devices.append({"kind": "cuda", "name": p.name, "memory_gb": round(p.total_memory / 2**30, 1)})
-else:
-    name = "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), name)
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    devices = [{"kind": "cpu", "name": name, "memory_gb": round(memory / 2**30, 1), "cores": cores}]
 print(json.dumps(devices))
 """
 
@@ -52,14 +42,35 @@ _lock = threading.Lock()
 
 
 def probe_devices() -> list[dict[str, Any]]:
-    """This host's GPUs (name, memory in GB), or its CPU (name, memory, cores) when it has none."""
+    """This host's GPUs (name, memory in GB), or its CPU (name, memory, cores) when it has none. A torch built
+    without CUDA or ROCm has no GPU to find, and the child process (a second import of torch) is skipped."""
+    import torch  # already imported by the tasks' modules; importing it initializes no device
+
+    if torch.version.cuda is None and torch.version.hip is None:
+        return [cpu_device()]
     try:
         out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120, check=True)
-        return list(json.loads(out.stdout))
+        gpus = list(json.loads(out.stdout))
     except (subprocess.SubprocessError, OSError, ValueError) as exc:
         log.warning("could not probe this host's devices: %s", exc)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return [{"kind": "cpu", "name": "cpu", "memory_gb": None, "cores": cores}]
+        gpus = []
+    return gpus or [cpu_device()]
+
+
+def cpu_device() -> dict[str, Any]:
+    """This host's CPU: its model name, memory in GB and the cores this process may run on."""
+    name = "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    try:
+        memory: float | None = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        memory = None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return {"kind": "cpu", "name": name, "memory_gb": memory, "cores": cores}
 
 
 def slots_of(devices: list[dict[str, Any]]) -> int:

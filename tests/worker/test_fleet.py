@@ -117,5 +117,5 @@ def test_workers_report_themselves_a_killed_one_turns_lost_a_stopped_one_leaves(
 
     process = fleet.workers.pop("plain")  # SIGTERM (docker stop): a clean shutdown leaves the registry
     os.killpg(process.pid, signal.SIGTERM)
-    process.wait(30)
+    assert process.wait(30) == 0  # the worker's own exit code: a warm shutdown is a success
     assert "plain" not in workers(fleet)
