@@ -27,7 +27,7 @@ from tests.faults.conftest import (
 )
 from tests.utils.runs import wait_for_status
 
-RUN = {"dataset": "ring8", "train": {"steps": 1600}, "schedule": {"sample_every": 40, "checkpoint_every": 200}}
+RUN = {"dataset": "ring8", "train": {"steps": 600}, "schedule": {"sample_every": 40, "checkpoint_every": 100}}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def test_a_paused_worker_taken_over_writes_nothing_when_it_comes_back(fenced: Service) -> None:
     service = fenced
     service.start_worker("train", name="a")
+    service.start_worker("train", name="b")  # either takes the run; the other, already up, takes it over
     with service.client() as client:
         run_id = client.post("/runs", json=RUN).json()["id"]
         wait_until(lambda: checkpoint_steps(service, run_id), what="a first checkpoint", every=0.05)
@@ -61,7 +62,6 @@ def test_a_paused_worker_taken_over_writes_nothing_when_it_comes_back(fenced: Se
         paused = int(holder.rpartition(":")[2])  # the pool child that trains it
         os.kill(paused, signal.SIGSTOP)
         try:
-            service.start_worker("train", name="b")
             taken = wait_until(
                 lambda: (row := run_row(service, run_id))["worker"] not in (None, holder) and row, what="a takeover"
             )
