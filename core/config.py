@@ -565,6 +565,19 @@ class LossConfig(_Strict):
             "reads that input with a confidence of 0.9 or more. Domain B's labels are never read. 0 turns it off."
         ),
     )
+    semantic_matching: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "cyclegan with loss.semantic_weight: weight of a class-conditional feature-matching term in the frozen "
+            "semantic classifier's hidden layer. The run keeps, for each class, the mean hidden features of A's "
+            "training images of that class and a running mean (decay 0.98) of those of the B→A translations the "
+            "classifier reads as that class with a confidence of 0.9 or more; each such translation's features are "
+            "pushed along the gap between the two (the running mean minus the real mean, held fixed), which moves "
+            "a class's translations as a whole towards that class's real images without drawing them to one point. "
+            "Domain B's labels are never read. 0 turns it off."
+        ),
+    )
     latent_regression_weight: float = Field(
         1.0,
         ge=0,
@@ -1273,6 +1286,11 @@ class RunConfig(_Strict):
             raise ValueError(f"loss.info_max_weight: only the cyclegan architecture has it, not {arch}")
         if self.loss.semantic_weight > 0 and arch != "cyclegan":
             raise ValueError(f"loss.semantic_weight: only the cyclegan architecture has it, not {arch}")
+        if self.loss.semantic_matching > 0 and (arch != "cyclegan" or self.loss.semantic_weight <= 0):
+            raise ValueError(
+                "loss.semantic_matching: it matches features of the semantic term's classifier, which only a "
+                "cyclegan with loss.semantic_weight > 0 has; set it to 0"
+            )
         if self.model.latent_dim > 0 and arch != "cyclegan":
             raise ValueError(f"model.latent_dim: only the cyclegan architecture has it, not {arch}")
         if self.loss.diversity > 0 and (arch != "cyclegan" or self.model.latent_dim <= 0):

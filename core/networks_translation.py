@@ -288,6 +288,14 @@ class SourceClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())  # (B, C, S, S) -> (B, classes)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden layer's activations (B, hidden), after its ReLU; `logits` reads the classes from them."""
+        return self.net[:-1](x.float())
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The class logits (B, classes) of hidden activations (B, hidden) from `features`."""
+        return self.net[-1](features)
+
 
 class LatentEncoder(nn.Module):
     """E(x): images (B, C, S, S) -> the mean and log variance (B, latent_dim) each of a Gaussian over the latent

@@ -31,6 +31,10 @@ consistency, Hoffman et al. 2018) the run first trains a convolutional classifie
 freezes it; each of G_BA's translations is then asked to be read by S as the class S reads in its (warped) input,
 where S reads that input with a confidence of SEMANTIC_CONFIDENCE or more: an anchor that says which class is which
 without reading domain B's labels. S is in the checkpoints, so a resumed run reads with the same classifier.
+`loss.semantic_matching` adds class-conditional feature matching in S's hidden layer (`ClassFeatureMeans`): each
+class's mean over A's training images against a running mean over the translations S reads as that class, each such
+translation pushed along the gap (held fixed), so that a class's translations move as a whole towards its real
+images (the per-class offset that dominates fd_digits on digits-printed) without being drawn to one point.
 With `model.latent_dim` G_BA also reads a latent code z (its residual blocks modulated by z, FiLM), so that a
 printed digit has many handwritten translations (augmented CycleGAN, Almahairi et al. 2018; BicycleGAN, Zhu et al.
 2017b): each step's B→A translations draw z from N(0, I); an encoder (`G.enc`, `LatentEncoder`) reads each A
@@ -115,6 +119,7 @@ LR_CLASSIFIER = 1e-3  # Adam's rate for the classifier of domain A that loss.inf
 SOURCE_EPOCHS, SOURCE_BATCH, SOURCE_LR = 10, 64, 2e-3
 SOURCE_TURN, SOURCE_SCALE, SOURCE_SHIFT, SOURCE_NOISE = 12.0, 0.1, 0.08, 0.1
 SEMANTIC_CONFIDENCE = 0.9
+SEMANTIC_MATCHING_DECAY = 0.98  # loss.semantic_matching: the running mean's decay, per step a class is read in
 EVAL_LATENT_SEED = 0  # the seed of the latent codes (model.latent_dim) of the grids' and evaluations' B→A translations
 
 
@@ -197,6 +202,43 @@ class ImagePool:
         self.count = int(count[0])
 
 
+class ClassFeatureMeans:
+    """loss.semantic_matching's statistics in the semantic classifier's hidden layer: each class's mean over domain
+    A's training images (`real`, (K, H), fixed) and a running mean over the translations S reads as that class
+    (`fake`, (K, H), decaying by SEMANTIC_MATCHING_DECAY each step the class is read in; `seen` (K,) 1 once it has
+    been). Checkpoint tensors, so a resumed run continues them."""
+
+    def __init__(self, real: torch.Tensor) -> None:
+        self.real = real
+        self.fake = torch.zeros_like(real)
+        self.seen = torch.zeros(real.shape[0], device=real.device)
+
+    def update(self, feats: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Fold a batch's features (B, H) of the given classes (B,), each counted with its weight (B,) (0 or 1:
+        read with confidence or not), into the running means; returns each class's gap (K, H), its running mean
+        minus its real mean (zero for a class not read yet)."""
+        with torch.no_grad():
+            counts = F.one_hot(classes, self.real.shape[0]).float() * weights[:, None]  # (B, K)
+            totals = counts.sum(0)  # (K,)
+            means = (counts.T @ feats.float()) / totals.clamp_min(1.0)[:, None]  # (K, H)
+            present = (totals > 0).float()[:, None]  # (K, 1)
+            blended = (
+                self.seen[:, None] * SEMANTIC_MATCHING_DECAY * self.fake
+                + (1 - self.seen[:, None] * SEMANTIC_MATCHING_DECAY) * means
+            )
+            self.fake = present * blended + (1 - present) * self.fake
+            self.seen = torch.maximum(self.seen, present[:, 0])
+            return (self.fake - self.real) * self.seen[:, None]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"semantic.real": self.real, "semantic.fake": self.fake, "semantic.seen": self.seen}
+
+    def load(self, real: torch.Tensor, fake: torch.Tensor, seen: torch.Tensor) -> None:
+        if real.shape != self.real.shape:
+            raise ValueError("loss.semantic_matching: the checkpoint's class means do not match this run's")
+        self.real, self.fake, self.seen = real.to(self.real), fake.to(self.real), seen.to(self.real)
+
+
 @dataclass
 class Models:
     """A CycleGAN's two generators (in G) and two discriminators (in D), their optimizers, the history pools and
@@ -212,7 +254,8 @@ class Models:
     opt_warp: torch.optim.Optimizer | None = None  # the warps' localisation nets, with model.spatial_transform
     C: nn.Module | None = None  # domain A's classifier, with loss.info_max_weight
     opt_c: torch.optim.Optimizer | None = None
-    S: nn.Module | None = None  # domain A's frozen classifier, with loss.semantic_weight
+    S: SourceClassifier | None = None  # domain A's frozen classifier, with loss.semantic_weight
+    class_means: ClassFeatureMeans | None = None  # S's class means, with loss.semantic_matching
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
@@ -225,8 +268,9 @@ class Models:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d} | warp | classifier
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The history pools, which a resumed run continues from."""
-        return self.pool_a.state("pool.a") | self.pool_b.state("pool.b")
+        """The history pools and loss.semantic_matching's means, which a resumed run continues from."""
+        means = self.class_means.state() if self.class_means is not None else {}
+        return self.pool_a.state("pool.a") | self.pool_b.state("pool.b") | means
 
 
 def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
@@ -278,6 +322,16 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         if latest is None:
             train_source_classifier(S, data, seed=cfg.seed)
         S.eval().requires_grad_(False)
+    class_means = None
+    if S is not None and cfg.loss.semantic_matching > 0:
+        if latest is None:
+            class_means = ClassFeatureMeans(source_class_means(S, data))
+        else:  # S is loaded after build, so its means come from the checkpoint as well
+            saved = [checkpoint.read_tensor(latest, f"semantic.{k}") for k in ("real", "fake", "seen")]
+            if saved[0] is None or saved[1] is None or saved[2] is None:
+                raise ValueError(f"{latest.name} holds no class means; it was not written with loss.semantic_matching")
+            class_means = ClassFeatureMeans(torch.zeros_like(saved[0], device=device))
+            class_means.load(*saved)
     betas = (cfg.train.beta1, cfg.train.beta2)
     warps = [p for name, p in G.named_parameters() if ".warp." in name]  # the localisation nets, when there are
     nets = [p for name, p in G.named_parameters() if ".warp." not in name]
@@ -293,7 +347,26 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         C=C,
         opt_c=torch.optim.Adam(C.parameters(), lr=LR_CLASSIFIER) if C is not None else None,
         S=S,
+        class_means=class_means,
     )
+
+
+@torch.no_grad()
+def source_class_means(S: SourceClassifier, data: UnpairedDataset) -> torch.Tensor:
+    """The mean hidden features (K, H) of S over domain A's training images of each class (S in eval mode)."""
+    assert data.labels is not None
+    device = next(S.parameters()).device
+    sums: torch.Tensor | None = None
+    counts = torch.zeros(data.num_classes, device=device)
+    for start in range(0, len(data), SAMPLE_BATCH):
+        x, labels = data.batch(torch.arange(start, min(start + SAMPLE_BATCH, len(data))))  # (B, C, H, W), (B,)
+        assert labels is not None
+        onehot = F.one_hot(labels.to(device), data.num_classes).float()  # (B, K)
+        feats = onehot.T @ S.features(x.to(device).float())  # (K, H)
+        sums = feats if sums is None else sums + feats
+        counts += onehot.sum(0)
+    assert sums is not None
+    return sums / counts.clamp_min(1.0)[:, None]
 
 
 def train_source_classifier(S: nn.Module, data: UnpairedDataset, *, seed: int) -> None:
@@ -460,10 +533,22 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         with torch.no_grad():
             confidence, reading = m.S(inputs).softmax(1).max(1)  # (B,), (B,)
             anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
-        misread = F.cross_entropy(m.S(fake_a), reading, reduction="none")  # (B,)
+        hidden = m.S.features(fake_a)  # (B, H)
+        misread = F.cross_entropy(m.S.logits(hidden), reading, reduction="none")  # (B,)
         semantic = (misread * anchored).sum() / anchored.sum().clamp_min(1.0)
         loss_g = loss_g + cfg.loss.semantic_weight * semantic
         stats |= {"loss_g_semantic": semantic.detach(), "semantic_anchored": anchored.mean()}
+        if m.class_means is not None:  # each class's translations moved along its gap to the real class
+            with torch.no_grad():  # the class S reads in each translation, where it is sure of it
+                sure_of, read_as = m.S.logits(hidden).softmax(1).max(1)  # (B,), (B,)
+                matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
+            gap = m.class_means.update(hidden.detach(), read_as, matched)  # (K, H)
+            push = ((hidden * gap[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)
+            loss_g = loss_g + cfg.loss.semantic_matching * push
+            stats |= {
+                "semantic_gap": gap.square().sum(1).sum() / m.class_means.seen.sum().clamp_min(1.0),
+                "semantic_matched": matched.mean(),
+            }
     if m.G.enc is not None and z_b is not None and kl is not None:  # the code read back; the codes' prior
         m.G.enc.requires_grad_(False)  # the regression trains G_BA to show its code, not the encoder to find it
         read_back, _ = m.G.enc(fake_a)  # (B, L)

@@ -589,3 +589,54 @@ def test_cyclegan_with_a_class_projection_d_a_keeps_classes_in_its_pool_and_resu
     assert tensors["pool.a.labels"].shape == (3,) and "pool.b.labels" not in tensors
     with pytest.raises(ValidationError, match=r"model\.class_projection"):
         _cfg(model={"class_projection": True}, loss={"semantic_weight": 0.0})
+
+
+def test_the_class_means_move_each_anchored_class_along_its_gap_and_skip_the_others():
+    real = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])  # 3 classes, 2 features
+    means = cyclegan.ClassFeatureMeans(real.clone())
+    feats = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    classes, anchored = torch.tensor([0, 0, 1, 2]), torch.tensor([1.0, 1.0, 1.0, 0.0])
+    gap = means.update(feats, classes, anchored)
+    assert torch.equal(means.seen, torch.tensor([1.0, 1.0, 0.0]))  # class 2's only image was not anchored
+    assert torch.allclose(gap, torch.tensor([[2.0, 0.0], [4.0, 4.0], [0.0, 0.0]]))  # first batch: its means
+    gap = means.update(torch.tensor([[12.0, 0.0]]), torch.tensor([0]), torch.tensor([1.0]))
+    decay = cyclegan.SEMANTIC_MATCHING_DECAY
+    assert torch.allclose(gap[0], torch.tensor([decay * 2.0 + (1 - decay) * 12.0, 0.0]))  # running, not replaced
+    assert torch.allclose(gap[1], torch.tensor([4.0, 4.0]))  # a class absent from the batch keeps its mean
+    # The push's gradient on each feature is its class's gap, the same for every image of the class: the class
+    # moves as a whole, its spread untouched (an L2 pull to the real mean would draw each image to one point).
+    hidden = torch.tensor([[0.0, 1.0], [5.0, -1.0]], requires_grad=True)
+    (hidden * gap[torch.tensor([1, 1])]).sum(1).mean().backward()
+    assert hidden.grad is not None and torch.equal(hidden.grad[0], hidden.grad[1])
+
+
+def test_the_semantic_matching_term_trains_and_resumes_bit_for_bit_with_its_class_means(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
+    cfg = _cfg(
+        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8},
+        loss={"semantic_weight": 1.0, "semantic_matching": 1.0},
+        train={"steps": 4, "warp_share": 0.25},  # step 1 with the warps alone, where there is no anchor
+        schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
+    )
+    straight, _, _ = assert_resume_matches(tmp_path, cfg, 4, 2)
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert "semantic_gap" not in stats[1]
+    saved = checkpoint_tensors(tmp_path / "a", 4)
+    assert saved["semantic.real"].shape == (10, 128) and saved["semantic.real"].abs().sum() > 0
+    seen = int(saved["semantic.seen"].sum())
+    assert (seen == 0) == (stats[4]["semantic_gap"] == 0)
+    # The real means are S's on domain A's training images, by class.
+    data = load_dataset("digits-printed", image_size=32)
+    S = SourceClassifier(channels=1, classes=10)
+    S.load_state_dict({k[2:]: v for k, v in saved.items() if k.startswith("S.")})
+    assert torch.allclose(cyclegan.source_class_means(S.eval(), data), saved["semantic.real"], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "loss, arch",
+    [({"semantic_matching": 1.0, "semantic_weight": 0.0}, "cyclegan"), ({"semantic_matching": 1.0}, "pix2pix")],
+)
+def test_the_semantic_matching_term_needs_the_semantic_term(loss, arch):
+    body = {"dataset": "digits-printed" if arch == "cyclegan" else "digits-edges", "loss": loss}
+    with pytest.raises(ValidationError, match=r"loss\.semantic_matching: it matches features"):
+        RunConfig.model_validate(body)
