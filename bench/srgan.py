@@ -23,7 +23,9 @@ each decay (what `train.adversarial_ema` would have ended with: the average only
 measures several), each blended at the run's weight and at every `--interpolations` weight (and at the weight each
 `--sharpness-targets` target would choose for it). With `train.aside_columns` in `--config`, every generator's PSNR
 gain over bicubic and sharpness on the held-aside patches are reported too (`aside_gain`, `aside_sharpness`), and the
-sharpness targets read those patches, as the run would.
+sharpness targets read those patches, as the run would. `--keep DIR` copies each seed's last checkpoint (the pretrained
+G beside the blend) to DIR/seed{S}.safetensors, and the `--averages`' weights to DIR/seed{S}_averages.pt, for
+bench/srgan_blends.py.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -162,6 +165,7 @@ def measure(
     alphas: tuple[float, ...] = (),
     targets: tuple[float, ...] = (),
     decays: tuple[float, ...] = (),
+    keep: Path | None = None,
 ) -> list[dict[str, float]]:
     """Train one run on photos; evaluate its final generator (the EMA copy when there is one) on the held-out
     patches, each re-blend at `alphas`, the blend that each sharpness target in `targets` would have chosen, and the
@@ -183,6 +187,11 @@ def measure(
             srgan.train_step = step_fn
         wall, cpu = (time.perf_counter() - wall) / 60, (time.process_time() - cpu) / 60
         ckpt = sorted((Path(tmp) / "checkpoints").glob("*.safetensors"))[-1]
+        if keep is not None:  # the last checkpoint and the averages' weights, for analyses after the run
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ckpt, keep / f"seed{seed}.safetensors")
+            if averages:
+                torch.save({d: a.state_dict() for d, a in averages.items()}, keep / f"seed{seed}_averages.pt")
         state, meta = read_generator_state(ckpt, ema=True)
         picked = [
             float(d["values"]["interpolation"]) for k, d in events if k == "stats" and "interpolation" in d["values"]
@@ -263,6 +272,7 @@ def main() -> None:
         default=[],
         help="also the moving average of G over the adversarial phase at each of these decays (train.adversarial_ema)",
     )
+    parser.add_argument("--keep", type=Path, help="copy each seed's last checkpoint (and averages) into this folder")
     args = parser.parse_args()
     override = json.loads(args.config)
     print(f"torch threads: {torch.get_num_threads()}; config over the defaults: {override}", flush=True)
@@ -270,7 +280,14 @@ def main() -> None:
         alphas, targets = tuple(args.interpolations), tuple(args.sharpness_targets)
         decays = tuple(args.averages)
         results = measure(
-            override, seed, args.trace, split=args.quartiles, alphas=alphas, targets=targets, decays=decays
+            override,
+            seed,
+            args.trace,
+            split=args.quartiles,
+            alphas=alphas,
+            targets=targets,
+            decays=decays,
+            keep=args.keep,
         )
         for result in results:
             print(json.dumps({"seed": seed, **{k: round(v, 4) for k, v in result.items()}}), flush=True)
