@@ -43,12 +43,12 @@ def warm_up() -> None:
     imported to find a run's, and the evaluations bring torchmetrics, SciPy and scikit-learn's models (2 s of a
     run on digits with evaluations, where its steps took 0.3). Nothing here touches CUDA.
     """
-    import sklearn.cluster  # noqa: F401  # the clusters' k-means
+    import sklearn.cluster  # the clusters' k-means
     import sklearn.datasets  # noqa: F401
     import torch
 
-    import core.metrics.paired  # noqa: F401
-    import core.metrics.superres  # noqa: F401
+    import core.metrics.paired
+    import core.metrics.superres
     import core.metrics.unpaired  # noqa: F401
     from core.families import family_of
     from core.metrics import Evaluator  # noqa: F401  # torchmetrics' FID and KID, SciPy
