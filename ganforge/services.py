@@ -176,8 +176,10 @@ def start_seaweedfs(*, directory: Path, s3_port: int = 0, timeout: float = 60.0)
 
 
 def stop_seaweedfs(server: SeaweedFS) -> None:
-    """Stop SeaweedFS and remove the sockets it left in /tmp."""
-    stop(server.process)
+    """Stop SeaweedFS and remove the sockets it left in /tmp. Its graceful stop begins with the filer's gRPC server,
+    which waits for the metadata subscription its own S3 gateway holds open and never returns; so the process has
+    2 s, then is killed."""
+    stop(server.process, timeout=2.0)
     for path in server.sockets:
         path.unlink(missing_ok=True)
 
