@@ -208,10 +208,11 @@ class ClassFeatureMeans:
     (`fake`, (K, H), decaying by SEMANTIC_MATCHING_DECAY each step the class is read in; `seen` (K,) 1 once it has
     been). Checkpoint tensors, so a resumed run continues them."""
 
-    def __init__(self, real: torch.Tensor) -> None:
+    def __init__(self, real: torch.Tensor, fake: torch.Tensor | None = None, seen: torch.Tensor | None = None) -> None:
+        """A new run's means (`real` alone), or a checkpoint's (all three)."""
         self.real = real
-        self.fake = torch.zeros_like(real)
-        self.seen = torch.zeros(real.shape[0], device=real.device)
+        self.fake = fake if fake is not None else torch.zeros_like(real)
+        self.seen = seen if seen is not None else torch.zeros(real.shape[0], device=real.device)
 
     def update(self, feats: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Fold a batch's features (B, H) of the given classes (B,), each counted with its weight (B,) (0 or 1:
@@ -232,11 +233,6 @@ class ClassFeatureMeans:
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"semantic.real": self.real, "semantic.fake": self.fake, "semantic.seen": self.seen}
-
-    def load(self, real: torch.Tensor, fake: torch.Tensor, seen: torch.Tensor) -> None:
-        if real.shape != self.real.shape:
-            raise ValueError("loss.semantic_matching: the checkpoint's class means do not match this run's")
-        self.real, self.fake, self.seen = real.to(self.real), fake.to(self.real), seen.to(self.real)
 
 
 @dataclass
@@ -330,8 +326,7 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
             saved = [checkpoint.read_tensor(latest, f"semantic.{k}") for k in ("real", "fake", "seen")]
             if saved[0] is None or saved[1] is None or saved[2] is None:
                 raise ValueError(f"{latest.name} holds no class means; it was not written with loss.semantic_matching")
-            class_means = ClassFeatureMeans(torch.zeros_like(saved[0], device=device))
-            class_means.load(*saved)
+            class_means = ClassFeatureMeans(*(t.to(device) for t in saved))
     betas = (cfg.train.beta1, cfg.train.beta2)
     warps = [p for name, p in G.named_parameters() if ".warp." in name]  # the localisation nets, when there are
     nets = [p for name, p in G.named_parameters() if ".warp." not in name]
@@ -534,14 +529,14 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
             confidence, reading = m.S(inputs).softmax(1).max(1)  # (B,), (B,)
             anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
         hidden = m.S.features(fake_a)  # (B, H)
-        misread = F.cross_entropy(m.S.logits(hidden), reading, reduction="none")  # (B,)
+        logits = m.S.logits(hidden)  # (B, K)
+        misread = F.cross_entropy(logits, reading, reduction="none")  # (B,)
         semantic = (misread * anchored).sum() / anchored.sum().clamp_min(1.0)
         loss_g = loss_g + cfg.loss.semantic_weight * semantic
         stats |= {"loss_g_semantic": semantic.detach(), "semantic_anchored": anchored.mean()}
         if m.class_means is not None:  # each class's translations moved along its gap to the real class
-            with torch.no_grad():  # the class S reads in each translation, where it is sure of it
-                sure_of, read_as = m.S.logits(hidden).softmax(1).max(1)  # (B,), (B,)
-                matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
+            sure_of, read_as = logits.detach().softmax(1).max(1)  # the class S reads in each, and how sure: (B,)
+            matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
             gap = m.class_means.update(hidden.detach(), read_as, matched)  # (K, H)
             push = ((hidden * gap[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)
             loss_g = loss_g + cfg.loss.semantic_matching * push

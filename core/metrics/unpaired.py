@@ -66,6 +66,14 @@ def reference_key(dataset: Any) -> str:
     return digest.hexdigest()
 
 
+def printed_share(readout: LogisticRegression | None, feats: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of images, given by their classifier features (N, 128), that the printed read-out reads as their
+    labels (the first N of `labels`)."""
+    assert readout is not None
+    preds = readout.predict(feats.numpy())  # (N,)
+    return float(np.mean(preds == labels[: len(preds)].cpu().numpy()))
+
+
 class UnpairedEvaluator:
     """The translation metrics of an unpaired dataset's held-out images; see the module docstring."""
 
@@ -95,24 +103,25 @@ class UnpairedEvaluator:
 
     def measure_reference(self, dataset: Any) -> Reference:
         """Measure `dataset`'s Reference with this evaluator's classifier (about 4,000 images)."""
+        stats: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}
         train_feats: dict[str, torch.Tensor] = {}
         for domain, train in (("a", dataset.store), ("b", dataset.other)):
             train_feats[domain] = self._features(train)[0]  # (N, 128)
             total = train_feats[domain].double()
-            self.ref[domain] = (total.sum(0), total.T @ total, int(total.shape[0]))
+            stats[domain] = (total.sum(0), total.T @ total, int(total.shape[0]))
         # A multinomial logistic regression (lbfgs from zeros): the same features give the same read-out.
-        self.printed = LogisticRegression(C=1.0, max_iter=2000).fit(
+        printed = LogisticRegression(C=1.0, max_iter=2000).fit(
             train_feats["b"].numpy(), dataset.other_labels.cpu().numpy()
         )
         held_a, preds = self._features(dataset.held_a)
         held_b = self._features(dataset.held_b)[0]
         floor = {
             "label_preservation": float((preds == dataset.held_a_labels.cpu()).double().mean()),
-            "label_preservation_b": self._printed_share(held_b, dataset.held_b_labels),
-            "fd_digits": fid(*self.ref["a"], held_a),
-            "fd_digits_b": fid(*self.ref["b"], held_b),
+            "label_preservation_b": printed_share(printed, held_b, dataset.held_b_labels),
+            "fd_digits": fid(*stats["a"], held_a),
+            "fd_digits_b": fid(*stats["b"], held_b),
         }
-        return Reference(stats=dict(self.ref), printed=self.printed, floor=floor)
+        return Reference(stats=stats, printed=printed, floor=floor)
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,13 +133,6 @@ class UnpairedEvaluator:
             feats.append(f.float().cpu())
             preds.append(logits.argmax(1).cpu())
         return torch.cat(feats), torch.cat(preds)
-
-    def _printed_share(self, feats: torch.Tensor, labels: torch.Tensor) -> float:
-        """The share of images, given by their classifier features (N, 128), that the printed read-out reads as
-        their labels (the first N of `labels`)."""
-        assert self.printed is not None
-        preds = self.printed.predict(feats.numpy())  # (N,)
-        return float(np.mean(preds == labels[: len(preds)].cpu().numpy()))
 
     def __call__(self, sample_fn: SampleFn) -> dict[str, float]:
         """Translate the held-out images with sample_fn and measure the translations."""
@@ -155,5 +157,5 @@ class UnpairedEvaluator:
         if "ab" in sets:
             feats_ab = self._features(sets["ab"])[0]
             values["fd_digits_b"] = fid(*self.ref["b"], feats_ab)
-            values["label_preservation_b"] = self._printed_share(feats_ab, self.labels_a)
+            values["label_preservation_b"] = printed_share(self.printed, feats_ab, self.labels_a)
         return values
