@@ -37,6 +37,7 @@ from core.checkpoint import read_checkpoint
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
+from core.metrics.superres import sr_metrics
 from core.paired import sobel_magnitude
 from core.superres import bicubic_upscale
 
@@ -45,11 +46,10 @@ Point = tuple[float, float, float]  # (PSNR gain, sharpness, the family's knob)
 
 
 def gain_and_sharpness(out: torch.Tensor, hr: torch.Tensor, bicubic_psnr: float) -> tuple[float, float]:
-    """PSNR gain over bicubic (per patch on images in [0, 1], then averaged) and the sharpness ratio, as
-    core.metrics.superres computes them."""
-    out = out.float().clamp(-1, 1)
-    psnr = -10 * torch.log10(((out - hr) / 2).square().mean((1, 2, 3)))  # (N,)
-    return float(psnr.mean()) - bicubic_psnr, float(sobel_magnitude(out).mean() / sobel_magnitude(hr).mean())
+    """PSNR gain over bicubic (per patch, then averaged) and the sharpness ratio, by the run's own evaluator's
+    sr_metrics."""
+    values = sr_metrics(out, hr)
+    return values["psnr"] - bicubic_psnr, values["sharpness"]
 
 
 def crossing(points: list[Point], target: float = 0.8) -> Point | None:
