@@ -125,13 +125,29 @@ def _alive_here(worker: str | None) -> bool:
     host, _, pid = (worker or "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True
+    return process_exists(int(pid))
+
+
+def process_exists(pid: int) -> bool:
+    """True while `pid` is a process that can still run. A zombie (state Z or X in /proc/PID/stat) has exited and
+    only waits to be reaped: a worker killed with its parent is reparented to PID 1, which may reap it much later,
+    and `kill(pid, 0)` succeeds on it all that while."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    # The state follows the command name in parentheses, which may itself hold spaces and parentheses.
+    state = stat.rpartition(")")[2].split()[:1]
+    return state not in (["Z"], ["X"])
 
 
 def reconcile_jobs(settings: Settings) -> list[str]:

@@ -3,6 +3,10 @@ store/jobs.py on SQLite)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +22,7 @@ from store.queue import get_app
 from store.runs import create_run, find_lost_runs
 from store.settings import get_settings
 from tests.conftest import free_port
+from worker.reconcile import process_exists
 
 
 @pytest.fixture
@@ -101,6 +106,22 @@ def test_lost_jobs_fail_and_unknown_queued_jobs_are_sent_again(session: Session)
     later = utcnow() + timedelta(seconds=1)
     assert find_jobs_to_resend(session=session, known=set(), created_before=later) == [(queued.id, "generate")]
     assert find_jobs_to_resend(session=session, known={queued.id}, created_before=later) == []
+
+
+def test_an_exited_process_not_yet_reaped_counts_as_gone() -> None:
+    """A killed worker can stay a zombie until its new parent reaps it; its jobs must not wait for that."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process_exists(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped: a zombie
+        os.kill(child.pid, 0)  # the signal check alone still finds it
+        assert not process_exists(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not process_exists(child.pid)
+    assert process_exists(os.getpid())
 
 
 def test_a_queued_run_missing_from_the_broker_is_sent_again(session: Session) -> None:
