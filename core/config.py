@@ -580,6 +580,17 @@ class LossConfig(_Strict):
             "it off."
         ),
     )
+    semantic_matching_push: Literal["gap", "unit"] = Field(
+        "gap",
+        description=(
+            "cyclegan with loss.semantic_matching: the size of the push on each translation's features. gap: its "
+            "class's gap itself (the gradient of half the squared distance between the class's running mean and "
+            "its real mean), so the push fades as the class nears its real images and grows with the gap; unit: "
+            "the gap's direction at unit length (the gradient of the distance itself), the same size however far "
+            "the class lies, so that loss.semantic_matching sets the push directly and a class keeps moving until "
+            "it reaches its real mean."
+        ),
+    )
     latent_regression_weight: float = Field(
         1.0,
         ge=0,
@@ -1292,6 +1303,12 @@ class RunConfig(_Strict):
             raise ValueError(
                 "loss.semantic_matching: it matches features of the semantic term's classifier, which only a "
                 "cyclegan with loss.semantic_weight > 0 has; set it to 0"
+            )
+        default_push = LossConfig.model_fields["semantic_matching_push"].default
+        if self.loss.semantic_matching_push != default_push and self.loss.semantic_matching <= 0:
+            raise ValueError(
+                "loss.semantic_matching_push: it sets the size of loss.semantic_matching's push; set "
+                "loss.semantic_matching above 0"
             )
         if self.model.latent_dim > 0 and arch != "cyclegan":
             raise ValueError(f"model.latent_dim: only the cyclegan architecture has it, not {arch}")

@@ -34,7 +34,9 @@ without reading domain B's labels. S is in the checkpoints, so a resumed run rea
 `loss.semantic_matching` adds class-conditional feature matching in S's hidden layer (`ClassFeatureMeans`): each
 class's mean over A's training images against a running mean over the translations S reads as that class, each such
 translation pushed along the gap (held fixed), so that a class's translations move as a whole towards its real
-images (the per-class offset that dominates fd_digits on digits-printed) without being drawn to one point.
+images (the per-class offset that dominates fd_digits on digits-printed) without being drawn to one point; with
+`loss.semantic_matching_push` unit the push is the gap's direction at unit length (`unit_rows`), so its size is the
+weight's alone and does not fade as the class nears its real images.
 With `model.latent_dim` G_BA also reads a latent code z (its residual blocks modulated by z, FiLM), so that a
 printed digit has many handwritten translations (augmented CycleGAN, Almahairi et al. 2018; BicycleGAN, Zhu et al.
 2017b): each step's B→A translations draw z from N(0, I); an encoder (`G.enc`, `LatentEncoder`) reads each A
@@ -233,6 +235,12 @@ class ClassFeatureMeans:
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"semantic.real": self.real, "semantic.fake": self.fake, "semantic.seen": self.seen}
+
+
+def unit_rows(gap: torch.Tensor) -> torch.Tensor:
+    """Each row of `gap` (K, H) scaled to unit length, a zero row (a class not read yet) left zero:
+    loss.semantic_matching_push unit, a push whose size does not depend on how far its class lies."""
+    return gap / gap.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 @dataclass
@@ -538,7 +546,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
             sure_of, read_as = logits.detach().softmax(1).max(1)  # the class S reads in each, and how sure: (B,)
             matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
             gap = m.class_means.update(hidden.detach(), read_as, matched)  # (K, H)
-            push = ((hidden * gap[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)
+            along = unit_rows(gap) if cfg.loss.semantic_matching_push == "unit" else gap
+            push = ((hidden * along[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)
             loss_g = loss_g + cfg.loss.semantic_matching * push
             stats |= {
                 "semantic_gap": gap.square().sum(1).sum() / m.class_means.seen.sum().clamp_min(1.0),

@@ -610,6 +610,18 @@ def test_the_class_means_move_each_anchored_class_along_its_gap_and_skip_the_oth
     assert hidden.grad is not None and torch.equal(hidden.grad[0], hidden.grad[1])
 
 
+def test_a_unit_push_has_the_same_size_however_far_its_class_lies():
+    gap = torch.tensor([[3.0, 4.0], [0.0, 0.0], [0.0, 0.5]])  # class 1 not read yet
+    unit = cyclegan.unit_rows(gap)
+    assert torch.allclose(unit, torch.tensor([[0.6, 0.8], [0.0, 0.0], [0.0, 1.0]]))
+    assert torch.equal(cyclegan.unit_rows(100 * gap), unit)  # the gap's direction alone
+    # Each translation's gradient from the push is its class's direction at unit length: the gradient of the
+    # distance between the class means, where the gap itself is that of half its square.
+    hidden = torch.tensor([[1.0, 2.0], [2.0, 1.0]], requires_grad=True)
+    (hidden * unit[torch.tensor([0, 2])]).sum(1).sum().backward()
+    assert hidden.grad is not None and torch.allclose(hidden.grad.norm(dim=1), torch.ones(2))
+
+
 def test_the_semantic_matching_term_trains_and_resumes_bit_for_bit_with_its_class_means(tmp_path, monkeypatch):
     monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
     cfg = _cfg(
@@ -640,3 +652,37 @@ def test_the_semantic_matching_term_needs_the_semantic_term(loss, arch):
     body = {"dataset": "digits-printed" if arch == "cyclegan" else "digits-edges", "loss": loss}
     with pytest.raises(ValidationError, match=r"loss\.semantic_matching: it matches features"):
         RunConfig.model_validate(body)
+
+
+def test_a_unit_push_trains_otherwise_than_the_gap_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
+    monkeypatch.setattr(cyclegan, "SEMANTIC_CONFIDENCE", 0.0)  # every translation matched, however unsure S is
+
+    def cfg(push: str) -> RunConfig:
+        return _cfg(
+            model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8},
+            loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_matching_push": push},
+            train={"steps": 4, "warp_share": 0.25},
+            schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
+        )
+
+    straight, _, _ = assert_resume_matches(tmp_path, cfg("unit"), 4, 2)
+    run_events(tmp_path / "gap", cfg("gap"))
+    unit, gap = checkpoint_tensors(tmp_path / "a", 4), checkpoint_tensors(tmp_path / "gap", 4)
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert stats[4]["semantic_gap"] > 0  # classes were read, so there was a push
+    assert torch.equal(unit["semantic.real"], gap["semantic.real"])  # the same classifier and real means
+    assert any(name.startswith("G.ba.") for name in tensors_that_differ(unit, gap))  # but another push on G_BA
+
+
+def test_the_push_field_needs_the_semantic_matching_term():
+    with pytest.raises(ValidationError, match=r"loss\.semantic_matching_push: it sets the size"):
+        RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_push": "unit"}})
+    with pytest.raises(ValidationError, match=r"semantic_matching_push"):
+        RunConfig.model_validate(
+            {"dataset": "digits-printed", "loss": {"semantic_matching": 0.1, "semantic_matching_push": "sign"}}
+        )
+    cfg = RunConfig.model_validate(
+        {"dataset": "digits-printed", "loss": {"semantic_matching": 0.1, "semantic_matching_push": "unit"}}
+    )
+    assert cfg.loss.semantic_matching_push == "unit"
