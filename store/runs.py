@@ -119,20 +119,20 @@ def finish_run(
     status: str,
     error: str | None = None,
     epoch: int | None = None,
+    attempted: bool = True,
 ) -> bool:
     """Move a running run held by `worker` (under the lease of `epoch`, when given; any run, when worker is None)
-    to a final status."""
+    to a final status. `attempted` False takes back the attempt its lease counted: the delivery only ended it."""
     assert status in FINAL_STATUSES
     query = update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
     if worker is not None:
         query = query.where(Run.worker == worker)
     if epoch is not None:
         query = query.where(Run.lease_epoch == epoch)
-    result = session.execute(
-        query.values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None).execution_options(
-            synchronize_session=False
-        )
-    )
+    values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow(), "heartbeat_at": None}
+    if not attempted:
+        values["attempts"] = Run.attempts - 1
+    result = session.execute(query.values(**values).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     event: dict[str, Any] = {"status": status}
@@ -186,6 +186,16 @@ def requeue_run(*, session: Session, run: Run, total_steps: int | None, queue: s
     add_event(session=session, run_id=run.id, kind="status", data={"status": "queued"})
 
 
+def gave_up_error(attempts: int, last_worker: str | None = None) -> str:
+    """Why a run failed once its worker was lost on every attempt. One sentence whichever side gives up first: the
+    reconciler on a stale heartbeat, or the worker that is delivered the run once more."""
+    last = f"last: {last_worker}; " if last_worker else ""
+    return (
+        f"Gave up after {attempts} attempts: the worker running it was lost each time "
+        f"({last}killed, out of memory, or its machine restarted). Resume it to try again."
+    )
+
+
 def find_lost_runs(
     *,
     session: Session,
@@ -216,10 +226,7 @@ def find_lost_runs(
                 run_id=run.id,
                 worker=None,
                 status="failed",
-                error=(
-                    f"Gave up after {run.attempts} attempts: the worker running it stopped answering each time "
-                    f"(last: {run.worker}; killed, out of memory, or its machine restarted). Resume it to try again."
-                ),
+                error=gave_up_error(run.attempts, run.worker),
             )
         elif run.id not in waiting:
             log.warning("run %s: worker %s stopped answering; sending the run again", run.id, run.worker)

@@ -28,7 +28,7 @@ from store.models import Dataset, Run
 from store.queue import enqueue_run, settle_delivery
 from store.quotas import defer_over_running_quota
 from store.reports import add_event, write_reports
-from store.runs import acquire_lease, finish_run, heartbeat, release_lease
+from store.runs import acquire_lease, finish_run, gave_up_error, heartbeat, release_lease
 from store.settings import get_settings
 from worker.artifacts import RunUploader, fetch_checkpoints, fetch_dataset
 from worker.celery_app import app, worker_name
@@ -298,11 +298,8 @@ def train_run(run_id: str) -> None:
             log.info("run %s: not taken (finished, canceled, gone or running elsewhere)", run_id)
             return
         if run.attempts > settings.max_attempts:
-            gave_up = (
-                f"Gave up after {run.attempts - 1} attempts: the run's worker was lost each time "
-                "(killed, out of memory, or the machine restarted). Resume it to try again."
-            )
-            finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=gave_up)
+            gave_up = gave_up_error(run.attempts - 1)
+            finish_run(session=session, run_id=run_id, worker=worker, status="failed", error=gave_up, attempted=False)
             session.commit()
             return
         if defer_over_running_quota(session=session, run=run, settings=settings):

@@ -82,7 +82,7 @@ def test_a_poison_run_fails_after_max_attempts_with_an_error_that_says_why(fault
             faults.start_worker("train")
         run = wait_for_status(client, run["id"], ("succeeded", "failed", "canceled"), timeout=60)
     assert run["status"] == "failed"
-    assert run["error"].startswith("Gave up after 2 attempts: the worker running it stopped answering each time")
+    assert run["error"].startswith("Gave up after 2 attempts: the worker running it was lost each time")
     assert "Resume it to try again" in run["error"]
     assert run_row(faults, run["id"])["attempts"] == 2
     # The reconciler does not bring it back: it stays failed.

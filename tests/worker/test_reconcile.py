@@ -19,7 +19,7 @@ from store.db import make_engine
 from store.jobs import claim_job, create_job, fail_lost_jobs, find_jobs_to_resend, finish_job
 from store.models import Base, Generation, Run, User, utcnow
 from store.queue import get_app
-from store.runs import create_run, find_lost_runs
+from store.runs import acquire_lease, create_run, find_lost_runs, finish_run, gave_up_error
 from store.settings import get_settings
 from tests.conftest import free_port
 from worker.reconcile import process_exists
@@ -122,6 +122,30 @@ def test_an_exited_process_not_yet_reaped_counts_as_gone() -> None:
         child.wait()
     assert not process_exists(child.pid)
     assert process_exists(os.getpid())
+
+
+def test_a_run_whose_worker_is_lost_every_time_fails_with_one_sentence_from_either_side(session: Session) -> None:
+    """The reconciler gives up on a stale run at max_attempts; a worker delivered it once more gives up too, and
+    takes back the attempt its lease counted: both leave the same error and attempt count."""
+    stale = timedelta(seconds=-1)  # every heartbeat is stale at once
+    by_reconciler, by_worker = _run(session), _run(session)
+    for n in (1, 2):
+        assert acquire_lease(session=session, run_id=by_reconciler.id, worker=f"h:{n}", stale_after=stale)
+    session.commit()
+    find_lost_runs(session=session, on_broker=None, stale_after=stale, queued_grace=timedelta(0), max_attempts=2)
+    for n in (1, 2):
+        assert acquire_lease(session=session, run_id=by_worker.id, worker=f"h:{n}", stale_after=stale)
+    delivered = acquire_lease(session=session, run_id=by_worker.id, worker="h:3", stale_after=stale)
+    assert delivered is not None and delivered.attempts == 3
+    assert finish_run(
+        session=session, run_id=by_worker.id, worker="h:3", status="failed", error=gave_up_error(2), attempted=False
+    )
+    session.commit()
+    for run in (by_reconciler, by_worker):
+        row = session.get(Run, run.id, populate_existing=True)
+        assert row is not None and (row.status, row.attempts) == ("failed", 2)
+        assert row.error is not None and row.error.startswith(gave_up_error(2).split(" (")[0])
+    assert "(last: h:2; " in (session.get(Run, by_reconciler.id).error or "")  # type: ignore[union-attr]
 
 
 def test_a_queued_run_missing_from_the_broker_is_sent_again(session: Session) -> None:
