@@ -13,7 +13,7 @@ from tests.conftest import Service
 from tests.faults.conftest import OwnRedis
 from tests.utils.runs import post_and_finish, wait_for_job
 
-TTL = 12
+TTL = 6
 RING8 = {"dataset": "ring8", "train": {"steps": 20}, "schedule": {"sample_every": 10, "checkpoint_every": 10}}
 
 
