@@ -46,7 +46,8 @@ def pick_precision(requested: str, device: torch.device, *, arch: str) -> str:
 
     The 2-D mlp stays in fp32 under auto: its modes are 0.01 wide, finer than bf16 resolves near 1.0, and a tiny
     mlp gains nothing from bf16. So does stylegan2 on a CPU: its modulated convolutions are many small ones, and
-    autocast's casts around each cost more than bf16 saves (a 16 px step took about twice the CPU time of fp32's).
+    autocast's casts around each cost more than bf16 saves (a 16 px step took 1.7-2x the CPU time of fp32's, on
+    CPUs with AMX-BF16 too).
     """
     if requested in ("fp32", "bf16"):
         return requested
