@@ -73,10 +73,11 @@ def quartiles(out: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
 
 def blended(ckpt: Path, alpha: float, chosen: float | None = None) -> dict[str, torch.Tensor]:
     """The generator of a run with train.interpolation as it would have ended at `alpha`: its adversarially trained G
-    recovered from the blend the checkpoint holds (at `chosen`, else train.interpolation) and G_psnr, then blended at
-    alpha."""
+    recovered from the blend the checkpoint holds (at `chosen`, else train.interpolation; with train.detail_blend G is
+    the adversarially trained G) and G_psnr, then blended at alpha."""
     tensors, meta = read_checkpoint(ckpt)
-    chosen = chosen or RunConfig.model_validate_json(meta["config"]).train.interpolation
+    run_train = RunConfig.model_validate_json(meta["config"]).train
+    chosen = chosen or (1.0 if run_train.detail_blend is not None else run_train.interpolation)
     if not chosen or not any(key.startswith("G_psnr.") for key in tensors):
         raise ValueError("--interpolations: the run blends nothing (train.interpolation unset or 0) to re-blend")
     state = {}
@@ -137,9 +138,11 @@ def watch_averages(cfg: RunConfig, decays: tuple[float, ...]) -> tuple[dict[floa
         return out
 
     if decays:
-        if cfg.train.adversarial_ema is not None or not cfg.train.interpolation or cfg.train.interpolation_sharpness:
+        fixed_weight = cfg.train.interpolation and not (cfg.train.interpolation_sharpness or cfg.train.detail_blend)
+        if cfg.train.adversarial_ema is not None or not fixed_weight:
             raise ValueError(
-                "--averages: needs a run with a fixed train.interpolation and without train.adversarial_ema"
+                "--averages: needs a run with a fixed train.interpolation (no detail_blend) and without "
+                "train.adversarial_ema"
             )
         # The last step blends G in place; the averages must see the adversarial G: the blend waits for the wrapper.
         blend_at_end = cfg.train.interpolation
@@ -193,6 +196,7 @@ def measure(
             if averages:
                 torch.save({d: a.state_dict() for d, a in averages.items()}, keep / f"seed{seed}_averages.pt")
         state, meta = read_generator_state(ckpt, ema=True)
+        psnr_state = {k[len("G_psnr.") :]: v for k, v in read_checkpoint(ckpt)[0].items() if k.startswith("G_psnr.")}
         picked = [
             float(d["values"]["interpolation"]) for k, d in events if k == "stats" and "interpolation" in d["values"]
         ]
@@ -227,6 +231,10 @@ def measure(
     for weight, average_decay, weights in states:
         G = srgan.generator(cfg, json.loads(meta["data"]))
         G.load_state_dict(weights)
+        if weight is None and cfg.train.detail_blend is not None:  # the run's own: what it serves
+            G_psnr = srgan.generator(cfg, json.loads(meta["data"]))
+            G_psnr.load_state_dict(psnr_state)
+            G = srgan.served(G, G_psnr, cfg)
         out = srgan.super_resolve(G, low, device=torch.device("cpu"), autocast=nullcontext)  # (N, C, S, S)
         values = ev(lambda n, out=out: (out[:n], None))
         result: dict[str, float] = {name: values[name] for name in REPORT}

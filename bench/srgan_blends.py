@@ -10,7 +10,8 @@ crosses sharpness 0.8 (linear between the blends either side: the gain there and
 - `network`: ESRGAN's network interpolation at each weight (what `train.interpolation` does);
 - `output`: the pretrained G's outputs P and the adversarially trained G's outputs A mixed as P + c·(A − P);
 - `detail k`: P + w·(A − P) per pixel, w = d² / (d² + d0²), d the mean Sobel magnitude of P over all channels and
-  the whole patch (k = 0) or a k × k px window around the pixel: the adversarial detail kept where the pretrained
+  the whole patch (k = 0) or a k × k px window around the pixel (what `train.detail_blend` d0 with
+  `train.detail_window` k serves): the adversarial detail kept where the pretrained
   output already has detail and left out where it is flat. The mean PSNR is led by the flat patches (40–48 dB, where
   any added detail costs dB and buys next to no sharpness) and the sharpness by the detailed ones. d0 is scanned over
   quantiles of d on the patches and at every `--d0` (a fixed value, to carry from one run to another).
@@ -26,7 +27,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,7 +38,6 @@ from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
 from core.metrics.superres import sr_metrics
-from core.paired import sobel_magnitude
 from core.superres import bicubic_upscale
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -60,15 +59,6 @@ def crossing(points: list[Point], target: float = 0.8) -> Point | None:
             t = (target - s0) / (s1 - s0)
             return g0 + t * (g1 - g0), target, k0 + t * (k1 - k0)
     return None
-
-
-def detail(x: torch.Tensor, window: int) -> torch.Tensor:
-    """The mean Sobel magnitude of images (N, C, S, S) over their channels: (N, 1, 1, 1) over the whole image
-    (window 0), else (N, 1, S, S) over a window × window px neighbourhood (odd window) of each pixel."""
-    magnitude = sobel_magnitude(x.float().clamp(-1, 1)).mean(1, keepdim=True)  # (N, 1, S, S)
-    if window == 0:
-        return magnitude.mean((2, 3), keepdim=True)
-    return F.avg_pool2d(magnitude, window, stride=1, padding=window // 2, count_include_pad=False)
 
 
 def report(family: str, points: list[Point]) -> None:
@@ -113,12 +103,12 @@ def main() -> None:
         [(*gain_and_sharpness(pretrained + c * (adversarial - pretrained), hr, bicubic_psnr), c) for c in args.weights],
     )
     for window in args.windows:
-        d = detail(pretrained, window)
+        d = srgan.detail(pretrained, window)
         scan = torch.quantile(d.flatten(), torch.tensor(QUANTILES)).tolist() + list(args.d0)
         points = []
         for d0 in sorted(set(scan)):
-            w = d.square() / (d.square() + d0**2)
-            points.append((*gain_and_sharpness(pretrained + w * (adversarial - pretrained), hr, bicubic_psnr), d0))
+            mixed = srgan.detail_blend(pretrained, adversarial, d0, window)  # what train.detail_blend serves
+            points.append((*gain_and_sharpness(mixed, hr, bicubic_psnr), d0))
         report(f"detail {window}", points)
 
 

@@ -5,7 +5,9 @@
     out = translate(tr, x, direction="AtoB")             # (N, C', H', W') float32 in [-1, 1], on the CPU
 
 A translation family's module (core/families/) exposes `generator(cfg, info) -> nn.Module`: its G as a checkpoint
-stores it (`G.*`, `G_ema.*`), built from the checkpoint's config and `data` facts. Calling that module (or, for
+stores it (`G.*`, `G_ema.*`), built from the checkpoint's config and `data` facts, and may expose
+`translator(G, cfg, path) -> nn.Module`, the module it applies around G (srgan's train.detail_blend reads the
+checkpoint's pretrained generator too). Calling that module (or, for
 cyclegan, its `ab` or `ba`) maps an input batch (B, C_in, H, W) to outputs (B, C_out, H', W'). The input's channels
 are the data's `source_channels` (pix2pix), `channels` or `b_channels` (cyclegan AtoB or BtoA), else `channels`.
 
@@ -75,7 +77,8 @@ def load_translator(path: Path | str, *, ema: bool = True, device: str | torch.d
 
     state, meta = read_generator_state(Path(path), ema=ema)
     cfg = RunConfig.model_validate_json(meta["config"])
-    build = getattr(family_of(cfg.model.arch), "generator", None)
+    family = family_of(cfg.model.arch)
+    build = getattr(family, "generator", None)
     if build is None:
         raise ValueError(
             f"this run trains {cfg.model.arch}, which samples from noise; translations need a pix2pix, cyclegan or "
@@ -84,6 +87,9 @@ def load_translator(path: Path | str, *, ema: bool = True, device: str | torch.d
     data_info = json.loads(meta["data"])
     G = build(cfg, data_info)
     G.load_state_dict(state)
+    wrap = getattr(family, "translator", None)  # what the family applies around G, when more than G
+    if wrap is not None:
+        G = wrap(G, cfg, Path(path))
     G.to(device).eval()
     return Translator(G=G, cfg=cfg, data_info=data_info)
 

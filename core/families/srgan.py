@@ -25,7 +25,9 @@ checkpoints), and G takes its weights after the last step's update. With
 `train.interpolation` the family
 keeps the pretrained generator (`G_psnr`, in checkpoints) and, after the last step's update, sets G's weights to
 (1 - interpolation)·G_psnr's + interpolation·G's (ESRGAN's network interpolation, Wang et al. 2018): a point between
-the PSNR-oriented and the adversarially trained generator on the perception-distortion curve.
+the PSNR-oriented and the adversarially trained generator on the perception-distortion curve. With
+`train.detail_blend` G keeps the adversarially trained weights and G_psnr follows G through the pretraining; the run
+serves `DetailBlend` of the two (`served`): their outputs mixed per pixel by the pretrained output's own detail.
 
 The loop draws the high-resolution batch in its data order (`Step.next_batch`); the family makes its
 low-resolution inputs with Pillow's bicubic downscaling (core.superres). The data are an SRDataset of any image
@@ -34,7 +36,8 @@ by pixel repetition) | bicubic | SR | HR; `sampler` super-resolves the held-out 
 compares the outputs with the high-resolution images, beside the bicubic baseline (core.metrics.superres).
 
 `generator(cfg, info)` builds the generator a checkpoint stores (`G.*`, `G_ema.*`), as translation jobs load it: in
-eval mode, G(x) maps (B, C, h, w) in [-1, 1] to (B, C, scale·h, scale·w) in [-1, 1], deterministically.
+eval mode, G(x) maps (B, C, h, w) in [-1, 1] to (B, C, scale·h, scale·w) in [-1, 1], deterministically;
+`translator(G, cfg, path)` is what they apply (with train.detail_blend, G blended with the checkpoint's G_psnr).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from PIL import Image
 from torch import nn
 
 from core import grids
+from core.checkpoint import read_checkpoint
 from core.config import RunConfig
 from core.datasets import Dataset
 from core.families import Step, StepStats, eval_mode, grad_norm
@@ -250,6 +254,59 @@ def interpolate(G: nn.Module, G_psnr: nn.Module, alpha: float) -> None:
             value.copy_(torch.lerp(psnr[name].to(value.dtype), value, alpha))
 
 
+def detail(x: torch.Tensor, window: int) -> torch.Tensor:
+    """The mean Sobel magnitude of images (N, C, H, W) in [-1, 1] over their channels: (N, 1, 1, 1) over the whole
+    image (window 0), else (N, 1, H, W) over the window × window px neighbourhood of each pixel (odd window; the part
+    of it inside the image at the borders)."""
+    magnitude = sobel_magnitude(x.float().clamp(-1, 1)).mean(1, keepdim=True)  # (N, 1, H, W)
+    if window == 0:
+        return magnitude.mean((2, 3), keepdim=True)
+    return F.avg_pool2d(magnitude, window, stride=1, padding=window // 2, count_include_pad=False)
+
+
+def detail_blend(pretrained: torch.Tensor, adversarial: torch.Tensor, d0: float, window: int) -> torch.Tensor:
+    """train.detail_blend on outputs (N, C, H, W) of the pretrained (P) and the adversarially trained generator (A):
+    P + w·(A - P) per pixel, w = d² / (d² + d0²), d = `detail`(P, window)."""
+    d2 = detail(pretrained, window).square()
+    return pretrained + d2 / (d2 + d0**2) * (adversarial - pretrained)
+
+
+class DetailBlend(nn.Module):
+    """What a run with train.detail_blend serves: the adversarially trained G and the pretrained G_psnr on the same
+    inputs, their outputs (in fp32) mixed by `detail_blend`."""
+
+    def __init__(self, G: nn.Module, G_psnr: nn.Module, d0: float, window: int) -> None:
+        super().__init__()
+        self.G, self.G_psnr, self.d0, self.window = G, G_psnr, d0, window
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return detail_blend(self.G_psnr(x).float(), self.G(x).float(), self.d0, self.window)
+
+
+def served(G: nn.Module, G_psnr: nn.Module | None, cfg: RunConfig) -> nn.Module:
+    """The module a run's grids, evaluations and translations apply: G, or with train.detail_blend the DetailBlend
+    of G and the pretrained G_psnr."""
+    d0 = cfg.train.detail_blend
+    if d0 is None or G_psnr is None:
+        return G
+    return DetailBlend(G, G_psnr, d0, cfg.train.detail_window)
+
+
+def translator(G: nn.Module, cfg: RunConfig, path: Path) -> nn.Module:
+    """What a translation job applies for a checkpoint's generator G (core.translate): `served`, with the
+    checkpoint's G_psnr beside G when train.detail_blend asks for it (a copy of G with G_psnr's weights, so on G's
+    device)."""
+    if cfg.train.detail_blend is None:
+        return G
+    tensors, _ = read_checkpoint(path)
+    state = {k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")}
+    if not state:
+        raise ValueError("this srgan checkpoint sets train.detail_blend but holds no pretrained generator (G_psnr)")
+    G_psnr = copy.deepcopy(G)
+    G_psnr.load_state_dict(state)
+    return served(G, G_psnr, cfg)
+
+
 @torch.no_grad()
 def update_average(G_avg: nn.Module, G: nn.Module, decay: float, k: int) -> None:
     """train.adversarial_ema after the adversarial phase's k-th step (1-based), in place: G_avg's floating-point
@@ -361,7 +418,9 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         loss_g.backward()
         grad_norm_g = grad_norm(m.G) if at.want_stats else None
         m.opt_g.step()
-        if m.G_psnr is not None and at.step == cfg.train.pretrain_steps:  # keep the pretrained G to interpolate
+        # Keep the pretrained G to blend with; with train.detail_blend G_psnr follows G through the pretraining, so
+        # that until the adversarial phase the blend of the two serves G's own outputs.
+        if m.G_psnr is not None and (at.step == cfg.train.pretrain_steps or cfg.train.detail_blend is not None):
             m.G_psnr.load_state_dict(m.G.state_dict())
         stats |= {"loss_d": loss_d, "loss_g": loss_g.detach()}
         if grad_norm_g is not None:
@@ -432,7 +491,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         update_average(m.G_avg, m.G, cfg.train.adversarial_ema, at.step - cfg.train.pretrain_steps)
         if at.step == cfg.train.steps:  # the run ends with the average of its adversarial phase
             m.G.load_state_dict(m.G_avg.state_dict())
-    if m.G_psnr is not None and cfg.train.interpolation is not None and at.step == cfg.train.steps:
+    blends_weights = cfg.train.interpolation is not None and cfg.train.detail_blend is None
+    if m.G_psnr is not None and blends_weights and at.step == cfg.train.steps:
         weight = cfg.train.interpolation
         if cfg.train.interpolation_sharpness is not None:
             weight = sharpness_weight(m.G, m.G_psnr, m.data, cfg, device=at.device, autocast=at.autocast)
@@ -455,6 +515,7 @@ class GridInputs:
     low: torch.Tensor
     bicubic: torch.Tensor
     high: torch.Tensor
+    served: Callable[[nn.Module], nn.Module]  # the module the grid shows for G (`served`)
 
 
 def grid_inputs(cfg: RunConfig, data: SRDataset, m: Models, device: torch.device) -> GridInputs:
@@ -465,6 +526,7 @@ def grid_inputs(cfg: RunConfig, data: SRDataset, m: Models, device: torch.device
         low=low.to(device),
         bicubic=bicubic_upscale(low, cfg.model.scale).to(device),
         high=data.held[:GRID_IMAGES].to(device),
+        served=lambda G: served(G, m.G_psnr, cfg),
     )
 
 
@@ -474,6 +536,7 @@ def sample_grid(
 ) -> tuple[Image.Image, torch.Tensor]:
     """low-res (enlarged by pixel repetition) | bicubic | SR | HR for each grid image, GRID_PER_ROW images a row,
     and the outputs (N, C, S, S)."""
+    G = inputs.served(G)
     with eval_mode(G), autocast():
         out = G(inputs.low.contiguous(memory_format=torch.channels_last)).float().detach()  # (N, C, S, S)
     low = F.interpolate(inputs.low.float(), size=out.shape[-1], mode="nearest")  # (N, C, S, S)
@@ -484,7 +547,8 @@ def sample_grid(
 def sampler(
     G: nn.Module, cfg: RunConfig, m: Models, *, device: torch.device, autocast: Autocast
 ) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]:
-    """sample_fn(n) -> (G's outputs for the first n held-out inputs, None), G in eval mode."""
+    """sample_fn(n) -> (the outputs of G (as `served`) for the first n held-out inputs, None), in eval mode."""
+    G = served(G, m.G_psnr, cfg)
     low = m.data.held_low
     assert low is not None
 

@@ -19,6 +19,7 @@ from core import checkpoint, networks_sr
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
+from core.metrics.superres import sr_metrics
 from core.networks_sr import SRDiscriminator, SRResNet, load_vgg19_features
 from core.superres import (
     PHOTO_HELD_COLUMNS,
@@ -32,6 +33,7 @@ from core.superres import (
     sr_dataset,
 )
 from core.train import train
+from core.translate import load_translator, translate
 from tests.utils.training import assert_resume_matches, checkpoint_tensors, run_events
 
 TINY = {
@@ -322,6 +324,23 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
         pytest.param(
             {"dataset": "digits", "train": {"adversarial_ema": 0.99}}, "train.adversarial_ema", id="ema-dcgan"
         ),
+        pytest.param(
+            {"dataset": "photos", "train": {"interpolation": None, "detail_blend": 0.2}},
+            "train.detail_blend",
+            id="detail-without-blend",
+        ),
+        pytest.param(
+            {"dataset": "photos", "train": {"detail_blend": 0.2, "interpolation_sharpness": 0.8}},
+            "train.detail_blend",
+            id="detail-and-sharpness",
+        ),
+        pytest.param(
+            {"dataset": "photos", "train": {"steps": 10, "pretrain_steps": 10, "detail_blend": 0.2}},
+            "train.interpolation",
+            id="detail-without-adversarial-phase",
+        ),
+        pytest.param({"dataset": "photos", "train": {"detail_window": 32}}, "train.detail_window", id="even-window"),
+        pytest.param({"dataset": "digits", "train": {"detail_blend": 0.2}}, "train.detail_blend", id="detail-dcgan"),
         pytest.param({"dataset": "digits", "train": {"aside_columns": 64}}, "train.aside_columns", id="aside-dcgan"),
         pytest.param(
             {"dataset": "digits", "model": {"arch": "srgan", "image_size": 32}, "train": {"aside_columns": 64}},
@@ -408,6 +427,7 @@ N, K = 6, 2
         pytest.param({"loss": {"relativistic": True}}, id="relativistic"),
         pytest.param({"train": {"downscaled_copies": [0.6, 0.9]}}, id="downscaled-copies"),
         pytest.param({"train": {"adversarial_ema": 0.9, "interpolation": 0.5}}, id="adversarial-ema-blend"),
+        pytest.param({"train": {"interpolation": 0.5, "detail_blend": 0.2}}, id="detail-blend"),
     ],
 )
 def test_srgan_resumes_bit_for_bit_across_the_pretraining(tmp_path, over: dict):
@@ -640,3 +660,45 @@ def test_the_adversarial_average_ends_the_run_and_then_is_blended(tmp_path):
     # The running mean first, then the moving average: after steps 3, 4, 5 at decay 0.5, G_3 / 4 + G_4 / 4 + G_5 / 2.
     mean = {k: trained[2][k] / 4 + trained[3][k] / 4 + trained[4][k] / 2 for k in floats}
     assert all(torch.allclose(expected[k], mean[k], atol=1e-6) for k in floats)
+
+
+@pytest.mark.parametrize("window", [0, 33])
+def test_a_detail_blend_serves_both_generators_outputs_mixed_by_the_pretrained_ones_detail(tmp_path, window):
+    # The same run with train.interpolation 1 (G ends as the adversarially trained generator) and with detail_blend:
+    # the training is the same, G ends unblended, and grids, evaluations and translations serve the blend.
+    base = {"steps": 4, "pretrain_steps": 2, "interpolation": 1.0}
+    schedule = {"sample_every": 2, "checkpoint_every": 2, "eval_every": 2, "eval_samples": 64}
+    plain = _cfg(train=base, schedule=schedule)
+    plain_events = run_events(tmp_path / "plain", plain)
+    d0 = 0.05
+    cfg = _cfg(train=base | {"detail_blend": d0, "detail_window": window}, schedule=schedule)
+    events = run_events(tmp_path / "detail", cfg)
+    pretrained_g = checkpoint_tensors(tmp_path / "plain", 2)
+    for step in (2, 4):
+        ours, theirs = checkpoint_tensors(tmp_path / "detail", step), checkpoint_tensors(tmp_path / "plain", step)
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs if k.startswith("G."))
+        assert all(torch.equal(ours[f"G_psnr.{k[2:]}"], pretrained_g[k]) for k in theirs if k.startswith("G."))
+    # Until the adversarial phase G_psnr is G, so the blend is G's outputs; after it, the blend.
+    metrics = {(d["step"], d["name"]): d["value"] for kind, d in events if kind == "metric"}
+    plain_metrics = {(d["step"], d["name"]): d["value"] for kind, d in plain_events if kind == "metric"}
+    assert metrics[(2, "psnr")] == plain_metrics[(2, "psnr")]
+    assert metrics[(4, "psnr")] != plain_metrics[(4, "psnr")]
+    path = tmp_path / "detail" / "checkpoints" / "00000004.safetensors"
+    tr = load_translator(path)
+    data = srgan.split_data(load_dataset("photos", image_size=32), cfg)
+    assert data.held is not None and data.held_low is not None
+    low = data.held_low[:64]
+    out = translate(tr, low, direction="AtoB")
+    tensors = checkpoint_tensors(tmp_path / "detail", 4)
+    G, G_psnr = srgan.generator(cfg, {"channels": 3}), srgan.generator(cfg, {"channels": 3})
+    G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
+    G_psnr.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("G_psnr.")})
+    with torch.no_grad():
+        pretrained, adversarial = G_psnr.eval()(low), G.eval()(low)
+    expected = srgan.detail_blend(pretrained, adversarial, d0, window)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert not torch.allclose(out, adversarial, atol=1e-4) and not torch.allclose(out, pretrained, atol=1e-4)
+    assert metrics[(4, "psnr")] == pytest.approx(sr_metrics(expected, data.held[:64])["psnr"], abs=1e-4)
+    # The weight: 0 where the pretrained output is flat, towards 1 where it has much more detail than d0.
+    flat = torch.zeros(1, 3, 32, 32)
+    assert torch.equal(srgan.detail_blend(flat, torch.ones_like(flat), d0, window), flat)
