@@ -2057,10 +2057,10 @@ BIGGAN_RECIPE: dict[str, Any] = {
 # of 10k images), its discriminator's own minibatch std and no spectral norm, and the dataset's cluster conditioning
 # (digits: 50 k-means clusters, embedded into the mapping network and projected in D; a cluster per channel gives way
 # to none). Sized for a CPU budget: width 16 (16, 32, 64 channels at 16, 8, 4 px), a mapping network of 2 layers
-# (StyleGAN2-ADA's for small data; the field's default is the paper's 8), batch 32 and 10,000 steps, about 13 CPU
-# minutes at 16 px on one thread in fp32 (core.device.pick_precision). On digits half the paper's rate over twice the
-# steps had the lower FD on the paired draws of three seeds (level on one, lower on all draws of two), with the
-# higher recall (docs/benchmarks.md). Set width 32 at 1024 px for the paper's config F.
+# (StyleGAN2-ADA's for small data; the field's default is the paper's 8), batch 32 and 10,000 steps, 13–16 CPU
+# minutes at 16 px on one thread in fp32 on the CPUs measured (core.device.pick_precision). On digits half the
+# paper's rate over twice the steps had the lower FD on the paired draws of three seeds (level on one, lower on all
+# draws of two), with the higher recall (docs/benchmarks.md). Set width 32 at 1024 px for the paper's config F.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "srgan": SRGAN_RECIPE,
     "biggan": BIGGAN_RECIPE,
