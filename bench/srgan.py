@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.checkpoint import read_checkpoint, read_generator_state
+from core.checkpoint import read_checkpoint, read_generator_state, read_module_state
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
@@ -196,7 +196,7 @@ def measure(
             if averages:
                 torch.save({d: a.state_dict() for d, a in averages.items()}, keep / f"seed{seed}_averages.pt")
         state, meta = read_generator_state(ckpt, ema=True)
-        psnr_state = {k[len("G_psnr.") :]: v for k, v in read_checkpoint(ckpt)[0].items() if k.startswith("G_psnr.")}
+        psnr_state = read_module_state(ckpt, "G_psnr")
         picked = [
             float(d["values"]["interpolation"]) for k, d in events if k == "stats" and "interpolation" in d["values"]
         ]

@@ -182,6 +182,14 @@ def read_tensor(path: Path, name: str) -> torch.Tensor | None:
         return f.get_tensor(name) if name in f.keys() else None
 
 
+def read_module_state(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """The weights of one module a checkpoint holds (`name.*`, e.g. srgan's `G_psnr`), without their prefix, read
+    alone; empty when the checkpoint has none."""
+    prefix = f"{name}."
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+
+
 def _sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 

@@ -56,7 +56,7 @@ from PIL import Image
 from torch import nn
 
 from core import grids
-from core.checkpoint import read_checkpoint
+from core.checkpoint import read_module_state
 from core.config import RunConfig
 from core.datasets import Dataset
 from core.families import Step, StepStats, eval_mode, grad_norm
@@ -298,8 +298,7 @@ def translator(G: nn.Module, cfg: RunConfig, path: Path) -> nn.Module:
     device)."""
     if cfg.train.detail_blend is None:
         return G
-    tensors, _ = read_checkpoint(path)
-    state = {k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")}
+    state = read_module_state(path, "G_psnr")
     if not state:
         raise ValueError("this srgan checkpoint sets train.detail_blend but holds no pretrained generator (G_psnr)")
     G_psnr = copy.deepcopy(G)
