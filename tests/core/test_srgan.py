@@ -702,3 +702,22 @@ def test_a_detail_blend_serves_both_generators_outputs_mixed_by_the_pretrained_o
     # The weight: 0 where the pretrained output is flat, towards 1 where it has much more detail than d0.
     flat = torch.zeros(1, 3, 32, 32)
     assert torch.equal(srgan.detail_blend(flat, torch.ones_like(flat), d0, window), flat)
+
+
+def test_a_detail_window_that_covers_the_whole_image_blends_as_the_whole_image():
+    # A 127 px window (half-width 63) around any pixel of a 64 px image holds the whole image, so its detail is the
+    # whole image's mean detail (window 0) at every pixel, up to the order of the sums: the same blend.
+    torch.manual_seed(0)
+    for scale in (0.02, 0.1, 0.5):  # flat to detailed outputs, d about 0.06 to 1.5
+        pretrained = torch.nn.functional.interpolate(torch.randn(8, 3, 16, 16) * scale, scale_factor=4, mode="bicubic")
+        pretrained = pretrained.clamp(-1, 1)
+        adversarial = pretrained + 0.05 * torch.randn_like(pretrained)
+        whole, window = srgan.detail(pretrained, 0), srgan.detail(pretrained, 127)
+        assert window.shape == (8, 1, 64, 64)
+        assert torch.allclose(window, whole.expand_as(window), rtol=1e-5, atol=0)
+        blend = srgan.detail_blend(pretrained, adversarial, 0.19, 127)
+        assert torch.allclose(blend, srgan.detail_blend(pretrained, adversarial, 0.19, 0), rtol=0, atol=1e-6)
+    # A window short of the whole image is not: 33 px around a corner pixel misses the far side.
+    lopsided = torch.zeros(1, 3, 64, 64)
+    lopsided[..., 40:, 40:] = torch.rand(1, 3, 24, 24)
+    assert not torch.allclose(srgan.detail(lopsided, 33), srgan.detail(lopsided, 0).expand(1, 1, 64, 64))
