@@ -593,6 +593,21 @@ class LossConfig(_Strict):
             "it reaches its real mean."
         ),
     )
+    semantic_anchor: Literal["reading", "clusters"] = Field(
+        "reading",
+        description=(
+            "cyclegan with loss.semantic_weight: the class each B→A translation is anchored to. reading: the class the "
+            "semantic classifier reads in the translation's (warped) input, where it reads it with a confidence of "
+            "0.9 or more (and for loss.semantic_matching the class it reads in the translation itself, likewise); "
+            "clusters: the class of the input's cluster, for every translation in both terms. Before the first step "
+            "domain B's training images are clustered by k-means into as many clusters as domain A has classes (on "
+            "their pixels, each image centred on its brightness centroid and scaled to domain A's mean brightness "
+            "spread, so that the clusters follow the glyphs rather than their offset and size), and each step the "
+            "clusters are matched one-to-one to A's classes (Hungarian algorithm) on the counts of the classifier's "
+            "confident readings of each cluster's warped inputs so far: a class the classifier never reads with "
+            "confidence still gets the cluster left to it. Domain B's labels are never read."
+        ),
+    )
     latent_regression_weight: float = Field(
         1.0,
         ge=0,
@@ -1329,6 +1344,11 @@ class RunConfig(_Strict):
             raise ValueError(
                 "loss.semantic_matching: it matches features of the semantic term's classifier, which only a "
                 "cyclegan with loss.semantic_weight > 0 has; set it to 0"
+            )
+        if self.loss.semantic_anchor != "reading" and (arch != "cyclegan" or self.loss.semantic_weight <= 0):
+            raise ValueError(
+                "loss.semantic_anchor: it anchors the semantic term's translations, which only a cyclegan with "
+                "loss.semantic_weight > 0 has; set it to reading"
             )
         default_push = LossConfig.model_fields["semantic_matching_push"].default
         if self.loss.semantic_matching_push != default_push and self.loss.semantic_matching <= 0:

@@ -36,7 +36,11 @@ class's mean over A's training images against a running mean over the translatio
 translation pushed along the gap (held fixed), so that a class's translations move as a whole towards its real
 images (the per-class offset that dominates fd_digits on digits-printed) without being drawn to one point; with
 `loss.semantic_matching_push` unit the push is the gap's direction at unit length (`unit_rows`), so its size is the
-weight's alone and does not fade as the class nears its real images.
+weight's alone and does not fade as the class nears its real images. With `loss.semantic_anchor` clusters both
+terms anchor each translation to the class of its input's cluster instead (`ClusterAnchor`): domain B's training
+images are clustered by k-means before the run (`domain_clusters`), and each step the clusters are matched one-to-one
+to A's classes (Hungarian) on S's confident readings of their warped inputs so far, so that a class S never reads
+with confidence (a printed glyph unlike its handwritten class) is still anchored, to the cluster left to it.
 With `model.latent_dim` G_BA also reads a latent code z (its residual blocks modulated by z, FiLM), so that a
 printed digit has many handwritten translations (augmented CycleGAN, Almahairi et al. 2018; BicycleGAN, Zhu et al.
 2017b): each step's B→A translations draw z from N(0, I); an encoder (`G.enc`, `LatentEncoder`) reads each A
@@ -79,9 +83,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
 from torch import nn
 
 from core import checkpoint, grids
@@ -122,6 +129,7 @@ SOURCE_EPOCHS, SOURCE_BATCH, SOURCE_LR = 10, 64, 2e-3
 SOURCE_TURN, SOURCE_SCALE, SOURCE_SHIFT, SOURCE_NOISE = 12.0, 0.1, 0.08, 0.1
 SEMANTIC_CONFIDENCE = 0.9
 SEMANTIC_MATCHING_DECAY = 0.98  # loss.semantic_matching: the running mean's decay, per step a class is read in
+CLUSTER_RESTARTS = 10  # loss.semantic_anchor clusters: k-means runs from different seeds, the best kept
 EVAL_LATENT_SEED = 0  # the seed of the latent codes (model.latent_dim) of the grids' and evaluations' B→A translations
 
 
@@ -243,6 +251,55 @@ def unit_rows(gap: torch.Tensor) -> torch.Tensor:
     return gap / gap.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+class ClusterAnchor:
+    """loss.semantic_anchor clusters: the cluster of each of domain B's training images (`clusters`, (M,), fixed) and
+    the counts of the semantic classifier's confident readings of each cluster's inputs (`counts`, (K, K): cluster
+    by class read, growing each step). Checkpoint tensors, so a resumed run continues them."""
+
+    def __init__(self, clusters: torch.Tensor, counts: torch.Tensor | None = None, *, classes: int = 0) -> None:
+        """A new run's anchor (`clusters` and the number of classes), or a checkpoint's (both tensors)."""
+        self.clusters = clusters
+        self.counts = counts if counts is not None else torch.zeros(classes, classes, device=clusters.device)
+
+    def classes(self, picks: torch.Tensor, reading: torch.Tensor, sure: torch.Tensor) -> torch.Tensor:
+        """Fold the classes S reads (B,) in the inputs at B's training indices `picks` (B,), where it is sure (B,),
+        0 or 1, into the counts; returns each input's anchor (B,): the class its cluster is matched to, the matching
+        the one-to-one assignment of clusters to classes with the most confident readings (Hungarian)."""
+        cluster = self.clusters[picks.to(self.clusters.device)]  # (B,)
+        at = (cluster.to(self.counts.device), reading.to(self.counts.device))
+        self.counts = self.counts.index_put(at, sure.float().to(self.counts.device), accumulate=True)
+        return self.assignment().to(cluster.device)[cluster]
+
+    def assignment(self) -> torch.Tensor:
+        """The class (K,) each cluster is matched to: the one-to-one assignment with the most confident readings."""
+        rows, cols = linear_sum_assignment(self.counts.cpu().double().numpy(), maximize=True)
+        matched = torch.empty(len(rows), dtype=torch.int64)
+        matched[torch.from_numpy(rows)] = torch.from_numpy(cols)
+        return matched
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"anchor.clusters": self.clusters, "anchor.counts": self.counts}
+
+
+@torch.no_grad()
+def domain_clusters(data: UnpairedDataset, k: int, *, seed: int) -> torch.Tensor:
+    """The cluster (M,) of each of domain B's training images: k-means into k clusters (CLUSTER_RESTARTS runs from
+    `seed`, the tightest kept) of their pixels, each image first centred on its brightness centroid and scaled so
+    that its brightness spread is domain A's mean (`brightness_moments`): the printed digits are a few glyphs under
+    offsets, sizes and small turns, and without the centring and scaling the clusters follow the offsets and sizes."""
+    b = data.domain_b(torch.arange(data.b_size)).float().cpu()  # (M, C_B, H, W)
+    a = data.store.float() / 127.5 - 1.0 if data.store.dtype == torch.uint8 else data.store.float()
+    _, spread_a = brightness_moments(a)
+    centre, spread = brightness_moments(b)  # (M, 2), (M,)
+    scale = (spread - spread_a.exp().mean().log()).exp()  # < 1 enlarges the image
+    theta = torch.zeros(len(b), 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = scale, scale, centre
+    grid = F.affine_grid(theta, list(b.shape), align_corners=False)  # (M, H, W, 2)
+    framed = F.grid_sample(b + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+    km = KMeans(n_clusters=k, n_init=CLUSTER_RESTARTS, random_state=seed).fit(framed.flatten(1).numpy())
+    return torch.from_numpy(np.asarray(km.labels_, dtype=np.int64))
+
+
 @dataclass
 class Models:
     """A CycleGAN's two generators (in G) and two discriminators (in D), their optimizers, the history pools and
@@ -260,6 +317,7 @@ class Models:
     opt_c: torch.optim.Optimizer | None = None
     S: SourceClassifier | None = None  # domain A's frozen classifier, with loss.semantic_weight
     class_means: ClassFeatureMeans | None = None  # S's class means, with loss.semantic_matching
+    anchor: ClusterAnchor | None = None  # domain B's clusters and their readings, with loss.semantic_anchor clusters
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
@@ -272,9 +330,11 @@ class Models:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d} | warp | classifier
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The history pools and loss.semantic_matching's means, which a resumed run continues from."""
+        """The history pools, loss.semantic_matching's means and loss.semantic_anchor's clusters and counts, which a
+        resumed run continues from."""
         means = self.class_means.state() if self.class_means is not None else {}
-        return self.pool_a.state("pool.a") | self.pool_b.state("pool.b") | means
+        anchor = self.anchor.state() if self.anchor is not None else {}
+        return self.pool_a.state("pool.a") | self.pool_b.state("pool.b") | means | anchor
 
 
 def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
@@ -335,6 +395,15 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
             if saved[0] is None or saved[1] is None or saved[2] is None:
                 raise ValueError(f"{latest.name} holds no class means; it was not written with loss.semantic_matching")
             class_means = ClassFeatureMeans(*(t.to(device) for t in saved))
+    anchor = None
+    if S is not None and cfg.loss.semantic_anchor == "clusters":
+        if latest is None:
+            anchor = ClusterAnchor(domain_clusters(data, data.num_classes, seed=cfg.seed), classes=data.num_classes)
+        else:  # the checkpoint's clusters, so that a resumed run's do not depend on k-means giving the same again
+            clusters, counts = (checkpoint.read_tensor(latest, f"anchor.{k}") for k in ("clusters", "counts"))
+            if clusters is None or counts is None:
+                raise ValueError(f"{latest.name} holds no clusters; it was not written with loss.semantic_anchor")
+            anchor = ClusterAnchor(clusters, counts)
     betas = (cfg.train.beta1, cfg.train.beta2)
     warps = [p for name, p in G.named_parameters() if ".warp." in name]  # the localisation nets, when there are
     nets = [p for name, p in G.named_parameters() if ".warp." not in name]
@@ -351,6 +420,7 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         opt_c=torch.optim.Adam(C.parameters(), lr=LR_CLASSIFIER) if C is not None else None,
         S=S,
         class_means=class_means,
+        anchor=anchor,
     )
 
 
@@ -536,6 +606,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         with torch.no_grad():
             confidence, reading = m.S(inputs).softmax(1).max(1)  # (B,), (B,)
             anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
+            if m.anchor is not None:  # every translation anchored to its input's cluster's class
+                reading, anchored = (
+                    m.anchor.classes(picks, reading, anchored).to(reading.device),
+                    torch.ones_like(anchored),
+                )
         hidden = m.S.features(fake_a)  # (B, H)
         logits = m.S.logits(hidden)  # (B, K)
         misread = F.cross_entropy(logits, reading, reduction="none")  # (B,)
@@ -545,6 +620,8 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         if m.class_means is not None:  # each class's translations moved along its gap to the real class
             sure_of, read_as = logits.detach().softmax(1).max(1)  # the class S reads in each, and how sure: (B,)
             matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
+            if m.anchor is not None:
+                read_as, matched = reading, torch.ones_like(matched)
             gap = m.class_means.update(hidden.detach(), read_as, matched)  # (K, H)
             along = unit_rows(gap) if cfg.loss.semantic_matching_push == "unit" else gap
             push = ((hidden * along[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)

@@ -686,3 +686,64 @@ def test_the_push_field_needs_the_semantic_matching_term():
         {"dataset": "digits-printed", "loss": {"semantic_matching": 0.1, "semantic_matching_push": "unit"}}
     )
     assert cfg.loss.semantic_matching_push == "unit"
+
+
+def test_the_cluster_anchor_matches_clusters_to_classes_one_to_one_and_gives_an_unread_cluster_the_class_left():
+    anchor = cyclegan.ClusterAnchor(torch.tensor([0, 0, 1, 1, 2, 2]), classes=3)
+    picks = torch.tensor([0, 1, 2, 3, 4, 5])
+    reading = torch.tensor([2, 2, 2, 0, 2, 0])  # cluster 2 is read as 2 and 0, never surely
+    sure = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    anchors = anchor.classes(picks, reading, sure)
+    assert anchor.counts.tolist() == [[0, 0, 2], [1, 0, 0], [0, 0, 0]]  # the sure readings alone
+    assert anchor.assignment().tolist() == [2, 0, 1]  # cluster 2 gets the class no cluster was read as
+    assert anchors.tolist() == [2, 2, 0, 0, 1, 1]
+
+
+def test_the_printed_digits_cluster_by_their_glyph_and_the_clusters_are_fixed_by_the_seed():
+    data = load_dataset("digits-printed", image_size=32)
+    clusters = cyclegan.domain_clusters(data, 10, seed=0)
+    assert clusters.shape == (data.b_size,) and torch.equal(clusters, cyclegan.domain_clusters(data, 10, seed=0))
+    assert data.other_labels is not None  # read here to judge the clusters; training never reads them
+    together = torch.zeros(10, 10)
+    together.index_put_((clusters, data.other_labels), torch.ones(data.b_size), accumulate=True)
+    assert together.max(1).values.sum() / data.b_size > 0.95  # each cluster nearly one digit
+
+
+def test_the_cluster_anchor_trains_and_resumes_bit_for_bit_with_its_clusters_and_counts(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
+    monkeypatch.setattr(cyclegan, "CLUSTER_RESTARTS", 1)
+    monkeypatch.setattr(cyclegan, "SEMANTIC_CONFIDENCE", 0.0)  # every reading counted, however unsure S is
+    cfg = _cfg(
+        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8},
+        loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_anchor": "clusters"},
+        train={"steps": 4, "warp_share": 0.25},  # step 1 with the warps alone, where nothing is read
+        schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
+    )
+    straight = run_events(tmp_path / "a", cfg)
+    run_events(tmp_path / "b", cfg, stop_at=2)
+
+    def recluster(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a resumed run clustered domain B again")
+
+    monkeypatch.setattr(cyclegan, "domain_clusters", recluster)
+    rest = run_events(tmp_path / "b", cfg)  # reads the clusters and their counts from its checkpoint
+    last = checkpoint_tensors(tmp_path / "a", 4)
+    assert tensors_that_differ(last, checkpoint_tensors(tmp_path / "b", 4)) == []
+    assert losses_at(rest, 4) == losses_at(straight, 4)
+    assert last["anchor.clusters"].shape == (2000,) and set(last["anchor.clusters"].tolist()) == set(range(10))
+    assert last["anchor.counts"].sum() == 3 * 4  # steps 2-4, a batch of 4 each
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert stats[4]["semantic_anchored"] == 1 and stats[4]["semantic_matched"] == 1  # every translation
+
+
+@pytest.mark.parametrize(
+    "loss, arch",
+    [
+        ({"semantic_anchor": "clusters", "semantic_weight": 0.0}, "cyclegan"),
+        ({"semantic_anchor": "clusters"}, "pix2pix"),
+    ],
+)
+def test_the_cluster_anchor_needs_the_semantic_term(loss, arch):
+    body = {"dataset": "digits-printed" if arch == "cyclegan" else "digits-edges", "loss": loss}
+    with pytest.raises(ValidationError, match=r"loss\.semantic_anchor: it anchors"):
+        RunConfig.model_validate(body)
