@@ -603,9 +603,10 @@ class LossConfig(_Strict):
             "domain B's training images are clustered by k-means into as many clusters as domain A has classes (on "
             "their pixels, each image centred on its brightness centroid and scaled to domain A's mean brightness "
             "spread, so that the clusters follow the glyphs rather than their offset and size), and each step the "
-            "clusters are matched one-to-one to A's classes (Hungarian algorithm) on the counts of the classifier's "
-            "confident readings of each cluster's warped inputs so far: a class the classifier never reads with "
-            "confidence still gets the cluster left to it. Domain B's labels are never read."
+            "clusters are matched one-to-one to A's classes (Hungarian algorithm) on the classifier's mean class "
+            "probabilities over each cluster's warped inputs so far: a class the classifier never reads with "
+            "confidence still gets the cluster, of those left, that reads most like it. Domain B's labels are never "
+            "read."
         ),
     )
     latent_regression_weight: float = Field(

@@ -39,8 +39,9 @@ images (the per-class offset that dominates fd_digits on digits-printed) without
 weight's alone and does not fade as the class nears its real images. With `loss.semantic_anchor` clusters both
 terms anchor each translation to the class of its input's cluster instead (`ClusterAnchor`): domain B's training
 images are clustered by k-means before the run (`domain_clusters`), and each step the clusters are matched one-to-one
-to A's classes (Hungarian) on S's confident readings of their warped inputs so far, so that a class S never reads
-with confidence (a printed glyph unlike its handwritten class) is still anchored, to the cluster left to it.
+to A's classes (Hungarian) on S's mean class probabilities over their warped inputs so far, so that a class S never
+reads with confidence (a printed glyph unlike its handwritten class) is still anchored, to the cluster that reads
+most like it of those left.
 With `model.latent_dim` G_BA also reads a latent code z (its residual blocks modulated by z, FiLM), so that a
 printed digit has many handwritten translations (augmented CycleGAN, Almahairi et al. 2018; BicycleGAN, Zhu et al.
 2017b): each step's B→A translations draw z from N(0, I); an encoder (`G.enc`, `LatentEncoder`) reads each A
@@ -253,32 +254,36 @@ def unit_rows(gap: torch.Tensor) -> torch.Tensor:
 
 class ClusterAnchor:
     """loss.semantic_anchor clusters: the cluster of each of domain B's training images (`clusters`, (M,), fixed) and
-    the counts of the semantic classifier's confident readings of each cluster's inputs (`counts`, (K, K): cluster
-    by class read, growing each step). Checkpoint tensors, so a resumed run continues them."""
+    the semantic classifier's class probabilities summed over each cluster's inputs (`readings`, (K, K): cluster by
+    class, growing each step). Checkpoint tensors, so a resumed run continues them."""
 
-    def __init__(self, clusters: torch.Tensor, counts: torch.Tensor | None = None, *, classes: int = 0) -> None:
+    def __init__(self, clusters: torch.Tensor, readings: torch.Tensor | None = None, *, classes: int = 0) -> None:
         """A new run's anchor (`clusters` and the number of classes), or a checkpoint's (both tensors)."""
         self.clusters = clusters
-        self.counts = counts if counts is not None else torch.zeros(classes, classes, device=clusters.device)
+        self.readings = readings if readings is not None else torch.zeros(classes, classes, device=clusters.device)
 
-    def classes(self, picks: torch.Tensor, reading: torch.Tensor, sure: torch.Tensor) -> torch.Tensor:
-        """Fold the classes S reads (B,) in the inputs at B's training indices `picks` (B,), where it is sure (B,),
-        0 or 1, into the counts; returns each input's anchor (B,): the class its cluster is matched to, the matching
-        the one-to-one assignment of clusters to classes with the most confident readings (Hungarian)."""
+    def classes(self, picks: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """Fold S's class probabilities (B, K) of the inputs at B's training indices `picks` (B,) into the readings;
+        returns each input's anchor (B,): the class its cluster is matched to (`assignment`)."""
         cluster = self.clusters[picks.to(self.clusters.device)]  # (B,)
-        at = (cluster.to(self.counts.device), reading.to(self.counts.device))
-        self.counts = self.counts.index_put(at, sure.float().to(self.counts.device), accumulate=True)
+        self.readings = self.readings.index_add(
+            0, cluster.to(self.readings.device), probs.float().to(self.readings.device)
+        )
         return self.assignment().to(cluster.device)[cluster]
 
     def assignment(self) -> torch.Tensor:
-        """The class (K,) each cluster is matched to: the one-to-one assignment with the most confident readings."""
-        rows, cols = linear_sum_assignment(self.counts.cpu().double().numpy(), maximize=True)
+        """The class (K,) each cluster is matched to: the one-to-one assignment that maximises the sum of the
+        clusters' mean probabilities of their classes (Hungarian). Means, not counts of confident readings: a glyph
+        S reads with confidence as no class (or as a class another cluster reads more surely) is still placed by
+        which of the classes left it reads most like."""
+        means = self.readings / self.readings.sum(1, keepdim=True).clamp_min(1e-12)  # (K, K), a row per cluster
+        rows, cols = linear_sum_assignment(means.cpu().double().numpy(), maximize=True)
         matched = torch.empty(len(rows), dtype=torch.int64)
         matched[torch.from_numpy(rows)] = torch.from_numpy(cols)
         return matched
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"anchor.clusters": self.clusters, "anchor.counts": self.counts}
+        return {"anchor.clusters": self.clusters, "anchor.readings": self.readings}
 
 
 @torch.no_grad()
@@ -330,8 +335,8 @@ class Models:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d} | warp | classifier
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The history pools, loss.semantic_matching's means and loss.semantic_anchor's clusters and counts, which a
-        resumed run continues from."""
+        """The history pools, loss.semantic_matching's means and loss.semantic_anchor's clusters and readings, which
+        a resumed run continues from."""
         means = self.class_means.state() if self.class_means is not None else {}
         anchor = self.anchor.state() if self.anchor is not None else {}
         return self.pool_a.state("pool.a") | self.pool_b.state("pool.b") | means | anchor
@@ -400,10 +405,10 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         if latest is None:
             anchor = ClusterAnchor(domain_clusters(data, data.num_classes, seed=cfg.seed), classes=data.num_classes)
         else:  # the checkpoint's clusters, so that a resumed run's do not depend on k-means giving the same again
-            clusters, counts = (checkpoint.read_tensor(latest, f"anchor.{k}") for k in ("clusters", "counts"))
-            if clusters is None or counts is None:
+            clusters, readings = (checkpoint.read_tensor(latest, f"anchor.{k}") for k in ("clusters", "readings"))
+            if clusters is None or readings is None:
                 raise ValueError(f"{latest.name} holds no clusters; it was not written with loss.semantic_anchor")
-            anchor = ClusterAnchor(clusters, counts)
+            anchor = ClusterAnchor(clusters, readings)
     betas = (cfg.train.beta1, cfg.train.beta2)
     warps = [p for name, p in G.named_parameters() if ".warp." in name]  # the localisation nets, when there are
     nets = [p for name, p in G.named_parameters() if ".warp." not in name]
@@ -604,11 +609,12 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if m.S is not None and not warp_only:  # each translation B→A read as S reads its (warped) input, where sure
         inputs = warped_b if warp_ba is not None else real_b  # (B, C_B, H, W)
         with torch.no_grad():
-            confidence, reading = m.S(inputs).softmax(1).max(1)  # (B,), (B,)
+            probs = m.S(inputs).softmax(1)  # (B, K)
+            confidence, reading = probs.max(1)  # (B,), (B,)
             anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
             if m.anchor is not None:  # every translation anchored to its input's cluster's class
                 reading, anchored = (
-                    m.anchor.classes(picks, reading, anchored).to(reading.device),
+                    m.anchor.classes(picks, probs).to(reading.device),
                     torch.ones_like(anchored),
                 )
         hidden = m.S.features(fake_a)  # (B, H)

@@ -688,15 +688,29 @@ def test_the_push_field_needs_the_semantic_matching_term():
     assert cfg.loss.semantic_matching_push == "unit"
 
 
-def test_the_cluster_anchor_matches_clusters_to_classes_one_to_one_and_gives_an_unread_cluster_the_class_left():
+def test_the_cluster_anchor_matches_clusters_to_classes_one_to_one_on_their_mean_probabilities():
     anchor = cyclegan.ClusterAnchor(torch.tensor([0, 0, 1, 1, 2, 2]), classes=3)
-    picks = torch.tensor([0, 1, 2, 3, 4, 5])
-    reading = torch.tensor([2, 2, 2, 0, 2, 0])  # cluster 2 is read as 2 and 0, never surely
-    sure = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
-    anchors = anchor.classes(picks, reading, sure)
-    assert anchor.counts.tolist() == [[0, 0, 2], [1, 0, 0], [0, 0, 0]]  # the sure readings alone
-    assert anchor.assignment().tolist() == [2, 0, 1]  # cluster 2 gets the class no cluster was read as
-    assert anchors.tolist() == [2, 2, 0, 0, 1, 1]
+    picks = torch.tensor([0, 1, 2, 3, 4, 5, 0, 2])
+    probs = torch.tensor(
+        [
+            [0.0, 0.0, 1.0],  # cluster 0: surely 2
+            [0.0, 0.1, 0.9],
+            [0.9, 0.1, 0.0],  # cluster 1: surely 0
+            [1.0, 0.0, 0.0],
+            [0.6, 0.4, 0.0],  # cluster 2: read as 0 most, never as 1 with confidence
+            [0.5, 0.3, 0.2],
+            [0.0, 0.0, 1.0],
+            [1.0, 0.0, 0.0],
+        ]
+    )
+    anchors = anchor.classes(picks, probs)
+    assert torch.allclose(anchor.readings, torch.tensor([[0.0, 0.1, 2.9], [2.9, 0.1, 0.0], [1.1, 0.7, 0.2]]))
+    assert anchor.assignment().tolist() == [2, 0, 1]  # cluster 2 gets the class left that it reads most like
+    assert anchors.tolist() == [2, 2, 0, 0, 1, 1, 2, 0]
+    # Mean probabilities, not sums: a cluster drawn more often does not outweigh a surer one.
+    anchor = cyclegan.ClusterAnchor(torch.tensor([0, 1]), classes=2)
+    anchor.classes(torch.tensor([0, 0, 0, 1]), torch.tensor([[0.7, 0.3]] * 3 + [[0.95, 0.05]]))
+    assert anchor.assignment().tolist() == [1, 0]
 
 
 def test_the_printed_digits_cluster_by_their_glyph_and_the_clusters_are_fixed_by_the_seed():
@@ -709,10 +723,9 @@ def test_the_printed_digits_cluster_by_their_glyph_and_the_clusters_are_fixed_by
     assert together.max(1).values.sum() / data.b_size > 0.95  # each cluster nearly one digit
 
 
-def test_the_cluster_anchor_trains_and_resumes_bit_for_bit_with_its_clusters_and_counts(tmp_path, monkeypatch):
+def test_the_cluster_anchor_trains_and_resumes_bit_for_bit_with_its_clusters_and_readings(tmp_path, monkeypatch):
     monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
     monkeypatch.setattr(cyclegan, "CLUSTER_RESTARTS", 1)
-    monkeypatch.setattr(cyclegan, "SEMANTIC_CONFIDENCE", 0.0)  # every reading counted, however unsure S is
     cfg = _cfg(
         model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "a_render_size": 8},
         loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_anchor": "clusters"},
@@ -726,12 +739,12 @@ def test_the_cluster_anchor_trains_and_resumes_bit_for_bit_with_its_clusters_and
         raise AssertionError("a resumed run clustered domain B again")
 
     monkeypatch.setattr(cyclegan, "domain_clusters", recluster)
-    rest = run_events(tmp_path / "b", cfg)  # reads the clusters and their counts from its checkpoint
+    rest = run_events(tmp_path / "b", cfg)  # reads the clusters and their readings from its checkpoint
     last = checkpoint_tensors(tmp_path / "a", 4)
     assert tensors_that_differ(last, checkpoint_tensors(tmp_path / "b", 4)) == []
     assert losses_at(rest, 4) == losses_at(straight, 4)
     assert last["anchor.clusters"].shape == (2000,) and set(last["anchor.clusters"].tolist()) == set(range(10))
-    assert last["anchor.counts"].sum() == 3 * 4  # steps 2-4, a batch of 4 each
+    assert torch.isclose(last["anchor.readings"].sum(), torch.tensor(3.0 * 4))  # steps 2-4, a batch of 4 each
     stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
     assert stats[4]["semantic_anchored"] == 1 and stats[4]["semantic_matched"] == 1  # every translation
 
