@@ -235,6 +235,20 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
     assert (cfg.schedule.eval_every > 0, cfg.model.bicubic_skip, cfg.train.interpolation) == (True, True, 0.9)
     assert 0 < cfg.train.pretrain_steps < cfg.train.steps and cfg.loss.energy_weight == 2.0
     assert (cfg.model.g_batchnorm, cfg.train.downscaled_copies) == (False, [0.5, 0.6, 0.7, 0.8, 0.9])
+    assert (cfg.train.detail_blend, cfg.train.detail_window) == (0.19, 127)  # served instead of the network blend
+    # The default detail blend gives way to a chosen network blend, at a weight or at a sharpness target.
+    network = RunConfig.model_validate({"dataset": "photos", "train": {"interpolation": 0.8}})
+    assert (network.train.interpolation, network.train.detail_blend) == (0.8, None)
+    target = RunConfig.model_validate({"dataset": "photos", "train": {"interpolation_sharpness": 0.8}})
+    assert (target.train.interpolation, target.train.interpolation_sharpness, target.train.detail_blend) == (
+        0.9,
+        0.8,
+        None,
+    )
+    unblended = RunConfig.model_validate({"dataset": "photos", "train": {"interpolation": None}})
+    assert (unblended.train.interpolation, unblended.train.detail_blend) == (None, None)
+    chosen = RunConfig.model_validate({"dataset": "photos", "train": {"detail_blend": 0.3, "detail_window": 33}})
+    assert (chosen.train.interpolation, chosen.train.detail_blend, chosen.train.detail_window) == (0.9, 0.3, 33)
     # The default copies keep the factors that hold a patch of the run's size; a choice of them is checked as it is.
     large = RunConfig.model_validate({"dataset": "photos", "model": {"image_size": 256}})
     assert large.train.downscaled_copies == [0.7, 0.8, 0.9]
@@ -243,13 +257,15 @@ def test_photos_defaults_are_srgan_x4_and_other_archs_drop_its_fields():
             {"dataset": "photos", "model": {"image_size": 256}, "train": {"downscaled_copies": [0.5]}}
         )
     short = RunConfig.model_validate({"dataset": "photos", "train": {"steps": 10}})  # no adversarial phase to blend
-    assert (short.train.interpolation, short.loss.energy_weight) == (None, 2.0)
+    assert (short.train.interpolation, short.train.detail_blend, short.loss.energy_weight) == (None, None, 2.0)
     dcgan = RunConfig.model_validate({"dataset": "photos", "model": {"arch": "dcgan"}})
     assert (dcgan.model.scale, dcgan.train.pretrain_steps, dcgan.loss.feature_net) == (4, 0, "discriminator")
     assert (dcgan.loss.gradient_weight, dcgan.train.flips, dcgan.train.lr_g_adversarial) == (0.0, False, None)
     assert (dcgan.loss.energy_weight, dcgan.train.interpolation, dcgan.train.downscaled_copies) == (0.0, None, [])
+    assert dcgan.train.detail_blend is None
     on_digits = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "srgan", "scale": 2}})
     assert (on_digits.model.image_size, on_digits.model.clusters, on_digits.train.ema) == (32, 0, None)
+    assert (on_digits.train.interpolation, on_digits.train.detail_blend) == (0.9, None)  # the blend of photos alone
 
 
 @pytest.mark.parametrize(
