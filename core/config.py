@@ -351,7 +351,8 @@ class ModelConfig(_Strict):
             "Almahairi et al. 2018, Huang et al. 2018). An encoder reads each A image's code for the A→B→A cycle "
             "(loss.latent_kl_weight keeps its codes near the prior) and the code back from each translation "
             "(loss.latent_regression_weight, so that z is not ignored). Evaluations and translation jobs draw one "
-            "code per image from a fixed seed, so they stay deterministic. 0 = no code: one translation per image."
+            "code per image from a fixed seed, so they stay deterministic. 0 = no code: one translation per image "
+            "(digits-printed's default is 8)."
         ),
     )
     scale: int = Field(
@@ -492,7 +493,8 @@ class LossConfig(_Strict):
             "|G_BA(b, z1) - G_BA(b, z2)| / mean |z1 - z2|). Unlike loss.mode_seeking's inverse, its pull is at most "
             "λ while the code is still ignored, and none once the ratio reaches the cap. Costs one more G_BA pass a "
             "step. On digits-printed with model.latent_dim 8, λ 1 lowered fd_digits against the code alone on seeds "
-            "1-3, not on seed 0 and level on seed 5 (docs/benchmarks.md), so it is off by default. 0 turns it off."
+            "1-3, not on seed 0 and level on seed 5 (docs/benchmarks.md); digits-printed's default is 1 with the "
+            "code, the semantic anchor and the class-conditional matching together. 0 turns it off."
         ),
     )
     diversity_cap: float = Field(
@@ -577,9 +579,9 @@ class LossConfig(_Strict):
             "classifier reads as that class with a confidence of 0.9 or more; each such translation's features are "
             "pushed along the gap between the two (the running mean minus the real mean, held fixed), which moves "
             "a class's translations as a whole towards that class's real images without drawing them to one point. "
-            "Domain B's labels are never read. On digits-printed 0.01 is the weight measured (at 1 its gradient is "
-            "about 60 times the other terms' and the latent code's spread collapses; docs/benchmarks.md). 0 turns "
-            "it off."
+            "Domain B's labels are never read. On digits-printed the default is 0.1 with loss.semantic_matching_push "
+            "unit (with the gap push, at 1 its gradient is about 60 times the other terms' and the latent code's "
+            "spread collapses; docs/benchmarks.md). 0 turns it off."
         ),
     )
     semantic_matching_push: Literal["gap", "unit"] = Field(
@@ -606,7 +608,7 @@ class LossConfig(_Strict):
             "clusters are matched one-to-one to A's classes (Hungarian algorithm) on the classifier's mean class "
             "probabilities over each cluster's warped inputs so far: a class the classifier never reads with "
             "confidence still gets the cluster, of those left, that reads most like it. Domain B's labels are never "
-            "read."
+            "read. digits-printed's default is clusters."
         ),
     )
     latent_regression_weight: float = Field(
@@ -1216,6 +1218,14 @@ class RunConfig(_Strict):
         # The warps' own fields, from a dataset that defaults to them (digits-printed), give way to a run without.
         if isinstance(model, dict) and not model.get("spatial_transform"):
             drop_unchosen(WARP_FIELDS)
+        # So do the fields that refine the semantic term (digits-printed's) to a run without it or without the
+        # refinement they need, and the diversity term to a run without a latent code.
+        if isinstance(loss, dict) and not loss.get("semantic_weight"):
+            drop_unchosen({"loss": ("semantic_matching", "semantic_anchor")})
+        if isinstance(loss, dict) and not loss.get("semantic_matching"):
+            drop_unchosen({"loss": ("semantic_matching_push",)})
+        if isinstance(loss, dict) and isinstance(model, dict) and not model.get("latent_dim"):
+            drop_unchosen({"loss": ("diversity",)})
         if isinstance(loss, dict) and loss.get("kind") == "wgan" and defaulted("spectral_norm"):
             model["spectral_norm"] = False
         # Default cluster conditioning gives way to class labels (conditional) and to packing, which exclude it.
@@ -2005,8 +2015,12 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # the PatchGANs see the whole digit (34 px patches), G_BA draws at 8 px as the handwritten digits are 8x8 images
     # upscaled, and an information-maximization term asks a classifier of domain A, trained alongside on A's labels,
     # to read the translations confidently and every digit as often, while a semantic-consistency term (a classifier
-    # of A trained before the run) anchors each translation to the digit it reads in the warped printed one.
-    # docs/benchmarks.md, "CycleGAN on digits-printed".
+    # of A trained before the run) anchors each translation to a digit: that of its printed digit's cluster (k-means
+    # of the printed training digits, the clusters matched to the digits by that classifier's readings). G_BA reads
+    # a latent code of 8 (a printed digit has many handwritten translations), kept in use by the bounded diversity
+    # term, and each digit's translations are pushed towards that digit's real images in the classifier's hidden
+    # layer (class-conditional feature matching, a push of fixed size). docs/benchmarks.md, "CycleGAN on
+    # digits-printed".
     "digits-printed": {
         "model": {
             "arch": "cyclegan",
@@ -2018,6 +2032,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
             "residual_generator": True,
             "patch_layers": 2,
             "a_render_size": 8,
+            "latent_dim": 8,
         },
         "loss": {
             "kind": "lsgan",
@@ -2026,6 +2041,10 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
             "warp_moment_weight": 10.0,
             "info_max_weight": 1.0,
             "semantic_weight": 1.0,
+            "semantic_matching": 0.1,
+            "semantic_matching_push": "unit",
+            "semantic_anchor": "clusters",
+            "diversity": 1.0,
         },
         "train": {
             "steps": 3000,

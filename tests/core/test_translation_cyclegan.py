@@ -42,8 +42,16 @@ from tests.utils.training import (
 
 TINY = {
     "dataset": "digits-printed",
-    "model": {"width": 4, "res_blocks": 1},
-    "loss": {"semantic_weight": 0.0},  # its classifier's training before the run; the tests that want it set it
+    "model": {"width": 4, "res_blocks": 1, "latent_dim": 0},  # the tests that want a latent code set it
+    # The semantic term's classifier is trained before the run; the tests that want it, its refinements or the
+    # diversity term set them.
+    "loss": {
+        "semantic_weight": 0.0,
+        "semantic_matching": 0.0,
+        "semantic_matching_push": "gap",
+        "semantic_anchor": "reading",
+        "diversity": 0.0,
+    },
     "train": {"batch_size": 4, "device": "cpu", "precision": "fp32", "pool_size": 3},
 }
 
@@ -107,8 +115,20 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps_
     assert cfg.model.spatial_transform and (cfg.train.warp_share, cfg.loss.warp_moment_weight) == (0.2, 10.0)
     assert cfg.model.warp_centred and cfg.model.residual_generator and cfg.model.patch_layers == 2
     assert (cfg.model.a_render_size, cfg.loss.info_max_weight, cfg.loss.semantic_weight) == (8, 1.0, 1.0)
-    assert (cfg.model.latent_dim, cfg.loss.latent_regression_weight, cfg.loss.latent_kl_weight) == (0, 1.0, 0.01)
-    assert not cfg.model.class_projection
+    assert (cfg.model.latent_dim, cfg.loss.latent_regression_weight, cfg.loss.latent_kl_weight) == (8, 1.0, 0.01)
+    assert (cfg.loss.diversity, cfg.loss.semantic_matching, cfg.loss.semantic_matching_push) == (1.0, 0.1, "unit")
+    assert cfg.loss.semantic_anchor == "clusters" and not cfg.model.class_projection
+    # The terms that refine the semantic term and the diversity term give way to runs without what they need.
+    loss = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_weight": 0}}).loss
+    assert (loss.semantic_matching, loss.semantic_anchor, loss.semantic_matching_push) == (0.0, "reading", "gap")
+    loss = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching": 0}}).loss
+    assert (loss.semantic_matching_push, loss.semantic_anchor) == ("gap", "clusters")
+    plain_code = RunConfig.model_validate({"dataset": "digits-printed", "model": {"latent_dim": 0}})
+    assert plain_code.loss.diversity == 0 and plain_code.loss.semantic_matching == 0.1
+    with pytest.raises(ValidationError, match=r"loss\.semantic_anchor"):  # a chosen anchor does not give way
+        RunConfig.model_validate(
+            {"dataset": "digits-printed", "loss": {"semantic_weight": 0, "semantic_anchor": "clusters"}}
+        )
     assert cfg.schedule.eval_every > 0
     plain = RunConfig.model_validate({"dataset": "digits-printed", "model": {"spatial_transform": False}})
     assert (plain.train.warp_share, plain.loss.warp_moment_weight) == (0.0, 0.0)  # the warps' defaults give way
@@ -677,7 +697,9 @@ def test_a_unit_push_trains_otherwise_than_the_gap_and_resumes_bit_for_bit(tmp_p
 
 def test_the_push_field_needs_the_semantic_matching_term():
     with pytest.raises(ValidationError, match=r"loss\.semantic_matching_push: it sets the size"):
-        RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_push": "unit"}})
+        RunConfig.model_validate(
+            {"dataset": "digits-printed", "loss": {"semantic_matching": 0, "semantic_matching_push": "unit"}}
+        )
     with pytest.raises(ValidationError, match=r"semantic_matching_push"):
         RunConfig.model_validate(
             {"dataset": "digits-printed", "loss": {"semantic_matching": 0.1, "semantic_matching_push": "sign"}}
