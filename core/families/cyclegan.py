@@ -610,13 +610,12 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         inputs = warped_b if warp_ba is not None else real_b  # (B, C_B, H, W)
         with torch.no_grad():
             probs = m.S(inputs).softmax(1)  # (B, K)
-            confidence, reading = probs.max(1)  # (B,), (B,)
-            anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
             if m.anchor is not None:  # every translation anchored to its input's cluster's class
-                reading, anchored = (
-                    m.anchor.classes(picks, probs).to(reading.device),
-                    torch.ones_like(anchored),
-                )
+                reading = m.anchor.classes(picks, probs).to(probs.device)  # (B,)
+                anchored = torch.ones_like(reading, dtype=torch.float)
+            else:
+                confidence, reading = probs.max(1)  # (B,), (B,)
+                anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
         hidden = m.S.features(fake_a)  # (B, H)
         logits = m.S.logits(hidden)  # (B, K)
         misread = F.cross_entropy(logits, reading, reduction="none")  # (B,)
@@ -624,10 +623,11 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         loss_g = loss_g + cfg.loss.semantic_weight * semantic
         stats |= {"loss_g_semantic": semantic.detach(), "semantic_anchored": anchored.mean()}
         if m.class_means is not None:  # each class's translations moved along its gap to the real class
-            sure_of, read_as = logits.detach().softmax(1).max(1)  # the class S reads in each, and how sure: (B,)
-            matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
-            if m.anchor is not None:
-                read_as, matched = reading, torch.ones_like(matched)
+            if m.anchor is not None:  # the clusters' classes again
+                read_as, matched = reading, anchored
+            else:  # the class S reads in each translation, where it is sure: (B,)
+                sure_of, read_as = logits.detach().softmax(1).max(1)
+                matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
             gap = m.class_means.update(hidden.detach(), read_as, matched)  # (K, H)
             along = unit_rows(gap) if cfg.loss.semantic_matching_push == "unit" else gap
             push = ((hidden * along[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)
