@@ -317,7 +317,7 @@ def test_api_defaults_on_digits():
     assert (m.image_size, m.width, m.clusters, m.spectral_norm, m.mapping_layers, m.mixing_prob) == (
         16,
         16,
-        50,
+        100,
         False,
         2,
         0.9,
@@ -325,7 +325,7 @@ def test_api_defaults_on_digits():
     assert (loss.r1_every, loss.pl_weight, loss.pl_every) == (16, 2.0, 4)
     assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 32)
     assert (t.steps, t.batch_size, t.lr_g, t.lr_d, t.beta1, t.beta2, t.ema, t.ema_kimg) == (
-        10000,
+        13000,
         32,
         0.00125,
         0.00125,
@@ -334,13 +334,14 @@ def test_api_defaults_on_digits():
         None,
         10.0,
     )
-    # A conditional run drops the default clusters; stacked-digits' cluster per channel gives way to none.
-    assert (
-        RunConfig.model_validate(
-            {"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}}
-        ).model.clusters
-        == 0
+    # A conditional run drops the default clusters and keeps the recipe's steps; chosen fields win over digits' own.
+    cond = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}})
+    assert (cond.model.clusters, cond.train.steps) == (0, 10000)
+    own = RunConfig.model_validate(
+        {"dataset": "digits", "model": {"arch": "stylegan2", "clusters": 30}, "train": {"steps": 500}}
     )
+    assert (own.model.clusters, own.train.steps) == (30, 500)
+    # stacked-digits' cluster per channel gives way to none.
     stacked = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2"}}).model
     assert (stacked.clusters, stacked.cluster_channels) == (0, False)
     chosen_k = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 20}})
