@@ -595,6 +595,20 @@ class LossConfig(_Strict):
             "it reaches its real mean."
         ),
     )
+    semantic_matching_moments: Literal["mean", "std"] = Field(
+        "mean",
+        description=(
+            "cyclegan with loss.semantic_matching: what of each class's translations it matches to the class's real "
+            "images in the semantic classifier's hidden layer. mean: the class mean alone; std: the mean and, unit "
+            "by unit, the standard deviation. With std the run also keeps each class's per-unit standard deviation "
+            "over A's training images and a running mean (decay 0.98) of its translations' squared features, and "
+            "each translation is also pushed away from its class's running mean along the units where the class's "
+            "translations vary less than its real images, and towards it where they vary more (the gap of standard "
+            "deviations, at unit length with loss.semantic_matching_push unit, times the translation's deviation in "
+            "units of the real class's spread), at loss.semantic_matching's weight: so that each class's "
+            "translations spread as its real images do, not only lie where they do."
+        ),
+    )
     semantic_anchor: Literal["reading", "clusters"] = Field(
         "reading",
         description=(
@@ -1227,7 +1241,7 @@ class RunConfig(_Strict):
         if isinstance(loss, dict) and not loss.get("semantic_weight"):
             drop_unchosen({"loss": ("semantic_matching", "semantic_anchor")})
         if isinstance(loss, dict) and not loss.get("semantic_matching"):
-            drop_unchosen({"loss": ("semantic_matching_push",)})
+            drop_unchosen({"loss": ("semantic_matching_push", "semantic_matching_moments")})
         if isinstance(loss, dict) and isinstance(model, dict) and not model.get("latent_dim"):
             drop_unchosen({"loss": ("diversity",)})
         if isinstance(loss, dict) and loss.get("kind") == "wgan" and defaulted("spectral_norm"):
@@ -1377,6 +1391,12 @@ class RunConfig(_Strict):
         if self.loss.semantic_matching_push != default_push and self.loss.semantic_matching <= 0:
             raise ValueError(
                 "loss.semantic_matching_push: it sets the size of loss.semantic_matching's push; set "
+                "loss.semantic_matching above 0"
+            )
+        default_moments = LossConfig.model_fields["semantic_matching_moments"].default
+        if self.loss.semantic_matching_moments != default_moments and self.loss.semantic_matching <= 0:
+            raise ValueError(
+                "loss.semantic_matching_moments: it says what loss.semantic_matching matches; set "
                 "loss.semantic_matching above 0"
             )
         if self.model.latent_dim > 0 and arch != "cyclegan":

@@ -36,7 +36,10 @@ class's mean over A's training images against a running mean over the translatio
 translation pushed along the gap (held fixed), so that a class's translations move as a whole towards its real
 images (the per-class offset that dominates fd_digits on digits-printed) without being drawn to one point; with
 `loss.semantic_matching_push` unit the push is the gap's direction at unit length (`unit_rows`), so its size is the
-weight's alone and does not fade as the class nears its real images. With `loss.semantic_anchor` clusters both
+weight's alone and does not fade as the class nears its real images. With `loss.semantic_matching_moments` std
+each class's per-unit standard deviation is matched as well (`spread_push`: a running mean of the squared features
+beside the running mean, each translation pushed from or towards its class's running mean by the standard deviation
+gap), so that a class's translations spread as its real images do. With `loss.semantic_anchor` clusters both
 terms anchor each translation to the class of its input's cluster instead (`ClusterAnchor`): domain B's training
 images are clustered by k-means before the run (`domain_clusters`), and each step the clusters are matched one-to-one
 to A's classes (Hungarian) on S's mean class probabilities over their warped inputs so far, so that a class S never
@@ -217,39 +220,82 @@ class ClassFeatureMeans:
     """loss.semantic_matching's statistics in the semantic classifier's hidden layer: each class's mean over domain
     A's training images (`real`, (K, H), fixed) and a running mean over the translations S reads as that class
     (`fake`, (K, H), decaying by SEMANTIC_MATCHING_DECAY each step the class is read in; `seen` (K,) 1 once it has
-    been). Checkpoint tensors, so a resumed run continues them."""
+    been). With loss.semantic_matching_moments std also each class's per-unit standard deviation over A's training
+    images (`real_std`, (K, H), fixed) and a running mean of the translations' squared features (`fake_sq`, (K, H),
+    decaying as `fake`). Checkpoint tensors, so a resumed run continues them."""
 
-    def __init__(self, real: torch.Tensor, fake: torch.Tensor | None = None, seen: torch.Tensor | None = None) -> None:
-        """A new run's means (`real` alone), or a checkpoint's (all three)."""
+    def __init__(
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
+        *,
+        real_std: torch.Tensor | None = None,
+        fake_sq: torch.Tensor | None = None,
+    ) -> None:
+        """A new run's means (`real`, and `real_std` for the second moments), or a checkpoint's (all of them)."""
         self.real = real
         self.fake = fake if fake is not None else torch.zeros_like(real)
         self.seen = seen if seen is not None else torch.zeros(real.shape[0], device=real.device)
+        self.real_std = real_std
+        self.fake_sq = fake_sq if fake_sq is not None or real_std is None else torch.zeros_like(real)
 
     def update(self, feats: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Fold a batch's features (B, H) of the given classes (B,), each counted with its weight (B,) (0 or 1:
-        read with confidence or not), into the running means; returns each class's gap (K, H), its running mean
-        minus its real mean (zero for a class not read yet)."""
+        read with confidence or not), into the running means (and the running squares, with `real_std`); returns
+        each class's gap (K, H), its running mean minus its real mean (zero for a class not read yet)."""
         with torch.no_grad():
             counts = F.one_hot(classes, self.real.shape[0]).float() * weights[:, None]  # (B, K)
             totals = counts.sum(0)  # (K,)
-            means = (counts.T @ feats.float()) / totals.clamp_min(1.0)[:, None]  # (K, H)
             present = (totals > 0).float()[:, None]  # (K, 1)
-            blended = (
-                self.seen[:, None] * SEMANTIC_MATCHING_DECAY * self.fake
-                + (1 - self.seen[:, None] * SEMANTIC_MATCHING_DECAY) * means
-            )
-            self.fake = present * blended + (1 - present) * self.fake
+            keep = self.seen[:, None] * SEMANTIC_MATCHING_DECAY  # (K, 1): the old mean's share, 0 for a new class
+
+            def fold(old: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+                means = (counts.T @ values) / totals.clamp_min(1.0)[:, None]  # (K, H)
+                return present * (keep * old + (1 - keep) * means) + (1 - present) * old
+
+            if self.fake_sq is not None:
+                self.fake_sq = fold(self.fake_sq, feats.float().square())
+            self.fake = fold(self.fake, feats.float())
             self.seen = torch.maximum(self.seen, present[:, 0])
             return (self.fake - self.real) * self.seen[:, None]
 
+    def std_gap(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """With `real_std`: each class's per-unit standard deviation gap (K, H), the running one (from the running
+        mean and squares) minus the real one (zero for a class not read yet), and each class's scale (K,), the root
+        mean square of its real standard deviations over the units."""
+        assert self.real_std is not None and self.fake_sq is not None
+        fake_std = (self.fake_sq - self.fake.square()).clamp_min(0).sqrt()  # (K, H)
+        scale = self.real_std.square().mean(1).sqrt().clamp_min(1e-6)  # (K,)
+        return (fake_std - self.real_std) * self.seen[:, None], scale
+
     def state(self) -> dict[str, torch.Tensor]:
-        return {"semantic.real": self.real, "semantic.fake": self.fake, "semantic.seen": self.seen}
+        moments = {}
+        if self.real_std is not None and self.fake_sq is not None:
+            moments = {"semantic.real_std": self.real_std, "semantic.fake_sq": self.fake_sq}
+        return {"semantic.real": self.real, "semantic.fake": self.fake, "semantic.seen": self.seen} | moments
 
 
 def unit_rows(gap: torch.Tensor) -> torch.Tensor:
     """Each row of `gap` (K, H) scaled to unit length, a zero row (a class not read yet) left zero:
     loss.semantic_matching_push unit, a push whose size does not depend on how far its class lies."""
     return gap / gap.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def spread_push(
+    hidden: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor, means: ClassFeatureMeans, *, unit: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """loss.semantic_matching_moments std's push on the hidden features (B, H) of translations of the given classes
+    (B,), each counted with its weight (B,), after `means.update`: half each translation's squared deviation from
+    its class's running mean, unit by unit, weighed by the class's standard deviation gap (at unit length with
+    `unit`) over its real scale, averaged over the counted translations. Its gradient on a translation is the gap
+    times the translation's deviation, so the translations of a class that varies too little on a unit are pushed
+    apart along it and those of one that varies too much together. Returns the push and the gap (K, H)."""
+    std_gap, scale = means.std_gap()  # (K, H), (K,)
+    along = (unit_rows(std_gap) if unit else std_gap) / scale[:, None]  # (K, H)
+    deviation = hidden - means.fake[classes]  # (B, H)
+    push = ((0.5 * deviation.square() * along[classes]).sum(1) * weights).sum() / weights.sum().clamp_min(1.0)
+    return push, std_gap
 
 
 class ClusterAnchor:
@@ -393,13 +439,22 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         S.eval().requires_grad_(False)
     class_means = None
     if S is not None and cfg.loss.semantic_matching > 0:
+        with_std = cfg.loss.semantic_matching_moments == "std"
         if latest is None:
-            class_means = ClassFeatureMeans(source_class_means(S, data))
+            real, real_std = source_class_moments(S, data)
+            class_means = ClassFeatureMeans(real, real_std=real_std if with_std else None)
         else:  # S is loaded after build, so its means come from the checkpoint as well
             saved = [checkpoint.read_tensor(latest, f"semantic.{k}") for k in ("real", "fake", "seen")]
             if saved[0] is None or saved[1] is None or saved[2] is None:
                 raise ValueError(f"{latest.name} holds no class means; it was not written with loss.semantic_matching")
-            class_means = ClassFeatureMeans(*(t.to(device) for t in saved))
+            moments = [checkpoint.read_tensor(latest, f"semantic.{k}") for k in ("real_std", "fake_sq")]
+            if with_std and (moments[0] is None or moments[1] is None):
+                raise ValueError(
+                    f"{latest.name} holds no class standard deviations; it was not written with "
+                    "loss.semantic_matching_moments std"
+                )
+            real_std, fake_sq = (t.to(device) if with_std and t is not None else None for t in moments)
+            class_means = ClassFeatureMeans(*(t.to(device) for t in saved), real_std=real_std, fake_sq=fake_sq)
     anchor = None
     if S is not None and cfg.loss.semantic_anchor == "clusters":
         if latest is None:
@@ -429,22 +484,32 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     )
 
 
-@torch.no_grad()
 def source_class_means(S: SourceClassifier, data: UnpairedDataset) -> torch.Tensor:
     """The mean hidden features (K, H) of S over domain A's training images of each class (S in eval mode)."""
+    return source_class_moments(S, data)[0]
+
+
+@torch.no_grad()
+def source_class_moments(S: SourceClassifier, data: UnpairedDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean hidden features (K, H) of S over domain A's training images of each class, and their per-unit
+    standard deviations (K, H) (S in eval mode)."""
     assert data.labels is not None
     device = next(S.parameters()).device
     sums: torch.Tensor | None = None
+    squares: torch.Tensor | None = None
     counts = torch.zeros(data.num_classes, device=device)
     for start in range(0, len(data), SAMPLE_BATCH):
         x, labels = data.batch(torch.arange(start, min(start + SAMPLE_BATCH, len(data))))  # (B, C, H, W), (B,)
         assert labels is not None
         onehot = F.one_hot(labels.to(device), data.num_classes).float()  # (B, K)
-        feats = onehot.T @ S.features(x.to(device).float())  # (K, H)
+        hidden = S.features(x.to(device).float())  # (B, H)
+        feats, feats_sq = onehot.T @ hidden, onehot.T @ hidden.square()  # (K, H) each
         sums = feats if sums is None else sums + feats
+        squares = feats_sq if squares is None else squares + feats_sq
         counts += onehot.sum(0)
-    assert sums is not None
-    return sums / counts.clamp_min(1.0)[:, None]
+    assert sums is not None and squares is not None
+    means = sums / counts.clamp_min(1.0)[:, None]
+    return means, (squares / counts.clamp_min(1.0)[:, None] - means.square()).clamp_min(0).sqrt()
 
 
 def train_source_classifier(S: nn.Module, data: UnpairedDataset, *, seed: int) -> None:
@@ -629,13 +694,16 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
                 sure_of, read_as = logits.detach().softmax(1).max(1)
                 matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
             gap = m.class_means.update(hidden.detach(), read_as, matched)  # (K, H)
-            along = unit_rows(gap) if cfg.loss.semantic_matching_push == "unit" else gap
+            unit = cfg.loss.semantic_matching_push == "unit"
+            along = unit_rows(gap) if unit else gap
             push = ((hidden * along[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)
+            seen = m.class_means.seen.sum().clamp_min(1.0)
+            stats |= {"semantic_gap": gap.square().sum(1).sum() / seen, "semantic_matched": matched.mean()}
+            if m.class_means.real_std is not None:  # and each class's spread, unit by unit, towards the real one's
+                spread, std_gap = spread_push(hidden, read_as, matched, m.class_means, unit=unit)
+                push = push + spread
+                stats["semantic_std_gap"] = std_gap.square().sum(1).sum() / seen
             loss_g = loss_g + cfg.loss.semantic_matching * push
-            stats |= {
-                "semantic_gap": gap.square().sum(1).sum() / m.class_means.seen.sum().clamp_min(1.0),
-                "semantic_matched": matched.mean(),
-            }
     if m.G.enc is not None and z_b is not None and kl is not None:  # the code read back; the codes' prior
         m.G.enc.requires_grad_(False)  # the regression trains G_BA to show its code, not the encoder to find it
         read_back, _ = m.G.enc(fake_a)  # (B, L)

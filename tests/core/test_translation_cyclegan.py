@@ -782,3 +782,95 @@ def test_the_cluster_anchor_needs_the_semantic_term(loss, arch):
     body = {"dataset": "digits-printed" if arch == "cyclegan" else "digits-edges", "loss": loss}
     with pytest.raises(ValidationError, match=r"loss\.semantic_anchor: it anchors"):
         RunConfig.model_validate(body)
+
+
+def test_the_class_standard_deviations_run_beside_the_means_and_widen_a_class_too_narrow():
+    real = torch.tensor([[0.0, 0.0], [1.0, 1.0]])  # 2 classes, 2 features
+    real_std = torch.tensor([[2.0, 0.5], [1.0, 1.0]])
+    means = cyclegan.ClassFeatureMeans(real.clone(), real_std=real_std)
+    means.update(torch.tensor([[1.0, 0.0], [3.0, 2.0]]), torch.tensor([0, 0]), torch.tensor([1.0, 1.0]))
+    gap, scale = means.std_gap()  # the first batch alone: class 0's stds are 1 and 1, class 1 not read yet
+    assert torch.allclose(gap, torch.tensor([[-1.0, 0.5], [0.0, 0.0]]))
+    assert torch.allclose(scale, torch.tensor([math.sqrt((4.0 + 0.25) / 2), 1.0]))
+    means.update(torch.tensor([[5.0, 1.0]]), torch.tensor([0]), torch.tensor([1.0]))
+    decay = cyclegan.SEMANTIC_MATCHING_DECAY
+    mean = decay * torch.tensor([2.0, 1.0]) + (1 - decay) * torch.tensor([5.0, 1.0])
+    square = decay * torch.tensor([5.0, 2.0]) + (1 - decay) * torch.tensor([25.0, 1.0])
+    assert torch.allclose(means.fake[0], mean) and torch.allclose(means.fake_sq[0], square)  # running, not replaced
+    assert torch.allclose(means.std_gap()[0][0], (square - mean.square()).sqrt() - real_std[0])
+    # Without real_std nothing more is kept or stored (a run with moments mean).
+    plain = cyclegan.ClassFeatureMeans(real.clone())
+    assert plain.fake_sq is None and set(plain.state()) == {"semantic.real", "semantic.fake", "semantic.seen"}
+
+
+def test_the_standard_deviation_push_spreads_a_narrow_class_on_its_narrow_unit_and_gathers_a_wide_one():
+    means = cyclegan.ClassFeatureMeans(torch.zeros(2, 2), real_std=torch.tensor([[2.0, 0.5], [1.0, 1.0]]))
+    batch = torch.tensor([[1.0, 0.0], [3.0, 2.0]])  # class 0: stds 1 and 1, too narrow on unit 0, too wide on 1
+    means.update(batch, torch.tensor([0, 0]), torch.ones(2))
+    for unit in (True, False):
+        hidden = batch.clone().requires_grad_(True)
+        push, gap = cyclegan.spread_push(hidden, torch.tensor([0, 0]), torch.ones(2), means, unit=unit)
+        push.backward()
+        assert hidden.grad is not None
+        deviation = batch - means.fake[0]  # (-1, -1) and (1, 1)
+        step = -hidden.grad  # where gradient descent moves each translation
+        assert ((step[:, 0] * deviation[:, 0]) > 0).all()  # away from the class mean on unit 0
+        assert ((step[:, 1] * deviation[:, 1]) < 0).all()  # towards it on unit 1
+    # Translations not counted (weight 0) get no push; a class not read yet has no gap.
+    hidden = batch.clone().requires_grad_(True)
+    push, gap = cyclegan.spread_push(hidden, torch.tensor([0, 1]), torch.tensor([0.0, 1.0]), means, unit=True)
+    push.backward()
+    assert hidden.grad is not None and hidden.grad.abs().sum() == 0 and gap[1].abs().sum() == 0
+
+
+def test_the_standard_deviations_train_and_resume_bit_for_bit_with_their_running_squares(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
+    monkeypatch.setattr(cyclegan, "SEMANTIC_CONFIDENCE", 0.0)  # every translation matched, however unsure S is
+
+    def cfg(moments: str) -> RunConfig:
+        return _cfg(
+            loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_matching_moments": moments},
+            train={"steps": 4},
+            schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
+        )
+
+    straight, _, _ = assert_resume_matches(tmp_path, cfg("std"), 4, 2)  # the running squares resume bit for bit
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert stats[4]["semantic_std_gap"] > 0
+    saved = checkpoint_tensors(tmp_path / "a", 4)
+    assert saved["semantic.real_std"].shape == (10, 128) and saved["semantic.fake_sq"].abs().sum() > 0
+    data = load_dataset("digits-printed", image_size=32)
+    S = SourceClassifier(channels=1, classes=10)
+    S.load_state_dict({k[2:]: v for k, v in saved.items() if k.startswith("S.")})
+    real, real_std = cyclegan.source_class_moments(S.eval(), data)
+    assert torch.allclose(real, saved["semantic.real"], atol=1e-5)
+    assert torch.allclose(real_std, saved["semantic.real_std"], atol=1e-4) and real_std.sum() > 0
+    # The mean alone: the same classifier and real means, no second moments stored, another push on G_BA.
+    run_events(tmp_path / "mean", cfg("mean"))
+    mean = checkpoint_tensors(tmp_path / "mean", 4)
+    assert "semantic.fake_sq" not in mean and torch.equal(mean["semantic.real"], saved["semantic.real"])
+    shared = {k: v for k, v in saved.items() if k in mean}
+    assert any(name.startswith("G.ba.") for name in tensors_that_differ(shared, mean))
+
+
+def test_a_run_with_the_standard_deviations_does_not_resume_from_a_checkpoint_without_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)
+    over = {"train": {"steps": 4}, "schedule": {"sample_every": 100, "checkpoint_every": 2, "eval_every": 100}}
+    run_events(tmp_path, _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0}, **over), stop_at=2)
+    std = _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_matching_moments": "std"}, **over)
+    with pytest.raises(ValueError, match=r"loss\.semantic_matching_moments std"):
+        run_events(tmp_path, std)
+
+
+def test_the_moments_field_needs_the_semantic_matching_term():
+    with pytest.raises(ValidationError, match=r"loss\.semantic_matching_moments: it says what"):
+        RunConfig.model_validate(
+            {"dataset": "digits-printed", "loss": {"semantic_matching": 0, "semantic_matching_moments": "std"}}
+        )
+    with pytest.raises(ValidationError, match=r"semantic_matching_moments"):
+        RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_moments": "covariance"}})
+    assert RunConfig.model_validate({"dataset": "digits-printed"}).loss.semantic_matching_moments == "mean"
+    off = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_weight": 0}})
+    assert off.loss.semantic_matching_moments == "mean"
+    cfg = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_moments": "std"}})
+    assert (cfg.loss.semantic_matching, cfg.loss.semantic_matching_moments) == (0.1, "std")
