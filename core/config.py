@@ -174,7 +174,14 @@ SR_ONLY_FIELDS = {
 # The fields only pix2pix reads, by section.
 PIX2PIX_ONLY_FIELDS = {
     "model": ("d_sobel",),
-    "loss": ("adversarial_start", "adversarial_ramp", "edge_weight", "sharpness_weight", "sharpness_start"),
+    "loss": (
+        "adversarial_start",
+        "adversarial_ramp",
+        "edge_weight",
+        "sharpness_weight",
+        "sharpness_start",
+        "sharpness_one_sided",
+    ),
 }
 # The fields only cyclegan's warps (model.spatial_transform) read, by section.
 WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
@@ -700,6 +707,15 @@ class LossConfig(_Strict):
             "pix2pix: the share of the run (of train.steps) before loss.sharpness_weight's term comes in, so that "
             "G settles on its L1 and adversarial terms first and the term corrects the sharpness over the rest; "
             "its second pass through G is skipped before then. 0 adds the term from the first step."
+        ),
+    )
+    sharpness_one_sided: bool = Field(
+        False,
+        description=(
+            "pix2pix with loss.sharpness_weight: take the term on batches blurrier than their targets only (the "
+            "ratio below 1; the gap clamped at 0 above it), so that it raises the outputs' sharpness and never "
+            "pulls a batch that came out sharper back towards 1. A run with sharpness_weight 0 drops it where it "
+            "comes from a default; chosen there, it is refused."
         ),
     )
     l1_weight: float = Field(
@@ -1244,6 +1260,9 @@ class RunConfig(_Strict):
             drop_unchosen({"loss": ("semantic_matching_push", "semantic_matching_moments")})
         if isinstance(loss, dict) and isinstance(model, dict) and not model.get("latent_dim"):
             drop_unchosen({"loss": ("diversity",)})
+        # pix2pix's one-sided sharpness term gives way to a run without the term (the L1-only U-Net).
+        if isinstance(loss, dict) and not loss.get("sharpness_weight"):
+            drop_unchosen({"loss": ("sharpness_one_sided",)})
         if isinstance(loss, dict) and loss.get("kind") == "wgan" and defaulted("spectral_norm"):
             model["spectral_norm"] = False
         # Default cluster conditioning gives way to class labels (conditional) and to packing, which exclude it.
@@ -1597,6 +1616,8 @@ class RunConfig(_Strict):
             raise ValueError(f"loss.kind: {m.arch} trains with minimax, nonsaturating, lsgan or hinge, not {loss.kind}")
         if m.arch == "cyclegan" and train.compile:
             raise ValueError("train.compile: cyclegan runs its generators uncompiled; set compile to false")
+        if loss.sharpness_one_sided and loss.sharpness_weight <= 0:
+            raise ValueError("loss.sharpness_one_sided: it shapes loss.sharpness_weight's term; set that above 0")
         if loss.adversarial_start + loss.adversarial_ramp > 1:
             raise ValueError(
                 f"loss.adversarial_ramp: the ramp ({loss.adversarial_ramp}) after loss.adversarial_start "

@@ -9,7 +9,8 @@ the image it judges (`judged`); `loss.adversarial_start` and `loss.adversarial_r
 after a share of the run trained on L1 alone, optionally rising linearly (`adversarial_schedule`); `loss.edge_weight`
 adds the L1 distance of the output's Sobel derivatives to the target's (`edge_loss`), and `loss.sharpness_weight` the
 squared distance from 1 of the batch's sharpness ratio (`sharpness_gap`) on a second pass of the batch through G in
-eval mode, as it is evaluated, from `loss.sharpness_start` on (`late_share`).
+eval mode, as it is evaluated, from `loss.sharpness_start` on (`late_share`); with `loss.sharpness_one_sided` only
+a ratio below 1 counts (`sharpness_penalty`).
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -151,7 +152,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         with eval_mode(m.G), at.autocast():
             evaluated = m.g_fn(source)  # (B, C, H, W)
         gap = sharpness_gap(evaluated, target)
-        loss_g = loss_g + cfg.loss.sharpness_weight * gap.square()
+        loss_g = loss_g + cfg.loss.sharpness_weight * sharpness_penalty(gap, one_sided=cfg.loss.sharpness_one_sided)
         stats_g = {**stats_g, "sharpness_gap": gap.detach()}
     if cfg.loss.feature_matching > 0:
         with at.autocast():
@@ -187,6 +188,13 @@ def sharpness_gap(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     out = sobel_magnitude(fake.float(), SOBEL_EPS).mean()
     real = sobel_magnitude(target.float()).mean().clamp_min(1e-12)
     return out / real - 1.0
+
+
+def sharpness_penalty(gap: torch.Tensor, *, one_sided: bool) -> torch.Tensor:
+    """The sharpness term of G's loss (before its weight) for a batch's `sharpness_gap`: its square, or with
+    `one_sided` (loss.sharpness_one_sided) the square of its part below 0 alone, so that a batch sharper than its
+    targets adds nothing and the term only ever asks for steeper edges."""
+    return (gap.clamp_max(0.0) if one_sided else gap).square()
 
 
 def judged(D: Callable[..., Any], source: torch.Tensor, sobel: bool, image: torch.Tensor) -> Any:
