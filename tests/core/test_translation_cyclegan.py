@@ -49,6 +49,7 @@ TINY = {
         "semantic_weight": 0.0,
         "semantic_matching": 0.0,
         "semantic_matching_push": "gap",
+        "semantic_matching_moments": "mean",
         "semantic_anchor": "reading",
         "diversity": 0.0,
     },
@@ -118,11 +119,13 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps_
     assert (cfg.model.latent_dim, cfg.loss.latent_regression_weight, cfg.loss.latent_kl_weight) == (8, 1.0, 0.01)
     assert (cfg.loss.diversity, cfg.loss.semantic_matching, cfg.loss.semantic_matching_push) == (1.0, 0.1, "unit")
     assert cfg.loss.semantic_anchor == "clusters" and not cfg.model.class_projection
+    assert cfg.loss.semantic_matching_moments == "std"
     # The terms that refine the semantic term and the diversity term give way to runs without what they need.
     loss = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_weight": 0}}).loss
     assert (loss.semantic_matching, loss.semantic_anchor, loss.semantic_matching_push) == (0.0, "reading", "gap")
     loss = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching": 0}}).loss
     assert (loss.semantic_matching_push, loss.semantic_anchor) == ("gap", "clusters")
+    assert loss.semantic_matching_moments == "mean"
     plain_code = RunConfig.model_validate({"dataset": "digits-printed", "model": {"latent_dim": 0}})
     assert plain_code.loss.diversity == 0 and plain_code.loss.semantic_matching == 0.1
     with pytest.raises(ValidationError, match=r"loss\.semantic_anchor"):  # a chosen anchor does not give way
@@ -869,7 +872,13 @@ def test_the_moments_field_needs_the_semantic_matching_term():
         )
     with pytest.raises(ValidationError, match=r"semantic_matching_moments"):
         RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_moments": "covariance"}})
-    assert RunConfig.model_validate({"dataset": "digits-printed"}).loss.semantic_matching_moments == "mean"
+    assert RunConfig.model_validate({"dataset": "digits-printed"}).loss.semantic_matching_moments == "std"
+    assert (
+        RunConfig.model_validate(
+            {"dataset": "digits-printed", "loss": {"semantic_matching": 0}}
+        ).loss.semantic_matching_moments
+        == "mean"
+    )
     off = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_weight": 0}})
     assert off.loss.semantic_matching_moments == "mean"
     cfg = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_moments": "std"}})
