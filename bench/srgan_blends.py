@@ -15,6 +15,10 @@ crosses sharpness 0.8 (linear between the blends either side: the gain there and
   output already has detail and left out where it is flat. The mean PSNR is led by the flat patches (40–48 dB, where
   any added detail costs dB and buys next to no sharpness) and the sharpness by the detailed ones. d0 is scanned over
   quantiles of d on the patches and at every `--d0` (a fixed value, to carry from one run to another).
+
+`--train-sharpness` also reports each detail blend's sharpness on the 256 training patches that
+`train.interpolation_sharpness` reads (`core.families.srgan.training_patches`): whether a sharpness read on the run's
+own training data tells where the held-out sharpness lands.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
 from core.metrics.superres import sr_metrics
+from core.paired import sobel_magnitude
 from core.superres import bicubic_upscale
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -61,8 +66,12 @@ def crossing(points: list[Point], target: float = 0.8) -> Point | None:
     return None
 
 
-def report(family: str, points: list[Point]) -> None:
+def report(family: str, points: list[Point], train: list[float] | None = None) -> None:
+    """One family's points as [gain, sharpness, knob] (with `train`, each point's training-patch sharpness after
+    them) and where it crosses sharpness 0.8."""
     front = [[round(g, 4), round(s, 4), round(k, 4)] for g, s, k in points]
+    if train is not None:
+        front = [[*point, round(t, 4)] for point, t in zip(front, train, strict=True)]
     cross = crossing(points)
     at = {"gain": round(cross[0], 4), "knob": round(cross[2], 4)} if cross else None
     print(json.dumps({"family": family, "at_0.8": at, "points": front}), flush=True)
@@ -74,6 +83,9 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="*", default=[0.8, 0.85, 0.88, 0.9, 0.92, 0.95, 1.0])
     parser.add_argument("--windows", type=int, nargs="*", default=[0, 33], help="0: the whole patch; else odd px")
     parser.add_argument("--d0", type=float, nargs="*", default=[], help="fixed d0 values, beside the quantiles")
+    parser.add_argument(
+        "--train-sharpness", action="store_true", help="also each detail blend's sharpness on 256 training patches"
+    )
     args = parser.parse_args()
     tensors, meta = read_checkpoint(args.checkpoint)
     cfg, info = RunConfig.model_validate_json(meta["config"]), json.loads(meta["data"])
@@ -82,13 +94,23 @@ def main() -> None:
     low, hr = data.held_low, data.held.float()
     bicubic_psnr = gain_and_sharpness(bicubic_upscale(low, cfg.model.scale), hr, 0.0)[0]
 
-    def outputs(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    def outputs_of(inputs: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
         G = srgan.generator(cfg, info)
         G.load_state_dict(state)
-        return srgan.super_resolve(G, low, device=torch.device("cpu"), autocast=nullcontext)  # (N, C, S, S)
+        return srgan.super_resolve(G, inputs, device=torch.device("cpu"), autocast=nullcontext)  # (N, C, S, S)
 
-    pretrained = outputs({k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")})
+    def outputs(state: dict[str, torch.Tensor]) -> torch.Tensor:
+        return outputs_of(low, state)
+
+    pretrained_state = {k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")}
+    pretrained = outputs(pretrained_state)
     adversarial = outputs(blended(args.checkpoint, 1.0))
+    train_pretrained = train_adversarial = None
+    train_detail = 1.0
+    if args.train_sharpness:  # the patches train.interpolation_sharpness reads
+        train_low, train_detail = srgan.training_patches(data, cfg)
+        train_pretrained = outputs_of(train_low, pretrained_state)
+        train_adversarial = outputs_of(train_low, blended(args.checkpoint, 1.0))
     print(
         json.dumps(
             {"bicubic_psnr": round(bicubic_psnr, 4), "pretrained": gain_and_sharpness(pretrained, hr, bicubic_psnr)}
@@ -105,11 +127,14 @@ def main() -> None:
     for window in args.windows:
         d = srgan.detail(pretrained, window)
         scan = torch.quantile(d.flatten(), torch.tensor(QUANTILES)).tolist() + list(args.d0)
-        points = []
+        points, train = [], []
         for d0 in sorted(set(scan)):
             mixed = srgan.detail_blend(pretrained, adversarial, d0, window)  # what train.detail_blend serves
             points.append((*gain_and_sharpness(mixed, hr, bicubic_psnr), d0))
-        report(f"detail {window}", points)
+            if train_pretrained is not None and train_adversarial is not None:
+                on_train = srgan.detail_blend(train_pretrained, train_adversarial, d0, window).clamp(-1, 1)
+                train.append(float(sobel_magnitude(on_train).mean()) / max(train_detail, 1e-12))
+        report(f"detail {window}", points, train if args.train_sharpness else None)
 
 
 if __name__ == "__main__":
