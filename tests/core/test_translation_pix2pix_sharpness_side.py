@@ -63,6 +63,15 @@ def test_g_loss_takes_the_one_sided_term(monkeypatch, fixed_gap, counts):
     assert float(stats["loss_g"]) == pytest.approx(100.0 * float(stats["loss_g_l1"]) + term, rel=1e-6)
 
 
+def test_digits_edges_takes_the_term_one_sided_and_the_l1_only_unet_drops_it():
+    cfg = RunConfig.model_validate({"dataset": "digits-edges"})
+    assert (cfg.loss.sharpness_weight, cfg.loss.sharpness_start, cfg.loss.sharpness_one_sided) == (5.0, 0.8, True)
+    l1_only = RunConfig.model_validate(
+        {"dataset": "digits-edges", "loss": {"adversarial_weight": 0.0, "sharpness_weight": 0.0}}
+    )
+    assert not l1_only.loss.sharpness_one_sided
+
+
 def test_the_one_sided_field_gives_way_to_a_run_without_the_term():
     # Chosen beside the term it shapes, it is kept; a run whose term is off (the L1-only U-Net) keeps its default.
     on = RunConfig.model_validate({"dataset": "digits-edges", "loss": {"sharpness_one_sided": True}})
