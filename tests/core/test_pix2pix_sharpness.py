@@ -41,7 +41,8 @@ def _cfg(loss: dict, model: dict | None = None, **over: dict) -> RunConfig:
         TINY
         | {
             "model": TINY["model"] | (model or {}),
-            "loss": {"sharpness_weight": 0.0, "sharpness_start": 0.0} | loss,  # not digits-edges' late term
+            # not digits-edges' late, one-sided term: the two-sided term, from the first step
+            "loss": {"sharpness_weight": 0.0, "sharpness_start": 0.0, "sharpness_one_sided": False} | loss,
             "train": TINY["train"] | over.get("train", {}),
             "schedule": over.get("schedule", {}),
         }
