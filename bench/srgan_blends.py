@@ -42,7 +42,6 @@ from core.config import RunConfig
 from core.datasets import load_dataset
 from core.families import srgan
 from core.metrics.superres import sr_metrics
-from core.paired import sobel_magnitude
 from core.superres import bicubic_upscale
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -104,13 +103,14 @@ def main() -> None:
 
     pretrained_state = {k[len("G_psnr.") :]: v for k, v in tensors.items() if k.startswith("G_psnr.")}
     pretrained = outputs(pretrained_state)
-    adversarial = outputs(blended(args.checkpoint, 1.0))
+    adversarial_state = blended(args.checkpoint, 1.0)
+    adversarial = outputs(adversarial_state)
     train_pretrained = train_adversarial = None
     train_detail = 1.0
     if args.train_sharpness:  # the patches train.interpolation_sharpness reads
         train_low, train_detail = srgan.training_patches(data, cfg)
         train_pretrained = outputs_of(train_low, pretrained_state)
-        train_adversarial = outputs_of(train_low, blended(args.checkpoint, 1.0))
+        train_adversarial = outputs_of(train_low, adversarial_state)
     print(
         json.dumps(
             {"bicubic_psnr": round(bicubic_psnr, 4), "pretrained": gain_and_sharpness(pretrained, hr, bicubic_psnr)}
@@ -132,8 +132,8 @@ def main() -> None:
             mixed = srgan.detail_blend(pretrained, adversarial, d0, window)  # what train.detail_blend serves
             points.append((*gain_and_sharpness(mixed, hr, bicubic_psnr), d0))
             if train_pretrained is not None and train_adversarial is not None:
-                on_train = srgan.detail_blend(train_pretrained, train_adversarial, d0, window).clamp(-1, 1)
-                train.append(float(sobel_magnitude(on_train).mean()) / max(train_detail, 1e-12))
+                on_train = srgan.detail_blend(train_pretrained, train_adversarial, d0, window)
+                train.append(srgan.sharpness_ratio(on_train, train_detail))
         report(f"detail {window}", points, train if args.train_sharpness else None)
 
 

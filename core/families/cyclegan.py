@@ -444,17 +444,21 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
             real, real_std = source_class_moments(S, data)
             class_means = ClassFeatureMeans(real, real_std=real_std if with_std else None)
         else:  # S is loaded after build, so its means come from the checkpoint as well
-            saved = [checkpoint.read_tensor(latest, f"semantic.{k}") for k in ("real", "fake", "seen")]
-            if saved[0] is None or saved[1] is None or saved[2] is None:
+            saved = {k: t.to(device) for k, t in checkpoint.read_module_state(latest, "semantic").items()}
+            if not {"real", "fake", "seen"} <= saved.keys():
                 raise ValueError(f"{latest.name} holds no class means; it was not written with loss.semantic_matching")
-            moments = [checkpoint.read_tensor(latest, f"semantic.{k}") for k in ("real_std", "fake_sq")]
-            if with_std and (moments[0] is None or moments[1] is None):
+            if with_std and not {"real_std", "fake_sq"} <= saved.keys():
                 raise ValueError(
                     f"{latest.name} holds no class standard deviations; it was not written with "
                     "loss.semantic_matching_moments std"
                 )
-            real_std, fake_sq = (t.to(device) if with_std and t is not None else None for t in moments)
-            class_means = ClassFeatureMeans(*(t.to(device) for t in saved), real_std=real_std, fake_sq=fake_sq)
+            class_means = ClassFeatureMeans(
+                saved["real"],
+                saved["fake"],
+                saved["seen"],
+                real_std=saved["real_std"] if with_std else None,
+                fake_sq=saved["fake_sq"] if with_std else None,
+            )
     anchor = None
     if S is not None and cfg.loss.semantic_anchor == "clusters":
         if latest is None:
@@ -482,11 +486,6 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         class_means=class_means,
         anchor=anchor,
     )
-
-
-def source_class_means(S: SourceClassifier, data: UnpairedDataset) -> torch.Tensor:
-    """The mean hidden features (K, H) of S over domain A's training images of each class (S in eval mode)."""
-    return source_class_moments(S, data)[0]
 
 
 @torch.no_grad()

@@ -342,8 +342,13 @@ def training_sharpness(
     """The sharpness ratio of G's outputs on `training_patches`: their mean Sobel magnitude over the high-resolution
     images', as the metric sharpness is on the held-out ones."""
     low, detail = patches
-    out = super_resolve(G, low, device=device, autocast=autocast).clamp(-1, 1).cpu()
-    return float(sobel_magnitude(out).mean()) / max(detail, 1e-12)
+    return sharpness_ratio(super_resolve(G, low, device=device, autocast=autocast).cpu(), detail)
+
+
+def sharpness_ratio(out: torch.Tensor, detail: float) -> float:
+    """Outputs' (N, C, S, S) mean Sobel magnitude, clamped to [-1, 1] as they are served, over `detail`, the
+    high-resolution images' (`sharpness_patches`)."""
+    return float(sobel_magnitude(out.clamp(-1, 1)).mean()) / max(detail, 1e-12)
 
 
 @torch.no_grad()
