@@ -1178,6 +1178,12 @@ class RunConfig(_Strict):
         dataset = data.get("dataset")
         if not isinstance(dataset, str):
             return data
+        # A section that is not an object, or a preset that is not a name, is left for field validation to name.
+        sections = [data[key] for key in ("model", "loss", "train", "schedule") if key in data]
+        if any(not isinstance(section, dict) for section in sections) or not isinstance(
+            data.get("preset", ""), str | None
+        ):
+            return data
         if dataset not in BUILTIN_DATASETS and not DATASET_ID_PATTERN.match(dataset):
             raise ValueError(
                 f"dataset: unknown dataset {dataset!r}; use one of {', '.join(BUILTIN_DATASETS)} or a dataset id"

@@ -192,3 +192,19 @@ def test_a_default_image_size_gives_way_to_an_architecture_that_does_not_build_i
     assert (cfg.model.arch, cfg.model.image_size) == ("resnet", 32)
     with pytest.raises(ValidationError, match=r"model\.image_size: resnet supports 32, 64 px, not 16"):
         RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "resnet", "image_size": 16}})
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        pytest.param({"dataset": "digits", "model": 5}, "model", id="model-number"),
+        pytest.param({"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": 3}, "loss", id="loss-number"),
+        pytest.param({"dataset": "photos", "train": [1]}, "train", id="train-list"),
+        pytest.param({"dataset": "digits", "schedule": None}, "schedule", id="schedule-null"),
+        pytest.param({"dataset": "digits", "preset": ["dcgan"]}, "preset", id="preset-list"),
+    ],
+)
+def test_a_section_of_the_wrong_type_is_a_validation_error_that_names_it(body, field):
+    with pytest.raises(ValidationError) as caught:
+        RunConfig.model_validate(body)
+    assert [error["loc"][0] for error in caught.value.errors()] == [field]
