@@ -5,16 +5,21 @@ Routes raise `unprocessable(field, "field: reason")` for checks beyond the reque
 field and `msg` is the sentence as written, which names it too (as the run config's own checks do), so that
 it reads whole where it is shown alone. `http_exception_handler` (registered by `api.main.create_app`) answers
 every HTTPException as `{"detail": ...}` and turns a 422 that still carries a string detail into the list form,
-so that no route can send the other shape by mistake.
+so that no route can send the other shape by mistake. `request_validation_exception_handler` answers a request
+that fails validation as FastAPI does, with the inputs it echoes made writable as JSON.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler as fastapi_http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 # A string detail that starts with "field.path: " names its field (the API's own checks write them so).
@@ -47,3 +52,21 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     if exc.status_code == 422 and isinstance(exc.detail, str):
         exc = HTTPException(status_code=422, detail=as_validation_errors(exc.detail), headers=exc.headers)
     return await fastapi_http_exception_handler(request, exc)
+
+
+async def request_validation_exception_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 for a request that fails validation. Python's JSON reader takes NaN and Infinity, which JSON
+    cannot write, and an error echoes its input: such numbers are echoed as the strings "nan", "inf" and "-inf"."""
+    assert isinstance(exc, RequestValidationError)  # registered for it
+    return JSONResponse(status_code=422, content={"detail": finite_json(jsonable_encoder(exc.errors()))})
+
+
+def finite_json(value: Any) -> Any:
+    """`value` (JSON-shaped: dicts, lists, scalars) with each NaN or infinite float as its string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite_json(item) for item in value]
+    return value

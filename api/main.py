@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Every HTTPException answers {"detail": ...}, and a 422's detail is always the list of errors.
     app.add_exception_handler(StarletteHTTPException, errors.http_exception_handler)
+    app.add_exception_handler(RequestValidationError, errors.request_validation_exception_handler)
     # Inside the counting middleware, so that a 429 is counted too.
     app.add_middleware(
         RateLimitMiddleware, limit=settings.rate_limit, storage_url=settings.rate_limit_url or settings.broker_url

@@ -75,7 +75,7 @@ class RunsPublic(BaseModel):
 
 
 class RunResume(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int | None = Field(
         None,
@@ -113,7 +113,7 @@ class MetricsPublic(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(..., min_length=1, max_length=200)
     admin: bool = Field(False, description="Give the new token admin rights.")
@@ -178,7 +178,7 @@ class QuotaPublic(BaseModel):
 class QuotasUpdate(BaseModel):
     """Quotas of one token that replace the server's (null: the server's again); absent ones stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     running_runs: int | None = Field(None, ge=0, le=1_000_000)
     queued_runs: int | None = Field(None, ge=0, le=1_000_000)
@@ -189,7 +189,7 @@ class QuotasUpdate(BaseModel):
 
 
 class TokenUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     quotas: QuotasUpdate
 
@@ -339,7 +339,7 @@ class TableRowsPublic(BaseModel):
 class DatasetPatch(BaseModel):
     """PATCH /datasets/{id} on a table: column types to override and the target column."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     columns: dict[str, Literal["continuous", "discrete", "categorical", "boolean", "datetime"] | None] | None = Field(
         None, description="Column name -> type; null for a column puts its inferred type back. Others are kept."
@@ -351,7 +351,7 @@ class DatasetPatch(BaseModel):
 
 
 class InterpolateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(8, ge=2, le=64, description="Points along each walk, both ends included.")
     mode: Literal["lerp", "slerp"] = Field("lerp", description="Straight lines, or great circles (slerp).")
@@ -368,7 +368,7 @@ Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class StyleMixRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     row_seeds: list[Seed] = Field(
         ...,
@@ -391,7 +391,7 @@ class StyleMixRequest(BaseModel):
 
 
 class GenerationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     n: int = Field(64, ge=1, description="Samples to generate (latent walks when interpolating); the server caps it.")
     seed: int = Field(
@@ -500,7 +500,7 @@ class GenerationsPublic(BaseModel):
 class ScoreOptions(BaseModel):
     """How to score: the fields of POST /runs/{id}/scores besides the images (form fields of a ZIP upload)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
     ema: bool = Field(True, description="Reconstruct with the EMA generator when the run keeps one.")
@@ -565,7 +565,7 @@ class WorkersPublic(BaseModel):
 class TranslationOptions(BaseModel):
     """How to translate: the form fields of POST /runs/{id}/translations besides the images."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     direction: Literal["AtoB", "BtoA"] = Field(
         "AtoB", description="cyclegan runs: domain A into B, or B into A. pix2pix and srgan runs translate AtoB only."
@@ -606,7 +606,7 @@ class TranslationsPublic(BaseModel):
 class ProjectionOptions(BaseModel):
     """How to project: the form fields of POST /runs/{id}/projections besides the images."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(300, ge=1, le=2000, description="Optimisation steps per image (the paper uses 1,000).")
     space: Literal["w", "w+"] = Field(

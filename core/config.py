@@ -190,7 +190,8 @@ ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Every number of a run is finite: NaN or infinity (which a JSON body may carry) is a validation error.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -1484,6 +1485,12 @@ class RunConfig(_Strict):
         if self.model.clusters and arch == "mlp":
             raise ValueError(
                 "model.clusters: cluster conditioning needs an image architecture (dcgan, resnet or stylegan2)"
+            )
+        images = info["num_images"] if info is not None and info["kind"] == "images" else None
+        if images is not None and self.model.clusters > images:
+            raise ValueError(
+                f"model.clusters: {self.model.clusters} clusters need at least as many images; {self.dataset} has "
+                f"{images}"
             )
         if self.model.pack > 1 and self.model.conditional:
             raise ValueError("model.pack: packing is for unconditional runs; set pack to 1 or conditional to false")

@@ -108,6 +108,12 @@ def check_dataset_for_run(session: Session, user: User, cfg: RunConfig) -> RunCo
             )
         # Validated again with the table's rows, which resolve a ctgan run's steps from its train.epochs.
         return RunConfig.model_validate(cfg.model_dump() | {"table": source.model_dump()})
+    if cfg.model.clusters > dataset.num_images:
+        raise unprocessable(
+            "model.clusters",
+            f"model.clusters: {cfg.model.clusters} clusters need at least as many images; dataset {cfg.dataset} has "
+            f"{dataset.num_images}",
+        )
     if cfg.model.conditional and len(dataset.classes) < 2:
         raise unprocessable(
             "model.conditional",

@@ -250,7 +250,9 @@ def test_same_archive_twice_is_stored_once_and_deleted_with_its_last_row(limited
         assert not stored[0].exists()
 
 
-def test_runs_accept_only_your_own_dataset_and_conditional_only_when_labeled(limited: Service) -> None:
+def test_runs_accept_only_your_own_dataset_conditional_only_when_labeled_and_no_more_clusters_than_images(
+    limited: Service,
+) -> None:
     owner, other = limited.new_user_token("owner"), limited.new_user_token("other")
     with limited.client(owner) as a, limited.client(other) as b:
         flat = _upload(a, zips.flat_zip(count=4)).json()["id"]
@@ -274,6 +276,14 @@ def test_runs_accept_only_your_own_dataset_and_conditional_only_when_labeled(lim
                 "so a run on it cannot be conditional",
             ),
         )
+        response = a.post("/runs", json={"dataset": flat, "model": {"arch": "dcgan", "clusters": 5}})
+        assert (response.status_code, response.json()["detail"]) == (
+            422,
+            _invalid(
+                "model.clusters", f"model.clusters: 5 clusters need at least as many images; dataset {flat} has 4"
+            ),
+        )
+        assert a.get("/runs").json()["items"] == []
 
 
 @pytest.fixture

@@ -192,6 +192,30 @@ def test_bad_configs_answer_the_list_form(postgres_service: Service, body: dict[
         assert _errors(client.post("/runs", json=body)) == errors
 
 
+@pytest.mark.parametrize(
+    ("route", "body", "loc", "echoed"),
+    [
+        pytest.param("/runs", '{"dataset": "ring8", "train": {"lr_g": Infinity}}', ["train", "lr_g"], "inf", id="inf"),
+        pytest.param("/runs", '{"dataset": "ring8", "loss": {"r1_gamma": NaN}}', ["loss", "r1_gamma"], "nan", id="nan"),
+        pytest.param(
+            "/runs/{run}/generations", '{"truncation": -Infinity}', ["truncation"], "-inf", id="generation-truncation"
+        ),
+    ],
+)
+def test_non_finite_numbers_are_a_validation_error(
+    postgres_service: Service, route: str, body: str, loc: list[str], echoed: str
+) -> None:
+    """Python's JSON reader takes NaN and Infinity: they are a 422 naming the field, whose echo of the input is
+    still JSON, and nothing is created."""
+    with postgres_service.client(postgres_service.new_user_token("finite")) as client:
+        run = client.post("/runs", json={"dataset": "ring8", "train": {"steps": 1}}).json()["id"]
+        response = client.post(route.format(run=run), content=body.encode(), headers=_JSON)
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert (error["type"], error["loc"], error["input"]) == ("finite_number", ["body", *loc], echoed)
+        assert [item["id"] for item in client.get("/runs").json()["items"]] == [run]
+
+
 def test_other_errors_are_a_detail_string(postgres_service: Service) -> None:
     url = postgres_service.url
     response = httpx.get(f"{url}/runs")

@@ -208,3 +208,20 @@ def test_a_section_of_the_wrong_type_is_a_validation_error_that_names_it(body, f
     with pytest.raises(ValidationError) as caught:
         RunConfig.model_validate(body)
     assert [error["loc"][0] for error in caught.value.errors()] == [field]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_number_of_a_run_is_finite(value):
+    with pytest.raises(ValidationError) as caught:
+        RunConfig.model_validate({"dataset": "digits", "loss": {"r1_gamma": value}})
+    assert [(error["type"], error["loc"]) for error in caught.value.errors()] == [
+        ("finite_number", ("loss", "r1_gamma"))
+    ]
+
+
+def test_more_clusters_than_images_is_refused_before_the_run():
+    RunConfig.model_validate({"dataset": "digits", "model": {"arch": "dcgan", "clusters": 1797}})
+    with pytest.raises(
+        ValidationError, match=r"model\.clusters: 1798 clusters need at least as many images; digits has 1797"
+    ):
+        RunConfig.model_validate({"dataset": "digits", "model": {"arch": "dcgan", "clusters": 1798}})
