@@ -618,6 +618,16 @@ class LossConfig(_Strict):
             "(it lowered fd_digits on seeds 0, 1, 3 and 5 and left seed 2 level; docs/benchmarks.md)."
         ),
     )
+    semantic_matching_mean: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "cyclegan with loss.semantic_matching and loss.semantic_matching_moments std: a weight of its own for "
+            "the mean push (each class's translations moved towards the class's real mean), the standard-deviation "
+            "push keeping loss.semantic_matching's; null: loss.semantic_matching's for both. With moments mean the "
+            "mean push is the term's only one, weighed by loss.semantic_matching itself."
+        ),
+    )
     semantic_anchor: Literal["reading", "clusters"] = Field(
         "reading",
         description=(
@@ -1265,7 +1275,9 @@ class RunConfig(_Strict):
         if isinstance(loss, dict) and not loss.get("semantic_weight"):
             drop_unchosen({"loss": ("semantic_matching", "semantic_anchor")})
         if isinstance(loss, dict) and not loss.get("semantic_matching"):
-            drop_unchosen({"loss": ("semantic_matching_push", "semantic_matching_moments")})
+            drop_unchosen({"loss": ("semantic_matching_push", "semantic_matching_moments", "semantic_matching_mean")})
+        if isinstance(loss, dict) and loss.get("semantic_matching_moments") != "std":
+            drop_unchosen({"loss": ("semantic_matching_mean",)})
         if isinstance(loss, dict) and isinstance(model, dict) and not model.get("latent_dim"):
             drop_unchosen({"loss": ("diversity",)})
         # pix2pix's one-sided sharpness term gives way to a run without the term (the L1-only U-Net).
@@ -1425,6 +1437,14 @@ class RunConfig(_Strict):
             raise ValueError(
                 "loss.semantic_matching_moments: it says what loss.semantic_matching matches; set "
                 "loss.semantic_matching above 0"
+            )
+        if self.loss.semantic_matching_mean is not None and (
+            self.loss.semantic_matching <= 0 or self.loss.semantic_matching_moments != "std"
+        ):
+            raise ValueError(
+                "loss.semantic_matching_mean: it weighs loss.semantic_matching's mean push apart from its "
+                "standard-deviation push, which only loss.semantic_matching above 0 with "
+                "loss.semantic_matching_moments std has; set it to null (or loss.semantic_matching itself)"
             )
         if self.model.latent_dim > 0 and arch != "cyclegan":
             raise ValueError(f"model.latent_dim: only the cyclegan architecture has it, not {arch}")

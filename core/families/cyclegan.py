@@ -698,11 +698,15 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
             push = ((hidden * along[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)
             seen = m.class_means.seen.sum().clamp_min(1.0)
             stats |= {"semantic_gap": gap.square().sum(1).sum() / seen, "semantic_matched": matched.mean()}
+            mean_weight = cfg.loss.semantic_matching_mean  # the mean push's own weight, or None: the term's
             if m.class_means.real_std is not None:  # and each class's spread, unit by unit, towards the real one's
                 spread, std_gap = spread_push(hidden, read_as, matched, m.class_means, unit=unit)
-                push = push + spread
+                if mean_weight is None:  # one weight over the two pushes' sum
+                    push = push + spread
+                else:
+                    loss_g = loss_g + cfg.loss.semantic_matching * spread
                 stats["semantic_std_gap"] = std_gap.square().sum(1).sum() / seen
-            loss_g = loss_g + cfg.loss.semantic_matching * push
+            loss_g = loss_g + (cfg.loss.semantic_matching if mean_weight is None else mean_weight) * push
     if m.G.enc is not None and z_b is not None and kl is not None:  # the code read back; the codes' prior
         m.G.enc.requires_grad_(False)  # the regression trains G_BA to show its code, not the encoder to find it
         read_back, _ = m.G.enc(fake_a)  # (B, L)

@@ -713,6 +713,43 @@ def test_the_push_field_needs_the_semantic_matching_term():
     assert cfg.loss.semantic_matching_push == "unit"
 
 
+def test_a_mean_push_of_its_own_weight_trains_otherwise_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
+    monkeypatch.setattr(cyclegan, "SEMANTIC_CONFIDENCE", 0.0)  # every translation matched, however unsure S is
+
+    def cfg(mean: float | None) -> RunConfig:
+        loss = {"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_matching_moments": "std"}
+        return _cfg(
+            loss=loss | {"semantic_matching_mean": mean},
+            train={"steps": 4},
+            schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
+        )
+
+    straight, _, _ = assert_resume_matches(tmp_path, cfg(3.0), 4, 2)
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert stats[4]["semantic_gap"] > 0 and stats[4]["semantic_std_gap"] > 0
+    run_events(tmp_path / "shared", cfg(None))  # one weight for both pushes
+    own, shared = checkpoint_tensors(tmp_path / "a", 4), checkpoint_tensors(tmp_path / "shared", 4)
+    assert torch.equal(own["semantic.real"], shared["semantic.real"])  # the same classifier and real means
+    assert any(name.startswith("G.ba.") for name in tensors_that_differ(own, shared))  # but a stronger mean push
+
+
+def test_the_mean_weight_needs_the_standard_deviation_push():
+    with pytest.raises(ValidationError, match=r"loss\.semantic_matching_mean: it weighs"):
+        RunConfig.model_validate(
+            {"dataset": "digits-printed", "loss": {"semantic_matching": 0, "semantic_matching_mean": 0.3}}
+        )
+    with pytest.raises(ValidationError, match=r"loss\.semantic_matching_mean: it weighs"):
+        RunConfig.model_validate(
+            {"dataset": "digits-printed", "loss": {"semantic_matching_moments": "mean", "semantic_matching_mean": 0.3}}
+        )
+    with pytest.raises(ValidationError, match=r"semantic_matching_mean"):
+        RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_mean": -0.1}})
+    assert RunConfig.model_validate({"dataset": "digits-printed"}).loss.semantic_matching_mean is None
+    loss = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_mean": 0.3}}).loss
+    assert (loss.semantic_matching, loss.semantic_matching_mean, loss.semantic_matching_moments) == (0.1, 0.3, "std")
+
+
 def test_the_cluster_anchor_matches_clusters_to_classes_one_to_one_on_their_mean_probabilities():
     anchor = cyclegan.ClusterAnchor(torch.tensor([0, 0, 1, 1, 2, 2]), classes=3)
     picks = torch.tensor([0, 1, 2, 3, 4, 5, 0, 2])
