@@ -774,10 +774,17 @@ def _prepare_translation(
 
 
 def _interleaved(first: Path, second: Path, *, pairs: bool) -> bytes:
-    """A preview of a translation upload: up to 32 (input, target) pairs side by side (`pairs`), or 32 images of
-    domain A followed by 32 of domain B; grey shown as colour when the other side has colour."""
+    """The preview of a translation upload from its two stored arrays (`interleaved_preview`)."""
     a = np.load(first, mmap_mode="r", allow_pickle=False)[:32]  # (n, S, S, C_A)
     b = np.load(second, mmap_mode="r", allow_pickle=False)[:32]
+    return interleaved_preview(a, b, pairs=pairs)
+
+
+def interleaved_preview(a: np.ndarray, b: np.ndarray, *, pairs: bool) -> bytes:
+    """A preview of translation data, uint8 (n, S, S, C) each: up to 32 (input, target) pairs side by side
+    (`pairs`), or up to 32 images of domain A followed by 32 of domain B; grey shown as colour when the other side
+    has colour."""
+    a, b = a[:32], b[:32]
     c = max(a.shape[3], b.shape[3])
     a, b = (np.repeat(x, c // x.shape[3], axis=3) for x in (a, b))
     images = np.stack([a, b], axis=1).reshape(-1, *a.shape[1:]) if pairs else np.concatenate([a, b])

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -32,7 +33,7 @@ from api.responses import binary, error, validation_errors
 from api.routing import ReleasingRoute
 from api.schemas import DatasetPatch, DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile, TableRowsPublic
 from api.uploads import archive_limits, receive_upload
-from core import uploads
+from core import previews, uploads
 from core.config import BUILTIN_DATASETS, RunConfig, TableSource
 from core.tabular import upload as tables
 from core.tabular.columns import is_missing
@@ -331,6 +332,8 @@ def preview(
             return Response(_builtin_table_preview(dataset_id), media_type="image/png")
         if kind != "images":
             raise HTTPException(status_code=404, detail=f"{dataset_id} is 2-D point data; it has no image preview")
+        if dataset_id in previews.LOADED_PREVIEWS:
+            return Response(_loaded_preview(dataset_id, settings.upload_processes), media_type="image/png")
         return Response(_builtin_preview(dataset_id), media_type="image/png")
     dataset = find_owned_dataset(session, user, dataset_id)
     key = layout.dataset_prefix(dataset.content_hash) + "preview.png"
@@ -544,6 +547,13 @@ def _builtin_table_stats(name: str) -> dict[str, Any]:
 def _builtin_table_preview(name: str) -> bytes:
     table, columns = _builtin_table_data(name)
     return tables.preview_png(table, columns)
+
+
+@lru_cache(maxsize=len(previews.LOADED_PREVIEWS))
+def _loaded_preview(name: str, processes: int) -> bytes:
+    """A built-in translation or super-resolution dataset's preview, made once in an upload process (it loads the
+    dataset with torch, which the API process does not import)."""
+    return anyio.from_thread.run(functools.partial(offload, previews.builtin_preview_png, name, processes=processes))
 
 
 @lru_cache(maxsize=2)

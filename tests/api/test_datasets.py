@@ -7,6 +7,7 @@ import io
 from collections.abc import Callable, Iterator
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -248,6 +249,29 @@ def test_same_archive_twice_is_stored_once_and_deleted_with_its_last_row(limited
         assert stored[0].is_dir()
         assert b.delete(f"/datasets/{theirs.json()['id']}").status_code == 204
         assert not stored[0].exists()
+
+
+def test_builtin_translation_and_photo_datasets_preview_what_their_runs_see(limited_client: httpx.Client) -> None:
+    """digits-edges shows 32 (edge map, digit) pairs, digits-printed 32 handwritten then 32 printed digits, photos 64
+    colour patches, each at the dataset's default size (32, 32 and 64 px) in an 8-column grid."""
+    pngs = {
+        name: limited_client.get(f"/datasets/{name}/preview.png")
+        for name in ("digits-edges", "digits-printed", "photos")
+    }
+    assert {name: png.headers["content-type"] for name, png in pngs.items()} == dict.fromkeys(pngs, "image/png")
+    images = {name: Image.open(io.BytesIO(png.content)) for name, png in pngs.items()}
+    assert {name: (image.mode, image.size) for name, image in images.items()} == {
+        "digits-edges": ("L", (8 * 34 + 2, 8 * 34 + 2)),
+        "digits-printed": ("L", (8 * 34 + 2, 8 * 34 + 2)),
+        "photos": ("RGB", (8 * 66 + 2, 8 * 66 + 2)),
+    }
+    edges = np.asarray(images["digits-edges"], dtype=np.float64)
+    tiles = [edges[2:34, 2 + 34 * c : 34 + 34 * c] for c in range(8)]  # the first row: input, target, input, ...
+    # Each input is its digit's edge map, not the digit: the two differ by a quarter of the range or more.
+    assert all(np.abs(tiles[c] - tiles[c + 1]).mean() > 40 for c in range(0, 8, 2))
+    assert (
+        len({png.content for png in pngs.values()} | {limited_client.get("/datasets/digits/preview.png").content}) == 4
+    )
 
 
 def test_runs_accept_only_your_own_dataset_conditional_only_when_labeled_and_no_more_clusters_than_images(
