@@ -14,6 +14,9 @@ from store.jobs import result_expires_at
 from store.models import Dataset, Generation, Run, User
 from store.settings import get_settings
 
+# Which checkpoint a job reads: a kept step (0 or more), or the latest.
+CheckpointStep = Annotated[int, Field(ge=0)] | Literal["latest"]
+
 # Runs.
 
 
@@ -397,7 +400,7 @@ class GenerationCreate(BaseModel):
     seed: int = Field(
         0, ge=0, le=2**63 - 1, description="Seed of the latents: the same request gives the same samples."
     )
-    step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
+    step: CheckpointStep = Field("latest", description="A kept checkpoint's step, or latest.")
     ema: bool = Field(True, description="Sample from the EMA generator when the run keeps one.")
     truncation: float | None = Field(
         None,
@@ -502,7 +505,7 @@ class ScoreOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
+    step: CheckpointStep = Field("latest", description="A kept checkpoint's step, or latest.")
     ema: bool = Field(True, description="Reconstruct with the EMA generator when the run keeps one.")
     weight: float = Field(
         0.1, ge=0, le=1, description="λ of the AnoGAN score: (1 − λ)·residual + λ·discriminator-feature loss."
@@ -570,7 +573,7 @@ class TranslationOptions(BaseModel):
     direction: Literal["AtoB", "BtoA"] = Field(
         "AtoB", description="cyclegan runs: domain A into B, or B into A. pix2pix and srgan runs translate AtoB only."
     )
-    step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
+    step: CheckpointStep = Field("latest", description="A kept checkpoint's step, or latest.")
     ema: bool = Field(True, description="Translate with the EMA generator when the run keeps one.")
     seed: int = Field(
         0,
@@ -613,7 +616,7 @@ class ProjectionOptions(BaseModel):
         "w", description="One w for every layer (w), or one w per layer (w+: closer reconstructions, less editable)."
     )
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the starting noise maps and of w's perturbation.")
-    step: int | Literal["latest"] = Field("latest", description="A kept checkpoint's step, or latest.")
+    step: CheckpointStep = Field("latest", description="A kept checkpoint's step, or latest.")
     ema: bool = Field(True, description="Project into the EMA generator when the run keeps one.")
 
 

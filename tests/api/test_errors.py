@@ -216,6 +216,16 @@ def test_non_finite_numbers_are_a_validation_error(
         assert [item["id"] for item in client.get("/runs").json()["items"]] == [run]
 
 
+def test_a_negative_checkpoint_step_is_a_validation_error(postgres_service: Service) -> None:
+    """A job's `step` is a kept step (0 or more) or latest: -1 answers 422 before the run's checkpoints are read."""
+    with postgres_service.client(postgres_service.new_user_token("steps")) as client:
+        run = client.post("/runs", json={"dataset": "digits", "train": {"steps": 1}}).json()["id"]
+        response = client.post(f"/runs/{run}/generations", json={"step": -1})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"][:2] == ["body", "step"]
+        assert response.json()["detail"][0]["type"] == "greater_than_equal"
+
+
 def test_other_errors_are_a_detail_string(postgres_service: Service) -> None:
     url = postgres_service.url
     response = httpx.get(f"{url}/runs")
