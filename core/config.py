@@ -174,6 +174,7 @@ SR_ONLY_FIELDS = {
 # The fields only pix2pix reads, by section.
 PIX2PIX_ONLY_FIELDS = {
     "model": ("d_sobel",),
+    "train": ("ema_batchnorm",),
     "loss": (
         "adversarial_start",
         "adversarial_ramp",
@@ -1055,6 +1056,16 @@ class TrainConfig(_Strict):
             "0.5 ** (batch_size / (1000 · ema_kimg)). An alternative to train.ema."
         ),
     )
+    ema_batchnorm: Literal["copied", "recomputed"] = Field(
+        "copied",
+        description=(
+            "pix2pix with the EMA generator (train.ema or train.ema_kimg): the BatchNorm statistics it normalises "
+            "with. copied: the live generator's running statistics, copied every step; recomputed: its own, the mean "
+            "over the training inputs (in batches of train.batch_size, dropout off) of each batch's mean and "
+            "variance through the averaged weights, taken before each sample grid, evaluation and checkpoint, since "
+            "the live generator's statistics do not fit the averaged weights. Refused without the EMA generator."
+        ),
+    )
     diffaugment: str = Field("", description="DiffAugment policy: comma-separated color, translation, cutout.")
     augment: Literal["none", "ada"] = Field(
         "none",
@@ -1480,6 +1491,10 @@ class RunConfig(_Strict):
             raise ValueError("train.ada_target: set train.augment to ada for a target to steer by")
         if self.train.ema is not None and self.train.ema_kimg is not None:
             raise ValueError("train.ema_kimg: set the EMA generator's decay (train.ema) or its half-life, not both")
+        if self.train.ema_batchnorm == "recomputed" and self.train.ema_decay is None:
+            raise ValueError(
+                "train.ema_batchnorm: recomputed sets the EMA generator's statistics; set train.ema or train.ema_kimg"
+            )
         if self.model.d_depth > 1 and arch != "dcgan":
             raise ValueError(f"model.d_depth: only the dcgan discriminator has a depth to set, not {arch}'s")
         if self.model.conditional and info is not None and info["num_classes"] == 0:

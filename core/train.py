@@ -137,6 +137,9 @@ def train(
         if (sample_due or ckpt_due) and may_write is not None and not may_write():
             status, message = "stopped", "the run's lease was lost: another worker holds it"
             break
+        if ema is not None and cfg.train.ema_batchnorm == "recomputed" and (sample_due or eval_due or ckpt_due):
+            assert hasattr(family, "recompute_batchnorm")  # pix2pix; the config refuses the field elsewhere
+            family.recompute_batchnorm(ema.module, models, cfg, autocast=run.autocast)
         if sample_due:
             _write_sample(family, run, loop, sampled)
         if eval_due:

@@ -10,7 +10,8 @@ after a share of the run trained on L1 alone, optionally rising linearly (`adver
 adds the L1 distance of the output's Sobel derivatives to the target's (`edge_loss`), and `loss.sharpness_weight` the
 squared distance from 1 of the batch's sharpness ratio (`sharpness_gap`) on a second pass of the batch through G in
 eval mode, as it is evaluated, from `loss.sharpness_start` on (`late_share`); with `loss.sharpness_one_sided` only
-a ratio below 1 counts (`sharpness_penalty`).
+a ratio below 1 counts (`sharpness_penalty`). With `train.ema_batchnorm` recomputed the EMA generator normalises with
+its own BatchNorm statistics (`recompute_batchnorm`), not the live G's.
 Networks live in core.networks_translation, the adversarial objectives (with label smoothing, instance noise, R1)
 in core.losses, the data in core.paired.
 
@@ -304,6 +305,30 @@ def sampler(
         return out, labels[: len(out)] if labels is not None else None
 
     return sample
+
+
+@torch.no_grad()
+def recompute_batchnorm(G: nn.Module, m: Models, cfg: RunConfig, *, autocast: Autocast) -> None:
+    """Set G's BatchNorm running statistics (the EMA copy's, with train.ema_batchnorm recomputed) to its own: the mean
+    over the training inputs, in full batches of train.batch_size in stored order, of each batch's mean and unbiased
+    variance, as a training step's BatchNorm takes them, with dropout off as G is evaluated. The live generator's
+    running statistics, which the EMA copy otherwise takes, come from other weights and do not fit the average.
+    Leaves G in eval mode, its momenta as they were; draws no random numbers."""
+    assert m.data.source is not None
+    norms = [layer for layer in G.modules() if isinstance(layer, nn.BatchNorm2d)]
+    momenta = [norm.momentum for norm in norms]
+    G.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative mean over the batches
+        norm.train()
+    source, batch = m.data.source, cfg.train.batch_size
+    for start in range(0, len(source) - batch + 1, batch):
+        with autocast():
+            G(source[start : start + batch].contiguous(memory_format=torch.channels_last))  # (batch, C, H, W)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    G.eval()
 
 
 def evaluator(data: PairedDataset, cfg: RunConfig, device: torch.device) -> Any:
