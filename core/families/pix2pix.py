@@ -322,10 +322,11 @@ def recompute_batchnorm(G: nn.Module, m: Models, cfg: RunConfig, *, autocast: Au
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative mean over the batches
         norm.train()
-    source, batch = m.data.source, cfg.train.batch_size
-    for start in range(0, len(source) - batch + 1, batch):
+    count, batch = len(m.data.source), cfg.train.batch_size
+    for start in range(0, count - batch + 1, batch):
+        source = m.data.inputs(torch.arange(start, start + batch))  # (batch, C_in, H, W) in [-1, 1], also for uploads
         with autocast():
-            G(source[start : start + batch].contiguous(memory_format=torch.channels_last))  # (batch, C, H, W)
+            G(source.contiguous(memory_format=torch.channels_last))  # (batch, C, H, W)
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     G.eval()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import pytest
 import torch
@@ -51,6 +52,24 @@ def test_the_recomputed_statistics_are_the_mean_of_the_batches_with_dropout_off(
     before = {k: v.clone() for k, v in G.state_dict().items()}
     recompute_batchnorm(G, m, cfg, autocast=contextlib.nullcontext)
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+
+
+def test_uploaded_pairs_stored_as_bytes_are_read_as_training_reads_them():
+    """An upload keeps its training inputs as uint8: the statistics are those of the same inputs in [-1, 1]."""
+    cfg = _cfg()
+    data = digits_edges(image_size=32)
+    assert data.source is not None
+    as_bytes = ((data.source + 1) * 127.5).round().to(torch.uint8)
+    statistics = []
+    for source in (as_bytes, as_bytes.float() / 127.5 - 1.0):
+        torch.manual_seed(0)
+        m = pix2pix.build(
+            cfg, dataclasses.replace(data, source=source), device=torch.device("cpu"), latest=None, emit=lambda *_: None
+        )
+        recompute_batchnorm(m.G, m, cfg, autocast=contextlib.nullcontext)
+        statistics.append({key: t for key, t in m.G.state_dict().items() if "running" in key})
+    assert statistics[0].keys() == statistics[1].keys() and statistics[0]
+    assert all(torch.equal(statistics[0][key], statistics[1][key]) for key in statistics[0])
 
 
 def test_the_checkpoint_holds_the_ema_generator_with_its_own_statistics_and_resumes_bit_for_bit(tmp_path):
