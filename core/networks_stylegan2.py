@@ -27,14 +27,17 @@ the image averaged down to r/2 by α. The phase is `G.growth` (a buffer, so that
 it) and `D.resolution`/`D.alpha`; the family sets both at every step from the step alone.
 
 `G(z, labels=None, *, truncation=None)` maps (B, Z) to (B, C, H, W) in about [-1, 1]; in eval mode the noise inputs
-are fixed buffers, so the same z gives the same image. `D(x, labels=None)` returns `(logits (B,), features (B, F),
-None)`, the shape of the noise family's discriminators.
+are fixed buffers, so the same z gives the same image, except inside `fresh_noise`, where each sample draws its own
+noise maps from a seeded generator (the evaluation's samples, as StyleGAN2's metrics draw them). `D(x,
+labels=None)` returns `(logits (B,), features (B, F), None)`, the shape of the noise family's discriminators.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -197,6 +200,7 @@ class StyleLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         # The noise eval mode uses, so that a latent always gives the same image.
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
+        self.noise_source: torch.Generator | None = None  # set by `fresh_noise`
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """`noise` (B or 1, 1, H, W) replaces the layer's own (projection optimises it per image)."""
@@ -205,12 +209,30 @@ class StyleLayer(nn.Module):
         x = self.conv(x, w)  # (B, C_out, H, W)
         if noise is not None:
             noise = noise.to(x.dtype)
+        elif self.noise_source is not None:  # drawn on the CPU: the same maps on every device
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], generator=self.noise_source)
+            noise = noise.to(device=x.device, dtype=x.dtype)  # (B, 1, H, W)
         elif self.training:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         else:
             noise = self.noise_const.to(x.dtype)  # (1, 1, H, W)
         x = x + noise * self.noise_strength.to(x.dtype) + self.bias[None, :, None, None].to(x.dtype)
         return F.leaky_relu(x, 0.2) * LRELU_GAIN
+
+
+@contextlib.contextmanager
+def fresh_noise(G: nn.Module, source: torch.Generator) -> Iterator[None]:
+    """Inside the block, every style layer of G draws a noise map per sample from `source` (a CPU generator)
+    instead of its fixed `noise_const`: the noise a sample gets in training, which StyleGAN2's metrics give each
+    generated image too. A seeded `source` keeps an evaluation reproducible; a G without style layers is unchanged."""
+    layers = [m for m in G.modules() if isinstance(m, StyleLayer)]
+    for layer in layers:
+        layer.noise_source = source
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.noise_source = None
 
 
 class ToRGB(nn.Module):

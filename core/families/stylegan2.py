@@ -14,7 +14,7 @@ match the unregularized schedule. The running mean of the path lengths is a tens
 (`loss.pl_mean`); the tracked mean of w is a buffer of G (and of G_ema). With `train.augment` ada, D sees every
 image through core.ada's pipeline, whose probability p moves after each D step by the signs of D's logits on the
 reals (p and those signs are checkpoint tensors too). The sample grid and the evaluation's sampler are the noise
-family's.
+family's, the sampler with noise maps drawn per sample (`fresh_noise`) where the grid keeps the fixed ones.
 
 With `train.progressive` every step first sets both networks' phase, (resolution, α) = the config's
 `ProgressiveConfig.phase(step)` (a function of the step alone, so a resumed run grows as an unbroken one), and D
@@ -51,6 +51,7 @@ from core.networks_stylegan2 import (
     build_discriminator,
     build_generator,
     fade_reals,
+    fresh_noise,
 )
 
 EventFn = Callable[[str, dict[str, Any]], None]
@@ -272,7 +273,8 @@ def _latents(m: Models, cfg: RunConfig, n: int, device: torch.device) -> tuple[t
     return z, labels
 
 
-# The sample grid and the sampler: the noise family's, which need only G(z, labels) and the number of classes.
+# The sample grid and the sampler: the noise family's, which need only G(z, labels) and the number of classes; the
+# sampler with per-sample noise.
 
 
 def grid_inputs(cfg: RunConfig, data: Dataset, m: Models, device: torch.device) -> noise.GridInputs:
@@ -288,4 +290,13 @@ def sample_grid(
 def sampler(
     G: nn.Module, cfg: RunConfig, m: Models, *, device: torch.device, autocast: Autocast
 ) -> Callable[[int], tuple[torch.Tensor, torch.Tensor | None]]:
-    return noise.sampler(G, cfg, m, device=device, autocast=autocast)  # type: ignore[arg-type]
+    """The noise family's sampler, each sample with noise maps of its own (`fresh_noise`) from a generator seeded by
+    the run's seed: every evaluation of a run draws the same noise, as it draws the same latents, and the latents
+    stay those of the evaluation's stream."""
+    sample = noise.sampler(G, cfg, m, device=device, autocast=autocast)  # type: ignore[arg-type]
+
+    def sample_with_fresh_noise(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with fresh_noise(G, torch.Generator().manual_seed(cfg.seed)):
+            return sample(n)
+
+    return sample_with_fresh_noise

@@ -371,10 +371,12 @@ def evaluate_checkpoint(
     """Load a checkpoint's generator and evaluate it on `dataset` (a name, or a loaded `core.datasets.Dataset`).
 
     Returns {"checkpoint", "step", "dataset", "metrics", "floor", "primary": {"name", "direction"}, "skipped"}.
-    The latents (and labels of a conditional generator, uniform over the classes) come from `seed`.
+    The latents (and labels of a conditional generator, uniform over the classes) come from `seed`, and after them
+    a style-based generator's per-sample noise maps (`fresh_noise`).
     """
     from core.checkpoint import load_generator
     from core.datasets import load_dataset
+    from core.networks_stylegan2 import fresh_noise
 
     generator, cfg, data_info = load_generator(Path(path), ema=ema, device=device)
     if isinstance(dataset, str):
@@ -393,10 +395,11 @@ def evaluate_checkpoint(
         z = torch.randn(n, z_dim, generator=gen)  # (n, z_dim)
         labels = torch.randint(num_classes, (n,), generator=gen) if conditional else None
         out = []
-        for start in range(0, n, FEATURE_BATCH):
-            zb = z[start : start + FEATURE_BATCH].to(device)
-            lb = labels[start : start + FEATURE_BATCH].to(device) if labels is not None else None
-            out.append(generator(zb, lb).float().cpu())
+        with fresh_noise(generator, gen):
+            for start in range(0, n, FEATURE_BATCH):
+                zb = z[start : start + FEATURE_BATCH].to(device)
+                lb = labels[start : start + FEATURE_BATCH].to(device) if labels is not None else None
+                out.append(generator(zb, lb).float().cpu())
         return torch.cat(out), labels
 
     walk = None

@@ -28,6 +28,7 @@ from core.networks_stylegan2 import (
     StyleGenerator,
     channels_at,
     downsample,
+    fresh_noise,
     upsample,
 )
 from core.train import lr_scale, seed_evaluation, train
@@ -97,6 +98,42 @@ def test_eval_mode_is_deterministic_and_truncation_pulls_toward_the_mean():
     mean_image = G.synthesis(G.mapping.w_avg.expand(4, G.num_ws, 16))
     assert torch.allclose(G(z, truncation=1e-9), mean_image, atol=1e-5)
     assert not torch.allclose(G(z, truncation=0.5), mean_image, atol=1e-3)
+
+
+def test_the_evaluation_draws_each_samples_noise_from_its_seed_and_the_fixed_noise_stays_outside_it():
+    torch.manual_seed(0)
+    G = StyleGenerator(z_dim=16, w_dim=16, mapping_layers=2, image_size=16, channels=1, width=8, num_classes=0).eval()
+    with torch.no_grad():
+        for layer in G.layers:
+            layer.noise_strength.fill_(1.0)
+    z = torch.randn(1, 16).expand(3, 16)  # one latent, three times
+    fixed = G(z)
+    assert torch.equal(fixed[0], fixed[2])
+    with fresh_noise(G, torch.Generator().manual_seed(5)):
+        fresh = G(z)
+    assert not torch.allclose(fresh[0], fresh[2], atol=1e-3)  # each sample its own noise
+    with fresh_noise(G, torch.Generator().manual_seed(5)):
+        assert torch.equal(G(z), fresh)  # the seed fixes them
+    assert torch.equal(G(z), fixed)  # generations: the fixed maps again
+
+    # The family's sampler (the run's evaluation): the same images for the same seeds, the latents of the global
+    # stream as the noise family draws them, each with noise of its own.
+    cfg = _cfg()
+    sample = family.sampler(
+        G, cfg, SimpleNamespace(num_classes=0), device=torch.device("cpu"), autocast=contextlib.nullcontext
+    )
+    draws = []
+    for _ in range(2):
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            draws.append(sample(4)[0])
+    assert torch.equal(draws[0], draws[1])
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        z = torch.randn(4, 16)
+    with fresh_noise(G, torch.Generator().manual_seed(cfg.seed)), torch.no_grad():
+        assert torch.equal(draws[0], G(z))
+    assert not torch.allclose(draws[0], G(z).detach(), atol=1e-3)
 
 
 def test_style_mixing_grid_and_walks_in_w():
