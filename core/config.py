@@ -626,7 +626,8 @@ class LossConfig(_Strict):
             "cyclegan with loss.semantic_matching and loss.semantic_matching_moments std: a weight of its own for "
             "the mean push (each class's translations moved towards the class's real mean), the standard-deviation "
             "push keeping loss.semantic_matching's; null: loss.semantic_matching's for both. With moments mean the "
-            "mean push is the term's only one, weighed by loss.semantic_matching itself."
+            "mean push is the term's only one, weighed by loss.semantic_matching itself. null on digits-printed: "
+            "0.05, 0.2 and 0.3 each read higher fd_digits than the shared 0.1 on seeds 0 and 1 (docs/benchmarks.md)."
         ),
     )
     semantic_anchor: Literal["reading", "clusters"] = Field(
