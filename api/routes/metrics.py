@@ -29,6 +29,9 @@ router = APIRouter(prefix="/runs", tags=["metrics"], route_class=ReleasingRoute)
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 BATCH = 500
+# The largest step and event id the database holds (steps: a 32-bit integer column; event ids: 64-bit).
+MAX_STEP = 2**31 - 1
+MAX_EVENT_ID = 2**63 - 1
 
 
 @router.get(
@@ -41,7 +44,9 @@ def metrics(
     session: SessionDep,
     accept: Annotated[str | None, Header()] = None,
     names: Annotated[str | None, Query(description="Comma-separated metric names; all when absent.")] = None,
-    since_step: Annotated[int | None, Query(ge=0, description="Only values at this step or later.")] = None,
+    since_step: Annotated[
+        int | None, Query(ge=0, le=MAX_STEP, description="Only values at this step or later.")
+    ] = None,
 ) -> Any:
     """The run's metric series: evaluation metrics and downsampled training statistics."""
     query = select(Metric.step, Metric.name, Metric.value).where(Metric.run_id == run.id)
@@ -102,10 +107,7 @@ async def events(
     The stream ends after the run reaches a final status and every event has been sent.
     """
     run_id = run.id
-    try:
-        after = int(last_event_id) if last_event_id else 0
-    except ValueError:
-        after = 0
+    after = event_cursor(last_event_id)
 
     async def stream() -> AsyncIterator[str]:
         cursor = after
@@ -133,3 +135,13 @@ async def events(
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
+
+
+def event_cursor(last_event_id: str | None) -> int:
+    """The event id a stream continues after: Last-Event-ID as sent, 0 when it is missing or not a number, and within
+    the ids the database can hold (a larger one continues after every event)."""
+    try:
+        after = int(last_event_id) if last_event_id else 0
+    except ValueError:
+        return 0
+    return min(max(after, 0), MAX_EVENT_ID)

@@ -18,6 +18,7 @@ from fastapi import HTTPException
 
 from api.main import create_app
 from api.responses import BINARY_SCHEMA
+from api.routes.metrics import event_cursor
 from store.settings import Settings
 from tests.conftest import Service
 from tests.utils import zips
@@ -224,6 +225,18 @@ def test_a_negative_checkpoint_step_is_a_validation_error(postgres_service: Serv
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"][:2] == ["body", "step"]
         assert response.json()["detail"][0]["type"] == "greater_than_equal"
+
+
+def test_numbers_beyond_the_database_are_a_validation_error_or_clamped(postgres_service: Service) -> None:
+    """A step past what the database holds is a 422, not a 500 from the driver; a Last-Event-ID past every id the
+    database can hold continues after every event (event_cursor)."""
+    with postgres_service.client(postgres_service.new_user_token("bounds")) as client:
+        run = client.post("/runs", json={"dataset": "ring8", "train": {"steps": 1}}).json()["id"]
+        response = client.get(f"/runs/{run}/metrics", params={"since_step": 2**40})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", "since_step"]
+        assert client.get(f"/runs/{run}/metrics", params={"since_step": 2**31 - 1}).json() == {"series": {}}
+    assert [event_cursor(value) for value in (None, "", "abc", "-5", "17", str(10**30))] == [0, 0, 0, 0, 17, 2**63 - 1]
 
 
 def test_other_errors_are_a_detail_string(postgres_service: Service) -> None:
