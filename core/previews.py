@@ -47,9 +47,7 @@ def builtin_preview_png(name: str) -> bytes:
 
 
 def _pixels(images: torch.Tensor) -> np.ndarray:
-    """Images (N, C, S, S), uint8 or float in [-1, 1], as uint8 (N, S, S, C)."""
-    import torch
+    """Images (N, C, S, S) in [-1, 1] as uint8 (N, S, S, C), as generations write them."""
+    from core.generate import to_uint8
 
-    if images.dtype != torch.uint8:
-        images = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return images.permute(0, 2, 3, 1).contiguous().numpy()
+    return to_uint8(images.float().numpy())
