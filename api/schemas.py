@@ -14,6 +14,13 @@ from store.jobs import result_expires_at
 from store.models import Dataset, Generation, Run, User
 from store.settings import get_settings
 
+
+class RequestBody(BaseModel):
+    """A request body (JSON or form fields): unknown fields and NaN or infinite numbers are validation errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
 # Which checkpoint a job reads: a kept step (0 or more), or the latest.
 CheckpointStep = Annotated[int, Field(ge=0)] | Literal["latest"]
 
@@ -77,9 +84,7 @@ class RunsPublic(BaseModel):
     next_cursor: str | None
 
 
-class RunResume(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class RunResume(RequestBody):
     steps: int | None = Field(
         None,
         ge=1,
@@ -115,9 +120,7 @@ class MetricsPublic(BaseModel):
 # Tokens.
 
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class TokenCreate(RequestBody):
     name: str = Field(..., min_length=1, max_length=200)
     admin: bool = Field(False, description="Give the new token admin rights.")
     expires_at: datetime | None = Field(
@@ -178,10 +181,8 @@ class QuotaPublic(BaseModel):
     used: int
 
 
-class QuotasUpdate(BaseModel):
+class QuotasUpdate(RequestBody):
     """Quotas of one token that replace the server's (null: the server's again); absent ones stay as they are."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     running_runs: int | None = Field(None, ge=0, le=1_000_000)
     queued_runs: int | None = Field(None, ge=0, le=1_000_000)
@@ -191,9 +192,7 @@ class QuotasUpdate(BaseModel):
     jobs_in_flight: int | None = Field(None, ge=0, le=1_000_000)
 
 
-class TokenUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class TokenUpdate(RequestBody):
     quotas: QuotasUpdate
 
 
@@ -339,10 +338,8 @@ class TableRowsPublic(BaseModel):
     num_rows: int = Field(description="How many rows the table has in all.")
 
 
-class DatasetPatch(BaseModel):
+class DatasetPatch(RequestBody):
     """PATCH /datasets/{id} on a table: column types to override and the target column."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     columns: dict[str, Literal["continuous", "discrete", "categorical", "boolean", "datetime"] | None] | None = Field(
         None, description="Column name -> type; null for a column puts its inferred type back. Others are kept."
@@ -353,9 +350,7 @@ class DatasetPatch(BaseModel):
 # Generations and scores.
 
 
-class InterpolateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class InterpolateRequest(RequestBody):
     steps: int = Field(8, ge=2, le=64, description="Points along each walk, both ends included.")
     mode: Literal["lerp", "slerp"] = Field("lerp", description="Straight lines, or great circles (slerp).")
     space: Literal["z", "w"] = Field(
@@ -370,9 +365,7 @@ MAX_STYLE_MIX_SEEDS = 16
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
-class StyleMixRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class StyleMixRequest(RequestBody):
     row_seeds: list[Seed] = Field(
         ...,
         min_length=1,
@@ -393,9 +386,7 @@ class StyleMixRequest(BaseModel):
     )
 
 
-class GenerationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class GenerationCreate(RequestBody):
     n: int = Field(64, ge=1, description="Samples to generate (latent walks when interpolating); the server caps it.")
     seed: int = Field(
         0, ge=0, le=2**63 - 1, description="Seed of the latents: the same request gives the same samples."
@@ -500,10 +491,8 @@ class GenerationsPublic(BaseModel):
     items: list[GenerationPublic]
 
 
-class ScoreOptions(BaseModel):
+class ScoreOptions(RequestBody):
     """How to score: the fields of POST /runs/{id}/scores besides the images (form fields of a ZIP upload)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     step: CheckpointStep = Field("latest", description="A kept checkpoint's step, or latest.")
     ema: bool = Field(True, description="Reconstruct with the EMA generator when the run keeps one.")
@@ -565,10 +554,8 @@ class WorkersPublic(BaseModel):
 # Translations.
 
 
-class TranslationOptions(BaseModel):
+class TranslationOptions(RequestBody):
     """How to translate: the form fields of POST /runs/{id}/translations besides the images."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     direction: Literal["AtoB", "BtoA"] = Field(
         "AtoB", description="cyclegan runs: domain A into B, or B into A. pix2pix and srgan runs translate AtoB only."
@@ -606,10 +593,8 @@ class TranslationsPublic(BaseModel):
     items: list[TranslationPublic]
 
 
-class ProjectionOptions(BaseModel):
+class ProjectionOptions(RequestBody):
     """How to project: the form fields of POST /runs/{id}/projections besides the images."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(300, ge=1, le=2000, description="Optimisation steps per image (the paper uses 1,000).")
     space: Literal["w", "w+"] = Field(
