@@ -26,8 +26,13 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
 		|| echo "warning: could not install chromium (apt-get as root); tests/browser will be skipped"
 
+# The tests run in TEST_WORKERS processes (pytest-xdist), a test file to a process: most tests hold one core (one
+# torch thread, or a request waiting on the service's processes), so two use both of a 2-core machine. Each process
+# claims a Redis db and a PostgreSQL database of its own (tests/conftest.py); TEST_WORKERS=0 runs them in this one.
+TEST_WORKERS ?= 2
+
 test: lint browser-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 format: install
 	$(BIN)/ruff check --fix .
