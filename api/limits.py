@@ -1,4 +1,5 @@
-"""Request limits and counts: bodies over the limit answer 413, every response is counted for GET /metrics."""
+"""Request limits and counts: bodies over the limit answer 413, a NUL character in the path or the query string
+422, and every response is counted for GET /metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import HTTPException
+
+from api.errors import validation_error
 
 # (method, status) → count, for GET /metrics.
 REQUEST_COUNTS: Counter[tuple[str, int]] = Counter()
@@ -23,7 +26,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class LimitsMiddleware:
-    """Counts responses for /metrics and refuses request bodies over the limit with 413."""
+    """Counts responses for /metrics, refuses request bodies over the limit with 413 and a NUL character in the
+    path or the query string with 422.
+
+    No id, name or query value holds a NUL, and PostgreSQL cannot compare one: refused here, before any route or
+    the polled reads (api/polled.py) take it to the database, it is a 422 that says so instead of a 500.
+    """
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
@@ -34,6 +42,7 @@ class LimitsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
         # Uploads and anomaly scoring take archives: their own, larger cap, enforced while streaming.
         path: str = scope["path"]
         limit = self.max_upload_bytes if path == "/datasets" or path.endswith("/scores") else self.max_body_bytes
@@ -41,6 +50,15 @@ class LimitsMiddleware:
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await _reject(send, limit)
+            REQUEST_COUNTS[(method, 413)] += 1
+            return
+        nul = nul_in_target(path, scope.get("query_string", b""))
+        if nul is not None:
+            body = json.dumps(
+                {"detail": [validation_error("", f"{nul}: a NUL character (%00) is not allowed", where=nul)]}
+            )
+            await send_json(send, 422, body.encode())
+            REQUEST_COUNTS[(method, 422)] += 1
             return
         received = 0
 
@@ -66,8 +84,17 @@ class LimitsMiddleware:
         except _BodyTooLarge:
             await _reject(send, limit)
             status_code = 413
-        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
         REQUEST_COUNTS[(method, status_code)] += 1
+
+
+def nul_in_target(path: str, query_string: bytes) -> str | None:
+    """ "path" or "query", where the request's target holds a NUL character (the path as the server decoded it,
+    the query string as sent, raw or percent-encoded); None where neither does."""
+    if "\x00" in path:
+        return "path"
+    if b"\x00" in query_string or b"%00" in query_string:
+        return "query"
+    return None
 
 
 class _BodyTooLarge(HTTPException):

@@ -6,19 +6,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Row
 
-from core.config import BUILTIN_DATASETS
+from core.config import BUILTIN_DATASETS, refuse_nul
 from store.jobs import result_expires_at
 from store.models import Dataset, Generation, Run, User
 from store.settings import get_settings
 
 
 class RequestBody(BaseModel):
-    """A request body (JSON or form fields): unknown fields and NaN or infinite numbers are validation errors."""
+    """A request body (JSON or form fields): unknown fields, NaN or infinite numbers and NUL characters are
+    validation errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return refuse_nul(value)
 
 
 # Which checkpoint a job reads: a kept step (0 or more), or the latest.

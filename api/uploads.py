@@ -143,6 +143,8 @@ async def receive_upload(
             await run_in_threadpool(out.write, b"".join(form.pending))
     if form.files == 0:
         raise unprocessable("file", f"file: missing; send {what} as the multipart field file")
+    if "\x00" in form.filename:
+        raise unprocessable("file", "file: a NUL character in the file's name is not allowed")
     values: dict[str, str] = {}
     for name, raw in form.fields.items():
         try:
@@ -151,4 +153,6 @@ async def receive_upload(
             raise unprocessable(name, f"{name}: not valid UTF-8") from exc
         if len(values[name]) > MAX_FIELD_CHARS:
             raise unprocessable(name, f"{name}: at most {MAX_FIELD_CHARS} characters")
+        if "\x00" in values[name]:
+            raise unprocessable(name, f"{name}: a NUL character is not allowed")
     return Received(filename=form.filename, fields=values)

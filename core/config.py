@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.tabular.columns import training_rows
 
@@ -190,9 +190,31 @@ WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "tra
 ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
 
 
+def refuse_nul(value: Any) -> Any:
+    """`value` as it is, or a ValueError where a string in it (at any depth, keys too) holds a NUL character: no
+    name or setting needs one, and PostgreSQL's text and JSON columns, where a run's config is kept, cannot store it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a NUL character (\\u0000) is not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(key)
+            refuse_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            refuse_nul(item)
+    return value
+
+
 class _Strict(BaseModel):
-    # Every number of a run is finite: NaN or infinity (which a JSON body may carry) is a validation error.
+    # Every number of a run is finite: NaN or infinity (which a JSON body may carry) is a validation error, and no
+    # string holds a NUL character.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return refuse_nul(value)
 
 
 class ModelConfig(_Strict):

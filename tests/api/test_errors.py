@@ -239,6 +239,42 @@ def test_numbers_beyond_the_database_are_a_validation_error_or_clamped(postgres_
     assert [event_cursor(value) for value in (None, "", "abc", "-5", "17", str(10**30))] == [0, 0, 0, 0, 17, 2**63 - 1]
 
 
+def test_nul_characters_are_a_validation_error(postgres_service: Service) -> None:
+    """PostgreSQL can neither store nor compare a NUL character: one in a JSON body, a form field, a path or a query
+    string is a 422 that names where it is, and nothing is created."""
+    with postgres_service.client(postgres_service.new_user_token("nul")) as client:
+        run = client.post("/runs", json={"dataset": "ring8", "train": {"steps": 1}}).json()["id"]
+        for response, loc in [
+            (client.post("/runs", json={"dataset": "ring8", "name": "a\x00b"}), ["body", "name"]),
+            (
+                client.post("/runs", json={"dataset": "ring8", "train": {"diffaugment": "color\x00"}}),
+                ["body", "train", "diffaugment"],
+            ),
+            (client.patch("/datasets/ring8", json={"columns": {"a\x00": "discrete"}}), ["body", "columns"]),
+            (client.get(f"/runs/{run}/metrics", params={"names": "loss_d\x00"}), ["query"]),
+            (client.get("/runs", params={"cursor": "\x00"}), ["query"]),
+            (client.get("/runs/run_%00"), ["path"]),
+            (client.get(f"/runs/{run}%00/samples"), ["path"]),
+            (
+                client.post(
+                    "/datasets", files={"file": ("d.zip", zips.flat_zip(), "application/zip")}, data={"name": "a\x00"}
+                ),
+                ["body", "name"],
+            ),
+        ]:
+            assert response.status_code == 422, response.text
+            [error] = response.json()["detail"]
+            assert error["loc"] == loc, error
+            assert "NUL character" in error["msg"], error
+        assert [item["id"] for item in client.get("/runs").json()["items"]] == [run]
+        assert all(item["builtin"] for item in client.get("/datasets").json()["items"])
+    with postgres_service.client() as admin:
+        response = admin.post("/tokens", json={"name": "a\x00b"})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body", "name"]
+        assert "a\x00b" not in [item["name"] for item in admin.get("/tokens").json()["items"]]
+
+
 def test_other_errors_are_a_detail_string(postgres_service: Service) -> None:
     url = postgres_service.url
     response = httpx.get(f"{url}/runs")
