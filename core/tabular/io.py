@@ -37,14 +37,22 @@ def read_csv(data: bytes) -> Table:
     if not rows:
         raise ValueError("file: the CSV is empty")
     header = [name.strip() for name in rows[0]]
-    if len(set(header)) != len(header) or any(not name for name in header):
-        raise ValueError("file: the header row needs a distinct, non-empty name for every column")
+    check_column_names(header, "the header row")
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise ValueError(f"file: row {line} has {len(row)} cells, the header {len(header)}")
     if len(rows) < 2:
         raise ValueError("file: the CSV has a header but no rows")
     return {name: np.array([row[j] for row in rows[1:]], dtype=object) for j, name in enumerate(header)}
+
+
+def check_column_names(names: list[str], where: str) -> None:
+    """A ValueError unless every column has a distinct, non-empty name without a NUL character (which no name
+    needs and PostgreSQL, where a table's columns are listed, cannot compare). `where` says where the names are."""
+    if len(set(names)) != len(names) or any(not name for name in names):
+        raise ValueError(f"file: {where} needs a distinct, non-empty name for every column")
+    if any("\x00" in name for name in names):
+        raise ValueError(f"file: {where} names a column with a NUL character")
 
 
 def write_csv(table: Table, columns: list[Column]) -> bytes:
@@ -71,6 +79,7 @@ def read_parquet(data: bytes) -> Table:
         raise ValueError(f"file: not a readable Parquet file ({exc})") from exc
     if arrow.num_columns == 0 or arrow.num_rows == 0:
         raise ValueError("file: the Parquet file has no columns or no rows")
+    check_column_names([str(name) for name in arrow.column_names], "the Parquet file")
     table: Table = {}
     for name, column in zip(arrow.column_names, arrow.columns, strict=True):
         kind = column.type

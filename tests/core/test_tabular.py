@@ -178,3 +178,25 @@ def test_parquet_round_trips_a_typed_table_and_refuses_what_is_not_parquet():
     assert write_csv(typed(back, columns), columns) == write_csv(real, columns)
     with pytest.raises(ValueError, match="file: not a readable Parquet file"):
         read_parquet(b"a,b\n1,2\n")
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (["a", ""], "file: the Parquet file needs a distinct, non-empty name for every column"),
+        (["a\x00b", "c"], "file: the Parquet file names a column with a NUL character"),
+    ],
+)
+def test_a_parquet_file_needs_names_as_a_csv_header_does(names: list[str], message: str) -> None:
+    """An empty name would have made a column no request can name; a NUL one that PostgreSQL cannot compare."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from core.tabular.io import read_parquet
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays([pa.array([1.0, 2.0]), pa.array(["x", "y"])], names=names), buffer)
+    with pytest.raises(ValueError, match=message):
+        read_parquet(buffer.getvalue())
