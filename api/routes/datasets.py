@@ -32,7 +32,7 @@ from api.quotas import STORAGE_FULL, refuse_over_quota
 from api.responses import binary, error, validation_errors
 from api.routing import ReleasingRoute
 from api.schemas import DatasetPatch, DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile, TableRowsPublic
-from api.uploads import archive_limits, receive_upload
+from api.uploads import MAX_FIELD_CHARS, archive_limits, receive_upload
 from core import previews, uploads
 from core.config import BUILTIN_DATASETS, RunConfig, TableSource
 from core.tabular import upload as tables
@@ -174,7 +174,8 @@ async def upload(
             fields=("name", "target", "layout"),
             what="the ZIP of images or the table (CSV or Parquet)",
         )
-        name = received.fields.get("name") or Path(received.filename).stem or "upload"
+        # Without a name field, the file's name without its suffix, cut to the length a name field may have.
+        name = received.fields.get("name") or Path(received.filename).stem[:MAX_FIELD_CHARS] or "upload"
         with upload_path.open("rb") as head:
             source = tables.sniff(head.read(4))
         if source == "csv" and received.filename.lower().endswith(".zip"):  # its name says what was meant

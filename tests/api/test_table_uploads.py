@@ -103,6 +103,14 @@ def test_a_csv_upload_is_a_table_dataset_with_its_columns(client: httpx.Client) 
     assert {c["name"]: c["kind"] for c in parquet.json()["columns"]} == {"x": "continuous", "y": "categorical"}
 
 
+def test_a_dataset_named_by_a_long_file_name_keeps_as_much_of_it_as_a_name_may_have(client: httpx.Client) -> None:
+    """Without a name field the dataset takes the file's name without its suffix, cut to 200 characters (the
+    longest name the database keeps: a longer one was a 500 on PostgreSQL)."""
+    response = _upload(client, table_csv(rows=40), filename="t" * 600 + ".csv")
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "t" * 200
+
+
 def test_builtin_tables_show_columns_and_histograms(client: httpx.Client) -> None:
     wine = client.get("/datasets/wine").json()
     assert (wine["kind"], wine["num_rows"], wine["target"]) == ("table", 178, "target")
