@@ -21,7 +21,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from tests.conftest import Service
+from tests.conftest import Service, other_postgres_database
 from tests.faults.conftest import OwnRedis
 
 MAX_EXAMPLES = int(os.environ.get("GANFORGE_FUZZ_EXAMPLES", "6"))
@@ -40,19 +40,21 @@ _import_schemathesis()
 
 
 @pytest.fixture(scope="module")
-def fuzz_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The API alone, on SQLite and a Redis of its own."""
+def fuzz_service(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The API alone, on a PostgreSQL database and a Redis of its own. PostgreSQL, the production database, is
+    the stricter of the two: a string past its column's length, a NUL character or a number past 32 bits is an
+    error there where SQLite keeps it."""
     workdir = tmp_path_factory.mktemp("fuzz")
+    database_url, drop = other_postgres_database(postgres_url)
     redis = OwnRedis(workdir / "redis")
-    service = Service(
-        database_url=f"sqlite:///{workdir / 'ganforge.db'}", broker_url=redis.url, workdir=workdir, extra_env={}
-    )
+    service = Service(database_url=database_url, broker_url=redis.url, workdir=workdir, extra_env={})
     try:
         service.start_api()
         yield service
     finally:
         service.stop()
         redis.stop()
+        drop()
 
 
 @pytest.fixture(scope="module")
