@@ -188,6 +188,8 @@ PIX2PIX_ONLY_FIELDS = {
 WARP_FIELDS = {"model": ("warp_centred",), "loss": ("warp_moment_weight",), "train": ("warp_share", "lr_warp")}
 # What each translation architecture trains on (BUILTIN_DATASETS' "pairing").
 ARCH_PAIRING = {"pix2pix": "paired", "cyclegan": "unpaired"}
+# cyclegan's loss.semantic_matching_decay default: the running class means' decay, per step a class is read in
+SEMANTIC_MATCHING_DECAY = 0.98
 
 
 def refuse_nul(value: Any) -> Any:
@@ -650,6 +652,40 @@ class LossConfig(_Strict):
             "push keeping loss.semantic_matching's; null: loss.semantic_matching's for both. With moments mean the "
             "mean push is the term's only one, weighed by loss.semantic_matching itself. null on digits-printed: "
             "0.05, 0.2 and 0.3 each read higher fd_digits than the shared 0.1 on seeds 0 and 1 (docs/benchmarks.md)."
+        ),
+    )
+    semantic_matching_layers: Literal["hidden", "conv"] = Field(
+        "hidden",
+        description=(
+            "cyclegan with loss.semantic_matching: where in the semantic classifier it matches each class's "
+            "translations to the class's real images. hidden: its hidden layer; conv: also each of its three "
+            "convolutional blocks' outputs averaged over space, each block's features scaled so that their real "
+            "per-unit standard deviations are of the hidden layer's size, the blocks' pushes averaged and added to "
+            "the hidden layer's (at loss.semantic_matching's weights), so that the directions of the blocks the "
+            "hidden layer does not pass on are matched as well."
+        ),
+    )
+    semantic_matching_decay: float = Field(
+        SEMANTIC_MATCHING_DECAY,
+        gt=0,
+        lt=1,
+        description=(
+            "cyclegan with loss.semantic_matching: the decay of the running means (and squares) of each class's "
+            "translations' features, per step the class is read in; nearer 1 is a longer memory (less noise, more "
+            "lag behind the generator)."
+        ),
+    )
+    semantic_classifiers: int = Field(
+        1,
+        ge=1,
+        le=4,
+        description=(
+            "cyclegan with loss.semantic_weight: how many semantic classifiers of domain A the run trains before "
+            "its first step (the same layout, classifier k from the run's seed + 1000 k, so each from its own "
+            "initial weights and batch order). Their mean reading of each (warped) input is the class it is "
+            "anchored to; the semantic term and loss.semantic_matching's pushes (each classifier with its own class "
+            "statistics) are averaged over them, so that a translation is matched in features less particular to "
+            "one network. Domain B's labels are never read."
         ),
     )
     semantic_anchor: Literal["reading", "clusters"] = Field(
@@ -1307,9 +1343,19 @@ class RunConfig(_Strict):
         # So do the fields that refine the semantic term (digits-printed's) to a run without it or without the
         # refinement they need, and the diversity term to a run without a latent code.
         if isinstance(loss, dict) and not loss.get("semantic_weight"):
-            drop_unchosen({"loss": ("semantic_matching", "semantic_anchor")})
+            drop_unchosen({"loss": ("semantic_matching", "semantic_anchor", "semantic_classifiers")})
         if isinstance(loss, dict) and not loss.get("semantic_matching"):
-            drop_unchosen({"loss": ("semantic_matching_push", "semantic_matching_moments", "semantic_matching_mean")})
+            drop_unchosen(
+                {
+                    "loss": (
+                        "semantic_matching_push",
+                        "semantic_matching_moments",
+                        "semantic_matching_mean",
+                        "semantic_matching_layers",
+                        "semantic_matching_decay",
+                    )
+                }
+            )
         if isinstance(loss, dict) and loss.get("semantic_matching_moments") != "std":
             drop_unchosen({"loss": ("semantic_matching_mean",)})
         if isinstance(loss, dict) and isinstance(model, dict) and not model.get("latent_dim"):
@@ -1479,6 +1525,16 @@ class RunConfig(_Strict):
                 "loss.semantic_matching_mean: it weighs loss.semantic_matching's mean push apart from its "
                 "standard-deviation push, which only loss.semantic_matching above 0 with "
                 "loss.semantic_matching_moments std has; set it to null (or loss.semantic_matching itself)"
+            )
+        for name in ("semantic_matching_layers", "semantic_matching_decay"):
+            if getattr(self.loss, name) != LossConfig.model_fields[name].default and self.loss.semantic_matching <= 0:
+                raise ValueError(
+                    f"loss.{name}: it refines loss.semantic_matching's statistics; set loss.semantic_matching above 0"
+                )
+        if self.loss.semantic_classifiers != 1 and (arch != "cyclegan" or self.loss.semantic_weight <= 0):
+            raise ValueError(
+                "loss.semantic_classifiers: it counts the semantic term's classifiers, which only a cyclegan with "
+                "loss.semantic_weight > 0 has; set it to 1"
             )
         if self.model.latent_dim > 0 and arch != "cyclegan":
             raise ValueError(f"model.latent_dim: only the cyclegan architecture has it, not {arch}")

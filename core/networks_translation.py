@@ -292,6 +292,16 @@ class SourceClassifier(nn.Module):
         """The hidden layer's activations (B, hidden), after its ReLU; `logits` reads the classes from them."""
         return self.net[:-1](x.float())
 
+    def activations(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each convolutional block's output averaged over space ((B, width), (B, 2 width), (B, 4 width)) and the
+        hidden layer's activations (B, hidden), as `features` gives them, from one pass."""
+        h = x.float()
+        pooled = []
+        for block in range(3):
+            h = self.net[4 * block : 4 * block + 4](h)  # convolution, BatchNorm, ReLU, pooling
+            pooled.append(h.mean((2, 3)))
+        return pooled, self.net[12:-1](h)
+
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """The class logits (B, classes) of hidden activations (B, hidden) from `features`."""
         return self.net[-1](features)

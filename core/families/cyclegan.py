@@ -39,12 +39,16 @@ images (the per-class offset that dominates fd_digits on digits-printed) without
 weight's alone and does not fade as the class nears its real images. With `loss.semantic_matching_moments` std
 each class's per-unit standard deviation is matched as well (`spread_push`: a running mean of the squared features
 beside the running mean, each translation pushed from or towards its class's running mean by the standard deviation
-gap), so that a class's translations spread as its real images do. With `loss.semantic_anchor` clusters both
-terms anchor each translation to the class of its input's cluster instead (`ClusterAnchor`): domain B's training
-images are clustered by k-means before the run (`domain_clusters`), and each step the clusters are matched one-to-one
-to A's classes (Hungarian) on S's mean class probabilities over their warped inputs so far, so that a class S never
-reads with confidence (a printed glyph unlike its handwritten class) is still anchored, to the cluster that reads
-most like it of those left.
+gap), so that a class's translations spread as its real images do. With `loss.semantic_matching_layers` conv
+the matching also runs in each of S's three convolutional blocks (their outputs averaged over space, scaled to the
+hidden layer's size), whose directions the hidden layer does not all pass on; with `loss.semantic_classifiers` above
+1 the run trains that many classifiers of A, each from its own seed (`S_others` after S), anchors each translation
+on their mean reading and averages the semantic and matching terms over them (each with class statistics of its
+own). With `loss.semantic_anchor` clusters both terms anchor each translation to the class of its input's cluster
+instead (`ClusterAnchor`): domain B's training images are clustered by k-means before the run (`domain_clusters`),
+and each step the clusters are matched one-to-one to A's classes (Hungarian) on S's mean class probabilities over
+their warped inputs so far, so that a class S never reads with confidence (a printed glyph unlike its handwritten
+class) is still anchored, to the cluster that reads most like it of those left.
 With `model.latent_dim` G_BA also reads a latent code z (its residual blocks modulated by z, FiLM), so that a
 printed digit has many handwritten translations (augmented CycleGAN, Almahairi et al. 2018; BicycleGAN, Zhu et al.
 2017b): each step's B→A translations draw z from N(0, I); an encoder (`G.enc`, `LatentEncoder`) reads each A
@@ -83,7 +87,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +100,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from core import checkpoint, grids
-from core.config import RunConfig
+from core.config import SEMANTIC_MATCHING_DECAY, RunConfig
 from core.families import Step, StepStats, eval_mode, grad_norm
 from core.families.pix2pix import adversarial_scale, patch_judge
 from core.losses import (
@@ -132,7 +136,8 @@ LR_CLASSIFIER = 1e-3  # Adam's rate for the classifier of domain A that loss.inf
 SOURCE_EPOCHS, SOURCE_BATCH, SOURCE_LR = 10, 64, 2e-3
 SOURCE_TURN, SOURCE_SCALE, SOURCE_SHIFT, SOURCE_NOISE = 12.0, 0.1, 0.08, 0.1
 SEMANTIC_CONFIDENCE = 0.9
-SEMANTIC_MATCHING_DECAY = 0.98  # loss.semantic_matching: the running mean's decay, per step a class is read in
+# loss.semantic_classifiers: classifier k (1, 2, ...) after the first is trained from the run's seed + k times this
+OTHER_CLASSIFIER_SEEDS = 1000
 CLUSTER_RESTARTS = 10  # loss.semantic_anchor clusters: k-means runs from different seeds, the best kept
 EVAL_LATENT_SEED = 0  # the seed of the latent codes (model.latent_dim) of the grids' and evaluations' B→A translations
 
@@ -217,11 +222,12 @@ class ImagePool:
 
 
 class ClassFeatureMeans:
-    """loss.semantic_matching's statistics in the semantic classifier's hidden layer: each class's mean over domain
-    A's training images (`real`, (K, H), fixed) and a running mean over the translations S reads as that class
-    (`fake`, (K, H), decaying by SEMANTIC_MATCHING_DECAY each step the class is read in; `seen` (K,) 1 once it has
-    been). With loss.semantic_matching_moments std also each class's per-unit standard deviation over A's training
-    images (`real_std`, (K, H), fixed) and a running mean of the translations' squared features (`fake_sq`, (K, H),
+    """loss.semantic_matching's statistics in a semantic classifier's hidden layer (or one of its convolutional
+    blocks, loss.semantic_matching_layers conv): each class's mean over domain A's training images (`real`, (K, H),
+    fixed) and a running mean over the translations S reads as that class (`fake`, (K, H), decaying by `decay`,
+    loss.semantic_matching_decay, each step the class is read in; `seen` (K,) 1 once it has been). With
+    loss.semantic_matching_moments std also each class's per-unit standard deviation over A's training images
+    (`real_std`, (K, H), fixed) and a running mean of the translations' squared features (`fake_sq`, (K, H),
     decaying as `fake`). Checkpoint tensors, so a resumed run continues them."""
 
     def __init__(
@@ -232,9 +238,17 @@ class ClassFeatureMeans:
         *,
         real_std: torch.Tensor | None = None,
         fake_sq: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+        decay: float = SEMANTIC_MATCHING_DECAY,
+        name: str = "semantic",
     ) -> None:
-        """A new run's means (`real`, and `real_std` for the second moments), or a checkpoint's (all of them)."""
+        """A new run's means (`real`, and `real_std` for the second moments), or a checkpoint's (all of them).
+        `scale` (1,): what the features are multiplied by before they are matched (a convolutional block's, so
+        that its push is of the hidden layer's size; kept in the checkpoint); `name`: the checkpoint's prefix."""
         self.real = real
+        self.scale = scale
+        self.decay = decay
+        self.name = name
         self.fake = fake if fake is not None else torch.zeros_like(real)
         self.seen = seen if seen is not None else torch.zeros(real.shape[0], device=real.device)
         self.real_std = real_std
@@ -248,7 +262,7 @@ class ClassFeatureMeans:
             counts = F.one_hot(classes, self.real.shape[0]).float() * weights[:, None]  # (B, K)
             totals = counts.sum(0)  # (K,)
             present = (totals > 0).float()[:, None]  # (K, 1)
-            keep = self.seen[:, None] * SEMANTIC_MATCHING_DECAY  # (K, 1): the old mean's share, 0 for a new class
+            keep = self.seen[:, None] * self.decay  # (K, 1): the old mean's share, 0 for a new class
 
             def fold(old: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
                 means = (counts.T @ values) / totals.clamp_min(1.0)[:, None]  # (K, H)
@@ -269,11 +283,17 @@ class ClassFeatureMeans:
         scale = self.real_std.square().mean(1).sqrt().clamp_min(1e-6)  # (K,)
         return (fake_std - self.real_std) * self.seen[:, None], scale
 
+    def features(self, feats: torch.Tensor) -> torch.Tensor:
+        """A batch's features (B, H) as they are matched: times `scale` when there is one."""
+        return feats if self.scale is None else feats * self.scale
+
     def state(self) -> dict[str, torch.Tensor]:
+        n = self.name
         moments = {}
         if self.real_std is not None and self.fake_sq is not None:
-            moments = {"semantic.real_std": self.real_std, "semantic.fake_sq": self.fake_sq}
-        return {"semantic.real": self.real, "semantic.fake": self.fake, "semantic.seen": self.seen} | moments
+            moments = {f"{n}.real_std": self.real_std, f"{n}.fake_sq": self.fake_sq}
+        scale = {f"{n}.scale": self.scale} if self.scale is not None else {}
+        return {f"{n}.real": self.real, f"{n}.fake": self.fake, f"{n}.seen": self.seen} | moments | scale
 
 
 def unit_rows(gap: torch.Tensor) -> torch.Tensor:
@@ -296,6 +316,28 @@ def spread_push(
     deviation = hidden - means.fake[classes]  # (B, H)
     push = ((0.5 * deviation.square() * along[classes]).sum(1) * weights).sum() / weights.sum().clamp_min(1.0)
     return push, std_gap
+
+
+def matched_push(
+    feats: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor, means: ClassFeatureMeans, *, unit: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """loss.semantic_matching on the features (B, H) of translations of the given classes (B,), each counted with
+    its weight (B,): folds them into `means`, then returns the mean push (each translation's features along its
+    class's gap, at unit length with `unit`, averaged over the counted translations), the standard-deviation push
+    (`spread_push`; None without `means.real_std`), the gap (K, H) and the standard-deviation gap (or None)."""
+    gap = means.update(feats.detach(), classes, weights)  # (K, H)
+    along = unit_rows(gap) if unit else gap
+    push = ((feats * along[classes]).sum(1) * weights).sum() / weights.sum().clamp_min(1.0)
+    if means.real_std is None:
+        return push, None, gap, None
+    spread, std_gap = spread_push(feats, classes, weights, means, unit=unit)
+    return push, spread, gap, std_gap
+
+
+def means_name(classifier: int, block: int | None) -> str:
+    """The checkpoint prefix of loss.semantic_matching's statistics of one semantic classifier (0: the first, S)
+    in its hidden layer (`block` None) or one of its convolutional blocks (0, 1, 2)."""
+    return "semantic" + (str(classifier) if classifier else "") + (f"_conv{block}" if block is not None else "")
 
 
 class ClusterAnchor:
@@ -369,11 +411,16 @@ class Models:
     S: SourceClassifier | None = None  # domain A's frozen classifier, with loss.semantic_weight
     class_means: ClassFeatureMeans | None = None  # S's class means, with loss.semantic_matching
     anchor: ClusterAnchor | None = None  # domain B's clusters and their readings, with loss.semantic_anchor clusters
+    S_others: tuple[SourceClassifier, ...] = ()  # loss.semantic_classifiers' classifiers after the first (S1, S2, ...)
+    # loss.semantic_matching's statistics other than S's hidden layer's (class_means), by name (means_name): the
+    # other classifiers' hidden layers and, with loss.semantic_matching_layers conv, every classifier's blocks
+    more_means: dict[str, ClassFeatureMeans] = field(default_factory=dict)
 
     def modules(self) -> dict[str, nn.Module]:
         """The modules a checkpoint stores, by name (the loop adds the EMA copy of G as `G_ema`)."""
         classifiers = {name: c for name, c in (("C", self.C), ("S", self.S)) if c is not None}
-        return {"G": self.G, "D": self.D} | classifiers
+        others = {f"S{k}": judge for k, judge in enumerate(self.S_others, start=1)}
+        return {"G": self.G, "D": self.D} | classifiers | others
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         warp = {"opt_warp": self.opt_warp} if self.opt_warp is not None else {}
@@ -384,6 +431,8 @@ class Models:
         """The history pools, loss.semantic_matching's means and loss.semantic_anchor's clusters and readings, which
         a resumed run continues from."""
         means = self.class_means.state() if self.class_means is not None else {}
+        for more in self.more_means.values():
+            means |= more.state()
         anchor = self.anchor.state() if self.anchor is not None else {}
         return self.pool_a.state("pool.a") | self.pool_b.state("pool.b") | means | anchor
 
@@ -437,28 +486,23 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         if latest is None:
             train_source_classifier(S, data, seed=cfg.seed)
         S.eval().requires_grad_(False)
-    class_means = None
-    if S is not None and cfg.loss.semantic_matching > 0:
-        with_std = cfg.loss.semantic_matching_moments == "std"
+    S_others: list[SourceClassifier] = []
+    for k in range(1, cfg.loss.semantic_classifiers if S is not None else 1):  # loss.semantic_classifiers
+        judge = SourceClassifier(channels=ca, classes=data.num_classes).to(device)
         if latest is None:
-            real, real_std = source_class_moments(S, data)
-            class_means = ClassFeatureMeans(real, real_std=real_std if with_std else None)
-        else:  # S is loaded after build, so its means come from the checkpoint as well
-            saved = {k: t.to(device) for k, t in checkpoint.read_module_state(latest, "semantic").items()}
-            if not {"real", "fake", "seen"} <= saved.keys():
-                raise ValueError(f"{latest.name} holds no class means; it was not written with loss.semantic_matching")
-            if with_std and not {"real_std", "fake_sq"} <= saved.keys():
-                raise ValueError(
-                    f"{latest.name} holds no class standard deviations; it was not written with "
-                    "loss.semantic_matching_moments std"
-                )
-            class_means = ClassFeatureMeans(
-                saved["real"],
-                saved["fake"],
-                saved["seen"],
-                real_std=saved["real_std"] if with_std else None,
-                fake_sq=saved["fake_sq"] if with_std else None,
-            )
+            train_source_classifier(judge, data, seed=cfg.seed + k * OTHER_CLASSIFIER_SEEDS)
+        S_others.append(judge.eval().requires_grad_(False))
+    class_means = None
+    more_means: dict[str, ClassFeatureMeans] = {}
+    if S is not None and cfg.loss.semantic_matching > 0:
+        blocks = (None, 0, 1, 2) if cfg.loss.semantic_matching_layers == "conv" else (None,)
+        for k, judge in enumerate((S, *S_others)):
+            for block in blocks:
+                means = class_feature_means(cfg, judge, data, means_name(k, block), block, latest, device)
+                if k == 0 and block is None:
+                    class_means = means
+                else:
+                    more_means[means.name] = means
     anchor = None
     if S is not None and cfg.loss.semantic_anchor == "clusters":
         if latest is None:
@@ -485,13 +529,70 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
         S=S,
         class_means=class_means,
         anchor=anchor,
+        S_others=tuple(S_others),
+        more_means=more_means,
     )
 
 
+def class_feature_means(
+    cfg: RunConfig,
+    S: SourceClassifier,
+    data: UnpairedDataset,
+    name: str,
+    block: int | None,
+    latest: Path | None,
+    device: torch.device,
+) -> ClassFeatureMeans:
+    """loss.semantic_matching's statistics (`name`) of the semantic classifier S in its hidden layer (`block` None)
+    or one of its convolutional blocks: a new run's, from A's training images, or the checkpoint `latest`'s (S is
+    loaded after build, so its means come from the checkpoint as well). A block's features are scaled so that the
+    root mean square of their real per-unit standard deviations (averaged over the classes) is the hidden layer's,
+    so that its push is of the hidden layer's size."""
+    with_std = cfg.loss.semantic_matching_moments == "std"
+    decay = cfg.loss.semantic_matching_decay
+    if latest is None:
+        real, real_std = source_class_moments(S, data, block=block)
+        scale = None
+        if block is not None:
+            _, hidden_std = source_class_moments(S, data)
+            ratio = feature_scale(hidden_std) / feature_scale(real_std).clamp_min(1e-12)
+            real, real_std, scale = real * ratio, real_std * ratio, ratio.reshape(1)
+        return ClassFeatureMeans(real, real_std=real_std if with_std else None, scale=scale, decay=decay, name=name)
+    saved = {k: t.to(device) for k, t in checkpoint.read_module_state(latest, name).items()}
+    if not {"real", "fake", "seen"} <= saved.keys() or (block is not None and "scale" not in saved):
+        raise ValueError(
+            f"{latest.name} holds no class means {name}; it was not written with this loss.semantic_matching"
+        )
+    if with_std and not {"real_std", "fake_sq"} <= saved.keys():
+        raise ValueError(
+            f"{latest.name} holds no class standard deviations; it was not written with "
+            "loss.semantic_matching_moments std"
+        )
+    return ClassFeatureMeans(
+        saved["real"],
+        saved["fake"],
+        saved["seen"],
+        real_std=saved["real_std"] if with_std else None,
+        fake_sq=saved["fake_sq"] if with_std else None,
+        scale=saved.get("scale") if block is not None else None,
+        decay=decay,
+        name=name,
+    )
+
+
+def feature_scale(std: torch.Tensor) -> torch.Tensor:
+    """The size of a layer's features: the root mean square over the units of each class's per-unit standard
+    deviations (K, H), averaged over the classes (a 0-d tensor)."""
+    return std.square().mean(1).sqrt().mean()
+
+
 @torch.no_grad()
-def source_class_moments(S: SourceClassifier, data: UnpairedDataset) -> tuple[torch.Tensor, torch.Tensor]:
+def source_class_moments(
+    S: SourceClassifier, data: UnpairedDataset, *, block: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean hidden features (K, H) of S over domain A's training images of each class, and their per-unit
-    standard deviations (K, H) (S in eval mode)."""
+    standard deviations (K, H) (S in eval mode); with `block`, those of that convolutional block's output averaged
+    over space (`SourceClassifier.activations`)."""
     assert data.labels is not None
     device = next(S.parameters()).device
     sums: torch.Tensor | None = None
@@ -501,7 +602,8 @@ def source_class_moments(S: SourceClassifier, data: UnpairedDataset) -> tuple[to
         x, labels = data.batch(torch.arange(start, min(start + SAMPLE_BATCH, len(data))))  # (B, C, H, W), (B,)
         assert labels is not None
         onehot = F.one_hot(labels.to(device), data.num_classes).float()  # (B, K)
-        hidden = S.features(x.to(device).float())  # (B, H)
+        x = x.to(device).float()
+        hidden = S.features(x) if block is None else S.activations(x)[0][block]  # (B, H)
         feats, feats_sq = onehot.T @ hidden, onehot.T @ hidden.square()  # (K, H) each
         sums = feats if sums is None else sums + feats
         squares = feats_sq if squares is None else squares + feats_sq
@@ -674,38 +776,63 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         inputs = warped_b if warp_ba is not None else real_b  # (B, C_B, H, W)
         with torch.no_grad():
             probs = m.S(inputs).softmax(1)  # (B, K)
+            if m.S_others:  # loss.semantic_classifiers: the classifiers' mean reading
+                probs = torch.stack([probs, *(judge(inputs).softmax(1) for judge in m.S_others)]).mean(0)
             if m.anchor is not None:  # every translation anchored to its input's cluster's class
                 reading = m.anchor.classes(picks, probs).to(probs.device)  # (B,)
                 anchored = torch.ones_like(reading, dtype=torch.float)
             else:
                 confidence, reading = probs.max(1)  # (B,), (B,)
                 anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
-        hidden = m.S.features(fake_a)  # (B, H)
-        logits = m.S.logits(hidden)  # (B, K)
-        misread = F.cross_entropy(logits, reading, reduction="none")  # (B,)
-        semantic = (misread * anchored).sum() / anchored.sum().clamp_min(1.0)
-        loss_g = loss_g + cfg.loss.semantic_weight * semantic
-        stats |= {"loss_g_semantic": semantic.detach(), "semantic_anchored": anchored.mean()}
-        if m.class_means is not None:  # each class's translations moved along its gap to the real class
+        unit = cfg.loss.semantic_matching_push == "unit"
+        conv = m.class_means is not None and cfg.loss.semantic_matching_layers == "conv"
+        semantics: list[torch.Tensor] = []
+        pushes: list[torch.Tensor] = []  # each classifier's mean push (with moments std: its spread push in spreads)
+        spreads: list[torch.Tensor | None] = []
+        for k, judge in enumerate((m.S, *m.S_others)):
+            pooled, hidden = judge.activations(fake_a) if conv else ([], judge.features(fake_a))  # (B, H)
+            logits = judge.logits(hidden)  # (B, K)
+            misread = F.cross_entropy(logits, reading, reduction="none")  # (B,)
+            semantics.append((misread * anchored).sum() / anchored.sum().clamp_min(1.0))
+            if m.class_means is None:
+                continue
+            # each class's translations moved along its gap to the real class
             if m.anchor is not None:  # the clusters' classes again
                 read_as, matched = reading, anchored
-            else:  # the class S reads in each translation, where it is sure: (B,)
+            else:  # the class this classifier reads in each translation, where it is sure: (B,)
                 sure_of, read_as = logits.detach().softmax(1).max(1)
                 matched = (sure_of >= SEMANTIC_CONFIDENCE).float()
-            gap = m.class_means.update(hidden.detach(), read_as, matched)  # (K, H)
-            unit = cfg.loss.semantic_matching_push == "unit"
-            along = unit_rows(gap) if unit else gap
-            push = ((hidden * along[read_as]).sum(1) * matched).sum() / matched.sum().clamp_min(1.0)
-            seen = m.class_means.seen.sum().clamp_min(1.0)
-            stats |= {"semantic_gap": gap.square().sum(1).sum() / seen, "semantic_matched": matched.mean()}
+            means = m.class_means if k == 0 else m.more_means[means_name(k, None)]
+            push, spread, gap, std_gap = matched_push(hidden, read_as, matched, means, unit=unit)
+            if k == 0:
+                seen = m.class_means.seen.sum().clamp_min(1.0)
+                stats |= {"semantic_gap": gap.square().sum(1).sum() / seen, "semantic_matched": matched.mean()}
+                if std_gap is not None:
+                    stats["semantic_std_gap"] = std_gap.square().sum(1).sum() / seen
+            if pooled:  # loss.semantic_matching_layers conv: each block's pushes, averaged, added to the hidden's
+                blocks = []
+                for i, feats in enumerate(pooled):  # (B, C_i)
+                    block_means = m.more_means[means_name(k, i)]
+                    blocks.append(matched_push(block_means.features(feats), read_as, matched, block_means, unit=unit))
+                push = push + sum(b[0] for b in blocks) / len(blocks)
+                if spread is not None:
+                    spread = spread + sum(b[1] for b in blocks if b[1] is not None) / len(blocks)
+            pushes.append(push)
+            spreads.append(spread)
+        semantic = semantics[0] if len(semantics) == 1 else torch.stack(semantics).mean()
+        loss_g = loss_g + cfg.loss.semantic_weight * semantic
+        stats |= {"loss_g_semantic": semantic.detach(), "semantic_anchored": anchored.mean()}
+        if pushes:
+            push = pushes[0] if len(pushes) == 1 else torch.stack(pushes).mean()
+            spread = spreads[0]
+            if spread is not None and len(spreads) > 1:
+                spread = torch.stack([s for s in spreads if s is not None]).mean()
             mean_weight = cfg.loss.semantic_matching_mean  # the mean push's own weight, or None: the term's
-            if m.class_means.real_std is not None:  # and each class's spread, unit by unit, towards the real one's
-                spread, std_gap = spread_push(hidden, read_as, matched, m.class_means, unit=unit)
+            if spread is not None:  # and each class's spread, unit by unit, towards the real one's
                 if mean_weight is None:  # one weight over the two pushes' sum
                     push = push + spread
                 else:
                     loss_g = loss_g + cfg.loss.semantic_matching * spread
-                stats["semantic_std_gap"] = std_gap.square().sum(1).sum() / seen
             loss_g = loss_g + (cfg.loss.semantic_matching if mean_weight is None else mean_weight) * push
     if m.G.enc is not None and z_b is not None and kl is not None:  # the code read back; the codes' prior
         m.G.enc.requires_grad_(False)  # the regression trains G_BA to show its code, not the encoder to find it

@@ -920,3 +920,101 @@ def test_the_moments_field_needs_the_semantic_matching_term():
     assert off.loss.semantic_matching_moments == "mean"
     cfg = RunConfig.model_validate({"dataset": "digits-printed", "loss": {"semantic_matching_moments": "std"}})
     assert (cfg.loss.semantic_matching, cfg.loss.semantic_matching_moments) == (0.1, "std")
+
+
+def test_the_source_classifier_gives_its_blocks_averaged_over_space_and_its_hidden_layer_in_one_pass():
+    torch.manual_seed(0)
+    S = SourceClassifier(channels=1, classes=10, width=4, hidden=6).eval()
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    pooled, hidden = S.activations(x)
+    assert [tuple(p.shape) for p in pooled] == [(3, 4), (3, 8), (3, 16)]
+    assert torch.equal(hidden, S.features(x))
+    assert torch.equal(pooled[0], S.net[:4](x).mean((2, 3)))  # the first block's output, averaged over space
+    assert all(bool((p >= 0).all()) for p in pooled)  # after each block's ReLU
+
+
+def test_the_class_means_decay_by_their_own_rate():
+    means = cyclegan.ClassFeatureMeans(torch.zeros(2, 1), decay=0.5)
+    means.update(torch.tensor([[4.0]]), torch.tensor([0]), torch.tensor([1.0]))
+    gap = means.update(torch.tensor([[8.0]]), torch.tensor([0]), torch.tensor([1.0]))
+    assert torch.allclose(gap, torch.tensor([[6.0], [0.0]]))  # 0.5 of the old mean, 0.5 of the batch's
+    scaled = cyclegan.ClassFeatureMeans(torch.zeros(2, 1), scale=torch.tensor([3.0]), name="semantic1_conv2")
+    assert torch.equal(scaled.features(torch.tensor([[2.0]])), torch.tensor([[6.0]]))
+    assert set(scaled.state()) == {f"semantic1_conv2.{k}" for k in ("real", "fake", "seen", "scale")}
+
+
+def test_blocks_and_more_classifiers_train_and_resume_bit_for_bit_with_their_class_statistics(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifiers' training before the run, shortened
+    monkeypatch.setattr(cyclegan, "SEMANTIC_CONFIDENCE", 0.0)  # every translation matched, however unsure S is
+
+    def cfg(**extra: object) -> RunConfig:
+        return _cfg(
+            loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_matching_moments": "std", **extra},
+            train={"steps": 4},
+            schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
+        )
+
+    more = {"semantic_matching_layers": "conv", "semantic_classifiers": 2, "semantic_matching_decay": 0.9}
+    straight, _, _ = assert_resume_matches(tmp_path, cfg(**more), 4, 2)
+    stats = {d["step"]: d["values"] for kind, d in straight if kind == "stats"}
+    assert stats[4]["semantic_gap"] > 0 and stats[4]["semantic_std_gap"] > 0
+    saved = checkpoint_tensors(tmp_path / "a", 4)
+    assert "S1.net.0.weight" in saved and not torch.equal(saved["S1.net.0.weight"], saved["S.net.0.weight"])
+    for k in ("", "1"):  # each classifier's hidden layer and blocks, with the blocks' scales
+        assert saved[f"semantic{k}.real"].shape == (10, 128) and f"semantic{k}.scale" not in saved
+        for block, width in enumerate((32, 64, 128)):
+            name = f"semantic{k}_conv{block}"
+            assert saved[f"{name}.real"].shape == (10, width) and saved[f"{name}.fake_sq"].abs().sum() > 0
+            # scaled so that the block's real standard deviations are of the hidden layer's size
+            size = cyclegan.feature_scale(saved[f"{name}.real_std"])
+            assert torch.allclose(size, cyclegan.feature_scale(saved[f"semantic{k}.real_std"]), rtol=1e-4)
+    data = load_dataset("digits-printed", image_size=32)
+    S = SourceClassifier(channels=1, classes=10)
+    S.load_state_dict({k[2:]: v for k, v in saved.items() if k.startswith("S.")})
+    real, _ = cyclegan.source_class_moments(S.eval(), data, block=1)
+    assert torch.allclose(real * saved["semantic_conv1.scale"], saved["semantic_conv1.real"], atol=1e-4)
+    # Without them: the same first classifier and real means, no other statistics, another push on G_BA.
+    run_events(tmp_path / "plain", cfg())
+    plain = checkpoint_tensors(tmp_path / "plain", 4)
+    assert "S1.net.0.weight" not in plain and "semantic_conv0.real" not in plain
+    assert torch.equal(saved["S.net.0.weight"], plain["S.net.0.weight"])
+    assert torch.equal(saved["semantic.real"], plain["semantic.real"])
+    assert any(k.startswith("G.ba.") for k in tensors_that_differ({k: saved[k] for k in plain}, plain))
+
+
+def test_a_run_with_the_blocks_does_not_resume_from_a_checkpoint_without_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)
+    over = {"train": {"steps": 4}, "schedule": {"sample_every": 100, "checkpoint_every": 2, "eval_every": 100}}
+    run_events(tmp_path, _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0}, **over), stop_at=2)
+    conv = _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_matching_layers": "conv"}, **over)
+    with pytest.raises(ValueError, match=r"holds no class means semantic_conv0"):
+        run_events(tmp_path, conv)
+
+
+@pytest.mark.parametrize(
+    "loss, message",
+    [
+        ({"semantic_matching": 0, "semantic_matching_layers": "conv"}, r"loss\.semantic_matching_layers: it refines"),
+        ({"semantic_matching": 0, "semantic_matching_decay": 0.99}, r"loss\.semantic_matching_decay: it refines"),
+        ({"semantic_weight": 0, "semantic_classifiers": 2}, r"loss\.semantic_classifiers: it counts"),
+        ({"semantic_matching_layers": "all"}, r"semantic_matching_layers"),
+        ({"semantic_matching_decay": 1.0}, r"semantic_matching_decay"),
+        ({"semantic_matching_decay": 0.0}, r"semantic_matching_decay"),
+        ({"semantic_classifiers": 0}, r"semantic_classifiers"),
+        ({"semantic_classifiers": 5}, r"semantic_classifiers"),
+    ],
+)
+def test_the_block_decay_and_classifier_fields_refuse_impossible_values(loss, message):
+    with pytest.raises(ValidationError, match=message):
+        RunConfig.model_validate({"dataset": "digits-printed", "loss": loss})
+
+
+def test_the_block_decay_and_classifier_fields_default_to_the_hidden_layer_alone():
+    loss = RunConfig.model_validate({"dataset": "digits-printed"}).loss
+    assert (loss.semantic_matching_layers, loss.semantic_matching_decay, loss.semantic_classifiers) == (
+        "hidden",
+        0.98,
+        1,
+    )
+    with pytest.raises(ValidationError, match=r"loss\.semantic_classifiers: it counts"):
+        RunConfig.model_validate({"dataset": "digits-edges", "loss": {"semantic_classifiers": 2}})
