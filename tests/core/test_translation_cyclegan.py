@@ -893,13 +893,23 @@ def test_the_standard_deviations_train_and_resume_bit_for_bit_with_their_running
     assert any(name.startswith("G.ba.") for name in tensors_that_differ(shared, mean))
 
 
-def test_a_run_with_the_standard_deviations_does_not_resume_from_a_checkpoint_without_them(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"semantic_matching_moments": "std"}, r"loss\.semantic_matching_moments std"),
+        ({"semantic_matching_layers": "conv"}, r"holds no class means semantic_conv0"),
+    ],
+    ids=["standard-deviations", "blocks"],
+)
+def test_a_run_with_more_statistics_does_not_resume_from_a_checkpoint_without_them(
+    tmp_path, monkeypatch, extra, message
+):
     monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)
     over = {"train": {"steps": 4}, "schedule": {"sample_every": 100, "checkpoint_every": 2, "eval_every": 100}}
     run_events(tmp_path, _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0}, **over), stop_at=2)
-    std = _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_matching_moments": "std"}, **over)
-    with pytest.raises(ValueError, match=r"loss\.semantic_matching_moments std"):
-        run_events(tmp_path, std)
+    more = _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0, **extra}, **over)
+    with pytest.raises(ValueError, match=message):
+        run_events(tmp_path, more)
 
 
 def test_the_moments_field_needs_the_semantic_matching_term():
@@ -980,15 +990,6 @@ def test_blocks_and_more_classifiers_train_and_resume_bit_for_bit_with_their_cla
     assert torch.equal(saved["S.net.0.weight"], plain["S.net.0.weight"])
     assert torch.equal(saved["semantic.real"], plain["semantic.real"])
     assert any(k.startswith("G.ba.") for k in tensors_that_differ({k: saved[k] for k in plain}, plain))
-
-
-def test_a_run_with_the_blocks_does_not_resume_from_a_checkpoint_without_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)
-    over = {"train": {"steps": 4}, "schedule": {"sample_every": 100, "checkpoint_every": 2, "eval_every": 100}}
-    run_events(tmp_path, _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0}, **over), stop_at=2)
-    conv = _cfg(loss={"semantic_weight": 1.0, "semantic_matching": 1.0, "semantic_matching_layers": "conv"}, **over)
-    with pytest.raises(ValueError, match=r"holds no class means semantic_conv0"):
-        run_events(tmp_path, conv)
 
 
 @pytest.mark.parametrize(
