@@ -662,8 +662,8 @@ class LossConfig(_Strict):
             "convolutional blocks' outputs averaged over space, each block's features scaled so that their real "
             "per-unit standard deviations are of the hidden layer's size, the blocks' pushes averaged and added to "
             "the hidden layer's (at loss.semantic_matching's weights), so that the directions of the blocks the "
-            "hidden layer does not pass on are matched as well. hidden on digits-printed: conv read fd_digits 1.337 "
-            "against 1.371 on seed 1, within a run's scatter (docs/benchmarks.md)."
+            "hidden layer does not pass on are matched as well. hidden on digits-printed, where conv "
+            "measured within a run's scatter (docs/benchmarks.md)."
         ),
     )
     semantic_matching_decay: float = Field(
@@ -673,8 +673,8 @@ class LossConfig(_Strict):
         description=(
             "cyclegan with loss.semantic_matching: the decay of the running means (and squares) of each class's "
             "translations' features, per step the class is read in; nearer 1 is a longer memory (less noise, more "
-            "lag behind the generator). 0.98 on digits-printed: 0.995 read fd_digits lower on seed 1 and higher on "
-            "seed 0 (docs/benchmarks.md)."
+            "lag behind the generator). 0.98 on digits-printed, where 0.995 measured "
+            "mixed (docs/benchmarks.md)."
         ),
     )
     semantic_classifiers: int = Field(
@@ -687,8 +687,8 @@ class LossConfig(_Strict):
             "initial weights and batch order). Their mean reading of each (warped) input is the class it is "
             "anchored to; the semantic term and loss.semantic_matching's pushes (each classifier with its own class "
             "statistics) are averaged over them, so that a translation is matched in features less particular to "
-            "one network. Domain B's labels are never read. 1 on digits-printed: 3 read fd_digits 1.308 against "
-            "1.371 on seed 1, within a run's scatter (docs/benchmarks.md)."
+            "one network. Domain B's labels are never read. 1 on digits-printed, where 3 "
+            "measured within a run's scatter (docs/benchmarks.md)."
         ),
     )
     semantic_anchor: Literal["reading", "clusters"] = Field(
