@@ -497,8 +497,17 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     if S is not None and cfg.loss.semantic_matching > 0:
         blocks = (None, 0, 1, 2) if cfg.loss.semantic_matching_layers == "conv" else (None,)
         for k, judge in enumerate((S, *S_others)):
-            for block in blocks:
-                means = class_feature_means(cfg, judge, data, means_name(k, block), block, latest, device)
+            layers = source_layer_moments(judge, data, blocks) if latest is None else None  # the hidden layer first
+            for i, block in enumerate(blocks):
+                means = class_feature_means(
+                    cfg,
+                    means_name(k, block),
+                    block,
+                    latest,
+                    device,
+                    moments=layers[i] if layers is not None else None,
+                    hidden_std=layers[0][1] if layers is not None else None,
+                )
                 if k == 0 and block is None:
                     class_means = means
                 else:
@@ -536,25 +545,28 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
 
 def class_feature_means(
     cfg: RunConfig,
-    S: SourceClassifier,
-    data: UnpairedDataset,
     name: str,
     block: int | None,
     latest: Path | None,
     device: torch.device,
+    *,
+    moments: tuple[torch.Tensor, torch.Tensor] | None = None,
+    hidden_std: torch.Tensor | None = None,
 ) -> ClassFeatureMeans:
-    """loss.semantic_matching's statistics (`name`) of the semantic classifier S in its hidden layer (`block` None)
-    or one of its convolutional blocks: a new run's, from A's training images, or the checkpoint `latest`'s (S is
-    loaded after build, so its means come from the checkpoint as well). A block's features are scaled so that the
-    root mean square of their real per-unit standard deviations (averaged over the classes) is the hidden layer's,
-    so that its push is of the hidden layer's size."""
+    """loss.semantic_matching's statistics (`name`) of a semantic classifier in its hidden layer (`block` None) or
+    one of its convolutional blocks: a new run's, from the layer's real `moments` over A's training images
+    (`source_layer_moments`), or the checkpoint `latest`'s (the classifier is loaded after build, so its means come
+    from the checkpoint as well). A block's features are scaled so that the root mean square of their real per-unit
+    standard deviations (averaged over the classes) is the hidden layer's (`hidden_std`), so that its push is of the
+    hidden layer's size."""
     with_std = cfg.loss.semantic_matching_moments == "std"
     decay = cfg.loss.semantic_matching_decay
     if latest is None:
-        real, real_std = source_class_moments(S, data, block=block)
+        assert moments is not None
+        real, real_std = moments
         scale = None
         if block is not None:
-            _, hidden_std = source_class_moments(S, data)
+            assert hidden_std is not None
             ratio = feature_scale(hidden_std) / feature_scale(real_std).clamp_min(1e-12)
             real, real_std, scale = real * ratio, real_std * ratio, ratio.reshape(1)
         return ClassFeatureMeans(real, real_std=real_std if with_std else None, scale=scale, decay=decay, name=name)
@@ -586,31 +598,47 @@ def feature_scale(std: torch.Tensor) -> torch.Tensor:
     return std.square().mean(1).sqrt().mean()
 
 
-@torch.no_grad()
 def source_class_moments(
     S: SourceClassifier, data: UnpairedDataset, *, block: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean hidden features (K, H) of S over domain A's training images of each class, and their per-unit
     standard deviations (K, H) (S in eval mode); with `block`, those of that convolutional block's output averaged
     over space (`SourceClassifier.activations`)."""
+    return source_layer_moments(S, data, (block,))[0]
+
+
+@torch.no_grad()
+def source_layer_moments(
+    S: SourceClassifier, data: UnpairedDataset, layers: tuple[int | None, ...]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`source_class_moments` of each of `layers` (None: the hidden layer; 0, 1, 2: a convolutional block), in
+    that order, from one pass over domain A's training images."""
     assert data.labels is not None
     device = next(S.parameters()).device
-    sums: torch.Tensor | None = None
-    squares: torch.Tensor | None = None
+    sums: list[torch.Tensor] = []
+    squares: list[torch.Tensor] = []
     counts = torch.zeros(data.num_classes, device=device)
     for start in range(0, len(data), SAMPLE_BATCH):
         x, labels = data.batch(torch.arange(start, min(start + SAMPLE_BATCH, len(data))))  # (B, C, H, W), (B,)
         assert labels is not None
         onehot = F.one_hot(labels.to(device), data.num_classes).float()  # (B, K)
         x = x.to(device).float()
-        hidden = S.features(x) if block is None else S.activations(x)[0][block]  # (B, H)
-        feats, feats_sq = onehot.T @ hidden, onehot.T @ hidden.square()  # (K, H) each
-        sums = feats if sums is None else sums + feats
-        squares = feats_sq if squares is None else squares + feats_sq
+        if layers == (None,):
+            outputs = [S.features(x)]  # (B, H)
+        else:
+            pooled, hidden = S.activations(x)
+            outputs = [hidden if layer is None else pooled[layer] for layer in layers]  # (B, H) each
+        batch_sums = [onehot.T @ feats for feats in outputs]  # (K, H) each
+        batch_squares = [onehot.T @ feats.square() for feats in outputs]
+        sums = [a + b for a, b in zip(sums, batch_sums, strict=True)] if sums else batch_sums
+        squares = [a + b for a, b in zip(squares, batch_squares, strict=True)] if squares else batch_squares
         counts += onehot.sum(0)
-    assert sums is not None and squares is not None
-    means = sums / counts.clamp_min(1.0)[:, None]
-    return means, (squares / counts.clamp_min(1.0)[:, None] - means.square()).clamp_min(0).sqrt()
+    per_class = counts.clamp_min(1.0)[:, None]
+    result = []
+    for total, total_sq in zip(sums, squares, strict=True):
+        means = total / per_class
+        result.append((means, (total_sq / per_class - means.square()).clamp_min(0).sqrt()))
+    return result
 
 
 def train_source_classifier(S: nn.Module, data: UnpairedDataset, *, seed: int) -> None:
