@@ -148,7 +148,8 @@ def test_sign_in_launch_watch_slide_and_generate(visit: Visit, svc: Service) -> 
     playwright_sync.expect(page.locator("#view h1 .badge")).to_have_text("succeeded", timeout=30_000)
     page.wait_for_function(_image_loaded("#sample-img"))
     playwright_sync.expect(page.locator("#sample-step")).to_have_text("step 300 (3 of 3)")
-    assert page.locator("#checkpoints-table tbody tr").count() == 3
+    # The table refreshes on its own after the run's last event: wait for its rows as for the text above.
+    playwright_sync.expect(page.locator("#checkpoints-table tbody tr")).to_have_count(3)
     with page.expect_download() as download:
         page.locator("#checkpoints-table tbody tr").last.get_by_role("button", name="Download").click()
     assert download.value.suggested_filename.endswith("-300.safetensors")
