@@ -20,6 +20,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler as fastapi_http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 # A string detail that starts with "field.path: " names its field (the API's own checks write them so).
@@ -32,6 +33,18 @@ def unprocessable(field: str, message: str, *, where: str = "body") -> HTTPExcep
     `where` is the part of the request the field is in: "body" (JSON or multipart form), "query" or "path".
     """
     return HTTPException(status_code=422, detail=[validation_error(field, message, where=where)])
+
+
+def invalid_body(error: ValidationError) -> HTTPException:
+    """A 422 of pydantic's errors for a body a route validates by hand (a multipart form's fields, a JSON body read
+    from the request), in FastAPI's list form with each loc under "body"."""
+    return HTTPException(
+        status_code=422,
+        detail=[
+            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
+            for e in error.errors(include_url=False, include_input=False)
+        ],
+    )
 
 
 def validation_error(field: str, message: str, *, where: str = "body") -> dict[str, Any]:

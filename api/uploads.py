@@ -8,16 +8,21 @@ the archive checked and normalised by `core.uploads` with the archive limits of 
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
+from pydantic import BaseModel, ValidationError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import unprocessable
+from api.errors import invalid_body, unprocessable
 from core import uploads
+from store import layout
 from store.settings import Settings
 
 # Text fields beside the file: how many, and how long each may be.
@@ -25,6 +30,8 @@ MAX_FIELDS = 20
 MAX_FIELD_CHARS = 200
 MAX_FIELD_BYTES = 1000
 WRITE_BATCH_BYTES = 1 << 20
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 @dataclass
@@ -156,3 +163,27 @@ async def receive_upload(
         if "\x00" in values[name]:
             raise unprocessable(name, f"{name}: a NUL character is not allowed")
     return Received(filename=form.filename, fields=values)
+
+
+@contextlib.asynccontextmanager
+async def received_job_upload(
+    request: Request, settings: Settings, options: type[OptionsT], *, what: str = "the ZIP archive"
+) -> AsyncIterator[tuple[Path, OptionsT]]:
+    """A job's multipart upload: the file streamed into the data folder's tmp/ (capped as `receive_upload` caps it)
+    and the text fields validated as `options` (a 422 naming each bad field), given as (path, options) to the block.
+    The received file is removed when the block ends, however it ends: a job keeps its own normalised copy."""
+    tmp = layout.tmp_dir(settings.data_dir)
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / f".upload-{uuid.uuid4().hex}.zip"
+    try:
+        received = await receive_upload(
+            request, path, max_bytes=settings.max_upload_bytes, fields=tuple(options.model_fields), what=what
+        )
+        try:
+            parsed = options.model_validate(received.fields)
+        except ValidationError as error:
+            raise invalid_body(error) from None
+        yield path, parsed
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -4,11 +4,7 @@ worker on the `generate` queue. An uploaded archive takes the same streamed, cap
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, OwnedRun, OwnedScore, SessionDep, SettingsDep, StorageDep, find_owned_dataset
-from api.errors import unprocessable
+from api.errors import invalid_body, unprocessable
 from api.jobs import (
     checkpoint_data,
     create_job_with_input,
@@ -33,9 +29,8 @@ from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary
 from api.routing import ReleasingRoute
 from api.schemas import ScoreCreate, ScoreOptions, ScorePublic
-from api.uploads import archive_limits, receive_upload
+from api.uploads import archive_limits, received_job_upload
 from core import uploads
-from store import layout
 from store.artifacts import Storage
 from store.models import Generation, Run, User
 from store.quotas import check_new_job
@@ -65,17 +60,6 @@ SCORE_BODY: dict[str, Any] = {
         },
     }
 }
-
-
-def _validation_422(error: ValidationError) -> HTTPException:
-    """Pydantic's errors of a body validated by hand, in FastAPI's list form."""
-    return HTTPException(
-        status_code=422,
-        detail=[
-            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
-            for e in error.errors(include_url=False, include_input=False)
-        ],
-    )
 
 
 def _check_scorable(metadata: dict[str, str]) -> None:
@@ -159,37 +143,36 @@ async def create_score(
     refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings, lock=False))
     await run_in_threadpool(session.commit)  # give the connection back while the upload streams
     content_type = request.headers.get("content-type", "")
-    path: Path | None = None
-    create: Callable[..., Generation]  # records the job from what was sent; takes run, session, settings, storage
-    try:
-        if content_type.startswith("multipart/form-data"):
-            tmp = layout.tmp_dir(settings.data_dir)
-            tmp.mkdir(parents=True, exist_ok=True)
-            path = tmp / f".upload-{uuid.uuid4().hex}.zip"
-            received = await receive_upload(
-                request, path, max_bytes=settings.max_upload_bytes, fields=tuple(ScoreOptions.model_fields)
+    if content_type.startswith("multipart/form-data"):
+        async with received_job_upload(request, settings, ScoreOptions) as (path, options):
+            job = await run_in_threadpool(
+                create_score_from_upload,
+                options=options,
+                upload=path,
+                run=run,
+                session=session,
+                settings=settings,
+                storage=storage,
             )
-            try:
-                options = ScoreOptions.model_validate(received.fields)
-            except ValidationError as error:
-                raise _validation_422(error) from None
-            create = functools.partial(create_score_from_upload, options=options, upload=path)
-        elif content_type.startswith("application/json"):
-            try:
-                body = ScoreCreate.model_validate_json(await request.body())
-            except ValidationError as error:
-                raise _validation_422(error) from None
-            create = functools.partial(create_score_from_dataset, body=body, user=user)
-        else:
-            raise HTTPException(
-                status_code=415,
-                detail='Send a ZIP of images as multipart/form-data (field `file`), or JSON {"dataset": id}',
-            )
-        job = await run_in_threadpool(create, run=run, session=session, settings=settings, storage=storage)
-    finally:
-        if path is not None:
-            with contextlib.suppress(OSError):
-                path.unlink()
+    elif content_type.startswith("application/json"):
+        try:
+            body = ScoreCreate.model_validate_json(await request.body())
+        except ValidationError as error:
+            raise invalid_body(error) from None
+        job = await run_in_threadpool(
+            create_score_from_dataset,
+            body=body,
+            user=user,
+            run=run,
+            session=session,
+            settings=settings,
+            storage=storage,
+        )
+    else:
+        raise HTTPException(
+            status_code=415,
+            detail='Send a ZIP of images as multipart/form-data (field `file`), or JSON {"dataset": id}',
+        )
     await run_in_threadpool(send, session, job)
     response.headers["Location"] = f"/scores/{job.id}"
     return ScorePublic.from_job(job)

@@ -5,10 +5,8 @@ runs it)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +14,6 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,9 +24,8 @@ from api.quotas import QUEUE_FULL, refuse_over_quota
 from api.responses import BINARY_SCHEMA, binary, error, validation_errors
 from api.routing import ReleasingRoute
 from api.schemas import TranslationOptions, TranslationPublic, TranslationsPublic
-from api.uploads import archive_limits, receive_upload
+from api.uploads import archive_limits, received_job_upload
 from core import uploads
-from store import layout
 from store.artifacts import Storage
 from store.jobs import owned_job
 from store.models import Generation, Run
@@ -160,27 +156,10 @@ async def create(
     # Over the jobs quota, nothing is received (checked again, locked, before the job's row is inserted).
     refuse_over_quota(await run_in_threadpool(check_new_job, session=session, user=user, settings=settings, lock=False))
     await run_in_threadpool(session.commit)  # give the connection back while the upload streams
-    tmp = layout.tmp_dir(settings.data_dir)
-    tmp.mkdir(parents=True, exist_ok=True)
-    path = tmp / f".upload-{uuid.uuid4().hex}.zip"
-    try:
-        received = await receive_upload(
-            request,
-            path,
-            max_bytes=settings.max_upload_bytes,
-            fields=tuple(TranslationOptions.model_fields),
-            what="a ZIP of images or an .npz",
-        )
-        try:
-            options = TranslationOptions.model_validate(received.fields)
-        except ValidationError as exc:
-            raise HTTPException(
-                status_code=422,
-                detail=[
-                    {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
-                    for e in exc.errors(include_url=False, include_input=False)
-                ],
-            ) from None
+    async with received_job_upload(request, settings, TranslationOptions, what="a ZIP of images or an .npz") as (
+        path,
+        options,
+    ):
         check_translatable(run, options)
         job = await run_in_threadpool(
             create_translation,
@@ -191,9 +170,6 @@ async def create(
             settings=settings,
             storage=storage,
         )
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
     await run_in_threadpool(send, session, job)
     response.headers["Location"] = f"/translations/{job.id}"
     return TranslationPublic.from_job(job)

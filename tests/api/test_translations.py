@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from ganforge.cli import app
 from ganforge.client import Ganforge
+from store import layout
 from tests.conftest import Service
 from tests.utils import zips
 from tests.utils.runs import post_and_finish, wait_for_job
@@ -54,7 +55,9 @@ def pix2pix(postgres_service: Service) -> Iterator[tuple[httpx.Client, str]]:
         yield client, run["id"]
 
 
-def test_a_pix2pix_run_translates_a_zip_and_an_npz(pix2pix: tuple[httpx.Client, str]) -> None:
+def test_a_pix2pix_run_translates_a_zip_and_an_npz(
+    pix2pix: tuple[httpx.Client, str], postgres_service: Service
+) -> None:
     client, run_id = pix2pix
     first = finished(client, post(client, run_id, zips.build_zip(INPUTS)))
     assert first["request"]["checkpoint_step"] == 2 and first["request"]["direction"] == "AtoB"
@@ -93,6 +96,10 @@ def test_a_pix2pix_run_translates_a_zip_and_an_npz(pix2pix: tuple[httpx.Client, 
     )
     bad = post(client, run_id, zips.build_zip({"notes.txt": b"hello"}))
     assert (bad.status_code, bad.json()["detail"][0]["loc"]) == (422, ["body", "file"])
+    unsure = post(client, run_id, zips.build_zip(INPUTS), ema="maybe")
+    assert (unsure.status_code, unsure.json()["detail"][0]["loc"]) == (422, ["body", "ema"])
+    # Nothing received is left behind by a refusal: the streamed file goes with the request.
+    assert not list(layout.tmp_dir(postgres_service.data_dir).glob(".upload-*"))
 
 
 def test_a_noise_run_has_no_translations(postgres_service: Service) -> None:
