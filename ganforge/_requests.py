@@ -473,6 +473,20 @@ def generation_result(generation_id: str) -> Request[bytes]:
     return Request("GET", f"/generations/{generation_id}/result", _content)
 
 
+@contextlib.contextmanager
+def upload_images(
+    path: str, parse: Callable[[httpx.Response], T], file: str | os.PathLike[str] | bytes, data: dict[str, str]
+) -> Iterator[Request[T]]:
+    """A job's multipart upload of a ZIP of images (or an .npz: the server tells them apart by their members) with
+    its form fields; a file on disk is streamed from a handle open while the request is."""
+    if isinstance(file, bytes):
+        yield Request("POST", path, parse, files={"file": ("images.zip", file, "application/zip")}, data=data)
+        return
+    local = Path(file)
+    with local.open("rb") as handle:
+        yield Request("POST", path, parse, files={"file": (local.name, handle, "application/zip")}, data=data)
+
+
 class HoldsGeneration(Protocol):
     generation: Generation
 
@@ -508,13 +522,8 @@ def upload_translation(
     """The multipart upload of a ZIP of images or an .npz to translate; a file on disk is streamed from a handle
     open while the request is."""
     data = {"direction": direction, "step": str(step), "ema": "true" if ema else "false", "seed": str(seed)}
-    path = f"/runs/{run_id}/translations"
-    if isinstance(file, bytes):  # the server tells an .npz from a ZIP of images by its members
-        yield Request("POST", path, _translation, files={"file": ("images.zip", file, "application/zip")}, data=data)
-        return
-    local = Path(file)
-    with local.open("rb") as handle:
-        yield Request("POST", path, _translation, files={"file": (local.name, handle, "application/zip")}, data=data)
+    with upload_images(f"/runs/{run_id}/translations", _translation, file, data) as request:
+        yield request
 
 
 def get_translation(translation_id: str) -> Request[Translation]:
@@ -579,13 +588,8 @@ def upload_projection(
         "step": str(step),
         "ema": "true" if ema else "false",
     }
-    path = f"/runs/{run_id}/projections"
-    if isinstance(file, bytes):
-        yield Request("POST", path, _projection, files={"file": ("images.zip", file, "application/zip")}, data=data)
-        return
-    local = Path(file)
-    with local.open("rb") as handle:
-        yield Request("POST", path, _projection, files={"file": (local.name, handle, "application/zip")}, data=data)
+    with upload_images(f"/runs/{run_id}/projections", _projection, file, data) as request:
+        yield request
 
 
 def get_projection(projection_id: str) -> Request[Projection]:
