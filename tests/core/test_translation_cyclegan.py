@@ -112,7 +112,7 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps_
         2.0,
     )
     assert (cfg.train.pool_size, cfg.train.lr_schedule, cfg.train.beta1) == (50, "hold-then-linear", 0.5)
-    assert (cfg.model.width, cfg.model.res_blocks, cfg.train.steps) == (8, 2, 3000)
+    assert (cfg.model.width, cfg.model.res_blocks, cfg.train.steps) == (8, 2, 6000)
     assert cfg.model.spatial_transform and (cfg.train.warp_share, cfg.loss.warp_moment_weight) == (0.2, 10.0)
     assert cfg.model.warp_centred and cfg.model.residual_generator and cfg.model.patch_layers == 2
     assert (cfg.model.a_render_size, cfg.loss.info_max_weight, cfg.loss.semantic_weight) == (8, 1.0, 1.0)
