@@ -497,17 +497,14 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     if S is not None and cfg.loss.semantic_matching > 0:
         blocks = (None, 0, 1, 2) if cfg.loss.semantic_matching_layers == "conv" else (None,)
         for k, judge in enumerate((S, *S_others)):
-            layers = source_layer_moments(judge, data, blocks) if latest is None else None  # the hidden layer first
+            fresh = source_layer_moments(judge, data, blocks) if latest is None else None  # the hidden layer first
             for i, block in enumerate(blocks):
-                means = class_feature_means(
-                    cfg,
-                    means_name(k, block),
-                    block,
-                    latest,
-                    device,
-                    moments=layers[i] if layers is not None else None,
-                    hidden_std=layers[0][1] if layers is not None else None,
-                )
+                name = means_name(k, block)
+                if fresh is None:
+                    assert latest is not None
+                    means = saved_class_means(cfg, name, block, latest, device)
+                else:
+                    means = new_class_means(cfg, name, fresh[i], hidden_std=None if block is None else fresh[0][1])
                 if k == 0 and block is None:
                     class_means = means
                 else:
@@ -543,33 +540,31 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     )
 
 
-def class_feature_means(
-    cfg: RunConfig,
-    name: str,
-    block: int | None,
-    latest: Path | None,
-    device: torch.device,
-    *,
-    moments: tuple[torch.Tensor, torch.Tensor] | None = None,
-    hidden_std: torch.Tensor | None = None,
+def new_class_means(
+    cfg: RunConfig, name: str, moments: tuple[torch.Tensor, torch.Tensor], *, hidden_std: torch.Tensor | None
 ) -> ClassFeatureMeans:
-    """loss.semantic_matching's statistics (`name`) of a semantic classifier in its hidden layer (`block` None) or
-    one of its convolutional blocks: a new run's, from the layer's real `moments` over A's training images
-    (`source_layer_moments`), or the checkpoint `latest`'s (the classifier is loaded after build, so its means come
-    from the checkpoint as well). A block's features are scaled so that the root mean square of their real per-unit
-    standard deviations (averaged over the classes) is the hidden layer's (`hidden_std`), so that its push is of the
+    """A new run's loss.semantic_matching statistics (`name`) of a semantic classifier's layer, from that layer's
+    real class `moments` over A's training images (`source_layer_moments`). A convolutional block's (`hidden_std`
+    given: the hidden layer's real per-unit standard deviations) are scaled so that the root mean square of their
+    real per-unit standard deviations (averaged over the classes) is the hidden layer's, so that its push is of the
     hidden layer's size."""
+    real, real_std = moments
+    scale = None
+    if hidden_std is not None:
+        ratio = feature_scale(hidden_std) / feature_scale(real_std).clamp_min(1e-12)
+        real, real_std, scale = real * ratio, real_std * ratio, ratio.reshape(1)
     with_std = cfg.loss.semantic_matching_moments == "std"
     decay = cfg.loss.semantic_matching_decay
-    if latest is None:
-        assert moments is not None
-        real, real_std = moments
-        scale = None
-        if block is not None:
-            assert hidden_std is not None
-            ratio = feature_scale(hidden_std) / feature_scale(real_std).clamp_min(1e-12)
-            real, real_std, scale = real * ratio, real_std * ratio, ratio.reshape(1)
-        return ClassFeatureMeans(real, real_std=real_std if with_std else None, scale=scale, decay=decay, name=name)
+    return ClassFeatureMeans(real, real_std=real_std if with_std else None, scale=scale, decay=decay, name=name)
+
+
+def saved_class_means(
+    cfg: RunConfig, name: str, block: int | None, latest: Path, device: torch.device
+) -> ClassFeatureMeans:
+    """loss.semantic_matching's statistics (`name`) of a semantic classifier's hidden layer (`block` None) or
+    convolutional block, as the checkpoint `latest` holds them (the classifier is loaded after build, so its means
+    come from the checkpoint as well)."""
+    with_std = cfg.loss.semantic_matching_moments == "std"
     saved = {k: t.to(device) for k, t in checkpoint.read_module_state(latest, name).items()}
     if not {"real", "fake", "seen"} <= saved.keys() or (block is not None and "scale" not in saved):
         raise ValueError(
@@ -587,7 +582,7 @@ def class_feature_means(
         real_std=saved["real_std"] if with_std else None,
         fake_sq=saved["fake_sq"] if with_std else None,
         scale=saved.get("scale") if block is not None else None,
-        decay=decay,
+        decay=cfg.loss.semantic_matching_decay,
         name=name,
     )
 
@@ -598,21 +593,13 @@ def feature_scale(std: torch.Tensor) -> torch.Tensor:
     return std.square().mean(1).sqrt().mean()
 
 
-def source_class_moments(
-    S: SourceClassifier, data: UnpairedDataset, *, block: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean hidden features (K, H) of S over domain A's training images of each class, and their per-unit
-    standard deviations (K, H) (S in eval mode); with `block`, those of that convolutional block's output averaged
-    over space (`SourceClassifier.activations`)."""
-    return source_layer_moments(S, data, (block,))[0]
-
-
 @torch.no_grad()
 def source_layer_moments(
     S: SourceClassifier, data: UnpairedDataset, layers: tuple[int | None, ...]
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """`source_class_moments` of each of `layers` (None: the hidden layer; 0, 1, 2: a convolutional block), in
-    that order, from one pass over domain A's training images."""
+    """For each of `layers`, in that order, the mean features (K, H) of S (in eval mode) over domain A's training
+    images of each class and their per-unit standard deviations (K, H), from one pass over those images: None is
+    the hidden layer, 0, 1, 2 a convolutional block's output averaged over space (`SourceClassifier.activations`)."""
     assert data.labels is not None
     device = next(S.parameters()).device
     sums: list[torch.Tensor] = []

@@ -664,7 +664,9 @@ def test_the_semantic_matching_term_trains_and_resumes_bit_for_bit_with_its_clas
     data = load_dataset("digits-printed", image_size=32)
     S = SourceClassifier(channels=1, classes=10)
     S.load_state_dict({k[2:]: v for k, v in saved.items() if k.startswith("S.")})
-    assert torch.allclose(cyclegan.source_class_moments(S.eval(), data)[0], saved["semantic.real"], atol=1e-5)
+    assert torch.allclose(
+        cyclegan.source_layer_moments(S.eval(), data, (None,))[0][0], saved["semantic.real"], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -882,7 +884,7 @@ def test_the_standard_deviations_train_and_resume_bit_for_bit_with_their_running
     data = load_dataset("digits-printed", image_size=32)
     S = SourceClassifier(channels=1, classes=10)
     S.load_state_dict({k[2:]: v for k, v in saved.items() if k.startswith("S.")})
-    real, real_std = cyclegan.source_class_moments(S.eval(), data)
+    real, real_std = cyclegan.source_layer_moments(S.eval(), data, (None,))[0]
     assert torch.allclose(real, saved["semantic.real"], atol=1e-5)
     assert torch.allclose(real_std, saved["semantic.real_std"], atol=1e-4) and real_std.sum() > 0
     # The mean alone: the same classifier and real means, no second moments stored, another push on G_BA.
@@ -981,7 +983,7 @@ def test_blocks_and_more_classifiers_train_and_resume_bit_for_bit_with_their_cla
     data = load_dataset("digits-printed", image_size=32)
     S = SourceClassifier(channels=1, classes=10)
     S.load_state_dict({k[2:]: v for k, v in saved.items() if k.startswith("S.")})
-    real, _ = cyclegan.source_class_moments(S.eval(), data, block=1)
+    real, _ = cyclegan.source_layer_moments(S.eval(), data, (1,))[0]
     assert torch.allclose(real * saved["semantic_conv1.scale"], saved["semantic_conv1.real"], atol=1e-4)
     # Without them: the same first classifier and real means, no other statistics, another push on G_BA.
     run_events(tmp_path / "plain", cfg())
