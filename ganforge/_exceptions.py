@@ -77,7 +77,7 @@ class WaitTimeout(GanforgeError):
 
 
 class JobFailed(GanforgeError):
-    """A job (a generation) ended in `failed`; `error` is the server's reason."""
+    """A job (a generation, a translation or a projection) ended in `failed`; `error` is the server's reason."""
 
     def __init__(self, job_id: str, error: str | None) -> None:
         self.job_id = job_id

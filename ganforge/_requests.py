@@ -487,22 +487,45 @@ def upload_images(
         yield Request("POST", path, parse, files={"file": (local.name, handle, "application/zip")}, data=data)
 
 
+# A queued job: what a generation, a translation and a projection share.
+JobT = TypeVar("JobT", Generation, Translation, Projection)
+
+
+def wait_job(
+    job: JobT,
+    fetch: Callable[[str], Request[JobT]],
+    *,
+    kind: str,
+    seen: Callable[[JobT], None],
+    timeout: float | None,
+    poll_interval: float,
+) -> Steps[JobT]:
+    """Poll `fetch(job.id)` until the job is done, handing every fresh copy to `seen` (the handle keeps it, so a
+    timeout leaves the handle up to date); JobFailed if it failed, WaitTimeout after `timeout` seconds."""
+    deadline = Deadline(timeout)
+    while not job.done:
+        deadline.check(f"{kind} {job.id} is still {job.status}")
+        yield Sleep(poll_interval)
+        job = yield fetch(job.id)
+        seen(job)
+    if job.status != "succeeded":
+        raise JobFailed(job.id, job.error or job.status)
+    return job
+
+
 class HoldsGeneration(Protocol):
     generation: Generation
 
 
 def wait_generation(handle: HoldsGeneration, *, timeout: float | None, poll_interval: float) -> Steps[Generation]:
-    """Poll until `handle.generation` is done, keeping it up to date; JobFailed if it failed, WaitTimeout after
-    `timeout` seconds."""
-    deadline = Deadline(timeout)
-    while not handle.generation.done:
-        deadline.check(f"generation {handle.generation.id} is still {handle.generation.status}")
-        yield Sleep(poll_interval)
-        handle.generation = yield get_generation(handle.generation.id)
-    generation = handle.generation
-    if generation.status != "succeeded":
-        raise JobFailed(generation.id, generation.error or generation.status)
-    return generation
+    """Poll until `handle.generation` is done, keeping it up to date (`wait_job`)."""
+
+    def seen(generation: Generation) -> None:
+        handle.generation = generation
+
+    return wait_job(
+        handle.generation, get_generation, kind="generation", seen=seen, timeout=timeout, poll_interval=poll_interval
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -551,17 +574,14 @@ class HoldsTranslation(Protocol):
 
 
 def wait_translation(handle: HoldsTranslation, *, timeout: float | None, poll_interval: float) -> Steps[Translation]:
-    """Poll until `handle.translation` is done, keeping it up to date; JobFailed if it failed, WaitTimeout after
-    `timeout` seconds."""
-    deadline = Deadline(timeout)
-    while not handle.translation.done:
-        deadline.check(f"translation {handle.translation.id} is still {handle.translation.status}")
-        yield Sleep(poll_interval)
-        handle.translation = yield get_translation(handle.translation.id)
-    translation = handle.translation
-    if translation.status != "succeeded":
-        raise JobFailed(translation.id, translation.error or translation.status)
-    return translation
+    """Poll until `handle.translation` is done, keeping it up to date (`wait_job`)."""
+
+    def seen(translation: Translation) -> None:
+        handle.translation = translation
+
+    return wait_job(
+        handle.translation, get_translation, kind="translation", seen=seen, timeout=timeout, poll_interval=poll_interval
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -609,17 +629,14 @@ class HoldsProjection(Protocol):
 
 
 def wait_projection(handle: HoldsProjection, *, timeout: float | None, poll_interval: float) -> Steps[Projection]:
-    """Poll until `handle.projection` is done, keeping it up to date; JobFailed if it failed, WaitTimeout after
-    `timeout` seconds."""
-    deadline = Deadline(timeout)
-    while not handle.projection.done:
-        deadline.check(f"projection {handle.projection.id} is still {handle.projection.status}")
-        yield Sleep(poll_interval)
-        handle.projection = yield get_projection(handle.projection.id)
-    projection = handle.projection
-    if projection.status != "succeeded":
-        raise JobFailed(projection.id, projection.error or projection.status)
-    return projection
+    """Poll until `handle.projection` is done, keeping it up to date (`wait_job`)."""
+
+    def seen(projection: Projection) -> None:
+        handle.projection = projection
+
+    return wait_job(
+        handle.projection, get_projection, kind="projection", seen=seen, timeout=timeout, poll_interval=poll_interval
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
