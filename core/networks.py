@@ -102,9 +102,10 @@ def _sn(module: nn.Module, on: bool) -> nn.Module:
 
 
 def minibatch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
-    """Append the mean std over groups of samples as one more feature (Karras et al. 2018). h: (B, C, ...)."""
+    """Append the mean std over groups of samples as one more feature (Karras et al. 2018). h: (B, C, ...). A group
+    is the largest size up to `group` that divides the batch, so every group has the same size."""
     b = h.shape[0]
-    g = next(size for size in (group, 3, 2, 1) if size <= b and b % size == 0)
+    g = max(size for size in range(1, min(group, b) + 1) if b % size == 0)
     y = h.float().reshape(g, b // g, *h.shape[1:])  # (G, B/G, C, ...)
     y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()  # (B/G, C, ...)
     y = y.flatten(1).mean(1)  # (B/G,)

@@ -123,3 +123,15 @@ def test_minibatch_std_adds_one_channel_that_sees_the_batch():
     assert out.shape == (8, 6, 4, 4)
     assert torch.equal(out[:, :5], h)
     assert float(minibatch_std(h.new_zeros(8, 5, 4, 4))[:, 5].max()) < 1e-3
+
+
+@pytest.mark.parametrize(("batch", "group", "size"), [(8, 4, 4), (6, 4, 3), (24, 32, 24), (30, 16, 15), (7, 4, 1)])
+def test_minibatch_std_groups_are_the_largest_size_that_divides_the_batch(batch: int, group: int, size: int) -> None:
+    # The samples of one group share the feature, the std over that group (a group of one: 0, plus the 1e-8 floor).
+    h = torch.randn(batch, 3, 2, 2)
+    feature = minibatch_std(h, group)[:, 3, 0, 0]  # (B,)
+    column = torch.arange(batch) % (batch // size)  # sample i sits in group column i mod (B / size)
+    for c in range(batch // size):
+        assert torch.allclose(feature[column == c], feature[column == c][0].expand(size))
+    expected = h.reshape(size, batch // size, 3, 2, 2).std(0, unbiased=False).flatten(1).mean(1)
+    assert torch.allclose(feature[: batch // size], expected, atol=1e-4)
