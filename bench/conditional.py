@@ -8,7 +8,7 @@ Each seed trains `{"dataset": "digits", "model": {"conditional": true}}` with th
 configuration, core/config.py), plus `--config`, through `core.train.train`, and reads the
 trainer's own evaluation (`schedule.eval_every`: the digits classifier's label accuracy of the EMA generator's
 samples, FID on its features, 2,048 samples) at the last step. Minutes are wall-clock for the whole run, one
-evaluation included, at one intra-op thread.
+evaluation included, at one intra-op thread; CPU minutes are the process's own over the same span.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def measure(override: dict[str, Any], seed: int, eval_every: int | None) -> dict
     _merge(body, RECOMMENDED)
     _merge(body, override)
     steps = RunConfig.model_validate(body).train.steps
+    if eval_every and steps % eval_every:
+        # The trainer evaluates at multiples of eval_every only: the last step would have no row to report.
+        raise SystemExit(f"--eval-every {eval_every} does not divide the run's {steps} steps; pick a divisor")
     _merge(body, {"schedule": {"eval_every": eval_every or steps, "sample_every": steps, "checkpoint_every": steps}})
     cfg = RunConfig.model_validate(body)
     curve: dict[int, dict[str, float]] = {}
@@ -59,11 +62,19 @@ def measure(override: dict[str, Any], seed: int, eval_every: int | None) -> dict
             curve.setdefault(int(data["step"]), {})[data["name"]] = float(data["value"])
 
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = train(cfg, out_dir=Path(tmp), on_event=on_event)
         minutes = (time.perf_counter() - t0) / 60
+        cpu_minutes = (time.process_time() - c0) / 60
     last = curve.get(result.step, {})
-    return {"seed": seed, "steps": result.step, "minutes": round(minutes, 2), **last, "curve": curve}
+    return {
+        "seed": seed,
+        "steps": result.step,
+        "minutes": round(minutes, 2),
+        "cpu_minutes": round(cpu_minutes, 2),
+        **last,
+        "curve": curve,
+    }
 
 
 def main() -> None:
@@ -96,10 +107,12 @@ def main() -> None:
         return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
     minutes = [float(r["minutes"]) for r in results]
+    cpu = [float(r["cpu_minutes"]) for r in results]
     print(
         f"| {args.label} | {results[0]['steps']} steps | label accuracy {summary('label_accuracy', 3)} | "
         f"FID {summary('fid_digits', 2)} | recall {summary('recall_digits', 2)} | "
-        f"{len(results)} seeds, {statistics.mean(minutes):.1f} min each (max {max(minutes):.1f}) |",
+        f"{len(results)} seeds, {statistics.mean(minutes):.1f} min each (max {max(minutes):.1f}), "
+        f"{statistics.mean(cpu):.1f} CPU min each |",
         flush=True,
     )
 
