@@ -497,14 +497,17 @@ def build(cfg: RunConfig, data: Any, *, device: torch.device, latest: Path | Non
     if S is not None and cfg.loss.semantic_matching > 0:
         blocks = (None, 0, 1, 2) if cfg.loss.semantic_matching_layers == "conv" else (None,)
         for k, judge in enumerate((S, *S_others)):
-            fresh = source_layer_moments(judge, data, blocks) if latest is None else None  # the hidden layer first
-            for i, block in enumerate(blocks):
-                name = means_name(k, block)
-                if fresh is None:
-                    assert latest is not None
-                    means = saved_class_means(cfg, name, block, latest, device)
-                else:
-                    means = new_class_means(cfg, name, fresh[i], hidden_std=None if block is None else fresh[0][1])
+            names = [means_name(k, block) for block in blocks]
+            if latest is None:
+                fresh = source_layer_moments(judge, data, blocks)  # the hidden layer first
+                hidden_std = fresh[0][1]
+                layers = [
+                    new_class_means(cfg, name, moments, hidden_std=None if block is None else hidden_std)
+                    for name, block, moments in zip(names, blocks, fresh, strict=True)
+                ]
+            else:
+                layers = [saved_class_means(cfg, n, b, latest, device) for n, b in zip(names, blocks, strict=True)]
+            for block, means in zip(blocks, layers, strict=True):
                 if k == 0 and block is None:
                     class_means = means
                 else:

@@ -13,6 +13,9 @@ from ganforge._exceptions import JobFailed, WaitTimeout
 from ganforge._models import Generation, Projection, Translation
 from ganforge._requests import Action, Request, Sleep, Steps, wait_projection, wait_translation
 
+# The model of each job kind, by the first segment of its path.
+MODELS: dict[str, Any] = {"generations": Generation, "translations": Translation, "projections": Projection}
+
 
 def drive(steps: Steps[Any], answers: list[dict[str, Any]]) -> tuple[Any, list[Action]]:
     """Run a flow, answering each Request with the next JSON body parsed by the request's own model; returns what the
@@ -25,8 +28,7 @@ def drive(steps: Steps[Any], answers: list[dict[str, Any]]) -> tuple[Any, list[A
             actions.append(action)
             reply = None
             if isinstance(action, Request):
-                model = {"generations": Generation, "translations": Translation, "projections": Projection}
-                reply = model[action.path.split("/")[1]].from_json(answers.pop(0))
+                reply = MODELS[action.path.split("/")[1]].from_json(answers.pop(0))
     except StopIteration as stop:
         assert not answers, "the flow stopped before reading every answer"
         return stop.value, actions
