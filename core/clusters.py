@@ -19,6 +19,12 @@ of one code per channel (core.networks.GroupEmbedding), and G draws each channel
 that channel's frequencies. Clusters of whole images would keep the channels' combinations to the ones that k
 pixel clusters hold; with a cluster per channel every combination is drawn, as often as the channels' own
 frequencies make it.
+
+Within classes (`model.class_clusters`, stylegan2), a conditional run splits each class into k clusters: a real's
+label id is class · k + its cluster (k-means within its class), and G, given a class, picks the cluster from the
+latent as above, at that class's frequencies. A generator conditioned on the class alone can collapse within each
+class on small data; codes of its own for each part of a class keep that class's variety, as the clusters keep an
+unlabeled run's.
 """
 
 from __future__ import annotations
@@ -94,8 +100,56 @@ def clusters_of(z: torch.Tensor, cdf: torch.Tensor, groups: int = 1) -> torch.Te
     label = torch.zeros(z.shape[0], dtype=torch.int64, device=zd.device)
     for g in range(groups):
         projection = zd.sum(1) if g == 0 else zd @ _signs(z.shape[1], g).to(zd.device)  # (B,)
-        s = projection * (1000.0 / math.sqrt(z.shape[1]))
-        u = s - s.floor()  # (B,) in [0, 1)
-        ids = torch.searchsorted(cdfs[g].contiguous(), u, right=True).clamp_(max=k - 1)
+        ids = torch.searchsorted(cdfs[g].contiguous(), _unit(projection, z.shape[1]), right=True).clamp_(max=k - 1)
         label += ids * k**g
     return label
+
+
+def _unit(projection: torch.Tensor, z_dim: int) -> torch.Tensor:
+    """u = frac(1000 · projection / √Z) (B,) float64 in [0, 1), of a projection (B,) of latents of size Z."""
+    s = projection.double() * (1000.0 / math.sqrt(z_dim))
+    return s - s.floor()
+
+
+# Clusters within classes (`model.class_clusters`): a conditional run whose classes are each split into k clusters.
+# Its label ids are class · k + cluster; G is given a class and picks the cluster within it from the latent.
+
+
+def cluster_within_classes(images: torch.Tensor, labels: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:
+    """Label ids (N,) int64 = class · k + the image's k-means cluster within its class, of images (N, C, H, W) with
+    class labels (N,); a ValueError naming the smallest class when one has fewer than k images."""
+    labels = labels.cpu()
+    classes = int(labels.max()) + 1
+    sizes = torch.bincount(labels, minlength=classes)
+    if int(sizes.min()) < k:
+        smallest = int(sizes.argmin())
+        raise ValueError(
+            f"model.class_clusters: {k} clusters in each class need {k} images in each; class {smallest} has "
+            f"{int(sizes[smallest])}"
+        )
+    ids = torch.empty(labels.shape[0], dtype=torch.int64)
+    for c in range(classes):
+        members = labels == c
+        ids[members] = c * k + cluster_images(images[members.to(images.device)], k, seed=seed)
+    return ids
+
+
+def class_cluster_cdf(ids: torch.Tensor, classes: int, k: int) -> torch.Tensor:
+    """Each class's cumulative cluster frequencies (classes · k,) float64 of label ids (N,) = class · k + cluster,
+    each class's ending at exactly 1 (a class with no images: uniform)."""
+    counts = torch.bincount(ids.cpu(), minlength=classes * k).double().reshape(classes, k)  # (classes, k)
+    counts[counts.sum(1) == 0] = 1.0
+    cdf = counts.cumsum(1) / counts.sum(1, keepdim=True)
+    cdf[:, -1] = 1.0
+    return cdf.flatten()
+
+
+def clusters_within(z: torch.Tensor, labels: torch.Tensor, cdf: torch.Tensor, k: int) -> torch.Tensor:
+    """The label id (B,) int64 = class · k + cluster of each latent (B, Z) given its class (B,): the cluster is
+    picked from the latent as `clusters_of` picks it, at its class's frequencies in cdf (classes · k,)."""
+    zd = z.detach().double()
+    labels = labels.to(zd.device).long()
+    rows = cdf.to(zd.device, torch.float64).reshape(-1, k)[labels]  # (B, k)
+    u = _unit(zd.sum(1), z.shape[1])[:, None]  # (B, 1)
+    ids = torch.searchsorted(rows.contiguous(), u, right=True).clamp_(max=k - 1)[:, 0]  # (B,)
+    return labels * k + ids

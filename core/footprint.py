@@ -299,9 +299,9 @@ def network_sizes(cfg: RunConfig, *, channels: int, num_classes: int, columns: i
     if m.arch == "biggan":
         return _biggan(cfg, channels, num_classes if m.conditional else 0)
     if m.arch == "stylegan2":
-        labels = m.label_classes(num_classes)
-        cdf = labels if m.clusters else 0  # a cluster-conditioned mapping network's cluster_cdf
-        return _stylegan2_g(cfg, channels, labels) + cdf, _stylegan2_d(cfg, channels, labels)
+        codes = classes * groups  # one code per label id, or per cluster of each channel
+        cdf = codes if m.clusters or m.class_clusters else 0  # a cluster-conditioned mapping network's cluster_cdf
+        return _stylegan2_g(cfg, channels, codes) + cdf, _stylegan2_d(cfg, channels, codes)
     layers = m.patch_layers if m.patch_layers is not None else max(1, int(math.log2(m.image_size)) - 5)
     if m.arch == "pix2pix":
         g = _unet(channels, channels, m.image_size, m.g_width or m.width)

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.clusters import clusters_of
+from core.clusters import clusters_of, clusters_within, group_digits
 from core.config import RunConfig
 from core.networks import minibatch_std
 
@@ -62,6 +62,8 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> Style
         width=m.g_width or m.width,
         num_classes=m.label_classes(num_classes),
         clusters=m.clusters > 0,
+        class_clusters=m.class_clusters,
+        groups=m.label_groups(channels),
         progressive=cfg.train.progressive is not None,
     )
 
@@ -73,6 +75,7 @@ def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> S
         channels=channels,
         width=m.width,
         num_classes=m.label_classes(num_classes),
+        groups=m.label_groups(channels),
         start_resolution=grow.start_resolution if grow is not None else None,
     )
 
@@ -247,32 +250,80 @@ class ToRGB(nn.Module):
         return self.conv(x, w) + self.bias[None, :, None, None].to(x.dtype)  # (B, C, H, W)
 
 
+def group_codes(table: torch.Tensor, ids: torch.Tensor, k: int, groups: int) -> torch.Tensor:
+    """The rows (B, F) of a code table (k · groups, F) for label ids (B,): the id's row, or for ids made of `groups`
+    digits in base k (a cluster per channel, core.clusters) the sum of one row per digit over √groups."""
+    if groups == 1:
+        return table[ids]
+    rows = group_digits(ids, k, groups) + k * torch.arange(groups, device=ids.device)  # (B, groups)
+    return table[rows].sum(-2) / math.sqrt(groups)
+
+
 class MappingNetwork(nn.Module):
-    """z (B, Z) [and labels (B,)] -> w (B, W), with the tracked mean of w as the buffer `w_avg`. A cluster-conditioned
-    network (`model.clusters`, core.clusters) holds the clusters' cumulative real frequencies as the buffer
-    `cluster_cdf` (K,) float64 and, given no labels, picks each latent's cluster from the latent itself."""
+    """z (B, Z) [and labels (B,)] -> w (B, W), with the tracked mean of w as the buffer `w_avg`. It embeds one code
+    per label id (`num_classes` of them): a class, a cluster, or a class's cluster. A cluster-conditioned network
+    (`model.clusters`, core.clusters) holds the clusters' cumulative real frequencies as the buffer `cluster_cdf`
+    (K,) float64 and, given no labels, picks each latent's cluster from the latent itself; with clusters within
+    classes (`class_clusters` k) `cluster_cdf` holds each class's (classes · k,) and, given a class, the network
+    picks the cluster within it from the latent (label id class · k + cluster). With a cluster per channel
+    (`groups` channels, `model.cluster_channels`) it holds each channel's (groups · K,), picks every channel's
+    cluster from the latent, and embeds the sum of one code per channel (`group_codes`)."""
 
     w_avg: torch.Tensor  # (W,)
     cluster_cdf: torch.Tensor | None  # (K,) float64, when cluster-conditioned
 
-    def __init__(self, *, z_dim: int, w_dim: int, layers: int, num_classes: int, clusters: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        z_dim: int,
+        w_dim: int,
+        layers: int,
+        num_classes: int,
+        clusters: bool = False,
+        class_clusters: int = 0,
+        groups: int = 1,
+    ) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.embed = nn.Parameter(torch.randn(num_classes, w_dim)) if num_classes else None
+        self.num_classes, self.class_clusters, self.groups = num_classes, class_clusters, groups
+        self.embed = nn.Parameter(torch.randn(num_classes * groups, w_dim)) if num_classes else None
         sizes = [z_dim + (w_dim if num_classes else 0)] + [w_dim] * layers
         self.net = nn.Sequential(*[EqualLinear(a, b, lr_mul=0.01, act=True) for a, b in itertools.pairwise(sizes)])
         self.register_buffer("w_avg", torch.zeros(w_dim))
-        cdf = torch.linspace(1.0 / num_classes, 1.0, num_classes, dtype=torch.float64) if clusters else None
-        self.register_buffer("cluster_cdf", cdf)
+        # One cdf per class (clusters within classes) or per group (a cluster per channel), uniform until set.
+        per = class_clusters or num_classes
+        copies = num_classes // per if class_clusters else groups
+        uniform = torch.linspace(1.0 / per, 1.0, per, dtype=torch.float64).repeat(copies) if per else None
+        self.register_buffer("cluster_cdf", uniform if clusters or class_clusters else None)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None, *, update_w_avg: bool = False) -> torch.Tensor:
-        x = normalize_2nd_moment(z)  # (B, Z)
-        if labels is None and self.cluster_cdf is not None:
-            labels = clusters_of(z, self.cluster_cdf)  # (B,)
-        if self.embed is not None:
+    def ids(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The label id (B,) each latent (B, Z) is mapped with: its class, its cluster (picked from it when no
+        labels are given) or its class's cluster (picked from it within the given class), or None."""
+        if self.class_clusters:
             if labels is None:
                 raise ValueError("this generator is conditional: give it a label per latent")
-            x = torch.cat([x, normalize_2nd_moment(self.embed[labels])], dim=1)  # (B, Z + W)
+            assert self.cluster_cdf is not None
+            return clusters_within(z, labels, self.cluster_cdf, self.class_clusters)
+        if labels is None and self.cluster_cdf is not None:
+            return clusters_of(z, self.cluster_cdf, self.groups)
+        return labels
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor | None,
+        *,
+        ids: torch.Tensor | None = None,
+        update_w_avg: bool = False,
+    ) -> torch.Tensor:
+        """w (B, W) of latents z (B, Z) given their labels, or given their label ids (`ids`, from `ids`) directly,
+        as training does to judge each fake in D on the id it was made with."""
+        x = normalize_2nd_moment(z)  # (B, Z)
+        ids = self.ids(z, labels) if ids is None else ids
+        if self.embed is not None:
+            if ids is None:
+                raise ValueError("this generator is conditional: give it a label per latent")
+            code = group_codes(self.embed, ids, self.num_classes, self.groups)  # (B, W)
+            x = torch.cat([x, normalize_2nd_moment(code)], dim=1)  # (B, Z + W)
         w = self.net(x)  # (B, W)
         if update_w_avg:
             with torch.no_grad():
@@ -294,16 +345,26 @@ class StyleGenerator(nn.Module):
         width: int,
         num_classes: int,
         clusters: bool = False,
+        class_clusters: int = 0,
+        groups: int = 1,
         progressive: bool = False,
     ) -> None:
-        """`num_classes`: the labels w is conditioned on (classes, or with `clusters` the k-means clusters, which
-        the mapping network then picks from each latent when it is given no labels)."""
+        """`num_classes`: the label ids w is conditioned on (classes; with `clusters` the k-means clusters, which
+        the mapping network then picks from each latent when it is given no labels; with `class_clusters` k, k
+        clusters in each of num_classes / k classes, the cluster picked from the latent within the given class)."""
         super().__init__()
         self.z_dim, self.w_dim = z_dim, w_dim
-        self.num_classes = 0 if clusters else num_classes  # what a caller must pass labels for
+        # What a caller must pass labels for: none, or the classes
+        self.num_classes = 0 if clusters else num_classes // (class_clusters or 1)
         self.image_size = image_size
         self.mapping = MappingNetwork(
-            z_dim=z_dim, w_dim=w_dim, layers=mapping_layers, num_classes=num_classes, clusters=clusters
+            z_dim=z_dim,
+            w_dim=w_dim,
+            layers=mapping_layers,
+            num_classes=num_classes,
+            clusters=clusters,
+            class_clusters=class_clusters,
+            groups=groups,
         )
         resolutions = [2**i for i in range(2, int(math.log2(image_size)) + 1)]  # 4, 8, ..., image_size
         ch = [channels_at(r, image_size=image_size, width=width) for r in resolutions]
@@ -327,14 +388,19 @@ class StyleGenerator(nn.Module):
         return self.mapping.cluster_cdf
 
     def set_cluster_frequencies(self, cdf: torch.Tensor) -> None:
-        """Use the real data's cumulative cluster frequencies (K,) (core.clusters.cluster_cdf)."""
+        """Use the real data's cumulative cluster frequencies (K,) (core.clusters.cluster_cdf), or each class's
+        (classes · k,) (core.clusters.class_cluster_cdf)."""
         assert self.mapping.cluster_cdf is not None and cdf.shape == self.mapping.cluster_cdf.shape
         self.mapping.cluster_cdf.copy_(cdf)
+
+    def label_ids(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The label id (B,) the mapping network gives each latent (B, Z) with these labels (see MappingNetwork.ids)."""
+        return self.mapping.ids(z, labels)
 
     def clusters_of(self, z: torch.Tensor) -> torch.Tensor:
         """The cluster (B,) that a call without labels gives each latent (B, Z)."""
         assert self.mapping.cluster_cdf is not None, "this generator is not cluster-conditioned"
-        return clusters_of(z, self.mapping.cluster_cdf)
+        return clusters_of(z, self.mapping.cluster_cdf, self.mapping.groups)
 
     def grow(self, resolution: int, alpha: float) -> None:
         """Run up to `resolution` px, its toRGB weighted by `alpha` (progressive growing)."""
@@ -380,9 +446,16 @@ class StyleGenerator(nn.Module):
         return image  # (B, C, H, W)
 
     def forward(
-        self, z: torch.Tensor, labels: torch.Tensor | None = None, *, truncation: float | None = None
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        truncation: float | None = None,
+        ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        w = self.truncate(self.mapping(z, labels), truncation)  # (B, W)
+        """Images of latents z (B, Z) given their labels, or their label ids (`ids`: the ids D is conditioned on,
+        which with clusters within classes name the cluster as well as the class)."""
+        w = self.truncate(self.mapping(z, labels, ids=ids), truncation)  # (B, W)
         return self.synthesis(w[:, None].expand(-1, self.num_ws, -1))  # (B, C, H, W)
 
 
@@ -402,7 +475,14 @@ class DBlock(nn.Module):
 
 class StyleDiscriminator(nn.Module):
     def __init__(
-        self, *, image_size: int, channels: int, width: int, num_classes: int, start_resolution: int | None = None
+        self,
+        *,
+        image_size: int,
+        channels: int,
+        width: int,
+        num_classes: int,
+        groups: int = 1,
+        start_resolution: int | None = None,
     ) -> None:
         """`start_resolution`: a progressive D's first resolution; it gets a fromRGB at each resolution from there
         up to image_size / 2 (`grow_from_rgb`, the highest first) besides the top one."""
@@ -419,7 +499,8 @@ class StyleDiscriminator(nn.Module):
         self.conv = EqualConv2d(c4 + 1, c4, 3)  # after the minibatch std feature
         self.fc = EqualLinear(c4 * 16, c4, act=True)
         self.out = EqualLinear(c4, 1)
-        self.embed = nn.Parameter(torch.randn(num_classes, c4) / math.sqrt(c4)) if num_classes else None
+        self.num_classes, self.groups = num_classes, groups
+        self.embed = nn.Parameter(torch.randn(num_classes * groups, c4) / math.sqrt(c4)) if num_classes else None
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None
@@ -430,7 +511,8 @@ class StyleDiscriminator(nn.Module):
         features = self.fc(h.flatten(1))  # (B, C4)
         logits = self.out(features).squeeze(1)  # (B,)
         if self.embed is not None and labels is not None:
-            logits = logits + (self.embed[labels].to(features.dtype) * features).sum(1)  # projection
+            code = group_codes(self.embed, labels, self.num_classes, self.groups)  # (B, C4)
+            logits = logits + (code.to(features.dtype) * features).sum(1)  # projection
         return logits, features, None
 
     def grow(self, resolution: int, alpha: float) -> None:

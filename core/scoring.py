@@ -49,7 +49,7 @@ class Scorer:
     @property
     def num_classes(self) -> int:
         """The labels D is conditioned on: the run's clusters (all their combinations, with a cluster per
-        channel), the dataset's classes, or 0."""
+        channel), the dataset's classes (times the clusters within each, `model.class_clusters`), or 0."""
         m = self.cfg.model
         return m.label_classes(int(self.data_info.get("num_classes") or 0)) ** m.label_groups(
             int(self.data_info.get("channels") or 0)
@@ -149,8 +149,8 @@ def score_images(
             logits, labels = _best_classes(scorer, x)
             target = _discriminate(scorer, x, labels)[1]  # (B, F)
         columns["discriminator"][start:stop] = (-logits).double().cpu().numpy()
-        if labels is not None and not scorer.cfg.model.clusters:
-            classes[start:stop] = labels.cpu().numpy()
+        if labels is not None and not scorer.cfg.model.clusters:  # D's label id: the class, or class · k + cluster
+            classes[start:stop] = labels.cpu().numpy() // (scorer.cfg.model.class_clusters or 1)
 
         # The latent search: one z per image, optimised together (each image's loss depends on its z only).
         z = z_all[start:stop].clone().to(device).requires_grad_(True)
@@ -173,8 +173,10 @@ def score_images(
 def _reconstruction(
     scorer: Scorer, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None, target: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: mean |x − G(z)| (B,) and mean |f(x) − f(G(z))| (B,)."""
-    fake = scorer.generator(z, labels)  # (B, C, H, W)
+    """Per image: mean |x − G(z)| (B,) and mean |f(x) − f(G(z))| (B,), G given D's label ids `labels`."""
+    # With clusters within classes D's ids name the class's cluster too, and G is given the id as it is.
+    within = scorer.cfg.model.class_clusters
+    fake = scorer.generator(z, None, ids=labels) if within else scorer.generator(z, labels)  # (B, C, H, W)
     residual = (x - fake).abs().flatten(1).mean(1)  # (B,)
     features = _discriminate(scorer, fake, labels)[1]  # (B, F)
     return residual, (target - features).abs().mean(1)

@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 
 from core import checkpoint
-from core.clusters import cluster_counts, cluster_images
+from core.clusters import cluster_counts, cluster_images, cluster_within_classes
 from core.config import RunConfig
 
 
@@ -115,18 +115,21 @@ def real_clusters(
 ) -> torch.Tensor | None:
     """Cluster conditioning (`model.clusters`, core.clusters): each real sample's cluster id (N,) on `device`, from
     k-means at the start and from the newest checkpoint `latest` when resuming, their sizes emitted with the run's
-    environment; None without clusters. `groups` > 1 clusters each of that many channels on its own."""
-    k = cfg.model.clusters
-    if not k:
+    environment; None without clusters. `groups` > 1 clusters each of that many channels on its own. With
+    `model.class_clusters` k, the id is class · k + the sample's cluster within its class."""
+    k, within = cfg.model.clusters, cfg.model.class_clusters
+    if not k and not within:
         return None
     ids = checkpoint.read_clusters(latest) if latest is not None else None
-    if ids is None:
+    if ids is None and within:
+        ids = cluster_within_classes(data.data, data.labels, within, seed=cfg.seed)
+    elif ids is None:
         ids = cluster_images(data.data, k, seed=cfg.seed, per_channel=groups > 1)
     if ids.shape != (len(data),):
         raise ValueError("model.clusters: the checkpoint's clusters do not match this dataset's size")
-    sizes = cluster_counts(ids, k, groups)  # (G, K)
-    found = {"count": k, "smallest": int(sizes.min()), "largest": int(sizes.max())}
-    emit("environment", {"clusters": {**found, "per_channel": groups > 1}})
+    sizes = cluster_counts(ids, k, groups) if k else torch.bincount(ids, minlength=data.num_classes * within)
+    found = {"count": k or within, "smallest": int(sizes.min()), "largest": int(sizes.max())}
+    emit("environment", {"clusters": {**found, "per_channel": groups > 1, "within_classes": bool(within)}})
     return ids.to(device)
 
 

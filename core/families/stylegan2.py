@@ -4,7 +4,10 @@ in core.networks_stylegan2.
 
 A cluster-conditioned run (`model.clusters`, core.clusters) conditions G's mapping network and D's projection on
 k-means cluster ids of the real images as a conditional run does on its classes; each fake's cluster is a
-function of its latent, so G(z) still samples the whole data (the noise family's cluster conditioning).
+function of its latent, so G(z) still samples the whole data (the noise family's cluster conditioning). A
+conditional run with clusters within its classes (`model.class_clusters`) does the same inside each class: G and D
+see the id class · k + cluster, a real's from k-means within its class and a fake's picked from its latent within
+the class it was drawn for, so G(z, class) still samples the whole class.
 
 One step is the paper's four phases in order: the generator's nonsaturating logistic loss on style-mixed fakes,
 the lazy path-length regularization (every `loss.pl_every` steps), the discriminator's logistic loss, and the lazy
@@ -40,7 +43,7 @@ from torch.nn import functional as F
 from core import checkpoint
 from core.ada import AdaptiveAugment
 from core.augment import make_augment
-from core.clusters import cluster_cdf
+from core.clusters import class_cluster_cdf, cluster_cdf
 from core.config import RunConfig
 from core.datasets import Dataset
 from core.families import Step, StepStats, grad_norm, noise, real_clusters
@@ -72,9 +75,10 @@ class Models:
     opt_d: torch.optim.Optimizer
     augment: Augment | None  # DiffAugment, applied to every input of D
     ada: AdaptiveAugment | None  # adaptive augmentation of every input of D (train.augment ada)
-    num_classes: int  # the classes G and D are conditioned on; 0 when unconditional or cluster-conditioned
+    num_classes: int  # the classes fakes are drawn for; 0 when unconditional or cluster-conditioned
     pl_mean: torch.Tensor  # () the running mean of the path lengths
-    clusters: torch.Tensor | None = None  # (N,) each real image's cluster id, in a cluster-conditioned run
+    # (N,) each real image's label id in a cluster-conditioned run: its cluster, or class · k + its cluster within it
+    clusters: torch.Tensor | None = None
     # The lazy regularizers' last values, reported with the step's stats when they ran on it.
     reg_stats: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -107,11 +111,14 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
     if cfg.model.conditional and data.labels is None:
         raise ValueError(f"model.conditional: dataset {cfg.dataset} has no class labels; set conditional to false")
     # Cluster conditioning: the real images' k-means cluster ids, from the checkpoint when resuming.
-    ids = real_clusters(cfg, data, latest, groups=1, device=device, emit=emit)
+    groups = cfg.model.label_groups(data.channels)  # a cluster per channel, or one per image
+    ids = real_clusters(cfg, data, latest, groups=groups, device=device, emit=emit)
     G = build_generator(cfg, channels=data.channels, num_classes=data.num_classes)
     D = build_discriminator(cfg, channels=data.channels, num_classes=data.num_classes)
-    if ids is not None:
-        G.set_cluster_frequencies(cluster_cdf(ids, cfg.model.clusters))
+    if ids is not None and cfg.model.class_clusters:
+        G.set_cluster_frequencies(class_cluster_cdf(ids, data.num_classes, cfg.model.class_clusters))
+    elif ids is not None:
+        G.set_cluster_frequencies(cluster_cdf(ids, cfg.model.clusters, groups))
     G = G.to(device, memory_format=torch.channels_last)
     D = D.to(device, memory_format=torch.channels_last)
     betas = (cfg.train.beta1, cfg.train.beta2)
@@ -177,7 +184,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if grow is not None:
         real = fade_reals(real, resolution, alpha)
     real_labels = real_labels if m.num_classes else None
-    if m.clusters is not None:  # the reals' k-means clusters
+    if m.clusters is not None:  # the reals' k-means clusters (within their classes)
         real_labels = m.clusters[indices.to(at.device)]
     z, labels = _latents(m, cfg, b, at.device)
     with at.autocast():
@@ -216,15 +223,16 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
 
 def mixed_ws(
-    G: StyleGenerator, z: torch.Tensor, labels: torch.Tensor | None, *, mixing_prob: float, update_w_avg: bool = False
+    G: StyleGenerator, z: torch.Tensor, ids: torch.Tensor | None, *, mixing_prob: float, update_w_avg: bool = False
 ) -> torch.Tensor:
-    """One w per synthesis layer (B, L, W): with probability `mixing_prob` a sample's layers from a random cutoff on
-    take the w of a second latent (style-mixing regularization); only the first latents move the tracked mean."""
-    w = G.mapping(z, labels, update_w_avg=update_w_avg)  # (B, W)
+    """One w per synthesis layer (B, L, W) of latents z (B, Z) with label ids (B,) (`_latents`): with probability
+    `mixing_prob` a sample's layers from a random cutoff on take the w of a second latent with the same label id
+    (style-mixing regularization); only the first latents move the tracked mean."""
+    w = G.mapping(z, None, ids=ids, update_w_avg=update_w_avg)  # (B, W)
     ws = w[:, None].expand(-1, G.num_ws, -1)  # (B, L, W)
     if mixing_prob <= 0:
         return ws
-    w2 = G.mapping(torch.randn_like(z), labels)  # (B, W)
+    w2 = G.mapping(torch.randn_like(z), None, ids=ids)  # (B, W)
     # (B,) the first layer of the second style, among the layers in use (all of them unless growing)
     cutoff = torch.randint(1, G.active_ws(), (z.shape[0],), device=z.device)
     cutoff = torch.where(torch.rand(z.shape[0], device=z.device) < mixing_prob, cutoff, G.num_ws)
@@ -265,11 +273,12 @@ def _d_input(m: Models, x: torch.Tensor) -> torch.Tensor:
 
 
 def _latents(m: Models, cfg: RunConfig, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n latents (n, Z) and, when conditional, n uniformly drawn classes (n,), or each latent's cluster (n,)."""
+    """n latents (n, Z) and their label ids (n,) for G's mapping network and D's projection: uniformly drawn classes
+    when conditional, each latent's cluster (within its class), or None."""
     z = torch.randn(n, cfg.model.z_dim, device=device)  # (n, Z)
     labels = torch.randint(m.num_classes, (n,), device=device) if m.num_classes else None
     if m.clusters is not None:
-        labels = m.G.clusters_of(z)
+        labels = m.G.label_ids(z, labels)
     return z, labels
 
 

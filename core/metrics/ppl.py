@@ -54,7 +54,9 @@ class PathSampler:
             # distance between clusters, not the smoothness within one).
             labels = g.clusters_of(z0)  # type: ignore[operator]
         if self.space == "w":
-            w = g.mapping(torch.cat([z0, z1]), None if labels is None else labels.repeat(2))  # type: ignore[operator]
+            # Both ends are mapped with the start's label id: its class, its cluster, or its cluster within its class.
+            ids = g.label_ids(z0, labels)  # type: ignore[operator]
+            w = g.mapping(torch.cat([z0, z1]), None, ids=None if ids is None else ids.repeat(2))  # type: ignore[operator]
             w0, w1 = w.chunk(2)  # (B, W) each
             ws = torch.cat([w0, w0.lerp(w1, eps)])  # (2B, W)
             return g.synthesis(ws[:, None].expand(-1, int(g.num_ws), -1))  # type: ignore[operator, arg-type, no-any-return]

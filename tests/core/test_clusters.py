@@ -11,7 +11,15 @@ from safetensors import safe_open
 
 from core import scoring
 from core.checkpoint import load_generator
-from core.clusters import cluster_cdf, cluster_images, clusters_of, group_digits
+from core.clusters import (
+    class_cluster_cdf,
+    cluster_cdf,
+    cluster_images,
+    cluster_within_classes,
+    clusters_of,
+    clusters_within,
+    group_digits,
+)
 from core.config import RunConfig
 from core.datasets import load_dataset
 from core.generate import generate_walks, interpolate_latents, run_generator, sample_latents
@@ -36,6 +44,34 @@ def test_kmeans_pools_large_images_and_refuses_more_clusters_than_images():
     message = "model.clusters: 20 clusters need at least 20 images; this dataset has 12"
     with pytest.raises(ValueError, match=re.escape(message)):
         cluster_images(big, 20, seed=0)
+
+
+def test_clusters_within_classes_split_each_class_and_refuse_a_class_smaller_than_k():
+    gen = torch.Generator().manual_seed(0)
+    # Two classes, each made of two separated groups of ten images.
+    groups = torch.arange(4).repeat_interleave(10)  # (40,)
+    images = (groups.float() - 1.5)[:, None, None, None] * 0.5 + 0.02 * torch.randn(40, 1, 8, 8, generator=gen)
+    labels = groups // 2
+    ids = cluster_within_classes(images, labels, 2, seed=0)
+    assert torch.equal(ids // 2, labels)  # id = class · 2 + cluster
+    assert {tuple(sorted(set(ids[groups == g].tolist()))) for g in range(4)} == {(0,), (1,), (2,), (3,)}
+    message = "model.class_clusters: 3 clusters in each class need 3 images in each; class 1 has 2"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cluster_within_classes(images[:22], labels[:22], 3, seed=0)
+
+
+def test_latents_pick_the_cluster_within_their_class_at_its_frequencies():
+    ids = torch.tensor([0] * 10 + [1] * 90 + [2] * 50 + [3] * 50)  # class 0: 10 / 90; class 1: 50 / 50
+    cdf = class_cluster_cdf(ids, 2, 2)
+    assert torch.allclose(cdf, torch.tensor([0.1, 1.0, 0.5, 1.0], dtype=torch.float64))
+    z = sample_latents(20_000, 16, seed=4)
+    for c, shares in ((0, [0.1, 0.9]), (1, [0.5, 0.5])):
+        picked = clusters_within(z, torch.full((len(z),), c), cdf, 2)
+        assert set((picked // 2).tolist()) == {c}
+        share = torch.bincount(picked % 2, minlength=2).double() / len(z)
+        assert torch.allclose(share, torch.tensor(shares, dtype=torch.float64), atol=0.015)
+    # The pick is the one clusters_of makes from the same latent at that class's frequencies.
+    assert torch.equal(clusters_within(z, torch.zeros(len(z)), cdf, 2), clusters_of(z, cdf[:2]))
 
 
 @pytest.mark.parametrize("truncation", [None, 0.5])
@@ -88,11 +124,18 @@ def test_a_group_embedding_sums_one_code_per_group_and_is_a_plain_embedding_for_
     assert torch.allclose(three(label)[0], expected)
 
 
-def test_a_cluster_per_channel_run_draws_every_channel_and_each_changes_the_image(tmp_path):
+@pytest.mark.parametrize(
+    "arch",
+    [
+        pytest.param({}, id="dcgan"),
+        pytest.param({"arch": "stylegan2", "z_dim": 16, "w_dim": 16, "mapping_layers": 2}, id="stylegan2"),
+    ],
+)
+def test_a_cluster_per_channel_run_draws_every_channel_and_each_changes_the_image(tmp_path, arch: dict):
     body = {
         "dataset": "stacked-digits",
-        "model": {"width": 8, "clusters": 4, "cluster_channels": True},
-        "train": {"steps": 2, "batch_size": 16, "ema": None, "precision": "fp32", "device": "cpu"},
+        "model": {"width": 8, "clusters": 4, "cluster_channels": True, **arch},
+        "train": {"steps": 2, "batch_size": 16, "ema": None, "ema_kimg": None, "precision": "fp32", "device": "cpu"},
         "schedule": {"sample_every": 2, "checkpoint_every": 2},
     }
     events: list[tuple[str, dict]] = []
@@ -134,7 +177,15 @@ def test_a_cluster_run_keeps_its_clusters_and_samples_them_at_the_real_frequenci
         assert torch.equal(f.get_tensor("data.clusters"), expected)
     sizes = torch.bincount(expected, minlength=6)
     told = [d["clusters"] for k, d in events if k == "environment" and "clusters" in d]
-    assert told == [{"count": 6, "smallest": int(sizes.min()), "largest": int(sizes.max()), "per_channel": False}]
+    assert told == [
+        {
+            "count": 6,
+            "smallest": int(sizes.min()),
+            "largest": int(sizes.max()),
+            "per_channel": False,
+            "within_classes": False,
+        }
+    ]
 
     G, cfg, _ = load_generator(result.checkpoint)
     assert torch.equal(G.cluster_cdf, cluster_cdf(expected, 6))

@@ -74,6 +74,18 @@ CASES: list[Any] = [
     pytest.param({"dataset": "ds_0123456789", "model": {"arch": "stylegan2", "image_size": 64}}, 3, 0, id="stylegan2"),
     pytest.param({"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}}, 1, 10, id="sg2-cond"),
     pytest.param({"dataset": "digits", "model": {"arch": "stylegan2", "clusters": 50}}, 1, 10, id="sg2-clusters"),
+    pytest.param(
+        {"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True, "class_clusters": 4}},
+        1,
+        10,
+        id="sg2-class-clusters",
+    ),
+    pytest.param(
+        {"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 5, "cluster_channels": True}},
+        3,
+        0,
+        id="sg2-cluster-channels",
+    ),
     pytest.param({"dataset": "digits-edges", "model": {"image_size": 64}}, 1, 10, id="pix2pix"),
     pytest.param({"dataset": "digits-printed"}, 1, 10, id="cyclegan"),
     pytest.param(

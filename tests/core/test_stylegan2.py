@@ -236,8 +236,9 @@ def test_a_few_steps_train_through_the_loop_and_generate_from_the_checkpoint(tmp
     "augment, model",
     [
         pytest.param({"diffaugment": "translation"}, {"conditional": True}, id="diffaugment"),
-        pytest.param({"augment": "ada"}, {"conditional": True}, id="ada"),
+        pytest.param({"augment": "ada"}, {"conditional": True, "class_clusters": 0}, id="ada"),  # classes alone
         pytest.param({}, {"clusters": 4}, id="clusters"),
+        pytest.param({}, {"conditional": True, "class_clusters": 3}, id="class-clusters"),
         pytest.param({"lr_rampdown": 0.7}, {}, id="lr-rampdown"),  # the resume at step 3 falls inside the ramp
     ],
 )
@@ -259,7 +260,7 @@ def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, au
     assert float(a["loss.pl_mean"]) > 0
     if cfg.train.augment == "ada":
         assert {"augment.p", "augment.signs"} <= a.keys()
-    if cfg.model.clusters:
+    if cfg.model.clusters or cfg.model.class_clusters:
         assert {"data.clusters", "G.mapping.cluster_cdf", "G_ema.mapping.cluster_cdf"} <= a.keys()
     assert [key for key in a if not torch.equal(a[key], b[key])] == []
 
@@ -286,6 +287,33 @@ def test_cluster_conditioning_labels_reals_by_k_means_and_fakes_by_their_latents
         cfg, load_dataset("digits", image_size=16), device=torch.device("cpu"), latest=None, emit=lambda *_: None
     ).D
     assert D.embed is not None and D.embed.shape[0] == 5  # projection on the clusters
+
+
+def test_clusters_within_classes_label_reals_by_class_and_cluster_and_fakes_by_class_and_latent(tmp_path):
+    cfg = _cfg(model={"conditional": True, "class_clusters": 3})
+    result = train(cfg, out_dir=tmp_path)
+    ids = load_file(str(result.checkpoint))["data.clusters"]
+    labels = load_dataset("digits", image_size=16).labels
+    assert torch.equal(torch.div(ids, 3, rounding_mode="floor"), labels)  # id = class · 3 + cluster
+    assert set(ids.tolist()) == set(range(30))
+    G, _, _ = load_generator(result.checkpoint)
+    assert G.num_classes == 10 and G.mapping.embed.shape == (30, 16)  # callers pass classes; w embeds 30 ids
+    z = torch.randn(600, 16, generator=torch.Generator().manual_seed(0))
+    classes = torch.full((600,), 7)
+    picked = G.label_ids(z, classes)
+    # Given a class, each latent gets a cluster of that class, near the class's real frequencies.
+    assert torch.equal(torch.div(picked, 3, rounding_mode="floor"), classes)
+    real = torch.bincount(ids[labels == 7] - 21, minlength=3).double()
+    drawn = torch.bincount(picked - 21, minlength=3).double() / 600
+    assert (drawn - real / real.sum()).abs().max() < 0.1
+    # The mapping network embeds that id: the same as passing it, not another cluster of the class.
+    assert torch.equal(G.mapping(z, classes), G.mapping(z, None, ids=picked))
+    assert not torch.equal(G.mapping(z, classes), G.mapping(z, None, ids=21 + (picked - 20) % 3))
+    assert G(z[:4], classes[:4]).shape == (4, 1, 16, 16)
+    D = family.build(
+        cfg, load_dataset("digits", image_size=16), device=torch.device("cpu"), latest=None, emit=lambda *_: None
+    ).D
+    assert D.embed is not None and D.embed.shape[0] == 30  # projection on the (class, cluster) ids
 
 
 def test_the_runs_own_evaluation_measures_the_saved_ema_generator(tmp_path):
@@ -371,9 +399,13 @@ def test_api_defaults_on_digits():
         None,
         10.0,
     )
-    # A conditional run drops the default clusters and keeps the recipe's steps; chosen fields win over digits' own.
+    # A conditional run trades the default clusters for 10 within each class and keeps the recipe's steps; chosen
+    # fields win over digits' own.
     cond = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}})
-    assert (cond.model.clusters, cond.train.steps) == (0, 10000)
+    assert (cond.model.clusters, cond.model.class_clusters, cond.train.steps) == (0, 10, 10000)
+    plain = {"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True, "class_clusters": 0}}
+    assert RunConfig.model_validate(plain).model.class_clusters == 0
+    assert RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True}}).model.class_clusters == 0
     own = RunConfig.model_validate(
         {"dataset": "digits", "model": {"arch": "stylegan2", "clusters": 30}, "train": {"steps": 500}}
     )
@@ -395,11 +427,6 @@ def test_api_defaults_on_digits():
     [
         pytest.param({"model": {"arch": "stylegan2", "image_size": 8}}, "model.image_size", id="size"),
         pytest.param({"model": {"arch": "stylegan2", "spectral_norm": True}}, "model.spectral_norm", id="sn"),
-        pytest.param(
-            {"model": {"arch": "stylegan2", "clusters": 5, "cluster_channels": True}},
-            "model.cluster_channels",
-            id="cluster-channels",
-        ),
         pytest.param({"model": {"arch": "stylegan2", "pack": 2}}, "model.pack", id="pack"),
         pytest.param({"model": {"arch": "stylegan2", "d_conditioning": "acgan"}}, "model.d_conditioning", id="acgan"),
         pytest.param({"model": {"arch": "stylegan2"}, "loss": {"kind": "hinge"}}, "loss.kind", id="hinge"),
@@ -417,6 +444,22 @@ def test_api_defaults_on_digits():
         ),
         pytest.param({"model": {"arch": "stylegan2"}, "train": {"ada_target": 0.5}}, "train.ada_target", id="target"),
         pytest.param({"model": {"arch": "stylegan2", "mixing_prob": 1.5}}, "mixing_prob", id="mixing-range"),
+        pytest.param({"model": {"arch": "stylegan2", "class_clusters": 4}}, "model.class_clusters", id="cc-uncond"),
+        pytest.param(
+            {"model": {"arch": "stylegan2", "conditional": True, "class_clusters": 1}},
+            "model.class_clusters",
+            id="cc-one",
+        ),
+        pytest.param(
+            {"model": {"arch": "dcgan", "conditional": True, "class_clusters": 4}},
+            "model.class_clusters",
+            id="cc-dcgan",
+        ),
+        pytest.param(
+            {"model": {"arch": "stylegan2", "conditional": True, "class_clusters": 200}},
+            "model.class_clusters",
+            id="cc-too-many",
+        ),
     ],
 )
 def test_impossible_configs_name_their_field(body: dict, field: str):
