@@ -382,8 +382,10 @@ class ModelConfig(_Strict):
         description=(
             "cyclegan with loss.semantic_weight: D_A is a projection discriminator (Miyato & Koyama 2018) "
             "conditioned on the class: real A images on their labels, G_BA's translations on the class the "
-            "semantic term's classifier reads in them, so that each class's translations are judged against that "
-            "class's real images (its style), not only against the mixture. Domain B's labels are never read."
+            "semantic term anchors them to (with loss.semantic_anchor clusters their input's cluster's class, else "
+            "the class the semantic term's classifier reads in them), so that each class's translations are judged "
+            "against that class's real images (its style and spread), not only against the mixture. Domain B's "
+            "labels are never read."
         ),
     )
     latent_dim: int = Field(

@@ -64,7 +64,8 @@ latent run's stats still report the ratio (`mode_seeking_spread`, measured witho
 a generator of its own, so the run is unchanged). Evaluations and grids translate held-out B image i with the code
 `image_latents` draws for it from EVAL_LATENT_SEED, translation jobs from their seed (core/translate.py), so both
 are deterministic. With `model.class_projection` D_A is a projection PatchGAN: real A images are judged on their
-labels, G_BA's translations on the class S reads in them (kept beside them in the history pool), so that each
+labels, G_BA's translations on the class the semantic term anchors them to (with `loss.semantic_anchor` clusters
+their input's cluster's class, else the class S reads in them; kept beside them in the history pool), so that each
 digit's translations are judged against that digit's real images.
 
 Options that keep a translation close to its input (docs/benchmarks.md, "CycleGAN on digits-printed"):
@@ -767,10 +768,20 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         else:
             rec_a, rec_b = _with_code(g_ba, fake_b, z_a), g_ab(fake_a)
         adv_ab, _ = generator_loss(cfg.loss, D=patch_judge(m.D.b), fake=fake_b, fake_labels=None, noise_std=noise_std)
-        fake_classes = None  # model.class_projection: each translation judged as the digit S reads in it
+    # The semantic term's reading of each (warped) input: the class each translation is anchored to (its cluster's
+    # with loss.semantic_anchor clusters) and whether it is; read here, before D_A judges the translations, as
+    # model.class_projection judges them on the anchor's class.
+    reading = anchored = None
+    if m.S is not None and not warp_only:
+        reading, anchored = _semantic_reading(m, warped_b if warp_ba is not None else real_b, picks)
+    with at.autocast():
+        fake_classes = None  # model.class_projection: each translation judged as a digit of A
         if m.D.a.embed is not None and m.S is not None:
-            with torch.no_grad():
-                fake_classes = m.S(fake_a.detach()).argmax(1)  # (B,)
+            if m.anchor is not None and reading is not None:  # its input's cluster's class
+                fake_classes = reading
+            else:  # the digit S reads in it
+                with torch.no_grad():
+                    fake_classes = m.S(fake_a.detach()).argmax(1)  # (B,)
         judge_a = _class_judge(m.D.a) if fake_classes is not None else patch_judge(m.D.a)
         adv_ba, _ = generator_loss(cfg.loss, D=judge_a, fake=fake_a, fake_labels=fake_classes, noise_std=noise_std)
     cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
@@ -790,18 +801,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         info = _entropy(probs).mean() - _entropy(probs.mean(0, keepdim=True)).mean()
         loss_g = loss_g + cfg.loss.info_max_weight * info
         stats["loss_g_info"] = info.detach()
-    if m.S is not None and not warp_only:  # each translation B→A read as S reads its (warped) input, where sure
-        inputs = warped_b if warp_ba is not None else real_b  # (B, C_B, H, W)
-        with torch.no_grad():
-            probs = m.S(inputs).softmax(1)  # (B, K)
-            if m.S_others:  # loss.semantic_classifiers: the classifiers' mean reading
-                probs = torch.stack([probs, *(judge(inputs).softmax(1) for judge in m.S_others)]).mean(0)
-            if m.anchor is not None:  # every translation anchored to its input's cluster's class
-                reading = m.anchor.classes(picks, probs).to(probs.device)  # (B,)
-                anchored = torch.ones_like(reading, dtype=torch.float)
-            else:
-                confidence, reading = probs.max(1)  # (B,), (B,)
-                anchored = (confidence >= SEMANTIC_CONFIDENCE).float()
+    if m.S is not None and reading is not None and anchored is not None:  # each translation B→A read as its input
         unit = cfg.loss.semantic_matching_push == "unit"
         conv = m.class_means is not None and cfg.loss.semantic_matching_layers == "conv"
         semantics: list[torch.Tensor] = []
@@ -933,6 +933,23 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     if cfg.loss.instance_noise > 0:
         stats["instance_noise"] = noise_std
     return {"loss_d": loss_d, "loss_g": loss_g}, stats
+
+
+@torch.no_grad()
+def _semantic_reading(m: Models, inputs: torch.Tensor, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class (B,) the semantic term anchors each translation of the (warped) B inputs (B, C_B, H, W) to, and
+    whether it is anchored (B,), 1.0 or 0.0: S's reading where it is sure (the classifiers' mean reading with
+    loss.semantic_classifiers), or with loss.semantic_anchor clusters every input on its cluster's class (the
+    readings folded into the anchor's, `picks` (B,) being the inputs' indices in B's training images)."""
+    assert m.S is not None
+    probs = m.S(inputs).softmax(1)  # (B, K)
+    if m.S_others:  # loss.semantic_classifiers: the classifiers' mean reading
+        probs = torch.stack([probs, *(judge(inputs).softmax(1) for judge in m.S_others)]).mean(0)
+    if m.anchor is not None:  # every translation anchored to its input's cluster's class
+        reading = m.anchor.classes(picks, probs).to(probs.device)  # (B,)
+        return reading, torch.ones_like(reading, dtype=torch.float)
+    confidence, reading = probs.max(1)  # (B,), (B,)
+    return reading, (confidence >= SEMANTIC_CONFIDENCE).float()
 
 
 def _class_judge(D: PatchDiscriminator) -> Any:

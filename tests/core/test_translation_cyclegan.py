@@ -614,6 +614,41 @@ def test_cyclegan_with_a_class_projection_d_a_keeps_classes_in_its_pool_and_resu
         _cfg(model={"class_projection": True}, loss={"semantic_weight": 0.0})
 
 
+def test_a_class_projection_d_a_judges_translations_on_the_cluster_anchor_s_class(tmp_path, monkeypatch):
+    monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
+    readings: list[torch.Tensor] = []  # the anchor's class of each step's inputs, as the semantic term reads them
+    judged: list[torch.Tensor] = []  # the classes D_A judges G_BA's translations on in G's update
+    semantic_reading, class_judge = cyclegan._semantic_reading, cyclegan._class_judge
+
+    def reading(m, inputs, picks):
+        out = semantic_reading(m, inputs, picks)
+        readings.append(out[0].clone())
+        assert torch.equal(out[0], m.anchor.assignment()[m.anchor.clusters[picks]]) and bool(out[1].all())
+        return out
+
+    def judge(D):
+        inner = class_judge(D)
+
+        def record(x, labels):
+            if not any(p.requires_grad for p in D.parameters()):  # G's update (D's own judges reals and the pool)
+                judged.append(labels.clone())
+            return inner(x, labels)
+
+        return record
+
+    monkeypatch.setattr(cyclegan, "_semantic_reading", reading)
+    monkeypatch.setattr(cyclegan, "_class_judge", judge)
+    cfg = _cfg(
+        model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "class_projection": True},
+        loss={"semantic_weight": 1.0, "semantic_anchor": "clusters"},
+        train={"steps": 4, "warp_share": 0.25},  # step 1 with the warps alone: D_A reads S's reading of them
+        schedule={"sample_every": 100, "checkpoint_every": 100, "eval_every": 100},
+    )
+    run_events(tmp_path, cfg)
+    assert len(readings) == 3 and len(judged) == 4  # no anchor in the warp-only step
+    assert all(torch.equal(r, j) for r, j in zip(readings, judged[1:], strict=True))
+
+
 def test_the_class_means_move_each_anchored_class_along_its_gap_and_skip_the_others():
     real = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])  # 3 classes, 2 features
     means = cyclegan.ClassFeatureMeans(real.clone())
