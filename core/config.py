@@ -2367,8 +2367,8 @@ DATASET_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 # What an architecture brings on one dataset to a conditional run, over ARCH_DEFAULTS. stylegan2 on digits: 10
 # k-means clusters within each class (model.class_clusters). Conditioned on the class alone it collapsed within each
-# class (fid_digits 4.8, recall 0.10 at 10,000 steps on seed 0); with the clusters 0.58, 0.33 and 0.39 on seeds 0-2,
-# recall 0.73-0.74, labels read at 0.98-0.99, at the same cost (docs/benchmarks.md).
+# class (fid_digits 4.81, 2.42 and 5.38 at 10,000 steps on seeds 0-2, recall 0.01-0.32); with the clusters 0.58, 0.33
+# and 0.39, recall 0.73-0.74, labels read at 0.98-0.99 (against 1.00), at the same cost (docs/benchmarks.md).
 CONDITIONAL_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "stylegan2"): {"model": {"class_clusters": 10}},
 }
