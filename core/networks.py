@@ -174,9 +174,16 @@ class GroupEmbedding(nn.Embedding):
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         if self.groups == 1:
             return super().forward(labels)
-        offsets = self.k * torch.arange(self.groups, device=labels.device)  # (G,)
-        rows = group_digits(labels, self.k, self.groups) + offsets  # (B, G)
-        return F.embedding(rows, self.weight).sum(-2) / math.sqrt(self.groups)  # (B, dim)
+        return group_codes(self.weight, labels, self.k, self.groups)  # (B, dim)
+
+
+def group_codes(table: torch.Tensor, ids: torch.Tensor, k: int, groups: int) -> torch.Tensor:
+    """The rows (B, F) of a code table (k · groups, F) for label ids (B,): the id's row, or for ids made of `groups`
+    digits in base k (a cluster per channel, core.clusters) the sum of one row per digit over √groups."""
+    if groups == 1:
+        return table[ids]
+    rows = group_digits(ids, k, groups) + k * torch.arange(groups, device=ids.device)  # (B, groups)
+    return F.embedding(rows, table).sum(-2) / math.sqrt(groups)
 
 
 # Width of the class code of conditional BatchNorm (BigGAN's shared embedding is 128 wide).

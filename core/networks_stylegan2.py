@@ -43,9 +43,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.clusters import clusters_of, clusters_within, group_digits
+from core.clusters import clusters_of, clusters_within
 from core.config import RunConfig
-from core.networks import minibatch_std
+from core.networks import group_codes, minibatch_std
 
 LRELU_GAIN = math.sqrt(2.0)  # keeps the activations' scale through a leaky ReLU (He et al. 2015)
 W_AVG_BETA = 0.995  # the tracked mean of w moves this slowly at each generator step
@@ -248,15 +248,6 @@ class ToRGB(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self.conv(x, w) + self.bias[None, :, None, None].to(x.dtype)  # (B, C, H, W)
-
-
-def group_codes(table: torch.Tensor, ids: torch.Tensor, k: int, groups: int) -> torch.Tensor:
-    """The rows (B, F) of a code table (k · groups, F) for label ids (B,): the id's row, or for ids made of `groups`
-    digits in base k (a cluster per channel, core.clusters) the sum of one row per digit over √groups."""
-    if groups == 1:
-        return table[ids]
-    rows = group_digits(ids, k, groups) + k * torch.arange(groups, device=ids.device)  # (B, groups)
-    return table[rows].sum(-2) / math.sqrt(groups)
 
 
 class MappingNetwork(nn.Module):
