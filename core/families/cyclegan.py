@@ -773,7 +773,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     # model.class_projection judges them on the anchor's class.
     reading = anchored = None
     if m.S is not None and not warp_only:
-        reading, anchored = _semantic_reading(m, warped_b if warp_ba is not None else real_b, picks)
+        reading, anchored = semantic_reading(m, warped_b if warp_ba is not None else real_b, picks)
     with at.autocast():
         fake_classes = None  # model.class_projection: each translation judged as a digit of A
         if m.D.a.embed is not None and m.S is not None:
@@ -782,7 +782,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
             else:  # the digit S reads in it
                 with torch.no_grad():
                     fake_classes = m.S(fake_a.detach()).argmax(1)  # (B,)
-        judge_a = _class_judge(m.D.a) if fake_classes is not None else patch_judge(m.D.a)
+        judge_a = class_judge(m.D.a) if fake_classes is not None else patch_judge(m.D.a)
         adv_ba, _ = generator_loss(cfg.loss, D=judge_a, fake=fake_a, fake_labels=fake_classes, noise_std=noise_std)
     cycle = _l1(rec_a, real_a) + _l1(rec_b, real_b)
     loss_g = adversarial_scale(cfg) * (adv_ab + adv_ba) + cycle_weight * cycle
@@ -936,7 +936,7 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
 
 
 @torch.no_grad()
-def _semantic_reading(m: Models, inputs: torch.Tensor, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def semantic_reading(m: Models, inputs: torch.Tensor, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The class (B,) the semantic term anchors each translation of the (warped) B inputs (B, C_B, H, W) to, and
     whether it is anchored (B,), 1.0 or 0.0: S's reading where it is sure (the classifiers' mean reading with
     loss.semantic_classifiers), or with loss.semantic_anchor clusters every input on its cluster's class (the
@@ -952,7 +952,7 @@ def _semantic_reading(m: Models, inputs: torch.Tensor, picks: torch.Tensor) -> t
     return reading, (confidence >= SEMANTIC_CONFIDENCE).float()
 
 
-def _class_judge(D: PatchDiscriminator) -> Any:
+def class_judge(D: PatchDiscriminator) -> Any:
     """A projection PatchGAN as core.losses calls a discriminator: (x, classes) -> (patch logits (B·P·P,), no
     features, no class logits)."""
 

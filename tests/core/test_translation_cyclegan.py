@@ -618,16 +618,16 @@ def test_a_class_projection_d_a_judges_translations_on_the_cluster_anchor_s_clas
     monkeypatch.setattr(cyclegan, "SOURCE_EPOCHS", 1)  # the classifier's training before the run, shortened
     readings: list[torch.Tensor] = []  # the anchor's class of each step's inputs, as the semantic term reads them
     judged: list[torch.Tensor] = []  # the classes D_A judges G_BA's translations on in G's update
-    semantic_reading, class_judge = cyclegan._semantic_reading, cyclegan._class_judge
+    original_reading, original_judge = cyclegan.semantic_reading, cyclegan.class_judge
 
     def reading(m, inputs, picks):
-        out = semantic_reading(m, inputs, picks)
+        out = original_reading(m, inputs, picks)
         readings.append(out[0].clone())
         assert torch.equal(out[0], m.anchor.assignment()[m.anchor.clusters[picks]]) and bool(out[1].all())
         return out
 
     def judge(D):
-        inner = class_judge(D)
+        inner = original_judge(D)
 
         def record(x, labels):
             if not any(p.requires_grad for p in D.parameters()):  # G's update (D's own judges reals and the pool)
@@ -636,8 +636,8 @@ def test_a_class_projection_d_a_judges_translations_on_the_cluster_anchor_s_clas
 
         return record
 
-    monkeypatch.setattr(cyclegan, "_semantic_reading", reading)
-    monkeypatch.setattr(cyclegan, "_class_judge", judge)
+    monkeypatch.setattr(cyclegan, "semantic_reading", reading)
+    monkeypatch.setattr(cyclegan, "class_judge", judge)
     cfg = _cfg(
         model={"spatial_transform": True, "warp_centred": True, "residual_generator": True, "class_projection": True},
         loss={"semantic_weight": 1.0, "semantic_anchor": "clusters"},
