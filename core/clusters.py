@@ -76,7 +76,14 @@ def cluster_counts(ids: torch.Tensor, k: int, groups: int = 1) -> torch.Tensor:
 def cluster_cdf(ids: torch.Tensor, k: int, groups: int = 1) -> torch.Tensor:
     """The cumulative frequencies (groups · k,) float64 of cluster ids (N,): for each group (channel) of
     `groups`, its clusters' cumulative frequencies, each ending at exactly 1."""
-    counts = cluster_counts(ids, k, groups).double()  # (G, K)
+    return _cumulative(cluster_counts(ids, k, groups))  # (G, K) -> (G · K,)
+
+
+def _cumulative(counts: torch.Tensor) -> torch.Tensor:
+    """Each row's cumulative frequencies of counts (R, K), flattened (R · K,) float64, each row ending at exactly 1
+    (a row of no counts: uniform)."""
+    counts = counts.double()
+    counts[counts.sum(1) == 0] = 1.0
     cdf = counts.cumsum(1) / counts.sum(1, keepdim=True)
     cdf[:, -1] = 1.0
     return cdf.flatten()
@@ -137,11 +144,7 @@ def cluster_within_classes(images: torch.Tensor, labels: torch.Tensor, k: int, *
 def class_cluster_cdf(ids: torch.Tensor, classes: int, k: int) -> torch.Tensor:
     """Each class's cumulative cluster frequencies (classes · k,) float64 of label ids (N,) = class · k + cluster,
     each class's ending at exactly 1 (a class with no images: uniform)."""
-    counts = torch.bincount(ids.cpu(), minlength=classes * k).double().reshape(classes, k)  # (classes, k)
-    counts[counts.sum(1) == 0] = 1.0
-    cdf = counts.cumsum(1) / counts.sum(1, keepdim=True)
-    cdf[:, -1] = 1.0
-    return cdf.flatten()
+    return _cumulative(torch.bincount(ids.cpu(), minlength=classes * k).reshape(classes, k))
 
 
 def clusters_within(z: torch.Tensor, labels: torch.Tensor, cdf: torch.Tensor, k: int) -> torch.Tensor:

@@ -277,9 +277,7 @@ def _latents(m: Models, cfg: RunConfig, n: int, device: torch.device) -> tuple[t
     when conditional, each latent's cluster (within its class), or None."""
     z = torch.randn(n, cfg.model.z_dim, device=device)  # (n, Z)
     labels = torch.randint(m.num_classes, (n,), device=device) if m.num_classes else None
-    if m.clusters is not None:
-        labels = m.G.label_ids(z, labels)
-    return z, labels
+    return z, m.G.label_ids(z, labels)
 
 
 # The sample grid and the sampler: the noise family's, which need only G(z, labels) and the number of classes; the
