@@ -410,11 +410,14 @@ def test_api_defaults_on_digits():
         {"dataset": "digits", "model": {"arch": "stylegan2", "clusters": 30}, "train": {"steps": 500}}
     )
     assert (own.model.clusters, own.train.steps) == (30, 500)
-    # stacked-digits' cluster per channel gives way to none.
-    stacked = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2"}}).model
-    assert (stacked.clusters, stacked.cluster_channels) == (0, False)
+    # stacked-digits keeps its 50 clusters per channel under the recipe's steps; a chosen k stays per channel, and
+    # a conditional run or a choice of no clusters drops the cluster per channel.
+    stacked = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2"}})
+    assert (stacked.model.clusters, stacked.model.cluster_channels, stacked.train.steps) == (50, True, 10000)
     chosen_k = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 20}})
-    assert (chosen_k.model.clusters, chosen_k.model.cluster_channels) == (20, False)
+    assert (chosen_k.model.clusters, chosen_k.model.cluster_channels) == (20, True)
+    none = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 0}})
+    assert (none.model.clusters, none.model.cluster_channels) == (0, False)
     assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg  # as checkpoints and the API store it
     chosen = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": {"r1_gamma": 3}})
     assert chosen.loss.r1_gamma == 3
