@@ -279,7 +279,9 @@ class ModelConfig(_Strict):
             "model.clusters splits an unlabeled dataset), G and D are conditioned on the (class, cluster) pair, and "
             "G, given a class, draws the cluster from its latent at that class's cluster frequencies, so callers "
             "still pass only the class. Each class's variety then has codes of its own instead of one, which keeps "
-            "the generator from collapsing within a class on small data. 0 turns it off."
+            "the generator from collapsing within a class on small data. 0 turns it off. Left out of a POST /runs "
+            "on an uploaded labelled dataset, it is chosen from the smallest class: one cluster per 17 of its "
+            "images, at most 10, none below 2 (default_class_clusters)."
         ),
     )
     spectral_norm: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
@@ -2366,6 +2368,20 @@ DATASET_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 CONDITIONAL_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "stylegan2"): {"model": {"class_clusters": 10}},
 }
+# An uploaded labelled dataset's class sizes are known when a run is posted, not when its config is layered: the API
+# fills a conditional stylegan2 run's model.class_clusters from them (default_class_clusters), keeping at least as
+# many images in each cluster of the smallest class as digits' 10 clusters keep in its smallest (174 images).
+CLASS_CLUSTERS = 10
+CLASS_CLUSTER_IMAGES = 17
+
+
+def default_class_clusters(smallest_class: int) -> int:
+    """Clusters within each class for a conditional stylegan2 run whose smallest class has `smallest_class` images:
+    one per CLASS_CLUSTER_IMAGES of them, at most CLASS_CLUSTERS, and 0 (off) where that would be fewer than 2."""
+    k = min(CLASS_CLUSTERS, smallest_class // CLASS_CLUSTER_IMAGES)
+    return k if k >= 2 else 0
+
+
 # StyleGAN2-ADA's R1 weight per pixel and image: γ = this · image_size² / batch_size (0.0008 at 16 px, batch 64).
 STYLEGAN2_R1_PER_PIXEL = 0.0002
 

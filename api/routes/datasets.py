@@ -34,7 +34,7 @@ from api.routing import ReleasingRoute
 from api.schemas import DatasetPatch, DatasetPublic, DatasetsPublic, DatasetUploaded, SkippedFile, TableRowsPublic
 from api.uploads import MAX_FIELD_CHARS, archive_limits, receive_upload
 from core import previews, uploads
-from core.config import BUILTIN_DATASETS, RunConfig, TableSource
+from core.config import BUILTIN_DATASETS, RunConfig, TableSource, default_class_clusters
 from core.tabular import upload as tables
 from core.tabular.columns import is_missing
 from store import layout
@@ -120,6 +120,29 @@ def check_dataset_for_run(session: Session, user: User, cfg: RunConfig) -> RunCo
             "model.conditional",
             f"model.conditional: dataset {cfg.dataset} has no labels (upload images in one folder per class), "
             "so a run on it cannot be conditional",
+        )
+    if cfg.model.conditional and cfg.model.arch == "stylegan2":
+        return _with_class_clusters(cfg, dataset)
+    return cfg
+
+
+def _with_class_clusters(cfg: RunConfig, dataset: Dataset) -> RunConfig:
+    """A conditional stylegan2 run on an uploaded dataset: a model.class_clusters the request left out is chosen from
+    the dataset's smallest class (default_class_clusters); a chosen one must leave an image for each cluster of
+    every class (a 422 naming the smallest class, rather than a run that fails when it builds its clusters)."""
+    per_class: dict[str, int] = (dataset.stats or {}).get("images_per_class") or {}
+    if not per_class:
+        return cfg
+    name, smallest = min(per_class.items(), key=lambda item: item[1])
+    if "class_clusters" not in cfg.model.model_fields_set:
+        model = cfg.model.model_dump() | {"class_clusters": default_class_clusters(smallest)}
+        return RunConfig.model_validate(cfg.model_dump() | {"model": model})
+    if cfg.model.class_clusters > smallest:
+        k = cfg.model.class_clusters
+        raise unprocessable(
+            "model.class_clusters",
+            f"model.class_clusters: {k} clusters in each class need {k} images in each; class {name!r} of dataset "
+            f"{cfg.dataset} has {smallest}",
         )
     return cfg
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from ganforge.cli import app
 from ganforge.client import Ganforge
 from tests.conftest import Service
-from tests.utils.runs import assert_trained_to, post_and_finish, wait_for_job
+from tests.utils.runs import assert_trained_to, post_and_finish, wait_for_job, wait_for_status
 from tests.utils.zips import build_zip
 
 STYLEGAN2 = {
@@ -159,6 +159,42 @@ def test_bad_style_requests_are_422_naming_the_field(
     error = response.json()["detail"][0]
     assert (error["loc"], error["msg"]) == (loc, message)
     assert trained.client.get(f"/runs/{trained.run_id}/generations").json()["items"] == before  # nothing queued
+
+
+def test_a_conditional_run_on_an_upload_splits_its_classes_by_the_smallest(trained: Trained) -> None:
+    """Left out, model.class_clusters is chosen from the upload's smallest class (34 images: 2 clusters); a chosen
+    one that a class cannot fill is a 422 naming that class, with no run queued."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    members = {}
+    for folder, digit, count in (("ones", 1, 34), ("sevens", 7, 40)):
+        for i, pixels in enumerate(digits.images[digits.target == digit][:count]):
+            out = io.BytesIO()
+            Image.fromarray((pixels * 255 / 16).astype(np.uint8), mode="L").resize((SIZE, SIZE)).save(out, "PNG")
+            members[f"{folder}/{i:02d}.png"] = out.getvalue()
+    files = {"file": ("digits.zip", build_zip(members), "application/zip")}
+    response = trained.client.post("/datasets", files=files, data={"name": "ones and sevens"})
+    assert response.status_code == 201, response.text
+    body = {**STYLEGAN2, "dataset": response.json()["id"]}
+    posted, _ = post_and_finish(trained.client, body)
+    assert posted["config"]["model"]["class_clusters"] == 2
+    assert_trained_to(trained.client, posted["id"], 4)
+
+    before = trained.client.get("/runs").json()["items"]
+    response = trained.client.post("/runs", json={**body, "model": {**STYLEGAN2["model"], "class_clusters": 35}})
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert (error["loc"], error["msg"]) == (
+        ["body", "model", "class_clusters"],
+        f"model.class_clusters: 35 clusters in each class need 35 images in each; class 'ones' of dataset "
+        f"{body['dataset']} has 34",
+    )
+    assert trained.client.get("/runs").json()["items"] == before
+    chosen = trained.client.post("/runs", json={**body, "model": {**STYLEGAN2["model"], "class_clusters": 0}})
+    assert chosen.status_code == 201 and chosen.json()["config"]["model"]["class_clusters"] == 0
+    trained.client.post(f"/runs/{chosen.json()['id']}/cancel")
+    wait_for_status(trained.client, chosen.json()["id"], ("canceled", "failed", "succeeded"))
 
 
 # Projection.
