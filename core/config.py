@@ -1691,11 +1691,10 @@ class RunConfig(_Strict):
 
     def _check_stylegan2(self) -> None:
         """What a stylegan2 run needs: its own loss (nonsaturating logistic with lazy R1 and path-length
-        regularization), labels only through its mapping network, and none of the noise family's stabilizers."""
+        regularization), labels only through its mapping network, and none of the noise family's loss stabilizers."""
         m, loss, train = self.model, self.loss, self.train
         refused = [
             ("loss.kind", loss.kind != "nonsaturating", "stylegan2 trains with the nonsaturating logistic loss"),
-            ("model.spectral_norm", m.spectral_norm, "the stylegan2 discriminator is regularized by R1 instead"),
             ("model.minibatch_std", not m.minibatch_std, "the stylegan2 discriminator always has the feature"),
             ("model.pack", m.pack > 1, "the stylegan2 discriminator judges single samples; set pack to 1"),
             ("model.d_conditioning", m.d_conditioning != "projection", "the stylegan2 discriminator uses projection"),

@@ -9,6 +9,8 @@ tracked mean of w (`w_avg`) is what truncation pulls toward.
 
 Discriminator: fromRGB at the top resolution, then residual blocks down to 4×4, the minibatch standard deviation,
 a 3×3 convolution and two fully connected layers; a conditional D adds the projection term (Miyato & Koyama 2018).
+With `model.spectral_norm` every weight of D, the projection's codes included, is spectrally normalised (`spectral`);
+by default D is regularized by R1 alone, as in the paper.
 
 Every weight has an equalized learning rate: it is stored N(0, 1) / lr_multiplier and scaled at run time by
 lr_multiplier / sqrt(fan_in). Up- and down-sampling use the paper's [1, 3, 3, 1] binomial filter, as depthwise
@@ -42,6 +44,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.parametrizations import spectral_norm
 
 from core.clusters import clusters_of, clusters_within
 from core.config import RunConfig
@@ -77,6 +80,7 @@ def build_discriminator(cfg: RunConfig, *, channels: int, num_classes: int) -> S
         num_classes=m.label_classes(num_classes),
         groups=m.label_groups(channels),
         start_resolution=grow.start_resolution if grow is not None else None,
+        sn=m.spectral_norm,
     )
 
 
@@ -450,15 +454,31 @@ class StyleGenerator(nn.Module):
         return self.synthesis(w[:, None].expand(-1, self.num_ws, -1))  # (B, C, H, W)
 
 
+def spectral(layer: EqualConv2d | EqualLinear, on: bool) -> nn.Module:
+    """The layer with its weight divided by its largest singular value (Miyato et al. 2018, the weight reshaped to
+    (out, in · k · k) as SNGAN and torch do it), and without the equalized-lr gain 1 / sqrt(fan_in), when `on`.
+
+    Spectral norm makes the layer's linear map 1-Lipschitz; multiplying by the constant gain afterwards would make it
+    1 / sqrt(fan_in)-Lipschitz instead, which compounds over D's layers into a logit orders of magnitude below 1 that
+    the biases cannot restore. The gain is not needed for what it does elsewhere: the normalised weight has the same
+    scale in every layer whatever its fan-in, and since W / σ(W) does not change with the stored weight's scale, the
+    stored weights stay N(0, 1) and Adam moves every layer's by the same relative step, as equalized lr intends. What
+    is left is 1-Lipschitz up to the constant √2 of the scaled leaky ReLU (and the binomial blur, which sums to 1)."""
+    if not on:
+        return layer
+    layer.weight_gain = 1.0
+    return spectral_norm(layer)
+
+
 class DBlock(nn.Module):
     """Two 3×3 convolutions, the second halving the resolution, beside a 1×1 skip that halves it too; the sum
-    scaled by 1/sqrt(2) keeps the variance."""
+    scaled by 1/sqrt(2) keeps the variance. `sn`: spectral norm on the three (see `spectral`)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, sn: bool = False) -> None:
         super().__init__()
-        self.conv0 = EqualConv2d(in_channels, in_channels, 3)
-        self.conv1 = EqualConv2d(in_channels, out_channels, 3, down=True)
-        self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False, act=False, down=True)
+        self.conv0 = spectral(EqualConv2d(in_channels, in_channels, 3), sn)
+        self.conv1 = spectral(EqualConv2d(in_channels, out_channels, 3, down=True), sn)
+        self.skip = spectral(EqualConv2d(in_channels, out_channels, 1, bias=False, act=False, down=True), sn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.skip(x) + self.conv1(self.conv0(x))) * math.sqrt(0.5)  # (B, C_out, H/2, W/2)
@@ -474,24 +494,29 @@ class StyleDiscriminator(nn.Module):
         num_classes: int,
         groups: int = 1,
         start_resolution: int | None = None,
+        sn: bool = False,
     ) -> None:
         """`start_resolution`: a progressive D's first resolution; it gets a fromRGB at each resolution from there
-        up to image_size / 2 (`grow_from_rgb`, the highest first) besides the top one."""
+        up to image_size / 2 (`grow_from_rgb`, the highest first) besides the top one. `sn` (`model.spectral_norm`):
+        spectral norm on every weight (`spectral`), the projection's class codes included, as in SNGAN's projection
+        discriminator; off, D is regularized by R1 alone, as in the paper."""
         super().__init__()
         self.image_size = image_size
         resolutions = [2**i for i in range(int(math.log2(image_size)), 1, -1)]  # image_size, ..., 4
         ch = [channels_at(r, image_size=image_size, width=width) for r in resolutions]
-        self.from_rgb = EqualConv2d(channels, ch[0], 1)
+        self.from_rgb = spectral(EqualConv2d(channels, ch[0], 1), sn)
         lowest = resolutions.index(start_resolution) if start_resolution is not None else 0
-        self.grow_from_rgb = nn.ModuleList([EqualConv2d(channels, c, 1) for c in ch[1 : lowest + 1]])
+        self.grow_from_rgb = nn.ModuleList([spectral(EqualConv2d(channels, c, 1), sn) for c in ch[1 : lowest + 1]])
         self.resolution, self.alpha = image_size, 1.0  # the phase of a progressive D (see `grow`)
-        self.blocks = nn.Sequential(*[DBlock(a, b) for a, b in itertools.pairwise(ch)])
+        self.blocks = nn.Sequential(*[DBlock(a, b, sn=sn) for a, b in itertools.pairwise(ch)])
         c4 = ch[-1]
-        self.conv = EqualConv2d(c4 + 1, c4, 3)  # after the minibatch std feature
-        self.fc = EqualLinear(c4 * 16, c4, act=True)
-        self.out = EqualLinear(c4, 1)
+        self.conv = spectral(EqualConv2d(c4 + 1, c4, 3), sn)  # after the minibatch std feature
+        self.fc = spectral(EqualLinear(c4 * 16, c4, act=True), sn)
+        self.out = spectral(EqualLinear(c4, 1), sn)
         self.num_classes, self.groups = num_classes, groups
         self.embed = nn.Parameter(torch.randn(num_classes * groups, c4) / math.sqrt(c4)) if num_classes else None
+        if sn and self.embed is not None:
+            spectral_norm(self, name="embed")  # the (codes, C4) table's largest singular value to 1
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None

@@ -12,6 +12,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
+from torch.nn.utils import parametrize
 
 from core import generate, scoring
 from core.checkpoint import load_generator
@@ -71,6 +72,31 @@ def test_shapes_of_each_piece():
     logits, features, class_logits = D(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]))
     assert logits.shape == (4,) and features.shape == (4, channels_at(4, image_size=32, width=8))
     assert class_logits is None
+
+
+def test_spectral_norm_makes_every_discriminator_weight_1_lipschitz_without_the_equalized_gain():
+    torch.manual_seed(0)
+    plain = StyleDiscriminator(image_size=16, channels=1, width=8, num_classes=5)
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules())  # off: the paper's D, unchanged
+    D = StyleDiscriminator(image_size=16, channels=1, width=8, num_classes=5, sn=True)
+    layers = [m for m in D.modules() if hasattr(m, "weight_gain")]
+    assert len(layers) == 1 + 3 * 2 + 3  # fromRGB, two blocks of three, the 3×3 conv and the two linear layers
+    for layer in [*layers, D]:
+        assert parametrize.is_parametrized(layer)
+    with torch.no_grad():  # each forward in training mode runs one step of the power iteration
+        for _ in range(100):
+            logits, features, _ = D(torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3]))
+    assert logits.shape == (4,) and features.shape == (4, channels_at(4, image_size=16, width=8))
+    for layer in layers:
+        assert layer.weight_gain == 1.0
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert abs(float(sigma) - 1.0) < 0.01, layer
+    assert abs(float(torch.linalg.matrix_norm(D.embed.detach(), ord=2)) - 1.0) < 0.01  # the projection's codes
+    # The power iteration moves in training mode only, so an evaluation leaves D's state as it was.
+    D.eval()
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    D(torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3]))
+    assert all(torch.equal(before[k], v) for k, v in D.state_dict().items())
 
 
 def test_demodulation_keeps_unit_variance():
@@ -240,6 +266,7 @@ def test_a_few_steps_train_through_the_loop_and_generate_from_the_checkpoint(tmp
         pytest.param({}, {"clusters": 4}, id="clusters"),
         pytest.param({}, {"conditional": True, "class_clusters": 3}, id="class-clusters"),
         pytest.param({"lr_rampdown": 0.7}, {}, id="lr-rampdown"),  # the resume at step 3 falls inside the ramp
+        pytest.param({}, {"spectral_norm": True, "clusters": 4}, id="spectral-norm"),  # D's power-iteration vectors
     ],
 )
 def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, augment: dict, model: dict):
@@ -262,6 +289,8 @@ def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, au
         assert {"augment.p", "augment.signs"} <= a.keys()
     if cfg.model.clusters or cfg.model.class_clusters:
         assert {"data.clusters", "G.mapping.cluster_cdf", "G_ema.mapping.cluster_cdf"} <= a.keys()
+    if cfg.model.spectral_norm:
+        assert {"D.from_rgb.parametrizations.weight.0._u", "D.parametrizations.embed.0._v"} <= a.keys()
     assert [key for key in a if not torch.equal(a[key], b[key])] == []
 
 
@@ -421,6 +450,9 @@ def test_api_defaults_on_digits():
     assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg  # as checkpoints and the API store it
     chosen = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": {"r1_gamma": 3}})
     assert chosen.loss.r1_gamma == 3
+    # Spectral norm in D is an option beside R1 (off by default above), kept as chosen.
+    sn = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2", "spectral_norm": True}})
+    assert sn.model.spectral_norm and sn.loss.r1_gamma == cfg.loss.r1_gamma
     # A chosen EMA decay replaces the default half-life.
     assert RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}, "train": {"ema": 0.99}})
 
@@ -429,7 +461,6 @@ def test_api_defaults_on_digits():
     "body, field",
     [
         pytest.param({"model": {"arch": "stylegan2", "image_size": 8}}, "model.image_size", id="size"),
-        pytest.param({"model": {"arch": "stylegan2", "spectral_norm": True}}, "model.spectral_norm", id="sn"),
         pytest.param({"model": {"arch": "stylegan2", "pack": 2}}, "model.pack", id="pack"),
         pytest.param({"model": {"arch": "stylegan2", "d_conditioning": "acgan"}}, "model.d_conditioning", id="acgan"),
         pytest.param({"model": {"arch": "stylegan2"}, "loss": {"kind": "hinge"}}, "loss.kind", id="hinge"),
