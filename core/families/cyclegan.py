@@ -1048,13 +1048,14 @@ class Translations:
     (`sample_fn(n) -> (translations, their labels or None)`); `cycles(n)` gives both directions and both cycles of
     the first n held-out images of each domain, for the evaluator's cycle and domain-B metrics. G in eval mode.
     With model.latent_dim, held-out B image i is translated with the code image_latents draws for it from
-    EVAL_LATENT_SEED (the same at every evaluation), and A→B→A with each A image's code as the encoder reads it
-    (its mean)."""
+    `code_seed` (EVAL_LATENT_SEED, the same at every evaluation, unless another draw of codes is asked for), and
+    A→B→A with each A image's code as the encoder reads it (its mean)."""
 
     G: nn.Module  # CycleGenerators, or its EMA copy
     data: UnpairedDataset
     device: torch.device
     autocast: Autocast
+    code_seed: int = EVAL_LATENT_SEED
 
     def __call__(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         assert self.data.held_b is not None
@@ -1083,7 +1084,7 @@ class Translations:
 
     def _codes(self, n: int) -> torch.Tensor | None:
         """The latent codes (n, L) of the first n held-out B images' translations; None without model.latent_dim."""
-        return image_latents(n, self.G.latent_dim, seed=EVAL_LATENT_SEED) if self.G.enc is not None else None
+        return image_latents(n, self.G.latent_dim, seed=self.code_seed) if self.G.enc is not None else None
 
     @torch.no_grad()
     def _translate(self, direction: str, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
