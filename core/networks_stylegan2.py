@@ -1,11 +1,11 @@
 """The style-based generator and its residual discriminator (StyleGAN2, Karras et al. 2020): architecture only.
 
 Generator: a mapping network (`model.mapping_layers` equalized fully connected layers at learning-rate multiplier
-0.01) turns the pixel-normalised latent z (B, Z), and the normalised label embedding when conditional, into
-w (B, W); the synthesis network starts from a learned constant 4×4 input and, at each resolution, runs modulated and
-demodulated 3×3 convolutions with per-pixel noise of learned strength, and adds a toRGB of its features to the
-upsampled image so far (the skip generator). Layer i takes its own w, so that styles can be mixed per layer; the
-tracked mean of w (`w_avg`) is what truncation pulls toward.
+`model.mapping_lr_mul`, the paper's 0.01) turns the pixel-normalised latent z (B, Z), and the normalised label
+embedding when conditional, into w (B, W); the synthesis network starts from a learned constant 4×4 input and, at
+each resolution, runs modulated and demodulated 3×3 convolutions with per-pixel noise of learned strength, and adds
+a toRGB of its features to the upsampled image so far (the skip generator). Layer i takes its own w, so that
+styles can be mixed per layer; the tracked mean of w (`w_avg`) is what truncation pulls toward.
 
 Discriminator: fromRGB at the top resolution, then residual blocks down to 4×4, the minibatch standard deviation,
 a 3×3 convolution and two fully connected layers; a conditional D adds the projection term (Miyato & Koyama 2018).
@@ -60,6 +60,7 @@ def build_generator(cfg: RunConfig, *, channels: int, num_classes: int) -> Style
         z_dim=m.z_dim,
         w_dim=m.w_dim or m.z_dim,
         mapping_layers=m.mapping_layers,
+        mapping_lr_mul=m.mapping_lr_mul,
         image_size=m.image_size,
         channels=channels,
         width=m.g_width or m.width,
@@ -277,12 +278,14 @@ class MappingNetwork(nn.Module):
         clusters: bool = False,
         class_clusters: int = 0,
         groups: int = 1,
+        lr_mul: float = 0.01,
     ) -> None:
+        """`lr_mul`: the layers' learning-rate multiplier (`model.mapping_lr_mul`; the paper's 0.01)."""
         super().__init__()
         self.num_classes, self.class_clusters, self.groups = num_classes, class_clusters, groups
         self.embed = nn.Parameter(torch.randn(num_classes * groups, w_dim)) if num_classes else None
         sizes = [z_dim + (w_dim if num_classes else 0)] + [w_dim] * layers
-        self.net = nn.Sequential(*[EqualLinear(a, b, lr_mul=0.01, act=True) for a, b in itertools.pairwise(sizes)])
+        self.net = nn.Sequential(*[EqualLinear(a, b, lr_mul=lr_mul, act=True) for a, b in itertools.pairwise(sizes)])
         self.register_buffer("w_avg", torch.zeros(w_dim))
         # One cdf per class (clusters within classes) or per group (a cluster per channel), uniform until set.
         per = class_clusters or num_classes
@@ -343,6 +346,7 @@ class StyleGenerator(nn.Module):
         class_clusters: int = 0,
         groups: int = 1,
         progressive: bool = False,
+        mapping_lr_mul: float = 0.01,
     ) -> None:
         """`num_classes`: the label ids w is conditioned on (classes; with `clusters` the k-means clusters, which
         the mapping network then picks from each latent when it is given no labels; with `class_clusters` k, k
@@ -360,6 +364,7 @@ class StyleGenerator(nn.Module):
             clusters=clusters,
             class_clusters=class_clusters,
             groups=groups,
+            lr_mul=mapping_lr_mul,
         )
         resolutions = [2**i for i in range(2, int(math.log2(image_size)) + 1)]  # 4, 8, ..., image_size
         ch = [channels_at(r, image_size=image_size, width=width) for r in resolutions]

@@ -27,6 +27,7 @@ from core.networks_stylegan2 import (
     ModulatedConv2d,
     StyleDiscriminator,
     StyleGenerator,
+    build_generator,
     channels_at,
     downsample,
     fresh_noise,
@@ -62,6 +63,12 @@ def test_shapes_of_each_piece():
 
     mapping = MappingNetwork(z_dim=16, w_dim=12, layers=3, num_classes=10)
     assert mapping(torch.randn(5, 16), torch.arange(5)).shape == (5, 12)
+    # The mapping layers learn at model.mapping_lr_mul (the paper's 0.01 by default): stored at N(0, 1) / lr_mul.
+    assert [layer.lr_mul for layer in mapping.net] == [0.01] * 3
+    slow = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2", "mapping_lr_mul": 0.001}})
+    G_slow = build_generator(slow, channels=1, num_classes=10)
+    assert [layer.lr_mul for layer in G_slow.mapping.net] == [0.001] * 2
+    assert 500 < float(G_slow.mapping.net[0].weight.detach().std()) < 2000
 
     G = StyleGenerator(z_dim=16, w_dim=12, mapping_layers=2, image_size=16, channels=1, width=8, num_classes=0)
     assert G.num_ws == 6  # 4 px: one layer; 8 and 16 px: two each; and the last toRGB
@@ -478,6 +485,8 @@ def test_api_defaults_on_digits():
         ),
         pytest.param({"model": {"arch": "stylegan2"}, "train": {"ada_target": 0.5}}, "train.ada_target", id="target"),
         pytest.param({"model": {"arch": "stylegan2", "mixing_prob": 1.5}}, "mixing_prob", id="mixing-range"),
+        pytest.param({"model": {"arch": "dcgan", "mapping_lr_mul": 0.1}}, "model.mapping_lr_mul", id="dcgan-map-lr"),
+        pytest.param({"model": {"arch": "stylegan2", "mapping_lr_mul": 0}}, "mapping_lr_mul", id="map-lr-range"),
         pytest.param({"model": {"arch": "stylegan2", "class_clusters": 4}}, "model.class_clusters", id="cc-uncond"),
         pytest.param(
             {"model": {"arch": "stylegan2", "conditional": True, "class_clusters": 1}},
