@@ -2374,14 +2374,14 @@ DATASET_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 # k-means clusters within each class (model.class_clusters). Conditioned on the class alone it collapsed within each
 # class (fid_digits 4.81, 2.42 and 5.38 at 10,000 steps on seeds 0-2, recall 0.01-0.32); with the clusters 0.58, 0.33
 # and 0.39, recall 0.73-0.74, labels read at 0.98-0.99 (against 1.00), at the same cost (docs/benchmarks.md).
-CONDITIONAL_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("digits", "stylegan2"): {"model": {"class_clusters": 10}},
-}
 # An uploaded labelled dataset's class sizes are known when a run is posted, not when its config is layered: the API
 # fills a conditional stylegan2 run's model.class_clusters from them (default_class_clusters), keeping at least as
-# many images in each cluster of the smallest class as digits' 10 clusters keep in its smallest (174 images).
+# many images in each cluster of the smallest class as digits' clusters keep in its smallest (174 images).
 CLASS_CLUSTERS = 10
 CLASS_CLUSTER_IMAGES = 17
+CONDITIONAL_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("digits", "stylegan2"): {"model": {"class_clusters": CLASS_CLUSTERS}},
+}
 
 
 def default_class_clusters(smallest_class: int) -> int:
