@@ -26,12 +26,13 @@ k takes its codes from seed EVAL_LATENT_SEED + k * CODE_DRAW_STRIDE. Reported ov
 `label_preservation_mean`. fd_digits_b and label_preservation_b translate A→B, which reads no code: one draw gives
 them. Without a latent code every draw is the same, and one is read.
 
-The held-out printed digits are not balanced across the digits (36 of 5, 62 of 2, 46–56 of the others) where the
-handwritten training digits and the floor's held-out handwritten digits are (35–37 a digit held out), and that alone
-raises fd_digits: real handwritten digits drawn in the printed set's proportions read about 0.45 higher than in equal
-ones (docs/benchmarks.md, "CycleGAN on digits-printed"). So each draw is also read on the first 36 translations of
-each digit (360, the floor's count and proportions): `fd_digits_balanced_draws`, `fd_digits_balanced_mean` and
-`fd_digits_balanced_sd`, against the same floor.
+The held-out printed digits hold each digit 50 times (core/unpaired.py), as the handwritten training digits and the
+floor's held-out handwritten digits hold theirs about equally (35–37 a digit held out); before that they were not
+balanced (36 of 5, 62 of 2, 46–56 of the others), which alone raised fd_digits by about 0.45 (docs/benchmarks.md,
+"CycleGAN on digits-printed"). Each draw is also read on the first 36 translations of each digit (360, the floor's
+count and proportions, and the count the readings before the balanced split used): `fd_digits_balanced_draws`,
+`fd_digits_balanced_mean` and `fd_digits_balanced_sd`, against the same floor. It differs from fd_digits only by
+the count it reads (360 against 500).
 
 `--evaluate DIR` evaluates the last checkpoint of a run folder (one `--keep` left: DIR/checkpoints) without training,
 with the run's own config:
@@ -68,6 +69,7 @@ from core.unpaired import UnpairedDataset
 TRACE = ("label_preservation", "label_preservation_b", "fd_digits", "fd_digits_b")
 REPORT = (*TRACE, "cycle_error_a", "cycle_error_b")
 HELD_OUT = 500  # every held-out image of each domain (360 handwritten, 500 printed)
+BALANCED_PER_DIGIT = 36  # fd_digits_balanced's translations of each digit: 360 in all, the floor's count
 CODE_DRAW_STRIDE = 1_000_000  # draw k's codes: seed EVAL_LATENT_SEED + k * this (image i's from that seed + i)
 
 
@@ -158,7 +160,7 @@ def code_draw_values(
         with torch.no_grad():
             feats, logits = ev.classifier.features_and_logits(ba.clamp(-1, 1))  # (500, 128), (500, 10)
         fds.append(fid(*ev.ref["a"], feats))
-        balanced_fds.append(fid(*ev.ref["a"], feats[balanced(source)]))
+        balanced_fds.append(fid(*ev.ref["a"], feats[balanced(source, BALANCED_PER_DIGIT)]))
         mean_terms.append(float(((feats.double().mean(0) - mu_real) ** 2).sum()))
         labels.append(float((logits.argmax(1) == source).float().mean()))
     fd, mean_term = torch.tensor(fds, dtype=torch.float64), torch.tensor(mean_terms, dtype=torch.float64)
@@ -176,12 +178,12 @@ def code_draw_values(
     }
 
 
-def balanced(labels: torch.Tensor) -> torch.Tensor:
-    """The indices of the first m images of each class in `labels` (N,), m the rarest class's count: a subset with
-    every class equally often (on the held-out printed digits, 36 of each digit)."""
+def balanced(labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    """The indices of the first m images of each class in `labels` (N,), m `per_class` or the rarest class's count
+    if fewer: a subset with every class equally often."""
     counts = torch.bincount(labels)  # (K,)
     classes = torch.nonzero(counts)[:, 0]
-    m = int(counts[classes].min())
+    m = min(per_class, int(counts[classes].min()))
     return torch.cat([torch.nonzero(labels == c)[:m, 0] for c in classes])
 
 

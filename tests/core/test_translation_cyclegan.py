@@ -69,6 +69,8 @@ def test_printed_digits_are_white_on_black_balanced_and_fixed_by_their_seed():
     assert (x[:, 0, 0, :] == -1).all() and (x[:, 0, :, 0] == -1).all()  # black borders
     again, again_labels = printed_digits(40, seed=3)
     assert torch.equal(x, again) and torch.equal(labels, again_labels)
+    with pytest.raises(ValueError, match="multiple of 10"):
+        printed_digits(45, seed=3)
 
 
 def test_digits_printed_holds_two_domains_and_held_out_images_of_each():
@@ -77,6 +79,11 @@ def test_digits_printed_holds_two_domains_and_held_out_images_of_each():
     assert (len(ds), ds.b_size, ds.channels, ds.b_channels) == (1437, 2000, 1, 1)
     assert ds.held_a.shape == (360, 1, 32, 32) and ds.held_b.shape == (500, 1, 32, 32)
     assert ds.held_a_labels.shape == (360,) and ds.held_b_labels.shape == (500,)
+    # Each printed split holds every digit equally often: the held-out one is what fd_digits reads against
+    # handwritten digits held out in equal proportions.
+    assert torch.bincount(ds.other_labels, minlength=10).tolist() == [200] * 10
+    assert torch.bincount(ds.held_b_labels, minlength=10).tolist() == [50] * 10
+    assert not any(torch.equal(ds.held_b[i], ds.other[i]) for i in range(50))  # two draws, not one split twice
     assert ds.domain_b(torch.tensor([0, 3])).shape == (2, 1, 32, 32)
     assert ds.info()["pairing"] == "unpaired" and ds.info()["b_channels"] == 1
     assert load_dataset("digits-printed", image_size=64).other.shape == (2000, 1, 64, 64)
