@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
+from collections.abc import Iterable
 
 import pytest
 import torch
@@ -60,6 +62,46 @@ TINY = {
 def _cfg(**over: dict) -> RunConfig:
     body = {key: (TINY[key] | over.get(key, {})) if isinstance(TINY[key], dict) else TINY[key] for key in TINY}
     return RunConfig.model_validate(body | {k: v for k, v in over.items() if k not in body})
+
+
+def _digest(tensors: Iterable[torch.Tensor | None]) -> str:
+    """A digest of the tensors' shapes and bytes, to recognize the same weights or data again."""
+    h = hashlib.sha1()
+    for t in tensors:
+        if t is not None:
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+_TRAINED: dict[tuple, dict[str, torch.Tensor]] = {}
+_MOMENTS: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+
+@pytest.fixture(autouse=True)
+def _source_classifiers_computed_once(monkeypatch):
+    """The source classifiers' training and their class statistics are functions of the classifier's weights, the
+    data, the seed and SOURCE_EPOCHS alone. This module's runs repeat them (a straight run and the first part of a
+    resumed one train the same classifiers; most tests train seed 0's), so each is computed by the real function
+    once and its result loaded from then on: the same tensors, in a fraction of the time."""
+    train, moments = cyclegan.train_source_classifier, cyclegan.source_layer_moments
+
+    def train_once(S: SourceClassifier, data: UnpairedDataset, *, seed: int) -> None:
+        key = (_digest(S.state_dict().values()), _digest((data.store, data.labels)), seed, cyclegan.SOURCE_EPOCHS)
+        if key not in _TRAINED:
+            train(S, data, seed=seed)
+            _TRAINED[key] = {name: t.clone() for name, t in S.state_dict().items()}
+        S.load_state_dict(_TRAINED[key])
+        S.train()
+
+    def moments_once(S: SourceClassifier, data: UnpairedDataset, layers: tuple[int | None, ...]):
+        key = (_digest(S.state_dict().values()), _digest((data.store, data.labels)), layers, S.training)
+        if key not in _MOMENTS:
+            _MOMENTS[key] = moments(S, data, layers)
+        return [(mean.clone(), std.clone()) for mean, std in _MOMENTS[key]]
+
+    monkeypatch.setattr(cyclegan, "train_source_classifier", train_once)
+    monkeypatch.setattr(cyclegan, "source_layer_moments", moments_once)
 
 
 def test_printed_digits_are_white_on_black_balanced_and_fixed_by_their_seed():
