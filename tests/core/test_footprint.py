@@ -75,6 +75,12 @@ CASES: list[Any] = [
     pytest.param({"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}}, 1, 10, id="sg2-cond"),
     pytest.param({"dataset": "digits", "model": {"arch": "stylegan2", "clusters": 50}}, 1, 10, id="sg2-clusters"),
     pytest.param(
+        {"dataset": "digits", "model": {"arch": "stylegan2", "clusters": 50, "spectral_norm": True}},
+        1,
+        10,
+        id="sg2-spectral-norm",
+    ),
+    pytest.param(
         {"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True, "class_clusters": 4}},
         1,
         10,
