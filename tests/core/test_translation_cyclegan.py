@@ -158,7 +158,7 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps_
         "cyclegan",
         "lsgan",
         10.0,
-        2.0,
+        0.5,
     )
     assert (cfg.train.pool_size, cfg.train.lr_schedule, cfg.train.beta1) == (50, "hold-then-linear", 0.5)
     assert (cfg.model.width, cfg.model.res_blocks, cfg.train.steps) == (8, 2, 6000)
