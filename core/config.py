@@ -330,8 +330,8 @@ class ModelConfig(_Strict):
         le=1,
         description=(
             "stylegan2: the mapping network's learning-rate multiplier (the paper's 0.01, set for hundreds of "
-            "thousands of steps). In a run of 13,000 steps its layers barely move at 0.01; 0.1 lowered recall on "
-            "digits and 0.001 raised it (docs/benchmarks.md)."
+            "thousands of steps). In a run of 13,000 steps its layers barely move at 0.01; on digits 0.1 lowered "
+            "recall, and 0.001 lowered fid_digits on two seeds of three, level on the third (docs/benchmarks.md)."
         ),
     )
     mixing_prob: float = Field(
