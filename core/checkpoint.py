@@ -4,9 +4,10 @@ Tensor keys: `G.<state_dict key>`, `D.<...>`, `G_ema.<...>` (when EMA is on), `o
 `opt_d.state.<i>.<name>`, `rng.torch`, `rng.cuda.<i>`, `rng.numpy`, `rng.data` (RNG states as uint8 tensors) and
 `data.perm`, `data.pos` (the data order), and `data.clusters` (the cluster id of every real sample, when
 `model.clusters` is on). Metadata (str -> str): `format` = `ganforge-checkpoint/1`, `config` (the
-resolved RunConfig as JSON), `step`, `data` (JSON `{"kind", "channels", "image_size", "num_classes"}`),
-`opt_g`/`opt_d` (JSON: the optimizers' param groups and non-tensor state), `rng_python`, `rng_numpy` (JSON),
-`run_info` (JSON: versions, device, precision, seed), and `best` (JSON `{"metric", "value", "step"}`: the best
+resolved RunConfig as JSON), `step`, `data` (JSON: the dataset's facts, `{"kind", "channels", "image_size",
+"num_classes", ...}`, and its `fingerprint`, `Dataset.fingerprint`), `opt_g`/`opt_d` (JSON: the optimizers' param
+groups and non-tensor state), `rng_python`, `rng_numpy` (JSON), `run_info` (JSON: versions, device, precision, seed,
+the data's fingerprint), and `best` (JSON `{"metric", "value", "step"}`: the best
 evaluation so far by the primary metric and the step of its checkpoint; absent until a run has evaluated), so that a
 resumed run compares its evaluations with the best from before the resume.
 """
@@ -166,6 +167,12 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
             raise ValueError(f"{path.name} is not a ganforge checkpoint (format {meta.get('format')!r})")
         tensors = {key: f.get_tensor(key) for key in f.keys()}
     return tensors, meta
+
+
+def read_data_info(path: Path) -> dict[str, Any]:
+    """What a checkpoint records about the data it was trained on (its `data` metadata), read alone."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return json.loads((f.metadata() or {})["data"])  # type: ignore[no-any-return]
 
 
 def read_clusters(path: Path) -> torch.Tensor:

@@ -23,6 +23,7 @@ run's image size once, and cached next to the dataset as `cache_{size}px.npz`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,20 @@ class Dataset:
             store=self.store.to(device),
             **{name: t.to(device) if t is not None else None for name, t in moved.items()},
         )
+
+    def fingerprint(self) -> str:
+        """A SHA-256 (hex) of every tensor the dataset holds, training and held-out alike, with each field's name,
+        dtype and shape: checkpoints record it so that a resume can tell that the data changed under the run (a
+        built-in drawn differently by a newer version, an upload's cache rewritten)."""
+        digest = hashlib.sha256()
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, torch.Tensor):
+                continue
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{field.name}:{flat.dtype}:{tuple(value.shape)};".encode())
+            digest.update(flat.view(torch.uint8).numpy().data)
+        return digest.hexdigest()
 
     def info(self) -> dict[str, int | str]:
         """What a checkpoint records about the data: {"kind", "channels", "image_size", "num_classes"}."""
@@ -312,7 +327,10 @@ class DataOrder:
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         if state["perm"].shape[0] != self.n:
-            raise ValueError("the checkpoint's data order does not match this dataset's size")
+            raise ValueError(
+                f"the checkpoint was trained on {state['perm'].shape[0]} samples and the dataset now holds {self.n}: "
+                "its data order cannot continue on data of another size; start a new run"
+            )
         self.gen.set_state(state["gen"])
         self.perm = state["perm"].clone()
         self.pos = int(state["pos"][0])

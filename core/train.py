@@ -267,7 +267,8 @@ def _set_up(
     if rank is not None:  # before the EMA copy, so that it is converted too
         distributed.sync_batchnorm(models, device)
     ema = Ema(models.G, cfg.train.ema_decay) if cfg.train.ema_decay else None
-    info = run_info(device, precision, cfg.seed)
+    # after the family's build, which may re-encode the data as the checkpoint did (ctgan's table transformer)
+    info = run_info(device, precision, cfg.seed) | {"data_fingerprint": data.fingerprint()}
     if rank is not None:
         info |= {"world_size": rank.world_size, "backend": rank.backend}
     run = Run(
@@ -301,6 +302,7 @@ def _resume(run: Run, models: Models, ema: Ema | None) -> Loop:
             loop.last_ckpt, modules=_modules(models, ema), optimizers=models.optimizers(), order=run.order
         )
         run.info["resumed_from_step"] = loop.step
+        _check_data(run, checkpoint.read_data_info(loop.last_ckpt).get("fingerprint"), loop.step)
         if best is not None and layout.checkpoint_path(run.out_dir, int(best["step"])).exists():
             loop.best_metric, loop.best_value, loop.best_step = best["metric"], best["value"], best["step"]
     loop.reported = (time.monotonic(), loop.step)
@@ -310,6 +312,21 @@ def _resume(run: Run, models: Models, ema: Ema | None) -> Loop:
     layout.atomic_write_text(run.out_dir / layout.CONFIG, run.cfg.model_dump_json(indent=2))
     layout.atomic_write_text(run.out_dir / layout.RUN_INFO, json.dumps(run.info, indent=2))
     return loop
+
+
+def _check_data(run: Run, saved: str | None, step: int) -> None:
+    """Warn when the data differ from those the checkpoint at `step` was trained on (`saved`, its fingerprint; None
+    in a checkpoint that predates fingerprints): the run continues on the data it has now, so the resume is not
+    exact, and run_info.json records it."""
+    if saved is None or saved == run.info["data_fingerprint"]:
+        return
+    run.info["data_changed_at_step"] = step
+    message = (
+        f"the training data differ from those the checkpoint at step {step} was trained on (fingerprint "
+        f"{saved[:12]}, now {run.info['data_fingerprint'][:12]}): the run goes on with the data as they are now, "
+        "so it does not resume exactly; start a new run to train on one dataset throughout"
+    )
+    run.emit("warning", {"step": step, "message": message})
 
 
 def lr_scale(schedule: str, done: float, rampdown: float = 0.0) -> float:
@@ -463,7 +480,7 @@ def _save_checkpoint(run: Run, loop: Loop, models: Models, ema: Ema | None) -> N
         path,
         step=step,
         cfg=run.cfg,
-        data_info=run.data.info(),
+        data_info=run.data.info() | {"fingerprint": run.info["data_fingerprint"]},
         modules=_modules(models, ema),
         optimizers=models.optimizers(),
         order=run.order,

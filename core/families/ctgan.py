@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
@@ -300,7 +299,9 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
     if not isinstance(data, TableDataset) or data.transformer is None:
         raise ValueError(f"model.arch: ctgan synthesizes table rows, and {cfg.dataset} is not a table")
     if latest is not None:
-        data.reencode(_read_data_info(latest)["table"])
+        from core.checkpoint import read_data_info
+
+        data.reencode(read_data_info(latest)["table"])
     if cfg.model.gumbel_input is None:
         # An uploaded table's config validated before its rows were known: decided here from the training rows, in
         # the config that the run's checkpoints store, so that a resume and a loaded checkpoint build the same G
@@ -366,11 +367,6 @@ def _reads_noise(cfg: RunConfig) -> bool:
 
 def _rows(table: Table) -> int:
     return len(next(iter(table.values()))) if table else 0
-
-
-def _read_data_info(path: Path) -> dict[str, Any]:
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        return json.loads((f.metadata() or {})["data"])  # type: ignore[no-any-return]
 
 
 def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]:

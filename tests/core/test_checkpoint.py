@@ -8,6 +8,7 @@ from safetensors import safe_open
 
 from core.checkpoint import FORMAT, load_generator, write_safetensors
 from core.config import RunConfig
+from core.datasets import load_dataset
 from core.train import train
 
 
@@ -28,8 +29,15 @@ def test_checkpoint_holds_the_documented_keys_and_metadata(tmp_path):
         keys = set(f.keys())
     assert meta["format"] == FORMAT and meta["step"] == "2"
     assert RunConfig.model_validate_json(meta["config"]) == cfg
-    assert json.loads(meta["data"]) == {"kind": "images", "channels": 1, "image_size": 16, "num_classes": 10}
-    assert json.loads(meta["run_info"])["seed"] == 0
+    fingerprint = load_dataset("digits", image_size=16).fingerprint()
+    assert json.loads(meta["data"]) == {
+        "kind": "images",
+        "channels": 1,
+        "image_size": 16,
+        "num_classes": 10,
+        "fingerprint": fingerprint,
+    }
+    assert json.loads(meta["run_info"])["seed"] == 0 and json.loads(meta["run_info"])["data_fingerprint"] == fingerprint
     for prefix in ("G.", "D.", "G_ema.", "opt_g.", "opt_d.", "rng."):
         assert any(k.startswith(prefix) for k in keys), prefix
     assert {"rng.torch", "rng.numpy", "rng.data", "data.perm"} <= keys

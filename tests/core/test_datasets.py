@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from core.datasets import DataOrder, center_crop_resize, load_dataset
+from core.unpaired import UnpairedDataset
 
 
 def test_ring8_is_eight_gaussians_on_the_unit_circle():
@@ -61,6 +63,29 @@ def test_data_order_resumes_exactly():
     b = DataOrder(10, seed=99)
     b.load_state(state)
     assert all(torch.equal(x, b.next(7)) for x in after)
+
+
+def test_data_order_refuses_a_dataset_of_another_size():
+    state = DataOrder(12, seed=0).state()
+    with pytest.raises(ValueError, match="trained on 12 samples and the dataset now holds 10"):
+        DataOrder(10, seed=0).load_state(state)
+
+
+def test_fingerprint_follows_every_tensor_the_dataset_holds():
+    ds = load_dataset("digits", image_size=8)
+    assert ds.fingerprint() == load_dataset("digits", image_size=8).fingerprint()
+    assert ds.fingerprint() != load_dataset("digits", image_size=16).fingerprint()
+    store = ds.store.clone()
+    store[5, 0, 3, 3] += 0.5
+    assert dataclasses.replace(ds, store=store).fingerprint() != ds.fingerprint()
+    labels = ds.labels.clone()
+    labels[0] = (labels[0] + 1) % 10
+    assert dataclasses.replace(ds, labels=labels).fingerprint() != ds.fingerprint()
+    held = torch.zeros(4, 1, 8, 8)
+    domains = UnpairedDataset(**vars(ds) | {"other": ds.store[:20], "held_b": held})
+    moved = held.clone()
+    moved[3, 0, 7, 7] = 1.0
+    assert dataclasses.replace(domains, held_b=moved).fingerprint() != domains.fingerprint()
 
 
 def testcenter_crop_resize_keeps_the_middle_square():

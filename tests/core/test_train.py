@@ -4,11 +4,14 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import core.datasets
 import core.train
+from core import checkpoint
 from core.config import RunConfig
 from core.families import noise
 from core.train import TrainingDiverged, train
@@ -89,6 +92,54 @@ def test_a_run_resumes_from_its_newest_checkpoint(tmp_path):
     assert (result.status, result.step) == ("completed", 40)
     assert [d["step"] for k, d in events if k == "checkpoint"] == [10, 20, 30, 40]
     assert json.loads((tmp_path / "run_info.json").read_text())["resumed_from_step"] == 1
+
+
+def _write_upload(folder: Path, images: np.ndarray) -> None:
+    """An uploaded dataset's folder as the loader finds it once it has resized the images: its 16 px cache."""
+    folder.mkdir(exist_ok=True)
+    np.savez(folder / "cache_16px.npz", images=images, labels=np.zeros(0, np.int64), class_names=np.array([], str))
+
+
+def _data_warnings(events) -> list[dict]:
+    return [d for k, d in events if k == "warning" and "training data" in d["message"]]
+
+
+def test_a_resume_on_changed_data_says_so_and_goes_on(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 1), dtype=np.uint8)
+    uploads, run_dir = tmp_path / "ds", tmp_path / "run"
+    _write_upload(uploads, images)
+    cfg = _cfg(
+        "ds_0123abcd",
+        model={"image_size": 16, "width": 8},
+        train={"steps": 2, "batch_size": 8},
+        schedule={"checkpoint_every": 1},
+    )
+    _events(run_dir, cfg, dataset_dir=uploads)
+    fingerprint = core.datasets.load_dataset("ds_0123abcd", image_size=16, dataset_dir=uploads).fingerprint()
+    assert checkpoint.read_data_info(run_dir / "checkpoints" / "00000002.safetensors")["fingerprint"] == fingerprint
+    assert json.loads((run_dir / "run_info.json").read_text())["data_fingerprint"] == fingerprint
+
+    longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 3})})
+    _, events = _events(run_dir, longer, dataset_dir=uploads)
+    assert _data_warnings(events) == []
+
+    images[0, 5, 5, 0] ^= 1  # one pixel of one image, as a rewritten upload would differ
+    _write_upload(uploads, images)
+    longest = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 5})})
+    result, events = _events(run_dir, longest, dataset_dir=uploads)
+    assert (result.status, result.step) == ("completed", 5)
+    warnings = _data_warnings(events)
+    assert len(warnings) == 1 and warnings[0]["step"] == 3
+    assert "differ from those the checkpoint at step 3 was trained on" in warnings[0]["message"]
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["data_changed_at_step"] == 3 and info["data_fingerprint"] != fingerprint
+    saved = checkpoint.read_data_info(run_dir / "checkpoints" / "00000005.safetensors")
+    assert saved["fingerprint"] == info["data_fingerprint"]
+
+    _write_upload(uploads, images[:16])
+    even_longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 6})})
+    with pytest.raises(ValueError, match="trained on 24 samples and the dataset now holds 16"):
+        _events(run_dir, even_longer, dataset_dir=uploads)
 
 
 def test_keep_checkpoints_keeps_only_the_newest(tmp_path):
