@@ -547,23 +547,25 @@ class LossConfig(_Strict):
         0.0,
         ge=0,
         description=(
-            "cyclegan with model.latent_dim: weight λ of a bounded diversity term (Yang et al. 2019, "
+            "cyclegan with model.latent_dim, and stylegan2: weight λ of a bounded diversity term (Yang et al. 2019, "
             "'Diversity-Sensitive Conditional GANs'): each step's B→A translations are made again under a second "
             "code, and G's loss adds -λ · min(ratio, loss.diversity_cap), the ratio being loss.mode_seeking's (mean "
             "|G_BA(b, z1) - G_BA(b, z2)| / mean |z1 - z2|). Unlike loss.mode_seeking's inverse, its pull is at most "
             "λ while the code is still ignored, and none once the ratio reaches the cap. Costs one more G_BA pass a "
             "step. On digits-printed with model.latent_dim 8, λ 1 lowered fd_digits against the code alone on seeds "
             "1-3, not on seed 0 and level on seed 5 (docs/benchmarks.md); digits-printed's default is 1 with the "
-            "code, the semantic anchor and the class-conditional matching together. 0 turns it off."
+            "code, the semantic anchor and the class-conditional matching together. stylegan2: the second half of "
+            "G's batch takes the first half's labels or clusters, and the ratio is mean |G(z1, c) - G(z2, c)| / mean "
+            "|z1 - z2| over those pairs (in Z, the latent G is fed), at no extra pass. 0 turns it off."
         ),
     )
     diversity_cap: float = Field(
         0.2,
         gt=0,
         description=(
-            "cyclegan: the ratio τ above which loss.diversity stops pushing two codes' translations apart (images "
-            "in [-1, 1], codes from N(0, I)). 0.2 is about 3× the ratio a digits-printed run with model.latent_dim "
-            "8 ends at without the term (0.07)."
+            "The ratio τ above which loss.diversity stops pushing two codes' translations (cyclegan) or two latents' "
+            "samples of one cluster (stylegan2) apart (images in [-1, 1], codes from N(0, I)). 0.2 is about 3× the "
+            "ratio a digits-printed run with model.latent_dim 8 ends at without the term (0.07)."
         ),
     )
     cycle_weight: float = Field(
@@ -1562,10 +1564,10 @@ class RunConfig(_Strict):
             )
         if self.model.latent_dim > 0 and arch != "cyclegan":
             raise ValueError(f"model.latent_dim: only the cyclegan architecture has it, not {arch}")
-        if self.loss.diversity > 0 and (arch != "cyclegan" or self.model.latent_dim <= 0):
+        if self.loss.diversity > 0 and arch != "stylegan2" and (arch != "cyclegan" or self.model.latent_dim <= 0):
             raise ValueError(
                 "loss.diversity: it spreads the translations of a latent code, which only a cyclegan with "
-                "model.latent_dim has; set it to 0"
+                "model.latent_dim has, or the samples of one cluster or class, which stylegan2 pairs; set it to 0"
             )
         if self.loss.diversity > 0 and self.loss.mode_seeking > 0:
             raise ValueError("loss.diversity: it is a bounded form of loss.mode_seeking's term; set one of them to 0")

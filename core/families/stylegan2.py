@@ -19,6 +19,15 @@ image through core.ada's pipeline, whose probability p moves after each D step b
 reals (p and those signs are checkpoint tensors too). The sample grid and the evaluation's sampler are the noise
 family's, the sampler with noise maps drawn per sample (`fresh_noise`) where the grid keeps the fixed ones.
 
+`loss.diversity` adds DSGAN's bounded diversity term (Yang et al. 2019) to G's loss: the second half of G's batch
+takes the first half's label ids (a fake's cluster, class, or class and cluster), so that fakes i and B/2 + i are two
+latents of one cluster, and G's loss subtracts λ · min(ratio, `loss.diversity_cap`), the ratio being mean |G(z_i) -
+G(z_B/2+i)| over mean |z_i - z_B/2+i|. It is measured in Z, the latent fed to G as the paper has it: z is drawn
+N(0, I), so the denominator stays near 2/√π and the term asks for images apart, where a ratio over w would also be
+raised by the mapping network drawing the ws together, a path length in W grown rather than images spread. The pairs
+come from G's own batch (no second pass, no extra draws: a resumed run draws what an unbroken one does); each fake
+is style-mixed as usual, with its own second latent.
+
 With `train.progressive` every step first sets both networks' phase, (resolution, α) = the config's
 `ProgressiveConfig.phase(step)` (a function of the step alone, so a resumed run grows as an unbroken one), and D
 sees the reals as G can make them at that phase (core.networks_stylegan2.fade_reals); style mixing draws its
@@ -47,7 +56,7 @@ from core.clusters import class_cluster_cdf, cluster_cdf
 from core.config import RunConfig
 from core.datasets import Dataset
 from core.families import Step, StepStats, grad_norm, noise, real_clusters
-from core.losses import Augment
+from core.losses import Augment, bounded_diversity, mode_seeking_ratio, paired
 from core.networks_stylegan2 import (
     StyleDiscriminator,
     StyleGenerator,
@@ -160,10 +169,17 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
     # Train the generator on style-mixed fakes; its mapping network moves the tracked mean of w.
     m.D.requires_grad_(False)
     z, labels = _latents(m, cfg, b, at.device)
+    if loss.diversity > 0:  # fakes i and B/2 + i share a label id, so that their distance is one within a cluster
+        labels = paired(labels)
     with at.autocast():
         fake = m.G.synthesis(mixed_ws(m.G, z, labels, mixing_prob=cfg.model.mixing_prob, update_w_avg=True))
         logits_g = m.D(_d_input(m, fake), labels)[0].float()  # (B,)
     loss_g = F.softplus(-logits_g).mean()
+    if loss.diversity > 0:  # DSGAN's bounded term: the pairs' images apart, per unit of z, up to the cap
+        spread = mode_seeking_ratio(fake, z)
+        diversity = bounded_diversity(spread, loss.diversity_cap)
+        loss_g = loss_g - loss.diversity * diversity
+        stats |= {"loss_g_diversity": diversity.detach(), "mode_seeking_spread": spread.detach()}
     m.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     if at.want_stats:

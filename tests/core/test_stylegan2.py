@@ -21,6 +21,7 @@ from core.datasets import load_dataset
 from core.device import pick_precision
 from core.families import Step, family_of
 from core.families import stylegan2 as family
+from core.losses import bounded_diversity, mode_seeking_ratio
 from core.metrics import Evaluator
 from core.networks_stylegan2 import (
     MappingNetwork,
@@ -34,6 +35,7 @@ from core.networks_stylegan2 import (
     upsample,
 )
 from core.train import lr_scale, seed_evaluation, train
+from tests.utils.training import assert_resume_matches
 
 TINY = {"width": 8, "z_dim": 16, "w_dim": 16, "mapping_layers": 2}
 
@@ -301,6 +303,76 @@ def test_resuming_gives_the_same_weights_path_length_mean_and_w_avg(tmp_path, au
     assert [key for key in a if not torch.equal(a[key], b[key])] == []
 
 
+def _diversity_step(cfg: RunConfig, monkeypatch) -> tuple[family.Models, dict, list, dict]:
+    """One step of `cfg` from seed 0 with D's logits made a constant of its own (no gradient reaches G through
+    them): the models after it, G's weights before it, the label ids D saw (G's step first), and the step's stats."""
+    torch.manual_seed(0)
+    data = load_dataset("digits", image_size=16)
+    m = family.build(cfg, data, device=torch.device("cpu"), latest=None, emit=lambda kind, data: None)
+    bias = torch.nn.Parameter(torch.zeros(()))
+    seen: list = []
+
+    def constant(x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple:
+        seen.append(labels)
+        return 0.0 * x.sum(dim=(1, 2, 3)) + bias, None, None  # a graph to x, with zero gradient along it
+
+    monkeypatch.setattr(m.D, "forward", constant)
+    before = {k: v.clone() for k, v in m.G.state_dict().items()}
+    order = torch.Generator().manual_seed(0)
+
+    def next_batch():
+        indices = torch.randint(len(data), (cfg.train.batch_size,), generator=order)
+        return (indices, *data.batch(indices))
+
+    at = Step(1, 0.0, True, torch.device("cpu"), next_batch=next_batch, autocast=contextlib.nullcontext)
+    _, stats = family.train_step(m, cfg, at)
+    return m, before, seen, stats
+
+
+def test_the_diversity_term_pairs_fakes_within_a_cluster_and_alone_moves_g(monkeypatch):
+    over = {"r1_gamma": 0.0, "pl_weight": 0.0, "diversity_cap": 5.0}  # no regularizer moves G; the cap out of reach
+    model = {"clusters": 5, "mixing_prob": 0.9}
+    m, before, seen, stats = _diversity_step(_cfg(model=model, loss=over | {"diversity": 2.0}), monkeypatch)
+    ids = seen[0]  # G's step: fakes i and B/2 + i share a cluster, though their latents' own clusters differ
+    assert ids is not None and torch.equal(ids[:4], ids[4:])
+    spread = stats["mode_seeking_spread"]
+    assert 0 < float(spread) < 5.0 and torch.equal(stats["loss_g_diversity"], spread)
+    assert float(stats["loss_g"]) == pytest.approx(math.log(2) - 2.0 * float(spread), rel=1e-5)  # softplus(0) - λ r
+    moved = [k for k, v in m.G.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("mapping.net") for k in moved) and any(k.startswith("layers") for k in moved)
+    assert seen[1] is not None and not torch.equal(seen[1][:4], seen[1][4:])  # D's fakes are drawn as before
+
+    # Without the term the step leaves G where it was (D's logits give it no gradient) and reports no spread.
+    m, before, seen, stats = _diversity_step(_cfg(model=model, loss={"r1_gamma": 0.0, "pl_weight": 0.0}), monkeypatch)
+    assert all(torch.equal(v, before[k]) for k, v in m.G.state_dict().items() if k != "mapping.w_avg")
+    assert "mode_seeking_spread" not in stats and not torch.equal(seen[0][:4], seen[0][4:])
+
+
+def test_the_diversity_term_pushes_g_apart_up_to_its_cap():
+    z = torch.randn(8, 16)
+    fake = torch.zeros(8, 1, 4, 4).requires_grad_(True)
+    (-bounded_diversity(mode_seeking_ratio(fake + 0.01 * torch.arange(8.0)[:, None, None, None], z), 5.0)).backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0  # below the cap: a pull
+    far = torch.cat([torch.ones(4, 1, 4, 4), -torch.ones(4, 1, 4, 4)]).requires_grad_(True)
+    bounded_diversity(mode_seeking_ratio(far, z), 0.1).backward()
+    assert far.grad is not None and not far.grad.any()  # above it: none
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param({"clusters": 4}, id="clusters"),
+        pytest.param({"conditional": True, "class_clusters": 3}, id="class-clusters"),
+    ],
+)
+def test_the_diversity_term_resumes_bit_for_bit_with_mixing_and_path_length_regularization(tmp_path, model: dict):
+    cfg = _cfg(model=model | {"mixing_prob": 0.9}, loss={"diversity": 1.0, "pl_weight": 2.0, "r1_gamma": 0.5})
+    straight, _, _ = assert_resume_matches(tmp_path, cfg, cfg.train.steps, 3)
+    stats = [d["values"] for kind, d in straight if kind == "stats"]
+    assert all(0 < s["loss_g_diversity"] <= cfg.loss.diversity_cap + 1e-6 for s in stats)  # fp32 of the cap
+    assert any("pl_penalty" in s for s in stats)
+
+
 def test_cluster_conditioning_labels_reals_by_k_means_and_fakes_by_their_latents(tmp_path):
     cfg = _cfg(model={"clusters": 5})
     result = train(cfg, out_dir=tmp_path)
@@ -475,6 +547,11 @@ def test_api_defaults_on_digits():
         pytest.param({"model": {"arch": "stylegan2"}, "train": {"n_critic": 2}}, "train.n_critic", id="n-critic"),
         pytest.param({"model": {"arch": "stylegan2"}, "train": {"compile": True}}, "train.compile", id="compile"),
         pytest.param({"model": {"arch": "stylegan2"}, "loss": {"top_k": 0.5}}, "loss.top_k", id="top-k"),
+        pytest.param({"model": {"arch": "stylegan2"}, "loss": {"mode_seeking": 1.0}}, "loss.mode_seeking", id="ms"),
+        pytest.param(
+            {"model": {"arch": "stylegan2"}, "loss": {"diversity_cap": 0.5}}, "loss.diversity_cap", id="cap-alone"
+        ),
+        pytest.param({"loss": {"diversity": 1.0}}, "loss.diversity", id="dcgan-diversity"),
         pytest.param({"model": {"arch": "dcgan", "mixing_prob": 0.5}}, "model.mixing_prob", id="dcgan-mixing"),
         pytest.param({"loss": {"pl_weight": 1.0}}, "loss.pl_weight", id="dcgan-pl"),
         pytest.param({"train": {"ema": 0.9, "ema_kimg": 5}}, "train.ema_kimg", id="two-emas"),
