@@ -343,7 +343,9 @@ def test_the_diversity_term_pairs_fakes_within_a_cluster_and_alone_moves_g(monke
     assert seen[1] is not None and not torch.equal(seen[1][:4], seen[1][4:])  # D's fakes are drawn as before
 
     # Without the term the step leaves G where it was (D's logits give it no gradient) and reports no spread.
-    m, before, seen, stats = _diversity_step(_cfg(model=model, loss={"r1_gamma": 0.0, "pl_weight": 0.0}), monkeypatch)
+    m, before, seen, stats = _diversity_step(
+        _cfg(model=model, loss={"r1_gamma": 0.0, "pl_weight": 0.0, "diversity": 0.0}), monkeypatch
+    )
     assert all(torch.equal(v, before[k]) for k, v in m.G.state_dict().items() if k != "mapping.w_avg")
     assert "mode_seeking_spread" not in stats and not torch.equal(seen[0][:4], seen[0][4:])
 
@@ -495,7 +497,7 @@ def test_api_defaults_on_digits():
         2,
         0.9,
     )
-    assert (loss.r1_every, loss.pl_weight, loss.pl_every) == (16, 2.0, 4)
+    assert (loss.r1_every, loss.pl_weight, loss.pl_every, loss.diversity, loss.diversity_cap) == (16, 2.0, 4, 1.0, 0.2)
     assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 32)
     assert (t.steps, t.batch_size, t.lr_g, t.lr_d, t.beta1, t.beta2, t.ema, t.ema_kimg) == (
         13000,
@@ -511,6 +513,12 @@ def test_api_defaults_on_digits():
     # fields win over digits' own.
     cond = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}})
     assert (cond.model.clusters, cond.model.class_clusters, cond.train.steps) == (0, 10, 10000)
+    assert cond.loss.diversity == 0  # measured on the unconditional run alone
+    # The term stays unless turned off, and gives way to nothing else a stylegan2 run on digits may choose.
+    off = {"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": {"diversity": 0}}
+    assert RunConfig.model_validate(off).loss.diversity == 0
+    no_clusters = {"dataset": "digits", "model": {"arch": "stylegan2", "clusters": 0}}
+    assert RunConfig.model_validate(no_clusters).loss.diversity == 1.0
     plain = {"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True, "class_clusters": 0}}
     assert RunConfig.model_validate(plain).model.class_clusters == 0
     assert RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True}}).model.class_clusters == 0
@@ -549,7 +557,9 @@ def test_api_defaults_on_digits():
         pytest.param({"model": {"arch": "stylegan2"}, "loss": {"top_k": 0.5}}, "loss.top_k", id="top-k"),
         pytest.param({"model": {"arch": "stylegan2"}, "loss": {"mode_seeking": 1.0}}, "loss.mode_seeking", id="ms"),
         pytest.param(
-            {"model": {"arch": "stylegan2"}, "loss": {"diversity_cap": 0.5}}, "loss.diversity_cap", id="cap-alone"
+            {"model": {"arch": "stylegan2"}, "loss": {"diversity": 0, "diversity_cap": 0.5}},
+            "loss.diversity_cap",
+            id="cap-alone",
         ),
         pytest.param({"loss": {"diversity": 1.0}}, "loss.diversity", id="dcgan-diversity"),
         pytest.param({"model": {"arch": "dcgan", "mixing_prob": 0.5}}, "model.mixing_prob", id="dcgan-mixing"),
