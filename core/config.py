@@ -2242,23 +2242,24 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mixed": TABLE_DEFAULTS,
     "credit": TABLE_DEFAULTS,
     # digits-printed: CycleGAN as Zhu et al. train it (LSGAN, a pool of 50, Adam 2e-4 with beta1 0.5 held for the first
-    # half, then decayed to 0) but with the cycle terms at 5 where the paper's are 10 (less pull to keep the printed
-    # glyph in each translation for its way back; against 10, a lower eight-draw fd_digits on seeds 0, 2 and 3, each
-    # under the goal's 0.76), narrowed for 32 px digits on a CPU (width 8, 2 residual blocks), with a spatial
-    # transformer in front of each generator (the printed digits are half the handwritten ones' size) that trains alone
-    # for the first fifth of the run, steered by the brightness-moment term and centred on each digit's ink, and
-    # identity terms at the paper's 0.5 of the cycle weight (2.5; on the generators without their warps; against 2, a
-    # lower eight-draw fd_digits on seeds 0-2 with the held-out printed digits balanced). Each ResNet corrects its
-    # input, the PatchGANs see the whole digit (34 px patches), G_BA draws at 8 px as the handwritten digits are 8x8
-    # images upscaled, and an information-maximization term asks a classifier of domain A, trained alongside on A's
-    # labels, to read the translations confidently and every digit as often, while a semantic-consistency term (a
-    # classifier of A trained before the run) anchors each translation to a digit: that of its printed digit's cluster
-    # (k-means of the printed training digits, the clusters matched to the digits by that classifier's readings). G_BA
-    # reads a latent code of 8 (a printed digit has many handwritten translations), kept in use by the bounded diversity
-    # term, and each digit's translations are pushed towards that digit's real images in the classifier's hidden layer
-    # (class-conditional feature matching, a push of fixed size), and spread, unit by unit, as that digit's real images
-    # spread there (its per-unit standard deviation matched too). 6,000 steps, about 10 of the 20 CPU minutes: against
-    # 3,000, a lower fd_digits on three seeds of four (mean 1.32 -> 1.09), under the goal on one.
+    # half, then decayed to 0) but with the cycle terms at 5 where the paper's are 10 (against 10, a lower eight-draw
+    # fd_digits on seeds 0, 2 and 3 of four and under the goal's 0.76 on all four; the gain lies in the translations'
+    # spread in the digits classifier's features, not in each digit's mean there), narrowed for 32 px digits on a CPU
+    # (width 8, 2 residual blocks), with a spatial transformer in front of each generator (the printed digits are half
+    # the handwritten ones' size) that trains alone for the first fifth of the run, steered by the brightness-moment
+    # term and centred on each digit's ink, and identity terms at the paper's 0.5 of the cycle weight (2.5; on the
+    # generators without their warps; against 2, a lower eight-draw fd_digits on seeds 0-2 with the held-out printed
+    # digits balanced). Each ResNet corrects its input, the PatchGANs see the whole digit (34 px patches), G_BA draws at
+    # 8 px as the handwritten digits are 8x8 images upscaled, and an information-maximization term asks a classifier of
+    # domain A, trained alongside on A's labels, to read the translations confidently and every digit as often, while a
+    # semantic-consistency term (a classifier of A trained before the run) anchors each translation to a digit: that of
+    # its printed digit's cluster (k-means of the printed training digits, the clusters matched to the digits by that
+    # classifier's readings). G_BA reads a latent code of 8 (a printed digit has many handwritten translations), kept in
+    # use by the bounded diversity term, and each digit's translations are pushed towards that digit's real images in
+    # the classifier's hidden layer (class-conditional feature matching, a push of fixed size), and spread, unit by
+    # unit, as that digit's real images spread there (its per-unit standard deviation matched too). 6,000 steps, about
+    # 10 of the 20 CPU minutes: against 3,000, a lower fd_digits on three seeds of four (mean 1.32 -> 1.09), under the
+    # goal on one.
     # docs/benchmarks.md, "CycleGAN on digits-printed".
     "digits-printed": {
         "model": {
