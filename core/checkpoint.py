@@ -207,10 +207,10 @@ def load_training_state(
     modules: dict[str, nn.Module],
     optimizers: dict[str, torch.optim.Optimizer],
     order: DataOrder,
-) -> tuple[int, dict[str, Any] | None]:
+) -> tuple[int, dict[str, Any] | None, dict[str, Any]]:
     """Restore modules, optimizers (by name, as saved), RNG states and data order from a checkpoint; returns its
-    step and the best evaluation it records (`{"metric", "value", "step"}`, or None). An EMA copy (`G_ema`) that
-    the checkpoint lacks starts from the generator's weights."""
+    step, the best evaluation it records (`{"metric", "value", "step"}`, or None) and what it records about the data
+    (its `data` metadata). An EMA copy (`G_ema`) that the checkpoint lacks starts from the generator's weights."""
     tensors, meta = read_checkpoint(path)
     for name, module in modules.items():
         state = _sub_state(tensors, f"{name}.")
@@ -220,7 +220,7 @@ def load_training_state(
     for name, opt in optimizers.items():
         _load_optimizer(opt, name, tensors, meta[name])
     _restore_rng(tensors, meta, order)
-    return int(meta["step"]), (json.loads(meta["best"]) if meta.get("best") else None)
+    return int(meta["step"]), (json.loads(meta["best"]) if meta.get("best") else None), json.loads(meta["data"])
 
 
 def read_generator_state(path: Path, *, ema: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -298,11 +298,11 @@ def _resume(run: Run, models: Models, ema: Ema | None) -> Loop:
     config and the run's facts next to its artifacts. Returns the loop's state."""
     loop = Loop(last_ckpt=checkpoint.latest_checkpoint(run.out_dir))
     if loop.last_ckpt is not None:
-        loop.step, best = checkpoint.load_training_state(
+        loop.step, best, data_info = checkpoint.load_training_state(
             loop.last_ckpt, modules=_modules(models, ema), optimizers=models.optimizers(), order=run.order
         )
         run.info["resumed_from_step"] = loop.step
-        _check_data(run, checkpoint.read_data_info(loop.last_ckpt).get("fingerprint"), loop.step)
+        _check_data(run, data_info.get("fingerprint"), loop.step)
         if best is not None and layout.checkpoint_path(run.out_dir, int(best["step"])).exists():
             loop.best_metric, loop.best_value, loop.best_step = best["metric"], best["value"], best["step"]
     loop.reported = (time.monotonic(), loop.step)
