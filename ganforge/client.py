@@ -100,6 +100,21 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# Requests the client sends a second time when the first found its connection dropped without an answer: the safe
+# methods (RFC 9110, 9.2.1), which change nothing on the server however often they arrive.
+RESENT_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _resend(method: str, exc: httpx.TransportError) -> bool:
+    """Whether a request that failed with `exc` goes out once more, on a new connection.
+
+    A server closes a kept-alive connection after its idle timeout (uvicorn's is 5 s); a request sent as that close
+    is under way finds the connection gone and no answer (httpx's RemoteProtocolError "Server disconnected without
+    sending a response"). Polling at intervals near the timeout meets this race; a safe request is sent again."""
+    return isinstance(exc, httpx.RemoteProtocolError) and method.upper() in RESENT_METHODS
+
+
 HandleT = TypeVar("HandleT")
 ClientT = TypeVar("ClientT")
 TransportT = TypeVar("TransportT")
@@ -513,12 +528,21 @@ class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request; raise the matching GanforgeError for a transport failure or an error status."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransportError(f"{method} {self.url}{path}: {exc}") from exc
+        response = self._sent(method, path, stream=False, **kwargs)
         api.raise_for_status(response)
         return response
+
+    def _sent(self, method: str, path: str, *, stream: bool, **kwargs: Any) -> httpx.Response:
+        """The response to one request, sent again once if a safe request's connection was dropped (`_resend`)."""
+        try:
+            try:
+                return self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
+            except httpx.TransportError as exc:
+                if not _resend(method, exc):
+                    raise
+            return self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {self.url}{path}: {exc}") from exc
 
     def _send(self, request: Request[T]) -> T:
         return request.parse(self.request(request.method, request.path, **request.send_kwargs()))
@@ -526,14 +550,16 @@ class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]
     @contextlib.contextmanager
     def _stream(self, request: Request[Any]) -> Iterator[httpx.Response]:
         """An open streamed response; TransportError also when the connection breaks while it is read."""
+        response = self._sent(request.method, request.path, stream=True, **request.send_kwargs())
         try:
-            with self._http.stream(request.method, request.path, **request.send_kwargs()) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    api.raise_for_status(response)
-                yield response
+            if response.status_code >= 400:
+                response.read()
+                api.raise_for_status(response)
+            yield response
         except httpx.TransportError as exc:
             raise TransportError(f"{request.method} {self.url}{request.path}: {exc}") from exc
+        finally:
+            response.close()
 
     def _lines(self, request: Request[Any]) -> Generator[str, None, None]:
         """An empty string once the stream is open, then its lines; they are read inside _stream, so that a
@@ -869,26 +895,36 @@ class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGeneration
         self._http = httpx.AsyncClient(**options)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransportError(f"{method} {self.url}{path}: {exc}") from exc
+        response = await self._sent(method, path, stream=False, **kwargs)
         api.raise_for_status(response)
         return response
+
+    async def _sent(self, method: str, path: str, *, stream: bool, **kwargs: Any) -> httpx.Response:
+        try:
+            try:
+                return await self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
+            except httpx.TransportError as exc:
+                if not _resend(method, exc):
+                    raise
+            return await self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {self.url}{path}: {exc}") from exc
 
     async def _send(self, request: Request[T]) -> T:
         return request.parse(await self.request(request.method, request.path, **request.send_kwargs()))
 
     @contextlib.asynccontextmanager
     async def _stream(self, request: Request[Any]) -> AsyncIterator[httpx.Response]:
+        response = await self._sent(request.method, request.path, stream=True, **request.send_kwargs())
         try:
-            async with self._http.stream(request.method, request.path, **request.send_kwargs()) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    api.raise_for_status(response)
-                yield response
+            if response.status_code >= 400:
+                await response.aread()
+                api.raise_for_status(response)
+            yield response
         except httpx.TransportError as exc:
             raise TransportError(f"{request.method} {self.url}{request.path}: {exc}") from exc
+        finally:
+            await response.aclose()
 
     async def _lines(self, request: Request[Any]) -> AsyncGenerator[str, None]:
         async with self._stream(request) as response:
