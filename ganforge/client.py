@@ -106,7 +106,7 @@ T = TypeVar("T")
 RESENT_METHODS = frozenset({"GET", "HEAD"})
 
 
-def _resend(method: str, exc: httpx.TransportError) -> bool:
+def resends(method: str, exc: httpx.TransportError) -> bool:
     """Whether a request that failed with `exc` goes out once more, on a new connection.
 
     A server closes a kept-alive connection after its idle timeout (uvicorn's is 5 s); a request sent as that close
@@ -533,12 +533,12 @@ class Ganforge(_Client[httpx.BaseTransport, Runs, Generations, Datasets, Tokens]
         return response
 
     def _sent(self, method: str, path: str, *, stream: bool, **kwargs: Any) -> httpx.Response:
-        """The response to one request, sent again once if a safe request's connection was dropped (`_resend`)."""
+        """The response to one request, sent again once if a safe request's connection was dropped (`resends`)."""
         try:
             try:
                 return self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
             except httpx.TransportError as exc:
-                if not _resend(method, exc):
+                if not resends(method, exc):
                     raise
             return self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
         except httpx.TransportError as exc:
@@ -904,7 +904,7 @@ class AsyncGanforge(_Client[httpx.AsyncBaseTransport, AsyncRuns, AsyncGeneration
             try:
                 return await self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
             except httpx.TransportError as exc:
-                if not _resend(method, exc):
+                if not resends(method, exc):
                     raise
             return await self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
         except httpx.TransportError as exc:

@@ -24,7 +24,7 @@ import pytest
 import scipy.linalg  # noqa: F401  # scikit-learn's OpenBLAS: the same
 from threadpoolctl import threadpool_limits
 
-from ganforge.client import _resend
+from ganforge.client import resends
 from ganforge.services import SeaweedFS, start_redis, start_seaweedfs, stop, stop_seaweedfs
 from store.artifacts import S3Storage, storage_from_url
 
@@ -257,14 +257,14 @@ class Service:
 
 class ResendingTransport(httpx.HTTPTransport):
     """httpx's transport that sends a safe request once more when the server dropped its kept-alive connection
-    unanswered, as the ganforge client does (`ganforge.client._resend`): uvicorn's keep-alive timer can close a
+    unanswered, as the ganforge client does (`ganforge.client.resends`): uvicorn's keep-alive timer can close a
     connection as the tests' next poll goes out, which says nothing of the API under test."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return super().handle_request(request)
         except httpx.TransportError as exc:
-            if not _resend(request.method, exc):
+            if not resends(request.method, exc):
                 raise
         return super().handle_request(request)
 
