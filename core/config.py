@@ -2242,12 +2242,13 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mixed": TABLE_DEFAULTS,
     "credit": TABLE_DEFAULTS,
     # digits-printed: CycleGAN as Zhu et al. train it (LSGAN, a pool of 50, Adam 2e-4 with beta1 0.5 held for the first
-    # half, then decayed to 0) but with the cycle terms at 5 where the paper's are 10 (against 10, a lower eight-draw
-    # fd_digits on seeds 0, 2 and 3 of four and under the goal's 0.76 on all four; the gain lies in the translations'
+    # half, then decayed to 0) but with the cycle terms at 2.5 where the paper's are 10 (against 10, 5 had the lower
+    # eight-draw fd_digits on seeds 0, 2 and 3 of four on an Intel Xeon; against 5, 2.5 on seeds 0, 2, 3, 4 and 5 of six
+    # on an AMD EPYC, under the goal's 0.76 on all six where 5 missed it on three; the gain lies in the translations'
     # spread in the digits classifier's features, not in each digit's mean there), narrowed for 32 px digits on a CPU
     # (width 8, 2 residual blocks), with a spatial transformer in front of each generator (the printed digits are half
     # the handwritten ones' size) that trains alone for the first fifth of the run, steered by the brightness-moment
-    # term and centred on each digit's ink, and identity terms at the paper's 0.5 of the cycle weight (2.5; on the
+    # term and centred on each digit's ink, and identity terms at the paper's 0.5 of the cycle weight (1.25; on the
     # generators without their warps; against 2, a lower eight-draw fd_digits on seeds 0-2 with the held-out printed
     # digits balanced). Each ResNet corrects its input, the PatchGANs see the whole digit (34 px patches), G_BA draws at
     # 8 px as the handwritten digits are 8x8 images upscaled, and an information-maximization term asks a classifier of
@@ -2258,8 +2259,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # use by the bounded diversity term, and each digit's translations are pushed towards that digit's real images in
     # the classifier's hidden layer (class-conditional feature matching, a push of fixed size), and spread, unit by
     # unit, as that digit's real images spread there (its per-unit standard deviation matched too). 6,000 steps, about
-    # 10 of the 20 CPU minutes: against 3,000, a lower fd_digits on three seeds of four (mean 1.32 -> 1.09), under the
-    # goal on one.
+    # 10-14 of the 20 CPU minutes at one process a core: against 3,000, a lower fd_digits on three seeds of four (mean
+    # 1.32 -> 1.09), under the goal on one.
     # docs/benchmarks.md, "CycleGAN on digits-printed".
     "digits-printed": {
         "model": {
@@ -2276,7 +2277,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         },
         "loss": {
             "kind": "lsgan",
-            "cycle_weight": 5.0,
+            "cycle_weight": 2.5,
             "identity_weight": 0.5,
             "warp_moment_weight": 10.0,
             "info_max_weight": 1.0,

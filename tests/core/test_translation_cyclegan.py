@@ -157,7 +157,7 @@ def test_digits_printed_defaults_are_cyclegan_as_the_paper_trains_it_with_warps_
     assert (cfg.model.arch, cfg.loss.kind, cfg.loss.cycle_weight, cfg.loss.identity_weight) == (
         "cyclegan",
         "lsgan",
-        5.0,
+        2.5,
         0.5,
     )
     assert (cfg.train.pool_size, cfg.train.lr_schedule, cfg.train.beta1) == (50, "hold-then-linear", 0.5)
