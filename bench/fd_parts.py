@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ppl import DRAW_SEED_STRIDE  # draw i takes the latents of seed + i * this, as there
 from core.checkpoint import load_generator
 from core.datasets import load_dataset
 from core.metrics.classifier import load_digits_classifier
@@ -38,7 +39,6 @@ from core.metrics.digits_data import digits_split_indices
 from core.metrics.distances import feature_stats, frechet_distance
 from core.networks_stylegan2 import fresh_noise
 
-DRAW_SEED_STRIDE = 1000  # as bench/ppl.py: draw i takes the latents of seed + i * this
 BATCH = 512
 EIGENVALUES = 8  # how many of the covariance's leading eigenvalues to report
 
