@@ -13,7 +13,8 @@ independent of the objective, hence both).
 One draw of 2,048 samples moves a checkpoint's fid_digits by 0.2 or more, so `--draws K` evaluates the final
 checkpoint on K draws of `--samples` latents (seeds S, S + 1000, S + 2000, ...; the first is the seed's own, as
 before) and reports each draw's fid_digits, precision and recall with their mean and sample standard deviation.
-The dcgan default's anchor (0.245 ± 0.027) is one draw of 2,048 per seed, so draws of 2,048 keep the
+The dcgan default's anchor is read the same way (`--runs dcgan --draws 8`, per seed and per machine model, since
+runs reproduce on one model and not across them; the readings are in docs/benchmarks.md), so draws of 2,048 keep the
 comparison at the same sample count. `--draw-steps 4000` evaluates the checkpoints of those steps the same way
 (a shorter run's result from a longer one: the stylegan2 learning rates are constant and its EMA ramp does not
 depend on the run's length; not so inside a `train.lr_rampdown`, which starts at a share of the run's own
