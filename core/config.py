@@ -2355,10 +2355,11 @@ BIGGAN_RECIPE: dict[str, Any] = {
 # stacked-digits the dataset's 50 clusters per channel: 1,000 of 1,000 modes and a KL of 0.16-0.22 at 10,000 steps on
 # seeds 0-2, where stylegan2 without clusters read 862, 101 and 846 modes, KL 1.1-3.9, for 5 % more CPU). Sized
 # for a CPU budget: width 16 (16, 32, 64 channels at 16, 8, 4 px), a mapping network of 2 layers (StyleGAN2-ADA's
-# for small data; the field's default is the paper's 8), batch 32 and 10,000 steps (13,000 on digits), 13–16 CPU
-# minutes at 16 px on one thread in fp32 on the CPUs measured (core.device.pick_precision). On digits half the
-# paper's rate over twice the steps had the lower FD on the paired draws of three seeds (level on one, lower on all
-# draws of two), with the higher recall (docs/benchmarks.md). Set width 32 at 1024 px for the paper's config F.
+# for small data; the field's default is the paper's 8), batch 32 and 10,000 steps (on digits batch 16 and 26,000
+# steps), 13–20 CPU minutes at 16 px on one thread in fp32 on the CPUs measured (core.device.pick_precision). On
+# digits half the paper's rate over twice the steps had the lower FD on the paired draws of three seeds (level on
+# one, lower on all draws of two), with the higher recall (docs/benchmarks.md). Set width 32 at 1024 px for the
+# paper's config F.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "srgan": SRGAN_RECIPE,
     "biggan": BIGGAN_RECIPE,
@@ -2378,13 +2379,21 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 # What an architecture brings on one dataset, over ARCH_DEFAULTS. stylegan2 on digits: 100 clusters instead of the
-# dataset's 50 and 13,000 steps: a lower FD than 50 clusters over 10,000 steps on all three seeds measured (by
-# 0.05-0.10), with the higher recall and the lower PPL, in 12.6-17.0 CPU minutes; and DSGAN's diversity term at λ 1
-# (loss.diversity, pairs of fakes within a cluster): a lower eight-draw FD than without it on seeds 6, 1 and 5 (by
-# 0.046, 0.051 and 0.174), recall up by 0.05-0.14, precision down by 0.02, PPL 0.06-0.08, at no measurable cost a step
-# (docs/benchmarks.md). A conditional run (on class labels) keeps the architecture's recipe.
+# dataset's 50: a lower FD than 50 clusters on all three seeds measured (by 0.05-0.10), with the higher recall and the
+# lower PPL; DSGAN's diversity term at λ 1 (loss.diversity, pairs of fakes within a cluster): a lower eight-draw FD
+# than without it on seeds 6, 1 and 5 (by 0.046, 0.051 and 0.174), recall up by 0.05-0.14, at no measurable cost a
+# step; and batch 16 over 26,000 steps instead of 32 over 13,000: the FD keeps falling long after 13,000 steps, and a
+# step at batch 16 costs 0.7 of one at 32 while learning about as much after the first 10,000, so twice the steps
+# cost 1.4 times as much (20 CPU minutes of training on one thread of a Zen 4 EPYC) and read lower on 23 of the 24
+# paired draws of seeds 1, 6 and 5 (by 0.10 a seed on average, precision up), fid_digits 0.28-0.36 against
+# the old default's 0.39-0.46 and the dcgan default's 0.20-0.27 (docs/benchmarks.md). A conditional run (on class
+# labels) keeps the architecture's recipe.
 DATASET_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("digits", "stylegan2"): {"model": {"clusters": 100}, "loss": {"diversity": 1.0}, "train": {"steps": 13000}},
+    ("digits", "stylegan2"): {
+        "model": {"clusters": 100},
+        "loss": {"diversity": 1.0},
+        "train": {"steps": 26000, "batch_size": 16},
+    },
 }
 # What an architecture brings on one dataset to a conditional run, over ARCH_DEFAULTS. stylegan2 on digits: 10
 # k-means clusters within each class (model.class_clusters). Conditioned on the class alone it collapsed within each

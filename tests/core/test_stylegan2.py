@@ -498,10 +498,10 @@ def test_api_defaults_on_digits():
         0.9,
     )
     assert (loss.r1_every, loss.pl_weight, loss.pl_every, loss.diversity, loss.diversity_cap) == (16, 2.0, 4, 1.0, 0.2)
-    assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 32)
+    assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 16)  # StyleGAN2-ADA's rule follows the batch
     assert (t.steps, t.batch_size, t.lr_g, t.lr_d, t.beta1, t.beta2, t.ema, t.ema_kimg) == (
-        13000,
-        32,
+        26000,
+        16,
         0.00125,
         0.00125,
         0.0,
@@ -512,7 +512,12 @@ def test_api_defaults_on_digits():
     # A conditional run trades the default clusters for 10 within each class and keeps the recipe's steps; chosen
     # fields win over digits' own.
     cond = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2", "conditional": True}})
-    assert (cond.model.clusters, cond.model.class_clusters, cond.train.steps) == (0, 10, 10000)
+    assert (cond.model.clusters, cond.model.class_clusters, cond.train.steps, cond.train.batch_size) == (
+        0,
+        10,
+        10000,
+        32,
+    )
     assert cond.loss.diversity == 0  # measured on the unconditional run alone
     # The term stays unless turned off, and gives way to nothing else a stylegan2 run on digits may choose.
     off = {"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": {"diversity": 0}}
