@@ -2384,10 +2384,10 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 # than without it on seeds 6, 1 and 5 (by 0.046, 0.051 and 0.174), recall up by 0.05-0.14, at no measurable cost a
 # step; and batch 16 over 26,000 steps instead of 32 over 13,000: the FD keeps falling long after 13,000 steps, and a
 # step at batch 16 costs 0.7 of one at 32 while learning about as much after the first 10,000, so twice the steps
-# cost 1.4 times as much (20 CPU minutes of training on one thread of a Zen 4 EPYC) and read lower on 23 of the 24
-# paired draws of seeds 1, 6 and 5 (by 0.10 a seed on average, precision up), fid_digits 0.28-0.36 against
-# the old default's 0.39-0.46 and the dcgan default's 0.20-0.27 (docs/benchmarks.md). A conditional run (on class
-# labels) keeps the architecture's recipe.
+# cost 1.4 times as much (20-21 CPU minutes of training on one thread of a Zen 4 EPYC) and read lower on 23 of the
+# 24 paired draws of seeds 1, 6 and 5 (by 0.10 a seed on average, precision up), fid_digits 0.28-0.36 against the old
+# default's 0.39-0.46 and the dcgan default's 0.20-0.27 (docs/benchmarks.md). A conditional run (on class labels)
+# keeps the architecture's recipe.
 DATASET_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "stylegan2"): {
         "model": {"clusters": 100},
