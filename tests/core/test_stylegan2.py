@@ -489,13 +489,14 @@ def test_the_ema_half_life_sets_the_decay():
 def test_api_defaults_on_digits():
     cfg = RunConfig.model_validate({"dataset": "digits", "model": {"arch": "stylegan2"}})
     m, loss, t = cfg.model, cfg.loss, cfg.train
-    assert (m.image_size, m.width, m.clusters, m.spectral_norm, m.mapping_layers, m.mixing_prob) == (
+    assert (m.image_size, m.width, m.clusters, m.spectral_norm, m.mapping_layers, m.mixing_prob, m.mapping_lr_mul) == (
         16,
         16,
         100,
         False,
         2,
         0.9,
+        0.001,
     )
     assert (loss.r1_every, loss.pl_weight, loss.pl_every, loss.diversity, loss.diversity_cap) == (16, 2.0, 4, 1.0, 0.2)
     assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 16)  # StyleGAN2-ADA's rule follows the batch
@@ -519,6 +520,7 @@ def test_api_defaults_on_digits():
         32,
     )
     assert cond.loss.diversity == 0  # measured on the unconditional run alone
+    assert cond.model.mapping_lr_mul == 0.01  # so was the slower mapping network
     # The term stays unless turned off, and gives way to nothing else a stylegan2 run on digits may choose.
     off = {"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": {"diversity": 0}}
     assert RunConfig.model_validate(off).loss.diversity == 0
@@ -528,13 +530,18 @@ def test_api_defaults_on_digits():
     assert RunConfig.model_validate(plain).model.class_clusters == 0
     assert RunConfig.model_validate({"dataset": "digits", "model": {"conditional": True}}).model.class_clusters == 0
     own = RunConfig.model_validate(
-        {"dataset": "digits", "model": {"arch": "stylegan2", "clusters": 30}, "train": {"steps": 500}}
+        {
+            "dataset": "digits",
+            "model": {"arch": "stylegan2", "clusters": 30, "mapping_lr_mul": 0.01},
+            "train": {"steps": 500},
+        }
     )
-    assert (own.model.clusters, own.train.steps) == (30, 500)
+    assert (own.model.clusters, own.model.mapping_lr_mul, own.train.steps) == (30, 0.01, 500)
     # stacked-digits keeps its 50 clusters per channel under the recipe's steps; a chosen k stays per channel, and
     # a conditional run or a choice of no clusters drops the cluster per channel.
     stacked = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2"}})
     assert (stacked.model.clusters, stacked.model.cluster_channels, stacked.train.steps) == (50, True, 10000)
+    assert stacked.model.mapping_lr_mul == 0.01
     chosen_k = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 20}})
     assert (chosen_k.model.clusters, chosen_k.model.cluster_channels) == (20, True)
     none = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 0}})
