@@ -501,7 +501,7 @@ def test_api_defaults_on_digits():
     assert (loss.r1_every, loss.pl_weight, loss.pl_every, loss.diversity, loss.diversity_cap) == (16, 2.0, 4, 1.0, 0.2)
     assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 16)  # StyleGAN2-ADA's rule follows the batch
     assert (t.steps, t.batch_size, t.lr_g, t.lr_d, t.beta1, t.beta2, t.ema, t.ema_kimg) == (
-        26000,
+        22000,
         16,
         0.00125,
         0.00125,
