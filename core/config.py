@@ -2386,10 +2386,11 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 # step at batch 16 costs 0.7 of one at 32 while learning about as much after the first 10,000 (over 26,000 steps it
 # read lower on 23 of the 24 paired draws of seeds 1, 6 and 5); and the mapping network's learning-rate multiplier at
 # 0.001 instead of the paper's 0.01 (set for hundreds of thousands of steps): lower on seeds 1, 6 and 5 by 0.040,
-# 0.049 and 0.031, recall level. 22,000 steps keep the 20 CPU minutes the issue allows (17.5-19 of training on one
-# thread of a Zen 4 EPYC, where 26,000 took 20.7-22.5) at the same FD: 0.275 against 0.281 over seeds 0, 1, 5 and 6,
-# the checkpoints between 22,000 and 26,000 moving by more than that; fid_digits 0.24-0.36 against the dcgan
-# default's 0.20-0.27 (docs/benchmarks.md). A conditional run (on class labels) keeps the architecture's recipe.
+# 0.049 and 0.031, recall level. 22,000 steps, for the 20 CPU minutes the issue allows (17.5-21 of training on one
+# thread of a Zen 4 EPYC, whose speed moved by a fifth within an hour; 26,000 took 20.7-22.5), read the same FD as
+# 26,000: 0.275 against 0.281 over seeds 0, 1, 5 and 6, the checkpoints between 22,000 and 26,000 moving by more than
+# that; fid_digits 0.24-0.36 on six seeds against the dcgan default's 0.20-0.27 (docs/benchmarks.md). A conditional
+# run (on class labels) keeps the architecture's recipe.
 DATASET_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "stylegan2"): {
         "model": {"clusters": 100, "mapping_lr_mul": 0.001},
