@@ -499,7 +499,7 @@ def test_api_defaults_on_digits():
         0.001,
     )
     assert (loss.r1_every, loss.pl_weight, loss.pl_every, loss.diversity, loss.diversity_cap) == (16, 2.0, 4, 1.0, 0.2)
-    assert loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 16)  # StyleGAN2-ADA's rule follows the batch
+    assert loss.r1_gamma == 0.1  # measured on digits, in place of StyleGAN2-ADA's rule (0.0032 at this batch)
     assert (t.steps, t.batch_size, t.lr_g, t.lr_d, t.beta1, t.beta2, t.ema, t.ema_kimg) == (
         22000,
         16,
@@ -521,6 +521,7 @@ def test_api_defaults_on_digits():
     )
     assert cond.loss.diversity == 0  # measured on the unconditional run alone
     assert cond.model.mapping_lr_mul == 0.01  # so was the slower mapping network
+    assert cond.loss.r1_gamma == pytest.approx(0.0002 * 16 * 16 / 32)  # and R1's weight: the rule, by the batch
     # The term stays unless turned off, and gives way to nothing else a stylegan2 run on digits may choose.
     off = {"dataset": "digits", "model": {"arch": "stylegan2"}, "loss": {"diversity": 0}}
     assert RunConfig.model_validate(off).loss.diversity == 0
@@ -542,6 +543,7 @@ def test_api_defaults_on_digits():
     stacked = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2"}})
     assert (stacked.model.clusters, stacked.model.cluster_channels, stacked.train.steps) == (50, True, 10000)
     assert stacked.model.mapping_lr_mul == 0.01
+    assert stacked.loss.r1_gamma == pytest.approx(0.0002 * stacked.model.image_size**2 / 32)  # the rule
     chosen_k = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 20}})
     assert (chosen_k.model.clusters, chosen_k.model.cluster_channels) == (20, True)
     none = RunConfig.model_validate({"dataset": "stacked-digits", "model": {"arch": "stylegan2", "clusters": 0}})
