@@ -50,10 +50,30 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+# Ports for the services the tests start. A port from bind(0) is released before the service binds it, and the
+# kernel may hand the same port to the other pytest-xdist worker meanwhile: its service then answers this one's
+# readiness probe. So each worker walks a block of its own below the kernel's ephemeral range (32768 and up), from
+# an offset of its process id, and never hands out a port twice.
+PORT_BASE, PORT_BLOCK = 20000, 2000
+_port_offsets: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port of 127.0.0.1 that nothing holds, from this test process's own block."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    block = PORT_BASE + (int(worker) % 6 if worker.isdigit() else 0) * PORT_BLOCK
+    if not _port_offsets:
+        _port_offsets.append(os.getpid() % PORT_BLOCK)
+    for _ in range(PORT_BLOCK):
+        port = block + _port_offsets[0] % PORT_BLOCK
+        _port_offsets[0] += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {block}-{block + PORT_BLOCK - 1}")
 
 
 @pytest.fixture(scope="session")
