@@ -2392,8 +2392,9 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 # 0.001 instead of the paper's 0.01 (set for hundreds of thousands of steps): lower on seeds 1, 6 and 5 by 0.040,
 # 0.049 and 0.031, recall level. 22,000 steps, for the 20 CPU minutes the issue allows (17.5-21 of training on one
 # thread of a Zen 4 EPYC, whose speed moved by a fifth within an hour; 26,000 took 20.7-22.5; 25-42 on a Zen 3,
-# whose speed moved between days, where the dcgan default takes 14-24 against 8-9 on the Zen 4), read the same FD as 26,000: 0.275 against 0.281 over
-# seeds 0, 1, 5 and 6, the checkpoints between 22,000 and 26,000 moving by more than that. R1's weight at 0.1 instead
+# whose speed moved between days, where the dcgan default takes 14-24 against 8-9 on the Zen 4), read the same FD
+# as 26,000: 0.275 against 0.281 over seeds 0, 1, 5 and 6, the checkpoints between 22,000 and 26,000 moving by more
+# than that. R1's weight at 0.1 instead
 # of StyleGAN2-ADA's size rule (0.0032 at 16 px and batch 16, a penalty D all but ignores over 22,000 steps on 1,437
 # images): lower on 21 of the 24 paired draws of seeds 0, 1 and 5 (0.237 against 0.337 on a Zen 3), with the higher
 # recall and a PPL still below the dcgan default's (over six seeds on a Zen 3, 0.254 ± 0.034 against the dcgan
