@@ -2384,23 +2384,21 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # What an architecture brings on one dataset, over ARCH_DEFAULTS. stylegan2 on digits: 100 clusters instead of the
 # dataset's 50: a lower FD than 50 clusters on all three seeds measured (by 0.05-0.10), with the higher recall and the
-# lower PPL; DSGAN's diversity term at λ 1 (loss.diversity, pairs of fakes within a cluster): a lower eight-draw FD
-# than without it on seeds 6, 1 and 5 (by 0.046, 0.051 and 0.174), recall up by 0.05-0.14, at no measurable cost a
-# step; and batch 16 with more steps instead of 32 over 13,000: the FD keeps falling long after 13,000 steps, and a
-# step at batch 16 costs 0.7 of one at 32 while learning about as much after the first 10,000 (over 26,000 steps it
-# read lower on 23 of the 24 paired draws of seeds 1, 6 and 5); and the mapping network's learning-rate multiplier at
-# 0.001 instead of the paper's 0.01 (set for hundreds of thousands of steps): lower on seeds 1, 6 and 5 by 0.040,
-# 0.049 and 0.031, recall level. 22,000 steps, for the 20 CPU minutes the issue allows (17.5-21 of training on one
-# thread of a Zen 4 EPYC, whose speed moved by a fifth within an hour; 26,000 took 20.7-22.5; 25-42 on a Zen 3,
-# whose speed moved between days, where the dcgan default takes 14-24 against 8-9 on the Zen 4), read the same FD
-# as 26,000: 0.275 against 0.281 over seeds 0, 1, 5 and 6, the checkpoints between 22,000 and 26,000 moving by more
-# than that. R1's weight at 0.1 instead
-# of StyleGAN2-ADA's size rule (0.0032 at 16 px and batch 16, a penalty D all but ignores over 22,000 steps on 1,437
+# lower PPL; DSGAN's diversity term at λ 1 (loss.diversity, pairs of fakes within a cluster): a lower eight-draw FD than
+# without it on seeds 6, 1 and 5 (by 0.046, 0.051 and 0.174), recall up by 0.05-0.14, at no measurable cost a step; and
+# batch 16 with more steps instead of 32 over 13,000: the FD keeps falling long after 13,000 steps, and a step at batch
+# 16 costs 0.7 of one at 32 while learning about as much after the first 10,000 (over 26,000 steps it read lower on 23
+# of the 24 paired draws of seeds 1, 6 and 5); and the mapping network's learning-rate multiplier at 0.001 instead of
+# the paper's 0.01 (set for hundreds of thousands of steps): lower on seeds 1, 6 and 5 by 0.040, 0.049 and 0.031, recall
+# level. 22,000 steps, for the 20 CPU minutes the issue allows (17.5-21 of training on one thread of a Zen 4 EPYC, whose
+# speed moved by a fifth within an hour; 26,000 took 20.7-22.5; 25-42 on a Zen 3, whose speed moved between days, where
+# the dcgan default takes 14-24 against 8-9 on the Zen 4), read the same FD as 26,000: 0.275 against 0.281 over seeds 0,
+# 1, 5 and 6, the checkpoints between 22,000 and 26,000 moving by more than that. R1's weight at 0.1 instead of
+# StyleGAN2-ADA's size rule (0.0032 at 16 px and batch 16, a penalty D all but ignores over 22,000 steps on 1,437
 # images): lower on 21 of the 24 paired draws of seeds 0, 1 and 5 (0.237 against 0.337 on a Zen 3), with the higher
-# recall and a PPL still below the dcgan default's (over six seeds on a Zen 3, 0.254 ± 0.034 against the dcgan
-# default's 0.240 ± 0.036, 22,000 steps at 1.7-1.8 times its CPU time); γ 1 spread the samples further at
-# the cost of precision and PPL (docs/benchmarks.md). A conditional run (on class labels) keeps the architecture's
-# recipe, R1's rule included.
+# recall and a PPL still below the dcgan default's (over six seeds on a Zen 3, 0.254 ± 0.034 against the dcgan default's
+# 0.240 ± 0.036, 22,000 steps at 1.7-1.8 times its CPU time); γ 1 spread the samples further at the cost of precision
+# and PPL (docs/benchmarks.md). A conditional run (on class labels) keeps the architecture's recipe, R1's rule included.
 DATASET_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "stylegan2"): {
         "model": {"clusters": 100, "mapping_lr_mul": 0.001},
