@@ -9,12 +9,9 @@ conditional run with clusters within its classes (`model.class_clusters`) does t
 see the id class · k + cluster, a real's from k-means within its class and a fake's picked from its latent within
 the class it was drawn for, so G(z, class) still samples the whole class.
 
-One step is the paper's four phases: the discriminator's logistic loss, the lazy R1 penalty on reals (every
-`loss.r1_every` steps), the generator's nonsaturating logistic loss, and the lazy path-length regularization (every
-`loss.pl_every` steps). Unlike the paper's, which draws fresh fakes for each network, both networks' losses see one
-batch of style-mixed fakes, D's first and then G's through the updated D with the fakes' graph kept, as the noise
-family does with one critic step: a forward of G a step fewer (docs/benchmarks.md measures what it saves and what
-it costs in quality). A lazy term is scaled by its interval, and Adam's learning rate
+One step is the paper's four phases in order: the generator's nonsaturating logistic loss on style-mixed fakes,
+the lazy path-length regularization (every `loss.pl_every` steps), the discriminator's logistic loss, and the lazy
+R1 penalty on reals (every `loss.r1_every` steps). A lazy term is scaled by its interval, and Adam's learning rate
 and betas of the regularized network by interval / (interval + 1), as the paper does, so that the regularized runs
 match the unregularized schedule. The running mean of the path lengths is a tensor of the checkpoint
 (`loss.pl_mean`); the tracked mean of w is a buffer of G (and of G_ema). With `train.augment` ada, D sees every
@@ -28,8 +25,8 @@ latents of one cluster, and G's loss subtracts λ · min(ratio, `loss.diversity_
 G(z_B/2+i)| over mean |z_i - z_B/2+i|. It is measured in Z, the latent fed to G as the paper has it: z is drawn
 N(0, I), so the denominator stays near 2/√π and the term asks for images apart, where a ratio over w would also be
 raised by the mapping network drawing the ws together, a path length in W grown rather than images spread. The pairs
-come from the step's batch of fakes, which D sees as well (no second pass, no extra draws: a resumed run draws what
-an unbroken one does); each fake is style-mixed as usual, with its own second latent.
+come from G's own batch (no second pass, no extra draws: a resumed run draws what an unbroken one does); each fake
+is style-mixed as usual, with its own second latent.
 
 With `train.progressive` every step first sets both networks' phase, (resolution, α) = the config's
 `ProgressiveConfig.phase(step)` (a function of the step alone, so a resumed run grows as an unbroken one), and D
@@ -159,8 +156,8 @@ def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path |
 
 
 def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Tensor], StepStats]:
-    """One step: D's loss on a batch of fakes, R1 when due, G's loss on the same fakes, path-length
-    regularization when due. Returns the losses as optimized, `{"loss_d", "loss_g"}`, and the step's stats."""
+    """One step: G's loss, path-length regularization when due, D's loss, R1 when due. Returns the losses as
+    optimized, `{"loss_d", "loss_g"}`, and the step's stats."""
     b, loss, grow = cfg.train.batch_size, cfg.loss, cfg.train.progressive
     stats: StepStats = {}
     if grow is not None:  # progressive growing: both networks at this step's resolution and fade-in
@@ -169,47 +166,13 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         m.D.grow(resolution, alpha)
         stats |= {"resolution": float(resolution), "fade_alpha": alpha}
 
-    # One batch of style-mixed fakes for both networks' steps, kept with its graph for G's (as the noise family
-    # does): one forward of G a step fewer than fresh fakes for each. Its mapping network moves the tracked mean of w.
+    # Train the generator on style-mixed fakes; its mapping network moves the tracked mean of w.
+    m.D.requires_grad_(False)
     z, labels = _latents(m, cfg, b, at.device)
     if loss.diversity > 0:  # fakes i and B/2 + i share a label id, so that their distance is one within a cluster
         labels = paired(labels)
     with at.autocast():
         fake = m.G.synthesis(mixed_ws(m.G, z, labels, mixing_prob=cfg.model.mixing_prob, update_w_avg=True))
-
-    # Train the discriminator on a real batch and the fakes.
-    m.D.requires_grad_(True)
-    indices, real, real_labels = at.next_batch()  # (B,), (B, C, H, W), (B,) | None
-    if grow is not None:
-        real = fade_reals(real, resolution, alpha)
-    real_labels = real_labels if m.num_classes else None
-    if m.clusters is not None:  # the reals' k-means clusters (within their classes)
-        real_labels = m.clusters[indices.to(at.device)]
-    with at.autocast():
-        logits_fake = m.D(_d_input(m, fake.detach()), labels)[0].float()  # (B,)
-        logits_real = m.D(_d_input(m, real), real_labels)[0].float()  # (B,)
-    loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
-    m.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    if at.want_stats:
-        stats["grad_norm_d"] = grad_norm(m.D)
-    m.opt_d.step()
-    if m.ada is not None:  # steer the augmentation probability by how sure D is of the reals
-        m.ada.observe(logits_real)
-        m.ada.adjust(at.step)
-        stats["ada_p"] = m.ada.p.detach().clone()
-
-    # Lazy R1: the gradient of D at the reals, on the same real batch.
-    if loss.r1_gamma > 0 and at.step % loss.r1_every == 0:
-        penalty = r1_penalty(m, real, real_labels, autocast=at.autocast)
-        m.opt_d.zero_grad(set_to_none=True)
-        (penalty * (loss.r1_gamma / 2) * loss.r1_every).backward()
-        m.opt_d.step()
-        m.reg_stats["r1_penalty"] = penalty.detach()
-
-    # Train the generator on the same fakes, through the updated D.
-    m.D.requires_grad_(False)
-    with at.autocast():
         logits_g = m.D(_d_input(m, fake), labels)[0].float()  # (B,)
     loss_g = F.softplus(-logits_g).mean()
     if loss.diversity > 0:  # DSGAN's bounded term: the pairs' images apart, per unit of z, up to the cap
@@ -230,6 +193,39 @@ def train_step(m: Models, cfg: RunConfig, at: Step) -> tuple[dict[str, torch.Ten
         (penalty * loss.pl_weight * loss.pl_every).backward()
         m.opt_g.step()
         m.reg_stats |= {"pl_penalty": penalty.detach(), "pl_mean": m.pl_mean.detach().clone()}
+
+    # Train the discriminator on a real batch and fresh fakes.
+    m.D.requires_grad_(True)
+    indices, real, real_labels = at.next_batch()  # (B,), (B, C, H, W), (B,) | None
+    if grow is not None:
+        real = fade_reals(real, resolution, alpha)
+    real_labels = real_labels if m.num_classes else None
+    if m.clusters is not None:  # the reals' k-means clusters (within their classes)
+        real_labels = m.clusters[indices.to(at.device)]
+    z, labels = _latents(m, cfg, b, at.device)
+    with at.autocast():
+        with torch.no_grad():
+            fake = m.G.synthesis(mixed_ws(m.G, z, labels, mixing_prob=cfg.model.mixing_prob))
+        logits_fake = m.D(_d_input(m, fake), labels)[0].float()  # (B,)
+        logits_real = m.D(_d_input(m, real), real_labels)[0].float()  # (B,)
+    loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+    m.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    if at.want_stats:
+        stats["grad_norm_d"] = grad_norm(m.D)
+    m.opt_d.step()
+    if m.ada is not None:  # steer the augmentation probability by how sure D is of the reals
+        m.ada.observe(logits_real)
+        m.ada.adjust(at.step)
+        stats["ada_p"] = m.ada.p.detach().clone()
+
+    # Lazy R1: the gradient of D at the reals, on the same real batch.
+    if loss.r1_gamma > 0 and at.step % loss.r1_every == 0:
+        penalty = r1_penalty(m, real, real_labels, autocast=at.autocast)
+        m.opt_d.zero_grad(set_to_none=True)
+        (penalty * (loss.r1_gamma / 2) * loss.r1_every).backward()
+        m.opt_d.step()
+        m.reg_stats["r1_penalty"] = penalty.detach()
 
     stats |= {
         "loss_d": loss_d.detach(),
