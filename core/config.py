@@ -2397,8 +2397,10 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 # StyleGAN2-ADA's size rule (0.0032 at 16 px and batch 16, a penalty D all but ignores over 22,000 steps on 1,437
 # images): lower on 21 of the 24 paired draws of seeds 0, 1 and 5 (0.237 against 0.337 on a Zen 3), with the higher
 # recall and a PPL still below the dcgan default's (over six seeds on a Zen 3, 0.254 ± 0.034 against the dcgan default's
-# 0.240 ± 0.036, 22,000 steps at 1.7-1.8 times its CPU time); γ 1 spread the samples further at the cost of precision
-# and PPL (docs/benchmarks.md). A conditional run (on class labels) keeps the architecture's recipe, R1's rule included.
+# 0.240 ± 0.036, 22,000 steps at 1.7-1.8 times its CPU time; on a Xeon with AMX 0.259 ± 0.026 against 0.241 ± 0.032,
+# 22-28 CPU minutes as the host's speed moved within one evening); γ 1 spread the samples further at the cost of
+# precision and PPL (docs/benchmarks.md). A conditional run (on class labels) keeps the architecture's recipe, R1's
+# rule included.
 DATASET_ARCH_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "stylegan2"): {
         "model": {"clusters": 100, "mapping_lr_mul": 0.001},
