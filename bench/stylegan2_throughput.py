@@ -3,9 +3,11 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/stylegan2_throughput.py --steps 52 --warmup 4 --rounds 3
 
-The trainer side is `core.train.train` on the stylegan2 defaults for digits at `--size` px (width 16, mapping 8,
-style mixing 0.9, lazy path-length regularization every 4 steps on half a batch, lazy R1 every 16, the EMA
-generator at a 10k-image half-life, fp32), sample grids and checkpoints only at the end, which is not timed. The
+The trainer side is `core.train.train` on the stylegan2 defaults for digits at `--size` px (width 16, mapping 2,
+batch 16, style mixing 0.9, lazy path-length regularization every 4 steps on half a batch, lazy R1 every 16, the EMA
+generator at a 10k-image half-life, fp32) without the digits recipe's cluster conditioning and diversity term, which
+the plain loop does not have (`model.clusters` 0, `loss.diversity` 0), so that both sides do the same work; sample
+grids and checkpoints only at the end, which is not timed. The
 plain side is written here as pytorch/examples and stylegan2-ada-pytorch's training loop write it: the same G and D
 modules (core.networks_stylegan2, built by the same functions, channels-last as ganforge builds them), Adam with the
 lazy regularizers' lr and betas adjustment, the same four phases in the same order with the same batch sizes and
@@ -42,7 +44,8 @@ from core.train import train
 def _config(size: int, steps: int) -> RunConfig:
     body: dict = {
         "dataset": "digits",
-        "model": {"arch": "stylegan2", "image_size": size},
+        "model": {"arch": "stylegan2", "image_size": size, "clusters": 0},
+        "loss": {"diversity": 0.0},
         "train": {"steps": steps, "precision": "fp32", "device": "cpu"},
         "schedule": {"sample_every": 10**6, "checkpoint_every": 10**6},
     }

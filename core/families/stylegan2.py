@@ -107,9 +107,12 @@ class Models:
 
 
 def _lazy_adam(params: Any, *, lr: float, betas: tuple[float, float], every: int, on: bool) -> torch.optim.Adam:
-    """Adam for a network regularized every `every` steps: lr and betas adjusted by every / (every + 1)."""
+    """Adam for a network regularized every `every` steps: lr and betas adjusted by every / (every + 1). It updates
+    the parameters with torch's multi-tensor kernels (`foreach`), which torch picks on CUDA but not on the CPU: there
+    they give the same values bit for bit, and the many small parameters of these networks cost a third less time an
+    update than in a loop over them (bench/optimizer_step.py)."""
     ratio = every / (every + 1) if on else 1.0
-    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio))
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), foreach=True)
 
 
 def build(cfg: RunConfig, data: Dataset, *, device: torch.device, latest: Path | None, emit: EventFn) -> Models:
