@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from store.artifacts import Storage
 from store.layout import dataset_prefix
-from store.models import ACTIVE_STATUSES, Dataset, Event, Generation, Run, User
+from store.models import ACTIVE_STATUSES, Dataset, Event, Generation, Run, User, utcnow
 from store.settings import Settings
 
 QuotaName = Literal["running_runs", "queued_runs", "datasets", "dataset_bytes", "artifact_bytes", "jobs_in_flight"]
@@ -210,7 +210,8 @@ def check_new_dataset(
 def defer_over_running_quota(*, session: Session, run: Run, settings: Settings) -> bool:
     """Called by a worker that has just taken `run`: when its owner already has `running_runs` other runs
     training, give the run back to the queue as it was (the attempt does not count) and return True; the
-    reconciler sends it again while it waits. False: train it."""
+    reconciler sends it again while it waits. False: train it; a run the lease started just now starts from here, so
+    that its `started_at` is never before the `finished_at` of the run whose end let it in."""
     # The owner's row, locked until the caller commits: two workers taking two of one user's runs at once count
     # each other's (on SQLite the lease's UPDATE already holds the database's one write lock).
     owner = session.get(User, run.owner_id, with_for_update=True)
@@ -221,6 +222,8 @@ def defer_over_running_quota(*, session: Session, run: Run, settings: Settings) 
         select(func.count()).where(Run.owner_id == run.owner_id, Run.status == "running", Run.id != run.id)
     ).scalar_one()
     if others < limits["running_runs"]:
+        if run.started_at == run.heartbeat_at:  # set by this lease; another run may have finished since
+            run.started_at = utcnow()
         return False
     session.execute(
         update(Run)
